@@ -1,0 +1,3 @@
+"""tauon: host many Spin WebAssembly HTTP applications in one process."""
+
+__version__ = "0.1.0"

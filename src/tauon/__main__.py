@@ -1,0 +1,3 @@
+from tauon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""A pulled app + its app file -> a GenerationPlan (plain data the data plane builds from).
+
+Validates the locked app as Spin's loader and HTTP trigger do, resolves the cached paths of each
+component's wasm and files, and the app's state directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from tauon.app.lockedapp import LockedApp, parse_locked_app
+from tauon.app.lockparts import LockedComponent
+from tauon.app.plan import ComponentPlan, GenerationPlan, MountPlan, StaticResponsePlan, TriggerPlan
+from tauon.control.spec import AppSpec
+from tauon.errors import LoadError, TauonError
+from tauon.registry import PulledApp
+
+log = logging.getLogger("tauon.app")
+
+
+def _file_path(uri: str | None, where: str) -> str:
+    if not uri:
+        raise LoadError("has no local source after the pull", field=where,
+                        hint="the image is incomplete; push it again")
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        raise LoadError(f"source {uri!r} is not a local file after the pull", field=where)
+    return unquote(parsed.path)
+
+
+def _component_plan(component: LockedComponent, where: str) -> ComponentPlan:
+    source = component.source.content
+    wasm_path = _file_path(source.source, f"{where}.source")
+    if not source.digest:
+        raise LoadError("has no digest", field=f"{where}.source",
+                        hint="the image is incomplete; push it again")
+    mounts: list[MountPlan] = []
+    for i, entry in enumerate(component.files):
+        host = _file_path(entry.content.source, f"{where}.files[{i}]")
+        if not Path(host).is_dir():
+            raise LoadError(f"mount source {host} is not a directory", field=f"{where}.files[{i}]")
+        mounts.append(MountPlan(host_path=host, guest_path=entry.path or "/"))
+    return ComponentPlan(
+        id=component.id,
+        wasm_path=wasm_path,
+        wasm_digest=source.digest,
+        env=dict(component.env),
+        mounts=tuple(mounts),
+        config=dict(component.config),
+        metadata=dict(component.metadata),
+    )
+
+
+def _triggers(locked: LockedApp) -> tuple[TriggerPlan, ...]:
+    out: list[TriggerPlan] = []
+    for trigger in locked.triggers:
+        cfg = trigger.config
+        static = None
+        if cfg.static_response is not None:
+            sr = cfg.static_response
+            static = StaticResponsePlan(status=sr.status, headers=tuple(sr.headers),
+                                        body=sr.body.encode() if sr.body is not None else None)
+        out.append(TriggerPlan(id=trigger.id, route=cfg.route, component=cfg.component,
+                               static_response=static, executor=cfg.executor, wagi_argv=cfg.argv))
+    return tuple(out)
+
+
+def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> GenerationPlan:
+    try:
+        locked = parse_locked_app(pulled.locked)
+    except TauonError as exc:
+        where = f"the locked app in {spec.reference}" + (f", {exc.field}" if exc.field else "")
+        raise LoadError(f"{where}: {exc.message}", file=spec.id,
+                        hint=exc.hint or "fix the app and push it again") from None
+    for warning in locked.warnings:
+        log.warning("%s: %s", spec.id, warning)
+    used = {t.config.component for t in locked.triggers if t.config.component is not None}
+    components = {}
+    for i, component in enumerate(locked.components):
+        if component.id in used:
+            try:
+                components[component.id] = _component_plan(component, f"components[{i}]")
+            except TauonError as exc:
+                raise LoadError(f"the locked app in {spec.reference}, {exc.field}: {exc.message}",
+                                file=spec.id, hint=exc.hint) from None
+    state_dir: str | None = None
+    if spec.state_dir is not None:
+        path = state_root / spec.state_dir  # an absolute state_dir replaces the root
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LoadError(f"cannot create state directory {path}: {exc.strerror}", file=spec.id,
+                            field="state_dir", hint="check permissions, or pick another directory") from None
+        state_dir = str(path)
+    return GenerationPlan(
+        app_id=spec.id,
+        reference=spec.reference,
+        digest=pulled.digest,
+        name=locked.name,
+        version=locked.version,
+        triggers=_triggers(locked),
+        components=components,
+        limits=spec.limits,
+        state_dir=state_dir,
+        variables=dict(spec.variables),
+        app_variables={name: {"default": v.default, "secret": v.secret} for name, v in
+                       locked.variables.items()},
+    )

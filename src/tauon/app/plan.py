@@ -1,0 +1,83 @@
+"""An app generation described as plain data.
+
+The control plane (pull, verify, materialize) produces a `GenerationPlan`; the data plane (listeners,
+executors) builds its runtime from it. Everything here is JSON-friendly on purpose: a later step ships
+plans to worker processes that share the listening sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-app guest limits (Spin enforces the same kinds of limit; the numbers are tauon's defaults)."""
+
+    request_timeout: float = 30.0
+    """Seconds of guest execution per request before it is interrupted (epoch deadline) -> 500."""
+    max_memory: int = 256 * 1024 * 1024
+    """Bytes of linear memory one instance may grow to; growth beyond traps -> 500."""
+    max_request_body: int = 64 * 1024 * 1024
+    """Bytes of request body accepted; larger requests get 413 before the guest runs."""
+    max_concurrency: int = 32
+    """Requests of this app executing at once; others wait in line (bounded by the listener)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MountPlan:
+    """A host directory preopened read-only in the guest at `guest_path`."""
+
+    host_path: str
+    guest_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentPlan:
+    id: str
+    wasm_path: str
+    """Absolute path of the wasm bytes (in the content-addressed cache)."""
+    wasm_digest: str
+    """sha256:<hex> of the wasm bytes; keys the compiled-artifact cache."""
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[MountPlan, ...] = ()
+    config: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The locked app's component metadata (allowed_outbound_hosts, key_value_stores, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StaticResponsePlan:
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerPlan:
+    id: str
+    route: str | None
+    """Route as written in the app (None for private routes, which are not routable)."""
+    component: str | None
+    static_response: StaticResponsePlan | None = None
+    executor: str = "http"
+    """'http' (select from the component's exports) or 'wagi'."""
+    wagi_argv: str = "${SCRIPT_NAME} ${ARGS}"
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationPlan:
+    app_id: str
+    """The app file's name (e.g. 'shop.json')."""
+    reference: str
+    digest: str
+    """Resolved manifest digest (or layout index digest) this generation was built from."""
+    name: str
+    version: str | None
+    triggers: tuple[TriggerPlan, ...]
+    components: dict[str, ComponentPlan]
+    limits: Limits = field(default_factory=Limits)
+    state_dir: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    app_variables: dict[str, Any] = field(default_factory=dict)

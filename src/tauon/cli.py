@@ -1,0 +1,99 @@
+"""Command line: arguments and environment -> Settings -> the daemon. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from tauon import __version__
+from tauon.log import setup_logging
+from tauon.settings import (
+    Settings,
+    default_cache_dir,
+    default_state_root,
+    default_watch_dir,
+    home_dir,
+)
+
+DESCRIPTION = """\
+Serve Spin WebAssembly HTTP apps declared by JSON files in a watched directory.
+
+Each *.json file in DIR is one app, named by its file name:
+  {"reference": "ghcr.io/acme/shop:v3", "address": "0.0.0.0:8080", "state_dir": "shop"}
+Adding a file starts the app, editing it moves the app to the new configuration without dropping
+requests, deleting it stops the app. SIGHUP rescans and re-resolves tags; SIGTERM/SIGINT drain and exit.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ
+    home = home_dir(env)
+    p = argparse.ArgumentParser(prog="tauon", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("directory", nargs="?", type=Path, default=None, metavar="DIR",
+                   help="watched directory of app files (default: $TAUON_WATCH_DIR, "
+                   "$CONFIGURATION_DIRECTORY/apps.d under systemd, else ./tauon; created if missing)")
+    p.add_argument("--state-root", type=Path, default=None, metavar="PATH",
+                   help="root for apps' relative state_dir (default: $TAUON_STATE_DIR, $STATE_DIRECTORY, "
+                   f"$XDG_STATE_HOME/tauon; now {default_state_root(env, home)})")
+    p.add_argument("--cache-dir", type=Path, default=None, metavar="PATH",
+                   help="pulled blobs and compiled wasm (default: $TAUON_CACHE_DIR, $CACHE_DIRECTORY, "
+                   f"$XDG_CACHE_HOME/tauon; now {default_cache_dir(env, home)})")
+    p.add_argument("--log-level", default=env.get("TAUON_LOG_LEVEL", "info"),
+                   choices=["debug", "info", "warning", "error"], help="log level (default: info)")
+    p.add_argument("--log-format", default=env.get("TAUON_LOG_FORMAT", "text"), choices=["text", "json"],
+                   help="text lines for people, JSON lines for log shippers (default: text)")
+    p.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long in-flight requests may run after a swap, stop or shutdown (default: 30)")
+    p.add_argument("--resync-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="full rescan of the directory even without events, a safety net (default: 30)")
+    p.add_argument("--pull-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="per-request timeout for registry calls (default: 10)")
+    p.add_argument("--max-backoff", type=float, default=60.0, metavar="SECONDS",
+                   help="longest wait between retries of a failing app (default: 60)")
+    p.add_argument("--progress", default="auto", choices=["auto", "bar", "log", "off"],
+                   help="pull progress: a bar on a terminal, log lines otherwise (default: auto)")
+    p.add_argument("--version", action="version", version=f"tauon {__version__}")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    env = os.environ
+    home = home_dir(env)
+    for name in ("drain_timeout", "resync_interval", "pull_timeout", "max_backoff"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"tauon: --{name.replace('_', '-')} must be > 0")
+    return Settings(
+        watch_dir=(args.directory or default_watch_dir(env)).absolute(),
+        state_root=(args.state_root or default_state_root(env, home)).absolute(),
+        cache_dir=(args.cache_dir or default_cache_dir(env, home)).absolute(),
+        log_level=args.log_level,
+        log_format=args.log_format,
+        drain_timeout=args.drain_timeout,
+        resync_interval=args.resync_interval,
+        pull_timeout=args.pull_timeout,
+        max_backoff=args.max_backoff,
+        progress=args.progress,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    setup_logging(settings.log_level, settings.log_format)
+    from tauon.daemon import run_daemon  # imported late so --help stays fast
+
+    # SIGINT is handled inside the daemon (drain, exit 0); this only covers a second, impatient ^C.
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(run_daemon, settings, backend="asyncio")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

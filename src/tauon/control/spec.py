@@ -1,0 +1,238 @@
+"""One app file parsed and validated. Pure: the caller reads the bytes.
+
+An app file is a small JSON object in the watched directory; its file name is the app's id. The content
+hash is taken over the parsed, normalized value, so re-saving the same settings (whitespace, key order,
+`touch`) is not a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from tauon.app.plan import Limits
+from tauon.errors import SpecError
+
+KNOWN_FIELDS = ("reference", "address", "state_dir", "insecure", "variables", "limits")
+LIMIT_FIELDS = {
+    "request_timeout": "seconds of guest execution per request (number > 0)",
+    "memory_mib": "MiB of linear memory per instance (integer >= 1)",
+    "max_body_mib": "MiB of request body accepted (integer >= 0)",
+    "concurrency": "requests executing at once (integer >= 1)",
+}
+_HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    """Host name or IP literal without brackets."""
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def url(self) -> str:
+        # Spin prints a browsable URL; 0.0.0.0 / :: are not browsable, so show loopback as Spin does.
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class AppSpec:
+    id: str
+    """The file name, e.g. 'shop.json'."""
+    reference: str
+    address: Address
+    state_dir: str | None = None
+    insecure: bool = False
+    variables: dict[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    warnings: tuple[str, ...] = ()
+    content_hash: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.id.removesuffix(".json")
+
+
+def parse_address(value: Any, file: str) -> Address:
+    def bad(why: str) -> SpecError:
+        return SpecError(
+            f"{why}: {value!r}",
+            file=file,
+            field="address",
+            hint="use host:port, e.g. \"127.0.0.1:8080\", \"0.0.0.0:8080\" or \"[::1]:8080\"",
+        )
+
+    if not isinstance(value, str) or not value:
+        raise bad("must be a non-empty string")
+    if value.startswith("["):
+        close = value.find("]")
+        if close < 0 or value[close + 1 : close + 2] != ":":
+            raise bad("an IPv6 address must look like [addr]:port")
+        host, port_text = value[1:close], value[close + 2 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad(f"'{host}' is not an IPv6 address") from None
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not host:
+            raise bad("missing the port")
+        if ":" in host:
+            raise bad("IPv6 addresses need brackets")
+        if not _HOST_RE.match(host):
+            raise bad(f"'{host}' is not a host name or IP address")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise bad(f"port '{port_text}' is not a number from 1 to 65535")
+    return Address(host=host, port=int(port_text))
+
+
+def _parse_limits(value: Any, file: str) -> Limits:
+    if not isinstance(value, dict):
+        raise SpecError("must be an object", file=file, field="limits", hint=_limits_hint())
+    unknown = sorted(set(value) - set(LIMIT_FIELDS))
+    if unknown:
+        raise SpecError(
+            f"unknown limit(s) {', '.join(unknown)}", file=file, field="limits", hint=_limits_hint()
+        )
+    defaults = Limits()
+    kwargs: dict[str, Any] = {}
+    for key, raw in value.items():
+        fld = f"limits.{key}"
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+            raise SpecError(f"must be a number, got {raw!r}", file=file, field=fld, hint=LIMIT_FIELDS[key])
+        if key == "request_timeout":
+            if raw <= 0:
+                raise SpecError("must be > 0", file=file, field=fld, hint=LIMIT_FIELDS[key])
+            kwargs["request_timeout"] = float(raw)
+            continue
+        if raw != int(raw):
+            raise SpecError(f"must be a whole number, got {raw!r}", file=file, field=fld,
+                            hint=LIMIT_FIELDS[key])
+        minimum = 0 if key == "max_body_mib" else 1
+        if raw < minimum:
+            raise SpecError(f"must be >= {minimum}", file=file, field=fld, hint=LIMIT_FIELDS[key])
+        if key == "memory_mib":
+            kwargs["max_memory"] = int(raw) * _MIB
+        elif key == "max_body_mib":
+            kwargs["max_request_body"] = int(raw) * _MIB
+        else:
+            kwargs["max_concurrency"] = int(raw)
+    return Limits(**{**_limits_dict(defaults), **kwargs})
+
+
+def _limits_dict(limits: Limits) -> dict[str, Any]:
+    return {name: getattr(limits, name) for name in limits.__slots__}
+
+
+def _limits_hint() -> str:
+    return "known limits: " + "; ".join(f"{k}: {v}" for k, v in LIMIT_FIELDS.items())
+
+
+def _parse_state_dir(value: Any, file: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(
+            "must be a non-empty string", file=file, field="state_dir",
+            hint="a directory name under tauon's state root, e.g. \"shop\", or an absolute path",
+        )
+    path = PurePosixPath(value)
+    if not path.is_absolute() and ".." in path.parts:
+        raise SpecError(
+            f"'{value}' leaves the state root", file=file, field="state_dir",
+            hint="relative state dirs live under tauon's state root; use an absolute path to go elsewhere",
+        )
+    return value
+
+
+def _parse_variables(value: Any, file: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise SpecError("must be an object of name -> string", file=file, field="variables")
+    out: dict[str, str] = {}
+    for key, raw in value.items():
+        if not isinstance(raw, str):
+            raise SpecError(
+                f"value of '{key}' must be a string, got {type(raw).__name__}",
+                file=file, field=f"variables.{key}", hint="quote it, e.g. \"42\"",
+            )
+        out[str(key)] = raw
+    return out
+
+
+def parse_spec(file: str, data: bytes) -> AppSpec:
+    """Parse one app file. Raises SpecError naming the file, the field and the fix."""
+    try:
+        value = json.loads(data.decode("utf-8-sig"))  # bytes would let json guess UTF-16/32
+    except UnicodeDecodeError:
+        raise SpecError("is not UTF-8 text", file=file, hint="save the file as UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            file=file,
+            hint="fix the JSON syntax; the last good version keeps running",
+        ) from None
+    if not isinstance(value, dict):
+        raise SpecError(
+            f"must contain a JSON object, found {type(value).__name__}", file=file,
+            hint='e.g. {"reference": "ghcr.io/acme/shop:v3", "address": "0.0.0.0:8080"}',
+        )
+    reference = value.get("reference")
+    if reference is None:
+        raise SpecError(
+            "is required", file=file, field="reference",
+            hint="an OCI reference like \"ghcr.io/acme/shop:v3\" or a path to an OCI image layout directory",
+        )
+    if not isinstance(reference, str) or not reference.strip() or reference != reference.strip():
+        raise SpecError(
+            f"must be a non-empty string without surrounding spaces, got {reference!r}",
+            file=file, field="reference",
+        )
+    if "address" not in value:
+        raise SpecError("is required", file=file, field="address", hint="e.g. \"127.0.0.1:8080\"")
+    address = parse_address(value["address"], file)
+    insecure = value.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise SpecError(
+            f"must be true or false, got {insecure!r}", file=file, field="insecure",
+            hint="true allows plain-HTTP registries",
+        )
+    warnings: list[str] = []
+    unknown = sorted(set(value) - set(KNOWN_FIELDS))
+    if unknown:
+        warnings.append(
+            f"{file}: ignoring unknown field(s) {', '.join(repr(u) for u in unknown)} "
+            f"(known fields: {', '.join(KNOWN_FIELDS)})"
+        )
+    known = {k: value[k] for k in KNOWN_FIELDS if k in value}
+    return AppSpec(
+        id=file,
+        reference=reference,
+        address=address,
+        state_dir=_parse_state_dir(value.get("state_dir"), file),
+        insecure=insecure,
+        variables=_parse_variables(value.get("variables", {}), file),
+        limits=_parse_limits(value.get("limits", {}), file),
+        warnings=tuple(warnings),
+        content_hash=content_hash(known),
+    )
+
+
+def content_hash(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def is_app_file_name(name: str) -> bool:
+    """Only visible *.json names are apps: editors' and kubelet's temp names start with '.'."""
+    return name.endswith(".json") and not name.startswith(".") and len(name) > len(".json")

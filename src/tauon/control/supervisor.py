@@ -1,0 +1,266 @@
+"""Runs one child per app file, each in its own cancel scope, so one app never disturbs another.
+
+A child prepares a generation completely (pull, verify, load, compile) while the previous generation
+keeps serving, then swaps it in; a failure leaves the last good generation serving and retries with
+backoff. Listeners and generations are retired with a bounded drain.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskGroup
+
+from tauon.app.loader import load_plan
+from tauon.app.routes import describe_routes
+from tauon.control.progress import PullProgress
+from tauon.control.reconcile import Plan
+from tauon.control.spec import AppSpec
+from tauon.errors import BindError, SpecError, TauonError
+from tauon.registry import pull_app
+from tauon.server.generation import Generation, build_generation
+from tauon.server.listener import Listener
+from tauon.server.switchboard import Switchboard
+from tauon.settings import Settings
+from tauon.wasm.engine import WasmEngine
+
+log = logging.getLogger("tauon")
+
+
+@dataclass
+class AppSlot:
+    spec: AppSpec
+    state: str = "pending"
+    error: str | None = None
+    since: float = field(default_factory=time.time)
+    generation: Generation | None = None
+    serving_hash: str | None = None
+    listener: Listener | None = None
+    worker: anyio.CancelScope | None = None
+    generations: int = 0
+    settled: anyio.Event = field(default_factory=anyio.Event)
+    """Set once the first attempt has either served or failed (readiness)."""
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    def set_state(self, state: str, error: str | None = None) -> None:
+        self.state, self.error, self.since = state, error, time.time()
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, engine: WasmEngine, tg: TaskGroup) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.tg = tg
+        self.slots: dict[str, AppSlot] = {}
+        self.problems: dict[str, str] = {}
+        self.pull_limiter = anyio.CapacityLimiter(4)
+        self.compile_limiter = anyio.CapacityLimiter(2)
+        self._closing_ports: dict[int, anyio.Event] = {}
+
+    # -- desired state --------------------------------------------------------------------------
+
+    def held(self) -> dict[str, AppSpec]:
+        return {app_id: slot.spec for app_id, slot in self.slots.items()}
+
+    def apply(self, plan: Plan) -> None:
+        self._report_problems(plan.problems, plan.kept)
+        for app_id in plan.stop:
+            self._stop(app_id)
+        for spec in plan.start:
+            self._warn_spec(spec)
+            slot = AppSlot(spec)
+            self.slots[spec.id] = slot
+            log.info("%s: new app file: %s on %s", spec.id, spec.reference, spec.address)
+            self._spawn_worker(slot, spec, refresh=True)
+        for spec in plan.update:
+            self._warn_spec(spec)
+            slot = self.slots[spec.id]
+            log.info("%s: app file changed: %s on %s", spec.id, spec.reference, spec.address)
+            slot.spec = spec
+            self._spawn_worker(slot, spec, refresh=True)
+
+    def reload_all(self) -> None:
+        """SIGHUP: re-resolve every tag; unchanged digests are a no-op."""
+        for slot in self.slots.values():
+            self._spawn_worker(slot, slot.spec, refresh=True, reload=True)
+
+    async def wait_settled(self) -> None:
+        for slot in list(self.slots.values()):
+            await slot.settled.wait()
+
+    def _warn_spec(self, spec: AppSpec) -> None:
+        for warning in spec.warnings:
+            log.warning("%s", warning)
+
+    def _report_problems(self, problems: dict[str, SpecError], kept: tuple[str, ...]) -> None:
+        for app_id, error in problems.items():
+            text = str(error)
+            if self.problems.get(app_id) == text:
+                continue  # already said; periodic resyncs must not repeat it
+            if app_id in kept:
+                log.error("%s; the last good version keeps serving", text)
+            else:
+                log.error("%s", text)
+        self.problems = {app_id: str(error) for app_id, error in problems.items()}
+
+    # -- one app's life ------------------------------------------------------------------------
+
+    def _spawn_worker(self, slot: AppSlot, spec: AppSpec, *, refresh: bool, reload: bool = False) -> None:
+        if slot.worker is not None:
+            slot.worker.cancel()  # a newer version of the file supersedes an unfinished attempt
+        scope = anyio.CancelScope()
+        slot.worker = scope
+        self.tg.start_soon(self._worker, slot, spec, scope, reload)
+
+    async def _worker(self, slot: AppSlot, spec: AppSpec, scope: anyio.CancelScope, reload: bool) -> None:
+        with scope:
+            attempt = 0
+            while True:
+                try:
+                    await self._deploy(slot, spec, reload=reload)
+                    slot.settled.set()
+                    return
+                except TauonError as exc:
+                    error = str(exc.with_file(spec.id))
+                except Exception as exc:  # a bug in one app's path must not take down the others
+                    log.exception("%s: unexpected failure", spec.id)
+                    error = f"{spec.id}: unexpected failure: {exc!r}"
+                delay = min(self.settings.max_backoff, 2.0**attempt)
+                attempt += 1
+                if slot.generation is not None:
+                    slot.set_state("running", error)
+                    log.error("%s; generation %d keeps serving; retrying in %.0fs",
+                              error, slot.generation.number, delay)
+                else:
+                    slot.set_state("failed", error)
+                    log.error("%s; retrying in %.0fs", error, delay)
+                slot.settled.set()
+                await anyio.sleep(delay)
+
+    async def _deploy(self, slot: AppSlot, spec: AppSpec, *, reload: bool) -> None:
+        slot.set_state("pulling" if slot.generation is None else slot.state, slot.error)
+        progress = PullProgress(spec.id, spec.reference, mode=self.settings.progress)
+        try:
+            pulled = await anyio.to_thread.run_sync(
+                functools.partial(
+                    pull_app, spec.reference, base_dir=self.settings.watch_dir,
+                    cache_dir=self.settings.cache_dir, insecure=spec.insecure, progress=progress,
+                    timeout=self.settings.pull_timeout,
+                ),
+                limiter=self.pull_limiter,
+                abandon_on_cancel=True,
+            )
+        finally:
+            progress.close()
+        current = slot.generation
+        if (current is not None and current.plan.digest == pulled.digest
+                and slot.serving_hash == spec.content_hash):
+            if reload:
+                log.info("%s: %s still resolves to %s; nothing to do", spec.id, spec.reference,
+                         pulled.digest[:19])
+            slot.set_state("running")
+            return
+        if pulled.offline:
+            log.warning("%s: registry unreachable; using cached %s for %s", spec.id,
+                        pulled.digest[:19], spec.reference)
+        plan = load_plan(spec, pulled, state_root=self.settings.state_root)
+        slot.generations += 1
+        gen = await build_generation(plan, slot.generations, self.engine, self.compile_limiter)
+        with anyio.CancelScope(shield=True):
+            async with slot.lock:
+                await self._activate(slot, spec, gen)
+
+    async def _activate(self, slot: AppSlot, spec: AppSpec, gen: Generation) -> None:
+        old_gen = slot.generation
+        if slot.listener is not None and slot.listener.address == spec.address:
+            slot.listener.switchboard.swap(gen)
+        else:
+            old_listener = slot.listener
+            listener = Listener(spec.address, Switchboard(spec.id, gen),
+                                drain_timeout=self.settings.drain_timeout)
+            try:
+                await self._start_listener(listener, old_listener)
+            except BindError:
+                gen.close()
+                raise
+            slot.listener = listener
+            if old_listener is not None and not old_listener.closed.is_set():
+                self.tg.start_soon(self._close_listener, old_listener)
+        slot.generation = gen
+        slot.serving_hash = spec.content_hash
+        slot.set_state("running")
+        if old_gen is not None:
+            self.tg.start_soon(old_gen.retire, self.settings.drain_timeout)
+        self._banner(spec, gen, replaced=old_gen)
+
+    async def _start_listener(self, listener: Listener, previous: Listener | None) -> None:
+        port = listener.address.port
+        closing = self._closing_ports.get(port)
+        if closing is not None:  # a removed or renamed app still drains this port: let it finish
+            with anyio.move_on_after(self.settings.drain_timeout + 1):
+                await closing.wait()
+        try:
+            await self.tg.start(listener.run)
+        except BindError as exc:
+            # Moving to another host on the same port: the old socket must go first (a short gap).
+            if previous is None or previous.address.port != port or not exc.in_use:
+                raise
+            await self._close_listener(previous)
+            await self.tg.start(listener.run)
+
+    async def _close_listener(self, listener: Listener) -> None:
+        port = listener.address.port
+        event = self._closing_ports.setdefault(port, anyio.Event())
+        try:
+            with anyio.CancelScope(shield=True):
+                await listener.stop()
+        finally:
+            if self._closing_ports.get(port) is event:
+                del self._closing_ports[port]
+            event.set()
+
+    def _stop(self, app_id: str) -> None:
+        slot = self.slots.pop(app_id)
+        if slot.worker is not None:
+            slot.worker.cancel()
+        log.info("%s: app file removed; stopping (draining up to %.0fs)", app_id,
+                 self.settings.drain_timeout)
+        self.tg.start_soon(self._teardown, slot)
+
+    async def _teardown(self, slot: AppSlot) -> None:
+        async with slot.lock:
+            if slot.listener is not None:
+                await self._close_listener(slot.listener)
+            if slot.generation is not None:
+                await slot.generation.retire(1.0)
+        log.info("%s: stopped", slot.spec.id)
+
+    async def shutdown(self) -> None:
+        """Stop every app concurrently, each draining within the drain timeout."""
+        async with anyio.create_task_group() as tg:
+            for app_id in list(self.slots):
+                slot = self.slots.pop(app_id)
+                if slot.worker is not None:
+                    slot.worker.cancel()
+                tg.start_soon(self._teardown, slot)
+
+    # -- output --------------------------------------------------------------------------------
+
+    def _banner(self, spec: AppSpec, gen: Generation, *, replaced: Generation | None) -> None:
+        verb = f"updated to generation {gen.number}" if replaced is not None else "serving"
+        lines = [f"{spec.id}: {verb}: {gen.plan.name} {gen.plan.digest[:19]}",
+                 f"Serving {spec.address.url()}", "Available Routes:"]
+        lines += [f"  {line}" for line in describe_routes(
+            gen.router, spec.address.url(), label=lambda t: t.trigger.component or t.trigger.id)]
+        log.info("\n".join(lines))
+
+    def state_dir_of(self, spec: AppSpec) -> Path | None:
+        if spec.state_dir is None:
+            return None
+        return self.settings.state_root / spec.state_dir
+

@@ -1,0 +1,234 @@
+"""The WAGI executor (spin-spec §4.5): a WASI preview1 command run once per request, CGI style.
+
+Each request gets a fresh Store and instance (as in Spin), run in a worker thread under the app's
+limiter, with a memory limit and an epoch deadline. The request body is stdin, the CGI variables are
+the environment, stdout is the response and stderr goes to the app's log.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anyio
+import wasmtime
+from starlette.types import Message, Receive, Send
+
+from tauon.app.plan import ComponentPlan, Limits
+from tauon.errors import LoadError
+from tauon.executors.base import GuestError, IncomingRequest
+from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_output, response_headers
+from tauon.wasm.capture import OutputCapture
+from tauon.wasm.engine import WasmEngine, watched
+from tauon.wasm.wasi import set_stdin_bytes
+
+STDOUT_LIMIT = 64 * 1024 * 1024
+"""Largest response (headers + body) a guest may write; beyond it the request fails."""
+STDERR_LIMIT = 1024 * 1024
+STDERR_MAX_LINES = 1000
+"""Guest stderr is logged line by line up to this many lines per request."""
+WASM_PAGE = 65536
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class WagiExecutor:
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        component: ComponentPlan,
+        module: wasmtime.Module,
+        engine: WasmEngine,
+        argv_template: str,
+        limits: Limits,
+        limiter: anyio.CapacityLimiter,
+        logger: logging.Logger,
+    ) -> None:
+        self.component_id = component.id
+        self._label = f"{app_id}/{component.id}"
+        self._component = component
+        self._engine = engine
+        self._argv_template = argv_template
+        self._limits = limits
+        self._limiter = limiter
+        self._log = logger
+        self._ticks = engine.deadline_ticks(limits.request_timeout)
+        field = f"components.{component.id}.source"
+        if not any(e.name == "_start" and isinstance(e.type, wasmtime.FuncType) for e in module.exports):
+            raise LoadError(
+                f"component '{component.id}' does not export a _start function, so it cannot run as WAGI",
+                field=field,
+                hint="build it as a WASI command (a C/Rust program with main), not a reactor or library",
+            )
+        for mount in component.mounts:
+            if not Path(mount.host_path).is_dir():
+                raise LoadError(
+                    f"component '{component.id}': files directory {mount.host_path} does not exist",
+                    field=f"components.{component.id}.files",
+                )
+        linker = wasmtime.Linker(engine.engine)
+        linker.define_wasi()
+        try:
+            # Resolves imports once; each request then only instantiates.
+            self._pre = linker.instantiate_pre(module)
+        except wasmtime.WasmtimeError as exc:
+            raise LoadError(
+                f"component '{component.id}' cannot be linked: {_last_line(str(exc))}",
+                field=field,
+                hint="a WAGI module may import only wasi_snapshot_preview1 functions",
+            ) from exc
+
+    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
+        try:
+            body = await self._read_body(request, receive)
+        except _BodyTooLarge:
+            await _send_response(send, 413, [(b"content-length", b"0")], b"")
+            return
+        except _ClientGone:
+            return
+        argv = build_argv(self._argv_template, request.path, request.query)
+        env = build_env(request, len(body), self._component.env)
+        stdout = await anyio.to_thread.run_sync(self._run, argv, env, body, limiter=self._limiter)
+        try:
+            response = parse_output(stdout)
+        except CgiOutputError as exc:
+            raise GuestError(f"{self._label}: {exc}", kind="output") from None
+        await _send_response(send, response.status, response_headers(response), response.body)
+
+    def close(self) -> None:
+        # Nothing per-executor outlives a request except the pre-instance, freed with this object.
+        pass
+
+    async def _read_body(self, request: IncomingRequest, receive: Receive) -> bytes:
+        limit = self._limits.max_request_body
+        declared = next((value for name, value in request.headers if name == "content-length"), None)
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            raise _BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _run(self, argv: list[str], env: list[tuple[str, str]], body: bytes) -> bytes:
+        """Worker thread: one fresh instance, run to completion; returns stdout or raises GuestError."""
+        if not self._engine.ticking:
+            raise RuntimeError("WasmEngine.start() was not called: guests would run without a deadline")
+        with OutputCapture("stdout", STDOUT_LIMIT) as out, OutputCapture("stderr", STDERR_LIMIT) as err:
+            config = wasmtime.WasiConfig()
+            config.argv = argv
+            config.env = env
+            set_stdin_bytes(config, body)
+            config.stdout_file = out.path
+            config.stderr_file = err.path
+            for mount in self._component.mounts:
+                config.preopen_dir(mount.host_path, mount.guest_path, fs_mutable=False)
+            store = wasmtime.Store(self._engine.engine)
+            store.set_wasi(config)
+            store.set_limits(memory_size=self._limits.max_memory)
+            store.set_epoch_deadline(self._ticks)
+            failure: GuestError | None = None
+            instance: wasmtime.Instance | None = None
+            try:
+                with watched(self._engine, out, err):
+                    instance = self._pre.instantiate(store)
+                    start = instance.exports(store)["_start"]
+                    assert isinstance(start, wasmtime.Func)
+                    start(store)
+            except wasmtime.ExitTrap as exc:
+                if exc.code != 0:
+                    failure = self._failure(exc, store, instance)
+                exc.__traceback__ = None  # as below
+            except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+                failure = self._failure(exc, store, instance)
+                # The traceback's frames (wasmtime's enter_wasm generator holds the trap) form a cycle
+                # that would keep the Store, its memory and capture files alive until a GC pass.
+                exc.__traceback__ = None
+            # Drop the store now: it holds wasmtime's own descriptors of the capture files.
+            del store, instance, config
+            self._forward_stderr(err)
+            if failure is not None:
+                raise failure
+            if out.overflowed:
+                raise GuestError(f"{self._label}: response larger than {STDOUT_LIMIT} bytes", kind="output")
+            return out.read()
+
+    def _failure(
+        self, exc: Exception, store: wasmtime.Store, instance: wasmtime.Instance | None
+    ) -> GuestError:
+        memory_used = _memory_size(store, instance)
+        kind, text = classify_failure(exc, memory_used=memory_used, memory_limit=self._limits.max_memory)
+        if kind == "timeout":
+            text = f"interrupted after the request timeout of {self._limits.request_timeout:g} s"
+        return GuestError(f"{self._label}: {text}", kind=kind)
+
+    def _forward_stderr(self, err: OutputCapture) -> None:
+        data = err.read()
+        if not data:
+            return
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        for line in lines[:STDERR_MAX_LINES]:
+            self._log.info("%s stderr: %s", self._label, line)
+        if len(lines) > STDERR_MAX_LINES or err.overflowed:
+            self._log.info(
+                "%s stderr: (truncated: more than %d lines or %d bytes)",
+                self._label,
+                STDERR_MAX_LINES,
+                STDERR_LIMIT,
+            )
+
+
+def classify_failure(exc: Exception, *, memory_used: int | None, memory_limit: int) -> tuple[str, str]:
+    """(kind, message) for a failed run: 'timeout', 'memory', 'exit' or 'trap'.
+
+    Traps carry a code; other errors only text (wasmtime-py-notes §4.4). A failed memory.grow is not a
+    trap (malloc returns NULL, and the guest then aborts or exits), so memory exhaustion is inferred
+    from the instance's memory being close to the limit when the guest failed.
+    """
+    text = _last_line(str(exc))
+    code = exc.trap_code if isinstance(exc, wasmtime.Trap) else None
+    if code in (wasmtime.TrapCode.INTERRUPT, wasmtime.TrapCode.OUT_OF_FUEL) or "wasm trap: interrupt" in text:
+        return "timeout", text
+    near_limit = memory_used is not None and memory_limit - memory_used < max(4 << 20, memory_limit // 8)
+    if near_limit or ("memory" in text and ("limit" in text or "exceeds" in text)):
+        used = f" at {memory_used} bytes" if memory_used is not None else ""
+        return "memory", f"out of memory{used} (limit {memory_limit} bytes): {text}"
+    if isinstance(exc, wasmtime.ExitTrap):
+        return "exit", f"exited with status {exc.code}"
+    return "trap", text
+
+
+def _memory_size(store: wasmtime.Store, instance: wasmtime.Instance | None) -> int | None:
+    if instance is None:
+        return None
+    try:
+        memory = instance.exports(store)["memory"]
+    except (KeyError, wasmtime.WasmtimeError):
+        return None
+    return memory.data_len(store) if isinstance(memory, wasmtime.Memory) else None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+async def _send_response(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

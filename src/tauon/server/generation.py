@@ -1,0 +1,128 @@
+"""One immutable, ready-to-serve version of an app: routes, executors, and the count of requests in it.
+
+A generation is built completely (every component compiled, every route resolved) before the listener
+points at it, like a Starlette app fully built before first use. Swapping is a pointer change; the old
+generation is retired once its in-flight requests finish or the drain timeout passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from tauon.app.plan import GenerationPlan, StaticResponsePlan, TriggerPlan
+from tauon.app.routes import Router
+from tauon.errors import LoadError
+from tauon.executors.base import Executor
+from tauon.executors.wagi import WagiExecutor
+from tauon.wasm.engine import WasmEngine
+
+log = logging.getLogger("tauon.app")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    trigger: TriggerPlan
+    executor: Executor | None
+    static: StaticResponsePlan | None
+
+
+class Generation:
+    def __init__(self, plan: GenerationPlan, number: int, router: Router[Target],
+                 executors: dict[str, Executor]) -> None:
+        self.plan = plan
+        self.number = number
+        self.router = router
+        self.executors = executors
+        self.inflight = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+        self.retired = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.plan.app_id} generation {self.number} ({self.plan.digest[:19]})"
+
+    def enter(self) -> None:
+        if self.inflight == 0:
+            self._idle = anyio.Event()
+        self.inflight += 1
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._idle.set()
+
+    async def retire(self, drain_timeout: float) -> None:
+        """Wait (bounded) for in-flight requests, then release the executors."""
+        self.retired = True
+        with anyio.move_on_after(drain_timeout, shield=True) as scope:
+            await self._idle.wait()
+        if scope.cancelled_caught:
+            log.warning("%s: %d request(s) still running after %.1fs drain; releasing anyway",
+                        self.label, self.inflight, drain_timeout)
+        self.close()
+
+    def close(self) -> None:
+        for executor in self.executors.values():
+            try:
+                executor.close()
+            except Exception:  # a failing close must not stop the others
+                log.exception("%s: closing %s failed", self.label, executor.component_id)
+
+
+async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine,
+                           compile_limiter: anyio.CapacityLimiter) -> Generation:
+    """Compile every component a route needs (in a worker thread) and wire the router."""
+    limiter = anyio.CapacityLimiter(plan.limits.max_concurrency)
+    router, executors = await anyio.to_thread.run_sync(
+        _build_parts, plan, engine, limiter, limiter=compile_limiter
+    )
+    return Generation(plan, number, router, executors)
+
+
+def _build_parts(plan: GenerationPlan, engine: WasmEngine,
+                 limiter: anyio.CapacityLimiter) -> tuple[Router[Target], dict[str, Executor]]:
+    executors: dict[str, Executor] = {}
+    entries: list[tuple[str, Target]] = []
+    app_log = logging.getLogger(f"tauon.app.{plan.app_id}")
+    for trigger in plan.triggers:
+        executor: Executor | None = None
+        if trigger.component is not None:
+            key = f"{trigger.component}#{trigger.executor}#{trigger.wagi_argv}"
+            if key not in executors:
+                executors[key] = _build_executor(plan, trigger, engine, limiter, app_log)
+            executor = executors[key]
+        if trigger.route is None:
+            continue  # private routes are reachable only by service chaining
+        entries.append((trigger.route, Target(trigger, executor, trigger.static_response)))
+    return Router.build(entries), executors
+
+
+def _build_executor(plan: GenerationPlan, trigger: TriggerPlan, engine: WasmEngine,
+                    limiter: anyio.CapacityLimiter, app_log: logging.Logger) -> Executor:
+    assert trigger.component is not None
+    component = plan.components[trigger.component]
+    path = Path(component.wasm_path)
+    kind = engine.classify(path)
+    if trigger.executor == "wagi":
+        if kind != "module":
+            raise LoadError(
+                f"component '{component.id}' is a {kind}; this tauon runs WAGI components only as "
+                "core modules exporting _start",
+                field=f"components.{component.id}.source",
+                hint="publish the core module, or wait for the component executors",
+            )
+        module = engine.compile_module(path, component.wasm_digest)
+        return WagiExecutor(app_id=plan.app_id, component=component, module=module, engine=engine,
+                            argv_template=trigger.wagi_argv, limits=plan.limits, limiter=limiter,
+                            logger=app_log)
+    raise LoadError(
+        f"component '{component.id}' ({kind}) needs the wasi:http / fermyon:spin/inbound-http executor, "
+        "which this version of tauon does not provide yet",
+        field=f"triggers.{trigger.id}.executor",
+        hint="only WAGI apps (executor = { type = \"wagi\" }) are served by this version",
+    )

@@ -1,0 +1,116 @@
+"""One long-lived embedded uvicorn server per address.
+
+tauon binds the socket itself (a bind failure is an app error, not uvicorn's `sys.exit(3)`), turns off
+uvicorn's signal capture (N servers in one process would fight over handlers; the daemon owns signals),
+lifespan, and the `server:` header that Spin does not send.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Generator
+
+import anyio
+import uvicorn
+from anyio.abc import TaskStatus
+
+from tauon.control.spec import Address
+from tauon.errors import BindError
+from tauon.server.switchboard import Switchboard
+
+log = logging.getLogger("tauon.listener")
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind_socket(address: Address, *, file: str | None = None) -> socket.socket:
+    host = address.host
+    if host == "localhost":
+        host = "127.0.0.1"  # Spin prefers IPv4 loopback for host names
+    try:
+        infos = socket.getaddrinfo(host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BindError(f"cannot resolve host '{address.host}': {exc.strerror}", file=file,
+                        field="address", hint="use an IP address or a resolvable host name") from None
+    family, _, _, _, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(sockaddr)
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            hint = "another process (or another tauon app) listens there; free the port or change the address"
+        elif exc.errno == errno.EACCES:
+            hint = "ports below 1024 need privileges (CAP_NET_BIND_SERVICE)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            hint = "this machine has no such address"
+        else:
+            hint = "check the address"
+        error = BindError(f"cannot listen on {address}: {exc.strerror}", file=file, field="address",
+                          hint=hint)
+        error.in_use = exc.errno == errno.EADDRINUSE
+        raise error from None
+    return sock
+
+
+class Listener:
+    def __init__(self, address: Address, switchboard: Switchboard, *, drain_timeout: float) -> None:
+        self.address = address
+        self.switchboard = switchboard
+        self.drain_timeout = drain_timeout
+        self._server: _EmbeddedServer | None = None
+        self.closed = anyio.Event()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Bind, serve until `stop()`, then close. `task_status.started()` once accepting."""
+        try:
+            sock = bind_socket(self.address, file=self.switchboard.app_id)
+            config = uvicorn.Config(
+                self.switchboard,
+                lifespan="off",
+                server_header=False,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=max(1, round(self.drain_timeout)),
+                timeout_keep_alive=5,
+                h11_max_incomplete_event_size=64 * 1024,
+            )
+            server = _EmbeddedServer(config)
+            self._server = server
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._serve, server, sock)
+                while not server.started:
+                    if server.should_exit:
+                        raise BindError(f"listener on {self.address} failed to start",
+                                        file=self.switchboard.app_id)
+                    await anyio.sleep(0.005)
+                task_status.started()
+        finally:
+            self.closed.set()
+
+    async def _serve(self, server: _EmbeddedServer, sock: socket.socket) -> None:
+        try:
+            await server.serve(sockets=[sock])
+        except SystemExit:  # uvicorn's exit paths must never end the daemon
+            log.error("listener on %s exited", self.address)
+            server.should_exit = True
+        finally:
+            sock.close()
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (bounded by the drain timeout), close."""
+        if self._server is not None:
+            self._server.should_exit = True
+        await self.closed.wait()

@@ -1,0 +1,135 @@
+"""The ASGI app behind one listener: points at the app's current generation and runs Spin's pipeline.
+
+The pipeline order is Spin's (spin-spec §3.2): strip forbidden headers, answer /.well-known/spin/*,
+route (404 with an empty body), compute the spin-* values, then a static response or the executor.
+Any failure before the response starts is a 500 with an empty body, logged with app and component.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.types import Message, Receive, Scope, Send
+
+from tauon.app.spinvalues import spin_values, well_known_response
+from tauon.executors.base import GuestError, IncomingRequest
+from tauon.server.generation import Generation
+
+log = logging.getLogger("tauon.http")
+
+
+async def _respond(send: Send, status: int, headers: list[tuple[str, str]] | None = None,
+                   body: bytes = b"") -> None:
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers or []]
+    if not any(k == b"content-length" for k, _ in raw):
+        raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Switchboard:
+    def __init__(self, app_id: str, generation: Generation | None = None) -> None:
+        self.app_id = app_id
+        self.current = generation
+
+    def swap(self, generation: Generation | None) -> Generation | None:
+        """Point new requests at `generation`; requests already running stay on the old one."""
+        old, self.current = self.current, generation
+        return old
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off; websockets are not part of Spin's HTTP trigger
+        generation = self.current
+        if generation is None:
+            await _respond(send, 503, [("retry-after", "1")])
+            return
+        generation.enter()
+        try:
+            await self._handle(generation, scope, receive, send)
+        finally:
+            generation.leave()
+
+    async def _handle(self, gen: Generation, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status_box = [0]
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = message["status"]
+            await send(message)
+
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.decode("latin-1").split("?", 1)[0]
+        query = scope.get("query_string", b"").decode("latin-1")
+        component = "-"
+        try:
+            headers: list[tuple[str, str]] = []
+            host: str | None = None
+            for name_b, value_b in scope["headers"]:
+                name = name_b.decode("latin-1").lower()
+                if name == "connection":
+                    continue  # Spin always strips it
+                value = value_b.decode("utf-8")  # non-UTF-8 values are a 500, as in Spin
+                if name == "host":
+                    if value.split(":", 1)[0].endswith(".spin.internal"):
+                        continue
+                    host = value
+                headers.append((name, value))
+
+            plan = gen.plan
+            known = well_known_response(path, name=plan.name, version=plan.version,
+                                        oci_image_digest=plan.digest)
+            if known is not None:
+                status, hdrs, body = known
+                await _respond(tracking_send, status, hdrs, body)
+                return
+            match = gen.router.match(path)
+            if match is None:
+                await _respond(tracking_send, 404)
+                return
+            target = match.target
+            if host is None:
+                # Spin drops the connection; HTTP/1.0 clients may omit Host, so say what is wrong.
+                await _respond(tracking_send, 400)
+                return
+            if target.static is not None:
+                await _respond(tracking_send, target.static.status, list(target.static.headers),
+                               target.static.body or b"")
+                return
+            assert target.executor is not None
+            component = target.executor.component_id
+            client = scope.get("client") or ("0.0.0.0", 0)
+            scheme = scope.get("scheme", "http")
+            path_and_query = path + (f"?{query}" if query else "")
+            request = IncomingRequest(
+                method=scope["method"],
+                path=path,
+                query=query,
+                headers=tuple(headers),
+                spin_values=spin_values(match, scheme=scheme, host=host, path_and_query=path_and_query,
+                                        client=(client[0], client[1])),
+                scheme=scheme,
+                authority=host,
+                client=(client[0], client[1]),
+                http_version=scope.get("http_version", "1.1"),
+                match=match,
+            )
+            await target.executor.serve(request, receive, tracking_send)
+        except UnicodeDecodeError:
+            log.warning("%s: request %s has a header value that is not UTF-8: 500", self.app_id, path)
+            if not status_box[0]:
+                await _respond(tracking_send, 500)
+        except GuestError as exc:
+            log.error("%s/%s: %s %s failed: %s", self.app_id, component, scope["method"], path, exc)
+            if not status_box[0]:
+                await _respond(tracking_send, 500)
+        except Exception:
+            log.exception("%s/%s: %s %s failed", self.app_id, component, scope["method"], path)
+            if not status_box[0]:
+                await _respond(tracking_send, 500)
+        finally:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s/%s %s %s -> %s in %.1f ms", self.app_id, component, scope["method"],
+                          path, status_box[0] or "-", (time.perf_counter() - started) * 1000)

@@ -1,0 +1,70 @@
+"""Resolved settings: every directory and knob, decided once at start-up.
+
+Directory precedence is the usual one for services: command-line flag > TAUON_* environment variable >
+systemd's $STATE_DIRECTORY / $CACHE_DIRECTORY > XDG base directories > ~/.local defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    watch_dir: Path
+    state_root: Path
+    cache_dir: Path
+    log_level: str = "info"
+    log_format: str = "text"
+    drain_timeout: float = 30.0
+    resync_interval: float = 30.0
+    pull_timeout: float = 10.0
+    max_backoff: float = 60.0
+    progress: str = "auto"
+    """'auto' (bar on a terminal, log lines otherwise), 'bar', 'log' or 'off'."""
+
+
+def _systemd_dir(env: Mapping[str, str], name: str) -> Path | None:
+    # systemd may list several colon-separated directories; the first is ours.
+    value = env.get(name)
+    if value:
+        return Path(value.split(":", 1)[0])
+    return None
+
+
+def default_state_root(env: Mapping[str, str], home: Path) -> Path:
+    if env.get("TAUON_STATE_DIR"):
+        return Path(env["TAUON_STATE_DIR"])
+    systemd = _systemd_dir(env, "STATE_DIRECTORY")
+    if systemd is not None:
+        return systemd
+    if env.get("XDG_STATE_HOME"):
+        return Path(env["XDG_STATE_HOME"]) / "tauon"
+    return home / ".local" / "state" / "tauon"
+
+
+def default_cache_dir(env: Mapping[str, str], home: Path) -> Path:
+    if env.get("TAUON_CACHE_DIR"):
+        return Path(env["TAUON_CACHE_DIR"])
+    systemd = _systemd_dir(env, "CACHE_DIRECTORY")
+    if systemd is not None:
+        return systemd
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]) / "tauon"
+    return home / ".cache" / "tauon"
+
+
+def default_watch_dir(env: Mapping[str, str]) -> Path:
+    if env.get("TAUON_WATCH_DIR"):
+        return Path(env["TAUON_WATCH_DIR"])
+    systemd = _systemd_dir(env, "CONFIGURATION_DIRECTORY")
+    if systemd is not None:
+        return systemd / "apps.d"
+    return Path("tauon")
+
+
+def home_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("HOME") or os.path.expanduser("~"))

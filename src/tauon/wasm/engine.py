@@ -1,0 +1,210 @@
+"""The one wasmtime Engine tauon shares between apps: epoch ticker, compile, compiled-artifact cache.
+
+Compiling is the slow step (seconds for a 40 MB component), so compiled code is serialized to
+`<cache_dir>/modules/<key>.cwasm`. The key covers everything that makes a serialized artifact
+unusable elsewhere: the wasm digest, the wasmtime version, the machine and the engine settings.
+A sidecar `<key>.cwasm.sha256` lets a truncated or bit-flipped artifact be detected before wasmtime
+maps it (wasmtime trusts deserialized code), so such entries are recompiled rather than loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import logging
+import math
+import os
+import platform
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
+import wasmtime
+
+from tauon.errors import LoadError
+from tauon.wasm.capture import CaptureWatchdog, OutputCapture
+from tauon.wasm.kind import WasmKind, classify_file
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = "1"
+"""Bumped when tauon changes how it writes cache entries."""
+
+
+class WasmEngine:
+    """Thread-safe: compiles may run concurrently from worker threads of several apps."""
+
+    def __init__(self, cache_dir: Path, *, epoch_interval: float = 0.01) -> None:
+        if epoch_interval <= 0:
+            raise ValueError("epoch_interval must be positive")
+        self.cache_dir = Path(cache_dir)
+        self.epoch_interval = epoch_interval
+        self.settings: dict[str, str] = {
+            "epoch_interruption": "true",
+            "wasmtime": importlib.metadata.version("wasmtime"),
+            "machine": platform.machine(),
+            "system": platform.system(),
+            "format": CACHE_FORMAT,
+        }
+        config = wasmtime.Config()
+        config.epoch_interruption = True
+        # Components come next (executors for wasi:http / inbound-http): same engine for both.
+        config.wasm_component_model = True
+        self.engine = wasmtime.Engine(config)
+        self.watchdog = CaptureWatchdog()
+        self._modules: weakref.WeakValueDictionary[str, wasmtime.Module] = weakref.WeakValueDictionary()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    # -- epoch ticker -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the daemon thread that advances the epoch; idempotent."""
+        if self._ticker is not None and self._ticker.is_alive():
+            return
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._tick, name="tauon-epoch", daemon=True)
+        self._ticker.start()
+
+    def stop(self) -> None:
+        ticker, self._ticker = self._ticker, None
+        self._stop.set()
+        if ticker is not None:
+            ticker.join()
+
+    @property
+    def ticking(self) -> bool:
+        return self._ticker is not None and self._ticker.is_alive()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.epoch_interval):
+            self.engine.increment_epoch()
+            self.watchdog.check()
+
+    def deadline_ticks(self, seconds: float) -> int:
+        """Epoch ticks for `seconds` of guest time; +1 because the current tick is already partial."""
+        return max(1, math.ceil(seconds / self.epoch_interval)) + 1
+
+    def watch_output(self, capture: OutputCapture) -> contextlib.AbstractContextManager[None]:
+        """While the context is open, the ticker seals `capture` once it outgrows its limit."""
+        return self.watchdog.watching(capture)
+
+    # -- classification and compilation -------------------------------------------------------
+
+    def classify(self, wasm_path: Path) -> WasmKind:
+        """'module' or 'component' (binary header layer field, or the first WAT form)."""
+        return classify_file(Path(wasm_path))
+
+    def cache_key(self, digest: str) -> str:
+        material = "\n".join([digest, *(f"{k}={v}" for k, v in sorted(self.settings.items()))])
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    def compile_module(self, wasm_path: Path, digest: str) -> wasmtime.Module:
+        """The compiled core module for `wasm_path`, from memory, the disk cache, or a fresh compile."""
+        key = self.cache_key(digest)
+        with self._lock_for(key):
+            module = self._modules.get(key)
+            if module is None:
+                module = self._load_or_compile(Path(wasm_path), key)
+                self._modules[key] = module
+            return module
+
+    def compile_component(self, wasm_path: Path, digest: str) -> object:
+        """Placeholder for the component executors (next issue): same cache, `Component` instead."""
+        raise NotImplementedError("components are not supported yet")
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        artifact = self.cache_dir / "modules" / f"{key}.cwasm"
+        return artifact, artifact.with_name(artifact.name + ".sha256")
+
+    def _load_or_compile(self, wasm_path: Path, key: str) -> wasmtime.Module:
+        artifact, checksum = self._paths(key)
+        cached = self._load_cached(artifact, checksum)
+        if cached is not None:
+            return cached
+        try:
+            module = wasmtime.Module.from_file(self.engine, str(wasm_path))
+        except wasmtime.WasmtimeError as exc:
+            raise LoadError(
+                f"{wasm_path}: not a valid WebAssembly module: {exc}",
+                hint="check that the component source is the wasm the app was built with",
+            ) from exc
+        except FileNotFoundError as exc:
+            raise LoadError(f"{wasm_path}: wasm file is missing") from exc
+        self._store(artifact, checksum, bytes(module.serialize()))
+        return module
+
+    def _load_cached(self, artifact: Path, checksum: Path) -> wasmtime.Module | None:
+        try:
+            expected = checksum.read_text().strip()
+            actual = _sha256_file(artifact)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("compiled-module cache %s unreadable (%s); recompiling", artifact, exc)
+            return None
+        if actual != expected:
+            log.warning("compiled-module cache %s is corrupt; recompiling", artifact)
+            self._discard(artifact, checksum)
+            return None
+        try:
+            return wasmtime.Module.deserialize_file(self.engine, str(artifact))
+        except wasmtime.WasmtimeError as exc:
+            # Written by another wasmtime build or engine configuration despite the key.
+            log.warning("compiled-module cache %s is incompatible (%s); recompiling", artifact, exc)
+            self._discard(artifact, checksum)
+            return None
+
+    def _store(self, artifact: Path, checksum: Path, blob: bytes) -> None:
+        try:
+            artifact.parent.mkdir(parents=True, exist_ok=True)
+            # Checksum first: a reader that sees the new artifact never pairs it with nothing.
+            _atomic_write(checksum, hashlib.sha256(blob).hexdigest().encode() + b"\n")
+            _atomic_write(artifact, blob)
+        except OSError as exc:
+            # The cache is an optimisation: serving must not depend on a writable cache dir.
+            log.warning("cannot write compiled-module cache %s: %s", artifact, exc)
+
+    @staticmethod
+    def _discard(*paths: Path) -> None:
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+@contextlib.contextmanager
+def watched(engine: WasmEngine, *captures: OutputCapture) -> Iterator[None]:
+    """Watch several captures at once (stdout and stderr of one request)."""
+    with contextlib.ExitStack() as stack:
+        for capture in captures:
+            stack.enter_context(engine.watch_output(capture))
+        yield
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

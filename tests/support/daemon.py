@@ -1,0 +1,112 @@
+"""Run the real `tauon` process for integration tests and watch what it says."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class TauonProcess:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    watch_dir: Path
+    state_root: Path
+    cache_dir: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, pattern: str, timeout: float = 20.0, *, count: int = 1) -> str:
+        """Wait until `pattern` (a regex) has matched `count` times in the log; return the log."""
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        while True:
+            text = self.log()
+            if len(rx.findall(text)) >= count:
+                return text
+            if self.proc.poll() is not None:
+                raise AssertionError(f"tauon exited ({self.proc.returncode}) before /{pattern}/:\n{text}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no /{pattern}/ x{count} in tauon's log within {timeout}s:\n{text}")
+            time.sleep(0.05)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextmanager
+def run_tauon(tmp: Path, *args: str, watch_dir: Path | None = None, cache_dir: Path | None = None,
+              state_root: Path | None = None, env: dict[str, str] | None = None) -> Iterator[TauonProcess]:
+    watch_dir = watch_dir or tmp / "apps"
+    cache_dir = cache_dir or tmp / "cache"
+    state_root = state_root or tmp / "state"
+    log_path = tmp / f"tauon-{time.monotonic_ns()}.log"
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    cmd = [sys.executable, "-m", "tauon", str(watch_dir), "--cache-dir", str(cache_dir), "--state-root",
+           str(state_root), "--log-level", "debug", "--progress", "log", "--resync-interval", "5",
+           "--max-backoff", "2", *args]
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=full_env)
+    tp = TauonProcess(proc, log_path, watch_dir, state_root, cache_dir)
+    try:
+        tp.wait_log(r"tauon watching")
+        yield tp
+    finally:
+        tp.stop()
+
+
+def wait_http(url: str, *, status: int = 200, timeout: float = 20.0,
+              contains: str | None = None) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(url, timeout=5)
+            last = f"{r.status_code} {r.text[:200]!r}"
+            if r.status_code == status and (contains is None or contains in r.text):
+                return r
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.05)
+    raise AssertionError(
+        f"{url} did not answer {status} (containing {contains!r}) in {timeout}s; last: {last}")
+
+
+def wait_refused(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=2)
+        except httpx.ConnectError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{url} still accepts connections after {timeout}s")

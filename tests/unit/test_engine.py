@@ -1,0 +1,191 @@
+"""WasmEngine: compiled-artifact cache, module/component detection, epoch deadlines."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from tauon.errors import LoadError
+from tauon.wasm.capture import CaptureWatchdog, OutputCapture
+from tauon.wasm.engine import WasmEngine
+from tauon.wasm.kind import classify_bytes
+
+MODULE_WAT = '(module (func (export "answer") (result i32) i32.const 42))'
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.fixture
+def wasm(tmp_path: Path) -> Path:
+    path = tmp_path / "answer.wasm"
+    path.write_bytes(wasmtime.wat2wasm(MODULE_WAT))
+    return path
+
+
+def answer(engine: WasmEngine, module: wasmtime.Module) -> object:
+    store = wasmtime.Store(engine.engine)
+    store.set_epoch_deadline(1_000_000)  # epoch interruption is on: without a deadline it traps at once
+    func = wasmtime.Instance(store, module, []).exports(store)["answer"]
+    assert isinstance(func, wasmtime.Func)
+    return func(store)
+
+
+def artifacts(cache: Path) -> list[Path]:
+    return sorted((cache / "modules").glob("*.cwasm"))
+
+
+def test_first_compile_writes_cache_and_second_engine_loads_it(tmp_path: Path, wasm: Path) -> None:
+    cache = tmp_path / "cache"
+    first = WasmEngine(cache)
+    assert answer(first, first.compile_module(wasm, DIGEST)) == 42
+    [artifact] = artifacts(cache)
+    stamp = artifact.stat().st_mtime_ns
+
+    # A new engine (a restarted daemon) must not need the wasm at all: it loads the artifact.
+    wasm.unlink()
+    second = WasmEngine(cache)
+    assert answer(second, second.compile_module(wasm, DIGEST)) == 42
+    assert artifact.stat().st_mtime_ns == stamp
+
+
+def test_same_digest_in_one_engine_shares_the_module(tmp_path: Path, wasm: Path) -> None:
+    engine = WasmEngine(tmp_path / "cache")
+    assert engine.compile_module(wasm, DIGEST) is engine.compile_module(wasm, DIGEST)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncate", "flip"])
+def test_corrupt_cache_entry_is_recompiled(
+    tmp_path: Path, wasm: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    WasmEngine(cache).compile_module(wasm, DIGEST)
+    [artifact] = artifacts(cache)
+    blob = artifact.read_bytes()
+    if damage == "garbage":
+        artifact.write_bytes(b"not a compiled module at all")
+    elif damage == "truncate":
+        artifact.write_bytes(blob[: len(blob) // 2])
+    else:
+        middle = len(blob) // 2
+        artifact.write_bytes(blob[:middle] + bytes([blob[middle] ^ 0xFF]) + blob[middle + 1 :])
+
+    with caplog.at_level(logging.WARNING, logger="tauon.wasm.engine"):
+        engine = WasmEngine(cache)
+        assert answer(engine, engine.compile_module(wasm, DIGEST)) == 42
+    assert "corrupt" in caplog.text
+    assert artifact.read_bytes() != b"not a compiled module at all"
+    assert len(artifact.read_bytes()) == len(blob)
+
+
+def test_incompatible_cache_entry_is_recompiled(
+    tmp_path: Path, wasm: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    engine = WasmEngine(cache)
+    # An artifact that passes the checksum but was built by an engine with other settings.
+    other = wasmtime.Engine(wasmtime.Config())  # no epoch interruption
+    blob = bytes(wasmtime.Module(other, MODULE_WAT).serialize())
+    artifact = cache / "modules" / f"{engine.cache_key(DIGEST)}.cwasm"
+    artifact.parent.mkdir(parents=True)
+    artifact.write_bytes(blob)
+    artifact.with_name(artifact.name + ".sha256").write_text(hashlib.sha256(blob).hexdigest())
+    with caplog.at_level(logging.WARNING, logger="tauon.wasm.engine"):
+        assert answer(engine, engine.compile_module(wasm, DIGEST)) == 42
+    assert "incompatible" in caplog.text
+
+
+def test_cache_key_depends_on_digest_version_and_settings(tmp_path: Path) -> None:
+    engine = WasmEngine(tmp_path)
+    base = engine.cache_key(DIGEST)
+    assert engine.cache_key("sha256:" + "cd" * 32) != base
+    engine.settings["wasmtime"] = "0.0.1"
+    assert engine.cache_key(DIGEST) != base
+    engine.settings["wasmtime"] = WasmEngine(tmp_path).settings["wasmtime"]
+    assert engine.cache_key(DIGEST) == base
+    engine.settings["epoch_interruption"] = "false"
+    assert engine.cache_key(DIGEST) != base
+
+
+def test_invalid_wasm_is_a_load_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wasm"
+    bad.write_bytes(b"\0asm\x01\0\0\0\xff\xff")
+    with pytest.raises(LoadError, match="not a valid WebAssembly module"):
+        WasmEngine(tmp_path / "cache").compile_module(bad, DIGEST)
+
+
+def test_unwritable_cache_still_compiles(tmp_path: Path, wasm: Path) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache dir should be")
+    engine = WasmEngine(blocker)
+    assert answer(engine, engine.compile_module(wasm, DIGEST)) == 42
+
+
+def test_classify_module_component_and_wat() -> None:
+    assert classify_bytes(bytes(wasmtime.wat2wasm("(module)"))) == "module"
+    assert classify_bytes(bytes(wasmtime.wat2wasm("(component)"))) == "component"
+    assert classify_bytes(b";; comment\n  (; block ;) (component (core module))") == "component"
+    assert classify_bytes(b"\n(module (func))") == "module"
+    with pytest.raises(ValueError, match="not WebAssembly"):
+        classify_bytes(b"PK\x03\x04 a zip file")
+    with pytest.raises(ValueError, match="truncated"):
+        classify_bytes(b"\0asm\x01")
+
+
+def test_classify_file_reports_the_path(tmp_path: Path) -> None:
+    engine = WasmEngine(tmp_path)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(LoadError, match=r"notes\.txt"):
+        engine.classify(text)
+    comp = tmp_path / "c.wasm"
+    comp.write_bytes(wasmtime.wat2wasm("(component)"))
+    assert engine.classify(comp) == "component"
+
+
+def test_deadline_interrupts_a_loop_within_margin(tmp_path: Path) -> None:
+    engine = WasmEngine(tmp_path, epoch_interval=0.01)
+    assert engine.deadline_ticks(0.2) == 21
+    module = wasmtime.Module(engine.engine, '(module (func (export "spin") (loop (br 0))))')
+    store = wasmtime.Store(engine.engine)
+    store.set_epoch_deadline(engine.deadline_ticks(0.2))
+    spin = wasmtime.Instance(store, module, []).exports(store)["spin"]
+    assert isinstance(spin, wasmtime.Func)
+    engine.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(wasmtime.Trap) as trap:
+            spin(store)
+        elapsed = time.monotonic() - started
+    finally:
+        engine.stop()
+    assert trap.value.trap_code == wasmtime.TrapCode.INTERRUPT
+    assert 0.15 < elapsed < 0.6
+    assert not engine.ticking
+
+
+def test_concurrent_compiles_of_one_digest_share_one_module(tmp_path: Path, wasm: Path) -> None:
+    engine = WasmEngine(tmp_path / "cache")
+    with ThreadPoolExecutor(4) as pool:
+        modules = list(pool.map(lambda _: engine.compile_module(wasm, DIGEST), range(8)))
+    assert all(module is modules[0] for module in modules)
+    assert len(artifacts(tmp_path / "cache")) == 1
+
+
+def test_watchdog_seals_an_oversized_capture() -> None:
+    watchdog = CaptureWatchdog()
+    with OutputCapture("test", limit=10) as capture, watchdog.watching(capture):
+        with open(capture.path, "wb", buffering=0) as writer:  # a second descriptor, as wasmtime opens one
+            writer.write(b"0123456789")
+            watchdog.check()
+            assert not capture.overflowed
+            writer.write(b"abc")
+            watchdog.check()
+            assert capture.sealed and capture.overflowed
+            with pytest.raises(PermissionError):
+                writer.write(b"more")
+        assert capture.read() == b"0123456789"

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tauon.control.spec import Address, is_app_file_name, parse_address, parse_spec
+from tauon.errors import SpecError
+
+
+def spec_bytes(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_minimal_file() -> None:
+    spec = parse_spec("shop.json", spec_bytes(reference="ghcr.io/acme/shop:v3", address="0.0.0.0:8080"))
+    assert spec.id == "shop.json"
+    assert spec.name == "shop"
+    assert spec.address == Address("0.0.0.0", 8080)
+    assert spec.state_dir is None
+    assert spec.insecure is False
+    assert spec.warnings == ()
+
+
+def test_hash_ignores_formatting_and_key_order() -> None:
+    a = parse_spec("a.json", b'{"reference": "r:1", "address": "127.0.0.1:1"}')
+    b = parse_spec("a.json", b'{\n  "address":"127.0.0.1:1",\n  "reference":"r:1"\n}\n')
+    c = parse_spec("a.json", b'{"reference": "r:2", "address": "127.0.0.1:1"}')
+    assert a.content_hash == b.content_hash
+    assert a.content_hash != c.content_hash
+
+
+def test_unknown_fields_warn_but_do_not_change_hash() -> None:
+    a = parse_spec("a.json", spec_bytes(reference="r:1", address="127.0.0.1:1"))
+    b = parse_spec("a.json", spec_bytes(reference="r:1", address="127.0.0.1:1", colour="blue"))
+    assert b.warnings and "'colour'" in b.warnings[0] and "a.json" in b.warnings[0]
+    assert a.content_hash == b.content_hash
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [("127.0.0.1:80", "127.0.0.1", 80), ("[::1]:8080", "::1", 8080), ("localhost:3000", "localhost", 3000),
+     ("0.0.0.0:65535", "0.0.0.0", 65535), ("my-host.example:1", "my-host.example", 1)],
+)
+def test_addresses(text: str, host: str, port: int) -> None:
+    assert parse_address(text, "f.json") == Address(host, port)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("8080", "missing the port"), ("127.0.0.1:0", "port '0'"), ("127.0.0.1:70000", "port '70000'"),
+     ("::1:80", "IPv6 addresses need brackets"), ("[zz]:80", "not an IPv6"), ("", "non-empty"),
+     (8080, "non-empty string"), ("a b:1", "not a host name"), ("127.0.0.1:x", "port 'x'")],
+)
+def test_bad_addresses_name_file_field_and_fix(value: object, why: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_address(value, "f.json")
+    text = str(info.value)
+    assert why in text
+    assert text.startswith("f.json: field 'address':")
+    assert "host:port" in text
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "needle"),
+    [
+        (b'{"reference": "r:1", "address": ', None, "not valid JSON"),
+        (b"[1, 2]", None, "must contain a JSON object"),
+        (b'{"address": "127.0.0.1:1"}', "reference", "is required"),
+        (b'{"reference": "", "address": "127.0.0.1:1"}', "reference", "non-empty"),
+        (b'{"reference": "r:1"}', "address", "is required"),
+        (b'{"reference": "r:1", "address": "127.0.0.1:1", "insecure": "yes"}', "insecure", "true or false"),
+        (b'{"reference": "r:1", "address": "127.0.0.1:1", "state_dir": "../up"}', "state_dir", "leaves"),
+        (b'{"reference": "r:1", "address": "127.0.0.1:1", "variables": {"a": 1}}', "variables.a", "string"),
+        (b'{"reference": "r:1", "address": "127.0.0.1:1", "limits": {"memory_mib": 0}}', "limits.memory_mib",
+         ">= 1"),
+        (b'{"reference": "r:1", "address": "127.0.0.1:1", "limits": {"speed": 1}}', "limits", "unknown"),
+        (b"\xff\xfe", None, "UTF-8"),
+    ],
+)
+def test_errors(data: bytes, field: str | None, needle: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec("app.json", data)
+    assert info.value.file == "app.json"
+    assert info.value.field == field
+    assert needle in str(info.value)
+
+
+def test_limits_are_parsed() -> None:
+    spec = parse_spec("a.json", spec_bytes(
+        reference="r:1", address="127.0.0.1:1",
+        limits={"request_timeout": 1.5, "memory_mib": 16, "max_body_mib": 0, "concurrency": 3}))
+    assert spec.limits.request_timeout == 1.5
+    assert spec.limits.max_memory == 16 * 1024 * 1024
+    assert spec.limits.max_request_body == 0
+    assert spec.limits.max_concurrency == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [("a.json", True), (".a.json", False), ("..data", False), ("a.json.swp", False), (".json", False),
+     ("sedAbc123", False), ("a.json~", False), (".a.json.XXXX", False), ("x.JSON", False)],
+)
+def test_app_file_names(name: str, ok: bool) -> None:
+    assert is_app_file_name(name) is ok
