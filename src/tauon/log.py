@@ -35,3 +35,4 @@ def setup_logging(level: str, fmt: str) -> None:
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("oras").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("watchfiles").setLevel(max(logging.INFO, root.level))

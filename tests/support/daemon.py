@@ -69,6 +69,7 @@ def run_tauon(tmp: Path, *args: str, watch_dir: Path | None = None, cache_dir: P
     watch_dir = watch_dir or tmp / "apps"
     cache_dir = cache_dir or tmp / "cache"
     state_root = state_root or tmp / "state"
+    tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"tauon-{time.monotonic_ns()}.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     cmd = [sys.executable, "-m", "tauon", str(watch_dir), "--cache-dir", str(cache_dir), "--state-root",
