@@ -46,6 +46,7 @@ class AppSlot:
     settled: anyio.Event = field(default_factory=anyio.Event)
     """Set once the first attempt has either served or failed (readiness)."""
     lock: anyio.Lock = field(default_factory=anyio.Lock)
+    removed: bool = False
 
     def set_state(self, state: str, error: str | None = None) -> None:
         self.state, self.error, self.since = state, error, time.time()
@@ -176,6 +177,9 @@ class Supervisor:
                 await self._activate(slot, spec, gen)
 
     async def _activate(self, slot: AppSlot, spec: AppSpec, gen: Generation) -> None:
+        if slot.removed:  # the file went away while this generation was being prepared
+            gen.close()
+            return
         old_gen = slot.generation
         if slot.listener is not None and slot.listener.address == spec.address:
             slot.listener.switchboard.swap(gen)
@@ -226,6 +230,7 @@ class Supervisor:
 
     def _stop(self, app_id: str) -> None:
         slot = self.slots.pop(app_id)
+        slot.removed = True
         if slot.worker is not None:
             slot.worker.cancel()
         log.info("%s: app file removed; stopping (draining up to %.0fs)", app_id,
@@ -245,6 +250,7 @@ class Supervisor:
         async with anyio.create_task_group() as tg:
             for app_id in list(self.slots):
                 slot = self.slots.pop(app_id)
+                slot.removed = True
                 if slot.worker is not None:
                     slot.worker.cancel()
                 tg.start_soon(self._teardown, slot)
