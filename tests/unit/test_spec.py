@@ -103,3 +103,12 @@ def test_limits_are_parsed() -> None:
 )
 def test_app_file_names(name: str, ok: bool) -> None:
     assert is_app_file_name(name) is ok
+
+
+def test_typo_of_a_required_field_is_pointed_out() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec("a.json", b'{"refrence": "r:1", "adress": "127.0.0.1:1"}')
+    assert "did you mean 'reference'" in str(info.value)
+    with pytest.raises(SpecError) as info:
+        parse_spec("a.json", b'{"reference": "r:1", "adress": "127.0.0.1:1"}')
+    assert "found 'adress': did you mean 'address'" in str(info.value)

@@ -7,6 +7,7 @@ hash is taken over the parsed, normalized value, so re-saving the same settings 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import ipaddress
 import json
@@ -187,11 +188,13 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
             f"must contain a JSON object, found {type(value).__name__}", file=file,
             hint='e.g. {"reference": "ghcr.io/acme/shop:v3", "address": "0.0.0.0:8080"}',
         )
+    unknown = sorted(set(value) - set(KNOWN_FIELDS))
     reference = value.get("reference")
     if reference is None:
         raise SpecError(
             "is required", file=file, field="reference",
-            hint="an OCI reference like \"ghcr.io/acme/shop:v3\" or a path to an OCI image layout directory",
+            hint=_did_you_mean("reference", unknown)
+            or "an OCI reference like \"ghcr.io/acme/shop:v3\" or a path to an OCI image layout directory",
         )
     if not isinstance(reference, str) or not reference.strip() or reference != reference.strip():
         raise SpecError(
@@ -199,7 +202,8 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
             file=file, field="reference",
         )
     if "address" not in value:
-        raise SpecError("is required", file=file, field="address", hint="e.g. \"127.0.0.1:8080\"")
+        raise SpecError("is required", file=file, field="address",
+                        hint=_did_you_mean("address", unknown) or "e.g. \"127.0.0.1:8080\"")
     address = parse_address(value["address"], file)
     insecure = value.get("insecure", False)
     if not isinstance(insecure, bool):
@@ -208,7 +212,6 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
             hint="true allows plain-HTTP registries",
         )
     warnings: list[str] = []
-    unknown = sorted(set(value) - set(KNOWN_FIELDS))
     if unknown:
         warnings.append(
             f"{file}: ignoring unknown field(s) {', '.join(repr(u) for u in unknown)} "
@@ -226,6 +229,11 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
         warnings=tuple(warnings),
         content_hash=content_hash(known),
     )
+
+
+def _did_you_mean(field_name: str, unknown: list[str]) -> str | None:
+    close = difflib.get_close_matches(field_name, unknown, n=1, cutoff=0.7)
+    return f"found '{close[0]}': did you mean '{field_name}'?" if close else None
 
 
 def content_hash(value: Any) -> str:
