@@ -39,8 +39,10 @@ def bind_socket(address: Address, *, file: str | None = None) -> socket.socket:
     except socket.gaierror as exc:
         raise BindError(f"cannot resolve host '{address.host}': {exc.strerror}", file=file,
                         field="address", hint="use an IP address or a resolvable host name") from None
-    family, _, _, _, sockaddr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, _, proto, _, sockaddr = infos[0]
+    # proto must be IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on accepted sockets whose proto
+    # says TCP, and without it Nagle + delayed ACKs add ~40 ms to every keep-alive response.
+    sock = socket.socket(family, socket.SOCK_STREAM, proto or socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
