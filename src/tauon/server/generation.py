@@ -17,6 +17,7 @@ from tauon.app.plan import GenerationPlan, StaticResponsePlan, TriggerPlan
 from tauon.app.routes import Router
 from tauon.errors import LoadError
 from tauon.executors.base import Executor
+from tauon.executors.select import build_component_executor
 from tauon.executors.wagi import WagiExecutor
 from tauon.wasm.engine import WasmEngine
 
@@ -120,9 +121,14 @@ def _build_executor(plan: GenerationPlan, trigger: TriggerPlan, engine: WasmEngi
         return WagiExecutor(app_id=plan.app_id, component=component, module=module, engine=engine,
                             argv_template=trigger.wagi_argv, limits=plan.limits, limiter=limiter,
                             logger=app_log)
-    raise LoadError(
-        f"component '{component.id}' ({kind}) needs the wasi:http / fermyon:spin/inbound-http executor, "
-        "which this version of tauon does not provide yet",
-        field=f"triggers.{trigger.id}.executor",
-        hint="only WAGI apps (executor = { type = \"wagi\" }) are served by this version",
-    )
+    if kind == "module":
+        raise LoadError(
+            f"component '{component.id}' is a core wasm module, and its trigger does not use the WAGI "
+            "executor",
+            field=f"components.{component.id}.source",
+            hint="core modules run as WAGI (executor = { type = \"wagi\" }); HTTP handlers must be "
+            "components exporting wasi:http/incoming-handler",
+        )
+    return build_component_executor(app_id=plan.app_id, component=component, engine=engine,
+                                    limits=plan.limits, limiter=limiter, logger=app_log,
+                                    trigger_executor=trigger.executor, wagi_argv=trigger.wagi_argv)

@@ -1,0 +1,161 @@
+"""Benchmark tauon's component binding and wasi:http host on the C fixture component.
+
+Usage: .venv/bin/python bench/bench_host_calls.py [--requests 10000]
+
+Prints:
+- host call cost (guest-measured: N calls in a loop, divided by N; median of batches), for a call with
+  no arguments (monotonic-clock.now) and one with a borrowed resource and a result (check-write);
+- host time for a 1 MiB request body in (/count) and a 1 MiB response body out (/big), minus the same
+  request with no body (the guest's own copying is negligible next to it);
+- two threads, each with its own event loop, serving N requests between them (fresh instance each).
+Targets: host call <= 10 us, 1 MiB in/out <= 20 ms each, no errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from tauon.app.plan import ComponentPlan, Limits
+from tauon.app.routes import RouteMatch
+from tauon.executors.base import Executor, IncomingRequest
+from tauon.executors.select import build_component_executor
+from tauon.wasm.engine import WasmEngine
+
+ROOT = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
+
+
+async def serve(executor: Executor, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+    path, _, query = target.partition("?")
+    request = IncomingRequest(
+        method=method, path=path, query=query, headers=(("host", "bench"),), spin_values=(), scheme="http",
+        authority="bench", client=("127.0.0.1", 1), http_version="1.1",
+        match=RouteMatch(target=None, raw_route="/...", normalized_route="/...", component_route="",
+                         path_info=path))
+    chunks = [body[i:i + 65536] for i in range(0, len(body), 65536)] or [b""]
+    status = [0]
+    out = bytearray()
+
+    async def receive() -> dict[str, Any]:
+        if chunks:
+            chunk = chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status[0] = message["status"]
+        else:
+            out.extend(message.get("body", b""))
+
+    await executor.serve(request, receive, send)
+    return status[0], bytes(out)
+
+
+def build(requests_limit: int) -> tuple[WasmEngine, Executor]:
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "build-wasi-http-fixtures")], check=True,
+                   capture_output=True)
+    wasm = ROOT / "tests" / "fixtures" / "wasi-http" / "build" / "handler.wasm"
+    engine = WasmEngine(Path(tempfile.mkdtemp(prefix="tauon-bench-")))
+    engine.start()
+    plan = ComponentPlan(id="bench", wasm_path=str(wasm),
+                         wasm_digest="sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest())
+    limits = Limits(request_timeout=10, max_memory=64 * MIB, max_request_body=16 * MIB, max_concurrency=8)
+    executor = build_component_executor(app_id="bench", component=plan, engine=engine, limits=limits,
+                                        limiter=anyio.CapacityLimiter(8), logger=logging.getLogger("bench"),
+                                        trigger_executor="http", wagi_argv="")
+    return engine, executor
+
+
+def host_calls(executor: Executor, kind: str, calls: int = 20_000, batches: int = 15) -> float:
+    per_call = []
+    for _ in range(batches):
+        status, body = asyncio.run(serve(executor, "GET", f"/{kind}?{calls}"))
+        assert status == 200, status
+        per_call.append(int(body) / calls / 1000)
+    return statistics.median(per_call)
+
+
+def timed(executor: Executor, method: str, target: str, body: bytes = b"", runs: int = 15) -> float:
+    async def many() -> list[float]:
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            status, _ = await serve(executor, method, target, body)
+            times.append((time.perf_counter() - started) * 1000)
+            assert status == 200, status
+        return times
+
+    return statistics.median(asyncio.run(many()))
+
+
+def two_threads(executor: Executor, total: int) -> tuple[float, int, int]:
+    errors: list[str] = []
+    done = [0]
+    lock = threading.Lock()
+
+    def worker(count: int, tag: int) -> None:
+        async def loop() -> None:
+            for i in range(count):
+                payload = f"{tag}-{i}".encode()
+                status, body = await serve(executor, "POST", "/echo", payload)
+                with lock:
+                    done[0] += 1
+                    if status != 200 or body != payload:
+                        errors.append(f"thread {tag} request {i}: {status} {body[:40]!r}")
+
+        asyncio.run(loop())
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(total // 2, t)) for t in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for line in errors[:5]:
+        print("  error:", line)
+    return time.perf_counter() - started, done[0], len(errors)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=10_000)
+    args = parser.parse_args()
+    engine, executor = build(args.requests)
+    try:
+        now = host_calls(executor, "calls")
+        check = host_calls(executor, "checkwrite")
+        print(f"host call, no arguments (monotonic-clock.now):        {now:6.2f} us median")
+        print(f"host call, borrow + result (output-stream.check-write): {check:6.2f} us median")
+        empty_in = timed(executor, "POST", "/count")
+        full_in = timed(executor, "POST", "/count", b"x" * MIB)
+        print(f"1 MiB request body in:  {full_in - empty_in:6.2f} ms host time "
+              f"({full_in:.2f} ms total, {empty_in:.2f} ms without body)")
+        empty_out = timed(executor, "GET", "/big?0")
+        full_out = timed(executor, "GET", f"/big?{MIB}")
+        print(f"1 MiB response body out: {full_out - empty_out:6.2f} ms host time "
+              f"({full_out:.2f} ms total, {empty_out:.2f} ms without body)")
+        seconds, served, errors = two_threads(executor, args.requests)
+        print(f"two threads: {served} requests in {seconds:.2f} s ({served / seconds:.0f} req/s), "
+              f"{errors} errors")
+        return 1 if errors else 0
+    finally:
+        engine.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Choose a component's executor from its exports (spin-spec §4.1) and build it."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import anyio
+import wasmtime
+from wasmtime.component import Component
+
+from tauon.app.allowed_hosts import AllowedHosts, parse_allowed_hosts
+from tauon.app.plan import ComponentPlan, Limits
+from tauon.errors import LoadError
+from tauon.executors.base import Executor
+from tauon.executors.wasi_http import WasiHttpExecutor
+from tauon.hostif.linker import build_linker, split_name
+from tauon.hostif.state import HostConfig, Mount
+from tauon.wasm.component._capi import check_version
+from tauon.wasm.component.cache import compile_component
+from tauon.wasm.engine import WasmEngine
+
+WASI_HTTP_02 = "wasi-http-0.2"
+WASI_HTTP_RC = "wasi-http-rc"
+WASI_HTTP_03 = "wasi-http-0.3"
+SPIN_INBOUND = "spin-inbound-http"
+RC_VERSIONS = ("0.2.0-rc-2023-10-18", "0.2.0-rc-2023-11-10")
+EXPECTED = ("wasi:http/incoming-handler@0.2.x (any 0.2 patch), "
+            "wasi:http/incoming-handler@0.2.0-rc-2023-10-18, "
+            "wasi:http/incoming-handler@0.2.0-rc-2023-11-10, wasi:http/handler@0.3.x, "
+            "fermyon:spin/inbound-http")
+
+
+def handler_kind(export: str) -> str | None:
+    """The handler ABI an export name stands for, or None if it is not an HTTP handler."""
+    if export == "fermyon:spin/inbound-http":
+        return SPIN_INBOUND
+    base, version = split_name(export)
+    if base == "wasi:http/incoming-handler" and version is not None:
+        if version in RC_VERSIONS:
+            return WASI_HTTP_RC
+        if re.fullmatch(r"0\.2\.\d+", version):
+            return WASI_HTTP_02
+    if base == "wasi:http/handler" and version is not None and version.startswith("0.3."):
+        return WASI_HTTP_03
+    return None
+
+
+def select_handler(exports: list[str], *, component_id: str) -> tuple[str, str]:
+    """(kind, export name) of the one HTTP handler among `exports`. Raises LoadError."""
+    field = f"components.{component_id}.source"
+    found = [(kind, name) for name in exports if (kind := handler_kind(name)) is not None]
+    if not found:
+        raise LoadError(
+            f"component '{component_id}' exports no HTTP handler (it exports: "
+            f"{', '.join(exports) or 'nothing'})", field=field,
+            hint=f"an HTTP component must export one of: {EXPECTED}")
+    if len({kind for kind, _ in found}) > 1 or len(found) > 1:
+        raise LoadError(
+            f"component '{component_id}' exports multiple different handlers: "
+            f"{', '.join(name for _, name in found)}", field=field,
+            hint="build the component with exactly one HTTP handler export")
+    kind, export = found[0]
+    if kind == WASI_HTTP_03:
+        raise LoadError(
+            f"component '{component_id}' exports {export} (WASIp3, component-model async), which tauon "
+            "cannot host: the wasmtime Python binding has no component-model async support", field=field,
+            hint="build the component for wasi:http 0.2 (e.g. spin-sdk 3.x for Python, "
+                 "wasi:http/proxy@0.2.x worlds), which exports wasi:http/incoming-handler@0.2.x")
+    if kind == SPIN_INBOUND:
+        raise LoadError(
+            f"component '{component_id}' exports fermyon:spin/inbound-http (the Spin 1 handler ABI), "
+            "which this version of tauon does not support yet", field=field,
+            hint="rebuild with a current Spin SDK, which exports wasi:http/incoming-handler@0.2.x")
+    return kind, export
+
+
+def component_exports(component: Component, engine: wasmtime.Engine) -> list[str]:
+    return list(component.type.exports(engine))
+
+
+def allowed_hosts_of(component: ComponentPlan) -> AllowedHosts:
+    entries = component.metadata.get("allowed_outbound_hosts") or []
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise LoadError("allowed_outbound_hosts must be a list of strings",
+                        field=f"components.{component.id}.metadata.allowed_outbound_hosts")
+    try:
+        return parse_allowed_hosts(entries)
+    except LoadError as exc:
+        exc.field = exc.field or f"components.{component.id}.metadata.allowed_outbound_hosts"
+        raise
+
+
+def build_component_executor(*, app_id: str, component: ComponentPlan, engine: WasmEngine, limits: Limits,
+                             limiter: anyio.CapacityLimiter, logger: logging.Logger,
+                             trigger_executor: str, wagi_argv: str) -> Executor:
+    """Compile (or load from the cache) a component and build the executor its exports call for."""
+    check_version()
+    field = f"components.{component.id}.source"
+    if trigger_executor == "wagi":
+        raise LoadError(
+            f"component '{component.id}' is a component used with the WAGI executor; tauon runs WAGI "
+            "only as core modules exporting _start (wasi:cli/run components are not supported yet)",
+            field=field, hint="publish the WAGI program as a wasm32-wasi core module")
+    compiled = compile_component(engine, Path(component.wasm_path), component.wasm_digest)
+    _, export = select_handler(component_exports(compiled, engine.engine), component_id=component.id)
+    config = HostConfig(
+        label=f"{app_id}/{component.id}",
+        logger=logger,
+        env=tuple(component.env.items()),
+        mounts=tuple(Mount(m.host_path, m.guest_path) for m in component.mounts),
+        allowed_hosts=allowed_hosts_of(component),
+        outbound_timeout=min(30.0, limits.request_timeout),
+    )
+    try:
+        linked = build_linker(engine.engine, compiled)
+    except (RuntimeError, wasmtime.WasmtimeError) as exc:
+        raise LoadError(f"component '{component.id}' cannot be linked: {exc}", field=field) from exc
+    if linked.trapping:
+        logger.debug("%s/%s: imports that trap when called: %s", app_id, component.id,
+                     ", ".join(linked.trapping))
+    return WasiHttpExecutor(app_id=app_id, component_id=component.id, component=compiled, export=export,
+                            linked=linked, engine=engine, limits=limits, limiter=limiter, config=config)

@@ -1,0 +1,224 @@
+"""The wasi:http 0.2 executor (spin-spec §4.3): `incoming-handler.handle` on a fresh instance per request.
+
+The guest runs in a worker thread (under the app's limiter) with a memory limit and an epoch deadline.
+Bodies stream both ways through bounded pipes: the event loop feeds the request body as the guest reads
+it, and sends the response head as soon as the guest sets the response-outparam, then each body chunk
+as the guest writes it. A failure before the head is a GuestError (the switchboard answers 500); after
+it, the response is cut short and the error logged, as in Spin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import anyio
+import wasmtime
+from starlette.types import Receive, Send
+from wasmtime.component import Component, ComponentInstanceType, FuncType
+
+from tauon.app.plan import Limits
+from tauon.executors.base import GuestError, IncomingRequest
+from tauon.hostif.http import FORBIDDEN_HEADERS, IncomingBody, ResponseOutparam
+from tauon.hostif.http import IncomingRequest as GuestRequest
+from tauon.hostif.linker import LinkedComponent
+from tauon.hostif.pipe import BytePipe, PipeError
+from tauon.hostif.state import HostConfig, HostState
+from tauon.wasm.component.guest import GuestFunc, Trap, instantiate
+from tauon.wasm.component.host import bound_state
+from tauon.wasm.engine import WasmEngine
+
+REQUEST_BUFFER = 1 << 20
+"""Request body bytes buffered ahead of the guest's reads."""
+
+
+class _Exchange:
+    """What the guest thread tells the event loop: the response head and body, or a failure."""
+
+    def __init__(self, notify: Any) -> None:
+        self.notify = notify
+        self.head: tuple[int, list[tuple[str, bytes]]] | None = None
+        self.body: BytePipe | None = None
+        self.failure: str | None = None
+        self.done = False
+        self.error: BaseException | None = None
+
+    def start(self, status: int, headers: list[tuple[str, bytes]], body: BytePipe) -> None:
+        body.listeners.append(self.notify)
+        self.body = body
+        self.head = (status, headers)
+        self.notify()
+
+    def fail(self, message: str) -> None:
+        self.failure = message
+        self.notify()
+
+
+class WasiHttpExecutor:
+    def __init__(self, *, app_id: str, component_id: str, component: Component, export: str,
+                 linked: LinkedComponent, engine: WasmEngine, limits: Limits,
+                 limiter: anyio.CapacityLimiter, config: HostConfig) -> None:
+        self.component_id = component_id
+        self.export = export
+        self._label = f"{app_id}/{component_id}"
+        self._component = component
+        self._linked = linked
+        self._engine = engine
+        self._limits = limits
+        self._limiter = limiter
+        self._config = config
+        self._log: logging.Logger = config.logger
+        iface = component.type.exports(engine.engine)[export].ty
+        assert isinstance(iface, ComponentInstanceType)
+        fty = iface.exports(engine.engine)["handle"].ty
+        if not isinstance(fty, FuncType):
+            raise TypeError(f"{export}#handle is not a function")
+        self._handle = GuestFunc(component, engine.engine, export, "handle", fty, linked.resources.find)
+
+    def close(self) -> None:
+        pass  # compiled code and the linker are freed with the generation
+
+    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
+        length = dict(request.headers).get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._limits.max_request_body:
+            await _simple(send, 413)
+            return
+        loop = asyncio.get_running_loop()
+        respond_wake, feed_wake = asyncio.Event(), asyncio.Event()
+
+        def notify() -> None:  # from any thread; cheap, never blocks the guest
+            loop.call_soon_threadsafe(respond_wake.set)
+            loop.call_soon_threadsafe(feed_wake.set)
+
+        state = HostState(self._config, timeout=self._limits.request_timeout)
+        body_in = BytePipe(state.cond, REQUEST_BUFFER)
+        body_in.listeners.append(notify)
+        exchange = _Exchange(notify)
+        guest_request = self._guest_request(request, body_in)
+        too_large = [False]
+
+        async def run() -> None:
+            try:
+                await anyio.to_thread.run_sync(self._run, state, guest_request, exchange,
+                                               limiter=self._limiter)
+            finally:
+                exchange.done = True
+                notify()
+
+        cut_short: GuestError | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            tg.start_soon(self._feed, receive, body_in, feed_wake, too_large)
+            try:
+                await self._respond(send, exchange, respond_wake, too_large)
+            except GuestError as exc:
+                cut_short = exc
+            finally:
+                tg.cancel_scope.cancel()  # stops the feeder; the worker thread is waited for
+        if cut_short is not None:
+            raise cut_short
+        if exchange.error is not None and exchange.head is None and not too_large[0]:
+            raise GuestError(f"{self._label}: {exchange.error}",
+                             kind=getattr(exchange.error, "kind", "trap")) from exchange.error
+
+    def _guest_request(self, request: IncomingRequest, body: BytePipe) -> GuestRequest:
+        headers = [(name, value.encode("utf-8")) for name, value in request.headers
+                   if name not in FORBIDDEN_HEADERS]
+        headers += [(v.header, v.value.encode("utf-8")) for v in request.spin_values]
+        path = request.path + (f"?{request.query}" if request.query else "")
+        return GuestRequest(request.method, path, ("HTTP", None), request.authority, headers,
+                            IncomingBody(body))
+
+    def _run(self, state: HostState, request: GuestRequest, exchange: _Exchange) -> None:
+        """Worker thread: a fresh store and instance, then `handle`."""
+        store = wasmtime.Store(self._engine.engine)
+        store.set_limits(memory_size=self._limits.max_memory)
+        store.set_epoch_deadline(self._engine.deadline_ticks(self._limits.request_timeout))
+        try:
+            instance = instantiate(self._linked.linker, store, self._component, state)
+            req = state.table.push(request)
+            out = state.table.push(ResponseOutparam(exchange))
+            self._handle.call(store, instance, state, req, out)
+            if exchange.head is None:
+                exchange.error = GuestError(exchange.failure or
+                                            "guest failed to produce a response prior to returning",
+                                            kind="no-response")
+        except Trap as exc:
+            exchange.error = exc
+            if exchange.head is not None:
+                self._log.error("%s: guest failed after the response started: %s", self._label, exc)
+        except Exception as exc:  # a host-side bug: still a 500 for this request only
+            self._log.exception("%s: executor failure", self._label)
+            exchange.error = exc
+        finally:
+            with bound_state(state):
+                state.finish()  # unfinished bodies end with an error; output lines are flushed
+            del store
+
+    async def _feed(self, receive: Receive, pipe: BytePipe, wake: asyncio.Event,
+                    too_large: list[bool]) -> None:
+        """Client body -> guest, as fast as the guest reads it; enforces the app's body limit."""
+        total = 0
+        limit = self._limits.max_request_body
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                pipe.close(error="the client went away")
+                return
+            chunk: bytes = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                too_large[0] = True
+                pipe.close(error=f"request body over the limit of {limit} bytes")
+                wake.set()
+                return
+            while chunk and not pipe.writable():
+                wake.clear()
+                if pipe.writable():
+                    break
+                await wake.wait()
+            if pipe.reader_gone:
+                return
+            if chunk:
+                pipe.write(chunk)
+            if not message.get("more_body", False):
+                pipe.close()
+                return
+
+    async def _respond(self, send: Send, exchange: _Exchange, wake: asyncio.Event,
+                       too_large: list[bool]) -> None:
+        started = False
+        while True:
+            wake.clear()
+            if not started and too_large[0]:
+                await _simple(send, 413)
+                if exchange.body is not None:
+                    exchange.body.abandon()
+                return
+            if not started and exchange.head is not None:
+                status, headers = exchange.head
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [(k.encode("latin-1"), v) for k, v in headers]})
+                started = True
+            if started:
+                assert exchange.body is not None
+                while True:
+                    try:
+                        data = exchange.body.read(1 << 20)
+                    except PipeError as exc:
+                        raise GuestError(f"{self._label}: response body cut short: {exc}") from exc
+                    if data is None:
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                        return
+                    if not data:
+                        break
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+            elif exchange.done:
+                return
+            await wake.wait()
+
+
+async def _simple(send: Send, status: int) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})

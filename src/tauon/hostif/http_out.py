@@ -1,0 +1,181 @@
+"""wasi:http/outgoing-handler 0.2: outbound HTTP, checked against `allowed_outbound_hosts` (spin-spec §5.5).
+
+A denied request fails with `HTTP-request-denied` before any connection is made. An allowed one runs on
+its own thread with `http.client`: the request body streams from the guest's outgoing-body pipe and
+the response body streams into the guest's incoming-body pipe, both bounded.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+from typing import Any
+
+from tauon.hostif.http import (
+    BODY_BUFFER,
+    IncomingBody,
+    IncomingResponse,
+    OutgoingRequest,
+    RequestOptions,
+    method_text,
+    scheme_text,
+)
+from tauon.hostif.io import Pollable
+from tauon.hostif.pipe import BytePipe, PipeError
+from tauon.hostif.registry import HostInterface
+from tauon.hostif.state import HostState
+from tauon.wasm.component.codec import err, ok
+
+NS = 1_000_000_000
+
+
+class FutureIncomingResponse:
+    def __init__(self) -> None:
+        self.result: tuple[str, Any] | None = None
+        """('ok', IncomingResponse) or ('err', error-code), set by the client thread under `cond`."""
+        self.taken = False
+
+    def ready(self) -> bool:
+        return self.result is not None
+
+
+def denied() -> tuple[str, Any]:
+    return err(("HTTP-request-denied", None))
+
+
+def handle(state: HostState, req_rep: int, options_rep: int | None) -> tuple[str, Any]:
+    request = state.table.take(req_rep, OutgoingRequest)
+    options = state.table.take(options_rep, RequestOptions) if options_rep is not None else RequestOptions()
+    scheme = scheme_text(request.scheme)
+    if not request.authority:
+        return err(("HTTP-request-URI-invalid", None))
+    url = f"{scheme}://{request.authority}{request.path_with_query or '/'}"
+    allowed = state.config.allowed_hosts
+    if allowed is None or not allowed.allows(url):
+        state.config.logger.info("%s: outbound request to %s denied by allowed_outbound_hosts",
+                                 state.config.label, url.split("?", 1)[0])
+        return denied()
+    if scheme not in ("http", "https"):
+        return err(("HTTP-protocol-error", None))
+    request.pipe.limit = BODY_BUFFER
+    future = FutureIncomingResponse()
+    timeouts = {k: (v / NS if v is not None else None) for k, v in options.timeouts.items()}
+    thread = threading.Thread(target=_exchange, args=(state, request, scheme, future, timeouts),
+                              name=f"tauon-http-out {state.config.label}", daemon=True)
+    thread.start()
+    return ok(state.table.push(future))
+
+
+def future_subscribe(state: HostState, rep: int) -> int:
+    future = state.table.get(rep, FutureIncomingResponse)
+    return state.table.push(Pollable(future.ready))
+
+
+def future_get(state: HostState, rep: int) -> tuple[str, Any] | None:
+    future = state.table.get(rep, FutureIncomingResponse)
+    with state.cond:
+        result = future.result
+    if result is None:
+        return None
+    if future.taken:
+        return err()
+    future.taken = True
+    if result[0] == "err":
+        return ok(result)
+    return ok(ok(state.table.push(result[1])))
+
+
+def _error_code(exc: BaseException) -> tuple[str, Any]:
+    if isinstance(exc, ConnectionRefusedError):
+        return ("connection-refused", None)
+    if isinstance(exc, socket.gaierror):
+        return ("DNS-error", {"rcode": str(exc.args[-1]) if exc.args else None, "info-code": None})
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return ("connection-timeout", None)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ("TLS-certificate-error", None)
+    if isinstance(exc, ssl.SSLError):
+        return ("TLS-protocol-error", None)
+    if isinstance(exc, http.client.HTTPException):
+        return ("HTTP-protocol-error", None)
+    if isinstance(exc, ConnectionError):
+        return ("connection-terminated", None)
+    return ("internal-error", f"{type(exc).__name__}: {exc}")
+
+
+def _body_chunks(state: HostState, pipe: BytePipe, timeout: float) -> Any:
+    """The guest's request body as it is written (raises if the guest abandons it)."""
+    while True:
+        with state.cond:
+            if not state.cond.wait_for(pipe.readable, timeout):
+                raise TimeoutError("the guest did not write the request body in time")
+            data = pipe.read(1 << 16)
+        if data is None:
+            return
+        if data:
+            yield data
+
+
+def _exchange(state: HostState, request: OutgoingRequest, scheme: str, future: FutureIncomingResponse,
+              timeouts: dict[str, float | None]) -> None:
+    default = state.config.outbound_timeout
+    connect_timeout = timeouts.get("connect-timeout") or default
+    read_timeout = timeouts.get("first-byte-timeout") or default
+    conn_type = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+    authority = request.authority or ""
+    try:
+        conn = conn_type(authority, timeout=connect_timeout)
+        headers: dict[str, str] = {}
+        for name, value in request.headers.entries:
+            headers[name] = value.decode("latin-1") if name not in headers else f"{headers[name]}, " \
+                f"{value.decode('latin-1')}"
+        body = _body_chunks(state, request.pipe, read_timeout) if request.body_taken else None
+        chunked = body is not None and "content-length" not in headers
+        conn.connect()
+        if conn.sock is not None:
+            conn.sock.settimeout(read_timeout)
+        conn.request(method_text(request.method), request.path_with_query or "/", body=body,
+                     headers=headers, encode_chunked=chunked)
+        response = conn.getresponse()
+        if conn.sock is not None:
+            conn.sock.settimeout(timeouts.get("between-bytes-timeout") or default)
+    except BaseException as exc:
+        with state.cond:
+            future.result = ("err", _error_code(exc))
+            state.cond.notify_all()
+        return
+    pipe = BytePipe(state.cond, BODY_BUFFER)
+    response_headers = [(k.lower(), v.encode("latin-1")) for k, v in response.getheaders()]
+    with state.cond:
+        future.result = ("ok", IncomingResponse(response.status, response_headers, IncomingBody(pipe)))
+        state.cond.notify_all()
+    _pump(state, response, pipe)
+    conn.close()
+
+
+def _pump(state: HostState, response: http.client.HTTPResponse, pipe: BytePipe) -> None:
+    """Copy the response body into the guest's pipe, waiting for room; stop if the guest goes away."""
+    try:
+        while True:
+            data = response.read1(1 << 16)
+            if not data:
+                pipe.close()
+                return
+            with state.cond:
+                state.cond.wait_for(lambda: pipe.writable(), state.config.outbound_timeout)
+                if pipe.reader_gone:
+                    return
+            pipe.write(data)
+    except (OSError, http.client.HTTPException, PipeError) as exc:
+        pipe.close(error=f"reading the response body failed: {exc}")
+
+
+INTERFACES = [
+    HostInterface("wasi:http/outgoing-handler", {"handle": handle}),
+    HostInterface("wasi:http/types", {
+        "[method]future-incoming-response.subscribe": future_subscribe,
+        "[method]future-incoming-response.get": future_get,
+    }),
+]

@@ -1,0 +1,169 @@
+"""Link a component against tauon's host interfaces, by walking the imports it declares.
+
+Each imported instance is defined under the exact name (and version) the component imports, so any
+0.2.x patch version links (toolchains import 0.2.0 .. 0.2.12), with no shadowing between versions.
+Functions tauon does not implement, and whole interfaces it does not know, are defined as traps that
+name the function: instantiation never fails for an unused import, only the call does (as in Spin,
+whose SDK components import far more than they use).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import wasmtime
+from wasmtime.component import (
+    Component,
+    ComponentInstanceType,
+    FuncType,
+    Linker,
+    LinkerInstance,
+    ResourceType,
+)
+
+from tauon.hostif import cli, clocks, filesystem, http, http_out, io, random, sockets
+from tauon.hostif.registry import HostInterface, HostTrap, resource_id
+from tauon.hostif.state import HostState
+from tauon.wasm.component.codec import UnsupportedType
+from tauon.wasm.component.host import define_func, define_resource
+
+ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
+    iface
+    for module in (io, clocks, random, cli, filesystem, sockets, http, http_out)
+    for iface in module.INTERFACES
+)
+
+_NAME = re.compile(r"^(?P<base>[^@]+)(?:@(?P<version>.+))?$")
+SUPPORTED_PRERELEASES = ("0.2.0-rc-2023-10-18", "0.2.0-rc-2023-11-10")
+
+
+class UnimplementedImport(HostTrap):
+    pass
+
+
+def supported_version(version: str | None) -> bool:
+    """wasi 0.2.x (any patch) and the two 2023 release candidates Spin 3 still links."""
+    if version is None:
+        return False
+    if version in SUPPORTED_PRERELEASES:
+        return True
+    return re.fullmatch(r"0\.2\.\d+", version) is not None
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    match = _NAME.match(name)
+    assert match is not None
+    return match["base"], match["version"]
+
+
+@dataclass
+class ResourceMap:
+    """The component's resource types (its import view) -> tauon host resource ids."""
+
+    known: list[tuple[ResourceType, int]] = field(default_factory=list)
+
+    def find(self, rtype: ResourceType) -> int | None:
+        for candidate, host_id in self.known:
+            if candidate == rtype:
+                return host_id
+        return None
+
+    def add(self, rtype: ResourceType, host_id: int) -> None:
+        self.known.append((rtype, host_id))
+
+
+@dataclass
+class LinkedComponent:
+    linker: Linker
+    resources: ResourceMap
+    implemented: list[str]
+    trapping: list[str]
+    """'<import>#<function>' names that trap when called (unknown or unsupported)."""
+
+
+def _drop_resource(state: HostState, rep: int) -> None:
+    state.table.drop(rep)
+
+
+def _trap(label: str, why: str) -> Any:
+    def trap(state: HostState, *args: Any) -> None:
+        raise UnimplementedImport(f"{label} {why}")
+
+    return trap
+
+
+def merge(interfaces: Iterable[HostInterface]) -> dict[str, HostInterface]:
+    """One interface per name: modules may each contribute functions to the same interface."""
+    merged: dict[str, HostInterface] = {}
+    for iface in interfaces:
+        seen = merged.get(iface.name)
+        if seen is None:
+            merged[iface.name] = iface
+        else:
+            merged[iface.name] = HostInterface(iface.name, {**seen.funcs, **iface.funcs},
+                                               seen.resources + iface.resources)
+    return merged
+
+
+def build_linker(engine: wasmtime.Engine, component: Component,
+                 interfaces: Iterable[HostInterface] = ALL_INTERFACES) -> LinkedComponent:
+    by_name = merge(interfaces)
+    linker = Linker(engine)
+    resources = ResourceMap()
+    linked = LinkedComponent(linker, resources, [], [])
+    with linker.root() as root:
+        for import_name, extern in component.type.imports(engine).items():
+            ty = extern.ty
+            if isinstance(ty, ComponentInstanceType):
+                base, version = split_name(import_name)
+                iface = by_name.get(base) if supported_version(version) else None
+                with root.add_instance(import_name) as li:
+                    _link_instance(engine, li, import_name, ty, iface, linked)
+            elif isinstance(ty, FuncType):
+                define_func(root, import_name, _trap(import_name, "is not provided by tauon"), None,
+                            resources.find, label=import_name)
+                linked.trapping.append(import_name)
+            # other top-level imports (types, modules) need no definition or cannot be provided
+    return linked
+
+
+def _link_instance(engine: wasmtime.Engine, li: LinkerInstance, import_name: str,
+                   ty: ComponentInstanceType, iface: HostInterface | None, linked: LinkedComponent) -> None:
+    exports = ty.exports(engine)
+    base, _ = split_name(import_name)
+    resources = linked.resources
+    # Resources first: function signatures refer to them.
+    for name, extern in exports.items():
+        rtype = extern.ty
+        if not isinstance(rtype, ResourceType):
+            continue
+        host_id = resources.find(rtype)
+        if host_id is None:  # defined here, not `use`d from an interface seen before
+            host_id = resource_id(f"{base}#{name}")
+            resources.add(rtype, host_id)
+        define_resource(li, name, host_id, _drop_resource, label=f"{import_name}#{name}")
+    for name, extern in exports.items():
+        fty = extern.ty
+        if not isinstance(fty, FuncType):
+            continue
+        label = f"{import_name}#{name}"
+        impl = iface.funcs.get(name) if iface is not None else None
+        if impl is None:
+            why = "is not implemented by tauon" if iface is not None else "is not provided by tauon"
+            define_func(li, name, _trap(label, why), None, _no_resources, label=label)
+            linked.trapping.append(label)
+            continue
+        try:
+            define_func(li, name, impl, fty, resources.find, label=label)
+            linked.implemented.append(label)
+        except UnsupportedType as exc:
+            define_func(li, name, _trap(label, f"cannot be called through this host: {exc}"), None,
+                        _no_resources, label=label)
+            linked.trapping.append(label)
+
+
+def _no_resources(rtype: ResourceType) -> int | None:
+    return None

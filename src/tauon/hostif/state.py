@@ -1,0 +1,119 @@
+"""Per-component host configuration and per-request host state."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tauon.hostif.registry import HostTrap
+from tauon.hostif.table import ResourceTable
+
+if TYPE_CHECKING:
+    from tauon.app.allowed_hosts import AllowedHosts
+
+LOG_LIMIT = 1024 * 1024
+"""Bytes of guest stdout + stderr logged per request; the rest is dropped (with one notice)."""
+
+
+class DeadlineExceeded(HostTrap):
+    """The request's time ran out while the guest was blocked in a host call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    host_path: str
+    guest_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """What a component may see and do; shared by all its requests (immutable)."""
+
+    label: str
+    """'<app>/<component>', used in log lines."""
+    logger: logging.Logger
+    env: tuple[tuple[str, str], ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    allowed_hosts: AllowedHosts | None = None
+    """None: no outbound networking at all."""
+    outbound_timeout: float = 30.0
+
+
+class GuestLog:
+    """A guest output stream (stdout/stderr) logged line by line, tagged with app and component."""
+
+    def __init__(self, state: HostState, name: str) -> None:
+        self._state = state
+        self._name = name
+        self._partial = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self._partial += data
+        if b"\n" not in data:
+            if len(self._partial) > 16 * 1024:  # a line without end: log it in pieces
+                self._emit(bytes(self._partial))
+                self._partial.clear()
+            return
+        *lines, rest = self._partial.split(b"\n")
+        self._partial = bytearray(rest)
+        for line in lines:
+            self._emit(line)
+
+    def flush_partial(self) -> None:
+        if self._partial:
+            self._emit(bytes(self._partial))
+            self._partial.clear()
+
+    def _emit(self, line: bytes | bytearray) -> None:
+        state = self._state
+        if state.logged > LOG_LIMIT:
+            return
+        state.logged += len(line)
+        config = state.config
+        if state.logged > LOG_LIMIT:
+            config.logger.warning("%s: guest output over %d bytes for this request; dropping the rest",
+                                  config.label, LOG_LIMIT)
+            return
+        config.logger.info("%s %s: %s", config.label, self._name, line.decode("utf-8", "replace"))
+
+
+class HostState:
+    """Everything the host functions of one request share. Used by the guest's thread only, except
+    `cond`, which other threads (event loop, HTTP clients) use to wake a guest blocked in a host call."""
+
+    def __init__(self, config: HostConfig, *, timeout: float,
+                 extensions: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.table = ResourceTable()
+        self.cond = threading.Condition()
+        self.deadline = time.monotonic() + timeout
+        self.logged = 0
+        self.stdout = GuestLog(self, "stdout")
+        self.stderr = GuestLog(self, "stderr")
+        self.extensions: dict[str, Any] = extensions or {}
+        """Per-executor state, e.g. 'http' for the incoming request of a wasi:http call."""
+        self.exit_code: int | None = None
+
+    def wait_until(self, ready: Callable[[], bool], what: str, until: float | None = None) -> bool:
+        """Block until `ready()` (checked under `cond`) or `until` (monotonic) passes: returns whether
+        it became ready. Raises DeadlineExceeded at the request deadline."""
+        with self.cond:
+            while not ready():
+                now = time.monotonic()
+                if until is not None and now >= until:
+                    return False
+                if now >= self.deadline:
+                    raise DeadlineExceeded(f"request timed out while the guest was blocked in {what}")
+                limit = self.deadline if until is None else min(until, self.deadline)
+                self.cond.wait(limit - now)
+            return True
+
+    def finish(self) -> None:
+        """End of request: release resources and log unterminated output lines."""
+        self.table.close_all()
+        self.stdout.flush_partial()
+        self.stderr.flush_partial()

@@ -1,0 +1,131 @@
+"""Direct access to the wasmtime C API for the component model, through the package's own shared library.
+
+Why not the package's Python layer: in wasmtime 50.0.1 it is not thread-safe (a module-global set in
+variant lowering, host exceptions passed through a module global) and it is slow (one 32-byte value
+per byte of a `list<u8>`, function types re-reflected on every call). tauon keeps the package's types,
+structures and shared library, and calls the C functions itself with its own argument types.
+
+`CDLL.__getitem__` returns a fresh function object per name, so the argument types set here never
+change the package's own bindings. Everything here relies on the C ABI of wasmtime 50.0.1: `check_version`
+refuses any other version, and tests/unit/test_component_binding.py fails if the pin changes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+from ctypes import POINTER, c_bool, c_char_p, c_size_t, c_uint32, c_void_p
+from typing import Any
+
+from wasmtime import _ffi as ffi
+
+SUPPORTED_WASMTIME = "50.0.1"
+
+Val = ffi.wasmtime_component_val_t
+VAL_SIZE = ctypes.sizeof(Val)
+VAL_PAYLOAD = Val.of.offset
+"""Byte offset of the payload union inside a value (the kind byte is at 0)."""
+ValPtr = POINTER(Val)
+Name = ffi.wasm_byte_vec_t
+
+KIND_BOOL = ffi.WASMTIME_COMPONENT_BOOL.value
+KIND_S8 = ffi.WASMTIME_COMPONENT_S8.value
+KIND_U8 = ffi.WASMTIME_COMPONENT_U8.value
+KIND_S16 = ffi.WASMTIME_COMPONENT_S16.value
+KIND_U16 = ffi.WASMTIME_COMPONENT_U16.value
+KIND_S32 = ffi.WASMTIME_COMPONENT_S32.value
+KIND_U32 = ffi.WASMTIME_COMPONENT_U32.value
+KIND_S64 = ffi.WASMTIME_COMPONENT_S64.value
+KIND_U64 = ffi.WASMTIME_COMPONENT_U64.value
+KIND_F32 = ffi.WASMTIME_COMPONENT_F32.value
+KIND_F64 = ffi.WASMTIME_COMPONENT_F64.value
+KIND_CHAR = ffi.WASMTIME_COMPONENT_CHAR.value
+KIND_STRING = ffi.WASMTIME_COMPONENT_STRING.value
+KIND_LIST = ffi.WASMTIME_COMPONENT_LIST.value
+KIND_RECORD = ffi.WASMTIME_COMPONENT_RECORD.value
+KIND_TUPLE = ffi.WASMTIME_COMPONENT_TUPLE.value
+KIND_VARIANT = ffi.WASMTIME_COMPONENT_VARIANT.value
+KIND_ENUM = ffi.WASMTIME_COMPONENT_ENUM.value
+KIND_OPTION = ffi.WASMTIME_COMPONENT_OPTION.value
+KIND_RESULT = ffi.WASMTIME_COMPONENT_RESULT.value
+KIND_FLAGS = ffi.WASMTIME_COMPONENT_FLAGS.value
+KIND_RESOURCE = ffi.WASMTIME_COMPONENT_RESOURCE.value
+
+_dll = ffi.dll
+
+
+def _fn(name: str, restype: Any, *argtypes: Any) -> Any:
+    func = _dll[name]  # a new function object: the package's bindings keep their own signatures
+    func.restype = restype
+    func.argtypes = argtypes
+    return func
+
+
+# Host functions and resource destructors, as tauon declares them: plain pointers for speed.
+HostCallback = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, ValPtr, c_size_t, ValPtr, c_size_t)
+DtorCallback = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_uint32)
+Finalizer = ctypes.CFUNCTYPE(None, c_void_p)
+
+func_call = _fn("wasmtime_component_func_call", c_void_p,
+                c_void_p, c_void_p, ValPtr, c_size_t, ValPtr, c_size_t)
+linker_instance_add_func = _fn("wasmtime_component_linker_instance_add_func", c_void_p,
+                               c_void_p, c_char_p, c_size_t, HostCallback, c_void_p, Finalizer)
+linker_instance_add_resource = _fn("wasmtime_component_linker_instance_add_resource", c_void_p,
+                                   c_void_p, c_char_p, c_size_t, c_void_p, DtorCallback, c_void_p,
+                                   Finalizer)
+resource_type_new_host = _fn("wasmtime_component_resource_type_new_host", c_void_p, c_uint32)
+resource_type_delete = _fn("wasmtime_component_resource_type_delete", None, c_void_p)
+
+resource_host_new = _fn("wasmtime_component_resource_host_new", c_void_p, c_bool, c_uint32, c_uint32)
+resource_host_rep = _fn("wasmtime_component_resource_host_rep", c_uint32, c_void_p)
+resource_host_type = _fn("wasmtime_component_resource_host_type", c_uint32, c_void_p)
+resource_host_delete = _fn("wasmtime_component_resource_host_delete", None, c_void_p)
+resource_host_to_any = _fn("wasmtime_component_resource_host_to_any", c_void_p,
+                           c_void_p, c_void_p, POINTER(c_void_p))
+resource_any_to_host = _fn("wasmtime_component_resource_any_to_host", c_void_p,
+                           c_void_p, c_void_p, POINTER(c_void_p))
+resource_any_delete = _fn("wasmtime_component_resource_any_delete", None, c_void_p)
+
+val_new = _fn("wasmtime_component_val_new", ValPtr, ValPtr)
+val_delete = _fn("wasmtime_component_val_delete", None, ValPtr)
+vallist_new = _fn("wasmtime_component_vallist_new", None, c_void_p, c_size_t, c_void_p)
+vallist_new_uninit = _fn("wasmtime_component_vallist_new_uninit", None, c_void_p, c_size_t)
+valrecord_new_uninit = _fn("wasmtime_component_valrecord_new_uninit", None, c_void_p, c_size_t)
+valtuple_new_uninit = _fn("wasmtime_component_valtuple_new_uninit", None, c_void_p, c_size_t)
+valflags_new_uninit = _fn("wasmtime_component_valflags_new_uninit", None, c_void_p, c_size_t)
+byte_vec_new = _fn("wasm_byte_vec_new", None, c_void_p, c_size_t, c_char_p)
+
+error_new = _fn("wasmtime_error_new", c_void_p, c_char_p)
+_error_message = _fn("wasmtime_error_message", None, c_void_p, POINTER(Name))
+_error_delete = _fn("wasmtime_error_delete", None, c_void_p)
+_byte_vec_delete = _fn("wasm_byte_vec_delete", None, POINTER(Name))
+
+
+def take_error(ptr: int) -> str:
+    """The message of a `wasmtime_error_t` (which is freed)."""
+    name = Name()
+    _error_message(ptr, ctypes.byref(name))
+    try:
+        return ctypes.string_at(name.data, name.size).decode("utf-8", "replace")
+    finally:
+        _byte_vec_delete(ctypes.byref(name))
+        _error_delete(ptr)
+
+
+def set_name(vec: ctypes.Structure, data: bytes) -> None:
+    """Fill a `wasm_name_t` inside a value with a copy of `data`."""
+    byte_vec_new(ctypes.addressof(vec), len(data), data)
+
+
+def installed_version() -> str:
+    return importlib.metadata.version("wasmtime")
+
+
+def check_version() -> None:
+    version = installed_version()
+    if version != SUPPORTED_WASMTIME:
+        raise RuntimeError(
+            f"tauon's component binding is written against wasmtime=={SUPPORTED_WASMTIME} (its C ABI and "
+            f"the package's ctypes structures), but wasmtime {version} is installed: re-check "
+            "src/tauon/wasm/component/ against the new release, then update SUPPORTED_WASMTIME"
+        )

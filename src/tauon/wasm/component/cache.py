@@ -1,0 +1,121 @@
+"""Compiled components, cached on disk next to the engine's compiled modules.
+
+The key is the engine's (wasm digest + wasmtime version + machine + engine settings), with a
+component-specific prefix so a module and a component of the same bytes never collide. Loading uses
+`deserialize_file` (mmap, milliseconds) and a checksum sidecar guards against truncated artifacts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+import weakref
+from pathlib import Path
+
+import wasmtime
+from wasmtime.component import Component
+
+from tauon.errors import LoadError
+from tauon.wasm.engine import WasmEngine
+
+log = logging.getLogger(__name__)
+
+# Compiled code belongs to one Engine: the in-memory cache is per engine.
+_memory: weakref.WeakKeyDictionary[WasmEngine, weakref.WeakValueDictionary[str, Component]] = (
+    weakref.WeakKeyDictionary())
+_locks: dict[str, threading.Lock] = {}
+_guard = threading.Lock()
+
+
+def component_key(engine: WasmEngine, digest: str) -> str:
+    return "component-" + engine.cache_key(digest)
+
+
+def compile_component(engine: WasmEngine, wasm_path: Path, digest: str) -> Component:
+    """The compiled component for `wasm_path`: from memory, the disk cache or a fresh compile."""
+    key = component_key(engine, digest)
+    with _guard:
+        lock = _locks.setdefault(key, threading.Lock())
+        compiled = _memory.setdefault(engine, weakref.WeakValueDictionary())
+    with lock:
+        component = compiled.get(key)
+        if component is None:
+            component = _load_or_compile(engine, Path(wasm_path), key)
+            compiled[key] = component
+        return component
+
+
+def _paths(engine: WasmEngine, key: str) -> tuple[Path, Path]:
+    artifact = engine.cache_dir / "components" / f"{key}.cwasm"
+    return artifact, artifact.with_name(artifact.name + ".sha256")
+
+
+def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component:
+    artifact, checksum = _paths(engine, key)
+    cached = _load_cached(engine, artifact, checksum)
+    if cached is not None:
+        return cached
+    try:
+        component = Component.from_file(engine.engine, str(wasm_path))
+    except FileNotFoundError as exc:
+        raise LoadError(f"{wasm_path}: wasm file is missing") from exc
+    except wasmtime.WasmtimeError as exc:
+        raise LoadError(f"{wasm_path}: not a valid WebAssembly component: {exc}",
+                        hint="check that the component source is the wasm the app was built with") from exc
+    _store(artifact, checksum, bytes(component.serialize()))
+    return component
+
+
+def _load_cached(engine: WasmEngine, artifact: Path, checksum: Path) -> Component | None:
+    try:
+        expected = checksum.read_text().strip()
+        digest = hashlib.sha256()
+        with artifact.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("compiled-component cache %s unreadable (%s); recompiling", artifact, exc)
+        return None
+    if digest.hexdigest() != expected:
+        log.warning("compiled-component cache %s is corrupt; recompiling", artifact)
+        _discard(artifact, checksum)
+        return None
+    try:
+        return Component.deserialize_file(engine.engine, str(artifact))
+    except wasmtime.WasmtimeError as exc:
+        log.warning("compiled-component cache %s is incompatible (%s); recompiling", artifact, exc)
+        _discard(artifact, checksum)
+        return None
+
+
+def _store(artifact: Path, checksum: Path, blob: bytes) -> None:
+    try:
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(checksum, hashlib.sha256(blob).hexdigest().encode() + b"\n")
+        _atomic_write(artifact, blob)
+    except OSError as exc:  # the cache is an optimisation; serving must not depend on it
+        log.warning("cannot write compiled-component cache %s: %s", artifact, exc)
+
+
+def _discard(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

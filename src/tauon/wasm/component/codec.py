@@ -1,0 +1,475 @@
+"""Converters between component-model values (the C API's `wasmtime_component_val_t`) and Python.
+
+A function's converters are compiled once, from the types the component imports or exports, so a
+call does no type reflection. Python shapes, chosen for host code that reads well:
+
+| component type | Python |
+|---|---|
+| bool, integers, floats, char, string | bool, int, float, str (1 char), str |
+| `list<u8>` | bytes (lowering also takes bytearray / memoryview), converted in bulk |
+| `list<T>`, `tuple<...>` | list, tuple |
+| record | lifted as a dict; lowered from a tuple in field order, a dict, or an object's attributes |
+| variant | `(case, payload)`; a case without payload may be lowered from the bare case name |
+| enum | str |
+| `option<T>` | None or the value |
+| `result<T, E>` | `("ok", value)` or `("err", error)` (see `ok()` / `err()`) |
+| flags | set of str |
+| `own<R>` / `borrow<R>` of a host resource | the resource's `rep` (int) |
+
+Composite values set their kind byte last, so a failed conversion leaves a plain `bool` behind
+(which frees nothing) rather than half-built memory the runtime would free.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wasmtime.component import (
+    BorrowType,
+    EnumType,
+    FlagsType,
+    ListType,
+    OptionType,
+    OwnType,
+    RecordType,
+    ResourceType,
+    ResultType,
+    TupleType,
+    ValType,
+    VariantType,
+)
+from wasmtime.component import _types as wt
+
+from tauon.wasm.component import _capi as c
+
+Lift = Callable[[int, Any], Any]
+"""(store context address, C value) -> Python value."""
+Lower = Callable[[int, Any, Any], None]
+"""(store context address, Python value, C value to fill)."""
+ResourceIds = Callable[[ResourceType], int | None]
+"""Maps a resource type seen in a signature to tauon's host resource id (None: not a host resource)."""
+
+
+class UnsupportedType(Exception):
+    """A type this binding cannot convert (component-model async values, error-context, ...)."""
+
+
+class ResourceError(Exception):
+    """A resource handle could not be converted (e.g. a guest resource where a host one was expected)."""
+
+
+def ok(value: Any = None) -> tuple[str, Any]:
+    return ("ok", value)
+
+
+def err(value: Any = None) -> tuple[str, Any]:
+    return ("err", value)
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    lift: Lift
+    lower: Lower
+
+
+_PyMemoryView_FromMemory = ctypes.pythonapi.PyMemoryView_FromMemory
+_PyMemoryView_FromMemory.restype = ctypes.py_object
+_PyMemoryView_FromMemory.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+_PyBUF_WRITE = 0x200
+_VOIDP = ctypes.c_void_p
+_U8_KIND = bytes([c.KIND_U8])
+
+
+def _raw_pointer(struct: Any, offset: int = 0) -> int:
+    """The pointer stored at `offset` of a ctypes structure, as an int (0 for NULL)."""
+    return _VOIDP.from_address(ctypes.addressof(struct) + offset).value or 0
+
+
+def _scalar(kind: int, field: str) -> Codec:
+    def lift(ctx: int, v: Any) -> Any:
+        return getattr(v.of, field)
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        setattr(v.of, field, x)
+        v.kind = kind
+
+    return Codec(lift, lower)
+
+
+def _bool() -> Codec:
+    def lift(ctx: int, v: Any) -> bool:
+        return bool(v.of.boolean)
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        if not isinstance(x, bool):
+            raise TypeError(f"expected bool, got {type(x).__name__}")
+        v.of.boolean = x
+        v.kind = c.KIND_BOOL
+
+    return Codec(lift, lower)
+
+
+def _char() -> Codec:
+    def lift(ctx: int, v: Any) -> str:
+        return chr(v.of.character)
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        v.of.character = ord(x)
+        v.kind = c.KIND_CHAR
+
+    return Codec(lift, lower)
+
+
+def _string() -> Codec:
+    def lift(ctx: int, v: Any) -> str:
+        s = v.of.string
+        return ctypes.string_at(s.data, s.size).decode("utf-8") if s.size else ""
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        c.set_name(v.of.string, x.encode("utf-8"))
+        v.kind = c.KIND_STRING
+
+    return Codec(lift, lower)
+
+
+SCRATCH_LIMIT = 256 * 1024
+"""Largest `list<u8>` lowered through the per-thread scratch array; longer ones take the slower path."""
+
+
+class _Scratch(threading.local):
+    """A per-thread array of u8 values with the kind bytes already written: lowering a byte string is
+    then one strided copy plus one C-side copy, with no page faults from fresh 32-byte-per-byte memory."""
+
+    buf: bytearray | None = None
+    address = 0
+
+    def get(self, size: int) -> tuple[bytearray, int]:
+        if self.buf is None or len(self.buf) < size * c.VAL_SIZE:
+            count = max(size, 4096)
+            buf = bytearray(count * c.VAL_SIZE)
+            buf[0::c.VAL_SIZE] = _U8_KIND * count
+            self.buf = buf
+            self.address = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
+        return self.buf, self.address
+
+
+_scratch = _Scratch()
+
+
+def _bytes() -> Codec:
+    """`list<u8>`: strided bulk copies instead of a Python object per byte."""
+    stride = c.VAL_SIZE
+    payload = c.VAL_PAYLOAD
+    data_offset = ctypes.sizeof(ctypes.c_size_t)
+
+    def lift(ctx: int, v: Any) -> bytes:
+        size = v.of.list.size
+        if size == 0:
+            return b""
+        return ctypes.string_at(_raw_pointer(v.of.list, data_offset), size * stride)[payload::stride]
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        size = len(x)
+        lst = v.of.list
+        if size <= SCRATCH_LIMIT:
+            buf, address = _scratch.get(size)
+            buf[payload:size * stride:stride] = x
+            c.vallist_new(ctypes.addressof(lst), size, address)
+        else:
+            c.vallist_new_uninit(ctypes.addressof(lst), size)
+            view = _PyMemoryView_FromMemory(_raw_pointer(lst, data_offset), size * stride, _PyBUF_WRITE)
+            view[0::stride] = _U8_KIND * size
+            view[payload::stride] = x
+        v.kind = c.KIND_LIST
+
+    return Codec(lift, lower)
+
+
+def _fill_rest(data: Any, start: int, end: int) -> None:
+    """Make never-written slots of a fresh value array plain bools, so freeing it is safe."""
+    for i in range(start, end):
+        data[i].kind = c.KIND_BOOL
+
+
+def _list(element: Codec) -> Codec:
+    elift, elower = element.lift, element.lower
+
+    def lift(ctx: int, v: Any) -> list[Any]:
+        lst = v.of.list
+        data = lst.data
+        return [elift(ctx, data[i]) for i in range(lst.size)]
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        items = list(x)
+        lst = v.of.list
+        c.vallist_new_uninit(ctypes.addressof(lst), len(items))
+        data = lst.data
+        done = 0
+        try:
+            for item in items:
+                elower(ctx, item, data[done])
+                done += 1
+        finally:
+            _fill_rest(data, done, len(items))
+        v.kind = c.KIND_LIST
+
+    return Codec(lift, lower)
+
+
+def _tuple(elements: Sequence[Codec]) -> Codec:
+    lifts = [e.lift for e in elements]
+    lowers = [e.lower for e in elements]
+    n = len(elements)
+
+    def lift(ctx: int, v: Any) -> tuple[Any, ...]:
+        data = v.of.tuple.data
+        return tuple(f(ctx, data[i]) for i, f in enumerate(lifts))
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        if len(x) != n:
+            raise TypeError(f"expected a tuple of {n}, got {len(x)} values")
+        tup = v.of.tuple
+        c.valtuple_new_uninit(ctypes.addressof(tup), n)
+        data = tup.data
+        done = 0
+        try:
+            for f, item in zip(lowers, x, strict=True):
+                f(ctx, item, data[done])
+                done += 1
+        finally:
+            _fill_rest(data, done, n)
+        v.kind = c.KIND_TUPLE
+
+    return Codec(lift, lower)
+
+
+def _record(fields: Sequence[tuple[str, Codec]]) -> Codec:
+    names = [name for name, _ in fields]
+    encoded = [name.encode() for name in names]
+    lifts = [codec.lift for _, codec in fields]
+    lowers = [codec.lower for _, codec in fields]
+    n = len(fields)
+
+    def lift(ctx: int, v: Any) -> dict[str, Any]:
+        data = v.of.record.data
+        return {name: f(ctx, data[i].val) for i, (name, f) in enumerate(zip(names, lifts, strict=True))}
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        if isinstance(x, tuple):
+            values: Sequence[Any] = x
+        elif isinstance(x, dict):
+            values = [x[name] for name in names]
+        else:
+            values = [getattr(x, name) for name in names]
+        rec = v.of.record
+        c.valrecord_new_uninit(ctypes.addressof(rec), n)
+        data = rec.data
+        done = 0
+        try:
+            for i in range(n):
+                lowers[i](ctx, values[i], data[i].val)
+                c.set_name(data[i].name, encoded[i])
+                done += 1
+        finally:
+            for i in range(done, n):
+                data[i].val.kind = c.KIND_BOOL
+                c.set_name(data[i].name, b"")
+        v.kind = c.KIND_RECORD
+
+    return Codec(lift, lower)
+
+
+def _boxed(ctx: int, lower: Lower, x: Any) -> Any:
+    """Lower `x` into a fresh heap value (the C API's `val_new` moves it)."""
+    tmp = c.Val()
+    lower(ctx, x, tmp)
+    return c.val_new(ctypes.byref(tmp))
+
+
+def _variant(cases: Sequence[tuple[str, Codec | None]]) -> Codec:
+    table = {name: (name.encode(), codec) for name, codec in cases}
+    lifts = {name: (codec.lift if codec else None) for name, codec in cases}
+    null = c.ValPtr()
+
+    def lift(ctx: int, v: Any) -> tuple[str, Any]:
+        var = v.of.variant
+        disc = var.discriminant
+        tag = ctypes.string_at(disc.data, disc.size).decode()
+        f = lifts[tag]
+        return (tag, f(ctx, var.val.contents) if f is not None else None)
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        if isinstance(x, str):
+            tag, payload = x, None
+        else:
+            tag, payload = x
+        try:
+            encoded, codec = table[tag]
+        except KeyError:
+            raise TypeError(f"no variant case {tag!r}; cases are {', '.join(table)}") from None
+        boxed = _boxed(ctx, codec.lower, payload) if codec is not None else null
+        var = v.of.variant
+        c.set_name(var.discriminant, encoded)
+        var.val = boxed
+        v.kind = c.KIND_VARIANT
+
+    return Codec(lift, lower)
+
+
+def _enum(names: Sequence[str]) -> Codec:
+    encoded = {name: name.encode() for name in names}
+
+    def lift(ctx: int, v: Any) -> str:
+        e = v.of.enumeration
+        return ctypes.string_at(e.data, e.size).decode()
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        try:
+            raw = encoded[x]
+        except KeyError:
+            raise TypeError(f"no enum case {x!r}; cases are {', '.join(encoded)}") from None
+        c.set_name(v.of.enumeration, raw)
+        v.kind = c.KIND_ENUM
+
+    return Codec(lift, lower)
+
+
+def _option(payload: Codec) -> Codec:
+    plift, plower = payload.lift, payload.lower
+    null = c.ValPtr()
+
+    def lift(ctx: int, v: Any) -> Any:
+        p = v.of.option
+        return plift(ctx, p.contents) if p else None
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        v.of.option = null if x is None else _boxed(ctx, plower, x)
+        v.kind = c.KIND_OPTION
+
+    return Codec(lift, lower)
+
+
+def _result(ok_codec: Codec | None, err_codec: Codec | None) -> Codec:
+    null = c.ValPtr()
+
+    def lift(ctx: int, v: Any) -> tuple[str, Any]:
+        r = v.of.result
+        if r.is_ok:
+            return ("ok", ok_codec.lift(ctx, r.val.contents) if ok_codec else None)
+        return ("err", err_codec.lift(ctx, r.val.contents) if err_codec else None)
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        tag, payload = x
+        if tag == "ok":
+            codec, is_ok = ok_codec, True
+        elif tag == "err":
+            codec, is_ok = err_codec, False
+        else:
+            raise TypeError(f"expected ('ok', value) or ('err', error), got {x!r}")
+        r = v.of.result
+        r.val = _boxed(ctx, codec.lower, payload) if codec is not None else null
+        r.is_ok = is_ok
+        v.kind = c.KIND_RESULT
+
+    return Codec(lift, lower)
+
+
+def _flags(names: Sequence[str]) -> Codec:
+    known = set(names)
+
+    def lift(ctx: int, v: Any) -> set[str]:
+        f = v.of.flags
+        return {ctypes.string_at(f.data[i].data, f.data[i].size).decode() for i in range(f.size)}
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        chosen = [name for name in names if name in x]
+        if len(chosen) != len(x):
+            raise TypeError(f"unknown flags {set(x) - known}")
+        f = v.of.flags
+        c.valflags_new_uninit(ctypes.addressof(f), len(chosen))
+        for i, name in enumerate(chosen):
+            c.set_name(f.data[i], name.encode())
+        v.kind = c.KIND_FLAGS
+
+    return Codec(lift, lower)
+
+
+def _resource(host_id: int | None, owned: bool) -> Codec:
+    payload = c.VAL_PAYLOAD
+
+    def lift(ctx: int, v: Any) -> int:
+        any_ptr = _VOIDP.from_address(ctypes.addressof(v) + payload).value
+        host = _VOIDP()
+        error = c.resource_any_to_host(ctx, any_ptr, ctypes.byref(host))
+        if error:
+            raise ResourceError(f"expected a host resource: {c.take_error(error)}")
+        try:
+            return int(c.resource_host_rep(host))
+        finally:
+            c.resource_host_delete(host)
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        if host_id is None:
+            raise ResourceError("cannot pass a guest-defined resource from the host")
+        host = c.resource_host_new(owned, x, host_id)
+        any_ptr = _VOIDP()
+        error = c.resource_host_to_any(ctx, host, ctypes.byref(any_ptr))
+        c.resource_host_delete(host)
+        if error:
+            raise ResourceError(c.take_error(error))
+        _VOIDP.from_address(ctypes.addressof(v) + payload).value = any_ptr.value
+        v.kind = c.KIND_RESOURCE
+
+    return Codec(lift, lower)
+
+
+_SCALARS: dict[type, tuple[int, str]] = {
+    wt.S8: (c.KIND_S8, "s8"), wt.U8: (c.KIND_U8, "u8"), wt.S16: (c.KIND_S16, "s16"),
+    wt.U16: (c.KIND_U16, "u16"), wt.S32: (c.KIND_S32, "s32"), wt.U32: (c.KIND_U32, "u32"),
+    wt.S64: (c.KIND_S64, "s64"), wt.U64: (c.KIND_U64, "u64"), wt.F32: (c.KIND_F32, "f32"),
+    wt.F64: (c.KIND_F64, "f64"),
+}
+
+
+def compile_type(ty: ValType, resources: ResourceIds) -> Codec:
+    """Build the converters for one value type. Raises UnsupportedType."""
+    scalar = _SCALARS.get(type(ty))
+    if scalar is not None:
+        return _scalar(*scalar)
+    if isinstance(ty, wt.Bool):
+        return _bool()
+    if isinstance(ty, wt.Char):
+        return _char()
+    if isinstance(ty, wt.String):
+        return _string()
+    if isinstance(ty, ListType):
+        element = ty.element
+        if isinstance(element, wt.U8):
+            return _bytes()
+        return _list(compile_type(element, resources))
+    if isinstance(ty, RecordType):
+        return _record([(name, compile_type(t, resources)) for name, t in ty.fields])
+    if isinstance(ty, TupleType):
+        return _tuple([compile_type(t, resources) for t in ty.elements])
+    if isinstance(ty, VariantType):
+        return _variant([(name, compile_type(t, resources) if t is not None else None)
+                         for name, t in ty.cases])
+    if isinstance(ty, EnumType):
+        return _enum(ty.names)
+    if isinstance(ty, OptionType):
+        return _option(compile_type(ty.payload, resources))
+    if isinstance(ty, ResultType):
+        ok_ty, err_ty = ty.ok, ty.err
+        return _result(compile_type(ok_ty, resources) if ok_ty is not None else None,
+                       compile_type(err_ty, resources) if err_ty is not None else None)
+    if isinstance(ty, FlagsType):
+        return _flags(ty.names)
+    if isinstance(ty, OwnType):
+        return _resource(resources(ty.ty), owned=True)
+    if isinstance(ty, BorrowType):
+        return _resource(resources(ty.ty), owned=False)
+    raise UnsupportedType(f"values of type {type(ty).__name__} are not supported by this host")

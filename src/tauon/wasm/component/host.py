@@ -1,0 +1,194 @@
+"""Host functions and host resources for component linkers, without the package's global state.
+
+Each host function is registered with the C API through one shared ctypes trampoline; its converters
+are compiled from the function type the component imports, once, when the linker is built. Per-call
+state travels in a thread-local: a guest call binds the request's host state for the duration of the
+call (host functions always run on the calling thread), and an exception raised by a host function is
+kept in that same thread-local so the caller re-raises the original, never another thread's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from wasmtime.component import FuncType, LinkerInstance
+
+from tauon.wasm.component import _capi as c
+from tauon.wasm.component.codec import Lift, Lower, ResourceIds, compile_type
+
+HostImpl = Callable[..., Any]
+"""Called as impl(state, *args); returns the result value (None for no result)."""
+Dtor = Callable[[Any, int], None]
+"""Called as dtor(state, rep) when the guest drops its last handle to a host resource."""
+
+
+class _Local(threading.local):
+    state: Any = None
+    error: BaseException | None = None
+
+
+_local = _Local()
+
+
+class NoHostState(RuntimeError):
+    pass
+
+
+@contextmanager
+def bound_state(state: Any) -> Iterator[None]:
+    """Make `state` the host state for wasm run by this thread inside the block (re-entrant)."""
+    previous = _local.state
+    _local.state = state
+    _local.error = None
+    try:
+        yield
+    finally:
+        _local.state = previous
+
+
+def take_host_error() -> BaseException | None:
+    """The exception the last failing host function raised on this thread, if any (then cleared)."""
+    error, _local.error = _local.error, None
+    return error
+
+
+@dataclass(slots=True)
+class _Slot:
+    name: str
+    impl: Callable[..., Any]
+    lifts: tuple[Lift, ...] | None = ()
+    """None: the function ignores its arguments (a trap), so none are converted."""
+    lower: Lower | None = None
+
+
+class _Registry:
+    """Slots referenced by the `data` pointer the C API hands back to the trampolines."""
+
+    def __init__(self) -> None:
+        self.slots: list[_Slot | None] = [None]  # index 0 is never used: data=0 arrives as None
+        self._free: list[int] = []
+        self._lock = threading.Lock()
+
+    def add(self, slot: _Slot) -> int:
+        with self._lock:
+            if self._free:
+                index = self._free.pop()
+                self.slots[index] = slot
+            else:
+                index = len(self.slots)
+                self.slots.append(slot)
+            return index
+
+    def release(self, index: int) -> None:
+        with self._lock:
+            self.slots[index] = None
+            self._free.append(index)
+
+
+_funcs = _Registry()
+_dtors = _Registry()
+
+
+def _fail(name: str, exc: BaseException) -> int:
+    _local.error = exc
+    text = f"{name}: {exc}" if str(exc) else f"{name}: {type(exc).__name__}"
+    return int(c.error_new(text.encode("utf-8", "replace")))
+
+
+def _call_host(data: int, ctx: int, _fty: int, args: Any, nargs: int, results: Any, nresults: int) -> int:
+    slot = _funcs.slots[data]
+    assert slot is not None
+    try:
+        state = _local.state
+        if state is None:
+            raise NoHostState("host function called outside a bound guest call")
+        lifts = slot.lifts
+        if nargs == 0 or lifts is None:
+            out = slot.impl(state)
+        elif nargs == 1:
+            out = slot.impl(state, lifts[0](ctx, args[0]))
+        else:
+            out = slot.impl(state, *[lifts[i](ctx, args[i]) for i in range(nargs)])
+        if slot.lower is not None:
+            slot.lower(ctx, out, results[0])
+        return 0
+    except BaseException as exc:  # everything must become a trap: nothing may unwind through C
+        return _fail(slot.name, exc)
+
+
+def _drop_host(data: int, _ctx: int, rep: int) -> int:
+    slot = _dtors.slots[data]
+    assert slot is not None
+    try:
+        state = _local.state
+        if state is not None:  # no state: the store is going away, nothing to release
+            slot.impl(state, rep)
+        return 0
+    except BaseException as exc:
+        return _fail(slot.name, exc)
+
+
+def _release_func(data: int) -> None:
+    _funcs.release(data)
+
+
+def _release_dtor(data: int) -> None:
+    _dtors.release(data)
+
+
+# The C-callable trampolines; module globals, so they live as long as any linker that uses them.
+_CALL_HOST = c.HostCallback(_call_host)
+_DROP_HOST = c.DtorCallback(_drop_host)
+_RELEASE_FUNC = c.Finalizer(_release_func)
+_RELEASE_DTOR = c.Finalizer(_release_dtor)
+
+
+def _ptr(li: LinkerInstance) -> int:
+    return ctypes.cast(li.ptr(), ctypes.c_void_p).value or 0
+
+
+def compile_signature(fty: FuncType, resources: ResourceIds) -> tuple[tuple[Lift, ...], Lower | None,
+                                                                       tuple[Lower, ...], Lift | None]:
+    """(param lifts, result lower, param lowers, result lift) for a function type."""
+    params = [compile_type(t, resources) for _, t in fty.params]
+    result_ty = fty.result
+    result = compile_type(result_ty, resources) if result_ty is not None else None
+    return (tuple(p.lift for p in params), result.lower if result else None,
+            tuple(p.lower for p in params), result.lift if result else None)
+
+
+def define_func(li: LinkerInstance, name: str, impl: HostImpl, fty: FuncType | None,
+                resources: ResourceIds, *, label: str | None = None) -> None:
+    """Define `name` in `li` as `impl`, converting with `fty` (the type the component imports).
+    With `fty` None, `impl(state)` is called without arguments and must raise (a trap)."""
+    lifts: tuple[Lift, ...] | None = None
+    lower: Lower | None = None
+    if fty is not None:
+        lifts, lower, _, _ = compile_signature(fty, resources)
+    index = _funcs.add(_Slot(label or name, impl, lifts, lower))
+    raw = name.encode()
+    error = c.linker_instance_add_func(_ptr(li), raw, len(raw), _CALL_HOST, index, _RELEASE_FUNC)
+    if error:
+        _funcs.release(index)
+        raise RuntimeError(f"defining {label or name}: {c.take_error(error)}")
+
+
+def define_resource(li: LinkerInstance, name: str, host_id: int, dtor: Dtor,
+                    *, label: str | None = None) -> None:
+    """Define resource `name` in `li` as the host resource type `host_id`."""
+    index = _dtors.add(_Slot(f"[resource-drop]{label or name}", dtor))
+    raw = name.encode()
+    rtype = c.resource_type_new_host(host_id)
+    try:
+        error = c.linker_instance_add_resource(_ptr(li), raw, len(raw), rtype, _DROP_HOST, index,
+                                               _RELEASE_DTOR)
+    finally:
+        c.resource_type_delete(rtype)
+    if error:
+        _dtors.release(index)
+        raise RuntimeError(f"defining resource {label or name}: {c.take_error(error)}")
