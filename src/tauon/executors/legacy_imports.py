@@ -1,0 +1,391 @@
+"""Host functions a Spin 1.x core module imports (old module names, spin-spec §4.2).
+
+Implemented on tauon's services: `spin-config.get-config`, `key-value.*`, `sqlite.*`. The interfaces tauon
+does not provide answer with the interface's own error result, so a guest sees a failed call it can
+handle, never a link error: outbound HTTP (`destination-not-allowed` or `runtime-error`), Redis, PostgreSQL,
+MySQL and LLM. Flattenings are those of Spin's adapter (`wasi_snapshot_preview1.spin.wasm` exports).
+
+Per-request state (open handles) lives in a thread-local `RequestContext`: one request runs start to end
+on one worker thread. wasmtime-py passes a host function's exception through a process-global, so host
+functions do not raise for expected failures; for a guest ABI violation they record the reason in the
+context first, which the executor reads instead of trusting the exception that surfaces.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import wasmtime
+
+from tauon.executors.legacy_abi import (
+    AbiError,
+    GuestMemory,
+    lower_string_list,
+    read_bytes,
+    read_sqlite_values,
+    read_string,
+    store_bytes,
+    store_err_case,
+    store_ok,
+    store_query_result,
+    store_string,
+    write_u8,
+    write_u32,
+)
+from tauon.services import ComponentServices
+from tauon.services.keyvalue import KeyValueError, KeyValueStore
+from tauon.services.sqlite import Database, SqliteError
+from tauon.services.variables import InvalidName, Undefined, VariableError
+
+MAX_HANDLES = 256
+"""Open key-value stores / database connections per request (beyond: store-table-full / io error)."""
+LLM_UNSUPPORTED = "Local LLM operations are not supported in this version of Spin."
+
+_KV_CASES = {
+    "store-table-full": 0, "no-such-store": 1, "access-denied": 2, "invalid-store": 3, "no-such-key": 4
+}
+_KV_IO = 5
+_SQL_CASES = {"no-such-database": 0, "access-denied": 1, "invalid-connection": 2, "database-full": 3}
+_SQL_IO = 4
+
+
+class HostTrap(Exception):
+    """Raised by a host function to trap the guest; the reason is also kept in the RequestContext."""
+
+
+@dataclass
+class RequestContext:
+    services: ComponentServices
+    label: str
+    logger: logging.Logger
+    allows_url: Callable[[str], bool]
+    stores: dict[int, KeyValueStore] = field(default_factory=dict)
+    databases: dict[int, Database] = field(default_factory=dict)
+    next_handle: int = 0
+    trap_reason: str | None = None
+
+    def add(self, table: dict[int, Any], value: Any) -> int | None:
+        if len(table) >= MAX_HANDLES:
+            return None
+        handle, self.next_handle = self.next_handle, self.next_handle + 1
+        table[handle] = value
+        return handle
+
+
+_local = threading.local()
+
+
+def set_context(context: RequestContext | None) -> None:
+    _local.context = context
+
+
+def _context() -> RequestContext:
+    context: RequestContext | None = getattr(_local, "context", None)
+    if context is None:
+        raise HostTrap("host function called outside a request")
+    return context
+
+
+class WasmMemory:
+    """GuestMemory over a wasmtime memory and the guest's realloc (a Store or a Caller as context)."""
+
+    def __init__(self, store: Any, memory: wasmtime.Memory, realloc: wasmtime.Func) -> None:
+        self._store = store
+        self._memory = memory
+        self._realloc = realloc
+
+    def read(self, ptr: int, length: int) -> bytes:
+        self._check(ptr, length)
+        return bytes(self._memory.read(self._store, ptr, ptr + length))
+
+    def write(self, ptr: int, data: bytes) -> None:
+        self._check(ptr, len(data))
+        self._memory.write(self._store, data, ptr)
+
+    def alloc(self, size: int, align: int) -> int:
+        ptr = self._realloc(self._store, 0, 0, align, size)
+        if not isinstance(ptr, int) or (size and (ptr == 0 or ptr % align)):
+            raise AbiError(f"guest realloc({size}, align {align}) returned {ptr!r}")
+        return ptr
+
+    def _check(self, ptr: int, length: int) -> None:
+        if ptr < 0 or length < 0 or ptr + length > self._memory.data_len(self._store):
+            raise AbiError(f"guest memory access out of bounds: {length} bytes at {ptr:#x}")
+
+
+def caller_memory(caller: wasmtime.Caller) -> WasmMemory:
+    memory = caller.get("memory")
+    realloc = caller.get("canonical_abi_realloc") or caller.get("cabi_realloc")
+    if not isinstance(memory, wasmtime.Memory) or not isinstance(realloc, wasmtime.Func):
+        raise AbiError("the module exports no memory or no canonical_abi_realloc/cabi_realloc")
+    return WasmMemory(caller, memory, realloc)
+
+
+HostFn = Callable[..., None]
+
+
+def _host(name: str, fn: Callable[..., None]) -> HostFn:
+    """Wrap an import: ABI violations become a trap whose reason names the function."""
+
+    def wrapper(caller: wasmtime.Caller, *args: Any) -> None:
+        try:
+            fn(caller_memory(caller), _context(), *args)
+        except (AbiError, HostTrap) as exc:
+            reason = f"{name}: {exc}"
+            context = getattr(_local, "context", None)
+            if context is not None and context.trap_reason is None:
+                context.trap_reason = reason
+            raise HostTrap(reason) from None
+
+    return wrapper
+
+
+# -- spin-config ------------------------------------------------------------------------------------
+
+
+def _get_config(mem: GuestMemory, ctx: RequestContext, key_ptr: int, key_len: int, ret: int) -> None:
+    key = read_string(mem, key_ptr, key_len)
+    try:
+        value = ctx.services.variables.get(key)
+    except VariableError as exc:
+        # Spin's v1 mapping: invalid-name -> invalid-key, undefined -> provider, the rest -> other.
+        case = 1 if isinstance(exc, InvalidName) else 0 if isinstance(exc, Undefined) else 3
+        store_err_case(mem, ret, 4, case, str(exc))
+        return
+    store_ok(mem, ret)
+    store_string(mem, ret + 4, value)
+
+
+# -- key-value --------------------------------------------------------------------------------------
+
+
+def _kv_error(mem: GuestMemory, ret: int, exc: KeyValueError) -> None:
+    case = _KV_CASES.get(exc.kind)
+    if case is None:
+        store_err_case(mem, ret, 4, _KV_IO, exc.message or exc.kind)
+    else:
+        store_err_case(mem, ret, 4, case)
+
+
+def _kv_store(mem: GuestMemory, ctx: RequestContext, handle: int, ret: int) -> KeyValueStore | None:
+    store = ctx.stores.get(handle)
+    if store is None:
+        store_err_case(mem, ret, 4, _KV_CASES["invalid-store"])
+    return store
+
+
+def _kv_open(mem: GuestMemory, ctx: RequestContext, name_ptr: int, name_len: int, ret: int) -> None:
+    label = read_string(mem, name_ptr, name_len)
+    try:
+        store = ctx.services.open_store(label)
+    except KeyValueError as exc:
+        _kv_error(mem, ret, exc)
+        return
+    handle = ctx.add(ctx.stores, store)
+    if handle is None:
+        store_err_case(mem, ret, 4, _KV_CASES["store-table-full"])
+        return
+    store_ok(mem, ret)
+    write_u32(mem, ret + 4, handle)
+
+
+KvOp = Callable[[GuestMemory, int, KeyValueStore, str, tuple[int, ...]], None]
+
+
+def _kv_op(op: KvOp) -> Callable[..., None]:
+    """The shape shared by get/set/delete/exists: (handle, key_ptr, key_len, *extra, ret)."""
+
+    def run(mem: GuestMemory, ctx: RequestContext, handle: int, kp: int, kl: int, *rest: int) -> None:
+        *extra, ret = rest
+        key = read_string(mem, kp, kl)
+        store = _kv_store(mem, ctx, handle, ret)
+        if store is None:
+            return
+        try:
+            op(mem, ret, store, key, tuple(extra))
+        except KeyValueError as exc:
+            _kv_error(mem, ret, exc)
+
+    return run
+
+
+def _get(mem: GuestMemory, ret: int, store: KeyValueStore, key: str, _: tuple[int, ...]) -> None:
+    value = store.get(key)
+    if value is None:
+        store_err_case(mem, ret, 4, _KV_CASES["no-such-key"])  # v1 reports a missing key as an error
+        return
+    store_ok(mem, ret)
+    store_bytes(mem, ret + 4, value)
+
+
+def _set(mem: GuestMemory, ret: int, store: KeyValueStore, key: str, extra: tuple[int, ...]) -> None:
+    value_ptr, value_len = extra
+    store.set(key, read_bytes(mem, value_ptr, value_len))
+    store_ok(mem, ret)
+
+
+def _delete(mem: GuestMemory, ret: int, store: KeyValueStore, key: str, _: tuple[int, ...]) -> None:
+    store.delete(key)
+    store_ok(mem, ret)
+
+
+def _exists(mem: GuestMemory, ret: int, store: KeyValueStore, key: str, _: tuple[int, ...]) -> None:
+    found = store.exists(key)
+    store_ok(mem, ret)
+    write_u8(mem, ret + 4, int(found))
+
+
+def _get_keys(mem: GuestMemory, ctx: RequestContext, handle: int, ret: int) -> None:
+    store = _kv_store(mem, ctx, handle, ret)
+    if store is None:
+        return
+    try:
+        keys = store.get_keys()
+    except KeyValueError as exc:
+        _kv_error(mem, ret, exc)
+        return
+    ptr, count = lower_string_list(mem, keys)
+    store_ok(mem, ret)
+    mem.write(ret + 4, struct.pack("<II", ptr, count))
+
+
+def _kv_close(mem: GuestMemory, ctx: RequestContext, handle: int) -> None:
+    ctx.stores.pop(handle, None)
+
+
+# -- sqlite -----------------------------------------------------------------------------------------
+
+
+def _sql_error(mem: GuestMemory, ret: int, exc: SqliteError) -> None:
+    case = _SQL_CASES.get(exc.kind)
+    if case is None:
+        store_err_case(mem, ret, 4, _SQL_IO, exc.message or exc.kind)
+    else:
+        store_err_case(mem, ret, 4, case)
+
+
+def _sql_open(mem: GuestMemory, ctx: RequestContext, name_ptr: int, name_len: int, ret: int) -> None:
+    label = read_string(mem, name_ptr, name_len)
+    try:
+        db = ctx.services.open_database(label)
+    except SqliteError as exc:
+        _sql_error(mem, ret, exc)
+        return
+    handle = ctx.add(ctx.databases, db)
+    if handle is None:
+        store_err_case(mem, ret, 4, _SQL_IO, "too many connections opened")
+        return
+    store_ok(mem, ret)
+    write_u32(mem, ret + 4, handle)
+
+
+def _sql_execute(
+    mem: GuestMemory, ctx: RequestContext, handle: int, sp: int, sl: int, pp: int, pl: int, ret: int
+) -> None:
+    sql = read_string(mem, sp, sl)
+    params = read_sqlite_values(mem, pp, pl)
+    db = ctx.databases.get(handle)
+    if db is None:
+        store_err_case(mem, ret, 4, _SQL_CASES["invalid-connection"])
+        return
+    try:
+        result = db.execute(sql, params)
+    except SqliteError as exc:
+        _sql_error(mem, ret, exc)
+        return
+    store_ok(mem, ret)
+    store_query_result(mem, ret + 4, result.columns, result.rows)
+
+
+def _sql_close(mem: GuestMemory, ctx: RequestContext, handle: int) -> None:
+    ctx.databases.pop(handle, None)
+
+
+# -- interfaces tauon does not provide --------------------------------------------------------------
+
+
+def _outbound_http(mem: GuestMemory, ctx: RequestContext, *args: int) -> None:
+    _method, uri_ptr, uri_len, *_rest, ret = args
+    uri = read_string(mem, uri_ptr, uri_len)
+    where = uri.split("?", 1)[0]
+    if not ctx.allows_url(uri):
+        ctx.logger.info("%s: outbound request to %s denied by allowed_outbound_hosts", ctx.label, where)
+        store_err_case(mem, ret, 4, 1)  # destination-not-allowed
+        return
+    ctx.logger.warning("%s: outbound HTTP from a Spin 1.x module (to %s) is not supported by tauon",
+                       ctx.label, where)
+    store_err_case(mem, ret, 4, 4)  # runtime-error
+
+
+def _unsupported(offset: int, case: int, message: str | None) -> Callable[..., None]:
+    def fail(mem: GuestMemory, ctx: RequestContext, *args: int) -> None:
+        store_err_case(mem, args[-1], offset, case, message)
+
+    return fail
+
+
+def _llm(model_ptr_index: int) -> Callable[..., None]:
+    def fail(mem: GuestMemory, ctx: RequestContext, *args: int) -> None:
+        model = read_string(mem, args[model_ptr_index], args[model_ptr_index + 1])
+        if model not in ctx.services.ai_models:
+            message = (
+                f"The component does not have access to use '{model}'. To give the component access, "
+                f"add '{model}' to the 'ai_models' key for the component in your spin.toml manifest"
+            )
+            store_err_case(mem, args[-1], 4, 2, message)  # invalid-input
+        else:
+            store_err_case(mem, args[-1], 4, 1, LLM_UNSUPPORTED)  # runtime-error
+
+    return fail
+
+
+_I = wasmtime.ValType.i32()
+_F = wasmtime.ValType.f32()
+_REDIS_ERR = _unsupported  # enum error {success, error}: case 1, no payload
+_NO_PG = "outbound PostgreSQL is not supported by tauon"
+_NO_MYSQL = "outbound MySQL is not supported by tauon"
+
+IMPORTS: dict[tuple[str, str], tuple[list[wasmtime.ValType], Callable[..., None]]] = {
+    ("spin-config", "get-config"): ([_I] * 3, _get_config),
+    ("key-value", "open"): ([_I] * 3, _kv_open),
+    ("key-value", "get"): ([_I] * 4, _kv_op(_get)),
+    ("key-value", "set"): ([_I] * 6, _kv_op(_set)),
+    ("key-value", "delete"): ([_I] * 4, _kv_op(_delete)),
+    ("key-value", "exists"): ([_I] * 4, _kv_op(_exists)),
+    ("key-value", "get-keys"): ([_I] * 2, _get_keys),
+    ("key-value", "close"): ([_I], _kv_close),
+    ("sqlite", "open"): ([_I] * 3, _sql_open),
+    ("sqlite", "execute"): ([_I] * 6, _sql_execute),
+    ("sqlite", "close"): ([_I], _sql_close),
+    ("wasi-outbound-http", "request"): ([_I] * 11, _outbound_http),
+    # Redis: expected<T, enum error> with the enum at T's alignment (unit 1, list 4, s64 8).
+    ("outbound-redis", "publish"): ([_I] * 7, _REDIS_ERR(1, 1, None)),
+    ("outbound-redis", "set"): ([_I] * 7, _REDIS_ERR(1, 1, None)),
+    ("outbound-redis", "get"): ([_I] * 5, _REDIS_ERR(4, 1, None)),
+    ("outbound-redis", "incr"): ([_I] * 5, _REDIS_ERR(8, 1, None)),
+    ("outbound-redis", "del"): ([_I] * 5, _REDIS_ERR(8, 1, None)),
+    ("outbound-redis", "sadd"): ([_I] * 7, _REDIS_ERR(8, 1, None)),
+    ("outbound-redis", "smembers"): ([_I] * 5, _REDIS_ERR(4, 1, None)),
+    ("outbound-redis", "srem"): ([_I] * 7, _REDIS_ERR(8, 1, None)),
+    ("outbound-redis", "execute"): ([_I] * 7, _REDIS_ERR(4, 1, None)),
+    # PostgreSQL / MySQL: connection-failed(string); pg execute returns u64 (8-aligned payload).
+    ("outbound-pg", "query"): ([_I] * 7, _unsupported(4, 1, _NO_PG)),
+    ("outbound-pg", "execute"): ([_I] * 7, _unsupported(8, 1, _NO_PG)),
+    ("outbound-mysql", "query"): ([_I] * 7, _unsupported(4, 1, _NO_MYSQL)),
+    ("outbound-mysql", "execute"): ([_I] * 7, _unsupported(4, 1, _NO_MYSQL)),
+    ("llm", "infer"): ([_I] * 6 + [_F, _I, _F, _I, _F, _I], _llm(0)),
+    ("llm", "generate-embeddings"): ([_I] * 5, _llm(0)),
+}
+
+
+def define_imports(linker: wasmtime.Linker) -> None:
+    """Define every old-ABI import on `linker` (a guest links only the ones it imports)."""
+    for (module, name), (params, fn) in IMPORTS.items():
+        linker.define_func(
+            module, name, wasmtime.FuncType(params, []), _host(f"{module}.{name}", fn), access_caller=True
+        )

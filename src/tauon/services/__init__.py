@@ -1,0 +1,98 @@
+"""Spin's state services for one app generation: variables, key-value stores, SQLite databases.
+
+Plain Python objects, no wasm: every executor (the Spin 1.x legacy ABI, the component host) calls the
+same methods. `AppServices.open` runs at generation build (in a worker thread) and fails with a
+LoadError when the app cannot run (a required variable without a value, an undefined store label).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tauon.app.plan import ComponentPlan, GenerationPlan
+from tauon.errors import LoadError
+from tauon.services.keyvalue import KeyValueStore, KeyValueStores
+from tauon.services.sqlite import Database, Databases
+from tauon.services.variables import ComponentVariables, VariableResolver
+
+__all__ = ["AppServices", "ComponentServices"]
+
+
+def _labels(component: ComponentPlan, key: str) -> frozenset[str]:
+    value = component.metadata.get(key) or ()
+    return frozenset(str(v) for v in value)
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentServices:
+    """What one component may reach: its config keys and the store/database labels it lists."""
+
+    component_id: str
+    variables: ComponentVariables
+    key_value_labels: frozenset[str]
+    database_labels: frozenset[str]
+    ai_models: frozenset[str]
+    stores: KeyValueStores
+    databases: Databases
+
+    def open_store(self, label: str) -> KeyValueStore:
+        """Raises KeyValueError ('access-denied' for an unlisted label, 'no-such-store')."""
+        return self.stores.open_store(label, self.key_value_labels)
+
+    def open_database(self, label: str) -> Database:
+        """Raises SqliteError ('access-denied' for an unlisted label, 'no-such-database', 'io')."""
+        return self.databases.open_database(label, self.database_labels)
+
+
+class AppServices:
+    def __init__(self, resolver: VariableResolver, stores: KeyValueStores, databases: Databases) -> None:
+        self.resolver = resolver
+        self.stores = stores
+        self.databases = databases
+
+    @classmethod
+    def open(cls, plan: GenerationPlan, env: Mapping[str, str]) -> AppServices:
+        """Resolve variables and open the default stores; `env` is tauon's process environment.
+
+        Raises LoadError (without the app file: the caller adds it with `with_file`).
+        """
+        resolver = VariableResolver(plan.app_variables, plan.variables, env)
+        resolver.validate()
+        stores = KeyValueStores.open(plan.state_dir)
+        databases = Databases.open(plan.state_dir)
+        try:
+            for component in plan.components.values():
+                for key, services, what in (
+                    ("key_value_stores", stores, "key_value_stores"),
+                    ("databases", databases, "sqlite_databases"),
+                ):
+                    unknown = services.undefined(sorted(_labels(component, key)))
+                    if unknown:
+                        raise LoadError(
+                            f"component '{component.id}' uses unknown {what} label(s) "
+                            f"{', '.join(repr(u) for u in unknown)}",
+                            field=f"components.{component.id}.{key}",
+                            hint="tauon defines only the 'default' store and database",
+                        )
+        except BaseException:
+            stores.close()
+            databases.close()
+            raise
+        return cls(resolver, stores, databases)
+
+    def component(self, component: ComponentPlan) -> ComponentServices:
+        return ComponentServices(
+            component_id=component.id,
+            variables=ComponentVariables(component.config, self.resolver, component_id=component.id),
+            key_value_labels=_labels(component, "key_value_stores"),
+            database_labels=_labels(component, "databases"),
+            ai_models=_labels(component, "ai_models"),
+            stores=self.stores,
+            databases=self.databases,
+        )
+
+    def close(self) -> None:
+        """Close the database connections once no request of this generation runs."""
+        self.stores.close()
+        self.databases.close()
