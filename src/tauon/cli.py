@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,8 @@ from pathlib import Path
 import anyio
 
 from tauon import __version__
+from tauon.control.spec import Address, parse_address
+from tauon.errors import SpecError, TauonError
 from tauon.log import setup_logging
 from tauon.settings import (
     Settings,
@@ -28,6 +31,12 @@ Each *.json file in DIR is one app, named by its file name:
   {"reference": "ghcr.io/acme/shop:v3", "address": "0.0.0.0:8080", "state_dir": "shop"}
 Adding a file starts the app, editing it moves the app to the new configuration without dropping
 requests, deleting it stops the app. SIGHUP rescans and re-resolves tags; SIGTERM/SIGINT drain and exit.
+
+Lepton mode: `tauon --apps lepton.json` serves the fixed list {"apps": [{...}, ...]} instead (no
+watching; SIGHUP re-reads the file).
+
+`tauon status [--admin ADDR] [--json]` asks a running tauon (started with --admin) what it serves.
+The first argument `status` always means this command; to watch a directory named status, write ./status.
 """
 
 
@@ -59,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest wait between retries of a failing app (default: 60)")
     p.add_argument("--progress", default="auto", choices=["auto", "bar", "log", "off"],
                    help="pull progress: a bar on a terminal, log lines otherwise (default: auto)")
+    p.add_argument("--apps", type=Path, default=None, metavar="FILE",
+                   help="lepton mode: serve the apps listed in FILE ({\"apps\": [...]}) instead of watching "
+                   "a directory; relative references resolve against FILE's directory")
+    p.add_argument("--admin", default=env.get("TAUON_ADMIN") or None, metavar="HOST:PORT",
+                   help="serve /healthz, /readyz, /status and /metrics on this address, e.g. "
+                   "127.0.0.1:9180 (default: $TAUON_ADMIN, else off)")
+    p.add_argument("--access-log", action="store_true",
+                   default=env.get("TAUON_ACCESS_LOG", "") not in ("", "0", "false", "no"),
+                   help="log every request at info level (default: at debug; $TAUON_ACCESS_LOG=1)")
     p.add_argument("--version", action="version", version=f"tauon {__version__}")
     return p
 
@@ -69,6 +87,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     for name in ("drain_timeout", "resync_interval", "pull_timeout", "max_backoff"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be > 0")
+    if args.apps is not None and args.directory is not None:
+        raise SystemExit("tauon: give either a directory to watch or --apps FILE, not both")
     return Settings(
         watch_dir=(args.directory or default_watch_dir(env)).absolute(),
         state_root=(args.state_root or default_state_root(env, home)).absolute(),
@@ -80,18 +100,63 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         pull_timeout=args.pull_timeout,
         max_backoff=args.max_backoff,
         progress=args.progress,
+        admin=admin_address(args.admin, "--admin") if args.admin else None,
+        access_log=args.access_log,
+        apps_file=args.apps.absolute() if args.apps is not None else None,
     )
 
 
+def admin_address(value: str, option: str) -> Address:
+    try:
+        return parse_address(value, option)
+    except SpecError as exc:
+        raise SystemExit(f"tauon: {option}: {exc.message} ({exc.hint})") from None
+
+
+def build_status_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tauon status",
+                                description="Show what a running tauon serves (asks its --admin endpoint).")
+    p.add_argument("--admin", default=os.environ.get("TAUON_ADMIN") or None, metavar="HOST:PORT",
+                   help="the daemon's --admin address (default: $TAUON_ADMIN)")
+    p.add_argument("--json", action="store_true", help="print the raw /status JSON")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="default: 5")
+    return p
+
+
+def status_main(argv: Sequence[str]) -> int:
+    from tauon.status import fetch_status, format_table
+
+    args = build_status_parser().parse_args(argv)
+    if not args.admin:
+        print("tauon status: no admin address: pass --admin HOST:PORT or set TAUON_ADMIN "
+              "(the daemon must run with --admin)", file=sys.stderr)
+        return 2
+    try:
+        doc = fetch_status(admin_address(args.admin, "--admin"), timeout=args.timeout)
+    except ConnectionError as exc:
+        hint = " (to watch a directory named status, run `tauon ./status`)" if Path("status").is_dir() else ""
+        print(f"tauon status: {exc}{hint}", file=sys.stderr)
+        return 1
+    print(json.dumps(doc, indent=2) if args.json else format_table(doc))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["status"]:
+        return status_main(argv[1:])
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format)
     from tauon.daemon import run_daemon  # imported late so --help stays fast
 
     # SIGINT is handled inside the daemon (drain, exit 0); this only covers a second, impatient ^C.
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(run_daemon, settings, backend="asyncio")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(run_daemon, settings, backend="asyncio")
+    except TauonError as exc:
+        print(f"tauon: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

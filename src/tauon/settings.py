@@ -1,7 +1,8 @@
 """Resolved settings: every directory and knob, decided once at start-up.
 
 Directory precedence is the usual one for services: command-line flag > TAUON_* environment variable >
-systemd's $STATE_DIRECTORY / $CACHE_DIRECTORY > XDG base directories > ~/.local defaults.
+systemd's $STATE_DIRECTORY / $CACHE_DIRECTORY / $CONFIGURATION_DIRECTORY > XDG base directories >
+~/.local defaults. The functions here only read the mapping they are given, so they are unit-testable.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from tauon.control.spec import Address
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,17 @@ class Settings:
     max_backoff: float = 60.0
     progress: str = "auto"
     """'auto' (bar on a terminal, log lines otherwise), 'bar', 'log' or 'off'."""
+    admin: Address | None = None
+    """Where the admin endpoints (/healthz, /readyz, /status, /metrics) listen; None: off."""
+    access_log: bool = False
+    """Log every request at info (otherwise at debug)."""
+    apps_file: Path | None = None
+    """Lepton mode: serve the fixed list of apps in this file instead of watching `watch_dir`."""
+
+    @property
+    def reference_base(self) -> Path:
+        """Relative references (OCI layout directories) resolve against the file that names them."""
+        return self.apps_file.parent if self.apps_file is not None else self.watch_dir
 
 
 def _systemd_dir(env: Mapping[str, str], name: str) -> Path | None:
@@ -58,6 +72,7 @@ def default_cache_dir(env: Mapping[str, str], home: Path) -> Path:
 
 
 def default_watch_dir(env: Mapping[str, str]) -> Path:
+    # No XDG step: app files are configuration an operator points at, ./tauon when run by hand.
     if env.get("TAUON_WATCH_DIR"):
         return Path(env["TAUON_WATCH_DIR"])
     systemd = _systemd_dir(env, "CONFIGURATION_DIRECTORY")

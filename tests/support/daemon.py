@@ -31,6 +31,8 @@ class TauonProcess:
     watch_dir: Path
     state_root: Path
     cache_dir: Path
+    admin: str | None = None
+    """The admin endpoints' base URL when started with `admin=True`."""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -65,24 +67,46 @@ class TauonProcess:
 
 @contextmanager
 def run_tauon(tmp: Path, *args: str, watch_dir: Path | None = None, cache_dir: Path | None = None,
-              state_root: Path | None = None, env: dict[str, str] | None = None) -> Iterator[TauonProcess]:
+              state_root: Path | None = None, env: dict[str, str] | None = None,
+              apps_file: Path | None = None, admin: bool = False, cwd: Path | None = None,
+              log_level: str = "debug", wait_started: bool = True) -> Iterator[TauonProcess]:
+    """Start tauon watching `watch_dir` (default tmp/apps), or in lepton mode with `apps_file`.
+
+    `admin=True` adds `--admin` on a free port (`TauonProcess.admin` is its URL).
+    """
     watch_dir = watch_dir or tmp / "apps"
     cache_dir = cache_dir or tmp / "cache"
     state_root = state_root or tmp / "state"
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"tauon-{time.monotonic_ns()}.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    cmd = [sys.executable, "-m", "tauon", str(watch_dir), "--cache-dir", str(cache_dir), "--state-root",
-           str(state_root), "--log-level", "debug", "--progress", "log", "--resync-interval", "5",
+    source = ["--apps", str(apps_file)] if apps_file is not None else [str(watch_dir)]
+    admin_url: str | None = None
+    if admin:
+        port = free_port()
+        admin_url = f"http://127.0.0.1:{port}"
+        source += ["--admin", f"127.0.0.1:{port}"]
+    cmd = [sys.executable, "-m", "tauon", *source, "--cache-dir", str(cache_dir), "--state-root",
+           str(state_root), "--log-level", log_level, "--progress", "log", "--resync-interval", "5",
            "--max-backoff", "2", *args]
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=full_env)
-    tp = TauonProcess(proc, log_path, watch_dir, state_root, cache_dir)
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+    tp = TauonProcess(proc, log_path, watch_dir, state_root, cache_dir, admin_url)
     try:
-        tp.wait_log(r"tauon watching")
+        if wait_started:
+            tp.wait_log(r"tauon (watching|serving the apps in)")
         yield tp
     finally:
         tp.stop()
+
+
+@contextmanager
+def hanging_server() -> Iterator[str]:
+    """A TCP port that accepts connections and never answers (a hung registry). Yields host:port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)  # never accept(): the kernel completes handshakes, nobody ever replies
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 def wait_http(url: str, *, status: int = 200, timeout: float = 20.0,

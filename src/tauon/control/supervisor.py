@@ -3,6 +3,9 @@
 A child prepares a generation completely (pull, verify, load, compile) while the previous generation
 keeps serving, then swaps it in; a failure leaves the last good generation serving and retries with
 backoff. Listeners and generations are retired with a bounded drain.
+
+Slot states: pending -> pulling -> starting (compiling) -> running, or failed (retrying with backoff).
+A running slot may carry an error: its last good generation serves while a newer attempt fails.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from tauon.control.progress import PullProgress
 from tauon.control.reconcile import Plan
 from tauon.control.spec import AppSpec
 from tauon.errors import BindError, SpecError, TauonError
+from tauon.metrics import ByteCounter, Metrics
 from tauon.registry import pull_app
 from tauon.server.generation import Generation, build_generation
 from tauon.server.listener import Listener
@@ -32,33 +37,52 @@ from tauon.wasm.engine import WasmEngine
 log = logging.getLogger("tauon")
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass
 class AppSlot:
     spec: AppSpec
     state: str = "pending"
     error: str | None = None
     since: float = field(default_factory=time.time)
+    """When `state` last changed (a retry that fails the same way keeps it)."""
     generation: Generation | None = None
     serving_hash: str | None = None
     listener: Listener | None = None
+    switchboard: Switchboard | None = None
     worker: anyio.CancelScope | None = None
     generations: int = 0
     settled: anyio.Event = field(default_factory=anyio.Event)
     """Set once the first attempt has either served or failed (readiness)."""
+    attempt_done: anyio.Event = field(default_factory=anyio.Event)
+    """Set once the current worker's first attempt has served or failed (reload settled)."""
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     removed: bool = False
+    on_change: Callable[[], None] = _nothing
 
     def set_state(self, state: str, error: str | None = None) -> None:
-        self.state, self.error, self.since = state, error, time.time()
+        if state != self.state:
+            self.since = time.time()
+        changed = (state, error) != (self.state, self.error)
+        self.state, self.error = state, error
+        if changed:
+            self.on_change()
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, engine: WasmEngine, tg: TaskGroup) -> None:
+    def __init__(self, settings: Settings, engine: WasmEngine, tg: TaskGroup, *,
+                 metrics: Metrics | None = None, on_change: Callable[[], None] = _nothing) -> None:
         self.settings = settings
         self.engine = engine
         self.tg = tg
+        self.metrics = metrics or Metrics()
+        self.on_change = on_change
+        """Called (on the event loop) whenever a slot's state or the set of apps changes."""
         self.slots: dict[str, AppSlot] = {}
         self.problems: dict[str, str] = {}
+        self.problem_since: dict[str, float] = {}
         self.pull_limiter = anyio.CapacityLimiter(4)
         self.compile_limiter = anyio.CapacityLimiter(2)
         self._closing_ports: dict[int, anyio.Event] = {}
@@ -74,7 +98,7 @@ class Supervisor:
             self._stop(app_id)
         for spec in plan.start:
             self._warn_spec(spec)
-            slot = AppSlot(spec)
+            slot = AppSlot(spec, on_change=self.on_change)
             self.slots[spec.id] = slot
             log.info("%s: new app file: %s on %s", spec.id, spec.reference, spec.address)
             self._spawn_worker(slot, spec, refresh=True)
@@ -84,30 +108,59 @@ class Supervisor:
             log.info("%s: app file changed: %s on %s", spec.id, spec.reference, spec.address)
             slot.spec = spec
             self._spawn_worker(slot, spec, refresh=True)
+        self.on_change()
 
-    def reload_all(self) -> None:
-        """SIGHUP: re-resolve every tag; unchanged digests are a no-op."""
-        for slot in self.slots.values():
-            self._spawn_worker(slot, slot.spec, refresh=True, reload=True)
+    def reload_all(self, skip: Iterable[str] = ()) -> None:
+        """SIGHUP: re-resolve every tag; unchanged digests are a no-op. `skip`: apps just (re)started."""
+        skipped = set(skip)
+        for app_id, slot in self.slots.items():
+            if app_id not in skipped:
+                self._spawn_worker(slot, slot.spec, refresh=True, reload=True)
 
     async def wait_settled(self) -> None:
+        """Until every app's first attempt has served or failed (readiness)."""
         for slot in list(self.slots.values()):
             await slot.settled.wait()
+
+    async def wait_attempts(self) -> None:
+        """Until every app's current attempt has served or failed (a reload has settled)."""
+        while True:
+            pending = [s for s in self.slots.values() if not s.attempt_done.is_set() and not s.removed]
+            if not pending:
+                return
+            # A newer attempt may replace the event meanwhile; the loop looks again.
+            await pending[0].attempt_done.wait()
+
+    def counts(self) -> dict[str, int]:
+        """Apps by state, bad files not held by any slot counted as 'invalid'."""
+        counts: dict[str, int] = {}
+        for slot in self.slots.values():
+            counts[slot.state] = counts.get(slot.state, 0) + 1
+        invalid = sum(1 for app_id in self.problems if app_id not in self.slots)
+        if invalid:
+            counts["invalid"] = invalid
+        return counts
 
     def _warn_spec(self, spec: AppSpec) -> None:
         for warning in spec.warnings:
             log.warning("%s", warning)
 
     def _report_problems(self, problems: dict[str, SpecError], kept: tuple[str, ...]) -> None:
+        now = time.time()
         for app_id, error in problems.items():
             text = str(error)
             if self.problems.get(app_id) == text:
                 continue  # already said; periodic resyncs must not repeat it
+            self.problem_since[app_id] = now
             if app_id in kept:
                 log.error("%s; the last good version keeps serving", text)
             else:
                 log.error("%s", text)
+        changed = set(self.problems) != set(problems)
         self.problems = {app_id: str(error) for app_id, error in problems.items()}
+        self.problem_since = {k: v for k, v in self.problem_since.items() if k in self.problems}
+        if changed:
+            self.on_change()
 
     # -- one app's life ------------------------------------------------------------------------
 
@@ -116,48 +169,68 @@ class Supervisor:
             slot.worker.cancel()  # a newer version of the file supersedes an unfinished attempt
         scope = anyio.CancelScope()
         slot.worker = scope
+        slot.attempt_done = anyio.Event()
         self.tg.start_soon(self._worker, slot, spec, scope, reload)
 
     async def _worker(self, slot: AppSlot, spec: AppSpec, scope: anyio.CancelScope, reload: bool) -> None:
-        with scope:
-            attempt = 0
-            while True:
-                try:
-                    await self._deploy(slot, spec, reload=reload)
-                    slot.settled.set()
-                    return
-                except TauonError as exc:
-                    error = str(exc.with_file(spec.id))
-                except Exception as exc:  # a bug in one app's path must not take down the others
-                    log.exception("%s: unexpected failure", spec.id)
-                    error = f"{spec.id}: unexpected failure: {exc!r}"
-                delay = min(self.settings.max_backoff, 2.0**attempt)
-                attempt += 1
-                if slot.generation is not None:
-                    slot.set_state("running", error)
-                    log.error("%s; generation %d keeps serving; retrying in %.0fs",
-                              error, slot.generation.number, delay)
-                else:
-                    slot.set_state("failed", error)
-                    log.error("%s; retrying in %.0fs", error, delay)
+        done = slot.attempt_done
+        try:
+            with scope:
+                await self._attempts(slot, spec, reload, done)
+        finally:
+            done.set()  # superseded or stopped: whoever waits looks at the slot's newer attempt
+
+    async def _attempts(self, slot: AppSlot, spec: AppSpec, reload: bool, done: anyio.Event) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._deploy(slot, spec, reload=reload)
                 slot.settled.set()
-                await anyio.sleep(delay)
+                return
+            except TauonError as exc:
+                error = str(exc.with_file(spec.id))
+            except Exception as exc:  # a bug in one app's path must not take down the others
+                log.exception("%s: unexpected failure", spec.id)
+                error = f"{spec.id}: unexpected failure: {exc!r}"
+            self.metrics.app_failures.labels(spec.id).inc()
+            delay = min(self.settings.max_backoff, 2.0**attempt)
+            attempt += 1
+            if slot.generation is not None:
+                slot.set_state("running", error)
+                log.error("%s; generation %d keeps serving; retrying in %.0fs",
+                          error, slot.generation.number, delay)
+            else:
+                slot.set_state("failed", error)
+                log.error("%s; retrying in %.0fs", error, delay)
+            slot.settled.set()
+            done.set()
+            await anyio.sleep(delay)
 
     async def _deploy(self, slot: AppSlot, spec: AppSpec, *, reload: bool) -> None:
-        slot.set_state("pulling" if slot.generation is None else slot.state, slot.error)
+        if slot.state == "pending":  # a failed app retrying stays "failed" until it serves
+            slot.set_state("pulling")
         progress = PullProgress(spec.id, spec.reference, mode=self.settings.progress)
+        counter = ByteCounter(progress)
+        metrics = self.metrics
+        started = time.monotonic()
+        metrics.pulls.labels(spec.id).inc()
         try:
             pulled = await anyio.to_thread.run_sync(
                 functools.partial(
-                    pull_app, spec.reference, base_dir=self.settings.watch_dir,
-                    cache_dir=self.settings.cache_dir, insecure=spec.insecure, progress=progress,
+                    pull_app, spec.reference, base_dir=self.settings.reference_base,
+                    cache_dir=self.settings.cache_dir, insecure=spec.insecure, progress=counter,
                     timeout=self.settings.pull_timeout,
                 ),
                 limiter=self.pull_limiter,
                 abandon_on_cancel=True,
             )
+        except TauonError:
+            metrics.pull_failures.labels(spec.id).inc()
+            raise
         finally:
             progress.close()
+            metrics.pull_bytes.labels(spec.id).inc(counter.downloaded)
+        metrics.pull_duration.labels(spec.id).observe(time.monotonic() - started)
         current = slot.generation
         if (current is not None and current.plan.digest == pulled.digest
                 and slot.serving_hash == spec.content_hash):
@@ -171,7 +244,11 @@ class Supervisor:
                         pulled.digest[:19], spec.reference)
         plan = load_plan(spec, pulled, state_root=self.settings.state_root)
         slot.generations += 1
+        if slot.state == "pulling":
+            slot.set_state("starting")
+        started = time.monotonic()
         gen = await build_generation(plan, slot.generations, self.engine, self.compile_limiter)
+        metrics.compile_duration.labels(spec.id).observe(time.monotonic() - started)
         with anyio.CancelScope(shield=True):
             async with slot.lock:
                 await self._activate(slot, spec, gen)
@@ -181,23 +258,27 @@ class Supervisor:
             gen.close()
             return
         old_gen = slot.generation
-        if slot.listener is not None and slot.listener.address == spec.address:
-            slot.listener.switchboard.swap(gen)
+        if slot.listener is not None and slot.switchboard is not None \
+                and slot.listener.address == spec.address:
+            slot.switchboard.swap(gen)
         else:
             old_listener = slot.listener
-            listener = Listener(spec.address, Switchboard(spec.id, gen),
+            switchboard = Switchboard(spec.id, gen, stats=self.metrics.requests_for(spec.id),
+                                      access_log=self.settings.access_log)
+            listener = Listener(spec.address, switchboard, owner=spec.id,
                                 drain_timeout=self.settings.drain_timeout)
             try:
                 await self._start_listener(listener, old_listener)
             except BindError:
                 gen.close()
                 raise
-            slot.listener = listener
+            slot.listener, slot.switchboard = listener, switchboard
             if old_listener is not None and not old_listener.closed.is_set():
                 self.tg.start_soon(self._close_listener, old_listener)
         slot.generation = gen
         slot.serving_hash = spec.content_hash
         slot.set_state("running")
+        self.metrics.swaps.labels(spec.id).inc()
         if old_gen is not None:
             self.tg.start_soon(old_gen.retire, self.settings.drain_timeout)
         self._banner(spec, gen, replaced=old_gen)
@@ -231,8 +312,10 @@ class Supervisor:
     def _stop(self, app_id: str) -> None:
         slot = self.slots.pop(app_id)
         slot.removed = True
+        slot.settled.set()  # nobody waits for an app that is gone
         if slot.worker is not None:
             slot.worker.cancel()
+        self.metrics.forget(app_id)
         log.info("%s: app file removed; stopping (draining up to %.0fs)", app_id,
                  self.settings.drain_timeout)
         self.tg.start_soon(self._teardown, slot)
@@ -251,6 +334,7 @@ class Supervisor:
             for app_id in list(self.slots):
                 slot = self.slots.pop(app_id)
                 slot.removed = True
+                slot.settled.set()
                 if slot.worker is not None:
                     slot.worker.cancel()
                 tg.start_soon(self._teardown, slot)

@@ -16,10 +16,10 @@ from collections.abc import Generator
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus
+from starlette.types import ASGIApp
 
 from tauon.control.spec import Address
 from tauon.errors import BindError
-from tauon.server.switchboard import Switchboard
 
 log = logging.getLogger("tauon.listener")
 
@@ -68,9 +68,15 @@ def bind_socket(address: Address, *, file: str | None = None) -> socket.socket:
 
 
 class Listener:
-    def __init__(self, address: Address, switchboard: Switchboard, *, drain_timeout: float) -> None:
+    """Serves one ASGI app (an app's switchboard, or the admin endpoints) on one address.
+
+    `owner` names who asked for the address in errors: an app file, or `--admin`.
+    """
+
+    def __init__(self, address: Address, app: ASGIApp, *, owner: str, drain_timeout: float) -> None:
         self.address = address
-        self.switchboard = switchboard
+        self.app = app
+        self.owner = owner
         self.drain_timeout = drain_timeout
         self._server: _EmbeddedServer | None = None
         self.closed = anyio.Event()
@@ -78,9 +84,9 @@ class Listener:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Bind, serve until `stop()`, then close. `task_status.started()` once accepting."""
         try:
-            sock = bind_socket(self.address, file=self.switchboard.app_id)
+            sock = bind_socket(self.address, file=self.owner)
             config = uvicorn.Config(
-                self.switchboard,
+                self.app,
                 lifespan="off",
                 server_header=False,
                 log_config=None,
@@ -96,7 +102,7 @@ class Listener:
                 while not server.started:
                     if server.should_exit:
                         raise BindError(f"listener on {self.address} failed to start",
-                                        file=self.switchboard.app_id)
+                                        file=self.owner)
                     await anyio.sleep(0.005)
                 task_status.started()
         finally:

@@ -3,6 +3,8 @@
 The pipeline order is Spin's (spin-spec §3.2): strip forbidden headers, answer /.well-known/spin/*,
 route (404 with an empty body), compute the spin-* values, then a static response or the executor.
 Any failure before the response starts is a 500 with an empty body, logged with app and component.
+Every request bumps the app's RequestStats (a few integer updates) and, when enabled, writes one access
+log line (at info with --access-log, else debug).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from starlette.types import Message, Receive, Scope, Send
 
 from tauon.app.spinvalues import spin_values, well_known_response
 from tauon.executors.base import GuestError, IncomingRequest
+from tauon.metrics import RequestStats
 from tauon.server.generation import Generation
 
 log = logging.getLogger("tauon.http")
+access_log = logging.getLogger("tauon.access")
 
 
 async def _respond(send: Send, status: int, headers: list[tuple[str, str]] | None = None,
@@ -28,10 +32,23 @@ async def _respond(send: Send, status: int, headers: list[tuple[str, str]] | Non
     await send({"type": "http.response.body", "body": body})
 
 
+class _Outcome:
+    """What one request came to, for the metrics and the access log."""
+
+    __slots__ = ("component", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.component = "-"
+
+
 class Switchboard:
-    def __init__(self, app_id: str, generation: Generation | None = None) -> None:
+    def __init__(self, app_id: str, generation: Generation | None = None, *,
+                 stats: RequestStats | None = None, access_log: bool = False) -> None:
         self.app_id = app_id
         self.current = generation
+        self.stats = stats if stats is not None else RequestStats()
+        self.access_level = logging.INFO if access_log else logging.DEBUG
 
     def swap(self, generation: Generation | None) -> Generation | None:
         """Point new requests at `generation`; requests already running stay on the old one."""
@@ -41,29 +58,47 @@ class Switchboard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is off; websockets are not part of Spin's HTTP trigger
-        generation = self.current
-        if generation is None:
-            await _respond(send, 503, [("retry-after", "1")])
-            return
-        generation.enter()
-        try:
-            await self._handle(generation, scope, receive, send)
-        finally:
-            generation.leave()
-
-    async def _handle(self, gen: Generation, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        status_box = [0]
+        stats = self.stats
+        stats.inflight += 1
+        outcome = _Outcome()
+        try:
+            generation = self.current
+            if generation is None:
+                outcome.status = 503
+                await _respond(send, 503, [("retry-after", "1")])
+                return
+            generation.enter()
+            try:
+                await self._handle(generation, scope, receive, send, outcome)
+            finally:
+                generation.leave()
+        finally:
+            elapsed = time.perf_counter() - started
+            stats.inflight -= 1
+            stats.observe(outcome.component, outcome.status, elapsed)
+            if access_log.isEnabledFor(self.access_level):
+                self._log_access(scope, outcome, elapsed)
 
+    def _log_access(self, scope: Scope, outcome: _Outcome, elapsed: float) -> None:
+        # The path only: query strings often carry tokens.
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        duration_ms = round(elapsed * 1000, 3)
+        access_log.log(self.access_level, "%s/%s %s %s -> %s in %.1f ms", self.app_id, outcome.component,
+                       scope["method"], path, outcome.status or "-", duration_ms,
+                       extra={"app": self.app_id, "component": outcome.component, "method": scope["method"],
+                              "path": path, "status": outcome.status or None, "duration_ms": duration_ms})
+
+    async def _handle(self, gen: Generation, scope: Scope, receive: Receive, send: Send,
+                      outcome: _Outcome) -> None:
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status_box[0] = message["status"]
+                outcome.status = message["status"]
             await send(message)
 
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1").split("?", 1)[0]
         query = scope.get("query_string", b"").decode("latin-1")
-        component = "-"
         try:
             headers: list[tuple[str, str]] = []
             host: str | None = None
@@ -99,7 +134,7 @@ class Switchboard:
                                target.static.body or b"")
                 return
             assert target.executor is not None
-            component = target.executor.component_id
+            outcome.component = target.executor.component_id
             client = scope.get("client") or ("0.0.0.0", 0)
             scheme = scope.get("scheme", "http")
             path_and_query = path + (f"?{query}" if query else "")
@@ -119,17 +154,13 @@ class Switchboard:
             await target.executor.serve(request, receive, tracking_send)
         except UnicodeDecodeError:
             log.warning("%s: request %s has a header value that is not UTF-8: 500", self.app_id, path)
-            if not status_box[0]:
+            if not outcome.status:
                 await _respond(tracking_send, 500)
         except GuestError as exc:
-            log.error("%s/%s: %s %s failed: %s", self.app_id, component, scope["method"], path, exc)
-            if not status_box[0]:
+            log.error("%s/%s: %s %s failed: %s", self.app_id, outcome.component, scope["method"], path, exc)
+            if not outcome.status:
                 await _respond(tracking_send, 500)
         except Exception:
-            log.exception("%s/%s: %s %s failed", self.app_id, component, scope["method"], path)
-            if not status_box[0]:
+            log.exception("%s/%s: %s %s failed", self.app_id, outcome.component, scope["method"], path)
+            if not outcome.status:
                 await _respond(tracking_send, 500)
-        finally:
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s/%s %s %s -> %s in %.1f ms", self.app_id, component, scope["method"],
-                          path, status_box[0] or "-", (time.perf_counter() - started) * 1000)

@@ -1,0 +1,130 @@
+"""What /status and /readyz say, and how `tauon status` prints it.
+
+Per app file: reference, resolved digest, address, state, generation, last error and since when, plus
+files that cannot be served as they stand (bad JSON, address clashes). Variables are listed by name only:
+their values may be secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from tauon.control.spec import Address
+from tauon.control.supervisor import Supervisor
+
+
+def rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for app_id, slot in supervisor.slots.items():
+        gen = slot.generation
+        spec = slot.spec
+        rows.append({
+            "app": app_id,
+            "reference": spec.reference,
+            "digest": gen.plan.digest if gen is not None else None,
+            "address": str(spec.address),
+            "state": slot.state,
+            "generation": gen.number if gen is not None else None,
+            "error": slot.error,
+            "problem": supervisor.problems.get(app_id),
+            "since": rfc3339(slot.since),
+            "state_dir": spec.state_dir,
+            "variables": sorted(spec.variables),
+            "in_flight": slot.switchboard.stats.inflight if slot.switchboard is not None else 0,
+        })
+    for app_id, problem in supervisor.problems.items():
+        if app_id in supervisor.slots:
+            continue  # the last good version serves; its row carries the problem
+        rows.append({
+            "app": app_id, "reference": None, "digest": None, "address": None, "state": "invalid",
+            "generation": None, "error": problem, "problem": problem,
+            "since": rfc3339(supervisor.problem_since.get(app_id, 0.0)), "state_dir": None,
+            "variables": [], "in_flight": 0,
+        })
+    rows.sort(key=lambda row: row["app"])
+    return rows
+
+
+def pending_apps(supervisor: Supervisor) -> list[dict[str, str]]:
+    """Apps whose first attempt has neither served nor failed yet."""
+    return [{"app": app_id, "state": slot.state} for app_id, slot in sorted(supervisor.slots.items())
+            if not slot.settled.is_set()]
+
+
+def readiness(supervisor: Supervisor, *, scanned: bool, stopping: bool) -> tuple[bool, dict[str, Any]]:
+    if stopping:
+        return False, {"ready": False, "reason": "stopping"}
+    if not scanned:
+        return False, {"ready": False, "reason": "the initial scan has not finished", "pending": []}
+    pending = pending_apps(supervisor)
+    if pending:
+        return False, {"ready": False, "reason": f"{len(pending)} app(s) still starting", "pending": pending}
+    return True, {"ready": True, "apps": supervisor.counts()}
+
+
+def summary(counts: dict[str, int]) -> str:
+    """One line for systemd's STATUS=: "pulling 2 app(s)…" while starting, then the steady state."""
+    busy = counts.get("pending", 0) + counts.get("pulling", 0) + counts.get("starting", 0)
+    serving = counts.get("running", 0)
+    failing = counts.get("failed", 0) + counts.get("invalid", 0)
+    steady = f"{serving} app(s) serving, {failing} failing"
+    if busy:
+        return f"pulling {busy} app(s)…; {steady}"
+    return steady
+
+
+# -- the `tauon status` client -------------------------------------------------------------------
+
+
+def fetch_status(address: Address, *, timeout: float = 5.0) -> dict[str, Any]:
+    url = f"{address.url()}/status"
+    try:
+        # No proxies: the admin address is local, and $http_proxy must not swallow it.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=timeout) as response:
+            doc: dict[str, Any] = json.loads(response.read())
+            return doc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConnectionError(f"cannot reach tauon's admin endpoint at {url}: {reason}") from None
+
+
+def format_table(doc: dict[str, Any]) -> str:
+    """Human-readable columns, then one line per error (errors are long; they don't fit a column)."""
+    header = ("APP", "STATE", "GEN", "ADDRESS", "DIGEST", "SINCE", "REFERENCE")
+    rows = [header]
+    for app in doc.get("apps", []):
+        digest = app.get("digest") or "-"
+        rows.append((
+            app["app"], app["state"] + ("*" if app.get("problem") and app["state"] != "invalid" else ""),
+            str(app["generation"]) if app.get("generation") is not None else "-",
+            app.get("address") or "-", digest[:19], app.get("since") or "-", app.get("reference") or "-",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    ready = "ready" if doc.get("ready") else "not ready"
+    lines.insert(0, f"tauon {doc.get('version', '')} ({doc.get('mode', '?')}: {doc.get('source', '?')}), "
+                    f"{ready}")
+    notes = []
+    for app in doc.get("apps", []):
+        if app.get("error"):
+            notes.append(f"  {_named(app['app'], app['error'])}")
+        if app.get("problem") and app.get("problem") != app.get("error"):
+            notes.append(f"  {_named(app['app'], app['problem'])} (the last good version serves)")
+    if notes:
+        lines += ["", "errors:", *notes]
+    return "\n".join(lines)
+
+
+def _named(app_id: str, text: str) -> str:
+    # Errors usually start with the app file's name already.
+    return text if text.startswith(app_id) else f"{app_id}: {text}"

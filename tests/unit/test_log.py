@@ -1,0 +1,88 @@
+"""Log formats: journald priority prefixes only on the journal stream, JSON lines with request fields."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tauon.log import JsonFormatter, journal_priority, make_formatter, setup_logging, under_journal
+
+
+def _record(level: int, msg: str, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("tauon", level, __file__, 1, msg, None, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_priorities() -> None:
+    assert [journal_priority(lv) for lv in (logging.CRITICAL, logging.ERROR, logging.WARNING,
+                                            logging.INFO, logging.DEBUG, 5)] == [2, 3, 4, 6, 7, 7]
+
+
+def test_under_journal_needs_the_same_stream(tmp_path: Path) -> None:
+    with (tmp_path / "a").open("w") as a, (tmp_path / "b").open("w") as b:
+        st = os.fstat(a.fileno())
+        env = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        assert under_journal(env, a.fileno())
+        assert not under_journal(env, b.fileno())  # stderr redirected elsewhere: a plain file
+        assert not under_journal({}, a.fileno())
+        assert not under_journal({"JOURNAL_STREAM": "garbage"}, a.fileno())
+
+
+def test_journal_lines_carry_the_priority_and_no_timestamp() -> None:
+    fmt = make_formatter("text", journal=True)
+    assert fmt.format(_record(logging.ERROR, "broken")) == "<3>broken"
+    assert fmt.format(_record(logging.WARNING, "careful")) == "<4>careful"
+    assert fmt.format(_record(logging.INFO, "fine")) == "<6>fine"
+    assert fmt.format(_record(logging.DEBUG, "detail")) == "<7>detail"
+    plain = make_formatter("text", journal=False).format(_record(logging.ERROR, "broken"))
+    assert not plain.startswith("<") and plain.endswith("ERROR broken")
+    # JSON lines are for shippers: never prefixed, even on the journal.
+    assert json.loads(make_formatter("json", journal=True).format(_record(logging.ERROR, "x")))["msg"] == "x"
+
+
+def test_json_lines_carry_request_fields() -> None:
+    line = JsonFormatter().format(_record(logging.INFO, "app.json/web GET /a -> 200", app="app.json",
+                                          component="web", method="GET", path="/a", status=200,
+                                          duration_ms=1.5, unrelated="no"))
+    entry = json.loads(line)
+    assert {k: entry[k] for k in ("app", "component", "method", "path", "status", "duration_ms")} == {
+        "app": "app.json", "component": "web", "method": "GET", "path": "/a", "status": 200,
+        "duration_ms": 1.5}
+    assert "unrelated" not in entry and entry["level"] == "info"
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield root
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_setup_logging_detects_the_journal_on_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     root_logger: logging.Logger) -> None:
+    with (tmp_path / "journal").open("w+") as stream:
+        st = os.fstat(stream.fileno())
+        monkeypatch.setattr("sys.stderr", stream)
+        setup_logging("info", "text", env={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+        logging.getLogger("tauon.test").warning("disk %s", "full")
+        root_logger.handlers[0].flush()
+        stream.seek(0)
+        assert stream.read() == "<4>disk full\n"
+
+
+def test_setup_logging_without_a_real_stderr(monkeypatch: pytest.MonkeyPatch,
+                                             root_logger: logging.Logger) -> None:
+    buffer = io.StringIO()
+    monkeypatch.setattr("sys.stderr", buffer)  # no fileno(): never the journal
+    setup_logging("info", "text", env={"JOURNAL_STREAM": "1:2"})
+    logging.getLogger("tauon.test").warning("disk full")
+    assert buffer.getvalue().endswith(" WARNING disk full\n") and not buffer.getvalue().startswith("<")

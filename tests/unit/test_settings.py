@@ -1,0 +1,79 @@
+"""Directory precedence: flag > TAUON_* > systemd directories > XDG > defaults (the flag is the CLI's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tauon.cli import build_parser, settings_from_args
+from tauon.settings import Settings, default_cache_dir, default_state_root, default_watch_dir
+
+HOME = Path("/home/op")
+ALL = {
+    "TAUON_STATE_DIR": "/t/state", "TAUON_CACHE_DIR": "/t/cache", "TAUON_WATCH_DIR": "/t/apps",
+    "STATE_DIRECTORY": "/var/lib/tauon:/var/lib/other", "CACHE_DIRECTORY": "/var/cache/tauon",
+    "CONFIGURATION_DIRECTORY": "/etc/tauon", "XDG_STATE_HOME": "/x/state", "XDG_CACHE_HOME": "/x/cache",
+}
+
+
+def _without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in ALL.items() if k not in names}
+
+
+@pytest.mark.parametrize(("env", "state", "cache"), [
+    (ALL, "/t/state", "/t/cache"),
+    (_without("TAUON_STATE_DIR", "TAUON_CACHE_DIR"), "/var/lib/tauon", "/var/cache/tauon"),
+    (_without("TAUON_STATE_DIR", "TAUON_CACHE_DIR", "STATE_DIRECTORY", "CACHE_DIRECTORY"),
+     "/x/state/tauon", "/x/cache/tauon"),
+    ({}, "/home/op/.local/state/tauon", "/home/op/.cache/tauon"),
+    ({"TAUON_STATE_DIR": "", "STATE_DIRECTORY": "", "XDG_STATE_HOME": ""},  # empty means unset
+     "/home/op/.local/state/tauon", "/home/op/.cache/tauon"),
+], ids=["tauon-env", "systemd", "xdg", "defaults", "empty-values"])
+def test_state_and_cache_precedence(env: dict[str, str], state: str, cache: str) -> None:
+    assert default_state_root(env, HOME) == Path(state)
+    assert default_cache_dir(env, HOME) == Path(cache)
+
+
+def test_watch_dir_precedence() -> None:
+    assert default_watch_dir(ALL) == Path("/t/apps")
+    assert default_watch_dir(_without("TAUON_WATCH_DIR")) == Path("/etc/tauon/apps.d")
+    assert default_watch_dir({"XDG_CONFIG_HOME": "/x/config"}) == Path("tauon")
+
+
+def test_flags_beat_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name, value in ALL.items():
+        monkeypatch.setenv(name, value)
+    args = build_parser().parse_args([str(tmp_path / "w"), "--state-root", str(tmp_path / "s"),
+                                      "--cache-dir", str(tmp_path / "c")])
+    settings = settings_from_args(args)
+    assert (settings.watch_dir, settings.state_root, settings.cache_dir) == (
+        tmp_path / "w", tmp_path / "s", tmp_path / "c")
+    without_flags = settings_from_args(build_parser().parse_args([]))
+    assert (without_flags.watch_dir, without_flags.state_root, without_flags.cache_dir) == (
+        Path("/t/apps"), Path("/t/state"), Path("/t/cache"))
+
+
+def test_admin_from_flag_or_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAUON_ADMIN", "127.0.0.1:9180")
+    settings = settings_from_args(build_parser().parse_args([]))
+    assert settings.admin is not None and str(settings.admin) == "127.0.0.1:9180"
+    settings = settings_from_args(build_parser().parse_args(["--admin", "[::1]:9181"]))
+    assert settings.admin is not None and (settings.admin.host, settings.admin.port) == ("::1", 9181)
+    monkeypatch.delenv("TAUON_ADMIN")
+    assert settings_from_args(build_parser().parse_args([])).admin is None
+
+
+def test_bad_admin_address_names_the_option() -> None:
+    with pytest.raises(SystemExit, match=r"--admin: .*port '99999' is not a number from 1 to 65535"):
+        settings_from_args(build_parser().parse_args(["--admin", "127.0.0.1:99999"]))
+
+
+def test_apps_file_excludes_a_directory_and_sets_the_reference_base(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="either a directory to watch or --apps FILE"):
+        settings_from_args(build_parser().parse_args([str(tmp_path), "--apps", "x.json"]))
+    settings = settings_from_args(build_parser().parse_args(["--apps", str(tmp_path / "etc" / "l.json")]))
+    assert settings.apps_file == tmp_path / "etc" / "l.json"
+    assert settings.reference_base == tmp_path / "etc"
+    plain = Settings(watch_dir=tmp_path / "w", state_root=tmp_path, cache_dir=tmp_path)
+    assert plain.reference_base == tmp_path / "w"
