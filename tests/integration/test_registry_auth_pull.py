@@ -71,7 +71,8 @@ def test_wrong_password_is_named_not_shown(private_ref: str, auth_registry: Regi
         pull_app(private_ref, base_dir=tmp_path, cache_dir=tmp_path / "c", insecure=True,
                  env={"DOCKER_CONFIG": str(docker)}, home=tmp_path)
     message = str(info.value)
-    assert f"rejected the credentials of user '{REGISTRY_USER}'" in message
+    config = docker / "config.json"
+    assert f"refused credentials for user '{REGISTRY_USER}' (password) from {config}" in message
     assert str(docker / "config.json") in message
     assert "hunter2" not in message
 

@@ -125,7 +125,7 @@ def test_not_found(registry: RegistryServer, tmp_path: Path) -> None:
 
 
 def test_tls_against_plain_http_registry(registry: RegistryServer, tmp_path: Path) -> None:
-    with pytest.raises(PullError, match=r"TLS with registry .* set insecure"):
+    with pytest.raises(PullError, match=r"did not answer with TLS .*serve plain HTTP: set insecure"):
         pull_app(f"{registry.host}/tests/exists:v1", base_dir=tmp_path, cache_dir=tmp_path / "c")
 
 

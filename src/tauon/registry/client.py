@@ -1,26 +1,32 @@
 """A small OCI distribution client: manifests and blobs with timeouts, bounded retries and auth.
 
-oras-py supplies the bearer-token negotiation (anonymous and basic-to-bearer, `oras.auth.TokenAuth`).
-Its retry decorator (about two minutes) and `pull()` (no digest checks) are deliberately not used: a
-dead registry must fail a pull within seconds, and every byte is verified by the caller.
+Not oras-py: its retry decorator takes about two minutes, its `pull()` checks no digests, and its token
+flow knows neither identity tokens nor registry tokens. A dead registry must fail a pull within seconds
+(the supervisor then keeps the last good generation), and every byte is verified by the caller.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import oras.auth
 import requests
 
 from tauon.errors import DigestMismatch, PullError
 from tauon.registry.auth import Credentials
+from tauon.registry.bearer import (
+    PlainHttpRealm,
+    TokenEndpointDown,
+    TokenRefused,
+    fetch_token,
+    parse_challenge,
+)
 from tauon.registry.reference import Reference
+from tauon.registry.tls import TrustStore, resolve_trust, tls_error
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -30,11 +36,15 @@ MANIFEST_ACCEPT = ", ".join([DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_IND
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 CHUNK = 64 * 1024
 USER_AGENT = "tauon"
-AUTH_HINT = ("add credentials for '{key}' with `spin registry login` (~/.config/fermyon/registry-auth.json) "
-             "or `docker login` ($DOCKER_CONFIG/config.json)")
+AUTH_HINT = ("add credentials for '{key}': a systemd credential ($CREDENTIALS_DIRECTORY/registry-auth.json "
+             "or docker-config.json), `spin registry login` (~/.config/fermyon/registry-auth.json), "
+             "`docker login` ($DOCKER_CONFIG/config.json) or `podman login` ($REGISTRY_AUTH_FILE)")
+# What Go's net/http answers when plain HTTP reaches its TLS listener.
+_HTTP_TO_HTTPS = "http request to an https server"
 
 
 _STREAM_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+CredentialSource = Credentials | None | Callable[[], Credentials | None]
 
 
 class RegistryUnreachable(PullError):
@@ -49,16 +59,26 @@ class FetchedManifest:
 
 
 class _TimeoutSession(requests.Session):
-    """Puts a timeout on every request, including the token requests oras makes with this session."""
+    """Puts a timeout and the trust store on every request, token requests included."""
 
-    def __init__(self, timeout: tuple[float, float]) -> None:
+    def __init__(self, timeout: tuple[float, float], verify: str) -> None:
         super().__init__()
         self._timeout = timeout
+        self._verify = verify
         self.headers["User-Agent"] = USER_AGENT
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
+        # Per request, not `self.verify`: requests lets the process's REQUESTS_CA_BUNDLE override a
+        # session-level setting, and the trust store was already resolved from the pull's environment.
+        kwargs.setdefault("verify", self._verify)
+        # A no-op auth keeps requests from adding ~/.netrc credentials over our Authorization header.
+        kwargs.setdefault("auth", _no_auth)
         return super().request(method, url, *args, **kwargs)
+
+
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
 
 
 def _registry_error(resp: requests.Response) -> str:
@@ -87,28 +107,36 @@ class RegistryClient:
         *,
         insecure: bool = False,
         timeout: float = 10.0,
-        credentials: Credentials | None = None,
+        credentials: CredentialSource = None,
+        trust: TrustStore | None = None,
         connect_timeout: float = 3.0,
         attempts: int = 3,
         backoff: float = 0.25,
     ) -> None:
+        """`credentials` may be a callable: it is then called once, on the first challenge, so a public
+        image never runs a credential helper."""
         self.ref = ref
         self.host = ref.api_host
+        self._insecure = insecure
         self._scheme = "http" if insecure else "https"
         self._base = f"{self._scheme}://{self.host}/v2/{ref.repository}"
-        self._credentials = credentials
+        self._lookup = credentials if callable(credentials) else None
+        self._credentials = None if callable(credentials) else credentials
         self._attempts = max(1, attempts)
         # Retries stop once this much time went by, so a hung registry costs about one read timeout.
         self._retry_budget = timeout
         self._backoff = backoff
-        self._session = _TimeoutSession((min(connect_timeout, timeout), timeout))
-        self._tokens: Any = oras.auth.get_auth_backend("token", session=self._session, insecure=insecure)
-        if credentials is not None:
-            self._tokens.set_basic_auth(credentials.username, credentials.password)
+        self._trust = trust if trust is not None else resolve_trust(None, {})
+        self._session = _TimeoutSession((min(connect_timeout, timeout), timeout), self._trust.verify)
         self._auth_header: dict[str, str] = {}
 
     def close(self) -> None:
         self._session.close()
+
+    def _creds(self) -> Credentials | None:
+        if self._lookup is not None:
+            self._credentials, self._lookup = self._lookup(), None
+        return self._credentials
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -142,12 +170,7 @@ class RegistryClient:
                     resp.close()
                     continue
             except requests.exceptions.SSLError as exc:
-                found = re.search(r"\[SSL: [A-Z_]+\] ([^(]+)|certificate verify failed[^(')]*", str(exc))
-                reason = (found.group(1) or found.group(0)).strip() if found else type(exc).__name__
-                raise PullError(
-                    f"TLS with registry {self.host} failed while fetching {what}: {reason}",
-                    hint="if the registry serves plain HTTP, set insecure; otherwise check its certificate",
-                ) from exc
+                raise tls_error(self.host, what, exc, self._trust) from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt < self._attempts and time.monotonic() - started < self._retry_budget:
                     self._sleep_before_retry(attempt)
@@ -161,34 +184,61 @@ class RegistryClient:
                 raise self._unreachable(what, _registry_error(resp))
             if resp.status_code in (401, 403):
                 raise self._auth_failed(resp, what)
+            if resp.status_code == 400 and self._insecure and _HTTP_TO_HTTPS in resp.text[:512].lower():
+                raise PullError(f"registry {self.host} serves HTTPS, but insecure (plain HTTP) is set for "
+                                f"{what}", hint="unset insecure; for a private CA pass its CA bundle")
             return resp
 
-    def _auth_failed(self, resp: requests.Response, what: str) -> PullError:
-        verb = "denied access to" if resp.status_code == 403 else "requires authentication for"
-        if self._credentials is None:
-            return PullError(f"registry {self.host} {verb} {what} ({_registry_error(resp)})",
+    def _auth_failed(self, resp: requests.Response, what: str, detail: str | None = None) -> PullError:
+        detail = detail or _registry_error(resp)
+        creds = self._credentials
+        if creds is None:
+            verb = "denied access to" if resp.status_code == 403 else "requires authentication for"
+            return PullError(f"registry {self.host} {verb} {what} ({detail})",
                              hint=AUTH_HINT.format(key=self.ref.auth_key))
-        return PullError(
-            f"registry {self.host} rejected the credentials of user '{self._credentials.username}' "
-            f"from {self._credentials.source} for {what} ({_registry_error(resp)})",
-            hint="check the username/password (or token) and that the account may pull this repository",
-        )
+        if resp.status_code == 403:
+            return PullError(f"registry {self.host} denied {creds.describe()} access to {what} ({detail})",
+                             hint="check that the account may pull this repository")
+        secret = {"basic": "username and password", "identity_token": "identity token (log in again)",
+                  "registry_token": "registry token (it may have expired)"}[creds.kind]
+        return PullError(f"registry {self.host} refused credentials for {creds.describe()} while fetching "
+                         f"{what} ({detail})",
+                         hint=f"check the {secret} and that the account may pull this repository")
 
     def _negotiate(self, resp: requests.Response, what: str) -> None:
-        challenge = resp.headers.get("WWW-Authenticate", "")
-        scheme = challenge.split(" ", 1)[0].lower()
-        if scheme == "basic":
-            if self._credentials is None or self._auth_header.get("Authorization", "").startswith("Basic"):
-                raise self._auth_failed(resp, what)
-            self._auth_header = {"Authorization": f"Basic {self._credentials.basic_token()}"}
-        elif scheme == "bearer":
-            refresh = bool(self._auth_header)
-            headers, ok = self._tokens.authenticate_request(resp, {}, refresh=refresh)
-            if not ok or "Authorization" not in headers:
-                raise self._auth_failed(resp, what)
-            self._auth_header = {"Authorization": str(headers["Authorization"])}
-        else:
+        challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+        creds = self._creds()
+        sent = self._auth_header.get("Authorization", "")
+        if challenge is None or challenge.scheme not in ("basic", "bearer"):
             raise self._auth_failed(resp, what)
+        if challenge.scheme == "basic":
+            if creds is not None and creds.kind != "basic":
+                raise PullError(f"registry {self.host} asks for a username and password, but "
+                                f"{creds.describe()} is a token", hint="store a username and password for it")
+            if creds is None or sent.startswith("Basic"):
+                raise self._auth_failed(resp, what)
+            self._auth_header = {"Authorization": f"Basic {creds.basic_token()}"}
+            return
+        if creds is not None and creds.kind == "registry_token":
+            if sent:
+                raise self._auth_failed(resp, what)
+            self._auth_header = {"Authorization": f"Bearer {creds.password}"}
+            return
+        try:
+            token = fetch_token(self._session, challenge, creds, plain_http_ok=self._insecure)
+        except TokenRefused as exc:
+            raise self._auth_failed(resp, what, exc.detail) from exc
+        except TokenEndpointDown as exc:
+            raise self._unreachable(f"a token for {what}", str(exc)) from exc
+        except PlainHttpRealm as exc:
+            assert creds is not None
+            raise PullError(f"registry {self.host} sends clients to the plain-HTTP token endpoint {exc}; "
+                            f"refusing to send {creds.describe()} unencrypted",
+                            hint="configure the registry's token realm with an https:// URL") from exc
+        except requests.exceptions.SSLError as exc:
+            realm_host = challenge.realm.split("://", 1)[-1].split("/", 1)[0]
+            raise tls_error(realm_host, f"a token for {what}", exc, self._trust) from exc
+        self._auth_header = {"Authorization": f"Bearer {token}"}
 
     # -- API -------------------------------------------------------------------------------------
 

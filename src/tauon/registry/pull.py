@@ -35,6 +35,7 @@ from tauon.registry.layout import LayoutSource
 from tauon.registry.materialize import component_dir_name, materialize_files, unpack_archive
 from tauon.registry.progress import ProgressSink, ProgressTracker
 from tauon.registry.reference import DIGEST_HEX_LENGTHS, Reference, find_layout, parse_reference
+from tauon.registry.tls import resolve_trust
 
 log = logging.getLogger("tauon.registry")
 
@@ -92,11 +93,16 @@ def pull_app(
     refresh: bool = True,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
+    ca_bundle: Path | None = None,
 ) -> PulledApp:
     """Pull a Spin app from a registry or an OCI layout directory into `cache_dir`. Blocking.
 
-    `env`/`home` (default: the process environment and home directory) locate credential files.
-    Raises PullError (DigestMismatch for content that does not match its digest).
+    `env`/`home` (default: the process environment and home directory) locate credential files and
+    helpers (see `tauon.registry.auth`) and CA bundle variables. `ca_bundle` is a PEM file (or
+    directory) of CAs trusted for this registry instead of the default roots; without it,
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE / SSL_CERT_FILE / SSL_CERT_DIR from `env` are honoured.
+    `insecure` means plain HTTP. Credentials are looked up on the registry's first challenge and kept
+    for this pull only. Raises PullError (DigestMismatch for content that does not match its digest).
     """
     cache = Cache(cache_dir)
     tracker = ProgressTracker(progress)
@@ -108,9 +114,11 @@ def pull_app(
                               name=source.name, origin=reference, tracker=tracker)
         return PulledApp(reference, desc.digest, locked, offline=False)
     ref = parse_reference(reference)
-    creds = find_credentials(ref.auth_key, os.environ if env is None else env,
-                             Path.home() if home is None else home)
-    client = RegistryClient(ref, insecure=insecure, timeout=timeout, credentials=creds)
+    environ = os.environ if env is None else env
+    home_dir = Path.home() if home is None else home
+    trust = resolve_trust(ca_bundle, environ)
+    client = RegistryClient(ref, insecure=insecure, timeout=timeout, trust=trust,
+                            credentials=lambda: find_credentials(ref.auth_key, environ, home_dir))
     try:
         return _pull_registry(reference, ref, cache, client, tracker, refresh=refresh)
     finally:
