@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="full rescan of the directory even without events, a safety net (default: 30)")
     p.add_argument("--pull-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="per-request timeout for registry calls (default: 10)")
+    p.add_argument("--ca-bundle", type=Path, default=env.get("TAUON_CA_BUNDLE") or None, metavar="PATH",
+                   help="CA certificates (PEM file or directory) to trust for registries instead of the "
+                   "system roots; an app file's ca_bundle wins (default: $TAUON_CA_BUNDLE, else "
+                   "REQUESTS_CA_BUNDLE / SSL_CERT_FILE / SSL_CERT_DIR / the bundled roots)")
     p.add_argument("--max-backoff", type=float, default=60.0, metavar="SECONDS",
                    help="longest wait between retries of a failing app (default: 60)")
     p.add_argument("--progress", default="auto", choices=["auto", "bar", "log", "off"],
@@ -98,6 +102,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         drain_timeout=args.drain_timeout,
         resync_interval=args.resync_interval,
         pull_timeout=args.pull_timeout,
+        ca_bundle=Path(args.ca_bundle).absolute() if args.ca_bundle else None,
         max_backoff=args.max_backoff,
         progress=args.progress,
         admin=admin_address(args.admin, "--admin") if args.admin else None,

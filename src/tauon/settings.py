@@ -32,6 +32,8 @@ class Settings:
     """Where the admin endpoints (/healthz, /readyz, /status, /metrics) listen; None: off."""
     access_log: bool = False
     """Log every request at info (otherwise at debug)."""
+    ca_bundle: Path | None = None
+    """CA certificates (PEM file or directory) trusted for registries, unless an app file names its own."""
     apps_file: Path | None = None
     """Lepton mode: serve the fixed list of apps in this file instead of watching `watch_dir`."""
 

@@ -14,12 +14,13 @@ import hashlib
 import io
 import json
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import requests
+import oras.provider
 
 SPIN_CONFIG = "application/vnd.fermyon.spin.application.v1+config"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -206,26 +207,32 @@ def build_wasm_package(wasm: bytes, *, layer_type: str = "application/wasm") -> 
 
 
 def push(artifact: Artifact, registry: str, repo: str, tag: str, *, insecure: bool = True,
-         auth: tuple[str, str] | None = None) -> str:
-    """Upload blobs (monolithic POST+PUT, skipped when present), then PUT the manifest; returns its digest."""
-    base = f"{'http' if insecure else 'https'}://{registry}/v2/{repo}"
-    with requests.Session() as session:
-        session.auth = auth
+         auth: tuple[str, str] | None = None, verify: str | bool = True) -> str:
+    """Publish with oras-py, as an OCI client would: blobs (skipped when present), then the manifest's
+    exact bytes (so its digest is the artifact's). `verify` may name a CA bundle. Returns the digest."""
+    client = oras.provider.Registry(hostname=registry, insecure=insecure, tls_verify=verify,
+                                    auth_backend="basic" if auth else "token")
+    if auth is not None:
+        client.auth.set_basic_auth(*auth)
+    container = client.get_container(f"{registry}/{repo}:{tag}")
+    media_types = {d["digest"]: d["mediaType"] for d in [artifact.manifest_json["config"],
+                                                          *artifact.manifest_json["layers"]]}
+    with tempfile.TemporaryDirectory(prefix="spinpush-") as tmp:
         for digest, data in artifact.blobs.items():
-            if session.head(f"{base}/blobs/{digest}", timeout=10).status_code == 200:
-                continue
-            started = session.post(f"{base}/blobs/uploads/", timeout=10)
-            started.raise_for_status()
-            location = started.headers["Location"]
-            if location.startswith("/"):
-                location = f"{'http' if insecure else 'https'}://{registry}{location}"
-            put = session.put(location, params={"digest": digest}, data=data, timeout=30,
-                              headers={"Content-Type": "application/octet-stream"})
-            put.raise_for_status()
-        resp = session.put(f"{base}/manifests/{tag}", data=artifact.manifest, timeout=10,
-                           headers={"Content-Type": OCI_MANIFEST})
-        resp.raise_for_status()
-        return resp.headers.get("Docker-Content-Digest") or artifact.digest
+            blob = Path(tmp) / digest.replace(":", "-")
+            blob.write_bytes(data)
+            layer = {"digest": digest, "size": len(data), "mediaType": media_types.get(digest, "")}
+            response = client.upload_blob(str(blob), container, layer)
+            if response.status_code not in (200, 201, 202):
+                raise RuntimeError(f"pushing blob {digest} to {registry}/{repo} failed: "
+                                   f"{response.status_code} {response.text[:200]}")
+    # oras-py's upload_manifest re-serializes the JSON; PUT the exact bytes through its client instead.
+    response = client.do_request(f"{client.prefix}://{container.manifest_url()}", "PUT",
+                                 headers={"Content-Type": OCI_MANIFEST}, data=artifact.manifest)
+    if response.status_code not in (200, 201):
+        raise RuntimeError(f"pushing the manifest of {registry}/{repo}:{tag} failed: "
+                           f"{response.status_code} {response.text[:200]}")
+    return response.headers.get("Docker-Content-Digest") or artifact.digest
 
 
 def write_oci_layout(artifact: Artifact, directory: Path, tag: str | None = None) -> None:

@@ -153,3 +153,19 @@ def test_rewrite_requires_component_digest() -> None:
     del lock["components"][0]["source"]["digest"]
     with pytest.raises(PullError, match="component 'api': 'source' has no digest"):
         rewrite_lock(lock, origin="o", wasm_path=Path, files_dir=lambda c: Path("/"), what="x")
+
+
+def test_malformed_manifest_is_refused_with_the_path_of_the_problem() -> None:
+    import pytest as _pytest
+
+    from tauon.errors import PullError
+    from tauon.registry.artifact import parse_manifest
+
+    doc = {"schemaVersion": 2,
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
+                      "digest": "sha256:" + "0" * 64},
+           "layers": [{"mediaType": "application/vnd.wasm.content.layer.v1+wasm", "size": "12"}]}
+    with _pytest.raises(PullError) as info:
+        parse_manifest(doc, "manifest of r/x:1")
+    text = str(info.value)
+    assert "not a valid OCI image manifest" in text and "layers/0" in text

@@ -20,7 +20,7 @@ from typing import Any
 from tauon.app.plan import Limits
 from tauon.errors import SpecError
 
-KNOWN_FIELDS = ("reference", "address", "state_dir", "insecure", "variables", "limits")
+KNOWN_FIELDS = ("reference", "address", "state_dir", "insecure", "ca_bundle", "variables", "limits")
 LIMIT_FIELDS = {
     "request_timeout": "seconds of guest execution per request (number > 0)",
     "memory_mib": "MiB of linear memory per instance (integer >= 1)",
@@ -55,6 +55,8 @@ class AppSpec:
     address: Address
     state_dir: str | None = None
     insecure: bool = False
+    ca_bundle: str | None = None
+    """CA certificates for this app's registry; relative paths resolve against the app file's directory."""
     variables: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     warnings: tuple[str, ...] = ()
@@ -211,6 +213,12 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
             f"must be true or false, got {insecure!r}", file=file, field="insecure",
             hint="true allows plain-HTTP registries",
         )
+    ca_bundle = value.get("ca_bundle")
+    if ca_bundle is not None and (not isinstance(ca_bundle, str) or not ca_bundle.strip()):
+        raise SpecError(
+            f"must be a path string, got {ca_bundle!r}", file=file, field="ca_bundle",
+            hint="a PEM file (or directory) of CA certificates that signed the registry's certificate",
+        )
     warnings: list[str] = []
     if unknown:
         warnings.append(
@@ -224,6 +232,7 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
         address=address,
         state_dir=_parse_state_dir(value.get("state_dir"), file),
         insecure=insecure,
+        ca_bundle=ca_bundle,
         variables=_parse_variables(value.get("variables", {}), file),
         limits=_parse_limits(value.get("limits", {}), file),
         warnings=tuple(warnings),

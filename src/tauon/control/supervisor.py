@@ -206,6 +206,11 @@ class Supervisor:
             done.set()
             await anyio.sleep(delay)
 
+    def _ca_bundle(self, spec: AppSpec) -> Path | None:
+        if spec.ca_bundle is not None:
+            return self.settings.reference_base / spec.ca_bundle  # an absolute path stays as it is
+        return self.settings.ca_bundle
+
     async def _deploy(self, slot: AppSlot, spec: AppSpec, *, reload: bool) -> None:
         if slot.state == "pending":  # a failed app retrying stays "failed" until it serves
             slot.set_state("pulling")
@@ -219,7 +224,7 @@ class Supervisor:
                 functools.partial(
                     pull_app, spec.reference, base_dir=self.settings.reference_base,
                     cache_dir=self.settings.cache_dir, insecure=spec.insecure, progress=counter,
-                    timeout=self.settings.pull_timeout,
+                    timeout=self.settings.pull_timeout, ca_bundle=self._ca_bundle(spec),
                 ),
                 limiter=self.pull_limiter,
                 abandon_on_cancel=True,

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import jsonschema
+import oras.schemas
+
 from tauon.errors import PullError
 from tauon.registry.reference import check_digest
 
@@ -99,6 +102,13 @@ def choose_from_index(doc: dict[str, Any], what: str) -> Descriptor:
 
 
 def parse_manifest(doc: dict[str, Any], what: str) -> Manifest:
+    # oras-py's OCI manifest schema catches malformed manifests with the exact path of the problem.
+    try:
+        jsonschema.validate(doc, schema=oras.schemas.manifest)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise PullError(f"{what} is not a valid OCI image manifest: at {where}: {exc.message}",
+                        hint="the image is damaged or not an OCI image; push it again") from None
     if doc.get("schemaVersion") != 2:
         raise PullError(f"{what}: unsupported schemaVersion {doc.get('schemaVersion')!r} (expected 2)")
     layers = doc.get("layers")
