@@ -119,9 +119,12 @@ def test_touch_and_identical_resave_are_noops(tmp_path: Path, images: AppImages)
         path.touch()
         value = json.loads(path.read_text())
         path.write_text(json.dumps(dict(reversed(list(value.items()))), indent=4) + "\n")
-        time.sleep(1.5)
-        tauon.wait_log(r"rescan: changed: app\.json", count=2)
+        time.sleep(0.5)
+        # A later, visible change proves the touch and the re-save were seen and handled before it.
+        (tauon.watch_dir / "marker.json").write_text("{}")
+        tauon.wait_log(r"marker\.json: field 'reference': is required")
         log = tauon.log()
+        assert re.search(r"rescan: changed: .*app\.json", log)
         assert "app file changed" not in log
         assert "generation 2" not in log
 
