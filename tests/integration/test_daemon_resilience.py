@@ -235,3 +235,16 @@ def test_stop_drains_then_closes(tmp_path: Path, registry: RegistryServer) -> No
         t.join()
         assert slow["r"].status_code == 200 and "slept 1500 ms" in slow["r"].text
         wait_refused(f"http://127.0.0.1:{port}/?0")
+
+
+def test_start_module_on_a_plain_http_trigger_runs_as_wagi(tmp_path: Path, registry: RegistryServer) -> None:
+    # Spin adapts a `_start` core module as a command, which only WAGI can serve (spin-spec §4.6).
+    app = SpinAppSpec(name="plain", components=[SpinComponent(
+        id="plain", wasm=fixture_path("sleep").read_bytes(), env={"VERSION": "plain"})],
+        triggers=[{"route": "/...", "component": "plain"}])
+    ref = push_app(registry, "resilience/plain", "v1", app)
+    port = free_port()
+    with run_tauon(tmp_path) as tauon:
+        (tauon.watch_dir / "app.json").write_text(app_file(ref, port))
+        wait_http(f"http://127.0.0.1:{port}/?0", contains="in plain")
+        assert "serving it as WAGI" in tauon.log()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from tauon.errors import LoadError
-from tauon.executors.select import WASI_HTTP_02, WASI_HTTP_RC, handler_kind, select_handler
+from tauon.executors.select import (
+    SPIN_INBOUND,
+    WASI_HTTP_02,
+    WASI_HTTP_RC,
+    handler_kind,
+    select_command,
+    select_handler,
+)
 from tauon.hostif.linker import split_name, supported_version
 
 
@@ -48,9 +55,17 @@ def test_wasip3_is_refused_with_the_reason_and_the_fix() -> None:
     assert "wasi:http 0.2" in str(info.value)
 
 
-def test_spin_inbound_http_is_not_supported_yet() -> None:
-    with pytest.raises(LoadError, match="does not support yet"):
-        select_handler(["fermyon:spin/inbound-http"], component_id="c")
+def test_spin_inbound_http_is_selected() -> None:
+    assert select_handler(["fermyon:spin/inbound-http"], component_id="c") == (
+        SPIN_INBOUND, "fermyon:spin/inbound-http")
+
+
+def test_wagi_components_need_wasi_cli_run() -> None:
+    assert select_command(["wasi:cli/run@0.2.12"], component_id="c") == "wasi:cli/run@0.2.12"
+    with pytest.raises(LoadError) as info:
+        select_command(["wasi:http/incoming-handler@0.2.0", "wasi:cli/run@0.3.0"], component_id="w")
+    assert "exports no wasi:cli/run@0.2.x" in str(info.value)
+    assert "wasi:cli/run@0.3.0" in str(info.value) and info.value.field == "components.w.source"
 
 
 def test_linked_versions() -> None:

@@ -1,4 +1,9 @@
-"""Choose a component's executor from its exports (spin-spec §4.1) and build it."""
+"""Choose a component's executor from its exports (spin-spec §4.1) and build it.
+
+Building includes one trial instantiation in a throw-away Store, so a component that cannot be
+instantiated (an import tauon cannot satisfy, a trap in its start-up code) is a LoadError at load time
+naming the reason, not a 500 on every request.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,13 @@ from tauon.app.allowed_hosts import AllowedHosts, parse_allowed_hosts
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
 from tauon.executors.base import Executor
+from tauon.executors.oneshot import Trap, trial_instantiate
+from tauon.executors.spin_inbound import SpinInboundExecutor
+from tauon.executors.wagi_component import WagiComponentExecutor
 from tauon.executors.wasi_http import WasiHttpExecutor
-from tauon.hostif.linker import build_linker, split_name
+from tauon.hostif.linker import LinkedComponent, build_linker, split_name, supported_version
 from tauon.hostif.state import HostConfig, Mount
+from tauon.services import ComponentServices
 from tauon.wasm.component._capi import check_version
 from tauon.wasm.component.cache import compile_component
 from tauon.wasm.engine import WasmEngine
@@ -68,12 +77,20 @@ def select_handler(exports: list[str], *, component_id: str) -> tuple[str, str]:
             "cannot host: the wasmtime Python binding has no component-model async support", field=field,
             hint="build the component for wasi:http 0.2 (e.g. spin-sdk 3.x for Python, "
                  "wasi:http/proxy@0.2.x worlds), which exports wasi:http/incoming-handler@0.2.x")
-    if kind == SPIN_INBOUND:
-        raise LoadError(
-            f"component '{component_id}' exports fermyon:spin/inbound-http (the Spin 1 handler ABI), "
-            "which this version of tauon does not support yet", field=field,
-            hint="rebuild with a current Spin SDK, which exports wasi:http/incoming-handler@0.2.x")
     return kind, export
+
+
+def select_command(exports: list[str], *, component_id: str) -> str:
+    """The `wasi:cli/run@0.2.x` export a WAGI component must have. Raises LoadError."""
+    for name in exports:
+        base, version = split_name(name)
+        if base == "wasi:cli/run" and supported_version(version):
+            return name
+    raise LoadError(
+        f"component '{component_id}' is used with the WAGI executor but exports no wasi:cli/run@0.2.x "
+        f"(it exports: {', '.join(exports) or 'nothing'})", field=f"components.{component_id}.source",
+        hint="a WAGI program must be a WASI command: a module with _start, or a component exporting "
+             "wasi:cli/run (e.g. made with the preview1 command adapter)")
 
 
 def component_exports(component: Component, engine: wasmtime.Engine) -> list[str]:
@@ -92,19 +109,28 @@ def allowed_hosts_of(component: ComponentPlan) -> AllowedHosts:
         raise
 
 
+def check_mounts(component: ComponentPlan) -> None:
+    for mount in component.mounts:
+        if not Path(mount.host_path).is_dir():
+            raise LoadError(f"component '{component.id}': files directory {mount.host_path} does not exist",
+                            field=f"components.{component.id}.files")
+
+
 def build_component_executor(*, app_id: str, component: ComponentPlan, engine: WasmEngine, limits: Limits,
                              limiter: anyio.CapacityLimiter, logger: logging.Logger,
-                             trigger_executor: str, wagi_argv: str) -> Executor:
-    """Compile (or load from the cache) a component and build the executor its exports call for."""
+                             trigger_executor: str, wagi_argv: str,
+                             services: ComponentServices | None = None) -> Executor:
+    """Compile (or load from the cache) a component and build the executor its exports call for.
+    `services`: the component's view of the app's variables, key-value stores and databases."""
     check_version()
     field = f"components.{component.id}.source"
-    if trigger_executor == "wagi":
-        raise LoadError(
-            f"component '{component.id}' is a component used with the WAGI executor; tauon runs WAGI "
-            "only as core modules exporting _start (wasi:cli/run components are not supported yet)",
-            field=field, hint="publish the WAGI program as a wasm32-wasi core module")
+    check_mounts(component)
     compiled = compile_component(engine, Path(component.wasm_path), component.wasm_digest)
-    _, export = select_handler(component_exports(compiled, engine.engine), component_id=component.id)
+    exports = component_exports(compiled, engine.engine)
+    if trigger_executor == "wagi":
+        kind, export = "wagi", select_command(exports, component_id=component.id)
+    else:
+        kind, export = select_handler(exports, component_id=component.id)
     config = HostConfig(
         label=f"{app_id}/{component.id}",
         logger=logger,
@@ -112,6 +138,7 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         mounts=tuple(Mount(m.host_path, m.guest_path) for m in component.mounts),
         allowed_hosts=allowed_hosts_of(component),
         outbound_timeout=min(30.0, limits.request_timeout),
+        services=services,
     )
     try:
         linked = build_linker(engine.engine, compiled)
@@ -120,5 +147,31 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
     if linked.trapping:
         logger.debug("%s/%s: imports that trap when called: %s", app_id, component.id,
                      ", ".join(linked.trapping))
+    _trial(engine, compiled, linked, config, limits, component.id)
+    if kind == "wagi":
+        return WagiComponentExecutor(app_id=app_id, component_id=component.id, component=compiled,
+                                     export=export, linked=linked, engine=engine, limits=limits,
+                                     limiter=limiter, config=config, component_env=component.env,
+                                     argv_template=wagi_argv)
+    if kind == SPIN_INBOUND:
+        return SpinInboundExecutor(app_id=app_id, component_id=component.id, component=compiled,
+                                   linked=linked, engine=engine, limits=limits, limiter=limiter,
+                                   config=config)
     return WasiHttpExecutor(app_id=app_id, component_id=component.id, component=compiled, export=export,
                             linked=linked, engine=engine, limits=limits, limiter=limiter, config=config)
+
+
+def _trial(engine: WasmEngine, compiled: Component, linked: LinkedComponent, config: HostConfig,
+           limits: Limits, component_id: str) -> None:
+    try:
+        trial_instantiate(engine, compiled, linked, config, limits)
+    except Trap as exc:
+        if exc.host_error is not None:  # start-up code called an import that failed: name it
+            reason = str(exc.host_error)
+        else:  # wasmtime's multi-line error as one line
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip() != "Caused by:"]
+            reason = "; ".join(line for line in lines if line)
+        raise LoadError(f"component '{component_id}' cannot be instantiated: {reason}",
+                        field=f"components.{component_id}.source",
+                        hint="the component needs an import tauon does not provide, or its start-up "
+                             "code failed; check the imports with `wasm-tools component wit`") from None

@@ -1,16 +1,62 @@
 """wasi:cli 0.2: environment (exactly the component's `env`, as in Spin), exit, stdio, no terminal.
 
-stdin is empty for HTTP components; stdout and stderr are logged line by line, tagged with the app
-and component.
+For HTTP components stdin is empty and stdout and stderr are logged line by line, tagged with the app
+and component. A command run per request (WAGI) puts a `CommandIO` in the request's
+`state.extensions["cli"]`: its arguments and environment, the request body as stdin, and a bounded
+buffer capturing stdout.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from tauon.hostif.io import InputStream, LogOutput
+from tauon.hostif.io import InputStream, LogOutput, OutputStream, StreamFailed
 from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.state import HostState
+
+EXTENSION = "cli"
+
+
+class BytesInput(InputStream):
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._offset = 0
+
+    def read(self, n: int) -> bytes | None:
+        if self._offset >= len(self._data):
+            return None
+        chunk = bytes(self._data[self._offset:self._offset + n])
+        self._offset += len(chunk)
+        return chunk
+
+
+class CapturedOutput(OutputStream):
+    """Guest stdout kept in memory up to `limit` bytes; past it, writes fail and `overflowed` is set."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.overflowed = False
+
+    def write(self, data: bytes) -> None:
+        if len(self.data) + len(data) > self.limit:
+            self.overflowed = True
+            raise StreamFailed(f"stdout is over the limit of {self.limit} bytes")
+        self.data += data
+
+
+@dataclass
+class CommandIO:
+    arguments: list[str]
+    environment: list[tuple[str, str]]
+    stdin: bytes
+    stdout: CapturedOutput = field(default_factory=lambda: CapturedOutput(64 * 1024 * 1024))
+
+
+def _command(state: HostState) -> CommandIO | None:
+    command = state.extensions.get(EXTENSION)
+    return command if isinstance(command, CommandIO) else None
 
 
 class GuestExit(HostTrap):
@@ -20,11 +66,13 @@ class GuestExit(HostTrap):
 
 
 def get_environment(state: HostState) -> list[tuple[str, str]]:
-    return list(state.config.env)
+    command = _command(state)
+    return list(command.environment) if command is not None else list(state.config.env)
 
 
 def get_arguments(state: HostState) -> list[str]:
-    return []
+    command = _command(state)
+    return list(command.arguments) if command is not None else []
 
 
 def initial_cwd(state: HostState) -> str | None:
@@ -42,10 +90,14 @@ def exit_with_code(state: HostState, code: int) -> None:
 
 
 def get_stdin(state: HostState) -> int:
-    return state.table.push(InputStream())
+    command = _command(state)
+    return state.table.push(BytesInput(command.stdin) if command is not None else InputStream())
 
 
 def get_stdout(state: HostState) -> int:
+    command = _command(state)
+    if command is not None:
+        return state.table.push(command.stdout)
     return state.table.push(LogOutput(state.stdout.write))
 
 

@@ -24,7 +24,20 @@ from wasmtime.component import (
     ResourceType,
 )
 
-from tauon.hostif import cli, clocks, filesystem, http, http_out, io, random, sockets
+from tauon.hostif import (
+    cli,
+    clocks,
+    filesystem,
+    http,
+    http_out,
+    io,
+    random,
+    sockets,
+    spin_kv,
+    spin_sqlite,
+    spin_unconfigured,
+    spin_variables,
+)
 from tauon.hostif.registry import HostInterface, HostTrap, resource_id
 from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import UnsupportedType
@@ -32,7 +45,8 @@ from tauon.wasm.component.host import define_func, define_resource
 
 ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     iface
-    for module in (io, clocks, random, cli, filesystem, sockets, http, http_out)
+    for module in (io, clocks, random, cli, filesystem, sockets, http, http_out,
+                   spin_variables, spin_kv, spin_sqlite, spin_unconfigured)
     for iface in module.INTERFACES
 )
 
@@ -51,6 +65,18 @@ def supported_version(version: str | None) -> bool:
     if version in SUPPORTED_PRERELEASES:
         return True
     return re.fullmatch(r"0\.2\.\d+", version) is not None
+
+
+def interface_for(by_name: dict[str, HostInterface], import_name: str) -> HostInterface | None:
+    """The interface serving `import_name`. One declared under the exact import name wins: Spin and
+    draft interfaces name their one version ('fermyon:spin/key-value@2.0.0',
+    'wasi:keyvalue/store@0.2.0-draft2') or none ('fermyon:spin/config', Spin's unversioned v1).
+    Versionless wasi names serve any supported 0.2 version (see `supported_version`)."""
+    base, version = split_name(import_name)
+    exact = by_name.get(import_name)
+    if exact is not None and (version is not None or not base.startswith("wasi:")):
+        return exact
+    return by_name.get(base) if supported_version(version) else None
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -118,8 +144,7 @@ def build_linker(engine: wasmtime.Engine, component: Component,
         for import_name, extern in component.type.imports(engine).items():
             ty = extern.ty
             if isinstance(ty, ComponentInstanceType):
-                base, version = split_name(import_name)
-                iface = by_name.get(base) if supported_version(version) else None
+                iface = interface_for(by_name, import_name)
                 with root.add_instance(import_name) as li:
                     _link_instance(engine, li, import_name, ty, iface, linked)
             elif isinstance(ty, FuncType):

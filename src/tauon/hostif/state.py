@@ -14,6 +14,7 @@ from tauon.hostif.table import ResourceTable
 
 if TYPE_CHECKING:
     from tauon.app.allowed_hosts import AllowedHosts
+    from tauon.services import ComponentServices
 
 LOG_LIMIT = 1024 * 1024
 """Bytes of guest stdout + stderr logged per request; the rest is dropped (with one notice)."""
@@ -41,6 +42,8 @@ class HostConfig:
     allowed_hosts: AllowedHosts | None = None
     """None: no outbound networking at all."""
     outbound_timeout: float = 30.0
+    services: ComponentServices | None = None
+    """Variables, key-value stores and databases (Spin interfaces); None: calls fail with 'other'."""
 
 
 class GuestLog:

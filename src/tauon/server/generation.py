@@ -8,6 +8,7 @@ generation is retired once its in-flight requests finish or the drain timeout pa
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from tauon.app.routes import Router
 from tauon.errors import LoadError
 from tauon.executors.base import Executor
 from tauon.executors.select import build_component_executor
+from tauon.executors.spin_legacy import SpinLegacyExecutor, is_legacy_spin_module
 from tauon.executors.wagi import WagiExecutor
+from tauon.services import AppServices
 from tauon.wasm.engine import WasmEngine
 
 log = logging.getLogger("tauon.app")
@@ -33,11 +36,13 @@ class Target:
 
 class Generation:
     def __init__(self, plan: GenerationPlan, number: int, router: Router[Target],
-                 executors: dict[str, Executor]) -> None:
+                 executors: dict[str, Executor], services: AppServices | None = None) -> None:
         self.plan = plan
         self.number = number
         self.router = router
         self.executors = executors
+        self.services = services
+        """Spin state services (variables, key-value, SQLite) shared by the executors."""
         self.inflight = 0
         self._idle = anyio.Event()
         self._idle.set()
@@ -73,62 +78,96 @@ class Generation:
                 executor.close()
             except Exception:  # a failing close must not stop the others
                 log.exception("%s: closing %s failed", self.label, executor.component_id)
+        if self.services is not None:
+            self.services.close()
+            self.services = None
 
 
 async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine,
                            compile_limiter: anyio.CapacityLimiter) -> Generation:
     """Compile every component a route needs (in a worker thread) and wire the router."""
     limiter = anyio.CapacityLimiter(plan.limits.max_concurrency)
-    router, executors = await anyio.to_thread.run_sync(
+    router, executors, services = await anyio.to_thread.run_sync(
         _build_parts, plan, engine, limiter, limiter=compile_limiter
     )
-    return Generation(plan, number, router, executors)
+    return Generation(plan, number, router, executors, services)
 
 
-def _build_parts(plan: GenerationPlan, engine: WasmEngine,
-                 limiter: anyio.CapacityLimiter) -> tuple[Router[Target], dict[str, Executor]]:
+class _LazyServices:
+    """Opens the app's AppServices on first use (Spin 1.x modules and components with Spin imports
+    use them; an app with only static responses never opens them)."""
+
+    def __init__(self, plan: GenerationPlan) -> None:
+        self._plan = plan
+        self.opened: AppServices | None = None
+
+    def get(self) -> AppServices:
+        if self.opened is None:
+            self.opened = AppServices.open(self._plan, os.environ)
+        return self.opened
+
+
+def _build_parts(plan: GenerationPlan, engine: WasmEngine, limiter: anyio.CapacityLimiter,
+                 ) -> tuple[Router[Target], dict[str, Executor], AppServices | None]:
     executors: dict[str, Executor] = {}
     entries: list[tuple[str, Target]] = []
     app_log = logging.getLogger(f"tauon.app.{plan.app_id}")
-    for trigger in plan.triggers:
-        executor: Executor | None = None
-        if trigger.component is not None:
-            key = f"{trigger.component}#{trigger.executor}#{trigger.wagi_argv}"
-            if key not in executors:
-                executors[key] = _build_executor(plan, trigger, engine, limiter, app_log)
-            executor = executors[key]
-        if trigger.route is None:
-            continue  # private routes are reachable only by service chaining
-        entries.append((trigger.route, Target(trigger, executor, trigger.static_response)))
-    return Router.build(entries), executors
+    services = _LazyServices(plan)
+    try:
+        for trigger in plan.triggers:
+            executor: Executor | None = None
+            if trigger.component is not None:
+                key = f"{trigger.component}#{trigger.executor}#{trigger.wagi_argv}"
+                if key not in executors:
+                    executors[key] = _build_executor(plan, trigger, engine, limiter, app_log, services)
+                executor = executors[key]
+            if trigger.route is None:
+                continue  # private routes are reachable only by service chaining
+            entries.append((trigger.route, Target(trigger, executor, trigger.static_response)))
+        return Router.build(entries), executors, services.opened
+    except BaseException:
+        if services.opened is not None:
+            services.opened.close()
+        raise
 
 
 def _build_executor(plan: GenerationPlan, trigger: TriggerPlan, engine: WasmEngine,
-                    limiter: anyio.CapacityLimiter, app_log: logging.Logger) -> Executor:
+                    limiter: anyio.CapacityLimiter, app_log: logging.Logger,
+                    services: _LazyServices) -> Executor:
+    """Spin's executor selection (spin-spec §4.1, §4.6): WAGI (a `_start` module or a wasi:cli/run
+    component), a Spin 1.x module exporting handle-http-request, or a component chosen by its exports."""
     assert trigger.component is not None
     component = plan.components[trigger.component]
     path = Path(component.wasm_path)
     kind = engine.classify(path)
-    if trigger.executor == "wagi":
-        if kind != "module":
-            raise LoadError(
-                f"component '{component.id}' is a {kind}; this tauon runs WAGI components only as "
-                "core modules exporting _start",
-                field=f"components.{component.id}.source",
-                hint="publish the core module, or wait for the component executors",
-            )
+    if trigger.executor == "wagi" and kind == "module":
         module = engine.compile_module(path, component.wasm_digest)
         return WagiExecutor(app_id=plan.app_id, component=component, module=module, engine=engine,
                             argv_template=trigger.wagi_argv, limits=plan.limits, limiter=limiter,
                             logger=app_log)
     if kind == "module":
+        module = engine.compile_module(path, component.wasm_digest)
+        if is_legacy_spin_module(module):
+            return SpinLegacyExecutor(app_id=plan.app_id, component=component, module=module, engine=engine,
+                                      limits=plan.limits, limiter=limiter, logger=app_log,
+                                      services=services.get())
+        if any(export.name == "_start" for export in module.exports):
+            # Spin adapts a plain `_start` module as a preview1 command (spin-spec §4.6 case 2), which
+            # only the WAGI executor can run: serve it as WAGI instead of refusing it.
+            app_log.info("%s/%s: a core module with _start and no HTTP handler: serving it as WAGI",
+                         plan.app_id, component.id)
+            return WagiExecutor(app_id=plan.app_id, component=component, module=module, engine=engine,
+                                argv_template=trigger.wagi_argv, limits=plan.limits, limiter=limiter,
+                                logger=app_log)
         raise LoadError(
-            f"component '{component.id}' is a core wasm module, and its trigger does not use the WAGI "
-            "executor",
+            f"component '{component.id}' is a core wasm module that exports neither handle-http-request "
+            "nor _start",
             field=f"components.{component.id}.source",
-            hint="core modules run as WAGI (executor = { type = \"wagi\" }); HTTP handlers must be "
-            "components exporting wasi:http/incoming-handler",
+            hint="core modules run as WAGI (executor = { type = \"wagi\" }) or as Spin 1.x handlers "
+            "(exporting handle-http-request); HTTP handlers are otherwise components exporting "
+            "wasi:http/incoming-handler",
         )
     return build_component_executor(app_id=plan.app_id, component=component, engine=engine,
                                     limits=plan.limits, limiter=limiter, logger=app_log,
-                                    trigger_executor=trigger.executor, wagi_argv=trigger.wagi_argv)
+                                    trigger_executor=trigger.executor, wagi_argv=trigger.wagi_argv,
+                                    services=services.get().component(component))

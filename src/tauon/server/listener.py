@@ -17,11 +17,16 @@ import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 from starlette.types import ASGIApp
+from uvicorn.protocols.http import h11_impl
 
 from tauon.control.spec import Address
 from tauon.errors import BindError
 
 log = logging.getLogger("tauon.listener")
+
+# Spin passes guest statuses 100..600 through; uvicorn's reason-phrase table stops at 599 and raises
+# KeyError (a dropped connection) for 600. An empty phrase is what it uses for other unnamed codes.
+h11_impl.STATUS_PHRASES.setdefault(600, b"")
 
 
 class _EmbeddedServer(uvicorn.Server):
