@@ -13,15 +13,16 @@ from pathlib import Path
 
 import anyio
 import wasmtime
-from starlette.types import Message, Receive, Send
+from starlette.types import Receive, Send
 
 from tauon.app.allowed_hosts import AllowedHosts, convert_allowed_http_hosts, parse_allowed_hosts
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
 from tauon.executors.base import GuestError, IncomingRequest
+from tauon.executors.buffered import BodyTooLarge, ClientGone, read_body, send_empty, send_response
+from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
 from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports, set_context
-from tauon.executors.wagi import classify_failure
 from tauon.services import AppServices
 from tauon.services.variables import VariableError
 from tauon.wasm.capture import OutputCapture
@@ -51,14 +52,6 @@ def is_legacy_spin_module(module: wasmtime.Module) -> bool:
 
 def _signature(ty: wasmtime.FuncType) -> tuple[list[str], list[str]]:
     return [str(p) for p in ty.params], [str(r) for r in ty.results]
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _ClientGone(Exception):
-    pass
 
 
 class SpinLegacyExecutor:
@@ -99,7 +92,7 @@ class SpinLegacyExecutor:
             self._pre = linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
             raise LoadError(
-                f"component '{component.id}' cannot be linked: {_last_line(str(exc))}",
+                f"component '{component.id}' cannot be linked: {last_line(str(exc))}",
                 field=field,
                 hint="a Spin 1.x module may import WASI preview1 and the Spin 1.x interfaces "
                 "(spin-config, key-value, sqlite, wasi-outbound-http, outbound-redis/pg/mysql, llm)",
@@ -139,14 +132,14 @@ class SpinLegacyExecutor:
     async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
         method = method_index(request.method)
         if method is None:
-            await _send_response(send, 405, [(b"content-length", b"0")], b"")
+            await send_empty(send, 405)
             return
         try:
-            body = await _read_body(request, receive, self._limits.max_request_body)
-        except _BodyTooLarge:
-            await _send_response(send, 413, [(b"content-length", b"0")], b"")
+            body = await read_body(request, receive, self._limits.max_request_body)
+        except BodyTooLarge:
+            await send_empty(send, 413)
             return
-        except _ClientGone:
+        except ClientGone:
             return
         uri = request.path + (f"?{request.query}" if request.query else "")
         headers = [*request.headers, *((v.header, v.value) for v in request.spin_values)]
@@ -154,7 +147,7 @@ class SpinLegacyExecutor:
             self._run, method, uri, headers, body, limiter=self._limiter
         )
         status, raw_headers, payload = self._response(response)
-        await _send_response(send, status, raw_headers, payload)
+        await send_response(send, status, raw_headers, payload)
 
     def close(self) -> None:
         # The services belong to the generation (shared by its executors); it closes them.
@@ -253,7 +246,7 @@ class SpinLegacyExecutor:
             return GuestError(f"{self._label}: {context.trap_reason}", kind="trap")
         if isinstance(exc, AbiError | HostTrap):
             return GuestError(f"{self._label}: {exc}", kind="output")
-        memory_used = _memory_size(store, instance)
+        memory_used = memory_size(store, instance)
         kind, text = classify_failure(exc, memory_used=memory_used, memory_limit=self._limits.max_memory)
         if kind == "timeout":
             text = f"interrupted after the request timeout of {self._limits.request_timeout:g} s"
@@ -269,40 +262,3 @@ class SpinLegacyExecutor:
         if len(lines) > OUTPUT_MAX_LINES or capture.overflowed:
             self._log.info("%s %s: (truncated: more than %d lines or %d bytes)", self._label, stream,
                            OUTPUT_MAX_LINES, OUTPUT_LIMIT)
-
-
-async def _read_body(request: IncomingRequest, receive: Receive, limit: int) -> bytes:
-    declared = next((value for name, value in request.headers if name == "content-length"), None)
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise _BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _BodyTooLarge
-        if chunk:
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _memory_size(store: wasmtime.Store, instance: wasmtime.Instance | None) -> int | None:
-    if instance is None:
-        return None
-    memory = instance.exports(store).get("memory")
-    return memory.data_len(store) if isinstance(memory, wasmtime.Memory) else None
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else text
-
-
-async def _send_response(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

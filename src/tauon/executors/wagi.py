@@ -12,12 +12,14 @@ from pathlib import Path
 
 import anyio
 import wasmtime
-from starlette.types import Message, Receive, Send
+from starlette.types import Receive, Send
 
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
 from tauon.executors.base import GuestError, IncomingRequest
+from tauon.executors.buffered import BodyTooLarge, ClientGone, read_body, send_empty, send_response
 from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_output, response_headers
+from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.wasm.capture import OutputCapture
 from tauon.wasm.engine import WasmEngine, watched
 from tauon.wasm.wasi import set_stdin_bytes
@@ -28,14 +30,6 @@ STDERR_LIMIT = 1024 * 1024
 STDERR_MAX_LINES = 1000
 """Guest stderr is logged line by line up to this many lines per request."""
 WASM_PAGE = 65536
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _ClientGone(Exception):
-    pass
 
 
 class WagiExecutor:
@@ -80,18 +74,18 @@ class WagiExecutor:
             self._pre = linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
             raise LoadError(
-                f"component '{component.id}' cannot be linked: {_last_line(str(exc))}",
+                f"component '{component.id}' cannot be linked: {last_line(str(exc))}",
                 field=field,
                 hint="a WAGI module may import only wasi_snapshot_preview1 functions",
             ) from exc
 
     async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
         try:
-            body = await self._read_body(request, receive)
-        except _BodyTooLarge:
-            await _send_response(send, 413, [(b"content-length", b"0")], b"")
+            body = await read_body(request, receive, self._limits.max_request_body)
+        except BodyTooLarge:
+            await send_empty(send, 413)
             return
-        except _ClientGone:
+        except ClientGone:
             return
         argv = build_argv(self._argv_template, request.path, request.query)
         env = build_env(request, len(body), self._component.env)
@@ -100,31 +94,11 @@ class WagiExecutor:
             response = parse_output(stdout)
         except CgiOutputError as exc:
             raise GuestError(f"{self._label}: {exc}", kind="output") from None
-        await _send_response(send, response.status, response_headers(response), response.body)
+        await send_response(send, response.status, response_headers(response), response.body)
 
     def close(self) -> None:
         # Nothing per-executor outlives a request except the pre-instance, freed with this object.
         pass
-
-    async def _read_body(self, request: IncomingRequest, receive: Receive) -> bytes:
-        limit = self._limits.max_request_body
-        declared = next((value for name, value in request.headers if name == "content-length"), None)
-        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            raise _BodyTooLarge
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message: Message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _BodyTooLarge
-            if chunk:
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     def _run(self, argv: list[str], env: list[tuple[str, str]], body: bytes) -> bytes:
         """Worker thread: one fresh instance, run to completion; returns stdout or raises GuestError."""
@@ -172,7 +146,7 @@ class WagiExecutor:
     def _failure(
         self, exc: Exception, store: wasmtime.Store, instance: wasmtime.Instance | None
     ) -> GuestError:
-        memory_used = _memory_size(store, instance)
+        memory_used = memory_size(store, instance)
         kind, text = classify_failure(exc, memory_used=memory_used, memory_limit=self._limits.max_memory)
         if kind == "timeout":
             text = f"interrupted after the request timeout of {self._limits.request_timeout:g} s"
@@ -192,43 +166,3 @@ class WagiExecutor:
                 STDERR_MAX_LINES,
                 STDERR_LIMIT,
             )
-
-
-def classify_failure(exc: Exception, *, memory_used: int | None, memory_limit: int) -> tuple[str, str]:
-    """(kind, message) for a failed run: 'timeout', 'memory', 'exit' or 'trap'.
-
-    Traps carry a code; other errors only text (wasmtime-py-notes §4.4). A failed memory.grow is not a
-    trap (malloc returns NULL, and the guest then aborts or exits), so memory exhaustion is inferred
-    from the instance's memory being close to the limit when the guest failed.
-    """
-    text = _last_line(str(exc))
-    code = exc.trap_code if isinstance(exc, wasmtime.Trap) else None
-    if code in (wasmtime.TrapCode.INTERRUPT, wasmtime.TrapCode.OUT_OF_FUEL) or "wasm trap: interrupt" in text:
-        return "timeout", text
-    near_limit = memory_used is not None and memory_limit - memory_used < max(4 << 20, memory_limit // 8)
-    if near_limit or ("memory" in text and ("limit" in text or "exceeds" in text)):
-        used = f" at {memory_used} bytes" if memory_used is not None else ""
-        return "memory", f"out of memory{used} (limit {memory_limit} bytes): {text}"
-    if isinstance(exc, wasmtime.ExitTrap):
-        return "exit", f"exited with status {exc.code}"
-    return "trap", text
-
-
-def _memory_size(store: wasmtime.Store, instance: wasmtime.Instance | None) -> int | None:
-    if instance is None:
-        return None
-    try:
-        memory = instance.exports(store)["memory"]
-    except (KeyError, wasmtime.WasmtimeError):
-        return None
-    return memory.data_len(store) if isinstance(memory, wasmtime.Memory) else None
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else text
-
-
-async def _send_response(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
