@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import re
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from support.registry import RegistryServer
 from support.spinpush import SpinAppSpec, SpinComponent
 
 PATTERN = bytes(i % 251 for i in range(1024 * 1024 + 251))
+SITE = {"index.html": b"<h1>static</h1>\n", "assets/big.bin": PATTERN[:300_000]}
 
 
 class _Upstream(http.server.BaseHTTPRequestHandler):
@@ -50,14 +53,15 @@ def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
     tmp = tmp_path_factory.mktemp("components")
     urls: dict[str, str] = {}
     with run_tauon(tmp) as tauon:
-        for name in ("c", "python-raw", "js"):
+        for name in ("c", "python-raw", "js", "python-sdk"):
             app = SpinAppSpec(name=name, components=[SpinComponent(
-                id=name, wasm=component_path(name).read_bytes(),
+                id=name, wasm=component_path(name).read_bytes(), files=SITE,
                 metadata={"allowed_outbound_hosts": [f"http://127.0.0.1:{upstream}"]})],
                 triggers=[{"route": "/...", "component": name}])
             ref = push_app(registry, f"components/{name}", "v1", app)
             port = free_port()
-            (tauon.watch_dir / f"{name}.json").write_text(app_file(ref, port))
+            (tauon.watch_dir / f"{name}.json").write_text(
+                app_file(ref, port, limits={"request_timeout": 3}))
             urls[name] = f"http://127.0.0.1:{port}"
         for url in urls.values():
             wait_http(f"{url}/.well-known/spin/health", timeout=120)
@@ -153,3 +157,27 @@ def test_wasip3_component_is_refused_with_a_reason(tmp_path: Path, registry: Reg
         log = tauon.wait_log(r"p3\.json: .*wasi:http/handler@0\.3", timeout=60)
         line = next(line for line in log.splitlines() if "p3.json:" in line and "0.3" in line)
         assert "async" in line and "0.2" in line  # why, and what the author can do
+
+
+def test_static_files_from_the_mounted_tree(served: tuple[TauonProcess, dict[str, str]]) -> None:
+    _, urls = served
+    r = httpx.get(urls["js"] + "/files/index.html")  # inline in the lock
+    assert r.status_code == 200 and r.content == SITE["index.html"]
+    r = httpx.get(urls["js"] + "/files/assets/big.bin")  # a data layer
+    assert r.status_code == 200 and r.content == SITE["assets/big.bin"]
+    assert httpx.get(urls["js"] + "/files/../../../../etc/passwd").status_code != 200
+    assert httpx.get(urls["js"] + "/files/missing.txt").status_code == 404
+
+
+def test_trap_and_infinite_loop_cost_only_their_request(served: tuple[TauonProcess, dict[str, str]]) -> None:
+    tauon, urls = served
+    base = urls["python-sdk"]
+    assert httpx.get(base + "/trap", timeout=30).status_code == 500
+    started = time.monotonic()
+    r = httpx.get(base + "/loop", timeout=30)
+    assert r.status_code == 500 and r.content == b""
+    assert time.monotonic() - started < 10  # request_timeout is 3 s
+    assert httpx.get(base + "/echo/after", timeout=30).status_code == 200
+    log = tauon.log()
+    assert re.search(r"python-sdk\.json/python-sdk: GET /loop failed: exceeded the request timeout "
+                     r"\(3s\)", log)

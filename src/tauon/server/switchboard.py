@@ -157,7 +157,12 @@ class Switchboard:
             if not outcome.status:
                 await _respond(tracking_send, 500)
         except GuestError as exc:
-            log.error("%s/%s: %s %s failed: %s", self.app_id, outcome.component, scope["method"], path, exc)
+            # Say which limit was hit in words an operator can act on; the guest's text follows.
+            why = {"timeout": f"exceeded the request timeout ({gen.plan.limits.request_timeout:g}s); ",
+                   "memory": f"exceeded the memory limit ({gen.plan.limits.max_memory // 2**20} MiB); "
+                   }.get(exc.kind, "")
+            log.error("%s/%s: %s %s failed: %s%s", self.app_id, outcome.component, scope["method"], path,
+                      why, exc)
             if not outcome.status:
                 await _respond(tracking_send, 500)
         except Exception:
