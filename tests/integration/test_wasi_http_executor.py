@@ -199,6 +199,15 @@ def test_one_mib_echo_streams_both_ways(client: httpx.Client) -> None:
     assert r.content == b"x" * 640_000
 
 
+def test_requests_without_a_body_read_as_empty(client: httpx.Client) -> None:
+    # No content-length / transfer-encoding (or a zero length): the executor ends the guest's body
+    # stream itself, without a feeder; the guest still reads a clean end of stream.
+    assert client.get("/count").text == "0"
+    assert client.post("/count", content=b"").text == "0"
+    assert client.request("DELETE", "/count", headers={"content-length": "0"}).text == "0"
+    assert client.post("/count", content=b"abc").text == "3"
+
+
 def test_large_response_streams(client: httpx.Client) -> None:
     size = 5 * 1024 * 1024  # more than the guest's memory limit: it cannot be buffered in the guest
     with client.stream("GET", f"/big?{size}") as r:

@@ -158,3 +158,27 @@ def test_compiled_component_is_cached_on_disk(tmp_path: Path) -> None:
     missing = tmp_path / "gone.wasm"
     loaded = compile_component(second, missing, digest)
     assert "wasi:http/incoming-handler@0.2.0" in loaded.type.exports(second.engine)
+
+
+@pytest.mark.parametrize("damage", ["empty", "flipped"])
+def test_damaged_cache_artifact_is_recompiled(tmp_path: Path, damage: str) -> None:
+    from tauon.wasm.component.cache import compile_component, component_key
+
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "build-wasi-http-fixtures")], check=True,
+                   capture_output=True)
+    wasm = ROOT / "tests" / "fixtures" / "wasi-http" / "build" / "handler.wasm"
+    digest = "sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest()
+    first = WasmEngine(tmp_path)
+    compile_component(first, wasm, digest)
+    artifact = tmp_path / "components" / f"{component_key(first, digest)}.cwasm"
+    good = artifact.read_bytes()
+    if damage == "empty":
+        artifact.write_bytes(b"")
+    else:
+        artifact.write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:])
+    second = WasmEngine(tmp_path)
+    loaded = compile_component(second, wasm, digest)  # the checksum disagrees: compiled afresh
+    assert "wasi:http/incoming-handler@0.2.0" in loaded.type.exports(second.engine)
+    rewritten = artifact.read_bytes()
+    checksum = artifact.with_name(artifact.name + ".sha256").read_text().strip()
+    assert rewritten and hashlib.sha256(rewritten).hexdigest() == checksum

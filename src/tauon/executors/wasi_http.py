@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
@@ -31,6 +32,31 @@ from tauon.wasm.engine import WasmEngine
 
 REQUEST_BUFFER = 1 << 20
 """Request body bytes buffered ahead of the guest's reads."""
+
+_GUEST_THREADS = ThreadPoolExecutor(max_workers=512, thread_name_prefix="tauon-guest")
+"""Threads that run guests. Concurrency is bounded per component by its limiter, not here: the pool
+only has to be large enough never to queue (idle threads are reused; new ones start on demand)."""
+
+
+class _Waker:
+    """Wakes the event loop side of one request. Any thread may call `notify`; bursts of notifications
+    (head, body chunks, close, end of the guest) collapse into one loop wake-up while one is pending."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending = False
+        self.respond = asyncio.Event()
+        self.feed = asyncio.Event()
+
+    def notify(self) -> None:
+        if not self._pending:
+            self._pending = True
+            self._loop.call_soon_threadsafe(self.wake)
+
+    def wake(self) -> None:  # event loop only
+        self._pending = False
+        self.respond.set()
+        self.feed.set()
 
 
 class _Exchange:
@@ -80,42 +106,62 @@ class WasiHttpExecutor:
         pass  # compiled code and the linker are freed with the generation
 
     async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
-        length = dict(request.headers).get("content-length")
+        length: str | None = None
+        chunked = False
+        for name, value in request.headers:
+            if name == "content-length":
+                length = value
+            elif name == "transfer-encoding":
+                chunked = True
         if length is not None and length.isdigit() and int(length) > self._limits.max_request_body:
             await _simple(send, 413)
             return
         loop = asyncio.get_running_loop()
-        respond_wake, feed_wake = asyncio.Event(), asyncio.Event()
-
-        def notify() -> None:  # from any thread; cheap, never blocks the guest
-            loop.call_soon_threadsafe(respond_wake.set)
-            loop.call_soon_threadsafe(feed_wake.set)
-
+        waker = _Waker(loop)
         state = HostState(self._config, timeout=self._limits.request_timeout)
         body_in = BytePipe(state.cond, REQUEST_BUFFER)
-        body_in.listeners.append(notify)
-        exchange = _Exchange(notify)
+        body_in.listeners.append(waker.notify)
+        # HTTP/1.x (all uvicorn serves): a request without content-length or transfer-encoding has no body.
+        has_body = chunked or (length is not None and length != "0")
+        if not has_body:
+            body_in.close()  # nothing to feed: no feeder task, no receive() round trip
+        exchange = _Exchange(waker.notify)
         guest_request = self._guest_request(request, body_in)
         too_large = [False]
 
-        async def run() -> None:
-            try:
-                await anyio.to_thread.run_sync(self._run, state, guest_request, exchange,
-                                               limiter=self._limiter)
-            finally:
-                exchange.done = True
-                notify()
+        def finished(_: Any) -> None:  # event loop, when the worker thread is done
+            exchange.done = True
+            waker.wake()
 
         cut_short: GuestError | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run)
-            tg.start_soon(self._feed, receive, body_in, feed_wake, too_large)
+        try:
+            self._limiter.acquire_nowait()  # the usual case: no extra trip through the event loop
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
+        try:
+            # A plain executor future rather than a task group + anyio worker: this is the per-request
+            # hot path, and the thread hop plus wake-ups dominate small requests.
+            worker = loop.run_in_executor(_GUEST_THREADS, self._run, state, guest_request, exchange)
+            worker.add_done_callback(finished)
+            feeder = (loop.create_task(self._feed(receive, body_in, waker.feed, too_large))
+                      if has_body else None)
             try:
-                await self._respond(send, exchange, respond_wake, too_large)
+                await self._respond(send, exchange, waker.respond, too_large)
             except GuestError as exc:
                 cut_short = exc
             finally:
-                tg.cancel_scope.cancel()  # stops the feeder; the worker thread is waited for
+                if feeder is not None:
+                    feeder.cancel()
+                if not worker.done():
+                    if exchange.body is not None:
+                        exchange.body.abandon()  # nobody reads the rest: a writing guest fails fast
+                    with anyio.CancelScope(shield=True):
+                        await asyncio.wait([worker])  # the guest thread always runs to its end
+                if feeder is not None:
+                    with anyio.CancelScope(shield=True):
+                        await asyncio.wait([feeder])
+        finally:
+            self._limiter.release()
         if cut_short is not None:
             raise cut_short
         if exchange.error is not None and exchange.head is None and not too_large[0]:
@@ -202,14 +248,18 @@ class WasiHttpExecutor:
                             "headers": [(k.encode("latin-1"), v) for k, v in headers]})
                 started = True
             if started:
-                assert exchange.body is not None
+                body = exchange.body
+                assert body is not None
                 while True:
                     try:
-                        data = exchange.body.read(1 << 20)
+                        data = body.read(1 << 20)
+                        # The guest often finishes the body before we get here: send the last
+                        # chunk and the end together (one ASGI message, one write).
+                        last = data is None or (bool(data) and body.finished())
                     except PipeError as exc:
                         raise GuestError(f"{self._label}: response body cut short: {exc}") from exc
-                    if data is None:
-                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    if last:
+                        await send({"type": "http.response.body", "body": data or b"", "more_body": False})
                         return
                     if not data:
                         break

@@ -72,6 +72,10 @@ class BytePipe:
     def readable(self) -> bool:
         return bool(self._buf) or self._closed
 
+    def finished(self) -> bool:
+        """Everything written has been read and the writer closed cleanly: the next read is the end."""
+        return self._closed and not self._buf and self._error is None
+
     def read(self, n: int) -> bytes | None:
         """Up to `n` bytes now; b'' if none yet; None at the clean end. Raises PipeError after a failure."""
         with self.cond:

@@ -55,6 +55,14 @@ _dll = ffi.dll
 
 
 def _fn(name: str, restype: Any, *argtypes: Any) -> Any:
+    """A binding that keeps the GIL: for the short conversion calls of the hot path. Releasing and
+    re-taking the GIL around a sub-microsecond call costs more than the call, and with several guest
+    threads each release invites a thread switch."""
+    return ctypes.PYFUNCTYPE(restype, *argtypes)((name, _dll))
+
+
+def _fn_nogil(name: str, restype: Any, *argtypes: Any) -> Any:
+    """A binding that releases the GIL while it runs: for calls that run guest code."""
     func = _dll[name]  # a new function object: the package's bindings keep their own signatures
     func.restype = restype
     func.argtypes = argtypes
@@ -66,7 +74,7 @@ HostCallback = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, ValPtr, 
 DtorCallback = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_uint32)
 Finalizer = ctypes.CFUNCTYPE(None, c_void_p)
 
-func_call = _fn("wasmtime_component_func_call", c_void_p,
+func_call = _fn_nogil("wasmtime_component_func_call", c_void_p,
                 c_void_p, c_void_p, ValPtr, c_size_t, ValPtr, c_size_t)
 linker_instance_add_func = _fn("wasmtime_component_linker_instance_add_func", c_void_p,
                                c_void_p, c_char_p, c_size_t, HostCallback, c_void_p, Finalizer)

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""tauon against the native reference (`wasmtime serve` 49.0.3) on the same wasi:http components.
+
+1. Start-up: the real `tauon` process restarted with a warm cache (blobs and compiled component on
+   disk): seconds from process start to the first 200, per component (target: <= 0.5 s for the
+   37.7 MB python-sdk component).
+2. Load: for each of the c, js and python-raw fixtures, pushed to a local docker-registry and served by
+   one `tauon` process, and served by `wasmtime serve -Scli` (a fresh instance per request in both):
+   the same wrk command on the same URL, the two servers interleaved round by round so both see the
+   same machine load. Prints requests/s, p50/p99 latency (medians over rounds) and tauon/reference.
+   Targets: >= 0.8x on js and python-raw, >= 0.3x on c.
+
+Needs: docker-registry and wrk (Debian), scripts/build-components, scripts/install-reference.
+Usage: .venv/bin/python bench/bench_components.py [--duration 10] [--connections 16] [--rounds 3]
+       [--components c,js,python-raw] [--skip-startup] [--skip-load]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.apps import app_file, push_app  # noqa: E402
+from support.components import component_path, serve_reference  # noqa: E402
+from support.daemon import free_port, run_tauon  # noqa: E402
+from support.registry import RegistryServer, run_registry  # noqa: E402
+from support.spinpush import SpinAppSpec, SpinComponent  # noqa: E402
+
+PATHS = {"c": "/", "js": "/echo", "python-raw": "/echo", "python-sdk": "/echo"}
+"""A cheap route answering 200 on each fixture."""
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def push(registry: RegistryServer, name: str) -> str:
+    app = SpinAppSpec(name=name, components=[SpinComponent(id=name, wasm=component_path(name).read_bytes())],
+                      triggers=[{"route": "/...", "component": name}])
+    ref: str = push_app(registry, f"bench/{name}", "v1", app)
+    return ref
+
+
+def first_200(url: str, start: float, timeout: float = 300.0) -> float:
+    """Seconds from `start` (perf_counter) until `url` answers 200."""
+    deadline = start + timeout
+    with httpx.Client(timeout=30) as http:
+        while time.perf_counter() < deadline:
+            try:
+                if http.get(url).status_code == 200:
+                    return time.perf_counter() - start
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.002)
+    raise RuntimeError(f"{url} never answered 200")
+
+
+def startup(tmp: Path, registry: RegistryServer, names: list[str], reps: int) -> None:
+    print("== tauon start -> first 200 with a warm cache (seconds; median [min..max] of "
+          f"{reps} restarts)")
+    cache = tmp / "cache"
+    for name in names:
+        ref = push(registry, name)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}{PATHS[name]}"
+        watch = tmp / f"startup-{name}" / "apps"
+        watch.mkdir(parents=True)
+        (watch / f"{name}.json").write_text(app_file(ref, port))
+        cold_start = time.perf_counter()
+        with run_tauon(tmp / f"startup-{name}" / "cold", log_level="info", watch_dir=watch,
+                       cache_dir=cache, wait_started=False):
+            cold = first_200(url, cold_start)
+        times = []
+        for i in range(reps):
+            start = time.perf_counter()
+            with run_tauon(tmp / f"startup-{name}" / f"warm-{i}", log_level="info", watch_dir=watch,
+                           cache_dir=cache, wait_started=False):
+                times.append(first_200(url, start))
+        size = component_path(name).stat().st_size / 1e6
+        print(f"  {name:11s} ({size:5.1f} MB)  warm {statistics.median(times):6.3f} "
+              f"[{min(times):.3f}..{max(times):.3f}]   first run (pull + compile) {cold:6.2f}")
+
+
+WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+WRK_TOTAL = re.compile(r"(\d+) requests in")
+WRK_PCT = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, duration: int, connections: int, pid: int | None = None) -> dict[str, float]:
+    """One wrk run; with `pid`, also the server's CPU milliseconds per request (a figure that other
+    load on the machine disturbs less than requests/s)."""
+    before = cpu_seconds(pid) if pid else 0.0
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - before if pid else float("nan")
+    rps = WRK_RPS.search(out)
+    non2xx = WRK_NON2XX.search(out)
+    sock = WRK_SOCKET.search(out)
+    pct = {int(p): float(v) * UNITS[u] for p, v, u in WRK_PCT.findall(out)}
+    total = WRK_TOTAL.search(out)
+    requests = int(total.group(1)) if total else 0
+    return {"rps": float(rps.group(1)) if rps else 0.0, "p50": pct.get(50, float("nan")),
+            "cpu_ms": cpu * 1000 / requests if requests else float("nan"),
+            "p99": pct.get(99, float("nan")),
+            "errors": float((int(non2xx.group(1)) if non2xx else 0)
+                            + (sum(int(g) for g in sock.groups()) if sock else 0))}
+
+
+def pid_serving(base_url: str) -> int:
+    """The pid of the `wasmtime serve` process started for `base_url` (found by its --addr)."""
+    addr = base_url.removeprefix("http://")
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in argv and addr.encode() in argv:
+            return int(proc.name)
+    raise RuntimeError(f"no wasmtime serve process for {base_url}")
+
+
+@contextmanager
+def tauon_serving(tmp: Path, registry: RegistryServer,
+                  names: list[str]) -> Iterator[tuple[dict[str, str], int]]:
+    urls = {}
+    with run_tauon(tmp / "load", log_level="info", cache_dir=tmp / "cache") as tauon:
+        for name in names:
+            port = free_port()
+            (tauon.watch_dir / f"{name}.json").write_text(app_file(push(registry, name), port))
+            urls[name] = f"http://127.0.0.1:{port}{PATHS[name]}"
+        for url in urls.values():
+            first_200(url, time.perf_counter())
+        yield urls, tauon.proc.pid
+
+
+def load(tmp: Path, registry: RegistryServer, names: list[str], args: argparse.Namespace) -> None:
+    cmd = f"wrk -t2 -c{args.connections} -d{args.duration}s --latency"
+    print(f"== load: `{cmd}`, loopback, {args.rounds} interleaved rounds (medians); fresh instance per "
+          "request on both; cpu = server CPU ms per request")
+    print(f"  {'component':11s} {'server':9s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'cpu ms':>7s} "
+          f"{'errors':>7s}")
+    with tauon_serving(tmp, registry, names) as (tauon_urls, tauon_pid):
+        for name in names:
+            results: dict[str, list[dict[str, float]]] = {"reference": [], "tauon": []}
+            with serve_reference(component_path(name)) as base:
+                servers = {"reference": (base + PATHS[name], pid_serving(base)),
+                           "tauon": (tauon_urls[name], tauon_pid)}
+                for url, pid in servers.values():  # warm both (page cache, allocator, thread pools)
+                    wrk(url, 2, args.connections, pid)
+                for _ in range(args.rounds):
+                    for server, (url, pid) in servers.items():
+                        results[server].append(wrk(url, args.duration, args.connections, pid))
+            medians = {server: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                       for server, runs in results.items()}
+            for server, m in medians.items():
+                errors = sum(r["errors"] for r in results[server])
+                print(f"  {name:11s} {server:9s} {m['rps']:9.1f} {m['p50']:8.2f} {m['p99']:8.2f} "
+                      f"{m['cpu_ms']:7.3f} {int(errors):7d}")
+            ratios = [t["rps"] / r["rps"] for t, r in zip(results["tauon"], results["reference"],
+                                                            strict=True) if r["rps"]]
+            print(f"  {name:11s} tauon/reference: req/s {statistics.median(ratios):.2f}x "
+                  f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}), p50 "
+                  f"{medians['tauon']['p50'] / medians['reference']['p50']:.2f}x, cpu per request "
+                  f"{medians['tauon']['cpu_ms'] / medians['reference']['cpu_ms']:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--components", default="c,js,python-raw")
+    parser.add_argument("--startup-components", default="python-sdk,python-raw")
+    parser.add_argument("--startup-reps", type=int, default=3)
+    parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument("--skip-load", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is missing (apt-get install -y wrk)")
+    with tempfile.TemporaryDirectory(prefix="tauon-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        with run_registry(tmp / "registry") as registry:
+            if not args.skip_startup:
+                startup(tmp, registry, args.startup_components.split(","), args.startup_reps)
+            if not args.skip_load:
+                load(tmp, registry, args.components.split(","), args)
+
+
+if __name__ == "__main__":
+    main()
