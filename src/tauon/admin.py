@@ -6,33 +6,16 @@ state; it has no write operations, so it needs no authentication beyond the addr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tauon import __version__
-from tauon.control.supervisor import Supervisor
-from tauon.metrics import Metrics
 from tauon.status import app_rows, readiness
+from tauon.view import DaemonView
 
-
-@dataclass
-class DaemonView:
-    """What the daemon shares with the admin endpoints (mutated by the daemon, read here)."""
-
-    supervisor: Supervisor
-    metrics: Metrics
-    mode: str
-    """'directory' or 'apps-file'."""
-    source: str
-    """The watched directory or the apps file."""
-    scanned: anyio.Event = field(default_factory=anyio.Event)
-    reloading: bool = False
-    stopping: bool = False
+__all__ = ["DaemonView", "build_admin_app"]
 
 
 def build_admin_app(view: DaemonView) -> Starlette:

@@ -18,7 +18,6 @@ from typing import Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from tauon.admin import DaemonView, build_admin_app
 from tauon.control.dirscan import scan_directory
 from tauon.control.lepton import read_apps_file
 from tauon.control.reconcile import reconcile
@@ -31,6 +30,7 @@ from tauon.notify import Notifier, StatusReporter, run_watchdog, watchdog_interv
 from tauon.server.listener import Listener
 from tauon.settings import Settings
 from tauon.status import summary
+from tauon.view import DaemonView
 from tauon.wasm.engine import WasmEngine
 
 log = logging.getLogger("tauon")
@@ -120,6 +120,8 @@ async def run_daemon(settings: Settings, notifier: Notifier | None = None) -> No
 async def _start_admin(settings: Settings, view: DaemonView, tg: TaskGroup) -> Listener | None:
     if settings.admin is None:
         return None
+    from tauon.admin import build_admin_app  # Starlette is only needed when --admin is on
+
     admin = Listener(settings.admin, build_admin_app(view), owner="--admin", drain_timeout=1.0)
     try:
         await tg.start(admin.run)
