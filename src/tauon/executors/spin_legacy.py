@@ -27,6 +27,7 @@ from tauon.services import AppServices
 from tauon.services.variables import VariableError
 from tauon.wasm.capture import OutputCapture
 from tauon.wasm.engine import WasmEngine, watched
+from tauon.wasm.wasi import wasi_store
 
 EXPORT = "handle-http-request"
 ALLOCATORS = ("canonical_abi_realloc", "cabi_realloc")
@@ -176,16 +177,10 @@ class SpinLegacyExecutor:
             raise RuntimeError("WasmEngine.start() was not called: guests would run without a deadline")
         context = RequestContext(self._services, self._label, self._log, self._allowed.allows)
         with OutputCapture("stdout", OUTPUT_LIMIT) as out, OutputCapture("stderr", OUTPUT_LIMIT) as err:
-            config = wasmtime.WasiConfig()
-            config.env = list(self._component.env.items())
-            config.stdout_file = out.path
-            config.stderr_file = err.path
-            for mount in self._component.mounts:
-                config.preopen_dir(mount.host_path, mount.guest_path, fs_mutable=False)
-            store = wasmtime.Store(self._engine.engine)
-            store.set_wasi(config)
-            store.set_limits(memory_size=self._limits.max_memory)
-            store.set_epoch_deadline(self._ticks)
+            store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
+                               mounts=self._component.mounts, stdout_path=out.path,
+                               stderr_path=err.path, memory_limit=self._limits.max_memory,
+                               deadline_ticks=self._ticks)
             failure: GuestError | None = None
             instance: wasmtime.Instance | None = None
             response: LegacyResponse | None = None
@@ -200,7 +195,7 @@ class SpinLegacyExecutor:
                 exc.__traceback__ = None
             finally:
                 set_context(None)
-            del store, instance, config
+            del store, instance
             self._forward(out, "stdout")
             self._forward(err, "stderr")
         if failure is not None:

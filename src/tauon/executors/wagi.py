@@ -22,7 +22,7 @@ from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_out
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.wasm.capture import OutputCapture
 from tauon.wasm.engine import WasmEngine, watched
-from tauon.wasm.wasi import set_stdin_bytes
+from tauon.wasm.wasi import wasi_store
 
 STDOUT_LIMIT = 64 * 1024 * 1024
 """Largest response (headers + body) a guest may write; beyond it the request fails."""
@@ -105,18 +105,10 @@ class WagiExecutor:
         if not self._engine.ticking:
             raise RuntimeError("WasmEngine.start() was not called: guests would run without a deadline")
         with OutputCapture("stdout", STDOUT_LIMIT) as out, OutputCapture("stderr", STDERR_LIMIT) as err:
-            config = wasmtime.WasiConfig()
-            config.argv = argv
-            config.env = env
-            set_stdin_bytes(config, body)
-            config.stdout_file = out.path
-            config.stderr_file = err.path
-            for mount in self._component.mounts:
-                config.preopen_dir(mount.host_path, mount.guest_path, fs_mutable=False)
-            store = wasmtime.Store(self._engine.engine)
-            store.set_wasi(config)
-            store.set_limits(memory_size=self._limits.max_memory)
-            store.set_epoch_deadline(self._ticks)
+            store = wasi_store(self._engine.engine, env=env, mounts=self._component.mounts,
+                               stdout_path=out.path, stderr_path=err.path,
+                               memory_limit=self._limits.max_memory, deadline_ticks=self._ticks,
+                               argv=argv, stdin=body)
             failure: GuestError | None = None
             instance: wasmtime.Instance | None = None
             try:
@@ -135,7 +127,7 @@ class WagiExecutor:
                 # that would keep the Store, its memory and capture files alive until a GC pass.
                 exc.__traceback__ = None
             # Drop the store now: it holds wasmtime's own descriptors of the capture files.
-            del store, instance, config
+            del store, instance
             self._forward_stderr(err)
             if failure is not None:
                 raise failure

@@ -1,11 +1,14 @@
-"""WASI preview1 set-up the `wasmtime` package does not wrap."""
+"""WASI preview1 stores for core-module guests (WAGI, Spin 1.x), and the set-up wasmtime-py lacks."""
 
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterable
 
 import wasmtime
 from wasmtime import _ffi as ffi  # the C API function exists, its Python wrapper does not (50.0.1)
+
+from tauon.app.plan import MountPlan
 
 
 def set_stdin_bytes(config: wasmtime.WasiConfig, data: bytes) -> None:
@@ -18,3 +21,25 @@ def set_stdin_bytes(config: wasmtime.WasiConfig, data: bytes) -> None:
     source = ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_ubyte))
     ffi.wasm_byte_vec_new(ctypes.byref(vec), len(data), source)
     ffi.wasi_config_set_stdin_bytes(config.ptr(), ctypes.byref(vec))
+
+
+def wasi_store(engine: wasmtime.Engine, *, env: list[tuple[str, str]], mounts: Iterable[MountPlan],
+               stdout_path: str, stderr_path: str, memory_limit: int, deadline_ticks: int,
+               argv: list[str] | None = None, stdin: bytes | None = None) -> wasmtime.Store:
+    """A fresh Store for one request: exactly this env/argv, read-only mounts only, output to the
+    capture files, the app's memory cap and epoch deadline. Nothing of the host is inherited."""
+    config = wasmtime.WasiConfig()
+    if argv is not None:
+        config.argv = argv
+    config.env = env
+    if stdin is not None:
+        set_stdin_bytes(config, stdin)
+    config.stdout_file = stdout_path
+    config.stderr_file = stderr_path
+    for mount in mounts:
+        config.preopen_dir(mount.host_path, mount.guest_path, fs_mutable=False)
+    store = wasmtime.Store(engine)
+    store.set_wasi(config)
+    store.set_limits(memory_size=memory_limit)
+    store.set_epoch_deadline(deadline_ticks)
+    return store
