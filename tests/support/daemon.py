@@ -133,5 +133,7 @@ def wait_refused(url: str, timeout: float = 20.0) -> None:
             httpx.get(url, timeout=2)
         except httpx.ConnectError:
             return
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            pass  # accepted just as the listener closed: it is on its way out, keep looking
         time.sleep(0.05)
     raise AssertionError(f"{url} still accepts connections after {timeout}s")
