@@ -9,11 +9,14 @@ response start, the switchboard answers 500 with an empty body (Spin's behaviour
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from starlette.types import Receive, Send
 
+from tauon.app.plan import ComponentPlan
 from tauon.app.routes import RouteMatch
+from tauon.errors import LoadError
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +63,12 @@ class GuestError(Exception):
     def __init__(self, message: str, *, kind: str = "trap") -> None:
         super().__init__(message)
         self.kind = kind
+
+
+def check_mounts(component: ComponentPlan) -> None:
+    """Every executor's load-time check: the component's files directories exist (they are mounted
+    read-only into each request's instance)."""
+    for mount in component.mounts:
+        if not Path(mount.host_path).is_dir():
+            raise LoadError(f"component '{component.id}': files directory {mount.host_path} does not exist",
+                            field=f"components.{component.id}.files")

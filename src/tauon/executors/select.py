@@ -18,7 +18,7 @@ from wasmtime.component import Component
 from tauon.app.allowed_hosts import AllowedHosts, parse_allowed_hosts
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
-from tauon.executors.base import Executor
+from tauon.executors.base import Executor, check_mounts
 from tauon.executors.oneshot import Trap, trial_instantiate
 from tauon.executors.spin_inbound import SpinInboundExecutor
 from tauon.executors.wagi_component import WagiComponentExecutor
@@ -107,13 +107,6 @@ def allowed_hosts_of(component: ComponentPlan) -> AllowedHosts:
     except LoadError as exc:
         exc.field = exc.field or f"components.{component.id}.metadata.allowed_outbound_hosts"
         raise
-
-
-def check_mounts(component: ComponentPlan) -> None:
-    for mount in component.mounts:
-        if not Path(mount.host_path).is_dir():
-            raise LoadError(f"component '{component.id}': files directory {mount.host_path} does not exist",
-                            field=f"components.{component.id}.files")
 
 
 def build_component_executor(*, app_id: str, component: ComponentPlan, engine: WasmEngine, limits: Limits,

@@ -9,7 +9,6 @@ under the app's limiter with a memory limit and an epoch deadline.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import anyio
 import wasmtime
@@ -18,7 +17,7 @@ from starlette.types import Receive, Send
 from tauon.app.allowed_hosts import AllowedHosts, convert_allowed_http_hosts, parse_allowed_hosts
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
-from tauon.executors.base import GuestError, IncomingRequest
+from tauon.executors.base import GuestError, IncomingRequest, check_mounts
 from tauon.executors.buffered import BodyTooLarge, ClientGone, read_body, send_empty, send_response
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
@@ -79,12 +78,7 @@ class SpinLegacyExecutor:
         self._services = services.component(component)
         field = f"components.{component.id}.source"
         self._check_exports(module, field)
-        for mount in component.mounts:
-            if not Path(mount.host_path).is_dir():
-                raise LoadError(
-                    f"component '{component.id}': files directory {mount.host_path} does not exist",
-                    field=f"components.{component.id}.files",
-                )
+        check_mounts(component)
         self._allowed = self._allowed_hosts(component, services)
         linker = wasmtime.Linker(engine.engine)
         linker.define_wasi()

@@ -8,7 +8,6 @@ the environment, stdout is the response and stderr goes to the app's log.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import anyio
 import wasmtime
@@ -16,7 +15,7 @@ from starlette.types import Receive, Send
 
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
-from tauon.executors.base import GuestError, IncomingRequest
+from tauon.executors.base import GuestError, IncomingRequest, check_mounts
 from tauon.executors.buffered import BodyTooLarge, ClientGone, read_body, send_empty, send_response
 from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_output, response_headers
 from tauon.executors.failures import classify_failure, last_line, memory_size
@@ -61,12 +60,7 @@ class WagiExecutor:
                 field=field,
                 hint="build it as a WASI command (a C/Rust program with main), not a reactor or library",
             )
-        for mount in component.mounts:
-            if not Path(mount.host_path).is_dir():
-                raise LoadError(
-                    f"component '{component.id}': files directory {mount.host_path} does not exist",
-                    field=f"components.{component.id}.files",
-                )
+        check_mounts(component)
         linker = wasmtime.Linker(engine.engine)
         linker.define_wasi()
         try:
