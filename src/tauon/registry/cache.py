@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tauon.errors import DigestMismatch, PullError
+from tauon.fsutil import atomic_write
 from tauon.registry.reference import check_digest
 
 
@@ -144,16 +145,7 @@ class Cache:
     def write_index(self, registry: str, repository: str, tag: str, digest: str) -> None:
         path = self._index_path(registry, repository, tag)
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"digest": digest, "resolved_at": time.time()}).encode()
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(body)
-            os.replace(tmp_name, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
+        atomic_write(path, json.dumps({"digest": digest, "resolved_at": time.time()}).encode())
 
     # -- materialized trees ----------------------------------------------------------------------
 

@@ -14,9 +14,7 @@ import hashlib
 import importlib.metadata
 import logging
 import math
-import os
 import platform
-import tempfile
 import threading
 import weakref
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from pathlib import Path
 import wasmtime
 
 from tauon.errors import LoadError
+from tauon.fsutil import atomic_write
 from tauon.wasm.capture import CaptureWatchdog, OutputCapture
 from tauon.wasm.kind import WasmKind, classify_file
 
@@ -168,8 +167,8 @@ class WasmEngine:
         try:
             artifact.parent.mkdir(parents=True, exist_ok=True)
             # Checksum first: a reader that sees the new artifact never pairs it with nothing.
-            _atomic_write(checksum, hashlib.sha256(blob).hexdigest().encode() + b"\n")
-            _atomic_write(artifact, blob)
+            atomic_write(checksum, hashlib.sha256(blob).hexdigest().encode() + b"\n")
+            atomic_write(artifact, blob)
         except OSError as exc:
             # The cache is an optimisation: serving must not depend on a writable cache dir.
             log.warning("cannot write compiled-module cache %s: %s", artifact, exc)
@@ -196,15 +195,3 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

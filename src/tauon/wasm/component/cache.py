@@ -12,7 +12,6 @@ import hashlib
 import logging
 import mmap
 import os
-import tempfile
 import threading
 import weakref
 from pathlib import Path
@@ -21,6 +20,7 @@ import wasmtime
 from wasmtime.component import Component
 
 from tauon.errors import LoadError
+from tauon.fsutil import atomic_write
 from tauon.wasm.engine import WasmEngine
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ def _load_cached(engine: WasmEngine, artifact: Path, checksum: Path) -> Componen
 def _store(artifact: Path, checksum: Path, blob: bytes) -> None:
     try:
         artifact.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(checksum, hashlib.sha256(blob).hexdigest().encode() + b"\n")
-        _atomic_write(artifact, blob)
+        atomic_write(checksum, hashlib.sha256(blob).hexdigest().encode() + b"\n")
+        atomic_write(artifact, blob)
     except OSError as exc:  # the cache is an optimisation; serving must not depend on it
         log.warning("cannot write compiled-component cache %s: %s", artifact, exc)
 
@@ -110,15 +110,3 @@ def _discard(*paths: Path) -> None:
     for path in paths:
         with contextlib.suppress(OSError):
             path.unlink()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
