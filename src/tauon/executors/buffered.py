@@ -36,6 +36,18 @@ async def read_body(request: IncomingRequest, receive: Receive, limit: int) -> b
             return b"".join(chunks)
 
 
+async def receive_body(request: IncomingRequest, receive: Receive, send: Send, limit: int) -> bytes | None:
+    """The full request body, or None once the request is settled without the guest: a body over
+    `limit` has been answered 413, or the client went away."""
+    try:
+        return await read_body(request, receive, limit)
+    except BodyTooLarge:
+        await send_empty(send, 413)
+    except ClientGone:
+        pass
+    return None
+
+
 async def send_response(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -17,14 +17,7 @@ from wasmtime.component import Component
 
 from tauon.app.plan import Limits
 from tauon.executors.base import GuestError, IncomingRequest
-from tauon.executors.buffered import (
-    BodyTooLarge,
-    ClientGone,
-    guest_error_kind,
-    read_body,
-    send_empty,
-    send_response,
-)
+from tauon.executors.buffered import guest_error_kind, receive_body, send_empty, send_response
 from tauon.executors.oneshot import OneShot, Trap, export_func
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
@@ -88,12 +81,8 @@ class SpinInboundExecutor:
         if method is None:
             await send_empty(send, 405)
             return
-        try:
-            body = await read_body(request, receive, self._limits.max_request_body)
-        except BodyTooLarge:
-            await send_empty(send, 413)
-            return
-        except ClientGone:
+        body = await receive_body(request, receive, send, self._limits.max_request_body)
+        if body is None:
             return
         record = guest_request(request, method, body)
         response = await anyio.to_thread.run_sync(self._execute, record, limiter=self._limiter)

@@ -18,7 +18,7 @@ from tauon.app.allowed_hosts import AllowedHosts, convert_allowed_http_hosts, pa
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
 from tauon.executors.base import GuestError, IncomingRequest, check_mounts
-from tauon.executors.buffered import BodyTooLarge, ClientGone, read_body, send_empty, send_response
+from tauon.executors.buffered import receive_body, send_empty, send_response
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
 from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports, set_context
@@ -129,12 +129,8 @@ class SpinLegacyExecutor:
         if method is None:
             await send_empty(send, 405)
             return
-        try:
-            body = await read_body(request, receive, self._limits.max_request_body)
-        except BodyTooLarge:
-            await send_empty(send, 413)
-            return
-        except ClientGone:
+        body = await receive_body(request, receive, send, self._limits.max_request_body)
+        if body is None:
             return
         uri = request.path + (f"?{request.query}" if request.query else "")
         headers = [*request.headers, *((v.header, v.value) for v in request.spin_values)]

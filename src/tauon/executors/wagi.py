@@ -16,7 +16,7 @@ from starlette.types import Receive, Send
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
 from tauon.executors.base import GuestError, IncomingRequest, check_mounts
-from tauon.executors.buffered import BodyTooLarge, ClientGone, read_body, send_empty, send_response
+from tauon.executors.buffered import receive_body, send_response
 from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_output, response_headers
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.wasm.capture import OutputCapture
@@ -74,12 +74,8 @@ class WagiExecutor:
             ) from exc
 
     async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
-        try:
-            body = await read_body(request, receive, self._limits.max_request_body)
-        except BodyTooLarge:
-            await send_empty(send, 413)
-            return
-        except ClientGone:
+        body = await receive_body(request, receive, send, self._limits.max_request_body)
+        if body is None:
             return
         argv = build_argv(self._argv_template, request.path, request.query)
         env = build_env(request, len(body), self._component.env)

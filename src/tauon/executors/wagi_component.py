@@ -17,14 +17,7 @@ from wasmtime.component import Component
 
 from tauon.app.plan import Limits
 from tauon.executors.base import GuestError, IncomingRequest
-from tauon.executors.buffered import (
-    BodyTooLarge,
-    ClientGone,
-    guest_error_kind,
-    read_body,
-    send_empty,
-    send_response,
-)
+from tauon.executors.buffered import guest_error_kind, receive_body, send_response
 from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_output, response_headers
 from tauon.executors.oneshot import OneShot, Trap, export_func
 from tauon.hostif.cli import EXTENSION, CapturedOutput, CommandIO, GuestExit
@@ -56,12 +49,8 @@ class WagiComponentExecutor:
         pass  # compiled code and the linker are freed with the generation
 
     async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
-        try:
-            body = await read_body(request, receive, self._limits.max_request_body)
-        except BodyTooLarge:
-            await send_empty(send, 413)
-            return
-        except ClientGone:
+        body = await receive_body(request, receive, send, self._limits.max_request_body)
+        if body is None:
             return
         command = CommandIO(
             arguments=build_argv(self._argv_template, request.path, request.query),
