@@ -18,11 +18,8 @@ Usage: .venv/bin/python bench/bench_components.py [--duration 10] [--connections
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,11 +27,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from loadtools import first_200, wrk  # noqa: E402
 from support.apps import app_file, push_app  # noqa: E402
 from support.components import component_path, serve_reference  # noqa: E402
 from support.daemon import free_port, run_tauon  # noqa: E402
@@ -43,7 +39,6 @@ from support.spinpush import SpinAppSpec, SpinComponent  # noqa: E402
 
 PATHS = {"c": "/", "js": "/echo", "python-raw": "/echo", "python-sdk": "/echo"}
 """A cheap route answering 200 on each fixture."""
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def push(registry: RegistryServer, name: str) -> str:
@@ -51,20 +46,6 @@ def push(registry: RegistryServer, name: str) -> str:
                       triggers=[{"route": "/...", "component": name}])
     ref: str = push_app(registry, f"bench/{name}", "v1", app)
     return ref
-
-
-def first_200(url: str, start: float, timeout: float = 300.0) -> float:
-    """Seconds from `start` (perf_counter) until `url` answers 200."""
-    deadline = start + timeout
-    with httpx.Client(timeout=30) as http:
-        while time.perf_counter() < deadline:
-            try:
-                if http.get(url).status_code == 200:
-                    return time.perf_counter() - start
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.002)
-    raise RuntimeError(f"{url} never answered 200")
 
 
 def startup(tmp: Path, registry: RegistryServer, names: list[str], reps: int) -> None:
@@ -91,39 +72,6 @@ def startup(tmp: Path, registry: RegistryServer, names: list[str], reps: int) ->
         size = component_path(name).stat().st_size / 1e6
         print(f"  {name:11s} ({size:5.1f} MB)  warm {statistics.median(times):6.3f} "
               f"[{min(times):.3f}..{max(times):.3f}]   first run (pull + compile) {cold:6.2f}")
-
-
-WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
-WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-WRK_TOTAL = re.compile(r"(\d+) requests in")
-WRK_PCT = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process (all its threads) has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wrk(url: str, duration: int, connections: int, pid: int | None = None) -> dict[str, float]:
-    """One wrk run; with `pid`, also the server's CPU milliseconds per request (a figure that other
-    load on the machine disturbs less than requests/s)."""
-    before = cpu_seconds(pid) if pid else 0.0
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
-    cpu = cpu_seconds(pid) - before if pid else float("nan")
-    rps = WRK_RPS.search(out)
-    non2xx = WRK_NON2XX.search(out)
-    sock = WRK_SOCKET.search(out)
-    pct = {int(p): float(v) * UNITS[u] for p, v, u in WRK_PCT.findall(out)}
-    total = WRK_TOTAL.search(out)
-    requests = int(total.group(1)) if total else 0
-    return {"rps": float(rps.group(1)) if rps else 0.0, "p50": pct.get(50, float("nan")),
-            "cpu_ms": cpu * 1000 / requests if requests else float("nan"),
-            "p99": pct.get(99, float("nan")),
-            "errors": float((int(non2xx.group(1)) if non2xx else 0)
-                            + (sum(int(g) for g in sock.groups()) if sock else 0))}
 
 
 def pid_serving(base_url: str) -> int:

@@ -16,36 +16,19 @@ import argparse
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from loadtools import first_200, wrk  # noqa: E402
 from support.apps import app_file, push_sleep_app  # noqa: E402
 from support.daemon import free_port, run_tauon, wait_refused  # noqa: E402
 from support.registry import run_registry  # noqa: E402
-
-
-def first_200(url: str, timeout: float = 60.0, start: float | None = None) -> float:
-    """Seconds from `start` (default: now) until `url` answers 200."""
-    start = time.perf_counter() if start is None else start
-    deadline = start + timeout
-    with httpx.Client(timeout=5) as http:
-        while time.perf_counter() < deadline:
-            try:
-                if http.get(url).status_code == 200:
-                    return time.perf_counter() - start
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.005)
-    raise RuntimeError(f"{url} never answered 200")
 
 
 def drop_to_200(tmp: Path, ref: str, reps: int, *, cached: bool) -> list[float]:
@@ -68,32 +51,6 @@ def drop_to_200(tmp: Path, ref: str, reps: int, *, cached: bool) -> list[float]:
             shutil.move(str(staging), tauon.watch_dir / "app.json")
             times.append(first_200(url, start=start))
     return times
-
-
-WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
-WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-WRK_TOTAL = re.compile(r"(\d+) requests in")
-WRK_LAT = re.compile(r"Latency\s+([\d.]+\w+)\s+([\d.]+\w+)\s+([\d.]+\w+)")
-
-
-def wrk(url: str, duration: int, connections: int) -> dict[str, float | str]:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
-                         capture_output=True, text=True, check=True).stdout
-    sock = WRK_SOCKET.search(out)
-    rps = WRK_RPS.search(out)
-    total = WRK_TOTAL.search(out)
-    non2xx = WRK_NON2XX.search(out)
-    lat = WRK_LAT.search(out)
-    p99 = re.search(r"99%\s+([\d.]+\w+)", out)
-    return {
-        "rps": float(rps.group(1)) if rps else 0.0,
-        "requests": float(total.group(1)) if total else 0.0,
-        "failed": float((int(non2xx.group(1)) if non2xx else 0)
-                        + (sum(int(g) for g in sock.groups()) if sock else 0)),
-        "latency_avg": lat.group(1) if lat else "?",
-        "latency_p99": p99.group(1) if p99 else "?",
-    }
 
 
 def replace_every_second(path: Path, refs: list[str], port: int, stop: threading.Event,
@@ -155,8 +112,8 @@ def main() -> None:
             print(f"== load: wrk -t2 -c{args.connections} -d{args.duration}s, WAGI app, loopback")
             for label, r in (("reference (no replacement)", reference),
                              (f"replaced every 1 s ({count[0]} edits)", replaced)):
-                print(f"  {label:34s} {r['rps']:9.1f} req/s  failed {int(r['failed']):5d} of "
-                      f"{int(r['requests'])}  latency avg {r['latency_avg']} p99 {r['latency_p99']}")
+                print(f"  {label:34s} {r['rps']:9.1f} req/s  failed {int(r['errors']):5d} of "
+                      f"{int(r['requests'])}  latency p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms")
             ratio = float(replaced["rps"]) / float(reference["rps"])
             print(f"  throughput ratio replaced/reference {ratio:.3f}")
             print(f"  generations swapped in during the whole load phase: {generations}")
