@@ -78,7 +78,8 @@ async def run_daemon(settings: Settings, notifier: Notifier | None = None) -> No
         mode, source = "directory", str(settings.watch_dir)
     settings.state_root.mkdir(parents=True, exist_ok=True)
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
-    engine = WasmEngine(settings.cache_dir / "compiled")
+    engine = WasmEngine(settings.cache_dir / "compiled", pool=settings.pool,
+                        run_slots=settings.running_guests)
     engine.start()
     log.info("tauon %s %s (state %s, cache %s)", "serving the apps in" if settings.apps_file else "watching",
              source, settings.state_root, settings.cache_dir)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tauon.control.spec import Address
+from tauon.wasm.pool import PoolSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,10 @@ class Settings:
     """CA certificates (PEM file or directory) trusted for registries, unless an app file names its own."""
     apps_file: Path | None = None
     """Lepton mode: serve the fixed list of apps in this file instead of watching `watch_dir`."""
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    """The wasm instance pool (wasm/pool.py)."""
+    running_guests: int | None = None
+    """Guests executing at once across apps (wasm/slots.py); None: the CPUs this process may use."""
 
     @property
     def reference_base(self) -> Path:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import wasmtime
 
+from tauon.wasm.pool import is_exhausted
+
 
 def classify_failure(exc: Exception, *, memory_used: int | None, memory_limit: int) -> tuple[str, str]:
-    """(kind, message) for a failed run: 'timeout', 'memory', 'exit' or 'trap'.
+    """(kind, message) for a failed run: 'timeout', 'memory', 'exit', 'busy' or 'trap'.
 
     Traps carry a code; other errors only text (wasmtime-py-notes §4.4). A failed memory.grow is not a
     trap (malloc returns NULL, and the guest then aborts or exits), so memory exhaustion is inferred
     from the instance's memory being close to the limit when the guest failed.
     """
     text = last_line(str(exc))
+    if is_exhausted(text):
+        return "busy", text
     code = exc.trap_code if isinstance(exc, wasmtime.Trap) else None
     if code in (wasmtime.TrapCode.INTERRUPT, wasmtime.TrapCode.OUT_OF_FUEL) or "wasm trap: interrupt" in text:
         return "timeout", text

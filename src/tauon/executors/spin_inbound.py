@@ -70,6 +70,7 @@ class SpinInboundExecutor:
         self._limits = limits
         self._limiter = limiter
         self._config = config
+        self._slots = engine.slots
         func = export_func(component, engine.engine, EXPORT, FUNCTION, linked)
         self._handle = OneShot(component=component, linked=linked, engine=engine, limits=limits, func=func)
 
@@ -85,7 +86,8 @@ class SpinInboundExecutor:
         if body is None:
             return
         record = guest_request(request, method, body)
-        response = await anyio.to_thread.run_sync(self._execute, record, limiter=self._limiter)
+        response = await anyio.to_thread.run_sync(self._slots.call, self._execute, record,
+                                                  limiter=self._limiter)
         try:
             status, headers, payload = response_parts(response)
         except ValueError as exc:

@@ -135,7 +135,7 @@ class SpinLegacyExecutor:
         uri = request.path + (f"?{request.query}" if request.query else "")
         headers = [*request.headers, *((v.header, v.value) for v in request.spin_values)]
         response = await anyio.to_thread.run_sync(
-            self._run, method, uri, headers, body, limiter=self._limiter
+            self._engine.slots.call, self._run, method, uri, headers, body, limiter=self._limiter
         )
         status, raw_headers, payload = self._response(response)
         await send_response(send, status, raw_headers, payload)

@@ -79,7 +79,8 @@ class WagiExecutor:
             return
         argv = build_argv(self._argv_template, request.path, request.query)
         env = build_env(request, len(body), self._component.env)
-        stdout = await anyio.to_thread.run_sync(self._run, argv, env, body, limiter=self._limiter)
+        stdout = await anyio.to_thread.run_sync(self._engine.slots.call, self._run, argv, env, body,
+                                              limiter=self._limiter)
         try:
             response = parse_output(stdout)
         except CgiOutputError as exc:

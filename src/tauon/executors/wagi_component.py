@@ -42,6 +42,7 @@ class WagiComponentExecutor:
         self._env = component_env
         self._argv_template = argv_template
         self._log: logging.Logger = config.logger
+        self._slots = engine.slots
         func = export_func(component, engine.engine, export, "run", linked)
         self._run = OneShot(component=component, linked=linked, engine=engine, limits=limits, func=func)
 
@@ -58,7 +59,8 @@ class WagiComponentExecutor:
             stdin=body,
             stdout=CapturedOutput(STDOUT_LIMIT),
         )
-        stdout = await anyio.to_thread.run_sync(self._execute, command, limiter=self._limiter)
+        stdout = await anyio.to_thread.run_sync(self._slots.call, self._execute, command,
+                                                limiter=self._limiter)
         try:
             response = parse_output(stdout)
         except CgiOutputError as exc:

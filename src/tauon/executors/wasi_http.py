@@ -141,7 +141,8 @@ class WasiHttpExecutor:
         try:
             # A plain executor future rather than a task group + anyio worker: this is the per-request
             # hot path, and the thread hop plus wake-ups dominate small requests.
-            worker = loop.run_in_executor(_GUEST_THREADS, self._run, state, guest_request, exchange)
+            worker = loop.run_in_executor(_GUEST_THREADS, self._engine.slots.call, self._run, state,
+                                          guest_request, exchange)
             worker.add_done_callback(finished)
             feeder = (loop.create_task(self._feed(receive, body_in, waker.feed, too_large))
                       if has_body else None)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tauon.hostif.registry import HostTrap
 from tauon.hostif.table import ResourceTable
+from tauon.wasm.slots import blocked
 
 if TYPE_CHECKING:
     from tauon.app.allowed_hosts import AllowedHosts
@@ -105,6 +106,9 @@ class HostState:
         """Block until `ready()` (checked under `cond`) or `until` (monotonic) passes: returns whether
         it became ready. Raises DeadlineExceeded at the request deadline."""
         with self.cond:
+            if ready():  # the common case: no wait, so no run-slot hand-off either
+                return True
+        with blocked(), self.cond:
             while not ready():
                 now = time.monotonic()
                 if until is not None and now >= until:

@@ -17,16 +17,12 @@ import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 from starlette.types import ASGIApp
-from uvicorn.protocols.http import h11_impl
 
 from tauon.control.spec import Address
 from tauon.errors import BindError
+from tauon.server.httpproto import BoundedHttpToolsProtocol
 
 log = logging.getLogger("tauon.listener")
-
-# Spin passes guest statuses 100..600 through; uvicorn's reason-phrase table stops at 599 and raises
-# KeyError (a dropped connection) for 600. An empty phrase is what it uses for other unnamed codes.
-h11_impl.STATUS_PHRASES.setdefault(600, b"")
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -98,7 +94,8 @@ class Listener:
                 access_log=False,
                 timeout_graceful_shutdown=max(1, round(self.drain_timeout)),
                 timeout_keep_alive=5,
-                h11_max_incomplete_event_size=64 * 1024,
+                http=BoundedHttpToolsProtocol,
+                ws="none",  # Spin's HTTP trigger has no websockets: an upgrade is a plain request
             )
             server = _EmbeddedServer(config)
             self._server = server

@@ -157,6 +157,13 @@ class Switchboard:
             if not outcome.status:
                 await _respond(tracking_send, 500)
         except GuestError as exc:
+            if exc.kind == "busy":  # the host is full, not the guest at fault: let the client retry
+                log.warning("%s/%s: %s %s: 503, every instance slot is in use (%s); raise "
+                            "--instance-pool if this persists", self.app_id, outcome.component,
+                            scope["method"], path, exc)
+                if not outcome.status:
+                    await _respond(tracking_send, 503, [("retry-after", "1")])
+                return
             # Say which limit was hit in words an operator can act on; the guest's text follows.
             why = {"timeout": f"exceeded the request timeout ({gen.plan.limits.request_timeout:g}s); ",
                    "memory": f"exceeded the memory limit ({gen.plan.limits.max_memory // 2**20} MiB); "

@@ -26,6 +26,8 @@ from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
 from tauon.wasm.capture import CaptureWatchdog, OutputCapture
 from tauon.wasm.kind import WasmKind, classify_file
+from tauon.wasm.pool import PoolSettings, can_reserve, configure
+from tauon.wasm.slots import RunSlots
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,8 @@ CACHE_FORMAT = "1"
 class WasmEngine:
     """Thread-safe: compiles may run concurrently from worker threads of several apps."""
 
-    def __init__(self, cache_dir: Path, *, epoch_interval: float = 0.01) -> None:
+    def __init__(self, cache_dir: Path, *, epoch_interval: float = 0.01,
+                 pool: PoolSettings | None = None, run_slots: int | None = None) -> None:
         if epoch_interval <= 0:
             raise ValueError("epoch_interval must be positive")
         self.cache_dir = Path(cache_dir)
@@ -50,9 +53,19 @@ class WasmEngine:
         }
         config = wasmtime.Config()
         config.epoch_interruption = True
-        # Components come next (executors for wasi:http / inbound-http): same engine for both.
         config.wasm_component_model = True
+        pool = PoolSettings() if pool is None else pool
+        if pool.enabled and not can_reserve(pool):
+            log.warning("cannot reserve address space for a pool of %d instances; using on-demand "
+                        "allocation (slower per request); lower --instance-pool or raise the limit on "
+                        "virtual memory (ulimit -v / LimitAS=)", pool.instances)
+            pool = PoolSettings(instances=0)
+        configure(config, pool)
+        self.pool = pool
+        # The allocator does not change compiled code, so it is not part of the cache key.
         self.engine = wasmtime.Engine(config)
+        self.slots = RunSlots(run_slots)
+        """Executors hold one of these while a guest runs (wasm/slots.py)."""
         self.watchdog = CaptureWatchdog()
         self._modules: weakref.WeakValueDictionary[str, wasmtime.Module] = weakref.WeakValueDictionary()
         self._locks: dict[str, threading.Lock] = {}
@@ -112,10 +125,6 @@ class WasmEngine:
                 module = self._load_or_compile(Path(wasm_path), key)
                 self._modules[key] = module
             return module
-
-    def compile_component(self, wasm_path: Path, digest: str) -> object:
-        """Placeholder for the component executors (next issue): same cache, `Component` instead."""
-        raise NotImplementedError("components are not supported yet")
 
     def _lock_for(self, key: str) -> threading.Lock:
         with self._locks_guard:

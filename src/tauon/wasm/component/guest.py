@@ -11,11 +11,13 @@ from wasmtime.component import Component, FuncType, Instance, Linker
 from tauon.wasm.component import _capi as c
 from tauon.wasm.component.codec import ResourceIds
 from tauon.wasm.component.host import bound_state, compile_signature, take_host_error
+from tauon.wasm.pool import is_exhausted
 
 
 class Trap(Exception):
     """A guest call failed. `kind`: 'timeout', 'fuel', 'memory', 'host' (a host function raised),
-    'instantiate' or 'trap'. `host_error` is the exception a host function raised, if one did."""
+    'instantiate', 'busy' (the instance pool is full) or 'trap'. `host_error` is the exception a
+    host function raised, if one did."""
 
     def __init__(self, message: str, *, kind: str, host_error: BaseException | None = None) -> None:
         super().__init__(message)
@@ -56,7 +58,8 @@ def instantiate(linker: Linker, store: wasmtime.Store, component: Component, sta
             return linker.instantiate(store, component)
         except wasmtime.WasmtimeError as exc:
             host_error = take_host_error()
-            raise Trap(f"instantiation failed: {exc}", kind="instantiate", host_error=host_error) from exc
+            kind = "busy" if is_exhausted(exc) else "instantiate"
+            raise Trap(f"instantiation failed: {exc}", kind=kind, host_error=host_error) from exc
 
 
 class GuestFunc:
