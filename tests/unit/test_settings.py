@@ -77,3 +77,19 @@ def test_apps_file_excludes_a_directory_and_sets_the_reference_base(tmp_path: Pa
     assert settings.reference_base == tmp_path / "etc"
     plain = Settings(watch_dir=tmp_path / "w", state_root=tmp_path, cache_dir=tmp_path)
     assert plain.reference_base == tmp_path / "w"
+
+
+def test_pool_and_run_slot_flags() -> None:
+    settings = settings_from_args(build_parser().parse_args(
+        ["--instance-pool", "50", "--keep-resident-mib", "8", "--running-guests", "3"]))
+    assert settings.pool.instances == 50 and settings.pool.keep_resident_mib == 8
+    assert settings.running_guests == 3
+    defaults = settings_from_args(build_parser().parse_args([]))
+    assert defaults.pool.instances == 1000 and defaults.pool.keep_resident_mib == 32
+    assert defaults.running_guests is None  # the CPUs tauon may use, decided by the engine
+    assert not settings_from_args(build_parser().parse_args(["--instance-pool", "0"])).pool.enabled
+    for bad, message in ((["--instance-pool", "-1"], "--instance-pool must be >= 0"),
+                         (["--keep-resident-mib", "-5"], "--keep-resident-mib must be >= 0"),
+                         (["--running-guests", "0"], "--running-guests must be >= 1")):
+        with pytest.raises(SystemExit, match=message):
+            settings_from_args(build_parser().parse_args(bad))

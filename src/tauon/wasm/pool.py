@@ -28,6 +28,9 @@ wasmtime's guard regions."""
 
 _MAP_NORESERVE = 0x4000  # Linux; not exposed by Python 3.11's mmap module
 
+CORE_PER_COMPONENT = 16
+TABLES_PER_COMPONENT = 4
+
 WARM_SLOTS = 100
 """Unused slots kept warm (wasmtime's default): with `keep_resident` they bound the resident set."""
 
@@ -58,11 +61,13 @@ def configure(config: wasmtime.Config, pool: PoolSettings) -> None:
     pc = ffi.wasmtime_pooling_allocation_config_new()
     try:
         n = pool.instances
-        # Components hold several core instances (an adapter, the guest, shims): give each its room.
+        # Measured on the SDK fixtures: one component instance holds 1 linear memory, 2 tables and
+        # 3 (C) to 14 (componentize-py) core instances. Memories are the costly slots (address
+        # space), so `n` counts them; the cheap counters get room for the largest components.
         ffi.wasmtime_pooling_allocation_config_total_component_instances_set(pc, n)
-        ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pc, n * 4)
         ffi.wasmtime_pooling_allocation_config_total_memories_set(pc, n)
-        ffi.wasmtime_pooling_allocation_config_total_tables_set(pc, n)
+        ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pc, n * CORE_PER_COMPONENT)
+        ffi.wasmtime_pooling_allocation_config_total_tables_set(pc, n * TABLES_PER_COMPONENT)
         ffi.wasmtime_pooling_allocation_config_total_stacks_set(pc, n)
         ffi.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, WARM_SLOTS)
         # Per-app memory limits are enforced by each store's limiter; the pool only needs the slot

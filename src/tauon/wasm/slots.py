@@ -43,11 +43,30 @@ class RunSlots:
             raise ValueError("run slots must be at least 1")
         self.patience = patience
         self._sem = threading.Semaphore(self.size)
+        self._count_lock = threading.Lock()
+        self._busy = 0
+
+    @property
+    def busy(self) -> int:
+        """Slots held right now."""
+        return self._busy
+
+    def _take(self, timeout: float) -> bool:
+        if not self._sem.acquire(timeout=timeout):
+            return False
+        with self._count_lock:
+            self._busy += 1
+        return True
+
+    def _give(self) -> None:
+        with self._count_lock:
+            self._busy -= 1
+        self._sem.release()
 
     @contextmanager
     def running(self) -> Iterator[None]:
         """Hold a slot (if one frees up within `patience`) while this thread runs a guest."""
-        got = self._sem.acquire(timeout=self.patience)
+        got = self._take(self.patience)
         previous, _held.slots = _held.slots, (self if got else None)
         try:
             yield
@@ -55,15 +74,17 @@ class RunSlots:
             holding = _held.slots is self  # not after a `blocked()` that could not get it back
             _held.slots = previous
             if holding:
-                self._sem.release()
+                self._give()
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` holding a slot: what executors hand to their worker threads."""
         with self.running():
             return fn(*args)
 
-    def _reacquire(self) -> bool:
-        return self._sem.acquire(timeout=self.patience)
+
+def holding() -> bool:
+    """Whether this thread holds a run slot now."""
+    return _held.slots is not None
 
 
 @contextmanager
@@ -74,9 +95,9 @@ def blocked() -> Iterator[None]:
         yield
         return
     _held.slots = None
-    slots._sem.release()
+    slots._give()
     try:
         yield
     finally:
-        if slots._reacquire():
+        if slots._take(slots.patience):
             _held.slots = slots

@@ -1,0 +1,126 @@
+"""Run slots: how many guests execute at once, lent out while a guest blocks (wasm/slots.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tauon.wasm.slots import RunSlots, blocked, holding
+
+WAIT = 10.0  # generous bound on every hand-off; none of these tests measures speed
+
+
+def test_a_slot_is_held_while_running_and_returned_after() -> None:
+    slots = RunSlots(2)
+    assert slots.busy == 0 and not holding()
+    with slots.running():
+        assert slots.busy == 1 and holding()
+    assert slots.busy == 0 and not holding()
+    assert slots.call(lambda a, b: a + b, 2, 3) == 5
+    assert slots.busy == 0
+
+
+def test_a_guest_that_cannot_get_a_slot_runs_anyway_after_its_patience() -> None:
+    slots = RunSlots(1, patience=0.05)
+    inside = threading.Event()
+    leave = threading.Event()
+    seen: dict[str, object] = {}
+
+    def first() -> None:
+        with slots.running():
+            inside.set()
+            leave.wait(WAIT)
+
+    def second() -> None:
+        with slots.running():
+            seen["holding"] = holding()
+            seen["busy"] = slots.busy
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert inside.wait(WAIT)
+    b = threading.Thread(target=second)
+    b.start()
+    b.join(WAIT)
+    assert not b.is_alive()  # it ran although the only slot stayed taken
+    assert seen == {"holding": False, "busy": 1}
+    leave.set()
+    a.join(WAIT)
+    assert slots.busy == 0
+
+
+def test_a_blocked_guest_lends_its_slot_and_takes_it_back() -> None:
+    slots = RunSlots(1, patience=WAIT)
+    lent = threading.Event()
+    other_done = threading.Event()
+    seen: dict[str, object] = {}
+
+    def blocker() -> None:
+        with slots.running():
+            with blocked():
+                seen["holding while blocked"] = holding()
+                lent.set()
+                other_done.wait(WAIT)
+            seen["holding after"] = holding()
+            seen["busy after"] = slots.busy
+
+    def other() -> None:
+        with slots.running():
+            seen["other holding"] = holding()
+        other_done.set()
+
+    a = threading.Thread(target=blocker)
+    a.start()
+    assert lent.wait(WAIT)
+    b = threading.Thread(target=other)
+    b.start()
+    b.join(WAIT)
+    a.join(WAIT)
+    # With patience WAIT, `other` could only hold the slot because the blocked guest lent it.
+    assert seen == {"holding while blocked": False, "other holding": True, "holding after": True,
+                    "busy after": 1}
+    assert slots.busy == 0
+
+
+def test_a_guest_that_cannot_take_its_slot_back_goes_on_without_one() -> None:
+    slots = RunSlots(1, patience=0.05)
+    lent = threading.Event()
+    taken = threading.Event()
+    release = threading.Event()
+    seen: dict[str, object] = {}
+
+    def blocker() -> None:
+        with slots.running():
+            with blocked():
+                lent.set()
+                assert taken.wait(WAIT)
+            seen["holding after"] = holding()
+        seen["busy at end"] = slots.busy  # the other guest's slot, never released by this one
+
+    def taker() -> None:
+        with slots.running():
+            taken.set()
+            release.wait(WAIT)
+
+    a = threading.Thread(target=blocker)
+    a.start()
+    assert lent.wait(WAIT)
+    b = threading.Thread(target=taker)
+    b.start()
+    a.join(WAIT)
+    release.set()
+    b.join(WAIT)
+    assert seen == {"holding after": False, "busy at end": 1}
+    assert slots.busy == 0
+
+
+def test_blocked_outside_a_guest_is_a_no_op() -> None:
+    with blocked():
+        assert not holding()
+
+
+def test_size_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        RunSlots(0)
+    assert RunSlots().size >= 1
