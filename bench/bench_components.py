@@ -18,6 +18,7 @@ Usage: .venv/bin/python bench/bench_components.py [--duration 10] [--connections
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import statistics
 import sys
@@ -88,10 +89,10 @@ def pid_serving(base_url: str) -> int:
 
 
 @contextmanager
-def tauon_serving(tmp: Path, registry: RegistryServer,
-                  names: list[str]) -> Iterator[tuple[dict[str, str], int]]:
+def tauon_serving(tmp: Path, registry: RegistryServer, names: list[str],
+                  tauon_args: list[str]) -> Iterator[tuple[dict[str, str], int]]:
     urls = {}
-    with run_tauon(tmp / "load", log_level="info", cache_dir=tmp / "cache") as tauon:
+    with run_tauon(tmp / "load", *tauon_args, log_level="info", cache_dir=tmp / "cache") as tauon:
         for name in names:
             port = free_port()
             (tauon.watch_dir / f"{name}.json").write_text(app_file(push(registry, name), port))
@@ -107,7 +108,7 @@ def load(tmp: Path, registry: RegistryServer, names: list[str], args: argparse.N
           "request on both; cpu = server CPU ms per request")
     print(f"  {'component':11s} {'server':9s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'cpu ms':>7s} "
           f"{'errors':>7s}")
-    with tauon_serving(tmp, registry, names) as (tauon_urls, tauon_pid):
+    with tauon_serving(tmp, registry, names, shlex.split(args.tauon_args)) as (tauon_urls, tauon_pid):
         for name in names:
             results: dict[str, list[dict[str, float]]] = {"reference": [], "tauon": []}
             with serve_reference(component_path(name)) as base:
@@ -143,6 +144,8 @@ def main() -> None:
     parser.add_argument("--startup-reps", type=int, default=3)
     parser.add_argument("--skip-startup", action="store_true")
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--tauon-args", default="", help="extra tauon options for the load runs, e.g. "
+                        "'--running-guests 4 --keep-resident-mib 0'")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing (apt-get install -y wrk)")

@@ -80,7 +80,9 @@ def test_request_shape_as_spin_gives_it(served: tuple[TauonProcess, dict[str, st
     _, urls = served
     body = b"hello body \x00\x01"
     r = httpx.post(f"{urls[name]}/echo/a/b?x=1&y=2", content=body,
-                   headers={"x-custom": "v", "host": "example.com", "spin-path-info": "spoofed"})
+                   headers={"x-custom": "v", "host": "example.com", "spin-path-info": "spoofed",
+                            # Spin does not interpret proxy headers, even from loopback: plain headers.
+                            "x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"})
     assert r.status_code == 200, r.text
     doc = json.loads(r.text)
     assert doc["method"] == "POST"
@@ -98,6 +100,7 @@ def test_request_shape_as_spin_gives_it(served: tuple[TauonProcess, dict[str, st
     assert headers["spin-component-route"] == [""]
     assert headers["spin-base-path"] == ["/"]
     assert headers["spin-client-addr"][0].startswith("127.0.0.1:")
+    assert headers["x-forwarded-for"] == ["203.0.113.9"] and headers["x-forwarded-proto"] == ["https"]
     # A client-supplied spin-* header is not replaced: Spin appends its own value.
     info = headers["spin-path-info"]
     assert "/echo/a/b" in ",".join(info) and "spoofed" in ",".join(info)

@@ -2,7 +2,8 @@
 
 tauon binds the socket itself (a bind failure is an app error, not uvicorn's `sys.exit(3)`), turns off
 uvicorn's signal capture (N servers in one process would fight over handlers; the daemon owns signals),
-lifespan, and the `server:` header that Spin does not send.
+lifespan, the `server:` header that Spin does not send, and proxy-header rewriting. The HTTP protocol
+is server/httpproto.py.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class Listener:
                 timeout_keep_alive=5,
                 http=BoundedHttpToolsProtocol,
                 ws="none",  # Spin's HTTP trigger has no websockets: an upgrade is a plain request
+                # Spin takes the client address and scheme from the connection; X-Forwarded-* are
+                # ordinary headers for the guest (uvicorn would trust them from loopback).
+                proxy_headers=False,
             )
             server = _EmbeddedServer(config)
             self._server = server
