@@ -23,7 +23,16 @@ def _ascii_upper(text: str) -> str:
 
 def _value(key: str, wagi: str, value: str) -> SpinValue:
     """One value: SPIN_X_Y becomes header 'spin-x-y'; the WAGI name is given as is."""
-    return SpinValue(header=key.replace("_", "-").lower(), wagi=wagi, value=value)
+    header = _HEADERS.get(key)
+    if header is None:
+        header = key.replace("_", "-").lower()
+    return SpinValue(header=header, wagi=wagi, value=value)
+
+
+_HEADERS = {key: key.replace("_", "-").lower() for key in (
+    "SPIN_PATH_INFO", "SPIN_FULL_URL", "SPIN_MATCHED_ROUTE", "SPIN_BASE_PATH", "SPIN_RAW_COMPONENT_ROUTE",
+    "SPIN_COMPONENT_ROUTE", "SPIN_CLIENT_ADDR")}
+"""The fixed names, converted once (this runs for every request)."""
 
 
 def format_client_addr(client: tuple[str, int]) -> str:

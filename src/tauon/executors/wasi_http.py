@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
@@ -21,6 +20,7 @@ from wasmtime.component import Component, ComponentInstanceType, FuncType
 
 from tauon.app.plan import Limits
 from tauon.executors.base import GuestError, IncomingRequest
+from tauon.executors.guestthreads import GuestThreads
 from tauon.hostif.http import FORBIDDEN_HEADERS, IncomingBody, ResponseOutparam
 from tauon.hostif.http import IncomingRequest as GuestRequest
 from tauon.hostif.linker import LinkedComponent
@@ -33,9 +33,8 @@ from tauon.wasm.engine import WasmEngine
 REQUEST_BUFFER = 1 << 20
 """Request body bytes buffered ahead of the guest's reads."""
 
-_GUEST_THREADS = ThreadPoolExecutor(max_workers=512, thread_name_prefix="tauon-guest")
-"""Threads that run guests. Concurrency is bounded per component by its limiter, not here: the pool
-only has to be large enough never to queue (idle threads are reused; new ones start on demand)."""
+_GUEST_THREADS = GuestThreads()
+"""Threads that run guests. Concurrency is bounded per app by its limiter, not here."""
 
 
 class _Waker:
@@ -134,15 +133,17 @@ class WasiHttpExecutor:
             waker.wake()
 
         cut_short: GuestError | None = None
+        # The request's own state is the borrower: anyio's plain acquire() looks up the current task
+        # on every call, a measurable share of a small request.
         try:
-            self._limiter.acquire_nowait()  # the usual case: no extra trip through the event loop
+            self._limiter.acquire_on_behalf_of_nowait(state)  # usual case: no trip through the loop
         except anyio.WouldBlock:
-            await self._limiter.acquire()
+            await self._limiter.acquire_on_behalf_of(state)
         try:
-            # A plain executor future rather than a task group + anyio worker: this is the per-request
-            # hot path, and the thread hop plus wake-ups dominate small requests.
-            worker = loop.run_in_executor(_GUEST_THREADS, self._engine.slots.call, self._run, state,
-                                          guest_request, exchange)
+            # A plain future rather than a task group + anyio worker: this is the per-request hot
+            # path, and the thread hop plus wake-ups dominate small requests.
+            worker = _GUEST_THREADS.run(self._engine.slots.call, self._run, state, guest_request,
+                                        exchange)
             worker.add_done_callback(finished)
             feeder = (loop.create_task(self._feed(receive, body_in, waker.feed, too_large))
                       if has_body else None)
@@ -162,7 +163,7 @@ class WasiHttpExecutor:
                     with anyio.CancelScope(shield=True):
                         await asyncio.wait([feeder])
         finally:
-            self._limiter.release()
+            self._limiter.release_on_behalf_of(state)
         if cut_short is not None:
             raise cut_short
         if exchange.error is not None and exchange.head is None and not too_large[0]:
