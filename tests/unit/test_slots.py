@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
-from tauon.wasm.slots import RunSlots, blocked, holding
+from tauon.wasm.slots import SHORT_RUN, Pace, RunSlots, blocked, holding
 
 WAIT = 10.0  # generous bound on every hand-off; none of these tests measures speed
 
@@ -124,3 +125,34 @@ def test_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RunSlots(0)
     assert RunSlots().size >= 1
+
+
+def test_pace_is_a_moving_average_of_cpu_time() -> None:
+    pace = Pace()
+    assert pace.average is None and not pace.short  # unknown: guests take slots
+    pace.record(0.0002)
+    assert pace.short
+    for _ in range(60):
+        pace.record(0.004)  # the component turned CPU-heavy: it goes back to taking slots
+    assert pace.average is not None and pace.average > SHORT_RUN and not pace.short
+
+
+def test_short_guests_skip_the_slots_and_long_ones_take_them() -> None:
+    slots = RunSlots(1)
+    run = slots.runner()
+    seen: list[bool] = []
+
+    def spin(seconds: float) -> None:
+        seen.append(holding())
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    run(spin, 0.003)  # first run: nothing known yet, so it holds a slot
+    run(spin, 0.003)  # CPU-heavy: still a slot
+    assert seen == [True, True]
+    quick = slots.runner()  # another executor, its own pace
+    quick(spin, 0.0)
+    quick(spin, 0.0)  # known to be short now: no slot
+    assert seen[2:] == [True, False]
+    assert slots.busy == 0

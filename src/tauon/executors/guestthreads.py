@@ -65,15 +65,18 @@ class GuestThreads:
                         self.threads -= 1
                         return
                 continue  # claimed just now: its job is on the way
+            result: Any = None
+            error: BaseException | None = None
             try:
                 result = fn(*args)
             except BaseException as exc:  # delivered to the awaiting request, never lost here
-                _deliver(loop, future, None, exc)
-            else:
-                _deliver(loop, future, result, None)
-            del fn, args, loop, future
+                error = exc
+            # Idle before the result is out: a caller that submits again as soon as it has the
+            # result must find this thread rather than start another.
             with self._lock:
                 self._idle += 1
+            _deliver(loop, future, result, error)
+            del fn, args, loop, future, result, error
 
 
 def _deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any,

@@ -70,7 +70,7 @@ class SpinInboundExecutor:
         self._limits = limits
         self._limiter = limiter
         self._config = config
-        self._slots = engine.slots
+        self._in_slot = engine.slots.runner()
         func = export_func(component, engine.engine, EXPORT, FUNCTION, linked)
         self._handle = OneShot(component=component, linked=linked, engine=engine, limits=limits, func=func)
 
@@ -86,7 +86,7 @@ class SpinInboundExecutor:
         if body is None:
             return
         record = guest_request(request, method, body)
-        response = await anyio.to_thread.run_sync(self._slots.call, self._execute, record,
+        response = await anyio.to_thread.run_sync(self._in_slot, self._execute, record,
                                                   limiter=self._limiter)
         try:
             status, headers, payload = response_parts(response)

@@ -71,6 +71,7 @@ class SpinLegacyExecutor:
         self._label = f"{app_id}/{component.id}"
         self._component = component
         self._engine = engine
+        self._in_slot = engine.slots.runner()
         self._limits = limits
         self._limiter = limiter
         self._log = logger
@@ -135,7 +136,7 @@ class SpinLegacyExecutor:
         uri = request.path + (f"?{request.query}" if request.query else "")
         headers = [*request.headers, *((v.header, v.value) for v in request.spin_values)]
         response = await anyio.to_thread.run_sync(
-            self._engine.slots.call, self._run, method, uri, headers, body, limiter=self._limiter
+            self._in_slot, self._run, method, uri, headers, body, limiter=self._limiter
         )
         status, raw_headers, payload = self._response(response)
         await send_response(send, status, raw_headers, payload)

@@ -48,6 +48,7 @@ class WagiExecutor:
         self._label = f"{app_id}/{component.id}"
         self._component = component
         self._engine = engine
+        self._in_slot = engine.slots.runner()
         self._argv_template = argv_template
         self._limits = limits
         self._limiter = limiter
@@ -79,7 +80,7 @@ class WagiExecutor:
             return
         argv = build_argv(self._argv_template, request.path, request.query)
         env = build_env(request, len(body), self._component.env)
-        stdout = await anyio.to_thread.run_sync(self._engine.slots.call, self._run, argv, env, body,
+        stdout = await anyio.to_thread.run_sync(self._in_slot, self._run, argv, env, body,
                                               limiter=self._limiter)
         try:
             response = parse_output(stdout)

@@ -42,7 +42,7 @@ class WagiComponentExecutor:
         self._env = component_env
         self._argv_template = argv_template
         self._log: logging.Logger = config.logger
-        self._slots = engine.slots
+        self._in_slot = engine.slots.runner()
         func = export_func(component, engine.engine, export, "run", linked)
         self._run = OneShot(component=component, linked=linked, engine=engine, limits=limits, func=func)
 
@@ -59,7 +59,7 @@ class WagiComponentExecutor:
             stdin=body,
             stdout=CapturedOutput(STDOUT_LIMIT),
         )
-        stdout = await anyio.to_thread.run_sync(self._slots.call, self._execute, command,
+        stdout = await anyio.to_thread.run_sync(self._in_slot, self._execute, command,
                                                 limiter=self._limiter)
         try:
             response = parse_output(stdout)

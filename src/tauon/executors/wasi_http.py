@@ -100,6 +100,7 @@ class WasiHttpExecutor:
         if not isinstance(fty, FuncType):
             raise TypeError(f"{export}#handle is not a function")
         self._handle = GuestFunc(component, engine.engine, export, "handle", fty, linked.resources.find)
+        self._in_slot = engine.slots.runner()
 
     def close(self) -> None:
         pass  # compiled code and the linker are freed with the generation
@@ -142,8 +143,7 @@ class WasiHttpExecutor:
         try:
             # A plain future rather than a task group + anyio worker: this is the per-request hot
             # path, and the thread hop plus wake-ups dominate small requests.
-            worker = _GUEST_THREADS.run(self._engine.slots.call, self._run, state, guest_request,
-                                        exchange)
+            worker = _GUEST_THREADS.run(self._in_slot, self._run, state, guest_request, exchange)
             worker.add_done_callback(finished)
             feeder = (loop.create_task(self._feed(receive, body_in, waker.feed, too_large))
                       if has_body else None)
