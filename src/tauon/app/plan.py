@@ -81,3 +81,5 @@ class GenerationPlan:
     state_dir: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
     app_variables: dict[str, Any] = field(default_factory=dict)
+    self_origin: tuple[str, int] | None = None
+    """(host, port) of the app's own listener, where self-requests go (a wildcard bind: loopback)."""

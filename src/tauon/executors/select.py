@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -24,8 +25,9 @@ from tauon.executors.spin_inbound import SpinInboundExecutor
 from tauon.executors.wagi_component import WagiComponentExecutor
 from tauon.executors.wasi_http import WasiHttpExecutor
 from tauon.hostif.linker import LinkedComponent, build_linker, split_name, supported_version
-from tauon.hostif.state import HostConfig, Mount
+from tauon.hostif.state import ChainTarget, HostConfig, Mount
 from tauon.services import ComponentServices
+from tauon.services.variables import VariableError
 from tauon.wasm.component._capi import check_version
 from tauon.wasm.component.cache import compile_component
 from tauon.wasm.engine import WasmEngine
@@ -97,13 +99,21 @@ def component_exports(component: Component, engine: wasmtime.Engine) -> list[str
     return list(component.type.exports(engine))
 
 
-def allowed_hosts_of(component: ComponentPlan) -> AllowedHosts:
+def allowed_hosts_of(component: ComponentPlan, *, component_ids: Sequence[str] = (),
+                     resolve: Callable[[str], str] | None = None) -> AllowedHosts:
+    """`component_ids`: the app's components ('*.spin.internal' stands for them); `resolve` renders
+    `{{ variable }}` templates in entries."""
     entries = component.metadata.get("allowed_outbound_hosts") or []
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise LoadError("allowed_outbound_hosts must be a list of strings",
                         field=f"components.{component.id}.metadata.allowed_outbound_hosts")
     try:
-        return parse_allowed_hosts(entries)
+        return parse_allowed_hosts(entries, component_ids=component_ids, resolve=resolve)
+    except VariableError as exc:
+        raise LoadError(f"component '{component.id}': allowed_outbound_hosts cannot be resolved: {exc}",
+                        field=f"components.{component.id}.metadata.allowed_outbound_hosts",
+                        hint="set the variable in the app file's 'variables' or as SPIN_VARIABLE_<NAME>",
+                        ) from None
     except LoadError as exc:
         exc.field = exc.field or f"components.{component.id}.metadata.allowed_outbound_hosts"
         raise
@@ -112,7 +122,9 @@ def allowed_hosts_of(component: ComponentPlan) -> AllowedHosts:
 def build_component_executor(*, app_id: str, component: ComponentPlan, engine: WasmEngine, limits: Limits,
                              limiter: anyio.CapacityLimiter, logger: logging.Logger,
                              trigger_executor: str, wagi_argv: str,
-                             services: ComponentServices | None = None) -> Executor:
+                             services: ComponentServices | None = None, chain: ChainTarget | None = None,
+                             self_origin: tuple[str, int] | None = None, app_components: Sequence[str] = (),
+                             resolve: Callable[[str], str] | None = None) -> Executor:
     """Compile (or load from the cache) a component and build the executor its exports call for.
     `services`: the component's view of the app's variables, key-value stores and databases."""
     check_version()
@@ -129,9 +141,11 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         logger=logger,
         env=tuple(component.env.items()),
         mounts=tuple(Mount(m.host_path, m.guest_path) for m in component.mounts),
-        allowed_hosts=allowed_hosts_of(component),
+        allowed_hosts=allowed_hosts_of(component, component_ids=app_components, resolve=resolve),
         outbound_timeout=min(30.0, limits.request_timeout),
         services=services,
+        chain=chain,
+        self_origin=self_origin,
     )
     try:
         linked = build_linker(engine.engine, compiled)

@@ -2,7 +2,9 @@
 
 A denied request fails with `HTTP-request-denied` before any connection is made. An allowed one runs on
 its own thread with `http.client`: the request body streams from the guest's outgoing-body pipe and
-the response body streams into the guest's incoming-body pipe, both bounded.
+the response body streams into the guest's incoming-body pipe, both bounded. As in Spin (§3.8), a
+request to `<component>.spin.internal` is served in-process by that component (server/chaining.py),
+and a self-request (no authority, or `self.alt`) goes to the app's own listener.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import ssl
 import threading
 from typing import Any
 
+from tauon.app.allowed_hosts import SERVICE_CHAINING_SUFFIX
 from tauon.hostif.http import (
     BODY_BUFFER,
     IncomingBody,
@@ -29,6 +32,8 @@ from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import err, ok
 
 NS = 1_000_000_000
+SELF_ALT = "self.alt"
+"""The authority wasi:http guests use for a self-request (besides no authority at all)."""
 
 
 class FutureIncomingResponse:
@@ -48,24 +53,50 @@ def denied() -> tuple[str, Any]:
 def handle(state: HostState, req_rep: int, options_rep: int | None) -> tuple[str, Any]:
     request = state.table.take(req_rep, OutgoingRequest)
     options = state.table.take(options_rep, RequestOptions) if options_rep is not None else RequestOptions()
+    config = state.config
     scheme = scheme_text(request.scheme)
-    if not request.authority:
-        return err(("HTTP-request-URI-invalid", None))
-    url = f"{scheme}://{request.authority}{request.path_with_query or '/'}"
-    allowed = state.config.allowed_hosts
-    if allowed is None or not allowed.allows(url):
-        state.config.logger.info("%s: outbound request to %s denied by allowed_outbound_hosts",
-                                 state.config.label, url.split("?", 1)[0])
-        return denied()
+    allowed = config.allowed_hosts
+    host = (request.authority or "").rsplit(":", 1)[0].lower() if request.authority else ""
+    connect_to: tuple[str, int] | None = None
+    if not request.authority or host == SELF_ALT:
+        # A self-request (spin-spec §3.8): to this app's own listener, if `self` is allowed.
+        if allowed is None or not allowed.allows_relative([scheme]):
+            return _refuse(state, f"{scheme}://self{request.path_with_query or '/'}")
+        if config.self_origin is None:
+            return err(("HTTP-request-URI-invalid", None))
+        connect_to = config.self_origin
+        if not request.authority:
+            request.authority = _origin_text(connect_to)
+    else:
+        url = f"{scheme}://{request.authority}{request.path_with_query or '/'}"
+        if allowed is None or not allowed.allows(url):
+            return _refuse(state, url)
     if scheme not in ("http", "https"):
         return err(("HTTP-protocol-error", None))
     request.pipe.limit = BODY_BUFFER
     future = FutureIncomingResponse()
+    if host.endswith(SERVICE_CHAINING_SUFFIX):
+        component = host[: -len(SERVICE_CHAINING_SUFFIX)]
+        if config.chain is None or not config.chain.knows(component):
+            return err(("destination-not-found", None))
+        config.chain.start(component, request, future, state)
+        return ok(state.table.push(future))
     timeouts = {k: (v / NS if v is not None else None) for k, v in options.timeouts.items()}
-    thread = threading.Thread(target=_exchange, args=(state, request, scheme, future, timeouts),
-                              name=f"tauon-http-out {state.config.label}", daemon=True)
+    thread = threading.Thread(target=_exchange, args=(state, request, scheme, future, timeouts, connect_to),
+                              name=f"tauon-http-out {config.label}", daemon=True)
     thread.start()
     return ok(state.table.push(future))
+
+
+def _refuse(state: HostState, url: str) -> tuple[str, Any]:
+    state.config.logger.info("%s: outbound request to %s denied by allowed_outbound_hosts",
+                             state.config.label, url.split("?", 1)[0])
+    return denied()
+
+
+def _origin_text(origin: tuple[str, int]) -> str:
+    host, port = origin
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def future_subscribe(state: HostState, rep: int) -> int:
@@ -119,14 +150,17 @@ def _body_chunks(state: HostState, pipe: BytePipe, timeout: float) -> Any:
 
 
 def _exchange(state: HostState, request: OutgoingRequest, scheme: str, future: FutureIncomingResponse,
-              timeouts: dict[str, float | None]) -> None:
+              timeouts: dict[str, float | None], connect_to: tuple[str, int] | None = None) -> None:
     default = state.config.outbound_timeout
     connect_timeout = timeouts.get("connect-timeout") or default
     read_timeout = timeouts.get("first-byte-timeout") or default
     conn_type = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
     authority = request.authority or ""
     try:
-        conn = conn_type(authority, timeout=connect_timeout)
+        if connect_to is not None:  # a self-request: the app's own listener, whatever the URL said
+            conn = conn_type(connect_to[0], connect_to[1], timeout=connect_timeout)
+        else:
+            conn = conn_type(authority, timeout=connect_timeout)
         headers: dict[str, str] = {}
         for name, value in request.headers.entries:
             headers[name] = value.decode("latin-1") if name not in headers else f"{headers[name]}, " \

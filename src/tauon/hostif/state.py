@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tauon.hostif.registry import HostTrap
 from tauon.hostif.table import ResourceTable
@@ -45,6 +45,16 @@ class HostConfig:
     outbound_timeout: float = 30.0
     services: ComponentServices | None = None
     """Variables, key-value stores and databases (Spin interfaces); None: calls fail with 'other'."""
+    chain: ChainTarget | None = None
+    """The app's components for service chaining (`<id>.spin.internal`); None: not available."""
+    self_origin: tuple[str, int] | None = None
+    """Where self-requests (relative URLs, `self.alt`) go: the app's own listener."""
+
+
+class ChainTarget(Protocol):
+    def knows(self, component_id: str) -> bool: ...
+
+    def start(self, component_id: str, request: Any, future: Any, state: HostState) -> None: ...
 
 
 class GuestLog:

@@ -7,6 +7,7 @@ generation is retired once its in-flight requests finish or the drain timeout pa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from tauon.executors.base import Executor
 from tauon.executors.select import build_component_executor
 from tauon.executors.spin_legacy import SpinLegacyExecutor, is_legacy_spin_module
 from tauon.executors.wagi import WagiExecutor
+from tauon.server.chaining import ServiceChain
 from tauon.services import AppServices
 from tauon.wasm.engine import WasmEngine
 
@@ -87,9 +89,15 @@ async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine
                            compile_limiter: anyio.CapacityLimiter) -> Generation:
     """Compile every component a route needs (in a worker thread) and wire the router."""
     limiter = anyio.CapacityLimiter(plan.limits.max_concurrency)
+    chain = ServiceChain()
     router, executors, services = await anyio.to_thread.run_sync(
-        _build_parts, plan, engine, limiter, limiter=compile_limiter
+        _build_parts, plan, engine, limiter, chain, limiter=compile_limiter
     )
+    # Chained requests reach a component through the executor its first trigger uses.
+    by_component: dict[str, Executor] = {}
+    for key, executor in executors.items():
+        by_component.setdefault(key.split("#", 1)[0], executor)
+    chain.bind(by_component, asyncio.get_running_loop())
     return Generation(plan, number, router, executors, services)
 
 
@@ -108,7 +116,7 @@ class _LazyServices:
 
 
 def _build_parts(plan: GenerationPlan, engine: WasmEngine, limiter: anyio.CapacityLimiter,
-                 ) -> tuple[Router[Target], dict[str, Executor], AppServices | None]:
+                 chain: ServiceChain) -> tuple[Router[Target], dict[str, Executor], AppServices | None]:
     executors: dict[str, Executor] = {}
     entries: list[tuple[str, Target]] = []
     app_log = logging.getLogger(f"tauon.app.{plan.app_id}")
@@ -119,7 +127,8 @@ def _build_parts(plan: GenerationPlan, engine: WasmEngine, limiter: anyio.Capaci
             if trigger.component is not None:
                 key = f"{trigger.component}#{trigger.executor}#{trigger.wagi_argv}"
                 if key not in executors:
-                    executors[key] = _build_executor(plan, trigger, engine, limiter, app_log, services)
+                    executors[key] = _build_executor(plan, trigger, engine, limiter, app_log, services,
+                                                     chain)
                 executor = executors[key]
             if trigger.route is None:
                 continue  # private routes are reachable only by service chaining
@@ -133,7 +142,7 @@ def _build_parts(plan: GenerationPlan, engine: WasmEngine, limiter: anyio.Capaci
 
 def _build_executor(plan: GenerationPlan, trigger: TriggerPlan, engine: WasmEngine,
                     limiter: anyio.CapacityLimiter, app_log: logging.Logger,
-                    services: _LazyServices) -> Executor:
+                    services: _LazyServices, chain: ServiceChain) -> Executor:
     """Spin's executor selection (spin-spec §4.1, §4.6): WAGI (a `_start` module or a wasi:cli/run
     component), a Spin 1.x module exporting handle-http-request, or a component chosen by its exports."""
     assert trigger.component is not None
@@ -170,4 +179,6 @@ def _build_executor(plan: GenerationPlan, trigger: TriggerPlan, engine: WasmEngi
     return build_component_executor(app_id=plan.app_id, component=component, engine=engine,
                                     limits=plan.limits, limiter=limiter, logger=app_log,
                                     trigger_executor=trigger.executor, wagi_argv=trigger.wagi_argv,
-                                    services=services.get().component(component))
+                                    services=services.get().component(component), chain=chain,
+                                    self_origin=plan.self_origin, app_components=tuple(plan.components),
+                                    resolve=services.get().resolver.resolve)
