@@ -193,3 +193,20 @@ def test_descriptors_are_closed_at_the_end_of_the_request(tree: Path) -> None:
     assert len(os.listdir("/proc/self/fd")) > before
     host.finish()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_failed_file_stream_reports_its_filesystem_error_code(state: HostState, tree: Path) -> None:
+    # pread on a directory descriptor fails with EISDIR: the stream error must say so.
+    directory_fd = os.open(tree / "static", os.O_RDONLY)
+    try:
+        stream = state.table.push(fs.FileInput(directory_fd, 0))
+    finally:
+        os.close(directory_fd)
+    tag, payload = io.input_read(state, stream, 16)
+    assert tag == "err" and payload[0] == "last-operation-failed"
+    error = payload[1]
+    assert fs.filesystem_error_code(state, error) == "is-directory"
+    assert "reading the file failed" in io.error_to_debug_string(state, error)
+    # An error from another kind of stream has no filesystem code.
+    other = state.table.push(io.IoError("the other end has gone away"))
+    assert fs.filesystem_error_code(state, other) is None

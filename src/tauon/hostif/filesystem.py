@@ -14,7 +14,7 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tauon.hostif.io import InputStream, StreamFailed
+from tauon.hostif.io import InputStream, IoError, StreamFailed
 from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.sandbox import (
     FsError,
@@ -69,7 +69,7 @@ class FileInput(InputStream):
         try:
             data = os.pread(self.fd, n, self.offset)
         except OSError as exc:
-            raise StreamFailed(f"reading the file failed: {exc.strerror}") from None
+            raise StreamFailed(f"reading the file failed: {exc.strerror}", code_of(exc)) from None
         if not data and n:
             return None
         self.offset += len(data)
@@ -313,7 +313,8 @@ def denied(state: HostState, *args: Any) -> tuple[str, Any]:
 
 
 def filesystem_error_code(state: HostState, rep: int) -> str | None:
-    return None  # stream errors of files carry no filesystem error code here
+    """The error-code of a failed file stream's error; None for other streams' errors."""
+    return state.table.get(rep, IoError).fs_code
 
 
 _METHODS: dict[str, Callable[..., Any]] = {

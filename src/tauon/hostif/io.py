@@ -23,12 +23,16 @@ MAX_READ = 256 * 1024
 
 
 class IoError:
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, fs_code: str | None = None) -> None:
         self.message = message
+        self.fs_code = fs_code
+        """The wasi:filesystem error-code when a file stream failed (filesystem-error-code)."""
 
 
 class StreamFailed(Exception):
-    pass
+    def __init__(self, message: str, fs_code: str | None = None) -> None:
+        super().__init__(message)
+        self.fs_code = fs_code
 
 
 class InputStream:
@@ -108,7 +112,7 @@ class Pollable:
 
 
 def _stream_error(state: HostState, exc: StreamFailed) -> tuple[str, Any]:
-    return err(("last-operation-failed", state.table.push(IoError(str(exc)))))
+    return err(("last-operation-failed", state.table.push(IoError(str(exc), exc.fs_code))))
 
 
 def _wait(state: HostState, pollables: list[Pollable], what: str) -> None:
