@@ -111,7 +111,8 @@ def load(tmp: Path, registry: RegistryServer, names: list[str], args: argparse.N
     with tauon_serving(tmp, registry, names, shlex.split(args.tauon_args)) as (tauon_urls, tauon_pid):
         for name in names:
             results: dict[str, list[dict[str, float]]] = {"reference": [], "tauon": []}
-            with serve_reference(component_path(name)) as base:
+            with serve_reference(component_path(name),
+                                 extra_args=shlex.split(args.reference_args)) as base:
                 servers = {"reference": (base + PATHS[name], pid_serving(base)),
                            "tauon": (tauon_urls[name], tauon_pid)}
                 for url, pid in servers.values():  # warm both (page cache, allocator, thread pools)
@@ -146,6 +147,8 @@ def main() -> None:
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--tauon-args", default="", help="extra tauon options for the load runs, e.g. "
                         "'--running-guests 4 --keep-resident-mib 0'")
+    parser.add_argument("--reference-args", default="", help="extra `wasmtime serve` options, e.g. "
+                        "'-O pooling-memory-keep-resident=33554432' (tauon's default keep-resident)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing (apt-get install -y wrk)")

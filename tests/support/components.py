@@ -100,7 +100,8 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_reference(
-    component: Path, dirs: Sequence[tuple[Path, str]] = (), startup_timeout: float = 90.0
+    component: Path, dirs: Sequence[tuple[Path, str]] = (), startup_timeout: float = 90.0,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[str]:
     """Run `wasmtime serve -Scli` on a free loopback port for a wasi:http component; yield its base URL.
 
@@ -108,7 +109,7 @@ def serve_reference(
     big ones; wasmtime's own compile cache makes later runs fast).
     """
     port = free_port()
-    command = [str(reference_server()), "serve", "-Scli", "--addr", f"127.0.0.1:{port}"]
+    command = [str(reference_server()), "serve", "-Scli", "--addr", f"127.0.0.1:{port}", *extra_args]
     for host, guest in dirs:
         command += ["--dir", f"{host}::{guest}"]
     command.append(str(component))
