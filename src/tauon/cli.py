@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "0: allocate on demand instead (slower per request) (default: 1000)")
     p.add_argument("--keep-resident-mib", type=int, default=32, metavar="MIB",
                    help="MiB at the start of each pooled linear memory reset in place instead of "
-                   "returned to the kernel: fewer page faults per request, up to MIB x 100 warm slots "
+                   "returned to the kernel: fewer page faults per request, up to MIB x 32 warm slots "
                    "of memory kept resident (default: 32)")
     p.add_argument("--running-guests", type=int, default=None, metavar="N",
                    help="guests executing wasm at once across all apps; guests blocked on I/O do not "

@@ -31,8 +31,10 @@ _MAP_NORESERVE = 0x4000  # Linux; not exposed by Python 3.11's mmap module
 CORE_PER_COMPONENT = 16
 TABLES_PER_COMPONENT = 4
 
-WARM_SLOTS = 100
-"""Unused slots kept warm (wasmtime's default): with `keep_resident` they bound the resident set."""
+WARM_SLOTS = 32
+"""Unused slots kept warm (reused first by the same component). With `keep_resident` they bound the
+memory kept resident between requests: 32 x 32 MiB at most by default, 1 GiB, under the 4 GiB
+MemoryMax of contrib/tauon.service (wasmtime's own default of 100 would allow 3.2 GiB)."""
 
 
 @dataclass(frozen=True, slots=True)
