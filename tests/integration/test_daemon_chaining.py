@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -91,3 +93,22 @@ def test_a_large_chained_response_streams_through(bases: dict[str, str]) -> None
     r = outbound(bases, "front", f"http://front.spin.internal/big?n={n}")
     assert r.status_code == 200
     assert r.content == bytes(i % 251 for i in range(n))
+
+
+def test_a_chained_request_finding_the_pool_full_gets_503(tmp_path: Path, registry: RegistryServer) -> None:
+    # With one instance slot the caller holds it, so the component it chains to cannot get one.
+    app = SpinAppSpec(name="tight", components=[
+        SpinComponent(id="front", wasm=component_path("python-raw").read_bytes(),
+                      metadata={"allowed_outbound_hosts": ["http://*.spin.internal"]}),
+        SpinComponent(id="back", wasm=component_path("c").read_bytes()),
+    ], triggers=[{"route": "/...", "component": "front"}, {"route": {"private": True}, "component": "back"}])
+    ref = push_app(registry, "chaining/tight", "v1", app)
+    port = free_port()
+    with run_tauon(tmp_path, "--instance-pool", "1") as tauon:
+        (tauon.watch_dir / "tight.json").write_text(app_file(ref, port))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/.well-known/spin/health", timeout=120)
+        r = httpx.get(f"{base}/outbound", params={"url": "http://back.spin.internal/"}, timeout=30)
+        assert r.status_code == 503, r.text
+        assert "every instance slot is in use" not in tauon.log()  # not a listener 503: the chained one
+        assert re.search(r"chained request to back\.spin\.internal failed: .*concurrent limit", tauon.log())

@@ -138,7 +138,9 @@ async def _serve(executor: Executor, request: OutgoingRequest, future: FutureInc
         # What the app's listener would answer: a 500 before the head, a cut body after it.
         log.error("%s: chained request to %s failed: %s", state.config.label, authority, exc)
         if not started:
-            _settle(state, future, ("ok", IncomingResponse(500, [("content-length", b"0")],
+            busy = exc.kind == "busy"  # the instance pool is full: 503, as the listener answers
+            status, extra = (503, [("retry-after", b"1")]) if busy else (500, [])
+            _settle(state, future, ("ok", IncomingResponse(status, [*extra, ("content-length", b"0")],
                                                            IncomingBody(_closed(state)))))
         else:
             response_pipe.close(error=f"chained response cut short: {exc}")
