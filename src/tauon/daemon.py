@@ -94,6 +94,7 @@ async def run_daemon(settings: Settings, notifier: Notifier | None = None) -> No
                 supervisor.on_change = reporter.poke
                 tg.start_soon(reporter.run)
             metrics.app_states = supervisor.counts
+            metrics.guest_capacity = lambda: (engine.slots.busy, engine.slots.size, engine.pool.instances)
             view = DaemonView(supervisor, metrics, mode, source)
             try:
                 admin = await _start_admin(settings, view, tg)

@@ -81,6 +81,8 @@ class Metrics:
         self._requests: dict[str, RequestStats] = {}
         self.app_states: Callable[[], Mapping[str, int]] = dict
         """Set by the daemon: current number of apps in each state."""
+        self.guest_capacity: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
+        """Set by the daemon: (guests holding a run slot, run slots, instance pool size; 0: no pool)."""
         reg = self.registry
         self.pulls = Counter("tauon_pulls", "Pulls (tag resolutions and downloads), by app",
                              ["app"], registry=reg)
@@ -148,4 +150,11 @@ class _HotPathCollector(Collector):
         counts = self.metrics.app_states()
         for state in (*APP_STATES, *sorted(set(counts) - set(APP_STATES))):
             states.add_metric([state], counts.get(state, 0))
-        return [requests, latency, inflight, states]
+        running_guests, slots, pool = self.metrics.guest_capacity()
+        guests = GaugeMetricFamily("tauon_guests_running", "Guests executing wasm in a run slot "
+                                   "(--running-guests; short guests and overflow run outside it)",
+                                   value=running_guests)
+        run_slots = GaugeMetricFamily("tauon_guest_run_slots", "Run slots (--running-guests)", value=slots)
+        pool_size = GaugeMetricFamily("tauon_instance_pool_slots", "Instance pool size (--instance-pool; "
+                                      "0: on-demand allocation); a full pool answers 503", value=pool)
+        return [requests, latency, inflight, states, guests, run_slots, pool_size]

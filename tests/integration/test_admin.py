@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -75,6 +76,8 @@ def test_status_metrics_and_the_status_command(tmp_path: Path, image: str) -> No
         assert _metric(text, 'tauon_compile_duration_seconds_count{app="app.json"}') == 1
         assert _metric(text, 'tauon_generation_swaps_total{app="app.json"}') == 1
         assert _metric(text, 'tauon_apps{state="running"}') == 1
+        assert _metric(text, "tauon_instance_pool_slots") == 1000  # the default pool
+        assert _metric(text, "tauon_guest_run_slots") == len(os.sched_getaffinity(0))
         assert _metric(text, 'tauon_apps{state="invalid"}') == 2
 
         table = subprocess.run([sys.executable, "-m", "tauon", "status", "--admin", tauon.admin[7:]],

@@ -40,6 +40,11 @@ def test_requests_and_latency_render_as_prometheus_families() -> None:
     assert s['tauon_http_requests_in_flight{app="shop.json"}'] == 2
     assert s['tauon_apps{state="running"}'] == 1 and s['tauon_apps{state="failed"}'] == 2
     assert s['tauon_apps{state="pulling"}'] == 0  # every state is always there: no gaps in graphs
+    assert s["tauon_guests_running"] == 0 and s["tauon_instance_pool_slots"] == 0  # not set: zeros
+    metrics.guest_capacity = lambda: (1, 2, 1000)
+    s = _samples(metrics)
+    assert s["tauon_guests_running"] == 1 and s["tauon_guest_run_slots"] == 2
+    assert s["tauon_instance_pool_slots"] == 1000
 
 
 def test_supervisor_metrics_and_forget() -> None:
