@@ -2,10 +2,11 @@
 
 Each request's guest runs in its own worker thread. When more guest threads are runnable than there
 are CPUs, they do not finish sooner: they take turns, and every host call then fights the event loop
-and the other guests for the GIL, so the machine spends its time switching threads (measured: a third
-of all CPU time with 16 concurrent requests on 2 cores). A guest therefore takes a run slot before it
-starts and gives it back while it is blocked in a host call (waiting for the request body, a slow
-client, an outbound response), so waiting guests never hold CPUs they are not using.
+and the other guests for the GIL, so the machine spends its time switching threads (perf: a quarter
+of all CPU time in the scheduler with 16 concurrent JS requests on 2 cores). A guest therefore takes
+a run slot before it starts and gives it back while it is blocked in a host call (waiting for the
+request body, a slow client, an outbound response), so waiting guests never hold CPUs they are not
+using.
 
 The limit is soft: a guest that waits longer than `patience` for a slot runs anyway. A few guests
 spinning until their request timeout can then slow the others down, but never stop them.
