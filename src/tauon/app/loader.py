@@ -107,11 +107,5 @@ def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> Generati
         variables=dict(spec.variables),
         app_variables={name: {"default": v.default, "secret": v.secret} for name, v in
                        locked.variables.items()},
-        self_origin=self_origin(spec.address.host, spec.address.port),
+        self_origin=(spec.address.loopback_host(), spec.address.port),
     )
-
-
-def self_origin(host: str, port: int) -> tuple[str, int]:
-    """Where a self-request connects: the listener's address, loopback for a wildcard bind."""
-    loopback = {"0.0.0.0": "127.0.0.1", "::": "::1", "localhost": "127.0.0.1", "": "127.0.0.1"}
-    return loopback.get(host, host), port

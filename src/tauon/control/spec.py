@@ -29,6 +29,7 @@ LIMIT_FIELDS = {
 }
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _MIB = 1024 * 1024
+_WILDCARD_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +41,13 @@ class Address:
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
+    def loopback_host(self) -> str:
+        """The host to reach this address from the same machine: loopback for a wildcard bind."""
+        return _WILDCARD_LOOPBACK.get(self.host, self.host)
+
     def url(self) -> str:
         # Spin prints a browsable URL; 0.0.0.0 / :: are not browsable, so show loopback as Spin does.
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        host = self.loopback_host()
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{self.port}"
 

@@ -21,28 +21,32 @@ from typing import Any
 from tauon.app.routes import RouteMatch
 from tauon.app.spinvalues import SERVICE_CHAINING_CLIENT, spin_values
 from tauon.executors.base import Executor, GuestError, IncomingRequest
-from tauon.hostif.http import BODY_BUFFER, IncomingBody, IncomingResponse, OutgoingRequest, method_text
+from tauon.hostif.http import (
+    BODY_BUFFER,
+    FORBIDDEN_HEADERS,
+    IncomingBody,
+    IncomingResponse,
+    OutgoingRequest,
+    method_text,
+)
 from tauon.hostif.http_out import FutureIncomingResponse
 from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.state import HostState
 
 log = logging.getLogger("tauon.chaining")
 
-# Headers a chained request does not carry over (Spin's forbidden set for outbound requests).
-_DROPPED = frozenset({"host", "connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                      "upgrade", "http2-settings"})
-
 
 class ServiceChain:
-    """One generation's in-process routes to its components, bound once its executors exist."""
+    """One generation's in-process routes to its components, filled in as its executors are built.
+    `loop` is the event loop chained requests run on."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._executors: dict[str, Executor] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def bind(self, executors: dict[str, Executor], loop: asyncio.AbstractEventLoop) -> None:
-        self._executors = dict(executors)
         self._loop = loop
+
+    def add(self, component_id: str, executor: Executor) -> None:
+        """A chained request reaches a component through the executor its first trigger uses."""
+        self._executors.setdefault(component_id, executor)
 
     def knows(self, component_id: str) -> bool:
         return component_id in self._executors
@@ -51,7 +55,6 @@ class ServiceChain:
               state: HostState) -> None:
         """From the calling guest's thread: run the chained request; `future` gets the response."""
         executor = self._executors[component_id]
-        assert self._loop is not None, "bind() first"
         asyncio.run_coroutine_threadsafe(_serve(executor, request, future, state), self._loop)
 
 
@@ -92,7 +95,7 @@ async def _serve(executor: Executor, request: OutgoingRequest, future: FutureInc
     match: RouteMatch[Any] = RouteMatch(target=None, raw_route="/...", normalized_route="/...",
                                         component_route="", path_info=path)
     headers = tuple((name, value.decode("latin-1")) for name, value in request.headers.entries
-                    if name not in _DROPPED)
+                    if name not in FORBIDDEN_HEADERS)
     incoming = IncomingRequest(
         method=method_text(request.method), path=path, query=query, headers=headers,
         spin_values=spin_values(match, scheme="http", host=authority, path_and_query=path_with_query,

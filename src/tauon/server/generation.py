@@ -89,15 +89,10 @@ async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine
                            compile_limiter: anyio.CapacityLimiter) -> Generation:
     """Compile every component a route needs (in a worker thread) and wire the router."""
     limiter = anyio.CapacityLimiter(plan.limits.max_concurrency)
-    chain = ServiceChain()
+    chain = ServiceChain(asyncio.get_running_loop())
     router, executors, services = await anyio.to_thread.run_sync(
         _build_parts, plan, engine, limiter, chain, limiter=compile_limiter
     )
-    # Chained requests reach a component through the executor its first trigger uses.
-    by_component: dict[str, Executor] = {}
-    for key, executor in executors.items():
-        by_component.setdefault(key.split("#", 1)[0], executor)
-    chain.bind(by_component, asyncio.get_running_loop())
     return Generation(plan, number, router, executors, services)
 
 
@@ -130,6 +125,7 @@ def _build_parts(plan: GenerationPlan, engine: WasmEngine, limiter: anyio.Capaci
                     executors[key] = _build_executor(plan, trigger, engine, limiter, app_log, services,
                                                      chain)
                 executor = executors[key]
+                chain.add(trigger.component, executor)
             if trigger.route is None:
                 continue  # private routes are reachable only by service chaining
             entries.append((trigger.route, Target(trigger, executor, trigger.static_response)))
