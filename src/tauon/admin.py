@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tauon import __version__
-from tauon.status import app_rows, readiness
+from tauon.status import app_rows, process_rows, readiness
 from tauon.view import DaemonView
 
 __all__ = ["DaemonView", "build_admin_app"]
@@ -37,6 +37,7 @@ def build_admin_app(view: DaemonView) -> Starlette:
             "reloading": view.reloading,
             "stopping": view.stopping,
             "apps": app_rows(view.supervisor),
+            "processes": process_rows(view.supervisor, view.metrics),
         })
 
     async def metrics(request: Request) -> Response:

@@ -22,6 +22,7 @@ from tauon.settings import (
     default_state_root,
     default_watch_dir,
     home_dir,
+    worker_count,
 )
 from tauon.wasm.pool import PoolSettings
 
@@ -94,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="guests executing wasm at once across all apps; guests blocked on I/O do not "
                    "count, and one that waits over 50 ms for a turn runs anyway (default: the number "
                    "of CPUs this process may use)")
+    p.add_argument("--workers", default=env.get("TAUON_WORKERS", "1"), metavar="N|auto",
+                   help="processes serving requests: this one plus N-1 workers sharing its listening "
+                   "sockets, each with its own GIL; 'auto': the number of CPUs this process may use. "
+                   "Per-app concurrency and the instance pool are per process (default: 1; "
+                   "$TAUON_WORKERS)")
     p.add_argument("--version", action="version", version=f"tauon {__version__}")
     return p
 
@@ -109,6 +115,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be >= 0")
     if args.running_guests is not None and args.running_guests < 1:
         raise SystemExit("tauon: --running-guests must be >= 1")
+    try:
+        workers = worker_count(args.workers)
+    except ValueError as exc:
+        raise SystemExit(f"tauon: --workers: {exc}") from None
     if args.apps is not None and args.directory is not None:
         raise SystemExit("tauon: give either a directory to watch or --apps FILE, not both")
     return Settings(
@@ -128,6 +138,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         apps_file=args.apps.absolute() if args.apps is not None else None,
         pool=PoolSettings(instances=args.instance_pool, keep_resident_mib=args.keep_resident_mib),
         running_guests=args.running_guests,
+        workers=workers,
     )
 
 

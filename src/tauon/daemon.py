@@ -32,6 +32,7 @@ from tauon.settings import Settings
 from tauon.status import summary
 from tauon.view import DaemonView
 from tauon.wasm.engine import WasmEngine
+from tauon.workers.pool import WorkerPool
 
 log = logging.getLogger("tauon")
 
@@ -88,13 +89,14 @@ async def run_daemon(settings: Settings, notifier: Notifier | None = None) -> No
         async with anyio.create_task_group() as tg:
             metrics = Metrics()
             reporter: StatusReporter | None = None
-            supervisor = Supervisor(settings, engine, tg, metrics=metrics)
+            workers = await _start_workers(settings, metrics, tg)
+            supervisor = Supervisor(settings, engine, tg, metrics=metrics, workers=workers)
             if notifier.enabled:
                 reporter = StatusReporter(notifier, lambda: summary(supervisor.counts()))
                 supervisor.on_change = reporter.poke
                 tg.start_soon(reporter.run)
             metrics.app_states = supervisor.counts
-            metrics.guest_capacity = lambda: (engine.slots.busy, engine.slots.size, engine.pool.instances)
+            metrics.guest_capacity = lambda: _capacity(engine, workers)
             view = DaemonView(supervisor, metrics, mode, source)
             try:
                 admin = await _start_admin(settings, view, tg)
@@ -109,6 +111,8 @@ async def run_daemon(settings: Settings, notifier: Notifier | None = None) -> No
             view.stopping = True
             with anyio.CancelScope(shield=True):
                 await supervisor.shutdown()
+                if workers is not None:
+                    await workers.stop()
                 if admin is not None:
                     await admin.stop()
             tg.cancel_scope.cancel()
@@ -117,6 +121,25 @@ async def run_daemon(settings: Settings, notifier: Notifier | None = None) -> No
         if fatal is not None:
             raise fatal
     log.info("tauon stopped")
+
+
+async def _start_workers(settings: Settings, metrics: Metrics, tg: TaskGroup) -> WorkerPool | None:
+    if settings.workers <= 1:
+        return None
+    workers = WorkerPool(settings, settings.workers, metrics)
+    metrics.remote_requests = workers.request_stats
+    await tg.start(workers.run)
+    log.info("%d processes serve requests: this one and %d workers (pids %s)", settings.workers,
+             settings.workers - 1, ", ".join(str(pid) for pid in workers.pids) or "none yet")
+    return workers
+
+
+def _capacity(engine: WasmEngine, workers: WorkerPool | None) -> tuple[int, int, int]:
+    ours = (engine.slots.busy, engine.slots.size, engine.pool.instances)
+    if workers is None:
+        return ours
+    theirs = workers.capacity()
+    return (ours[0] + theirs[0], ours[1] + theirs[1], ours[2] + theirs[2])
 
 
 async def _start_admin(settings: Settings, view: DaemonView, tg: TaskGroup) -> Listener | None:

@@ -40,6 +40,20 @@ class RequestStats:
         self.total_seconds = 0.0
         self.inflight = 0
 
+    @classmethod
+    def combined(cls, parts: Iterable[RequestStats | None]) -> RequestStats:
+        """The sum of several processes' stats for one app (--workers)."""
+        total = cls()
+        for part in parts:
+            if part is None:
+                continue
+            for key, count in part.requests.items():
+                total.requests[key] = total.requests.get(key, 0) + count
+            total.buckets = [a + b for a, b in zip(total.buckets, part.buckets, strict=True)]
+            total.total_seconds += part.total_seconds
+            total.inflight += part.inflight
+        return total
+
     def observe(self, component: str, status: int, seconds: float) -> None:
         key = (component, status)
         requests = self.requests
@@ -83,6 +97,8 @@ class Metrics:
         """Set by the daemon: current number of apps in each state."""
         self.guest_capacity: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
         """Set by the daemon: (guests holding a run slot, run slots, instance pool size; 0: no pool)."""
+        self.remote_requests: Callable[[], Mapping[str, list[RequestStats]]] = dict
+        """Set by the daemon with --workers: the worker processes' request stats, by app."""
         reg = self.registry
         self.pulls = Counter("tauon_pulls", "Pulls (tag resolutions and downloads), by app",
                              ["app"], registry=reg)
@@ -100,6 +116,8 @@ class Metrics:
         self.app_failures = Counter("tauon_app_failures", "Failed attempts to start or update an app "
                                     "(pull, load, compile or bind), by app", ["app"], registry=reg)
         self.reloads = Counter("tauon_reloads", "Reloads requested with SIGHUP", registry=reg)
+        self.worker_restarts = Counter("tauon_worker_restarts", "Worker processes restarted after "
+                                       "they exited or stopped answering (--workers)", registry=reg)
         reg.register(_HotPathCollector(self))
 
     def requests_for(self, app_id: str) -> RequestStats:
@@ -120,8 +138,18 @@ class Metrics:
         """The exposition text and its content type."""
         return prometheus_client.generate_latest(self.registry), prometheus_client.CONTENT_TYPE_LATEST
 
+    def local_requests(self) -> int:
+        """Requests this process has served (for apps still present)."""
+        return sum(sum(stats.requests.values()) for stats in self._requests.values())
+
     def request_items(self) -> Iterable[tuple[str, RequestStats]]:
-        return list(self._requests.items())
+        """Each app's request stats, summed over the daemon and its worker processes."""
+        remote = self.remote_requests()
+        if not remote:
+            return list(self._requests.items())
+        apps = dict.fromkeys([*self._requests, *remote])
+        return [(app_id, RequestStats.combined([self._requests.get(app_id), *remote.get(app_id, ())]))
+                for app_id in apps]
 
 
 class _HotPathCollector(Collector):

@@ -41,6 +41,8 @@ class Settings:
     """The wasm instance pool (wasm/pool.py)."""
     running_guests: int | None = None
     """Guests executing at once across apps (wasm/slots.py); None: the CPUs this process may use."""
+    workers: int = 1
+    """Processes serving requests: the daemon plus workers - 1 (workers/pool.py)."""
 
     @property
     def reference_base(self) -> Path:
@@ -90,3 +92,16 @@ def default_watch_dir(env: Mapping[str, str]) -> Path:
 
 def home_dir(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or os.path.expanduser("~"))
+
+
+def worker_count(value: str, cpus: int | None = None) -> int:
+    """`--workers`: a number >= 1, or `auto` (the CPUs this process may use)."""
+    if value == "auto":
+        return cpus if cpus is not None else max(1, len(os.sched_getaffinity(0)))
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is neither a number nor 'auto'") from None
+    if count < 1:
+        raise ValueError("must be >= 1 (1: the daemon alone serves)")
+    return count

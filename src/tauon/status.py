@@ -8,6 +8,7 @@ their values may be secrets.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 from tauon.control.spec import Address
 from tauon.control.supervisor import Supervisor
+from tauon.metrics import Metrics
 
 
 def rfc3339(timestamp: float) -> str:
@@ -50,6 +52,14 @@ def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
             "variables": [], "in_flight": 0,
         })
     rows.sort(key=lambda row: row["app"])
+    return rows
+
+
+def process_rows(supervisor: Supervisor, metrics: Metrics) -> list[dict[str, Any]]:
+    """The serving processes: this one (worker 0) and, with --workers, the others."""
+    rows: list[dict[str, Any]] = [{"worker": 0, "pid": os.getpid(), "requests": metrics.local_requests()}]
+    if supervisor.workers is not None:
+        rows += supervisor.workers.describe()
     return rows
 
 
@@ -114,6 +124,10 @@ def format_table(doc: dict[str, Any]) -> str:
     ready = "ready" if doc.get("ready") else "not ready"
     lines.insert(0, f"tauon {doc.get('version', '')} ({doc.get('mode', '?')}: {doc.get('source', '?')}), "
                     f"{ready}")
+    processes = doc.get("processes") or []
+    if len(processes) > 1:
+        lines.insert(1, "processes: " + ", ".join(
+            f"{p['worker']}: pid {p['pid']}, {p['requests']} requests" for p in processes))
     notes = []
     for app in doc.get("apps", []):
         if app.get("error"):

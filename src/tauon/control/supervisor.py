@@ -10,8 +10,10 @@ A running slot may carry an error: its last good generation serves while a newer
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from tauon.app.loader import load_plan
+from tauon.app.plan import GenerationPlan
 from tauon.app.routes import describe_routes
 from tauon.control.progress import PullProgress
 from tauon.control.reconcile import Plan
@@ -33,6 +36,7 @@ from tauon.server.listener import Listener
 from tauon.server.switchboard import Switchboard
 from tauon.settings import Settings
 from tauon.wasm.engine import WasmEngine
+from tauon.workers.pool import WorkerPool
 
 log = logging.getLogger("tauon")
 
@@ -73,10 +77,13 @@ class AppSlot:
 
 class Supervisor:
     def __init__(self, settings: Settings, engine: WasmEngine, tg: TaskGroup, *,
-                 metrics: Metrics | None = None, on_change: Callable[[], None] = _nothing) -> None:
+                 metrics: Metrics | None = None, on_change: Callable[[], None] = _nothing,
+                 workers: WorkerPool | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.tg = tg
+        self.workers = workers
+        """With --workers N > 1: the other processes serving every generation this one serves."""
         self.metrics = metrics or Metrics()
         self.on_change = on_change
         """Called (on the event loop) whenever a slot's state or the set of apps changes."""
@@ -249,6 +256,8 @@ class Supervisor:
                         pulled.digest[:19], spec.reference)
         plan = load_plan(spec, pulled, state_root=self.settings.state_root)
         slot.generations += 1
+        if self.workers is not None and plan.state_dir is None:
+            plan = self._shared_memory_state(plan, slot.generations)
         if slot.state == "pulling":
             slot.set_state("starting")
         started = time.monotonic()
@@ -284,9 +293,28 @@ class Supervisor:
         slot.serving_hash = spec.content_hash
         slot.set_state("running")
         self.metrics.swaps.labels(spec.id).inc()
+        if self.workers is not None and slot.listener is not None and slot.listener.sock is not None:
+            await self.workers.deploy(spec.id, gen.number, gen.plan, spec.address, slot.listener.key,
+                                      slot.listener.sock)
         if old_gen is not None:
-            self.tg.start_soon(old_gen.retire, self.settings.drain_timeout)
+            self.tg.start_soon(self._retire, old_gen, self.settings.drain_timeout)
         self._banner(spec, gen, replaced=old_gen)
+
+    def _shared_memory_state(self, plan: GenerationPlan, number: int) -> GenerationPlan:
+        """Without a state_dir, Spin keeps key-value and SQLite data in memory, per generation. With
+        worker processes that memory must be shared: it becomes SQLite files in a private directory
+        (under $RUNTIME_DIRECTORY or the temp dir), deleted when the generation retires."""
+        assert self.workers is not None
+        path = self.workers.runtime_dir / f"{plan.app_id}.{number}"
+        path.mkdir(parents=True, exist_ok=True)
+        return dataclasses.replace(plan, state_dir=str(path))
+
+    async def _retire(self, gen: Generation, drain_timeout: float) -> None:
+        await gen.retire(drain_timeout)
+        if self.workers is not None and gen.plan.state_dir is not None:
+            path = Path(gen.plan.state_dir)
+            if path.parent == self.workers.runtime_dir:  # only a private in-memory substitute
+                shutil.rmtree(path, ignore_errors=True)
 
     async def _start_listener(self, listener: Listener, previous: Listener | None) -> None:
         port = listener.address.port
@@ -308,7 +336,10 @@ class Supervisor:
         event = self._closing_ports.setdefault(port, anyio.Event())
         try:
             with anyio.CancelScope(shield=True):
-                await listener.stop()
+                async with anyio.create_task_group() as tg:
+                    if self.workers is not None:  # their copies of the socket must go too
+                        tg.start_soon(self.workers.close_listener, listener.key)
+                    await listener.stop()
         finally:
             if self._closing_ports.get(port) is event:
                 del self._closing_ports[port]
@@ -321,16 +352,21 @@ class Supervisor:
         if slot.worker is not None:
             slot.worker.cancel()
         self.metrics.forget(app_id)
+        if self.workers is not None:
+            self.workers.forget(app_id)
         log.info("%s: app file removed; stopping (draining up to %.0fs)", app_id,
                  self.settings.drain_timeout)
         self.tg.start_soon(self._teardown, slot)
 
     async def _teardown(self, slot: AppSlot) -> None:
         async with slot.lock:
-            if slot.listener is not None:
-                await self._close_listener(slot.listener)
+            async with anyio.create_task_group() as tg:  # every process drains at the same time
+                if self.workers is not None and slot.listener is not None:
+                    tg.start_soon(self.workers.remove, slot.spec.id, slot.listener.key)
+                if slot.listener is not None:
+                    tg.start_soon(self._close_listener, slot.listener)
             if slot.generation is not None:
-                await slot.generation.retire(1.0)
+                await self._retire(slot.generation, 1.0)
         log.info("%s: stopped", slot.spec.id)
 
     async def shutdown(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import socket
 from collections.abc import Generator
@@ -24,6 +25,8 @@ from tauon.errors import BindError
 from tauon.server.httpproto import BoundedHttpToolsProtocol
 
 log = logging.getLogger("tauon.listener")
+
+_keys = itertools.count(1)
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -72,21 +75,27 @@ def bind_socket(address: Address, *, file: str | None = None) -> socket.socket:
 class Listener:
     """Serves one ASGI app (an app's switchboard, or the admin endpoints) on one address.
 
-    `owner` names who asked for the address in errors: an app file, or `--admin`.
+    `owner` names who asked for the address in errors: an app file, or `--admin`. A worker process
+    passes `sock`: the daemon's listening socket, already bound (workers/child.py).
     """
 
-    def __init__(self, address: Address, app: ASGIApp, *, owner: str, drain_timeout: float) -> None:
+    def __init__(self, address: Address, app: ASGIApp, *, owner: str, drain_timeout: float,
+                 sock: socket.socket | None = None) -> None:
         self.address = address
         self.app = app
         self.owner = owner
         self.drain_timeout = drain_timeout
+        self.key = next(_keys)
+        """Names this listening socket to worker processes."""
+        self.sock = sock
         self._server: _EmbeddedServer | None = None
         self.closed = anyio.Event()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Bind, serve until `stop()`, then close. `task_status.started()` once accepting."""
         try:
-            sock = bind_socket(self.address, file=self.owner)
+            sock = self.sock if self.sock is not None else bind_socket(self.address, file=self.owner)
+            self.sock = sock
             config = uvicorn.Config(
                 self.app,
                 lifespan="off",
