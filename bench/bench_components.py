@@ -5,14 +5,15 @@
    disk): seconds from process start to the first 200, per component (target: <= 0.5 s for the
    37.7 MB python-sdk component).
 2. Load: for each of the c, js and python-raw fixtures, pushed to a local docker-registry and served by
-   one `tauon` process, and served by `wasmtime serve -Scli` (a fresh instance per request in both):
-   the same wrk command on the same URL, the two servers interleaved round by round so both see the
-   same machine load. Prints requests/s, p50/p99 latency (medians over rounds) and tauon/reference.
-   Targets: >= 0.8x on js and python-raw, >= 0.3x on c.
+   `tauon` (by default twice: with its defaults, one process, and with `--workers auto`, one serving
+   process per CPU as `wasmtime serve` uses one thread per CPU), and by `wasmtime serve -Scli` (a fresh
+   instance per request in all): the same wrk command on the same URL, the servers interleaved round
+   by round so all see the same machine load. Prints requests/s, p50/p99 latency (medians over rounds)
+   and tauon/reference. Targets: >= 0.8x on js and python-raw, >= 0.3x on c.
 
 Needs: docker-registry and wrk (Debian), scripts/build-components, scripts/install-reference.
 Usage: .venv/bin/python bench/bench_components.py [--duration 10] [--connections 16] [--rounds 3]
-       [--components c,js,python-raw] [--skip-startup] [--skip-load]
+       [--components c,js,python-raw] [--skip-startup] [--skip-load] [--tauon-args ARGS ...]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,10 +90,10 @@ def pid_serving(base_url: str) -> int:
 
 
 @contextmanager
-def tauon_serving(tmp: Path, registry: RegistryServer, names: list[str],
-                  tauon_args: list[str]) -> Iterator[tuple[dict[str, str], int]]:
+def tauon_serving(tmp: Path, registry: RegistryServer, names: list[str], tauon_args: list[str],
+                  label: str) -> Iterator[tuple[dict[str, str], int]]:
     urls = {}
-    with run_tauon(tmp / "load", *tauon_args, log_level="info", cache_dir=tmp / "cache") as tauon:
+    with run_tauon(tmp / f"load-{label}", *tauon_args, log_level="info", cache_dir=tmp / "cache") as tauon:
         for name in names:
             port = free_port()
             (tauon.watch_dir / f"{name}.json").write_text(app_file(push(registry, name), port))
@@ -104,18 +105,22 @@ def tauon_serving(tmp: Path, registry: RegistryServer, names: list[str],
 
 def load(tmp: Path, registry: RegistryServer, names: list[str], args: argparse.Namespace) -> None:
     cmd = f"wrk -t2 -c{args.connections} -d{args.duration}s --latency"
+    configs = {("tauon " + a).strip(): shlex.split(a) for a in args.tauon_args}
     print(f"== load: `{cmd}`, loopback, {args.rounds} interleaved rounds (medians); fresh instance per "
-          "request on both; cpu = server CPU ms per request")
-    print(f"  {'component':11s} {'server':9s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'cpu ms':>7s} "
-          f"{'errors':>7s}")
-    with tauon_serving(tmp, registry, names, shlex.split(args.tauon_args)) as (tauon_urls, tauon_pid):
+          "request on both; cpu = server CPU ms per request (worker processes included)")
+    width = max(9, *(len(label) for label in configs))
+    print(f"  {'component':11s} {'server':{width}s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} "
+          f"{'cpu ms':>7s} {'errors':>7s}")
+    with ExitStack() as stack:
+        tauons = {label: stack.enter_context(tauon_serving(tmp, registry, names, argv, str(i)))
+                  for i, (label, argv) in enumerate(configs.items())}
         for name in names:
-            results: dict[str, list[dict[str, float]]] = {"reference": [], "tauon": []}
+            results: dict[str, list[dict[str, float]]] = {"reference": [], **{label: [] for label in configs}}
             with serve_reference(component_path(name),
                                  extra_args=shlex.split(args.reference_args)) as base:
                 servers = {"reference": (base + PATHS[name], pid_serving(base)),
-                           "tauon": (tauon_urls[name], tauon_pid)}
-                for url, pid in servers.values():  # warm both (page cache, allocator, thread pools)
+                           **{label: (urls[name], pid) for label, (urls, pid) in tauons.items()}}
+                for url, pid in servers.values():  # warm every server (page cache, allocator, threads)
                     wrk(url, 2, args.connections, pid)
                 for _ in range(args.rounds):
                     for server, (url, pid) in servers.items():
@@ -124,14 +129,15 @@ def load(tmp: Path, registry: RegistryServer, names: list[str], args: argparse.N
                        for server, runs in results.items()}
             for server, m in medians.items():
                 errors = sum(r["errors"] for r in results[server])
-                print(f"  {name:11s} {server:9s} {m['rps']:9.1f} {m['p50']:8.2f} {m['p99']:8.2f} "
+                print(f"  {name:11s} {server:{width}s} {m['rps']:9.1f} {m['p50']:8.2f} {m['p99']:8.2f} "
                       f"{m['cpu_ms']:7.3f} {int(errors):7d}")
-            ratios = [t["rps"] / r["rps"] for t, r in zip(results["tauon"], results["reference"],
-                                                            strict=True) if r["rps"]]
-            print(f"  {name:11s} tauon/reference: req/s {statistics.median(ratios):.2f}x "
-                  f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}), p50 "
-                  f"{medians['tauon']['p50'] / medians['reference']['p50']:.2f}x, cpu per request "
-                  f"{medians['tauon']['cpu_ms'] / medians['reference']['cpu_ms']:.2f}x")
+            for label in configs:
+                ratios = [t["rps"] / r["rps"] for t, r in zip(results[label], results["reference"],
+                                                                strict=True) if r["rps"]]
+                print(f"  {name:11s} {label}/reference: req/s {statistics.median(ratios):.2f}x "
+                      f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}), p50 "
+                      f"{medians[label]['p50'] / medians['reference']['p50']:.2f}x, cpu per request "
+                      f"{medians[label]['cpu_ms'] / medians['reference']['cpu_ms']:.2f}x")
 
 
 def main() -> None:
@@ -145,11 +151,14 @@ def main() -> None:
     parser.add_argument("--startup-reps", type=int, default=3)
     parser.add_argument("--skip-startup", action="store_true")
     parser.add_argument("--skip-load", action="store_true")
-    parser.add_argument("--tauon-args", default="", help="extra tauon options for the load runs, e.g. "
-                        "'--running-guests 4 --keep-resident-mib 0'")
+    parser.add_argument("--tauon-args", action="append", default=None,
+                        help="tauon options for one load configuration, e.g. '--running-guests 4'; "
+                        "repeat to compare several in the same rounds (default: '' and '--workers auto')")
     parser.add_argument("--reference-args", default="", help="extra `wasmtime serve` options, e.g. "
                         "'-O pooling-memory-keep-resident=33554432' (tauon's default keep-resident)")
     args = parser.parse_args()
+    if args.tauon_args is None:
+        args.tauon_args = ["", "--workers auto"]
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing (apt-get install -y wrk)")
     with tempfile.TemporaryDirectory(prefix="tauon-bench-") as tmpdir:

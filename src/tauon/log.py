@@ -14,8 +14,9 @@ import sys
 import time
 from collections.abc import Mapping
 
-# Request-log fields a JSON line carries as keys (never secrets: no query strings, no headers).
-STRUCTURED_FIELDS = ("app", "component", "method", "path", "status", "duration_ms")
+# Request-log fields a JSON line carries as keys (never secrets: no query strings, no headers), and the
+# worker process that wrote the line (--workers; absent for the daemon itself).
+STRUCTURED_FIELDS = ("app", "component", "method", "path", "status", "duration_ms", "worker")
 
 _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
 
@@ -94,3 +95,13 @@ def setup_logging(level: str, fmt: str, env: Mapping[str, str] | None = None) ->
     logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("oras").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("watchfiles").setLevel(max(logging.INFO, root.level))
+
+
+def tag_worker(index: int) -> None:
+    """Mark every record of this (worker) process with its index: a `worker` key in JSON lines."""
+    def tag(record: logging.LogRecord) -> bool:
+        record.worker = index
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)

@@ -58,6 +58,8 @@ def test_status_metrics_and_the_status_command(tmp_path: Path, image: str) -> No
         assert app["variables"] == ["api_token"] and app["state_dir"] == "app"
         assert apps["broken.json"]["state"] == "invalid"
         assert "is not valid JSON" in apps["broken.json"]["error"]
+        (process,) = doc["processes"]  # no --workers: the daemon alone serves
+        assert (process["worker"], process["pid"]) == (0, tauon.proc.pid) and process["requests"] >= 1
         assert apps["twin.json"]["state"] == "invalid"
         assert "already claimed by app.json" in apps["twin.json"]["error"]
 
@@ -79,6 +81,7 @@ def test_status_metrics_and_the_status_command(tmp_path: Path, image: str) -> No
         assert _metric(text, "tauon_instance_pool_slots") == 1000  # the default pool
         assert _metric(text, "tauon_guest_run_slots") == len(os.sched_getaffinity(0))
         assert _metric(text, 'tauon_apps{state="invalid"}') == 2
+        assert _metric(text, "tauon_worker_restarts_total") == 0
 
         table = subprocess.run([sys.executable, "-m", "tauon", "status", "--admin", tauon.admin[7:]],
                                capture_output=True, text=True, check=True).stdout

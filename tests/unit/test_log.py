@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tauon.log import JsonFormatter, journal_priority, make_formatter, setup_logging, under_journal
+from tauon.log import (
+    JsonFormatter,
+    journal_priority,
+    make_formatter,
+    setup_logging,
+    tag_worker,
+    under_journal,
+)
 
 
 def _record(level: int, msg: str, **extra: object) -> logging.LogRecord:
@@ -86,3 +93,19 @@ def test_setup_logging_without_a_real_stderr(monkeypatch: pytest.MonkeyPatch,
     setup_logging("info", "text", env={"JOURNAL_STREAM": "1:2"})
     logging.getLogger("tauon.test").warning("disk full")
     assert buffer.getvalue().endswith(" WARNING disk full\n") and not buffer.getvalue().startswith("<")
+
+
+def test_a_worker_process_tags_its_json_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("info", "json", env={})
+        tag_worker(2)
+        logging.getLogger("tauon.access").info("app.json/web GET / -> 200", extra={"status": 200})
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    entry = json.loads(stream.getvalue())
+    assert (entry["worker"], entry["status"], entry["msg"]) == (2, 200, "app.json/web GET / -> 200")

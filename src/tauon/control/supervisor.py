@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import logging
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -305,9 +306,10 @@ class Supervisor:
         worker processes that memory must be shared: it becomes SQLite files in a private directory
         (under $RUNTIME_DIRECTORY or the temp dir), deleted when the generation retires."""
         assert self.workers is not None
-        path = self.workers.runtime_dir / f"{plan.app_id}.{number}"
-        path.mkdir(parents=True, exist_ok=True)
-        return dataclasses.replace(plan, state_dir=str(path))
+        # Unique per generation: an app file removed and re-added starts again at generation 1
+        # while the old one's directory may still be draining.
+        path = tempfile.mkdtemp(prefix=f"{plan.app_id}.{number}.", dir=self.workers.runtime_dir)
+        return dataclasses.replace(plan, state_dir=path)
 
     async def _retire(self, gen: Generation, drain_timeout: float) -> None:
         await gen.retire(drain_timeout)

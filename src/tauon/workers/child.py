@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup
 
 from tauon.app.plan import GenerationPlan
 from tauon.control.spec import Address
-from tauon.log import setup_logging
+from tauon.log import setup_logging, tag_worker
 from tauon.metrics import Metrics
 from tauon.server.generation import Generation, build_generation
 from tauon.server.listener import Listener
@@ -201,6 +201,7 @@ async def run(sock: socket.socket) -> None:
     message, _ = await channel.receive()
     settings: Settings = message["settings"]
     setup_logging(settings.log_level, settings.log_format)
+    tag_worker(message["worker"])
     engine = WasmEngine(settings.cache_dir / "compiled", pool=settings.pool,
                         run_slots=settings.running_guests)
     engine.start()
