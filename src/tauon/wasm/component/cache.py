@@ -21,6 +21,7 @@ from wasmtime.component import Component
 
 from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
+from tauon.wasm.component import rewrite
 from tauon.wasm.engine import WasmEngine
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ _guard = threading.Lock()
 
 
 def component_key(engine: WasmEngine, digest: str) -> str:
-    return "component-" + engine.cache_key(digest)
+    return f"component-r{rewrite.VERSION}-" + engine.cache_key(digest)
 
 
 def compile_component(engine: WasmEngine, wasm_path: Path, digest: str) -> Component:
@@ -61,12 +62,26 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
     if cached is not None:
         return cached
     try:
-        component = Component.from_file(engine.engine, str(wasm_path))
+        original = wasm_path.read_bytes()
     except FileNotFoundError as exc:
         raise LoadError(f"{wasm_path}: wasm file is missing") from exc
-    except wasmtime.WasmtimeError as exc:
-        raise LoadError(f"{wasm_path}: not a valid WebAssembly component: {exc}",
-                        hint="check that the component source is the wasm the app was built with") from exc
+    component = None
+    retyped = rewrite.rewrite(original)
+    if retyped is not None and not rewrite.realloc_shrinks(original):
+        log.info("%s: its allocator cannot shrink; request bodies take the list path", wasm_path)
+        retyped = None
+    if retyped is not None:
+        try:
+            component = Component(engine.engine, retyped)
+        except wasmtime.WasmtimeError as exc:  # the original still works, with slower bodies
+            log.info("%s: byte streams not retyped (%s); compiling it as it is", wasm_path, exc)
+    if component is None:
+        try:
+            component = Component(engine.engine, original)
+        except wasmtime.WasmtimeError as exc:
+            raise LoadError(f"{wasm_path}: not a valid WebAssembly component: {exc}",
+                            hint="check that the component source is the wasm the app was built "
+                            "with") from exc
     _store(artifact, checksum, bytes(component.serialize()))
     return component
 

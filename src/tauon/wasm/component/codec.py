@@ -136,6 +136,24 @@ def _string() -> Codec:
     return Codec(lift, lower)
 
 
+def _latin1_bytes() -> Codec:
+    """A `string` that rewrite.py made of a `list<u8>`: the guest passes latin1 bytes, wasmtime hands
+    the host UTF-8; bytes again here (a plain copy when they are ASCII)."""
+    def lift(ctx: int, v: Any) -> bytes:
+        s = v.of.string
+        if not s.size:
+            return b""
+        raw = ctypes.string_at(s.data, s.size)
+        return raw if raw.isascii() else raw.decode("utf-8").encode("latin-1")
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        data = bytes(x)
+        c.set_name(v.of.string, data if data.isascii() else data.decode("latin-1").encode("utf-8"))
+        v.kind = c.KIND_STRING
+
+    return Codec(lift, lower)
+
+
 SCRATCH_LIMIT = 256 * 1024
 """Largest `list<u8>` lowered through the per-thread scratch array; longer ones take the slower path."""
 
@@ -435,8 +453,9 @@ _SCALARS: dict[type, tuple[int, str]] = {
 }
 
 
-def compile_type(ty: ValType, resources: ResourceIds) -> Codec:
-    """Build the converters for one value type. Raises UnsupportedType."""
+def compile_type(ty: ValType, resources: ResourceIds, *, latin1_bytes: bool = False) -> Codec:
+    """Build the converters for one value type. Raises UnsupportedType. `latin1_bytes`: strings in
+    this type are byte lists that rewrite.py retyped (Python sees bytes)."""
     scalar = _SCALARS.get(type(ty))
     if scalar is not None:
         return _scalar(*scalar)
@@ -445,7 +464,7 @@ def compile_type(ty: ValType, resources: ResourceIds) -> Codec:
     if isinstance(ty, wt.Char):
         return _char()
     if isinstance(ty, wt.String):
-        return _string()
+        return _latin1_bytes() if latin1_bytes else _string()
     if isinstance(ty, ListType):
         element = ty.element
         if isinstance(element, wt.U8):
@@ -464,8 +483,8 @@ def compile_type(ty: ValType, resources: ResourceIds) -> Codec:
         return _option(compile_type(ty.payload, resources))
     if isinstance(ty, ResultType):
         ok_ty, err_ty = ty.ok, ty.err
-        return _result(compile_type(ok_ty, resources) if ok_ty is not None else None,
-                       compile_type(err_ty, resources) if err_ty is not None else None)
+        return _result(compile_type(ok_ty, resources, latin1_bytes=latin1_bytes) if ok_ty is not None
+                       else None, compile_type(err_ty, resources) if err_ty is not None else None)
     if isinstance(ty, FlagsType):
         return _flags(ty.names)
     if isinstance(ty, OwnType):

@@ -152,24 +152,26 @@ def _ptr(li: LinkerInstance) -> int:
     return ctypes.cast(li.ptr(), ctypes.c_void_p).value or 0
 
 
-def compile_signature(fty: FuncType, resources: ResourceIds) -> tuple[tuple[Lift, ...], Lower | None,
-                                                                       tuple[Lower, ...], Lift | None]:
-    """(param lifts, result lower, param lowers, result lift) for a function type."""
-    params = [compile_type(t, resources) for _, t in fty.params]
+def compile_signature(fty: FuncType, resources: ResourceIds, *, latin1_bytes: bool = False
+                      ) -> tuple[tuple[Lift, ...], Lower | None, tuple[Lower, ...], Lift | None]:
+    """(param lifts, result lower, param lowers, result lift) for a function type. `latin1_bytes`:
+    its strings are retyped byte lists (rewrite.py)."""
+    params = [compile_type(t, resources, latin1_bytes=latin1_bytes) for _, t in fty.params]
     result_ty = fty.result
-    result = compile_type(result_ty, resources) if result_ty is not None else None
+    result = (compile_type(result_ty, resources, latin1_bytes=latin1_bytes) if result_ty is not None
+              else None)
     return (tuple(p.lift for p in params), result.lower if result else None,
             tuple(p.lower for p in params), result.lift if result else None)
 
 
 def define_func(li: LinkerInstance, name: str, impl: HostImpl, fty: FuncType | None,
-                resources: ResourceIds, *, label: str | None = None) -> None:
+                resources: ResourceIds, *, label: str | None = None, latin1_bytes: bool = False) -> None:
     """Define `name` in `li` as `impl`, converting with `fty` (the type the component imports).
     With `fty` None, `impl(state)` is called without arguments and must raise (a trap)."""
     lifts: tuple[Lift, ...] | None = None
     lower: Lower | None = None
     if fty is not None:
-        lifts, lower, _, _ = compile_signature(fty, resources)
+        lifts, lower, _, _ = compile_signature(fty, resources, latin1_bytes=latin1_bytes)
     index = _funcs.add(_Slot(label or name, impl, lifts, lower))
     raw = name.encode()
     error = c.linker_instance_add_func(_ptr(li), raw, len(raw), _CALL_HOST, index, _RELEASE_FUNC)
