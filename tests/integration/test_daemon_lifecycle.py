@@ -26,11 +26,12 @@ def images(registry: RegistryServer) -> AppImages:
     )
 
 
-def test_cp_edit_rm(tmp_path: Path, images: AppImages) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cp_edit_rm(tmp_path: Path, images: AppImages, workers: str) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/?0"
     staging = tmp_path / "staging.json"
-    with run_tauon(tmp_path) as tauon:
+    with run_tauon(tmp_path, "--workers", workers) as tauon:
         staging.write_text(app_file(images.v1, port))
         shutil.copy(staging, tauon.watch_dir / "app.json")  # cp: a plain modify of a new file
         wait_http(url, contains="in v1")
@@ -83,12 +84,16 @@ def _half_written_save(directory: Path, name: str, text: str) -> None:
         fh.write(text[len(text) // 2 :])
 
 
-@pytest.mark.parametrize("save", [_vim_save, _emacs_save, _atomic_save, _mv_save, _half_written_save],
-                         ids=["vim", "emacs", "atomic-rename", "mv", "half-written"])
-def test_editor_patterns_update_without_downtime(tmp_path: Path, images: AppImages, save: object) -> None:
+@pytest.mark.parametrize(("save", "workers"), [
+    (_vim_save, "1"), (_emacs_save, "1"), (_atomic_save, "1"), (_mv_save, "1"), (_half_written_save, "1"),
+    (_atomic_save, "2"), (_half_written_save, "2")],
+    ids=["vim", "emacs", "atomic-rename", "mv", "half-written", "atomic-rename-workers",
+         "half-written-workers"])
+def test_editor_patterns_update_without_downtime(tmp_path: Path, images: AppImages, save: object,
+                                                 workers: str) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/?0"
-    with run_tauon(tmp_path) as tauon:
+    with run_tauon(tmp_path, "--workers", workers) as tauon:
         (tauon.watch_dir / "app.json").write_text(app_file(images.v1, port))
         wait_http(url, contains="in v1")
         assert callable(save)
@@ -197,9 +202,10 @@ def test_port_in_use_fails_alone_and_retries(tmp_path: Path, images: AppImages) 
         blocker.close()
 
 
-def test_address_change_moves_the_app(tmp_path: Path, images: AppImages) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_address_change_moves_the_app(tmp_path: Path, images: AppImages, workers: str) -> None:
     first, second = free_port(), free_port()
-    with run_tauon(tmp_path) as tauon:
+    with run_tauon(tmp_path, "--workers", workers) as tauon:
         path = tauon.watch_dir / "app.json"
         path.write_text(app_file(images.v1, first))
         wait_http(f"http://127.0.0.1:{first}/?0", contains="in v1")
@@ -265,5 +271,5 @@ def test_help_documents_every_option() -> None:
     out = subprocess.run([sys.executable, "-m", "tauon", "--help"], capture_output=True, text=True,
                          check=True).stdout
     for option in ("--state-root", "--cache-dir", "--log-level", "--log-format", "--drain-timeout",
-                   "--resync-interval", "--pull-timeout", "--max-backoff", "--progress", "DIR"):
+                   "--resync-interval", "--pull-timeout", "--max-backoff", "--progress", "--workers", "DIR"):
         assert option in out

@@ -93,3 +93,15 @@ def test_pool_and_run_slot_flags() -> None:
                          (["--running-guests", "0"], "--running-guests must be >= 1")):
         with pytest.raises(SystemExit, match=message):
             settings_from_args(build_parser().parse_args(bad))
+
+
+def test_workers_from_flag_or_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAUON_WORKERS", raising=False)
+    assert settings_from_args(build_parser().parse_args([])).workers == 1  # the daemon alone serves
+    assert settings_from_args(build_parser().parse_args(["--workers", "3"])).workers == 3
+    monkeypatch.setenv("TAUON_WORKERS", "auto")
+    assert settings_from_args(build_parser().parse_args([])).workers >= 1
+    with pytest.raises(SystemExit, match=r"--workers: 'lots' is neither a number nor 'auto'"):
+        settings_from_args(build_parser().parse_args(["--workers", "lots"]))
+    with pytest.raises(SystemExit, match=r"--workers: must be >= 1"):
+        settings_from_args(build_parser().parse_args(["--workers", "0"]))
