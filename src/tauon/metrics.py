@@ -138,9 +138,10 @@ class Metrics:
         """The exposition text and its content type."""
         return prometheus_client.generate_latest(self.registry), prometheus_client.CONTENT_TYPE_LATEST
 
-    def local_requests(self) -> int:
-        """Requests this process has served (for apps still present)."""
-        return sum(sum(stats.requests.values()) for stats in self._requests.values())
+    def local_requests(self) -> tuple[int, int]:
+        """(requests served, requests being served) by this process, for apps still present."""
+        return (sum(sum(stats.requests.values()) for stats in self._requests.values()),
+                sum(stats.inflight for stats in self._requests.values()))
 
     def request_items(self) -> Iterable[tuple[str, RequestStats]]:
         """Each app's request stats, summed over the daemon and its worker processes."""

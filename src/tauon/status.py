@@ -25,6 +25,7 @@ def rfc3339(timestamp: float) -> str:
 
 def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
+    remote = supervisor.workers.request_stats() if supervisor.workers is not None else {}
     for app_id, slot in supervisor.slots.items():
         gen = slot.generation
         spec = slot.spec
@@ -40,7 +41,8 @@ def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
             "since": rfc3339(slot.since),
             "state_dir": spec.state_dir,
             "variables": sorted(spec.variables),
-            "in_flight": slot.switchboard.stats.inflight if slot.switchboard is not None else 0,
+            "in_flight": (slot.switchboard.stats.inflight if slot.switchboard is not None else 0)
+            + sum(stats.inflight for stats in remote.get(app_id, ())),  # workers: as of their last report
         })
     for app_id, problem in supervisor.problems.items():
         if app_id in supervisor.slots:
@@ -57,7 +59,8 @@ def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
 
 def process_rows(supervisor: Supervisor, metrics: Metrics) -> list[dict[str, Any]]:
     """The serving processes: this one (worker 0) and, with --workers, the others."""
-    rows: list[dict[str, Any]] = [{"worker": 0, "pid": os.getpid(), "requests": metrics.local_requests()}]
+    served, serving = metrics.local_requests()
+    rows: list[dict[str, Any]] = [{"worker": 0, "pid": os.getpid(), "requests": served, "in_flight": serving}]
     if supervisor.workers is not None:
         rows += supervisor.workers.describe()
     return rows

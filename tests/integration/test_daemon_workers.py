@@ -171,9 +171,13 @@ def test_stopping_drains_requests_running_in_workers_and_ignores_their_own_sigte
         wait_http(f"http://127.0.0.1:{port}/?0", contains="in v1")
         workers = [p["pid"] for p in status(tauon)["processes"][1:]]
         with ThreadPoolExecutor(9) as pool:
-            slow = [pool.submit(httpx.get, f"http://127.0.0.1:{port}/?2",
+            slow = [pool.submit(httpx.get, f"http://127.0.0.1:{port}/?3000",
                                 headers={"connection": "close"}, timeout=30) for _ in range(9)]
             time.sleep(0.8)  # spread over the processes and running
+            # /status counts what runs in every process (workers report once a second).
+            wait_until(lambda: status(tauon)["apps"][0]["in_flight"] == 9, timeout=2.5)
+            running = [p["in_flight"] for p in status(tauon)["processes"]]
+            assert sum(running) == 9 and sum(running[1:]) > 0, running  # workers have some
             # systemd's default KillMode sends SIGTERM to every process of the unit at once.
             for pid in workers:
                 os.kill(pid, signal.SIGTERM)

@@ -102,7 +102,7 @@ def test_request_stats_of_several_processes_add_up() -> None:
     merged = dict(metrics.request_items())
     assert merged["app.json"].requests == {("web", 200): 2, ("web", 404): 1}
     assert merged["other.json"].requests == {("web", 200): 1}
-    assert metrics.local_requests() == 1
+    assert metrics.local_requests() == (1, 0)
     text = metrics.render()[0].decode()
     assert 'tauon_http_requests_total{app="app.json",class="2xx",code="200",component="web"} 2.0' in text
 

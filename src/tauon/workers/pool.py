@@ -326,10 +326,12 @@ class WorkerPool:
         return (sum(t[0] for t in totals), sum(t[1] for t in totals), sum(t[2] for t in totals))
 
     def describe(self) -> list[dict[str, Any]]:
-        """/status rows: each live worker, its pid and the requests it has served."""
+        """/status rows: each live worker, its pid, the requests it has served and is serving (as of
+        its last report)."""
         return [{"worker": worker.index, "pid": worker.proc.pid,
                  "up_seconds": round(time.monotonic() - worker.started, 1),
-                 "requests": sum(sum(stats.requests.values()) for stats in worker.stats.values())}
+                 "requests": sum(sum(stats.requests.values()) for stats in worker.stats.values()),
+                 "in_flight": sum(stats.inflight for stats in worker.stats.values())}
                 for worker in sorted(self.live.values(), key=lambda w: w.index)]
 
     @property
