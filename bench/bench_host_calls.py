@@ -10,12 +10,11 @@ Prints:
 - two threads, each with its own event loop, serving N requests between them (fresh instance each).
 Targets: host call <= 10 us, 1 MiB in/out <= 20 ms each, no errors.
 
-Request bodies reach this component as latin1 strings (wasm/component/rewrite.py: its allocator can
-shrink), so they cross the binding as one buffer; the figure is given for ASCII and for all byte
-values. Response bodies cannot go that way (the canonical ABI wants latin1 strings 2-aligned and a
-guest writes from wherever its buffer is): wasmtime 50.0.1's C API passes a `list<u8>` as one 32-byte
-value per byte, and offers no raw host function form and no access to a component's memory.
-`converter_share` shows how little of the list-path time is tauon's own.
+Bodies reach and leave this component as latin1 strings, which cross the binding as one buffer
+(wasm/component/rewrite.py for reads, writes.py for writes from even addresses); the request figure is
+given for ASCII and for all byte values. The list path they replace costs more: wasmtime 50.0.1's C
+API passes a `list<u8>` as one 32-byte value per byte (~25 ms per MiB in, ~40 out);
+`converter_share` shows how little of that is tauon's own.
 """
 
 from __future__ import annotations

@@ -217,6 +217,14 @@ def test_large_response_streams(client: httpx.Client) -> None:
     assert total == size
 
 
+@pytest.mark.parametrize("size", [1, 2, 65535, 65536, 200_001])
+def test_writes_from_even_and_odd_addresses_give_the_same_bytes(client: httpx.Client, size: int) -> None:
+    # /big writes from an aligned buffer (the string import), /odd from an odd address (the list import).
+    expected = bytes(ord("a") + i % 65536 % 26 for i in range(size))  # each 64 KiB chunk restarts at a
+    assert client.get(f"/big?{size}").content == expected
+    assert client.get(f"/odd?{size}").content == expected
+
+
 def test_request_body_over_the_limit_is_413(client: httpx.Client) -> None:
     too_big = b"x" * (LIMITS.max_request_body + 1)
     assert client.post("/echo", content=too_big).status_code == 413

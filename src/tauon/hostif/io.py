@@ -14,6 +14,7 @@ from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import err, ok
+from tauon.wasm.component.writes import WRITES_IMPORT
 
 BLOCKING_WRITE_LIMIT = 4096
 """wasi:io's contract for blocking-write-and-flush: at most 4096 bytes per call."""
@@ -287,4 +288,10 @@ INTERFACES = [
         "[method]output-stream.splice": output_splice,
         "[method]output-stream.blocking-splice": output_blocking_splice,
     }, ("input-stream", "output-stream")),
+    # The same writes with the bytes as a latin1 string: wasm/component/writes.py routes a guest's
+    # 2-aligned writes here, so they cross the binding in one buffer. Its resource is wasi's own.
+    HostInterface(WRITES_IMPORT, {
+        "[method]output-stream.write": output_write,
+        "[method]output-stream.blocking-write-and-flush": output_blocking_write_and_flush,
+    }),
 ]

@@ -21,7 +21,7 @@ from wasmtime.component import Component
 
 from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
-from tauon.wasm.component import rewrite
+from tauon.wasm.component import rewrite, writes
 from tauon.wasm.engine import WasmEngine
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ _guard = threading.Lock()
 
 
 def component_key(engine: WasmEngine, digest: str) -> str:
-    return f"component-r{rewrite.VERSION}-" + engine.cache_key(digest)
+    return f"component-r{rewrite.VERSION}w{writes.VERSION}-" + engine.cache_key(digest)
 
 
 def compile_component(engine: WasmEngine, wasm_path: Path, digest: str) -> Component:
@@ -66,15 +66,12 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
     except FileNotFoundError as exc:
         raise LoadError(f"{wasm_path}: wasm file is missing") from exc
     component = None
-    retyped = rewrite.rewrite(original)
-    if retyped is not None and not rewrite.realloc_shrinks(original):
-        log.info("%s: its allocator cannot shrink; request bodies take the list path", wasm_path)
-        retyped = None
-    if retyped is not None:
+    for candidate in _bulk_body_forms(wasm_path, original):
         try:
-            component = Component(engine.engine, retyped)
+            component = Component(engine.engine, candidate)
+            break
         except wasmtime.WasmtimeError as exc:  # the original still works, with slower bodies
-            log.info("%s: byte streams not retyped (%s); compiling it as it is", wasm_path, exc)
+            log.info("%s: a bulk-body form was refused (%s); trying the next", wasm_path, exc)
     if component is None:
         try:
             component = Component(engine.engine, original)
@@ -84,6 +81,18 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
                             "with") from exc
     _store(artifact, checksum, bytes(component.serialize()))
     return component
+
+
+def _bulk_body_forms(wasm_path: Path, original: bytes) -> list[bytes]:
+    """The component with request-body reads retyped (rewrite.py) and response-body writes routed
+    (writes.py) where each applies, best first; each form keeps the guest's behaviour."""
+    reads = rewrite.rewrite(original)
+    if reads is not None and not rewrite.realloc_shrinks(original):
+        log.info("%s: its allocator cannot shrink; request bodies take the list path", wasm_path)
+        reads = None
+    both = writes.route_writes(reads) if reads is not None else None
+    forms = [both, reads, writes.route_writes(original)]
+    return [form for form in forms if form is not None]
 
 
 def _load_cached(engine: WasmEngine, artifact: Path, checksum: Path) -> Component | None:

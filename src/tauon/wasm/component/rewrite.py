@@ -10,8 +10,8 @@ their `canon lower` gets `string-encoding=latin1+utf16`. wasmtime then writes th
 in one go (into a buffer the guest's own allocator gives it, as before); the guest sees identical core
 calls and identical bytes. codec.py hands the host side bytes as before.
 
-Writes cannot go this way: the canonical ABI requires a latin1+utf16 string to start at an even
-address, and a guest writes from wherever its buffer is; UTF-8 would reject binary data.
+Writes cannot be retyped: the canonical ABI requires a latin1+utf16 string to start at an even
+address, and a guest writes from wherever its buffer is (writes.py routes the even ones instead).
 
 Only a shape seen in full is rewritten: every use of the retyped result and of those functions must
 be one this module accounts for, else the component is left as it is (and still works, slower).
@@ -582,3 +582,36 @@ def _define_fresh_state(store: wasmtime.Store, linker: wasmtime.Linker, module: 
         else:
             continue
         linker.define(store, item.module, item.name or "", value)
+
+
+def _alias_target(r: _Reader) -> tuple[str, int | None, str | None]:
+    """One alias: (sort, with a "core:" prefix for core sorts; the instance and export name it
+    aliases, for export aliases)."""
+    b = r.byte()
+    if b == 0x00:
+        core = {0x00: "func", 0x01: "table", 0x02: "memory", 0x03: "global", 0x10: "type",
+                0x11: "module", 0x12: "instance"}.get(r.byte())
+        if core is None:
+            raise Unsupported("core sort")
+        sort = "core:" + core
+    elif b in _SORTS:
+        sort = _SORTS[b]
+    else:
+        raise Unsupported("sort")
+    target = r.byte()
+    if target == 0x00:
+        instance = r.u32()
+        return sort, instance, r.name()
+    if target == 0x01:
+        r.u32()
+        r.name()
+    elif target == 0x02:
+        r.u32()
+        r.u32()
+    else:
+        raise Unsupported("alias target")
+    return sort, None, None
+
+
+def _apply_append(data: bytes, sections: bytes) -> bytes:
+    return data + sections

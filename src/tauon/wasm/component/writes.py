@@ -1,0 +1,305 @@
+"""Response bodies in bulk: route a guest's 2-aligned stream writes to a latin1-string import.
+
+The companion of rewrite.py for the other direction. A `list<u8>` a guest writes crosses wasmtime 50's
+C API as one 32-byte value per byte (~40 ms per MiB); a latin1 string crosses as one buffer, but the
+canonical ABI traps on a latin1+utf16 string that starts at an odd address, and a guest writes from
+wherever its buffer is. So nothing is retyped here; instead tauon *adds*, at the end of the component:
+
+- an import `tauon:bytes/streams@0.1.0` with `output-stream.write` and `blocking-write-and-flush`
+  taking `contents: string` (its `output-stream` is wasi:io/streams' own resource), lowered with
+  `string-encoding=latin1+utf16` on the guest's memory;
+- a small core module whose two functions take the guest's call and pass it to the string import when
+  the pointer is even (and the length below 2^31), else to the original list import;
+- an instance of it whose element segment puts those functions into the slots of wit-component's shim
+  table through which the guest calls the two imports (after wit-component's own fix-up has filled
+  them, since instances are created in order).
+
+Appending keeps every existing index valid. Only wit-component's layout is recognised: one
+`wasi:io/streams@0.2.*` import, its write functions each lowered once, and a fix-up module that maps
+import `actual` "N" to table slot N. Anything else leaves the component as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import wasmtime
+
+from tauon.wasm.component.rewrite import (
+    STREAMS_PREFIX,
+    Unsupported,
+    _alias_target,
+    _apply_append,
+    _extern_name,
+    _externdesc,
+    _leb,
+    _Reader,
+    _sections,
+    _skip_deftype,
+)
+
+VERSION = 1
+"""Part of the compiled-component cache key."""
+WRITES_IMPORT = "tauon:bytes/streams@0.1.0"
+WRITE_FUNCS = ("[method]output-stream.write", "[method]output-stream.blocking-write-and-flush")
+
+_CORE_SORTS = {0x00: "func", 0x01: "table", 0x02: "memory", 0x03: "global", 0x10: "type",
+               0x11: "module", 0x12: "instance"}
+
+
+@dataclass
+class _Scan:
+    comp: dict[str, int] = field(default_factory=lambda: {"type": 0, "func": 0, "instance": 0})
+    core: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CORE_SORTS.values(), 0))
+    streams: list[int] = field(default_factory=list)
+    write_funcs: dict[int, str] = field(default_factory=dict)  # component func -> name
+    lowered: list[tuple[str, int, int]] = field(default_factory=list)  # (name, core func, memory)
+    inline: dict[int, dict[str, tuple[str, int]]] = field(default_factory=dict)  # core inst -> exports
+    instantiated: list[tuple[int, dict[str, int]]] = field(default_factory=list)  # (module, args)
+    modules: dict[int, tuple[int, int]] = field(default_factory=dict)  # core module -> byte range
+
+    def bump(self, space: dict[str, int], sort: str) -> int:
+        if sort not in space:
+            return -1
+        space[sort] += 1
+        return space[sort] - 1
+
+
+def _sortidx(r: _Reader) -> tuple[str, int]:
+    b = r.byte()
+    if b == 0x00:
+        return "core:" + _CORE_SORTS.get(r.byte(), "?"), r.u32()
+    names = {0x01: "func", 0x02: "value", 0x03: "type", 0x04: "component", 0x05: "instance"}
+    if b not in names:
+        raise Unsupported("sort")
+    return names[b], r.u32()
+
+
+def _scan(data: bytes) -> _Scan:
+    scan = _Scan()
+    for section in _sections(data):
+        r = _Reader(data, section.start, section.end)
+        sid = section.id
+        if sid == 1:
+            scan.modules[scan.bump(scan.core, "module")] = (section.start, section.end)
+        elif sid == 2:
+            for _ in range(r.u32()):
+                kind = r.byte()
+                index = scan.core["instance"]
+                if kind == 0x00:
+                    module = r.u32()
+                    args = {}
+                    for _ in range(r.u32()):
+                        name = r.name()
+                        if r.byte() != 0x12:
+                            raise Unsupported("core instantiate argument")
+                        args[name] = r.u32()
+                    scan.instantiated.append((module, args))
+                elif kind == 0x01:
+                    exports = {}
+                    for _ in range(r.u32()):
+                        name = r.name()
+                        sort = _CORE_SORTS.get(r.byte(), "?")
+                        exports[name] = (sort, r.u32())
+                    scan.inline[index] = exports
+                else:
+                    raise Unsupported("core instance")
+                scan.bump(scan.core, "instance")
+        elif sid == 3:
+            raise Unsupported("core type section")
+        elif sid == 6:
+            for _ in range(r.u32()):
+                sort, instance, aliased = _alias_target(r)
+                if sort.startswith("core:"):
+                    scan.bump(scan.core, sort[5:])
+                    continue
+                index = scan.bump(scan.comp, sort)
+                if sort == "func" and instance in scan.streams and aliased in WRITE_FUNCS:
+                    scan.write_funcs[index] = aliased
+        elif sid == 7:
+            for _ in range(r.u32()):
+                _skip_deftype(r)
+                scan.bump(scan.comp, "type")
+        elif sid == 8:
+            _scan_canon(r, scan)
+        elif sid == 10:
+            for _ in range(r.u32()):
+                name = _extern_name(r)
+                ext = _externdesc(r)
+                if ext.sort == "module":
+                    scan.bump(scan.core, "module")
+                    continue
+                index = scan.bump(scan.comp, ext.sort)
+                if ext.sort == "instance" and name.startswith(STREAMS_PREFIX):
+                    scan.streams.append(index)
+                if name == WRITES_IMPORT:
+                    raise Unsupported("already routed")
+        elif sid == 5:
+            for _ in range(r.u32()):
+                kind = r.byte()
+                if kind == 0x00:
+                    r.u32()
+                    for _ in range(r.u32()):
+                        r.name()
+                        _sortidx(r)
+                elif kind == 0x01:
+                    for _ in range(r.u32()):
+                        _extern_name(r)
+                        _sortidx(r)
+                else:
+                    raise Unsupported("instance")
+                scan.bump(scan.comp, "instance")
+        elif sid == 11:
+            for _ in range(r.u32()):
+                _extern_name(r)
+                sort, _index = _sortidx(r)
+                if r.byte() == 0x01:
+                    _externdesc(r)
+                scan.bump(scan.comp, sort)
+        elif sid in (0, 4):
+            pass  # custom sections; nested components have their own index spaces
+        else:
+            raise Unsupported(f"section {sid}")
+    return scan
+
+
+def _scan_canon(r: _Reader, scan: _Scan) -> None:
+    for _ in range(r.u32()):
+        op = r.byte()
+        if op in (0x00, 0x01):
+            if r.byte() != 0x00:
+                raise Unsupported("canon")
+            func = r.u32()
+            memory = -1
+            encoded = False
+            for _ in range(r.u32()):
+                opt = r.byte()
+                if opt == 0x03:
+                    memory = r.u32()
+                elif opt in (0x04, 0x05, 0x07):
+                    r.u32()
+                elif opt in (0x00, 0x01, 0x02):
+                    encoded = True
+                elif opt != 0x06:
+                    raise Unsupported("canon option")
+            if op == 0x00:
+                r.u32()
+                scan.bump(scan.comp, "func")
+                continue
+            index = scan.bump(scan.core, "func")
+            name = scan.write_funcs.get(func)
+            if name is not None:
+                if memory < 0 or encoded:
+                    raise Unsupported("a write lowered without its memory, or as a string")
+                scan.lowered.append((name, index, memory))
+        elif op in (0x02, 0x03, 0x04):
+            r.u32()
+            scan.bump(scan.core, "func")
+        else:
+            raise Unsupported("canon builtin")
+
+
+def _fixup_slots(data: bytes, scan: _Scan) -> tuple[int, list[int]]:
+    """(the shim instance, the table slot of each lowered write), from wit-component's fix-up."""
+    wanted = {core for _name, core, _memory in scan.lowered}
+    for module, args in scan.instantiated:
+        actual, shim = args.get("actual"), args.get("shim")
+        if actual is None or shim is None or set(args) != {"actual", "shim"}:
+            continue
+        exports = scan.inline.get(actual, {})
+        slot_of = {idx: int(name) for name, (sort, idx) in exports.items()
+                   if sort == "func" and idx in wanted and name.isdigit()}
+        if set(slot_of) != wanted:
+            continue
+        if module not in scan.modules or not _identity_fixup(data, *scan.modules[module]):
+            raise Unsupported("fix-up module")
+        return shim, [slot_of[core] for _name, core, _memory in scan.lowered]
+    raise Unsupported("no fix-up instance")
+
+
+def _identity_fixup(data: bytes, start: int, end: int) -> bool:
+    """True if the fix-up module imports `actual` "0".."n-1" and puts import k in table slot k."""
+    module = wasmtime.Module(wasmtime.Engine(), data[start:end])
+    funcs = [i.name for i in module.imports if i.module == "actual"]
+    if funcs != [str(k) for k in range(len(funcs))]:
+        return False
+    expected = (bytes([0x00, 0x41, 0x00, 0x0B]) + _leb(len(funcs))
+                + b"".join(_leb(k) for k in range(len(funcs))))
+    return expected in data[start:end]  # one active segment at offset 0: func 0, 1, ... n-1
+
+
+def _trampolines(slots: list[int]) -> bytes:
+    parts = ['(module (type $t (func (param i32 i32 i32 i32)))', '(import "" "table" (table 0 funcref))']
+    for k in range(len(slots)):
+        parts.append(f'(import "" "slow-{k}" (func $slow{k} (type $t)))')
+        parts.append(f'(import "" "fast-{k}" (func $fast{k} (type $t)))')
+    for k, slot in enumerate(slots):
+        # Even pointer and a length without the UTF-16 tag bit: the string import; else the list one.
+        parts.append(
+            f'(func $route{k} (type $t) (if (i32.and (i32.or (local.get 1) '
+            '(i32.shr_u (local.get 2) (i32.const 31))) (i32.const 1)) '
+            f'(then (call $slow{k} (local.get 0) (local.get 1) (local.get 2) (local.get 3))) '
+            f'(else (call $fast{k} (local.get 0) (local.get 1) (local.get 2) (local.get 3)))))')
+        parts.append(f'(elem (table 0) (i32.const {slot}) func $route{k})')
+    parts.append(")")
+    return bytes(wasmtime.wat2wasm(" ".join(parts)))
+
+
+def _name(text: str) -> bytes:
+    raw = text.encode()
+    return _leb(len(raw)) + raw
+
+
+def route_writes(data: bytes) -> bytes | None:
+    """The component with its aligned writes routed to the string import, or None."""
+    try:
+        return _route(data)
+    except (Unsupported, IndexError, KeyError, ValueError, wasmtime.WasmtimeError):
+        return None
+
+
+def _route(data: bytes) -> bytes | None:
+    scan = _scan(data)
+    if len(scan.streams) != 1 or not scan.lowered:
+        return None
+    shim, slots = _fixup_slots(data, scan)
+    streams = scan.streams[0]
+    names = sorted({name for name, _core, _memory in scan.lowered})
+    t0, f0, i0 = scan.comp["type"], scan.comp["func"], scan.comp["instance"]
+    core_func0, core_table, core_module, core_instance = (
+        scan.core["func"], scan.core["table"], scan.core["module"], scan.core["instance"])
+
+    def section(sid: int, entries: list[bytes]) -> bytes:
+        body = _leb(len(entries)) + b"".join(entries)
+        return bytes([sid]) + _leb(len(body)) + body
+
+    out = bytearray()
+    # The resource and error types of the streams import, as component types t0, t0+1.
+    out += section(6, [b"\x03\x00" + _leb(streams) + _name("output-stream"),
+                       b"\x03\x00" + _leb(streams) + _name("stream-error")])
+    eq = b"\x03\x00"  # externdesc type, bound eq
+    decls = [
+        b"\x02\x03\x02\x01" + _leb(t0),                       # 0: alias outer 1 output-stream
+        b"\x04\x00" + _name("output-stream") + eq + b"\x00",  # 1: export it (eq 0)
+        b"\x02\x03\x02\x01" + _leb(t0 + 1),                   # 2: alias outer 1 stream-error
+        b"\x04\x00" + _name("stream-error") + eq + b"\x02",   # 3: export it (eq 2)
+        b"\x01\x68\x01",                                      # 4: borrow<output-stream>
+        b"\x01\x6a\x00\x01\x03",                              # 5: result<_, stream-error>
+        b"\x01\x40\x02" + _name("self") + b"\x04" + _name("contents") + b"\x73\x00\x05",  # 6: func
+    ] + [b"\x04\x00" + _name(n) + b"\x01\x06" for n in names]
+    out += section(7, [b"\x42" + _leb(len(decls)) + b"".join(decls)])             # type t0+2
+    out += section(10, [b"\x00" + _name(WRITES_IMPORT) + b"\x05" + _leb(t0 + 2)])  # instance i0
+    out += section(6, [b"\x01\x00" + _leb(i0) + _name(n) for n in names])         # funcs f0 + k
+    # One string lowering per original lowering, on the same memory: core funcs core_func0 + k.
+    out += section(8, [b"\x01\x00" + _leb(f0 + names.index(name)) + b"\x02\x02\x03" + _leb(memory)
+                       for name, _core, memory in scan.lowered])
+    module = _trampolines(slots)
+    out += bytes([1]) + _leb(len(module)) + module                                # core module
+    out += section(6, [b"\x00\x01\x01" + _leb(shim) + _name("$imports")])         # core table
+    exports = [_name("table") + b"\x01" + _leb(core_table)]
+    for k, (_write, core, _memory) in enumerate(scan.lowered):
+        exports.append(_name(f"slow-{k}") + b"\x00" + _leb(core))
+        exports.append(_name(f"fast-{k}") + b"\x00" + _leb(core_func0 + k))
+    out += section(2, [b"\x01" + _leb(len(exports)) + b"".join(exports),
+                       b"\x00" + _leb(core_module) + b"\x01" + _name("") + b"\x12" + _leb(core_instance)])
+    return _apply_append(data, bytes(out))
