@@ -25,18 +25,21 @@ from dataclasses import dataclass, field
 
 import wasmtime
 
-from tauon.wasm.component.rewrite import (
-    STREAMS_PREFIX,
+from tauon.wasm.component.binary import (
+    Reader,
     Unsupported,
-    _alias_target,
-    _apply_append,
-    _extern_name,
-    _externdesc,
-    _leb,
-    _Reader,
-    _sections,
-    _skip_deftype,
+    alias_target,
+    append,
+    extern_name,
+    externdesc,
+    leb,
+    read_canon,
+    read_instance,
+    read_sections,
+    read_sort,
+    skip_deftype,
 )
+from tauon.wasm.component.rewrite import STREAMS_PREFIX
 
 VERSION = 1
 """Part of the compiled-component cache key."""
@@ -65,20 +68,10 @@ class _Scan:
         return space[sort] - 1
 
 
-def _sortidx(r: _Reader) -> tuple[str, int]:
-    b = r.byte()
-    if b == 0x00:
-        return "core:" + _CORE_SORTS.get(r.byte(), "?"), r.u32()
-    names = {0x01: "func", 0x02: "value", 0x03: "type", 0x04: "component", 0x05: "instance"}
-    if b not in names:
-        raise Unsupported("sort")
-    return names[b], r.u32()
-
-
 def _scan(data: bytes) -> _Scan:
     scan = _Scan()
-    for section in _sections(data):
-        r = _Reader(data, section.start, section.end)
+    for section in read_sections(data):
+        r = Reader(data, section.start, section.end)
         sid = section.id
         if sid == 1:
             scan.modules[scan.bump(scan.core, "module")] = (section.start, section.end)
@@ -109,7 +102,7 @@ def _scan(data: bytes) -> _Scan:
             raise Unsupported("core type section")
         elif sid == 6:
             for _ in range(r.u32()):
-                sort, instance, aliased = _alias_target(r)
+                sort, instance, aliased = alias_target(r)
                 if sort.startswith("core:"):
                     scan.bump(scan.core, sort[5:])
                     continue
@@ -118,14 +111,14 @@ def _scan(data: bytes) -> _Scan:
                     scan.write_funcs[index] = aliased
         elif sid == 7:
             for _ in range(r.u32()):
-                _skip_deftype(r)
+                skip_deftype(r)
                 scan.bump(scan.comp, "type")
         elif sid == 8:
             _scan_canon(r, scan)
         elif sid == 10:
             for _ in range(r.u32()):
-                name = _extern_name(r)
-                ext = _externdesc(r)
+                name = extern_name(r)
+                ext = externdesc(r)
                 if ext.sort == "module":
                     scan.bump(scan.core, "module")
                     continue
@@ -136,26 +129,16 @@ def _scan(data: bytes) -> _Scan:
                     raise Unsupported("already routed")
         elif sid == 5:
             for _ in range(r.u32()):
-                kind = r.byte()
-                if kind == 0x00:
-                    r.u32()
-                    for _ in range(r.u32()):
-                        r.name()
-                        _sortidx(r)
-                elif kind == 0x01:
-                    for _ in range(r.u32()):
-                        _extern_name(r)
-                        _sortidx(r)
-                else:
-                    raise Unsupported("instance")
+                read_instance(r)
                 scan.bump(scan.comp, "instance")
         elif sid == 11:
             for _ in range(r.u32()):
-                _extern_name(r)
-                sort, _index = _sortidx(r)
+                extern_name(r)
+                sort = read_sort(r)
+                r.u32()
                 if r.byte() == 0x01:
-                    _externdesc(r)
-                scan.bump(scan.comp, sort)
+                    externdesc(r)
+                scan.bump(scan.comp, sort)  # an export is a new index of its sort
         elif sid in (0, 4):
             pass  # custom sections; nested components have their own index spaces
         else:
@@ -163,40 +146,18 @@ def _scan(data: bytes) -> _Scan:
     return scan
 
 
-def _scan_canon(r: _Reader, scan: _Scan) -> None:
+def _scan_canon(r: Reader, scan: _Scan) -> None:
     for _ in range(r.u32()):
-        op = r.byte()
-        if op in (0x00, 0x01):
-            if r.byte() != 0x00:
-                raise Unsupported("canon")
-            func = r.u32()
-            memory = -1
-            encoded = False
-            for _ in range(r.u32()):
-                opt = r.byte()
-                if opt == 0x03:
-                    memory = r.u32()
-                elif opt in (0x04, 0x05, 0x07):
-                    r.u32()
-                elif opt in (0x00, 0x01, 0x02):
-                    encoded = True
-                elif opt != 0x06:
-                    raise Unsupported("canon option")
-            if op == 0x00:
-                r.u32()
-                scan.bump(scan.comp, "func")
-                continue
-            index = scan.bump(scan.core, "func")
-            name = scan.write_funcs.get(func)
-            if name is not None:
-                if memory < 0 or encoded:
-                    raise Unsupported("a write lowered without its memory, or as a string")
-                scan.lowered.append((name, index, memory))
-        elif op in (0x02, 0x03, 0x04):
-            r.u32()
-            scan.bump(scan.core, "func")
-        else:
-            raise Unsupported("canon builtin")
+        canon = read_canon(r)
+        if canon.lifts:
+            scan.bump(scan.comp, "func")
+            continue
+        index = scan.bump(scan.core, "func")
+        name = scan.write_funcs.get(canon.func) if canon.op == 0x01 and canon.func is not None else None
+        if name is not None:
+            if canon.memory is None or canon.encoded:
+                raise Unsupported("a write lowered without its memory, or as a string")
+            scan.lowered.append((name, index, canon.memory))
 
 
 def _fixup_slots(data: bytes, scan: _Scan) -> tuple[int, list[int]]:
@@ -223,8 +184,8 @@ def _identity_fixup(data: bytes, start: int, end: int) -> bool:
     funcs = [i.name for i in module.imports if i.module == "actual"]
     if funcs != [str(k) for k in range(len(funcs))]:
         return False
-    expected = (bytes([0x00, 0x41, 0x00, 0x0B]) + _leb(len(funcs))
-                + b"".join(_leb(k) for k in range(len(funcs))))
+    expected = (bytes([0x00, 0x41, 0x00, 0x0B]) + leb(len(funcs))
+                + b"".join(leb(k) for k in range(len(funcs))))
     return expected in data[start:end]  # one active segment at offset 0: func 0, 1, ... n-1
 
 
@@ -247,7 +208,7 @@ def _trampolines(slots: list[int]) -> bytes:
 
 def _name(text: str) -> bytes:
     raw = text.encode()
-    return _leb(len(raw)) + raw
+    return leb(len(raw)) + raw
 
 
 def route_writes(data: bytes) -> bytes | None:
@@ -270,36 +231,36 @@ def _route(data: bytes) -> bytes | None:
         scan.core["func"], scan.core["table"], scan.core["module"], scan.core["instance"])
 
     def section(sid: int, entries: list[bytes]) -> bytes:
-        body = _leb(len(entries)) + b"".join(entries)
-        return bytes([sid]) + _leb(len(body)) + body
+        body = leb(len(entries)) + b"".join(entries)
+        return bytes([sid]) + leb(len(body)) + body
 
     out = bytearray()
     # The resource and error types of the streams import, as component types t0, t0+1.
-    out += section(6, [b"\x03\x00" + _leb(streams) + _name("output-stream"),
-                       b"\x03\x00" + _leb(streams) + _name("stream-error")])
+    out += section(6, [b"\x03\x00" + leb(streams) + _name("output-stream"),
+                       b"\x03\x00" + leb(streams) + _name("stream-error")])
     eq = b"\x03\x00"  # externdesc type, bound eq
     decls = [
-        b"\x02\x03\x02\x01" + _leb(t0),                       # 0: alias outer 1 output-stream
+        b"\x02\x03\x02\x01" + leb(t0),                       # 0: alias outer 1 output-stream
         b"\x04\x00" + _name("output-stream") + eq + b"\x00",  # 1: export it (eq 0)
-        b"\x02\x03\x02\x01" + _leb(t0 + 1),                   # 2: alias outer 1 stream-error
+        b"\x02\x03\x02\x01" + leb(t0 + 1),                   # 2: alias outer 1 stream-error
         b"\x04\x00" + _name("stream-error") + eq + b"\x02",   # 3: export it (eq 2)
         b"\x01\x68\x01",                                      # 4: borrow<output-stream>
         b"\x01\x6a\x00\x01\x03",                              # 5: result<_, stream-error>
         b"\x01\x40\x02" + _name("self") + b"\x04" + _name("contents") + b"\x73\x00\x05",  # 6: func
     ] + [b"\x04\x00" + _name(n) + b"\x01\x06" for n in names]
-    out += section(7, [b"\x42" + _leb(len(decls)) + b"".join(decls)])             # type t0+2
-    out += section(10, [b"\x00" + _name(WRITES_IMPORT) + b"\x05" + _leb(t0 + 2)])  # instance i0
-    out += section(6, [b"\x01\x00" + _leb(i0) + _name(n) for n in names])         # funcs f0 + k
+    out += section(7, [b"\x42" + leb(len(decls)) + b"".join(decls)])             # type t0+2
+    out += section(10, [b"\x00" + _name(WRITES_IMPORT) + b"\x05" + leb(t0 + 2)])  # instance i0
+    out += section(6, [b"\x01\x00" + leb(i0) + _name(n) for n in names])         # funcs f0 + k
     # One string lowering per original lowering, on the same memory: core funcs core_func0 + k.
-    out += section(8, [b"\x01\x00" + _leb(f0 + names.index(name)) + b"\x02\x02\x03" + _leb(memory)
+    out += section(8, [b"\x01\x00" + leb(f0 + names.index(name)) + b"\x02\x02\x03" + leb(memory)
                        for name, _core, memory in scan.lowered])
     module = _trampolines(slots)
-    out += bytes([1]) + _leb(len(module)) + module                                # core module
-    out += section(6, [b"\x00\x01\x01" + _leb(shim) + _name("$imports")])         # core table
-    exports = [_name("table") + b"\x01" + _leb(core_table)]
+    out += bytes([1]) + leb(len(module)) + module                                # core module
+    out += section(6, [b"\x00\x01\x01" + leb(shim) + _name("$imports")])         # core table
+    exports = [_name("table") + b"\x01" + leb(core_table)]
     for k, (_write, core, _memory) in enumerate(scan.lowered):
-        exports.append(_name(f"slow-{k}") + b"\x00" + _leb(core))
-        exports.append(_name(f"fast-{k}") + b"\x00" + _leb(core_func0 + k))
-    out += section(2, [b"\x01" + _leb(len(exports)) + b"".join(exports),
-                       b"\x00" + _leb(core_module) + b"\x01" + _name("") + b"\x12" + _leb(core_instance)])
-    return _apply_append(data, bytes(out))
+        exports.append(_name(f"slow-{k}") + b"\x00" + leb(core))
+        exports.append(_name(f"fast-{k}") + b"\x00" + leb(core_func0 + k))
+    out += section(2, [b"\x01" + leb(len(exports)) + b"".join(exports),
+                       b"\x00" + leb(core_module) + b"\x01" + _name("") + b"\x12" + leb(core_instance)])
+    return append(data, bytes(out))
