@@ -182,6 +182,8 @@ def main() -> int:
         full_out = timed(executor, "GET", f"/big?{MIB}")
         print(f"1 MiB response body out: {full_out - empty_out:6.2f} ms host time "
               f"({full_out:.2f} ms total, {empty_out:.2f} ms without body)")
+        odd_out = timed(executor, "GET", f"/odd?{MIB}")
+        print(f"  the same written from an odd address (the list path): {odd_out - empty_out:6.2f} ms")
         lower, lift = converter_share()
         print(f"  list path: tauon's list<u8> converters take {lower:.2f} ms (to the guest) and "
               f"{lift:.2f} ms (from it) per MiB; the rest is wasmtime's per-byte value conversion")
