@@ -14,9 +14,11 @@ wherever its buffer is. So nothing is retyped here; instead tauon *adds*, at the
   table through which the guest calls the two imports (after wit-component's own fix-up has filled
   them, since instances are created in order).
 
-Appending keeps every existing index valid. Only wit-component's layout is recognised: one
-`wasi:io/streams@0.2.*` import, its write functions each lowered once, and a fix-up module that maps
-import `actual` "N" to table slot N. Anything else leaves the component as it is.
+Appending keeps every existing index valid. Only wit-component's layouts are recognised: one
+`wasi:io/streams@0.2.*` import, every lowering of its write functions routed through the shim table,
+and a fix-up module whose function imports "0".."n-1" fill table slots 0..n-1 (given as `actual` +
+`shim`, or, in newer releases, as one instance holding both). Anything else leaves the component as
+it is.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from tauon.wasm.component.binary import (
 )
 from tauon.wasm.component.rewrite import STREAMS_PREFIX
 
-VERSION = 1
+VERSION = 2
 """Part of the compiled-component cache key."""
 WRITES_IMPORT = "tauon:bytes/streams@0.1.0"
 WRITE_FUNCS = ("[method]output-stream.write", "[method]output-stream.blocking-write-and-flush")
@@ -160,33 +162,52 @@ def _scan_canon(r: Reader, scan: _Scan) -> None:
             scan.lowered.append((name, index, canon.memory))
 
 
-def _fixup_slots(data: bytes, scan: _Scan) -> tuple[int, list[int]]:
-    """(the shim instance, the table slot of each lowered write), from wit-component's fix-up."""
+@dataclass(frozen=True)
+class _Table:
+    """Where the shim table is: a core table index already, or the export of the shim instance
+    (older wit-component passes the shim instance itself to the fix-up)."""
+
+    index: int | None = None
+    shim_instance: int | None = None
+
+
+def _fixup_slots(data: bytes, scan: _Scan) -> tuple[_Table, list[int]]:
+    """(the shim table, the table slot of each lowered write), from wit-component's fix-up: either
+    `(with "actual" funcs) (with "shim" instance)` or, in newer releases, one `(with "" args)` holding
+    the numbered funcs and the `$imports` table."""
     wanted = {core for _name, core, _memory in scan.lowered}
     for module, args in scan.instantiated:
-        actual, shim = args.get("actual"), args.get("shim")
-        if actual is None or shim is None or set(args) != {"actual", "shim"}:
+        if set(args) == {"actual", "shim"}:
+            funcs, func_module, table = args["actual"], "actual", _Table(shim_instance=args["shim"])
+        elif set(args) == {""}:
+            funcs, func_module = args[""], ""
+            sort, index = scan.inline.get(funcs, {}).get("$imports", ("", -1))
+            if sort != "table":
+                continue
+            table = _Table(index=index)
+        else:
             continue
-        exports = scan.inline.get(actual, {})
+        exports = scan.inline.get(funcs, {})
         slot_of = {idx: int(name) for name, (sort, idx) in exports.items()
                    if sort == "func" and idx in wanted and name.isdigit()}
         if set(slot_of) != wanted:
             continue
-        if module not in scan.modules or not _identity_fixup(data, *scan.modules[module]):
+        if module not in scan.modules or not _identity_fixup(data, *scan.modules[module], func_module):
             raise Unsupported("fix-up module")
-        return shim, [slot_of[core] for _name, core, _memory in scan.lowered]
+        return table, [slot_of[core] for _name, core, _memory in scan.lowered]
     raise Unsupported("no fix-up instance")
 
 
-def _identity_fixup(data: bytes, start: int, end: int) -> bool:
-    """True if the fix-up module imports `actual` "0".."n-1" and puts import k in table slot k."""
+def _identity_fixup(data: bytes, start: int, end: int, func_module: str) -> bool:
+    """True if the fix-up module's function imports are `func_module` "0".."n-1" and its one element
+    segment puts import k in table slot k."""
     module = wasmtime.Module(wasmtime.Engine(), data[start:end])
-    funcs = [i.name for i in module.imports if i.module == "actual"]
-    if funcs != [str(k) for k in range(len(funcs))]:
+    funcs = [(i.module, i.name) for i in module.imports if isinstance(i.type, wasmtime.FuncType)]
+    if funcs != [(func_module, str(k)) for k in range(len(funcs))]:
         return False
     expected = (bytes([0x00, 0x41, 0x00, 0x0B]) + leb(len(funcs))
                 + b"".join(leb(k) for k in range(len(funcs))))
-    return expected in data[start:end]  # one active segment at offset 0: func 0, 1, ... n-1
+    return expected in data[start:end]  # an active segment at offset 0: func 0, 1, ... n-1
 
 
 def _trampolines(slots: list[int]) -> bytes:
@@ -223,7 +244,7 @@ def _route(data: bytes) -> bytes | None:
     scan = _scan(data)
     if len(scan.streams) != 1 or not scan.lowered:
         return None
-    shim, slots = _fixup_slots(data, scan)
+    table, slots = _fixup_slots(data, scan)
     streams = scan.streams[0]
     names = sorted({name for name, _core, _memory in scan.lowered})
     t0, f0, i0 = scan.comp["type"], scan.comp["func"], scan.comp["instance"]
@@ -256,8 +277,9 @@ def _route(data: bytes) -> bytes | None:
                        for name, _core, memory in scan.lowered])
     module = _trampolines(slots)
     out += bytes([1]) + leb(len(module)) + module                                # core module
-    out += section(6, [b"\x00\x01\x01" + leb(shim) + _name("$imports")])         # core table
-    exports = [_name("table") + b"\x01" + leb(core_table)]
+    if table.index is None:  # the shim instance's table, aliased as core table `core_table`
+        out += section(6, [b"\x00\x01\x01" + leb(table.shim_instance or 0) + _name("$imports")])
+    exports = [_name("table") + b"\x01" + leb(core_table if table.index is None else table.index)]
     for k, (_write, core, _memory) in enumerate(scan.lowered):
         exports.append(_name(f"slow-{k}") + b"\x00" + leb(core))
         exports.append(_name(f"fast-{k}") + b"\x00" + leb(core_func0 + k))
