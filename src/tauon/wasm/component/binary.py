@@ -335,13 +335,16 @@ def apply_edits(data: bytes, sections: list[Section], edits: dict[int, bytes],
     return bytes(out)
 
 
+CORE_SORTS = {0x00: "func", 0x01: "table", 0x02: "memory", 0x03: "global", 0x10: "type",
+              0x11: "module", 0x12: "instance"}
+
+
 def alias_target(r: Reader) -> tuple[str, int | None, str | None]:
     """One alias: (sort, with a "core:" prefix for core sorts; the instance and export name it
     aliases, for export aliases)."""
     b = r.byte()
     if b == 0x00:
-        core = {0x00: "func", 0x01: "table", 0x02: "memory", 0x03: "global", 0x10: "type",
-                0x11: "module", 0x12: "instance"}.get(r.byte())
+        core = CORE_SORTS.get(r.byte())
         if core is None:
             raise Unsupported("core sort")
         sort = "core:" + core
@@ -362,10 +365,6 @@ def alias_target(r: Reader) -> tuple[str, int | None, str | None]:
     else:
         raise Unsupported("alias target")
     return sort, None, None
-
-
-def append(data: bytes, sections: bytes) -> bytes:
-    return data + sections
 
 
 def read_instance(r: Reader) -> list[tuple[str, int]]:

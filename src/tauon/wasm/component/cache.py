@@ -14,6 +14,7 @@ import mmap
 import os
 import threading
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import wasmtime
@@ -83,16 +84,22 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
     return component
 
 
-def _bulk_body_forms(wasm_path: Path, original: bytes) -> list[bytes]:
+def _bulk_body_forms(wasm_path: Path, original: bytes) -> Iterator[bytes]:
     """The component with request-body reads retyped (rewrite.py) and response-body writes routed
-    (writes.py) where each applies, best first; each form keeps the guest's behaviour."""
+    (writes.py) where each applies, best first; each form keeps the guest's behaviour. Lazy: a later
+    form is only built if wasmtime refused the ones before it."""
     reads = rewrite.rewrite(original)
     if reads is not None and not rewrite.realloc_shrinks(original):
         log.info("%s: its allocator cannot shrink; request bodies take the list path", wasm_path)
         reads = None
-    both = writes.route_writes(reads) if reads is not None else None
-    forms = [both, reads, writes.route_writes(original)]
-    return [form for form in forms if form is not None]
+    if reads is not None:
+        both = writes.route_writes(reads)
+        if both is not None:
+            yield both
+        yield reads
+    routed = writes.route_writes(original)
+    if routed is not None:
+        yield routed
 
 
 def _load_cached(engine: WasmEngine, artifact: Path, checksum: Path) -> Component | None:

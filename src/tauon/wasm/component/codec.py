@@ -137,8 +137,8 @@ def _string() -> Codec:
 
 
 def _latin1_bytes() -> Codec:
-    """A `string` that rewrite.py made of a `list<u8>`: the guest passes latin1 bytes, wasmtime hands
-    the host UTF-8; bytes again here (a plain copy when they are ASCII)."""
+    """A `string` standing for a `list<u8>` (rewrite.py's reads, writes.py's routed writes): latin1
+    bytes on the guest's side, UTF-8 from wasmtime; bytes again here (a plain copy when ASCII)."""
     def lift(ctx: int, v: Any) -> bytes:
         s = v.of.string
         if not s.size:
@@ -455,7 +455,7 @@ _SCALARS: dict[type, tuple[int, str]] = {
 
 def compile_type(ty: ValType, resources: ResourceIds, *, latin1_bytes: bool = False) -> Codec:
     """Build the converters for one value type. Raises UnsupportedType. `latin1_bytes`: strings in
-    this type are byte lists that rewrite.py retyped (Python sees bytes)."""
+    this type stand for byte lists (rewrite.py, writes.py); Python sees bytes."""
     scalar = _SCALARS.get(type(ty))
     if scalar is not None:
         return _scalar(*scalar)

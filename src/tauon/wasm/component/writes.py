@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 import wasmtime
 
 from tauon.wasm.component.binary import (
+    CORE_SORTS,
     Reader,
     Unsupported,
     alias_target,
-    append,
     extern_name,
     externdesc,
     leb,
@@ -48,14 +48,12 @@ VERSION = 2
 WRITES_IMPORT = "tauon:bytes/streams@0.1.0"
 WRITE_FUNCS = ("[method]output-stream.write", "[method]output-stream.blocking-write-and-flush")
 
-_CORE_SORTS = {0x00: "func", 0x01: "table", 0x02: "memory", 0x03: "global", 0x10: "type",
-               0x11: "module", 0x12: "instance"}
 
 
 @dataclass
 class _Scan:
     comp: dict[str, int] = field(default_factory=lambda: {"type": 0, "func": 0, "instance": 0})
-    core: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CORE_SORTS.values(), 0))
+    core: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CORE_SORTS.values(), 0))
     streams: list[int] = field(default_factory=list)
     write_funcs: dict[int, str] = field(default_factory=dict)  # component func -> name
     lowered: list[tuple[str, int, int]] = field(default_factory=list)  # (name, core func, memory)
@@ -94,7 +92,7 @@ def _scan(data: bytes) -> _Scan:
                     exports = {}
                     for _ in range(r.u32()):
                         name = r.name()
-                        sort = _CORE_SORTS.get(r.byte(), "?")
+                        sort = CORE_SORTS.get(r.byte(), "?")
                         exports[name] = (sort, r.u32())
                     scan.inline[index] = exports
                 else:
@@ -285,4 +283,4 @@ def _route(data: bytes) -> bytes | None:
         exports.append(_name(f"fast-{k}") + b"\x00" + leb(core_func0 + k))
     out += section(2, [b"\x01" + leb(len(exports)) + b"".join(exports),
                        b"\x00" + leb(core_module) + b"\x01" + _name("") + b"\x12" + leb(core_instance)])
-    return append(data, bytes(out))
+    return data + bytes(out)  # appended: every existing index stays valid
