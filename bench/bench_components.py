@@ -5,9 +5,9 @@
    disk): seconds from process start to the first 200, per component (target: <= 0.5 s for the
    37.7 MB python-sdk component).
 2. Load: for each of the c, js and python-raw fixtures, pushed to a local docker-registry and served by
-   `tauon` (by default twice: with its defaults, one process, and with `--workers auto`, one serving
-   process per CPU as `wasmtime serve` uses one thread per CPU), and by `wasmtime serve -Scli` (a fresh
-   instance per request in all): the same wrk command on the same URL, the servers interleaved round
+   `tauon` (by default twice: with its defaults, one serving process per CPU as `wasmtime serve` uses
+   one thread per CPU, and with `--workers 1`, the daemon alone), and by `wasmtime serve -Scli` (a
+   fresh instance per request in all): the same wrk command on the same URL, the servers interleaved round
    by round so all see the same machine load. Prints requests/s, p50/p99 latency (medians over rounds)
    and tauon/reference. Targets: >= 0.8x on js and python-raw, >= 0.3x on c.
 
@@ -19,6 +19,7 @@ Usage: .venv/bin/python bench/bench_components.py [--duration 10] [--connections
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import shutil
 import statistics
@@ -100,6 +101,11 @@ def tauon_serving(tmp: Path, registry: RegistryServer, names: list[str], tauon_a
             urls[name] = f"http://127.0.0.1:{port}{PATHS[name]}"
         for url in urls.values():
             first_200(url, time.perf_counter())
+        # Workers start after the daemon serves; measure once every process does.
+        found = re.search(r"(\d+) processes serve requests", tauon.log())
+        for index in range(1, int(found.group(1)) if found else 1):
+            tauon.wait_log(rf"worker {index} \(pid \d+\) serving")
+        time.sleep(1.0)  # the resync that follows "serving"
         yield urls, tauon.proc.pid
 
 
@@ -153,12 +159,12 @@ def main() -> None:
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--tauon-args", action="append", default=None,
                         help="tauon options for one load configuration, e.g. '--running-guests 4'; "
-                        "repeat to compare several in the same rounds (default: '' and '--workers auto')")
+                        "repeat to compare several in the same rounds (default: '' and '--workers 1')")
     parser.add_argument("--reference-args", default="", help="extra `wasmtime serve` options, e.g. "
                         "'-O pooling-memory-keep-resident=33554432' (tauon's default keep-resident)")
     args = parser.parse_args()
     if args.tauon_args is None:
-        args.tauon_args = ["", "--workers auto"]
+        args.tauon_args = ["", "--workers 1"]
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing (apt-get install -y wrk)")
     with tempfile.TemporaryDirectory(prefix="tauon-bench-") as tmpdir:

@@ -24,7 +24,7 @@ from tauon.settings import (
     home_dir,
     worker_count,
 )
-from tauon.wasm.pool import PoolSettings
+from tauon.wasm.pool import PoolSettings, warm_slots_per_process
 
 DESCRIPTION = """\
 Serve Spin WebAssembly HTTP apps declared by JSON files in a watched directory.
@@ -89,17 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "0: allocate on demand instead (slower per request) (default: 1000)")
     p.add_argument("--keep-resident-mib", type=int, default=32, metavar="MIB",
                    help="MiB at the start of each pooled linear memory reset in place instead of "
-                   "returned to the kernel: fewer page faults per request, up to MIB x 32 warm slots "
-                   "of memory kept resident (default: 32)")
+                   "returned to the kernel: fewer page faults per request; up to MIB x 32 warm slots "
+                   "(shared among the --workers processes) stay resident (default: 32)")
     p.add_argument("--running-guests", type=int, default=None, metavar="N",
                    help="guests executing wasm at once across all apps; guests blocked on I/O do not "
                    "count, and one that waits over 50 ms for a turn runs anyway (default: the number "
                    "of CPUs this process may use)")
-    p.add_argument("--workers", default=env.get("TAUON_WORKERS", "1"), metavar="N|auto",
+    p.add_argument("--workers", default=env.get("TAUON_WORKERS", "auto"), metavar="N|auto",
                    help="processes serving requests: this one plus N-1 workers sharing its listening "
-                   "sockets, each with its own GIL; 'auto': the number of CPUs this process may use. "
-                   "Per-app concurrency and the instance pool are per process (default: 1; "
-                   "$TAUON_WORKERS)")
+                   "sockets, each with its own GIL; 'auto': the CPUs this process may use (affinity, "
+                   "capped by a cgroup CPU quota); 1: this process alone. Per-app concurrency and "
+                   "the instance pool are per process (default: auto; $TAUON_WORKERS)")
     p.add_argument("--version", action="version", version=f"tauon {__version__}")
     return p
 
@@ -136,7 +136,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         admin=admin_address(args.admin, "--admin") if args.admin else None,
         access_log=args.access_log,
         apps_file=args.apps.absolute() if args.apps is not None else None,
-        pool=PoolSettings(instances=args.instance_pool, keep_resident_mib=args.keep_resident_mib),
+        pool=PoolSettings(instances=args.instance_pool, keep_resident_mib=args.keep_resident_mib,
+                          warm_slots=warm_slots_per_process(workers)),
         running_guests=args.running_guests,
         workers=workers,
     )

@@ -129,8 +129,8 @@ async def _start_workers(settings: Settings, metrics: Metrics, tg: TaskGroup) ->
     workers = WorkerPool(settings, settings.workers, metrics)
     metrics.remote_requests = workers.request_stats
     await tg.start(workers.run)
-    log.info("%d processes serve requests: this one and %d workers (pids %s)", settings.workers,
-             settings.workers - 1, ", ".join(str(pid) for pid in workers.pids) or "none yet")
+    log.info("%d processes serve requests: this one and %d workers (started once the initial apps "
+             "are up)", settings.workers, settings.workers - 1)
     return workers
 
 
@@ -253,6 +253,8 @@ async def _announce_ready(supervisor: Supervisor, view: DaemonView, notifier: No
                           reporter: StatusReporter | None) -> None:
     await view.scanned.wait()
     await supervisor.wait_settled()
+    if supervisor.workers is not None:
+        supervisor.workers.launch()
     status = summary(supervisor.counts())
     log.info("ready: %s", status)
     notifier.ready(status)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tauon.control.spec import Address
+from tauon.cpus import usable_cpus
 from tauon.wasm.pool import PoolSettings
 
 
@@ -95,9 +96,9 @@ def home_dir(env: Mapping[str, str]) -> Path:
 
 
 def worker_count(value: str, cpus: int | None = None) -> int:
-    """`--workers`: a number >= 1, or `auto` (the CPUs this process may use)."""
+    """`--workers`: a number >= 1, or `auto` (the CPUs this process may use, cpus.py)."""
     if value == "auto":
-        return cpus if cpus is not None else max(1, len(os.sched_getaffinity(0)))
+        return cpus if cpus is not None else usable_cpus()
     try:
         count = int(value)
     except ValueError:

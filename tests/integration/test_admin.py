@@ -36,7 +36,7 @@ def _metric(text: str, name: str) -> float:
 def test_status_metrics_and_the_status_command(tmp_path: Path, image: str) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/?0"
-    with run_tauon(tmp_path, admin=True) as tauon:
+    with run_tauon(tmp_path, "--workers", "1", admin=True) as tauon:
         assert tauon.admin is not None
         (tauon.watch_dir / "app.json").write_text(app_file(image, port, variables={"api_token": SECRET},
                                                            state_dir="app"))
@@ -58,7 +58,7 @@ def test_status_metrics_and_the_status_command(tmp_path: Path, image: str) -> No
         assert app["variables"] == ["api_token"] and app["state_dir"] == "app"
         assert apps["broken.json"]["state"] == "invalid"
         assert "is not valid JSON" in apps["broken.json"]["error"]
-        (process,) = doc["processes"]  # no --workers: the daemon alone serves
+        (process,) = doc["processes"]  # --workers 1: the daemon alone serves
         assert (process["worker"], process["pid"]) == (0, tauon.proc.pid) and process["requests"] >= 1
         assert apps["twin.json"]["state"] == "invalid"
         assert "already claimed by app.json" in apps["twin.json"]["error"]

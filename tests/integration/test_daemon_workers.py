@@ -64,12 +64,19 @@ def wait_until(check: Any, timeout: float = 10.0) -> None:
         time.sleep(0.1)
 
 
+def workers_up(tauon: TauonProcess, count: int) -> None:
+    """The daemon serves without waiting for its workers to start; each logs when it is up."""
+    for index in range(1, count + 1):
+        tauon.wait_log(rf"worker {index} \(pid \d+\) serving")
+
+
 def test_workers_accept_on_the_shared_socket_and_follow_every_generation(
         tmp_path: Path, images: AppImages) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/?0"
     with run_tauon(tmp_path, "--workers", "3", admin=True) as tauon:
         tauon.wait_log(r"3 processes serve requests: this one and 2 workers")
+        workers_up(tauon, 2)
         (tauon.watch_dir / "app.json").write_text(app_file(images.v1, port))
         wait_http(url, contains="in v1")
         responses = fresh_connections(url, 90)
@@ -124,6 +131,7 @@ def test_a_killed_worker_is_restarted_and_in_memory_state_is_shared(
     port = free_port()
     url = f"http://127.0.0.1:{port}/count"
     with run_tauon(tmp_path, "--workers", "2", admin=True) as tauon:
+        workers_up(tauon, 1)
         (tauon.watch_dir / "counter.json").write_text(app_file(ref, port))  # no state_dir: in memory
         last = count_of(wait_http(url))
         # One store for the app, whichever process answers: the count never repeats or skips.
@@ -167,6 +175,7 @@ def test_stopping_drains_requests_running_in_workers_and_ignores_their_own_sigte
         tmp_path: Path, images: AppImages) -> None:
     port = free_port()
     with run_tauon(tmp_path, "--workers", "3", admin=True) as tauon:
+        workers_up(tauon, 2)
         (tauon.watch_dir / "app.json").write_text(app_file(images.v1, port))
         wait_http(f"http://127.0.0.1:{port}/?0", contains="in v1")
         workers = [p["pid"] for p in status(tauon)["processes"][1:]]

@@ -62,6 +62,7 @@ def test_without_the_address_space_the_engine_falls_back_to_on_demand(
 def test_pool_off_means_on_demand(tmp_path: Path) -> None:
     engine = WasmEngine(tmp_path, pool=PoolSettings(instances=0))
     assert engine.pool.describe() == "on-demand"
-    assert PoolSettings().describe() == "pooling(1000,32MiB)"
+    assert PoolSettings().describe() == "pooling(1000,32MiB,32 warm)"
+    assert PoolSettings(warm_slots=4).describe() == "pooling(1000,32MiB,4 warm)"
     module = wasmtime.Module(engine.engine, MEMORY_WAT)
     assert len([instantiate(engine, module) for _ in range(3)]) == 3

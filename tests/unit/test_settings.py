@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tauon import settings as settings_module
 from tauon.cli import build_parser, settings_from_args
 from tauon.settings import Settings, default_cache_dir, default_state_root, default_watch_dir
 
@@ -97,11 +98,26 @@ def test_pool_and_run_slot_flags() -> None:
 
 def test_workers_from_flag_or_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TAUON_WORKERS", raising=False)
-    assert settings_from_args(build_parser().parse_args([])).workers == 1  # the daemon alone serves
+    monkeypatch.setattr(settings_module, "usable_cpus", lambda: 6)
+    assert settings_from_args(build_parser().parse_args([])).workers == 6  # default: auto
     assert settings_from_args(build_parser().parse_args(["--workers", "3"])).workers == 3
+    assert settings_from_args(build_parser().parse_args(["--workers", "1"])).workers == 1
+    monkeypatch.setenv("TAUON_WORKERS", "1")
+    assert settings_from_args(build_parser().parse_args([])).workers == 1  # the daemon alone serves
     monkeypatch.setenv("TAUON_WORKERS", "auto")
-    assert settings_from_args(build_parser().parse_args([])).workers >= 1
+    assert settings_from_args(build_parser().parse_args([])).workers == 6
     with pytest.raises(SystemExit, match=r"--workers: 'lots' is neither a number nor 'auto'"):
         settings_from_args(build_parser().parse_args(["--workers", "lots"]))
     with pytest.raises(SystemExit, match=r"--workers: must be >= 1"):
         settings_from_args(build_parser().parse_args(["--workers", "0"]))
+
+
+def test_warm_slots_are_shared_among_processes() -> None:
+    # The resident-memory bound (warm slots x keep-resident) must not grow with --workers.
+    def warm(workers: str) -> int:
+        return settings_from_args(build_parser().parse_args(["--workers", workers])).pool.warm_slots
+
+    assert warm("1") == 32
+    assert warm("2") == 16
+    assert warm("3") == 11
+    assert warm("64") == 1

@@ -32,9 +32,15 @@ CORE_PER_COMPONENT = 16
 TABLES_PER_COMPONENT = 4
 
 WARM_SLOTS = 32
-"""Unused slots kept warm (reused first by the same component). With `keep_resident` they bound the
-memory kept resident between requests: 32 x 32 MiB at most by default, 1 GiB, under the 4 GiB
-MemoryMax of contrib/tauon.service (wasmtime's own default of 100 would allow 3.2 GiB)."""
+"""Unused slots kept warm (reused first by the same component), across all serving processes. With
+`keep_resident` they bound the memory kept resident between requests: 32 x 32 MiB at most by default,
+1 GiB, under the 4 GiB MemoryMax of contrib/tauon.service (wasmtime's own default of 100 per process
+would allow 3.2 GiB each)."""
+
+
+def warm_slots_per_process(processes: int) -> int:
+    """Each process's share of WARM_SLOTS, so the resident bound does not grow with `--workers`."""
+    return max(1, -(-WARM_SLOTS // max(1, processes)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,8 @@ class PoolSettings:
     """Instances alive at once across all apps (0: no pool, wasmtime's on-demand allocator)."""
     keep_resident_mib: int = 32
     """MiB at the start of each linear memory reset in place rather than returned to the kernel."""
+    warm_slots: int = WARM_SLOTS
+    """Unused slots this process keeps warm (warm_slots_per_process)."""
 
     @property
     def enabled(self) -> bool:
@@ -51,7 +59,7 @@ class PoolSettings:
     def describe(self) -> str:
         if not self.enabled:
             return "on-demand"
-        return f"pooling({self.instances},{self.keep_resident_mib}MiB)"
+        return f"pooling({self.instances},{self.keep_resident_mib}MiB,{self.warm_slots} warm)"
 
 
 def configure(config: wasmtime.Config, pool: PoolSettings) -> None:
@@ -71,7 +79,7 @@ def configure(config: wasmtime.Config, pool: PoolSettings) -> None:
         ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pc, n * CORE_PER_COMPONENT)
         ffi.wasmtime_pooling_allocation_config_total_tables_set(pc, n * TABLES_PER_COMPONENT)
         ffi.wasmtime_pooling_allocation_config_total_stacks_set(pc, n)
-        ffi.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, WARM_SLOTS)
+        ffi.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pc, pool.warm_slots)
         # Per-app memory limits are enforced by each store's limiter; the pool only needs the slot
         # to be able to hold any memory a 32-bit guest can address.
         ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pc, 4 << 30)

@@ -19,12 +19,13 @@ executor keeps a `Pace`, the moving average of its runs' CPU time, to tell.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
+
+from tauon.cpus import usable_cpus
 
 T = TypeVar("T")
 
@@ -61,7 +62,7 @@ _held = _Held()
 
 
 def default_slots() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return usable_cpus()
 
 
 class RunSlots:

@@ -42,6 +42,8 @@ START_TIMEOUT = 60.0
 REPLY_TIMEOUT = 120.0
 """Seconds a worker may take to build a generation. The daemon has compiled it already, so a worker
 only loads it from the cache; a worker slower than this is restarted (and re-sent everything)."""
+LAUNCH_DELAY = 1.0
+"""Seconds the daemon serves alone after its initial apps are up, before starting the workers."""
 STOP_TIMEOUT = 5.0
 """Seconds past the drain timeout a stopping worker gets before it is killed."""
 
@@ -92,6 +94,7 @@ class WorkerPool:
         self._serial = itertools.count(1)
         self._seq = itertools.count(1)
         self._stopping = False
+        self._launch = anyio.Event()
         self._tg: TaskGroup | None = None
         self.runtime_dir = Path(tempfile.mkdtemp(prefix="tauon-shared-",
                                                  dir=os.environ.get("RUNTIME_DIRECTORY") or None))
@@ -100,25 +103,30 @@ class WorkerPool:
     # -- life -----------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Keep N-1 workers alive until `stop()`. `started()` once each has started or failed once."""
+        """Keep N-1 workers alive from `launch()` until `stop()`; `started()` at once."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            first = [anyio.Event() for _ in range(1, self.count)]
-            for index, event in enumerate(first, start=1):
-                tg.start_soon(self._keep, index, event)
-            for event in first:
-                await event.wait()
+            for index in range(1, self.count):
+                tg.start_soon(self._keep, index)
             task_status.started()
 
-    async def _keep(self, index: int, first: anyio.Event) -> None:
+    def launch(self) -> None:
+        """Start the workers. The daemon calls this once its initial apps are up: starting N Python
+        processes costs CPU the first requests of a (warm) restart should get, so the daemon serves
+        alone until LAUNCH_DELAY after that, and each worker is sent everything being served when it
+        is ready."""
+        self._launch.set()
+
+    async def _keep(self, index: int) -> None:
+        await self._launch.wait()
+        await anyio.sleep(LAUNCH_DELAY)
         delay = 1.0
         while not self._stopping:
             started = time.monotonic()
             try:
-                await self._run_one(index, first)
+                await self._run_one(index)
             except Exception:
                 log.exception("worker %d: unexpected failure", index)
-            first.set()
             if self._stopping:
                 return
             self.metrics.worker_restarts.inc()
@@ -128,7 +136,7 @@ class WorkerPool:
             await anyio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
-    async def _run_one(self, index: int, first: anyio.Event) -> None:
+    async def _run_one(self, index: int) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc = subprocess.Popen(
@@ -146,7 +154,7 @@ class WorkerPool:
             log.info("%s serving", worker.label)
             self.live[index] = worker
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._resync, worker, first)
+                tg.start_soon(self._resync, worker)
                 await self._read(worker)
                 tg.cancel_scope.cancel()
         except (ChannelClosed, TimeoutError) as exc:
@@ -161,14 +169,13 @@ class WorkerPool:
             with anyio.CancelScope(shield=True):
                 await self._reap(worker)
 
-    async def _resync(self, worker: _Worker, first: anyio.Event) -> None:
+    async def _resync(self, worker: _Worker) -> None:
         """Everything being served, to a worker that has just started."""
-        try:
-            async with anyio.create_task_group() as tg:
-                for app_id in list(self.desired):
-                    tg.start_soon(self._deploy_to, worker, app_id)
-        finally:
-            first.set()
+        async with anyio.create_task_group() as tg:
+            for app_id in list(self.desired):
+                tg.start_soon(self._deploy_to, worker, app_id)
+        if self.desired:
+            log.info("%s serves %d apps", worker.label, len(self.desired))
 
     async def _read(self, worker: _Worker) -> None:
         while True:
