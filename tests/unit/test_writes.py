@@ -1,5 +1,6 @@
-"""writes.py: the routing module sends even writes to the string import and odd ones to the list import;
-real components gain the import (and still compile) when their layout is one of wit-component's."""
+"""writes.py: the routing module sends even writes to the string import and odd ones to the list import,
+and reads to the string import first, then to the list import when that answers `closed`; real
+components gain the import (and still compile) when their layout is one of wit-component's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pathlib import Path
 import wasmtime
 from wasmtime.component import Component
 
-from tauon.wasm.component.writes import WRITES_IMPORT, _trampolines, route_writes
+from tauon.wasm.component.writes import (
+    READ_FUNCS,
+    WRITE_FUNCS,
+    WRITES_IMPORT,
+    _Lowered,
+    _trampolines,
+    route_writes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_even_writes_go_to_the_string_import_and_odd_ones_to_the_list_import() -> None:
     engine = wasmtime.Engine()
     store = wasmtime.Store(engine)
-    module = wasmtime.Module(engine, _trampolines([3]))
+    module = wasmtime.Module(engine, _trampolines([_Lowered(WRITE_FUNCS[0], 0, 0)], [3]))
     calls: list[tuple[str, int, int]] = []
     ty = wasmtime.FuncType([wasmtime.ValType.i32()] * 4, [])
 
@@ -42,6 +50,43 @@ def test_even_writes_go_to_the_string_import_and_odd_ones_to_the_list_import() -
     assert calls == [("string", 1024, 10), ("list", 1025, 10), ("string", 0, 0), ("list", 2048, -(2**31) + 4)]
 
 
+def test_reads_take_the_list_import_only_when_the_string_import_answers_closed() -> None:
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    module = wasmtime.Module(engine, _trampolines([_Lowered(WRITE_FUNCS[1], 0, 0),
+                                                   _Lowered(READ_FUNCS[0], 1, 0, realloc=5)], [0, 1]))
+    memory = wasmtime.Memory(store, wasmtime.MemoryType(wasmtime.Limits(1, None)))
+    table = wasmtime.Table(store, wasmtime.TableType(wasmtime.ValType.funcref(), wasmtime.Limits(2, 2)), None)
+    calls: list[str] = []
+    answer = [b""]
+    read_ty = wasmtime.FuncType([wasmtime.ValType.i32(), wasmtime.ValType.i64(), wasmtime.ValType.i32()], [])
+    write_ty = wasmtime.FuncType([wasmtime.ValType.i32()] * 4, [])
+
+    def fast(handle: int, n: int, ret: int) -> None:
+        calls.append("string")
+        memory.write(store, answer[0], ret)
+
+    linker = wasmtime.Linker(engine)
+    linker.define(store, "", "table", table)
+    linker.define(store, "", "memory", memory)
+    linker.define(store, "", "slow-0", wasmtime.Func(store, write_ty, lambda *a: None))
+    linker.define(store, "", "fast-0", wasmtime.Func(store, write_ty, lambda *a: None))
+    linker.define(store, "", "slow-1", wasmtime.Func(store, read_ty, lambda h, n, ret: calls.append("list")))
+    linker.define(store, "", "fast-1", wasmtime.Func(store, read_ty, fast))
+    linker.instantiate(store, module)
+    route = table.get(store, 1)
+    assert isinstance(route, wasmtime.Func)
+    # result<string, stream-error> at `ret`: discriminant at 0, then the payload at 4 (the string, or
+    # the error variant: 0 last-operation-failed(error), 1 closed).
+    for layout, expected in ((b"\0\0\0\0" + b"\x10\0\0\0" + b"\x05\0\0\0", ["string"]),  # ok: ASCII
+                             (b"\1\0\0\0" + b"\1\0\0\0", ["string", "list"]),              # closed
+                             (b"\1\0\0\0" + b"\0\0\0\0" + b"\x07\0\0\0", ["string"])):  # failed
+        calls.clear()
+        answer[0] = layout
+        route(store, 3, 4096, 64)
+        assert calls == expected, layout
+
+
 def imports(binary: bytes) -> set[str]:
     engine = wasmtime.Engine()
     return set(Component(engine, binary).type.imports(engine))
@@ -59,7 +104,13 @@ def test_wit_component_layouts_gain_the_import_and_others_are_left_alone() -> No
     assert route_writes(routed) is None  # once is enough
     # Newer wit-component (componentize-py's) passes the fix-up one instance holding table and funcs.
     for name in ("js", "python-raw"):  # compiled by the daemon tests
-        other = route_writes(component_path(name).read_bytes())
+        original = component_path(name).read_bytes()
+        other = route_writes(original)
         assert other is not None and route_writes(other) is None, name
+        # Their reads are routed too (their allocators cannot take rewrite.py's retyping).
+        assert all(func.encode() in other[len(original):] for func in READ_FUNCS + WRITE_FUNCS), name
+        writes_only = route_writes(original, reads=False)
+        assert writes_only is not None and READ_FUNCS[0].encode() not in writes_only[len(original):]
+        assert imports(other) == imports(original) | {WRITES_IMPORT}, name
     assert route_writes(b"\0asm\x0d\0\x01\0") is None
     assert route_writes(b"garbage") is None

@@ -6,6 +6,7 @@ Condition, which every producer notifies, so `poll` and the blocking calls wait 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,13 +38,27 @@ class StreamFailed(Exception):
 
 
 class InputStream:
-    """Base: a source of bytes. `read` never blocks: b'' means nothing yet, None the end."""
+    """Base: a source of bytes. `read` never blocks: b'' means nothing yet, None the end.
+
+    Callers use `take` and `readable`, which also see `held`: bytes read from the source but handed
+    back (the ASCII read below returns a prefix and keeps the rest for the next read)."""
+
+    held: bytes = b""
 
     def read(self, n: int) -> bytes | None:
         return None
 
     def ready(self) -> bool:
         return True
+
+    def take(self, n: int) -> bytes | None:
+        if self.held:
+            data, self.held = self.held[:n], self.held[n:]
+            return data
+        return self.read(n)
+
+    def readable(self) -> bool:
+        return bool(self.held) or self.ready()
 
 
 class OutputStream:
@@ -157,7 +172,7 @@ def poll(state: HostState, reps: list[int]) -> list[int]:
 def input_read(state: HostState, rep: int, n: int) -> tuple[str, Any]:
     stream = state.table.get(rep, InputStream)
     try:
-        data = stream.read(min(n, MAX_READ))
+        data = stream.take(min(n, MAX_READ))
     except StreamFailed as exc:
         return _stream_error(state, exc)
     return err(CLOSED) if data is None else ok(data)
@@ -167,8 +182,41 @@ def input_blocking_read(state: HostState, rep: int, n: int) -> tuple[str, Any]:
     stream = state.table.get(rep, InputStream)
     if n == 0:
         return ok(b"")
-    state.wait_until(stream.ready, "input-stream.blocking-read")
+    state.wait_until(stream.readable, "input-stream.blocking-read")
     return input_read(state, rep, n)
+
+
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def input_read_ascii(state: HostState, rep: int, n: int) -> tuple[str, Any]:
+    """The read behind wasm/component/writes.py's routed reads: the ASCII prefix of what `read`
+    would return, since only ASCII lowers to the guest's string with no shrinking `realloc`. Where
+    that prefix is empty, or at the end of the stream, `closed` tells the guest's trampoline to make
+    the original list read, which then returns the bytes (or the end) itself."""
+    stream = state.table.get(rep, InputStream)
+    try:
+        data = stream.take(min(n, MAX_READ))
+    except StreamFailed as exc:
+        return _stream_error(state, exc)
+    if data is None:
+        return err(CLOSED)
+    if not data.isascii():
+        cut = _NON_ASCII.search(data)
+        assert cut is not None
+        stream.held = data[cut.start():] + stream.held
+        data = data[:cut.start()]
+        if not data:
+            return err(CLOSED)
+    return ok(data)
+
+
+def input_blocking_read_ascii(state: HostState, rep: int, n: int) -> tuple[str, Any]:
+    stream = state.table.get(rep, InputStream)
+    if n == 0:
+        return ok(b"")
+    state.wait_until(stream.readable, "input-stream.blocking-read")
+    return input_read_ascii(state, rep, n)
 
 
 def input_skip(state: HostState, rep: int, n: int) -> tuple[str, Any]:
@@ -183,7 +231,7 @@ def input_blocking_skip(state: HostState, rep: int, n: int) -> tuple[str, Any]:
 
 def input_subscribe(state: HostState, rep: int) -> int:
     stream = state.table.get(rep, InputStream)
-    return state.table.push(Pollable(stream.ready))
+    return state.table.push(Pollable(stream.readable))
 
 
 def output_check_write(state: HostState, rep: int) -> tuple[str, Any]:
@@ -256,7 +304,7 @@ def output_splice(state: HostState, rep: int, src: int, n: int) -> tuple[str, An
 def output_blocking_splice(state: HostState, rep: int, src: int, n: int) -> tuple[str, Any]:
     source = state.table.get(src, InputStream)
     sink = state.table.get(rep, OutputStream)
-    state.wait_until(lambda: source.ready() and sink.ready(), "output-stream.blocking-splice")
+    state.wait_until(lambda: source.readable() and sink.ready(), "output-stream.blocking-splice")
     return output_splice(state, rep, src, n)
 
 
@@ -288,10 +336,13 @@ INTERFACES = [
         "[method]output-stream.splice": output_splice,
         "[method]output-stream.blocking-splice": output_blocking_splice,
     }, ("input-stream", "output-stream")),
-    # The same writes with the bytes as a latin1 string: wasm/component/writes.py routes a guest's
-    # 2-aligned writes here, so they cross the binding in one buffer. Its resource is wasi's own.
+    # The same writes with the bytes as a latin1 string, and reads of ASCII as a string:
+    # wasm/component/writes.py routes a guest's 2-aligned writes and its reads here, so they cross
+    # the binding in one buffer. Its resources are wasi's own.
     HostInterface(WRITES_IMPORT, {
         "[method]output-stream.write": output_write,
         "[method]output-stream.blocking-write-and-flush": output_blocking_write_and_flush,
+        "[method]input-stream.read": input_read_ascii,
+        "[method]input-stream.blocking-read": input_blocking_read_ascii,
     }),
 ]

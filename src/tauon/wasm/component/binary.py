@@ -155,6 +155,7 @@ class Canon:
     op: int
     func: int | None = None
     memory: int | None = None
+    realloc: int | None = None
     encoded: bool = False
     """A string-encoding option is present."""
     opts: tuple[int, int] = (0, 0)
@@ -178,7 +179,9 @@ def read_canon(r: Reader) -> Canon:
         opt = r.byte()
         if opt == 0x03:
             canon.memory = r.u32()
-        elif opt in (0x04, 0x05, 0x07):
+        elif opt == 0x04:
+            canon.realloc = r.u32()
+        elif opt in (0x05, 0x07):
             r.u32()
         elif opt in (0x00, 0x01, 0x02):
             canon.encoded = True

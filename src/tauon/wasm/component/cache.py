@@ -85,12 +85,14 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
 
 
 def _bulk_body_forms(wasm_path: Path, original: bytes) -> Iterator[bytes]:
-    """The component with request-body reads retyped (rewrite.py) and response-body writes routed
-    (writes.py) where each applies, best first; each form keeps the guest's behaviour. Lazy: a later
-    form is only built if wasmtime refused the ones before it."""
+    """The component with request-body reads retyped (rewrite.py: every byte value) or else routed
+    (writes.py: ASCII runs), and response-body writes routed (writes.py), where each applies, best
+    first; each form keeps the guest's behaviour. Lazy: a later form is only built if wasmtime
+    refused the ones before it."""
     reads = rewrite.rewrite(original)
     if reads is not None and not rewrite.realloc_shrinks(original):
-        log.info("%s: its allocator cannot shrink; request bodies take the list path", wasm_path)
+        log.info("%s: its allocator cannot shrink; request bodies are read in bulk while ASCII",
+                 wasm_path)
         reads = None
     if reads is not None:
         both = writes.route_writes(reads)
@@ -100,6 +102,9 @@ def _bulk_body_forms(wasm_path: Path, original: bytes) -> Iterator[bytes]:
     routed = writes.route_writes(original)
     if routed is not None:
         yield routed
+    writes_only = writes.route_writes(original, reads=False)  # if routed reads were refused
+    if writes_only is not None and writes_only != routed:
+        yield writes_only
 
 
 def _load_cached(engine: WasmEngine, artifact: Path, checksum: Path) -> Component | None:

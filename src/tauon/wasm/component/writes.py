@@ -43,11 +43,26 @@ from tauon.wasm.component.binary import (
 )
 from tauon.wasm.component.rewrite import STREAMS_PREFIX
 
-VERSION = 2
+VERSION = 3
 """Part of the compiled-component cache key."""
 WRITES_IMPORT = "tauon:bytes/streams@0.1.0"
 WRITE_FUNCS = ("[method]output-stream.write", "[method]output-stream.blocking-write-and-flush")
+READ_FUNCS = ("[method]input-stream.read", "[method]input-stream.blocking-read")
 
+
+
+@dataclass(frozen=True)
+class _Lowered:
+    """One `canon lower` of a stream write or read: the guest calls core func `core` for `name`."""
+
+    name: str
+    core: int
+    memory: int
+    realloc: int | None = None
+
+    @property
+    def reads(self) -> bool:
+        return self.name in READ_FUNCS
 
 
 @dataclass
@@ -55,11 +70,13 @@ class _Scan:
     comp: dict[str, int] = field(default_factory=lambda: {"type": 0, "func": 0, "instance": 0})
     core: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CORE_SORTS.values(), 0))
     streams: list[int] = field(default_factory=list)
-    write_funcs: dict[int, str] = field(default_factory=dict)  # component func -> name
-    lowered: list[tuple[str, int, int]] = field(default_factory=list)  # (name, core func, memory)
+    byte_funcs: dict[int, str] = field(default_factory=dict)  # component func -> name
+    lowered: list[_Lowered] = field(default_factory=list)
     inline: dict[int, dict[str, tuple[str, int]]] = field(default_factory=dict)  # core inst -> exports
     instantiated: list[tuple[int, dict[str, int]]] = field(default_factory=list)  # (module, args)
     modules: dict[int, tuple[int, int]] = field(default_factory=dict)  # core module -> byte range
+
+    routed: tuple[str, ...] = WRITE_FUNCS + READ_FUNCS
 
     def bump(self, space: dict[str, int], sort: str) -> int:
         if sort not in space:
@@ -68,8 +85,8 @@ class _Scan:
         return space[sort] - 1
 
 
-def _scan(data: bytes) -> _Scan:
-    scan = _Scan()
+def _scan(data: bytes, reads: bool) -> _Scan:
+    scan = _Scan(routed=WRITE_FUNCS + READ_FUNCS if reads else WRITE_FUNCS)
     for section in read_sections(data):
         r = Reader(data, section.start, section.end)
         sid = section.id
@@ -107,8 +124,8 @@ def _scan(data: bytes) -> _Scan:
                     scan.bump(scan.core, sort[5:])
                     continue
                 index = scan.bump(scan.comp, sort)
-                if sort == "func" and instance in scan.streams and aliased in WRITE_FUNCS:
-                    scan.write_funcs[index] = aliased
+                if sort == "func" and instance in scan.streams and aliased in scan.routed:
+                    scan.byte_funcs[index] = aliased
         elif sid == 7:
             for _ in range(r.u32()):
                 skip_deftype(r)
@@ -153,11 +170,17 @@ def _scan_canon(r: Reader, scan: _Scan) -> None:
             scan.bump(scan.comp, "func")
             continue
         index = scan.bump(scan.core, "func")
-        name = scan.write_funcs.get(canon.func) if canon.op == 0x01 and canon.func is not None else None
-        if name is not None:
-            if canon.memory is None or canon.encoded:
-                raise Unsupported("a write lowered without its memory, or as a string")
-            scan.lowered.append((name, index, canon.memory))
+        name = scan.byte_funcs.get(canon.func) if canon.op == 0x01 and canon.func is not None else None
+        if name is None:
+            continue
+        if name in READ_FUNCS:
+            if canon.encoded:
+                continue  # retyped to a string already (rewrite.py): not routed
+            if canon.memory is None or canon.realloc is None:
+                raise Unsupported("a read lowered without its memory and allocator")
+        elif canon.memory is None or canon.encoded:
+            raise Unsupported("a write lowered without its memory, or as a string")
+        scan.lowered.append(_Lowered(name, index, canon.memory, canon.realloc))
 
 
 @dataclass(frozen=True)
@@ -173,7 +196,7 @@ def _fixup_slots(data: bytes, scan: _Scan) -> tuple[_Table, list[int]]:
     """(the shim table, the table slot of each lowered write), from wit-component's fix-up: either
     `(with "actual" funcs) (with "shim" instance)` or, in newer releases, one `(with "" args)` holding
     the numbered funcs and the `$imports` table."""
-    wanted = {core for _name, core, _memory in scan.lowered}
+    wanted = {lowered.core for lowered in scan.lowered}
     for module, args in scan.instantiated:
         if set(args) == {"actual", "shim"}:
             funcs, func_module, table = args["actual"], "actual", _Table(shim_instance=args["shim"])
@@ -192,7 +215,7 @@ def _fixup_slots(data: bytes, scan: _Scan) -> tuple[_Table, list[int]]:
             continue
         if module not in scan.modules or not _identity_fixup(data, *scan.modules[module], func_module):
             raise Unsupported("fix-up module")
-        return table, [slot_of[core] for _name, core, _memory in scan.lowered]
+        return table, [slot_of[lowered.core] for lowered in scan.lowered]
     raise Unsupported("no fix-up instance")
 
 
@@ -208,18 +231,30 @@ def _identity_fixup(data: bytes, start: int, end: int, func_module: str) -> bool
     return expected in data[start:end]  # an active segment at offset 0: func 0, 1, ... n-1
 
 
-def _trampolines(slots: list[int]) -> bytes:
-    parts = ['(module (type $t (func (param i32 i32 i32 i32)))', '(import "" "table" (table 0 funcref))']
-    for k in range(len(slots)):
-        parts.append(f'(import "" "slow-{k}" (func $slow{k} (type $t)))')
-        parts.append(f'(import "" "fast-{k}" (func $fast{k} (type $t)))')
-    for k, slot in enumerate(slots):
-        # Even pointer and a length without the UTF-16 tag bit: the string import; else the list one.
-        parts.append(
-            f'(func $route{k} (type $t) (if (i32.and (i32.or (local.get 1) '
-            '(i32.shr_u (local.get 2) (i32.const 31))) (i32.const 1)) '
-            f'(then (call $slow{k} (local.get 0) (local.get 1) (local.get 2) (local.get 3))) '
-            f'(else (call $fast{k} (local.get 0) (local.get 1) (local.get 2) (local.get 3)))))')
+def _trampolines(lowered: list[_Lowered], slots: list[int]) -> bytes:
+    parts = ['(module (type $w (func (param i32 i32 i32 i32))) (type $r (func (param i32 i64 i32)))',
+             '(import "" "table" (table 0 funcref))']
+    if any(entry.reads for entry in lowered):
+        parts.append('(import "" "memory" (memory 0))')
+    for k, entry in enumerate(lowered):
+        ty = "$r" if entry.reads else "$w"
+        parts.append(f'(import "" "slow-{k}" (func $slow{k} (type {ty})))')
+        parts.append(f'(import "" "fast-{k}" (func $fast{k} (type {ty})))')
+    for k, (entry, slot) in enumerate(zip(lowered, slots, strict=True)):
+        if entry.reads:
+            # The string read first; `closed` from it (result and variant discriminants both 1)
+            # means "not ASCII here, or the end": the list read answers instead.
+            parts.append(
+                f'(func $route{k} (type $r) (call $fast{k} (local.get 0) (local.get 1) (local.get 2)) '
+                '(if (i32.and (i32.load8_u (local.get 2)) (i32.load8_u offset=4 (local.get 2))) '
+                f'(then (call $slow{k} (local.get 0) (local.get 1) (local.get 2)))))')
+        else:
+            # Even pointer and a length without the UTF-16 tag bit: the string import; else the list.
+            parts.append(
+                f'(func $route{k} (type $w) (if (i32.and (i32.or (local.get 1) '
+                '(i32.shr_u (local.get 2) (i32.const 31))) (i32.const 1)) '
+                f'(then (call $slow{k} (local.get 0) (local.get 1) (local.get 2) (local.get 3))) '
+                f'(else (call $fast{k} (local.get 0) (local.get 1) (local.get 2) (local.get 3)))))')
         parts.append(f'(elem (table 0) (i32.const {slot}) func $route{k})')
     parts.append(")")
     return bytes(wasmtime.wat2wasm(" ".join(parts)))
@@ -230,57 +265,92 @@ def _name(text: str) -> bytes:
     return leb(len(raw)) + raw
 
 
-def route_writes(data: bytes) -> bytes | None:
-    """The component with its aligned writes routed to the string import, or None."""
+def route_writes(data: bytes, *, reads: bool = True) -> bytes | None:
+    """The component with its aligned writes (and, with `reads`, its reads) routed to the string
+    import, or None."""
     try:
-        return _route(data)
+        return _route(data, reads)
     except (Unsupported, IndexError, KeyError, ValueError, wasmtime.WasmtimeError):
         return None
 
 
-def _route(data: bytes) -> bytes | None:
-    scan = _scan(data)
+def _section(sid: int, entries: list[bytes]) -> bytes:
+    body = leb(len(entries)) + b"".join(entries)
+    return bytes([sid]) + leb(len(body)) + body
+
+
+_EQ = b"\x03\x00"  # externdesc type, bound eq
+
+
+def _instance_type(t0: int, resources: list[str], names: list[str]) -> bytes:
+    """The import's instance type: wasi's resources (component types t0.. in `resources` order) and
+    stream-error (the type after them), then the string-typed functions in `names`."""
+    decls: list[bytes] = []
+    local: dict[str, int] = {}  # name -> type index inside the instance type
+    for k, resource in enumerate([*resources, "stream-error"]):
+        decls.append(b"\x02\x03\x02\x01" + leb(t0 + k))                           # alias outer 1
+        decls.append(b"\x04\x00" + _name(resource) + _EQ + leb(len(decls) - 1))  # export it (eq)
+        local[resource] = len(decls) - 1
+    func_type: dict[str, int] = {}
+    if "output-stream" in resources:
+        decls.append(b"\x01\x68" + leb(local["output-stream"]))                      # borrow
+        decls.append(b"\x01\x6a\x00\x01" + leb(local["stream-error"]))              # result<_, e>
+        decls.append(b"\x01\x40\x02" + _name("self") + leb(len(decls) - 2) + _name("contents")
+                     + b"\x73\x00" + leb(len(decls) - 1))                           # func
+        func_type["output-stream"] = len(decls) - 1
+    if "input-stream" in resources:
+        decls.append(b"\x01\x68" + leb(local["input-stream"]))                       # borrow
+        decls.append(b"\x01\x6a\x01\x73\x01" + leb(local["stream-error"]))          # result<string, e>
+        decls.append(b"\x01\x40\x02" + _name("self") + leb(len(decls) - 2) + _name("len")
+                     + b"\x77\x00" + leb(len(decls) - 1))                           # func
+        func_type["input-stream"] = len(decls) - 1
+    for name in names:
+        resource = "input-stream" if name in READ_FUNCS else "output-stream"
+        decls.append(b"\x04\x00" + _name(name) + b"\x01" + leb(func_type[resource]))
+    return b"\x42" + leb(len(decls)) + b"".join(decls)
+
+
+def _route(data: bytes, reads: bool) -> bytes | None:
+    scan = _scan(data, reads)
     if len(scan.streams) != 1 or not scan.lowered:
         return None
     table, slots = _fixup_slots(data, scan)
+    if len({entry.memory for entry in scan.lowered if entry.reads}) > 1:
+        raise Unsupported("reads on several memories")
     streams = scan.streams[0]
-    names = sorted({name for name, _core, _memory in scan.lowered})
+    names = sorted({entry.name for entry in scan.lowered})
+    resources = sorted({"input-stream" if name in READ_FUNCS else "output-stream" for name in names})
     t0, f0, i0 = scan.comp["type"], scan.comp["func"], scan.comp["instance"]
     core_func0, core_table, core_module, core_instance = (
         scan.core["func"], scan.core["table"], scan.core["module"], scan.core["instance"])
 
-    def section(sid: int, entries: list[bytes]) -> bytes:
-        body = leb(len(entries)) + b"".join(entries)
-        return bytes([sid]) + leb(len(body)) + body
-
     out = bytearray()
-    # The resource and error types of the streams import, as component types t0, t0+1.
-    out += section(6, [b"\x03\x00" + leb(streams) + _name("output-stream"),
-                       b"\x03\x00" + leb(streams) + _name("stream-error")])
-    eq = b"\x03\x00"  # externdesc type, bound eq
-    decls = [
-        b"\x02\x03\x02\x01" + leb(t0),                       # 0: alias outer 1 output-stream
-        b"\x04\x00" + _name("output-stream") + eq + b"\x00",  # 1: export it (eq 0)
-        b"\x02\x03\x02\x01" + leb(t0 + 1),                   # 2: alias outer 1 stream-error
-        b"\x04\x00" + _name("stream-error") + eq + b"\x02",   # 3: export it (eq 2)
-        b"\x01\x68\x01",                                      # 4: borrow<output-stream>
-        b"\x01\x6a\x00\x01\x03",                              # 5: result<_, stream-error>
-        b"\x01\x40\x02" + _name("self") + b"\x04" + _name("contents") + b"\x73\x00\x05",  # 6: func
-    ] + [b"\x04\x00" + _name(n) + b"\x01\x06" for n in names]
-    out += section(7, [b"\x42" + leb(len(decls)) + b"".join(decls)])             # type t0+2
-    out += section(10, [b"\x00" + _name(WRITES_IMPORT) + b"\x05" + leb(t0 + 2)])  # instance i0
-    out += section(6, [b"\x01\x00" + leb(i0) + _name(n) for n in names])         # funcs f0 + k
+    # The resource and error types of the streams import, as component types t0, t0+1, ...
+    out += _section(6, [b"\x03\x00" + leb(streams) + _name(n) for n in [*resources, "stream-error"]])
+    t_instance = t0 + len(resources) + 1
+    out += _section(7, [_instance_type(t0, resources, names)])                       # t_instance
+    out += _section(10, [b"\x00" + _name(WRITES_IMPORT) + b"\x05" + leb(t_instance)])  # instance i0
+    out += _section(6, [b"\x01\x00" + leb(i0) + _name(n) for n in names])            # funcs f0 + k
     # One string lowering per original lowering, on the same memory: core funcs core_func0 + k.
-    out += section(8, [b"\x01\x00" + leb(f0 + names.index(name)) + b"\x02\x02\x03" + leb(memory)
-                       for name, _core, memory in scan.lowered])
-    module = _trampolines(slots)
-    out += bytes([1]) + leb(len(module)) + module                                # core module
+    # Writes lower latin1+utf16 (the bytes as they are); reads UTF-8 with the guest's allocator
+    # (only ASCII is passed, which every encoding lays out alike and no allocator has to shrink).
+    lowers = []
+    for entry in scan.lowered:
+        options = (b"\x02\x03" + leb(entry.memory) + b"\x04" + leb(entry.realloc or 0) if entry.reads
+                   else b"\x02\x02\x03" + leb(entry.memory))
+        lowers.append(b"\x01\x00" + leb(f0 + names.index(entry.name)) + options)
+    out += _section(8, lowers)
+    module = _trampolines(scan.lowered, slots)
+    out += bytes([1]) + leb(len(module)) + module                                    # core module
     if table.index is None:  # the shim instance's table, aliased as core table `core_table`
-        out += section(6, [b"\x00\x01\x01" + leb(table.shim_instance or 0) + _name("$imports")])
+        out += _section(6, [b"\x00\x01\x01" + leb(table.shim_instance or 0) + _name("$imports")])
     exports = [_name("table") + b"\x01" + leb(core_table if table.index is None else table.index)]
-    for k, (_write, core, _memory) in enumerate(scan.lowered):
-        exports.append(_name(f"slow-{k}") + b"\x00" + leb(core))
+    read_memory = next((entry.memory for entry in scan.lowered if entry.reads), None)
+    if read_memory is not None:
+        exports.append(_name("memory") + b"\x02" + leb(read_memory))
+    for k, entry in enumerate(scan.lowered):
+        exports.append(_name(f"slow-{k}") + b"\x00" + leb(entry.core))
         exports.append(_name(f"fast-{k}") + b"\x00" + leb(core_func0 + k))
-    out += section(2, [b"\x01" + leb(len(exports)) + b"".join(exports),
-                       b"\x00" + leb(core_module) + b"\x01" + _name("") + b"\x12" + leb(core_instance)])
+    out += _section(2, [b"\x01" + leb(len(exports)) + b"".join(exports),
+                        b"\x00" + leb(core_module) + b"\x01" + _name("") + b"\x12" + leb(core_instance)])
     return data + bytes(out)  # appended: every existing index stays valid
