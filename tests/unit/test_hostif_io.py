@@ -31,6 +31,33 @@ def test_pipe_streams_and_ends() -> None:
     assert io.input_read(s, rep, 10) == ("err", ("closed", None))
 
 
+def test_ascii_reads_return_ascii_runs_and_hand_the_rest_to_the_list_read() -> None:
+    # The routed read (wasm/component/writes.py): `closed` sends the guest to the list read, which
+    # must then see exactly the bytes the ASCII read held back, in order.
+    s = state()
+    pipe = BytePipe(s.cond, limit=1 << 20)
+    rep = s.table.push(io.PipeInput(pipe))
+    assert io.input_read_ascii(s, rep, 10) == ("ok", b"")  # nothing yet: as read says
+    run = b"a" * io.MIN_ASCII_RUN
+    pipe.write(run + b"\xffz" + b"b" * 10 + b"\x80" + b"c" * 2000)
+    assert io.input_read_ascii(s, rep, 1 << 16) == ("ok", run)
+    # A short ASCII run before other bytes is not returned alone: the list read takes the chunk.
+    assert io.input_read_ascii(s, rep, 1 << 16) == ("err", ("closed", None))
+    assert io.input_read(s, rep, 5) == ("ok", b"\xffzbbb")
+    assert io.input_read_ascii(s, rep, 1 << 16) == ("err", ("closed", None))
+    assert io.input_read(s, rep, 1 << 16) == ("ok", b"b" * 7 + b"\x80" + b"c" * 2000)
+    # Held bytes count as readable: a guest that polls before its next read is not left waiting.
+    stream = s.table.get(rep, io.InputStream)
+    pipe.write(b"\x81" + b"d" * 3)
+    assert io.input_read_ascii(s, rep, 1 << 16) == ("err", ("closed", None))
+    assert stream.held == b"\x81ddd" and stream.readable()
+    assert io.input_blocking_read(s, rep, 2) == ("ok", b"\x81d")
+    pipe.close()
+    assert io.input_blocking_read_ascii(s, rep, 10) == ("ok", b"dd")
+    assert io.input_blocking_read_ascii(s, rep, 10) == ("err", ("closed", None))  # the end: the list
+    assert io.input_read(s, rep, 10) == ("err", ("closed", None))                # read says so too
+
+
 def test_failed_pipe_reports_last_operation_failed() -> None:
     s = state()
     pipe = BytePipe(s.cond)
