@@ -1,5 +1,5 @@
 """Reading and editing a component binary: just enough of the component model's binary format for
-rewrite.py and writes.py (sections, LEB128, types, imports, aliases), with no I/O.
+rewrite.py and routing.py (sections, LEB128, types, imports, aliases), with no I/O.
 
 Anything outside what these readers follow raises `Unsupported`, and callers then leave the component
 as it is: the format is read to find a few known shapes, never to validate (wasmtime does that).

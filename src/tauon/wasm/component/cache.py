@@ -22,7 +22,7 @@ from wasmtime.component import Component
 
 from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
-from tauon.wasm.component import rewrite, writes
+from tauon.wasm.component import rewrite, routing
 from tauon.wasm.engine import WasmEngine
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ _guard = threading.Lock()
 
 
 def component_key(engine: WasmEngine, digest: str) -> str:
-    return f"component-r{rewrite.VERSION}w{writes.VERSION}-" + engine.cache_key(digest)
+    return f"component-r{rewrite.VERSION}w{routing.VERSION}-" + engine.cache_key(digest)
 
 
 def compile_component(engine: WasmEngine, wasm_path: Path, digest: str) -> Component:
@@ -86,7 +86,7 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
 
 def _bulk_body_forms(wasm_path: Path, original: bytes) -> Iterator[bytes]:
     """The component with request-body reads retyped (rewrite.py: every byte value) or else routed
-    (writes.py: ASCII runs), and response-body writes routed (writes.py), where each applies, best
+    (routing.py: ASCII runs), and response-body writes routed (routing.py), where each applies, best
     first; each form keeps the guest's behaviour. Lazy: a later form is only built if wasmtime
     refused the ones before it."""
     reads = rewrite.rewrite(original)
@@ -95,14 +95,14 @@ def _bulk_body_forms(wasm_path: Path, original: bytes) -> Iterator[bytes]:
                  wasm_path)
         reads = None
     if reads is not None:
-        both = writes.route_writes(reads)
+        both = routing.route_streams(reads)
         if both is not None:
             yield both
         yield reads
-    routed = writes.route_writes(original)
+    routed = routing.route_streams(original)
     if routed is not None:
         yield routed
-    writes_only = writes.route_writes(original, reads=False)  # if routed reads were refused
+    writes_only = routing.route_streams(original, reads=False)  # if routed reads were refused
     if writes_only is not None and writes_only != routed:
         yield writes_only
 

@@ -11,7 +11,7 @@ in one go (into a buffer the guest's own allocator gives it, as before); the gue
 calls and identical bytes. codec.py hands the host side bytes as before.
 
 Writes cannot be retyped: the canonical ABI requires a latin1+utf16 string to start at an even
-address, and a guest writes from wherever its buffer is (writes.py routes the even ones instead).
+address, and a guest writes from wherever its buffer is (routing.py routes the even ones instead).
 
 Only a shape seen in full is rewritten: every use of the retyped result and of those functions must
 be one this module accounts for, else the component is left as it is (and still works, slower).

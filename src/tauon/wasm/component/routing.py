@@ -1,26 +1,30 @@
-"""Response bodies in bulk: route a guest's 2-aligned stream writes to a latin1-string import.
+"""Bodies in bulk by routing: a guest's stream writes and reads go to string-typed imports.
 
-The companion of rewrite.py for the other direction. A `list<u8>` a guest writes crosses wasmtime 50's
-C API as one 32-byte value per byte (~40 ms per MiB); a latin1 string crosses as one buffer, but the
-canonical ABI traps on a latin1+utf16 string that starts at an odd address, and a guest writes from
-wherever its buffer is. So nothing is retyped here; instead tauon *adds*, at the end of the component:
+A `list<u8>` crosses wasmtime 50's C API as one 32-byte value per byte (~25 ms per MiB in, ~40 out); a
+string crosses as one buffer. rewrite.py retypes reads where the guest's allocator allows it; this
+module retypes nothing and instead *adds*, at the end of the component:
 
-- an import `tauon:bytes/streams@0.1.0` with `output-stream.write` and `blocking-write-and-flush`
-  taking `contents: string` (its `output-stream` is wasi:io/streams' own resource), lowered with
-  `string-encoding=latin1+utf16` on the guest's memory;
-- a small core module whose two functions take the guest's call and pass it to the string import when
-  the pointer is even (and the length below 2^31), else to the original list import;
-- an instance of it whose element segment puts those functions into the slots of wit-component's shim
-  table through which the guest calls the two imports (after wit-component's own fix-up has filled
+- an import `tauon:bytes/streams@0.1.0` (its resources are wasi:io/streams' own) with
+  - `output-stream.write` and `blocking-write-and-flush` taking `contents: string`, lowered with
+    `string-encoding=latin1+utf16`: the bytes as they are;
+  - `input-stream.read` and `blocking-read` returning `result<string, stream-error>`, lowered UTF-8
+    with the guest's allocator; the host passes only ASCII through them (hostif/io.py), which every
+    encoding lays out alike and no allocator is asked to shrink (unlike rewrite.py's retyping);
+- a small core module of trampolines, one per lowering of those functions:
+  - a write goes to the string import when the pointer is even (a latin1+utf16 string must start at
+    an even address) and the length below 2^31, else to the original list import;
+  - a read goes to the string import, then to the original list import if that answered `closed`:
+    the host's way of saying "no ASCII run here, or the end" (the list read then answers itself);
+- an instance of it whose element segment puts those trampolines into the slots of wit-component's
+  shim table through which the guest calls the imports (after wit-component's own fix-up has filled
   them, since instances are created in order).
 
 Appending keeps every existing index valid. Only wit-component's layouts are recognised: one
-`wasi:io/streams@0.2.*` import, every lowering of its write functions routed through the shim table,
+`wasi:io/streams@0.2.*` import, every lowering of the routed functions going through the shim table,
 and a fix-up module whose function imports "0".."n-1" fill table slots 0..n-1 (given as `actual` +
 `shim`, or, in newer releases, as one instance holding both). Anything else leaves the component as
-it is.
+it is. Reads retyped by rewrite.py already are left alone.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -45,7 +49,7 @@ from tauon.wasm.component.rewrite import STREAMS_PREFIX
 
 VERSION = 3
 """Part of the compiled-component cache key."""
-WRITES_IMPORT = "tauon:bytes/streams@0.1.0"
+BYTES_IMPORT = "tauon:bytes/streams@0.1.0"
 WRITE_FUNCS = ("[method]output-stream.write", "[method]output-stream.blocking-write-and-flush")
 READ_FUNCS = ("[method]input-stream.read", "[method]input-stream.blocking-read")
 
@@ -142,7 +146,7 @@ def _scan(data: bytes, reads: bool) -> _Scan:
                 index = scan.bump(scan.comp, ext.sort)
                 if ext.sort == "instance" and name.startswith(STREAMS_PREFIX):
                     scan.streams.append(index)
-                if name == WRITES_IMPORT:
+                if name == BYTES_IMPORT:
                     raise Unsupported("already routed")
         elif sid == 5:
             for _ in range(r.u32()):
@@ -265,7 +269,7 @@ def _name(text: str) -> bytes:
     return leb(len(raw)) + raw
 
 
-def route_writes(data: bytes, *, reads: bool = True) -> bytes | None:
+def route_streams(data: bytes, *, reads: bool = True) -> bytes | None:
     """The component with its aligned writes (and, with `reads`, its reads) routed to the string
     import, or None."""
     try:
@@ -329,7 +333,7 @@ def _route(data: bytes, reads: bool) -> bytes | None:
     out += _section(6, [b"\x03\x00" + leb(streams) + _name(n) for n in [*resources, "stream-error"]])
     t_instance = t0 + len(resources) + 1
     out += _section(7, [_instance_type(t0, resources, names)])                       # t_instance
-    out += _section(10, [b"\x00" + _name(WRITES_IMPORT) + b"\x05" + leb(t_instance)])  # instance i0
+    out += _section(10, [b"\x00" + _name(BYTES_IMPORT) + b"\x05" + leb(t_instance)])  # instance i0
     out += _section(6, [b"\x01\x00" + leb(i0) + _name(n) for n in names])            # funcs f0 + k
     # One string lowering per original lowering, on the same memory: core funcs core_func0 + k.
     # Writes lower latin1+utf16 (the bytes as they are); reads UTF-8 with the guest's allocator

@@ -1,4 +1,4 @@
-"""writes.py: the routing module sends even writes to the string import and odd ones to the list import,
+"""routing.py: the routing module sends even writes to the string import and odd ones to the list import,
 and reads to the string import first, then to the list import when that answers `closed`; real
 components gain the import (and still compile) when their layout is one of wit-component's."""
 
@@ -11,13 +11,13 @@ from pathlib import Path
 import wasmtime
 from wasmtime.component import Component
 
-from tauon.wasm.component.writes import (
+from tauon.wasm.component.routing import (
+    BYTES_IMPORT,
     READ_FUNCS,
     WRITE_FUNCS,
-    WRITES_IMPORT,
     _Lowered,
     _trampolines,
-    route_writes,
+    route_streams,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,19 +98,19 @@ def test_wit_component_layouts_gain_the_import_and_others_are_left_alone() -> No
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build-wasi-http-fixtures")], check=True,
                    capture_output=True)
     c = (ROOT / "tests/fixtures/wasi-http/build/handler.wasm").read_bytes()
-    routed = route_writes(c)
+    routed = route_streams(c)
     assert routed is not None
-    assert imports(routed) == imports(c) | {WRITES_IMPORT}  # and wasmtime accepts it
-    assert route_writes(routed) is None  # once is enough
+    assert imports(routed) == imports(c) | {BYTES_IMPORT}  # and wasmtime accepts it
+    assert route_streams(routed) is None  # once is enough
     # Newer wit-component (componentize-py's) passes the fix-up one instance holding table and funcs.
     for name in ("js", "python-raw"):  # compiled by the daemon tests
         original = component_path(name).read_bytes()
-        other = route_writes(original)
-        assert other is not None and route_writes(other) is None, name
+        other = route_streams(original)
+        assert other is not None and route_streams(other) is None, name
         # Their reads are routed too (their allocators cannot take rewrite.py's retyping).
         assert all(func.encode() in other[len(original):] for func in READ_FUNCS + WRITE_FUNCS), name
-        writes_only = route_writes(original, reads=False)
+        writes_only = route_streams(original, reads=False)
         assert writes_only is not None and READ_FUNCS[0].encode() not in writes_only[len(original):]
-        assert imports(other) == imports(original) | {WRITES_IMPORT}, name
-    assert route_writes(b"\0asm\x0d\0\x01\0") is None
-    assert route_writes(b"garbage") is None
+        assert imports(other) == imports(original) | {BYTES_IMPORT}, name
+    assert route_streams(b"\0asm\x0d\0\x01\0") is None
+    assert route_streams(b"garbage") is None
