@@ -65,9 +65,11 @@ def wait_until(check: Any, timeout: float = 10.0) -> None:
 
 
 def workers_up(tauon: TauonProcess, count: int) -> None:
-    """The daemon serves without waiting for its workers to start; each logs when it is up."""
+    """The daemon serves without waiting for its workers: they start once its initial apps are up
+    (`ready`), and each logs when it is up."""
     for index in range(1, count + 1):
-        tauon.wait_log(rf"worker {index} \(pid \d+\) serving")
+        log = tauon.wait_log(rf"worker {index} \(pid \d+\) serving")
+        assert log.index("ready: ") < log.index(f"worker {index} (pid ")
 
 
 def test_workers_accept_on_the_shared_socket_and_follow_every_generation(
