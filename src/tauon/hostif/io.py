@@ -178,12 +178,20 @@ def input_read(state: HostState, rep: int, n: int) -> tuple[str, Any]:
     return err(CLOSED) if data is None else ok(data)
 
 
-def input_blocking_read(state: HostState, rep: int, n: int) -> tuple[str, Any]:
-    stream = state.table.get(rep, InputStream)
-    if n == 0:
-        return ok(b"")
-    state.wait_until(stream.readable, "input-stream.blocking-read")
-    return input_read(state, rep, n)
+def _blocking(read: Callable[[HostState, int, int], tuple[str, Any]]
+              ) -> Callable[[HostState, int, int], tuple[str, Any]]:
+    """`read` that first waits until the stream has bytes or has ended (blocking-read)."""
+    def blocking_read(state: HostState, rep: int, n: int) -> tuple[str, Any]:
+        stream = state.table.get(rep, InputStream)
+        if n == 0:
+            return ok(b"")
+        state.wait_until(stream.readable, "input-stream.blocking-read")
+        return read(state, rep, n)
+
+    return blocking_read
+
+
+input_blocking_read = _blocking(input_read)
 
 
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
@@ -216,12 +224,7 @@ def input_read_ascii(state: HostState, rep: int, n: int) -> tuple[str, Any]:
     return ok(data)
 
 
-def input_blocking_read_ascii(state: HostState, rep: int, n: int) -> tuple[str, Any]:
-    stream = state.table.get(rep, InputStream)
-    if n == 0:
-        return ok(b"")
-    state.wait_until(stream.readable, "input-stream.blocking-read")
-    return input_read_ascii(state, rep, n)
+input_blocking_read_ascii = _blocking(input_read_ascii)
 
 
 def input_skip(state: HostState, rep: int, n: int) -> tuple[str, Any]:

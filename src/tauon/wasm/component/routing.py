@@ -47,7 +47,7 @@ from tauon.wasm.component.binary import (
 )
 from tauon.wasm.component.rewrite import STREAMS_PREFIX
 
-VERSION = 3
+VERSION = 4
 """Part of the compiled-component cache key."""
 BYTES_IMPORT = "tauon:bytes/streams@0.1.0"
 WRITE_FUNCS = ("[method]output-stream.write", "[method]output-stream.blocking-write-and-flush")
@@ -284,6 +284,11 @@ def _section(sid: int, entries: list[bytes]) -> bytes:
 
 
 _EQ = b"\x03\x00"  # externdesc type, bound eq
+_SHAPES = {
+    # resource: (its functions' second parameter, that parameter's type, the result's ok part)
+    "output-stream": ("contents", b"\x73", b"\x00"),  # contents: string -> result<_, stream-error>
+    "input-stream": ("len", b"\x77", b"\x01\x73"),    # len: u64 -> result<string, stream-error>
+}
 
 
 def _instance_type(t0: int, resources: list[str], names: list[str]) -> bytes:
@@ -296,18 +301,13 @@ def _instance_type(t0: int, resources: list[str], names: list[str]) -> bytes:
         decls.append(b"\x04\x00" + _name(resource) + _EQ + leb(len(decls) - 1))  # export it (eq)
         local[resource] = len(decls) - 1
     func_type: dict[str, int] = {}
-    if "output-stream" in resources:
-        decls.append(b"\x01\x68" + leb(local["output-stream"]))                      # borrow
-        decls.append(b"\x01\x6a\x00\x01" + leb(local["stream-error"]))              # result<_, e>
-        decls.append(b"\x01\x40\x02" + _name("self") + leb(len(decls) - 2) + _name("contents")
-                     + b"\x73\x00" + leb(len(decls) - 1))                           # func
-        func_type["output-stream"] = len(decls) - 1
-    if "input-stream" in resources:
-        decls.append(b"\x01\x68" + leb(local["input-stream"]))                       # borrow
-        decls.append(b"\x01\x6a\x01\x73\x01" + leb(local["stream-error"]))          # result<string, e>
-        decls.append(b"\x01\x40\x02" + _name("self") + leb(len(decls) - 2) + _name("len")
-                     + b"\x77\x00" + leb(len(decls) - 1))                           # func
-        func_type["input-stream"] = len(decls) - 1
+    for resource in resources:
+        param, param_type, ok_type = _SHAPES[resource]
+        decls.append(b"\x01\x68" + leb(local[resource]))                            # borrow
+        decls.append(b"\x01\x6a" + ok_type + b"\x01" + leb(local["stream-error"]))   # result
+        decls.append(b"\x01\x40\x02" + _name("self") + leb(len(decls) - 2) + _name(param)
+                     + param_type + b"\x00" + leb(len(decls) - 1))                  # func
+        func_type[resource] = len(decls) - 1
     for name in names:
         resource = "input-stream" if name in READ_FUNCS else "output-stream"
         decls.append(b"\x04\x00" + _name(name) + b"\x01" + leb(func_type[resource]))
