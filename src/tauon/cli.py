@@ -22,6 +22,7 @@ from tauon.settings import (
     default_state_root,
     default_watch_dir,
     home_dir,
+    loop_options,
     worker_count,
 )
 from tauon.wasm.pool import PoolSettings, warm_slots_per_process
@@ -143,15 +144,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-def _has_uvloop() -> bool:
-    # uvloop (libuv) halves the event loop's share of a small request; plain asyncio where it is absent.
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def admin_address(value: str, option: str) -> Address:
     try:
         return parse_address(value, option)
@@ -199,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGINT is handled inside the daemon (drain, exit 0); this only covers a second, impatient ^C.
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(run_daemon, settings, backend="asyncio", backend_options={"use_uvloop": _has_uvloop()})
+            anyio.run(run_daemon, settings, backend="asyncio", backend_options=loop_options())
     except TauonError as exc:
         print(f"tauon: {exc}", file=sys.stderr)
         return 1

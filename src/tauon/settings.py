@@ -95,10 +95,20 @@ def home_dir(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or os.path.expanduser("~"))
 
 
-def worker_count(value: str, cpus: int | None = None) -> int:
+def loop_options() -> dict[str, bool]:
+    """anyio's asyncio options for tauon's processes: uvloop (libuv) halves the event loop's share of
+    a small request; plain asyncio where it is absent."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {"use_uvloop": False}
+    return {"use_uvloop": True}
+
+
+def worker_count(value: str) -> int:
     """`--workers`: a number >= 1, or `auto` (the CPUs this process may use, cpus.py)."""
     if value == "auto":
-        return cpus if cpus is not None else usable_cpus()
+        return usable_cpus()
     try:
         count = int(value)
     except ValueError:

@@ -18,7 +18,6 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -30,7 +29,7 @@ from tauon.metrics import Metrics
 from tauon.server.generation import Generation, build_generation
 from tauon.server.listener import Listener
 from tauon.server.switchboard import Switchboard
-from tauon.settings import Settings
+from tauon.settings import Settings, loop_options
 from tauon.wasm.engine import WasmEngine
 from tauon.workers.channel import Channel, ChannelClosed, Message
 
@@ -227,12 +226,7 @@ def main(argv: list[str]) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     sock = socket.socket(fileno=int(argv[1]))
-    options: dict[str, Any] = {}
-    with contextlib.suppress(ImportError):
-        import uvloop  # noqa: F401
-
-        options["use_uvloop"] = True
-    anyio.run(run, sock, backend="asyncio", backend_options=options)
+    anyio.run(run, sock, backend="asyncio", backend_options=loop_options())
     return 0
 
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,8 +340,4 @@ class WorkerPool:
                  "requests": sum(sum(stats.requests.values()) for stats in worker.stats.values()),
                  "in_flight": sum(stats.inflight for stats in worker.stats.values())}
                 for worker in sorted(self.live.values(), key=lambda w: w.index)]
-
-    @property
-    def pids(self) -> Iterable[int]:
-        return [worker.proc.pid for worker in self.live.values()]
 
