@@ -54,7 +54,6 @@ WRITE_FUNCS = ("[method]output-stream.write", "[method]output-stream.blocking-wr
 READ_FUNCS = ("[method]input-stream.read", "[method]input-stream.blocking-read")
 
 
-
 @dataclass(frozen=True)
 class _Lowered:
     """One `canon lower` of a stream write or read: the guest calls core func `core` for `name`."""
@@ -79,8 +78,7 @@ class _Scan:
     inline: dict[int, dict[str, tuple[str, int]]] = field(default_factory=dict)  # core inst -> exports
     instantiated: list[tuple[int, dict[str, int]]] = field(default_factory=list)  # (module, args)
     modules: dict[int, tuple[int, int]] = field(default_factory=dict)  # core module -> byte range
-
-    routed: tuple[str, ...] = WRITE_FUNCS + READ_FUNCS
+    routed: tuple[str, ...] = WRITE_FUNCS + READ_FUNCS  # the streams functions looked for
 
     def bump(self, space: dict[str, int], sort: str) -> int:
         if sort not in space:
