@@ -154,14 +154,9 @@ class WasiHttpExecutor:
             finally:
                 if feeder is not None:
                     feeder.cancel()
-                if not worker.done():
-                    if exchange.body is not None:
-                        exchange.body.abandon()  # nobody reads the rest: a writing guest fails fast
-                    with anyio.CancelScope(shield=True):
-                        await asyncio.wait([worker])  # the guest thread always runs to its end
-                if feeder is not None:
-                    with anyio.CancelScope(shield=True):
-                        await asyncio.wait([feeder])
+                if not worker.done() and exchange.body is not None:
+                    exchange.body.abandon()  # nobody reads the rest: a writing guest fails fast
+                await _join(worker, feeder)  # the guest thread always runs to its end
         finally:
             self._limiter.release_on_behalf_of(state)
         if cut_short is not None:
@@ -269,6 +264,21 @@ class WasiHttpExecutor:
             elif exchange.done:
                 return
             await wake.wait()
+
+
+async def _join(*futures: asyncio.Future[Any] | None) -> None:
+    """Wait for `futures` whatever happens to this task meanwhile. Usually the guest is still
+    returning when the response is out, so this runs on every request: the shield (which looks up
+    the async backend each time it is made) is set up only once a cancellation arrives."""
+    pending = [f for f in futures if f is not None and not f.done()]
+    if not pending:
+        return
+    try:
+        await asyncio.wait(pending)
+    except asyncio.CancelledError:
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait(pending)
+        raise
 
 
 async def _simple(send: Send, status: int) -> None:
