@@ -8,8 +8,9 @@
    `tauon` (by default twice: with its defaults, one serving process per CPU as `wasmtime serve` uses
    one thread per CPU, and with `--workers 1`, the daemon alone), and by `wasmtime serve -Scli` (a
    fresh instance per request in all): the same wrk command on the same URL, the servers interleaved round
-   by round so all see the same machine load. Prints requests/s, p50/p99 latency (medians over rounds)
-   and tauon/reference. Targets: >= 0.8x on js and python-raw, >= 0.3x on c.
+   by round so all see the same machine load, in an order rotated every round. Prints requests/s,
+   p50/p99 latency (medians over rounds) and tauon/reference. Targets: >= 0.8x on js and python-raw,
+   >= 0.3x on c.
 
 Needs: docker-registry and wrk (Debian), scripts/build-components, scripts/install-reference.
 Usage: .venv/bin/python bench/bench_components.py [--duration 10] [--connections 16] [--rounds 3]
@@ -42,6 +43,8 @@ from support.spinpush import SpinAppSpec, SpinComponent  # noqa: E402
 
 PATHS = {"c": "/", "js": "/echo", "python-raw": "/echo", "python-sdk": "/echo"}
 """A cheap route answering 200 on each fixture."""
+SETTLE = 1.0
+"""Seconds between two load runs."""
 
 
 def push(registry: RegistryServer, name: str) -> str:
@@ -128,8 +131,14 @@ def load(tmp: Path, registry: RegistryServer, names: list[str], args: argparse.N
                            **{label: (urls[name], pid) for label, (urls, pid) in tauons.items()}}
                 for url, pid in servers.values():  # warm every server (page cache, allocator, threads)
                     wrk(url, 2, args.connections, pid)
-                for _ in range(args.rounds):
-                    for server, (url, pid) in servers.items():
+                order = list(servers.items())
+                for round_ in range(args.rounds):
+                    # Rotated each round, with a pause before each run: in a fixed order the run right
+                    # after the reference's came out lowest (two tauon settings swapped places and a
+                    # 0.08-0.12x gap went with the place), so no server may always take it.
+                    shift = round_ % len(order)
+                    for server, (url, pid) in order[shift:] + order[:shift]:
+                        time.sleep(SETTLE)
                         results[server].append(wrk(url, args.duration, args.connections, pid))
             medians = {server: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                        for server, runs in results.items()}
