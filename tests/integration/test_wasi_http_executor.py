@@ -217,6 +217,20 @@ def test_large_response_streams(client: httpx.Client) -> None:
     assert total == size
 
 
+def test_output_goes_out_while_the_guest_computes(client: httpx.Client) -> None:
+    # The guest writes "first", then computes for 600 ms without blocking. tauon holds a running
+    # guest's output to send it in one wake-up, but no longer than an epoch tick (10 ms).
+    started = time.monotonic()
+    with client.stream("GET", "/slow-stream?600") as r:
+        chunks = r.iter_bytes()
+        first = next(chunks)
+        first_at = time.monotonic() - started
+        rest = b"".join(chunks)
+    assert first == b"first\n" and rest == b"second\n"
+    assert first_at < 0.3
+    assert time.monotonic() - started >= 0.6
+
+
 @pytest.mark.parametrize("size", [1, 2, 65535, 65536, 200_001])
 def test_writes_from_even_and_odd_addresses_give_the_same_bytes(client: httpx.Client, size: int) -> None:
     # /big writes from an aligned buffer (the string import), /odd from an odd address (the list import).

@@ -189,3 +189,32 @@ def test_watchdog_seals_an_oversized_capture() -> None:
             with pytest.raises(PermissionError):
                 writer.write(b"more")
         assert capture.read() == b"0123456789"
+
+
+def test_tick_hooks_run_every_tick_and_a_failing_one_stops_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    engine = WasmEngine(tmp_path, epoch_interval=0.01)
+    calls: list[float] = []
+
+    def failing() -> None:
+        raise RuntimeError("hook bug")
+
+    engine.on_tick(failing)
+    engine.on_tick(lambda: calls.append(time.monotonic()))
+    engine.on_tick(failing)  # idempotent: still one hook
+    module = wasmtime.Module(engine.engine, '(module (func (export "spin") (loop (br 0))))')
+    store = wasmtime.Store(engine.engine)
+    store.set_epoch_deadline(engine.deadline_ticks(0.1))
+    spin = wasmtime.Instance(store, module, []).exports(store)["spin"]
+    assert isinstance(spin, wasmtime.Func)
+    engine.start()
+    try:
+        with pytest.raises(wasmtime.Trap):  # the epoch still advances: the deadline is reached
+            spin(store)
+        time.sleep(0.1)
+    finally:
+        engine.stop()
+    assert len(calls) >= 10
+    failures = [r for r in caplog.records if "epoch ticker hook" in r.getMessage()]
+    assert failures and all(r.exc_info for r in failures)
+    assert len(failures) <= len(calls) + 1  # one failing hook per tick, not two

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import anyio
@@ -39,18 +40,38 @@ _GUEST_THREADS = GuestThreads()
 
 class _Waker:
     """Wakes the event loop side of one request. Any thread may call `notify`; bursts of notifications
-    (head, body chunks, close, end of the guest) collapse into one loop wake-up while one is pending."""
+    (head, body chunks, close, end of the guest) collapse into one loop wake-up while one is pending.
+
+    While the guest runs (`held`), its notifications are only recorded, and sent when it blocks in a
+    host call (`flush`, via HostState.before_block), at the engine's next epoch tick (`flush`, so
+    output written during a long computation goes out within a tick), or when it returns (the end
+    of the guest wakes the loop anyway). A loop woken mid-guest takes the GIL the guest's host calls
+    need: sending a small response in one wake-up instead of three or four cut a C request's CPU by
+    a quarter and a JS request's by up to a sixth, in process."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._pending = False
+        self.held = False
+        self._owed = False
         self.respond = asyncio.Event()
         self.feed = asyncio.Event()
 
     def notify(self) -> None:
+        if self.held:
+            self._owed = True
+        else:
+            self.notify_now()
+
+    def notify_now(self) -> None:
         if not self._pending:
             self._pending = True
             self._loop.call_soon_threadsafe(self.wake)
+
+    def flush(self) -> None:
+        if self._owed:
+            self._owed = False
+            self.notify_now()
 
     def wake(self) -> None:  # event loop only
         self._pending = False
@@ -58,11 +79,39 @@ class _Waker:
         self.feed.set()
 
 
+class _Held:
+    """The wakers of guests running now, for the epoch ticker to flush."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wakers: set[_Waker] = set()
+
+    def add(self, waker: _Waker) -> None:
+        waker.held = True
+        with self._lock:
+            self._wakers.add(waker)
+
+    def discard(self, waker: _Waker) -> None:
+        with self._lock:
+            self._wakers.discard(waker)
+        waker.held = False
+
+    def flush(self) -> None:  # ticker thread
+        with self._lock:
+            wakers = tuple(self._wakers)
+        for waker in wakers:
+            waker.flush()
+
+
+_HELD = _Held()
+
+
 class _Exchange:
     """What the guest thread tells the event loop: the response head and body, or a failure."""
 
-    def __init__(self, notify: Any) -> None:
-        self.notify = notify
+    def __init__(self, waker: _Waker) -> None:
+        self.waker = waker
+        self.notify = waker.notify
         self.head: tuple[int, list[tuple[str, bytes]]] | None = None
         self.body: BytePipe | None = None
         self.failure: str | None = None
@@ -101,6 +150,7 @@ class WasiHttpExecutor:
             raise TypeError(f"{export}#handle is not a function")
         self._handle = GuestFunc(component, engine.engine, export, "handle", fty, linked.resources.find)
         self._in_slot = engine.slots.runner()
+        engine.on_tick(_HELD.flush)
 
     def close(self) -> None:
         pass  # compiled code and the linker are freed with the generation
@@ -119,17 +169,20 @@ class WasiHttpExecutor:
         loop = asyncio.get_running_loop()
         waker = _Waker(loop)
         state = HostState(self._config, timeout=self._limits.request_timeout)
+        state.before_block = waker.flush
         body_in = BytePipe(state.cond, REQUEST_BUFFER)
-        body_in.listeners.append(waker.notify)
+        # Not held: the feeder refills the request body while the guest reads it.
+        body_in.listeners.append(waker.notify_now)
         # HTTP/1.x (all uvicorn serves): a request without content-length or transfer-encoding has no body.
         has_body = chunked or (length is not None and length != "0")
         if not has_body:
             body_in.close()  # nothing to feed: no feeder task, no receive() round trip
-        exchange = _Exchange(waker.notify)
+        exchange = _Exchange(waker)
         guest_request = self._guest_request(request, body_in)
         too_large = [False]
 
         def finished(_: Any) -> None:  # event loop, when the worker thread is done
+            _HELD.discard(waker)  # done by the guest thread already, unless it never got to run
             exchange.done = True
             waker.wake()
 
@@ -143,6 +196,7 @@ class WasiHttpExecutor:
         try:
             # A plain future rather than a task group + anyio worker: this is the per-request hot
             # path, and the thread hop plus wake-ups dominate small requests.
+            _HELD.add(waker)
             worker = _GUEST_THREADS.run(self._in_slot, self._run, state, guest_request, exchange)
             worker.add_done_callback(finished)
             feeder = (loop.create_task(self._feed(receive, body_in, waker.feed, too_large))
@@ -198,6 +252,8 @@ class WasiHttpExecutor:
             with bound_state(state):
                 state.finish()  # unfinished bodies end with an error; output lines are flushed
             del store
+            # Nothing owed is lost: the worker's future resolving next wakes the loop (`finished`).
+            _HELD.discard(exchange.waker)
 
     async def _feed(self, receive: Receive, pipe: BytePipe, wake: asyncio.Event,
                     too_large: list[bool]) -> None:

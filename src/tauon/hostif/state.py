@@ -111,6 +111,9 @@ class HostState:
         self.extensions: dict[str, Any] = extensions or {}
         """Per-executor state, e.g. 'http' for the incoming request of a wasi:http call."""
         self.exit_code: int | None = None
+        self.before_block: Callable[[], None] | None = None
+        """Called on the guest's thread just before a host call blocks (wasi_http: send what the
+        guest has produced so far, since it will not return soon)."""
 
     def wait_until(self, ready: Callable[[], bool], what: str, until: float | None = None) -> bool:
         """Block until `ready()` (checked under `cond`) or `until` (monotonic) passes: returns whether
@@ -118,6 +121,8 @@ class HostState:
         with self.cond:
             if ready():  # the common case: no wait, so no run-slot hand-off either
                 return True
+        if self.before_block is not None:
+            self.before_block()
         with blocked(), self.cond:
             while not ready():
                 now = time.monotonic()

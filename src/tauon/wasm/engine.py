@@ -17,7 +17,7 @@ import math
 import platform
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import wasmtime
@@ -72,6 +72,7 @@ class WasmEngine:
         self._locks_guard = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._tick_hooks: set[Callable[[], None]] = set()
 
     # -- epoch ticker -------------------------------------------------------------------------
 
@@ -93,10 +94,19 @@ class WasmEngine:
     def ticking(self) -> bool:
         return self._ticker is not None and self._ticker.is_alive()
 
+    def on_tick(self, hook: Callable[[], None]) -> None:
+        """Also call `hook` (cheap, thread-safe) from the ticker thread every tick; idempotent."""
+        self._tick_hooks.add(hook)
+
     def _tick(self) -> None:
         while not self._stop.wait(self.epoch_interval):
             self.engine.increment_epoch()
             self.watchdog.check()
+            for hook in tuple(self._tick_hooks):
+                try:
+                    hook()
+                except Exception:  # the ticker must outlive any hook: it is what times guests out
+                    log.exception("epoch ticker hook %r failed", hook)
 
     def deadline_ticks(self, seconds: float) -> int:
         """Epoch ticks for `seconds` of guest time; +1 because the current tick is already partial."""
