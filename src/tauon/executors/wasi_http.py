@@ -2,9 +2,9 @@
 
 The guest runs in a worker thread (under the app's limiter) with a memory limit and an epoch deadline.
 Bodies stream both ways through bounded pipes: the event loop feeds the request body as the guest reads
-it, and sends the response head as soon as the guest sets the response-outparam, then each body chunk
-as the guest writes it. A failure before the head is a GuestError (the switchboard answers 500); after
-it, the response is cut short and the error logged, as in Spin.
+it, and sends the response head and body chunks as the guest produces them, batched while it runs (at
+most one epoch tick, see _Waker). A failure before the head is a GuestError (the switchboard answers
+500); after it, the response is cut short and the error logged, as in Spin.
 """
 
 from __future__ import annotations
