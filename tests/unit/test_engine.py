@@ -147,19 +147,24 @@ def test_classify_file_reports_the_path(tmp_path: Path) -> None:
     assert engine.classify(comp) == "component"
 
 
+def _spin_until_deadline(engine: WasmEngine, seconds: float) -> None:
+    """Run a wasm loop with an epoch deadline `seconds` ahead: it ends in the interrupt trap."""
+    module = wasmtime.Module(engine.engine, '(module (func (export "spin") (loop (br 0))))')
+    store = wasmtime.Store(engine.engine)
+    store.set_epoch_deadline(engine.deadline_ticks(seconds))
+    spin = wasmtime.Instance(store, module, []).exports(store)["spin"]
+    assert isinstance(spin, wasmtime.Func)
+    spin(store)
+
+
 def test_deadline_interrupts_a_loop_within_margin(tmp_path: Path) -> None:
     engine = WasmEngine(tmp_path, epoch_interval=0.01)
     assert engine.deadline_ticks(0.2) == 21
-    module = wasmtime.Module(engine.engine, '(module (func (export "spin") (loop (br 0))))')
-    store = wasmtime.Store(engine.engine)
-    store.set_epoch_deadline(engine.deadline_ticks(0.2))
-    spin = wasmtime.Instance(store, module, []).exports(store)["spin"]
-    assert isinstance(spin, wasmtime.Func)
     engine.start()
     try:
         started = time.monotonic()
         with pytest.raises(wasmtime.Trap) as trap:
-            spin(store)
+            _spin_until_deadline(engine, 0.2)
         elapsed = time.monotonic() - started
     finally:
         engine.stop()
@@ -202,15 +207,10 @@ def test_tick_hooks_run_every_tick_and_a_failing_one_stops_nothing(
     engine.on_tick(failing)
     engine.on_tick(lambda: calls.append(time.monotonic()))
     engine.on_tick(failing)  # idempotent: still one hook
-    module = wasmtime.Module(engine.engine, '(module (func (export "spin") (loop (br 0))))')
-    store = wasmtime.Store(engine.engine)
-    store.set_epoch_deadline(engine.deadline_ticks(0.1))
-    spin = wasmtime.Instance(store, module, []).exports(store)["spin"]
-    assert isinstance(spin, wasmtime.Func)
     engine.start()
     try:
         with pytest.raises(wasmtime.Trap):  # the epoch still advances: the deadline is reached
-            spin(store)
+            _spin_until_deadline(engine, 0.1)
         time.sleep(0.1)
     finally:
         engine.stop()

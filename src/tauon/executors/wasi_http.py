@@ -109,9 +109,8 @@ _HELD = _Held()
 class _Exchange:
     """What the guest thread tells the event loop: the response head and body, or a failure."""
 
-    def __init__(self, waker: _Waker) -> None:
-        self.waker = waker
-        self.notify = waker.notify
+    def __init__(self, notify: Any) -> None:
+        self.notify = notify
         self.head: tuple[int, list[tuple[str, bytes]]] | None = None
         self.body: BytePipe | None = None
         self.failure: str | None = None
@@ -177,12 +176,12 @@ class WasiHttpExecutor:
         has_body = chunked or (length is not None and length != "0")
         if not has_body:
             body_in.close()  # nothing to feed: no feeder task, no receive() round trip
-        exchange = _Exchange(waker)
+        exchange = _Exchange(waker.notify)
         guest_request = self._guest_request(request, body_in)
         too_large = [False]
 
         def finished(_: Any) -> None:  # event loop, when the worker thread is done
-            _HELD.discard(waker)  # done by the guest thread already, unless it never got to run
+            _HELD.discard(waker)  # nothing owed is lost: the wake below covers it
             exchange.done = True
             waker.wake()
 
@@ -252,8 +251,6 @@ class WasiHttpExecutor:
             with bound_state(state):
                 state.finish()  # unfinished bodies end with an error; output lines are flushed
             del store
-            # Nothing owed is lost: the worker's future resolving next wakes the loop (`finished`).
-            _HELD.discard(exchange.waker)
 
     async def _feed(self, receive: Receive, pipe: BytePipe, wake: asyncio.Event,
                     too_large: list[bool]) -> None:

@@ -72,7 +72,7 @@ class WasmEngine:
         self._locks_guard = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
-        self._tick_hooks: set[Callable[[], None]] = set()
+        self._tick_hooks: set[Callable[[], None]] = {self.watchdog.check}
 
     # -- epoch ticker -------------------------------------------------------------------------
 
@@ -95,13 +95,13 @@ class WasmEngine:
         return self._ticker is not None and self._ticker.is_alive()
 
     def on_tick(self, hook: Callable[[], None]) -> None:
-        """Also call `hook` (cheap, thread-safe) from the ticker thread every tick; idempotent."""
+        """Call `hook` (cheap, thread-safe) from the ticker thread every tick, as the output watchdog
+        is; idempotent."""
         self._tick_hooks.add(hook)
 
     def _tick(self) -> None:
         while not self._stop.wait(self.epoch_interval):
             self.engine.increment_epoch()
-            self.watchdog.check()
             for hook in tuple(self._tick_hooks):
                 try:
                     hook()
