@@ -32,7 +32,17 @@ def test_a_full_instance_pool_answers_503_until_an_instance_frees_up(tmp_path: P
         (tauon.watch_dir / "app.json").write_text(app_file(ref, port, limits={"request_timeout": 2}))
         wait_http(f"{base}/echo/x", contains="REQUEST_METHOD")
         looping: dict[str, httpx.Response] = {}
-        thread = threading.Thread(target=lambda: looping.update(r=httpx.get(f"{base}/loop/", timeout=20)))
+
+        def run_loop() -> None:
+            # One of the probes below may hold the only slot when the loop arrives: then the loop is the
+            # one told to come back later, so it does, as a client honouring Retry-After would.
+            while True:
+                looping["r"] = httpx.get(f"{base}/loop/", timeout=20)
+                if looping["r"].status_code != 503:
+                    return
+                time.sleep(0.01)
+
+        thread = threading.Thread(target=run_loop)
         thread.start()
         # While the looping guest holds the only instance, others are told to come back later.
         deadline = time.monotonic() + 10
