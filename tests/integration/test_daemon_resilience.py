@@ -69,7 +69,7 @@ def test_swap_lets_in_flight_requests_finish_on_the_old_generation(
     port = free_port()
     old = push_sleep_app(registry, "resilience/drain", "old", version="old")
     new = push_sleep_app(registry, "resilience/drain", "new", version="new")
-    with run_tauon(tmp_path) as tauon:
+    with run_tauon(tmp_path, admin=True) as tauon:
         path = tauon.watch_dir / "app.json"
         path.write_text(app_file(old, port))
         wait_http(f"http://127.0.0.1:{port}/?0", contains="in old")
@@ -77,7 +77,7 @@ def test_swap_lets_in_flight_requests_finish_on_the_old_generation(
         t = threading.Thread(target=lambda: slow.update(r=httpx.get(f"http://127.0.0.1:{port}/?2500",
                                                                     timeout=20)))
         t.start()
-        time.sleep(0.5)
+        tauon.wait_in_flight()
         path.write_text(app_file(new, port))
         wait_http(f"http://127.0.0.1:{port}/?0", contains="in new")
         t.join()
@@ -88,7 +88,7 @@ def test_swap_lets_in_flight_requests_finish_on_the_old_generation(
 def test_sigterm_drains_in_flight_requests_and_exits_0(tmp_path: Path, registry: RegistryServer) -> None:
     port = free_port()
     ref = push_sleep_app(registry, "resilience/term", "v1", version="v1")
-    with run_tauon(tmp_path) as tauon:
+    with run_tauon(tmp_path, admin=True) as tauon:
         (tauon.watch_dir / "app.json").write_text(app_file(ref, port))
         wait_http(f"http://127.0.0.1:{port}/?0", contains="in v1")
         slow: dict[str, object] = {}
@@ -101,7 +101,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tmp_path: Path, registry:
 
         t = threading.Thread(target=call)
         t.start()
-        time.sleep(0.5)
+        tauon.wait_in_flight()
         tauon.signal(signal.SIGTERM)
         t.join()
         code = tauon.proc.wait(30)
@@ -222,7 +222,7 @@ def test_files_inline_data_and_archive_layers_are_mounted_read_only(
 def test_stop_drains_then_closes(tmp_path: Path, registry: RegistryServer) -> None:
     port = free_port()
     ref = push_sleep_app(registry, "resilience/stop", "v1", version="v1")
-    with run_tauon(tmp_path) as tauon:
+    with run_tauon(tmp_path, admin=True) as tauon:
         path = tauon.watch_dir / "app.json"
         path.write_text(app_file(ref, port))
         wait_http(f"http://127.0.0.1:{port}/?0", contains="in v1")
@@ -230,7 +230,7 @@ def test_stop_drains_then_closes(tmp_path: Path, registry: RegistryServer) -> No
         t = threading.Thread(target=lambda: slow.update(r=httpx.get(f"http://127.0.0.1:{port}/?1500",
                                                                     timeout=20)))
         t.start()
-        time.sleep(0.4)
+        tauon.wait_in_flight()
         path.unlink()
         t.join()
         assert slow["r"].status_code == 200 and "slept 1500 ms" in slow["r"].text

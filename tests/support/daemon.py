@@ -51,6 +51,22 @@ class TauonProcess:
                 raise AssertionError(f"no /{pattern}/ x{count} in tauon's log within {timeout}s:\n{text}")
             time.sleep(0.05)
 
+    def wait_in_flight(self, count: int = 1, timeout: float = 20.0) -> None:
+        """Wait until the apps hold `count` requests between head and response end (needs `admin=True`).
+
+        Tests that act on a request "while it runs" wait for this instead of sleeping, which a slow
+        machine can outlast before the request has even arrived.
+        """
+        assert self.admin is not None, "run_tauon(..., admin=True) is needed to see requests in flight"
+        deadline = time.monotonic() + timeout
+        while True:
+            apps = httpx.get(f"{self.admin}/status", timeout=5).json()["apps"]
+            if sum(app["in_flight"] for app in apps) >= count:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{count} request(s) not in flight within {timeout}s: {apps}")
+            time.sleep(0.02)
+
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
