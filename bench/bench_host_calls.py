@@ -99,8 +99,8 @@ def sdk_bodies(engine: WasmEngine) -> None:
     """1 MiB into the JS and Python fixtures (/count reads the body and drops it). These figures
     include the guest runtime's own handling of the body (JS concatenates it into an ArrayBuffer,
     Python into a bytearray), so they bound tauon's host time from above. Their allocators cannot
-    take rewrite.py's retyping, so reads are routed (routing.py): ASCII runs cross as one string,
-    other bytes through the list path."""
+    take rewrite.py's retyping, so reads are routed (routing.py): every byte value crosses as one
+    latin1 string per read."""
     subprocess.run([str(ROOT / "scripts" / "build-components"), "js", "python-raw"], check=True,
                    capture_output=True)
     for name in ("js", "python-raw"):

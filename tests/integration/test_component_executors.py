@@ -213,6 +213,17 @@ def test_wagi_component_gets_argv_env_and_stdin(engine: WasmEngine) -> None:
         "ARGV0=/run/me", "ARGV1=a=1", "ARGV2=b=2", "BODY=the body"]
 
 
+def test_wagi_component_reads_every_byte_value_from_stdin(engine: WasmEngine) -> None:
+    # Its stdin reads go through the preview1 adapter, whose allocator hands out only the caller's
+    # buffer: the routed read must fit the bytes there (routing.py), whatever their values.
+    body = bytes(range(256)) * 300 + b"\xff"
+    comp = component("wagi", component_path("wagi-component"))
+    with serving(engine, plan_of("wagi", comp, "wagi")) as url:
+        r = httpx.post(f"{url}/", content=body, timeout=30)
+    assert r.status_code == 200
+    assert r.content.split(b"BODY=", 1)[1] == body + b"\n"
+
+
 def test_wagi_component_exit_status_and_missing_run(engine: WasmEngine, tmp_path: Path) -> None:
     failing = tmp_path / "exit.wat"  # run returns err: a non-zero exit status -> 500, as for modules
     failing.write_text("(component " + RUN_EXPORT.replace("{start}", "nop").replace(

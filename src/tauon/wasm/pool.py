@@ -28,7 +28,7 @@ wasmtime's guard regions."""
 
 _MAP_NORESERVE = 0x4000  # Linux; not exposed by Python 3.11's mmap module
 
-CORE_PER_COMPONENT = 16
+CORE_PER_COMPONENT = 24
 TABLES_PER_COMPONENT = 4
 
 WARM_SLOTS = 32
@@ -72,8 +72,9 @@ def configure(config: wasmtime.Config, pool: PoolSettings) -> None:
     try:
         n = pool.instances
         # Measured on the SDK fixtures: one component instance holds 1 linear memory, 2 tables and
-        # 3 (C) to 14 (componentize-py) core instances. Memories are the costly slots (address
-        # space), so `n` counts them; the cheap counters get room for the largest components.
+        # 3 (C) to 14 (componentize-py) core instances, plus up to 2 of tauon's (routing.py).
+        # Memories are the costly slots (address space), so `n` counts them; the cheap counters
+        # get room for the largest components, with some to spare.
         ffi.wasmtime_pooling_allocation_config_total_component_instances_set(pc, n)
         ffi.wasmtime_pooling_allocation_config_total_memories_set(pc, n)
         ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pc, n * CORE_PER_COMPONENT)

@@ -142,9 +142,11 @@ class Alias:
 
 
 def read_alias(r: Reader) -> Alias:
-    """One alias; every core sort reads as "core"."""
+    """One alias; every core sort reads as "core" (with no instance or name)."""
     sort, instance, name = alias_target(r)
-    return Alias("core" if sort.startswith("core:") else sort, instance, name)
+    if sort.startswith("core:"):
+        return Alias("core")
+    return Alias(sort, instance, name)
 
 
 @dataclass
@@ -344,7 +346,7 @@ CORE_SORTS = {0x00: "func", 0x01: "table", 0x02: "memory", 0x03: "global", 0x10:
 
 def alias_target(r: Reader) -> tuple[str, int | None, str | None]:
     """One alias: (sort, with a "core:" prefix for core sorts; the instance and export name it
-    aliases, for export aliases)."""
+    aliases, for export aliases, core or not)."""
     b = r.byte()
     if b == 0x00:
         core = CORE_SORTS.get(r.byte())
@@ -356,13 +358,10 @@ def alias_target(r: Reader) -> tuple[str, int | None, str | None]:
     else:
         raise Unsupported("sort")
     target = r.byte()
-    if target == 0x00:
+    if target in (0x00, 0x01):  # an export of a component instance, or of a core instance
         instance = r.u32()
         return sort, instance, r.name()
-    if target == 0x01:
-        r.u32()
-        r.name()
-    elif target == 0x02:
+    if target == 0x02:
         r.u32()
         r.u32()
     else:

@@ -7,14 +7,18 @@ module retypes nothing and instead *adds*, at the end of the component:
 - an import `tauon:bytes/streams@0.1.0` (its resources are wasi:io/streams' own) with
   - `output-stream.write` and `blocking-write-and-flush` taking `contents: string`, lowered with
     `string-encoding=latin1+utf16`: the bytes as they are;
-  - `input-stream.read` and `blocking-read` returning `result<string, stream-error>`, lowered UTF-8
-    with the guest's allocator; the host passes only ASCII through them (hostif/io.py), which every
-    encoding lays out alike and no allocator is asked to shrink (unlike rewrite.py's retyping);
+  - `input-stream.read` and `blocking-read` returning `result<string, stream-error>`, lowered
+    latin1+utf16 too, with the guest's `cabi_realloc` behind `keep_realloc_module` (wasmtime shrinks
+    the block after writing non-ASCII latin1, which componentize-py's allocator refuses);
+  - `input-stream.read-ascii` and `blocking-read-ascii`, the same reads lowered UTF-8 with the
+    allocator as it is, for reads whose allocator only hands out the caller's buffer (the preview1
+    adapter's `cabi_import_realloc`: the text must land at its start and fit it exactly); the host
+    passes only ASCII through them (hostif/io.py), which UTF-8 lays out byte for byte;
 - a small core module of trampolines, one per lowering of those functions:
   - a write goes to the string import when the pointer is even (a latin1+utf16 string must start at
     an even address) and the length below 2^31, else to the original list import;
   - a read goes to the string import, then to the original list import if that answered `closed`:
-    the host's way of saying "no ASCII run here, or the end" (the list read then answers itself);
+    the end, or from an ASCII read "no ASCII run here" (the list read then answers itself);
 - an instance of it whose element segment puts those trampolines into the slots of wit-component's
   shim table through which the guest calls the imports (after wit-component's own fix-up has filled
   them, since instances are created in order).
@@ -47,11 +51,16 @@ from tauon.wasm.component.binary import (
 )
 from tauon.wasm.component.rewrite import STREAMS_PREFIX
 
-VERSION = 4
+VERSION = 7
 """Part of the compiled-component cache key."""
 BYTES_IMPORT = "tauon:bytes/streams@0.1.0"
 WRITE_FUNCS = ("[method]output-stream.write", "[method]output-stream.blocking-write-and-flush")
 READ_FUNCS = ("[method]input-stream.read", "[method]input-stream.blocking-read")
+ASCII_SUFFIX = "-ascii"
+GROWING_REALLOC = "cabi_realloc"
+"""The allocator export whose reads lower latin1 (wit-component lowers a module's imports with it, and
+the language runtimes behind it are malloc's kind); any other, such as the preview1 adapter's
+`cabi_import_realloc`, which only hands out the caller's buffer, gets the ASCII read."""
 
 
 @dataclass(frozen=True)
@@ -62,10 +71,17 @@ class _Lowered:
     core: int
     memory: int
     realloc: int | None = None
+    ascii: bool = False
+    """A read whose allocator only hands out the caller's own buffer (below): routed to the ASCII read."""
 
     @property
     def reads(self) -> bool:
         return self.name in READ_FUNCS
+
+    @property
+    def routed_name(self) -> str:
+        """The function of the appended import this lowering goes to."""
+        return self.name + ASCII_SUFFIX if self.ascii else self.name
 
 
 @dataclass
@@ -78,6 +94,7 @@ class _Scan:
     inline: dict[int, dict[str, tuple[str, int]]] = field(default_factory=dict)  # core inst -> exports
     instantiated: list[tuple[int, dict[str, int]]] = field(default_factory=list)  # (module, args)
     modules: dict[int, tuple[int, int]] = field(default_factory=dict)  # core module -> byte range
+    core_func_exports: dict[int, tuple[int, str]] = field(default_factory=dict)  # func -> (inst, name)
     routed: tuple[str, ...] = WRITE_FUNCS + READ_FUNCS  # the streams functions looked for
 
     def bump(self, space: dict[str, int], sort: str) -> int:
@@ -123,7 +140,9 @@ def _scan(data: bytes, reads: bool) -> _Scan:
             for _ in range(r.u32()):
                 sort, instance, aliased = alias_target(r)
                 if sort.startswith("core:"):
-                    scan.bump(scan.core, sort[5:])
+                    index = scan.bump(scan.core, sort[5:])
+                    if sort == "core:func" and instance is not None and aliased is not None:
+                        scan.core_func_exports[index] = (instance, aliased)
                     continue
                 index = scan.bump(scan.comp, sort)
                 if sort == "func" and instance in scan.streams and aliased in scan.routed:
@@ -180,7 +199,10 @@ def _scan_canon(r: Reader, scan: _Scan) -> None:
                 continue  # retyped to a string already (rewrite.py): not routed
             if canon.memory is None or canon.realloc is None:
                 raise Unsupported("a read lowered without its memory and allocator")
-        elif canon.memory is None or canon.encoded:
+            ascii = scan.core_func_exports.get(canon.realloc, (-1, ""))[1] != GROWING_REALLOC
+            scan.lowered.append(_Lowered(name, index, canon.memory, canon.realloc, ascii=ascii))
+            continue
+        if canon.memory is None or canon.encoded:
             raise Unsupported("a write lowered without its memory, or as a string")
         scan.lowered.append(_Lowered(name, index, canon.memory, canon.realloc))
 
@@ -231,6 +253,32 @@ def _identity_fixup(data: bytes, start: int, end: int, func_module: str) -> bool
     expected = (bytes([0x00, 0x41, 0x00, 0x0B]) + leb(len(funcs))
                 + b"".join(leb(k) for k in range(len(funcs))))
     return expected in data[start:end]  # an active segment at offset 0: func 0, 1, ... n-1
+
+
+def keep_realloc_module(count: int = 1) -> bytes:
+    """A core module wrapping `count` guest allocators (imports "" "realloc-j") as the allocators the
+    routed reads lower with (exports "realloc-j"): shrinking a block answers the block itself;
+    everything else is the guest's.
+
+    Lowering latin1 text that is not ASCII, wasmtime allocates its UTF-8 length, writes the latin1
+    bytes, then shrinks the block to their count, which some guests' allocators refuse
+    (componentize-py's traps). The block simply stays as large as it was: allocators that free by
+    pointer (malloc's kind, which these runtimes use) free all of it; one that frees by the size the
+    guest believes (the list's length) can only lose the unused tail, never hand out bytes twice."""
+    parts = ["(module"]
+    for j in range(count):
+        parts.append(f'(import "" "realloc-{j}" (func $realloc{j} (param i32 i32 i32 i32) (result i32)))')
+    for j in range(count):
+        parts.append(
+            f'(func (export "realloc-{j}") (param $old i32) (param $old_size i32) (param $align i32) '
+            '(param $size i32) (result i32) '
+            '(if (result i32) (i32.and (i32.ne (local.get $old) (i32.const 0)) '
+            '(i32.le_u (local.get $size) (local.get $old_size))) '
+            '(then (local.get $old)) '
+            f'(else (call $realloc{j} (local.get $old) (local.get $old_size) (local.get $align) '
+            '(local.get $size)))))')
+    parts.append(")")
+    return bytes(wasmtime.wat2wasm(" ".join(parts)))
 
 
 def _trampolines(lowered: list[_Lowered], slots: list[int]) -> bytes:
@@ -307,7 +355,7 @@ def _instance_type(t0: int, resources: list[str], names: list[str]) -> bytes:
                      + param_type + b"\x00" + leb(len(decls) - 1))                  # func
         func_type[resource] = len(decls) - 1
     for name in names:
-        resource = "input-stream" if name in READ_FUNCS else "output-stream"
+        resource = "input-stream" if name.startswith("[method]input-stream.") else "output-stream"
         decls.append(b"\x04\x00" + _name(name) + b"\x01" + leb(func_type[resource]))
     return b"\x42" + leb(len(decls)) + b"".join(decls)
 
@@ -320,8 +368,8 @@ def _route(data: bytes, reads: bool) -> bytes | None:
     if len({entry.memory for entry in scan.lowered if entry.reads}) > 1:
         raise Unsupported("reads on several memories")
     streams = scan.streams[0]
-    names = sorted({entry.name for entry in scan.lowered})
-    resources = sorted({"input-stream" if name in READ_FUNCS else "output-stream" for name in names})
+    names = sorted({entry.routed_name for entry in scan.lowered})
+    resources = sorted({"input-stream" if entry.reads else "output-stream" for entry in scan.lowered})
     t0, f0, i0 = scan.comp["type"], scan.comp["func"], scan.comp["instance"]
     core_func0, core_table, core_module, core_instance = (
         scan.core["func"], scan.core["table"], scan.core["module"], scan.core["instance"])
@@ -333,14 +381,33 @@ def _route(data: bytes, reads: bool) -> bytes | None:
     out += _section(7, [_instance_type(t0, resources, names)])                       # t_instance
     out += _section(10, [b"\x00" + _name(BYTES_IMPORT) + b"\x05" + leb(t_instance)])  # instance i0
     out += _section(6, [b"\x01\x00" + leb(i0) + _name(n) for n in names])            # funcs f0 + k
-    # One string lowering per original lowering, on the same memory: core funcs core_func0 + k.
-    # Writes lower latin1+utf16 (the bytes as they are); reads UTF-8 with the guest's allocator
-    # (only ASCII is passed, which every encoding lays out alike and no allocator has to shrink).
+    # One string lowering per original lowering, on the same memory. Writes lower latin1+utf16: the
+    # bytes as they are.
+    # Reads lower latin1+utf16 too, with the guest's allocators behind keep_realloc_module (one
+    # instance of it, made here first, wraps them all: core funcs core_func0 + j).
+    reallocs = sorted({entry.realloc for entry in scan.lowered
+                       if entry.reads and not entry.ascii and entry.realloc is not None})
+    if reallocs:
+        keep = keep_realloc_module(len(reallocs))
+        out += bytes([1]) + leb(len(keep)) + keep                                    # core_module
+        given = b"".join(_name(f"realloc-{j}") + b"\x00" + leb(realloc) for j, realloc in enumerate(reallocs))
+        out += _section(2, [b"\x01" + leb(len(reallocs)) + given,
+                            b"\x00" + leb(core_module) + b"\x01" + _name("") + b"\x12" + leb(core_instance)])
+        out += _section(6, [b"\x00\x00\x01" + leb(core_instance + 1) + _name(f"realloc-{j}")
+                            for j in range(len(reallocs))])
+        core_module += 1
+        core_instance += 2
+    wrapped = {realloc: core_func0 + j for j, realloc in enumerate(reallocs)}
+    lowered_at = core_func0 + len(reallocs)  # the string lowerings: core funcs lowered_at + k
     lowers = []
     for entry in scan.lowered:
-        options = (b"\x02\x03" + leb(entry.memory) + b"\x04" + leb(entry.realloc or 0) if entry.reads
-                   else b"\x02\x02\x03" + leb(entry.memory))
-        lowers.append(b"\x01\x00" + leb(f0 + names.index(entry.name)) + options)
+        if not entry.reads:
+            options = b"\x02\x02\x03" + leb(entry.memory)
+        elif entry.ascii:  # UTF-8 (the default) into the caller's buffer: the host passes only ASCII
+            options = b"\x02\x03" + leb(entry.memory) + b"\x04" + leb(entry.realloc or 0)
+        else:
+            options = b"\x03\x02\x03" + leb(entry.memory) + b"\x04" + leb(wrapped[entry.realloc or 0])
+        lowers.append(b"\x01\x00" + leb(f0 + names.index(entry.routed_name)) + options)
     out += _section(8, lowers)
     module = _trampolines(scan.lowered, slots)
     out += bytes([1]) + leb(len(module)) + module                                    # core module
@@ -352,7 +419,7 @@ def _route(data: bytes, reads: bool) -> bytes | None:
         exports.append(_name("memory") + b"\x02" + leb(read_memory))
     for k, entry in enumerate(scan.lowered):
         exports.append(_name(f"slow-{k}") + b"\x00" + leb(entry.core))
-        exports.append(_name(f"fast-{k}") + b"\x00" + leb(core_func0 + k))
+        exports.append(_name(f"fast-{k}") + b"\x00" + leb(lowered_at + k))
     out += _section(2, [b"\x01" + leb(len(exports)) + b"".join(exports),
                         b"\x00" + leb(core_module) + b"\x01" + _name("") + b"\x12" + leb(core_instance)])
     return data + bytes(out)  # appended: every existing index stays valid
