@@ -33,13 +33,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
 
 from tauon.app.plan import ComponentPlan, Limits
-from tauon.app.routes import RouteMatch
-from tauon.executors.base import Executor, IncomingRequest
+from tauon.executors.base import Executor
 from tauon.executors.select import build_component_executor
 from tauon.wasm.component import _capi
 from tauon.wasm.component.codec import _bytes
@@ -47,35 +45,8 @@ from tauon.wasm.engine import WasmEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
-
-
-async def serve(executor: Executor, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
-    path, _, query = target.partition("?")
-    request = IncomingRequest(
-        method=method, path=path, query=query, spin_values=(), scheme="http",
-        headers=(("host", "bench"),) + ((("content-length", str(len(body))),) if body else ()),
-        authority="bench", client=("127.0.0.1", 1), http_version="1.1",
-        match=RouteMatch(target=None, raw_route="/...", normalized_route="/...", component_route="",
-                         path_info=path))
-    chunks = [body[i:i + 65536] for i in range(0, len(body), 65536)] or [b""]
-    status = [0]
-    out = bytearray()
-
-    async def receive() -> dict[str, Any]:
-        if chunks:
-            chunk = chunks.pop(0)
-            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            status[0] = message["status"]
-        else:
-            out.extend(message.get("body", b""))
-
-    await executor.serve(request, receive, send)
-    return status[0], bytes(out)
+sys.path.insert(0, str(ROOT / "tests"))
+from support.direct import serve_direct as serve  # noqa: E402  (the tests' in-process request helper)
 
 
 def build(requests_limit: int) -> tuple[WasmEngine, Executor]:

@@ -17,42 +17,14 @@ import anyio
 import pytest
 
 from support.components import component_path
+from support.direct import serve_direct
 from tauon.app.plan import ComponentPlan, Limits
-from tauon.app.routes import RouteMatch
-from tauon.executors.base import Executor, IncomingRequest
 from tauon.executors.select import build_component_executor
 from tauon.hostif import io
 from tauon.wasm.component.routing import BYTES_IMPORT, READ_FUNCS
 from tauon.wasm.engine import WasmEngine
 
 pytestmark = pytest.mark.integration
-
-
-async def post(executor: Executor, target: str, body: bytes) -> tuple[int, bytes]:
-    request = IncomingRequest(
-        method="POST", path=target, query="", spin_values=(), scheme="http",
-        headers=(("host", "t"), ("content-length", str(len(body)))), authority="t",
-        client=("127.0.0.1", 1), http_version="1.1",
-        match=RouteMatch(target=None, raw_route="/...", normalized_route="/...", component_route="",
-                         path_info=target))
-    chunks = [body[i:i + 65536] for i in range(0, len(body), 65536)]
-    out: dict[str, Any] = {"status": 0, "body": b""}
-
-    async def receive() -> dict[str, Any]:
-        if chunks:
-            chunk = chunks.pop(0)
-            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            out["status"] = message["status"]
-        else:
-            out["body"] += message.get("body", b"")
-
-    await executor.serve(request, receive, send)
-    return out["status"], out["body"]
 
 
 def counting(read: Callable[..., tuple[str, Any]], key: str, seen: Counter[str]) -> Callable[..., Any]:
@@ -84,7 +56,7 @@ def test_every_byte_value_reaches_the_guest_through_the_string_read(
             limiter=anyio.CapacityLimiter(4), logger=logging.getLogger("t"), trigger_executor="http",
             wagi_argv="")
         body = bytes(range(256)) * 2048 + b"\xff\x80 and an ASCII tail"
-        status, out = asyncio.run(post(executor, "/echo", body))
+        status, out = asyncio.run(serve_direct(executor, "POST", "/echo", body))
     finally:
         engine.stop()
     assert status == 200

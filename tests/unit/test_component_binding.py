@@ -15,9 +15,9 @@ from typing import Any
 import anyio
 import pytest
 
+from support.direct import serve_direct
 from tauon.app.plan import ComponentPlan, Limits
-from tauon.app.routes import RouteMatch
-from tauon.executors.base import Executor, GuestError, IncomingRequest
+from tauon.executors.base import Executor, GuestError
 from tauon.executors.select import build_component_executor
 from tauon.wasm.component import _capi, codec
 from tauon.wasm.component.guest import classify, summarize
@@ -99,26 +99,10 @@ def executor(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 async def call(executor: Executor, target: str) -> tuple[int, bytes]:
-    path, _, query = target.partition("?")
-    request = IncomingRequest(method="GET", path=path, query=query, headers=(), spin_values=(),
-                              scheme="http", authority="x", client=("127.0.0.1", 1), http_version="1.1",
-                              match=RouteMatch(None, "/...", "/...", "", path))
-    out: dict[str, Any] = {"status": 0, "body": b""}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            out["status"] = message["status"]
-        else:
-            out["body"] += message.get("body", b"")
-
     try:
-        await executor.serve(request, receive, send)
+        return await serve_direct(executor, "GET", target)
     except GuestError as exc:
         return 500, str(exc).encode()
-    return out["status"], out["body"]
 
 
 def test_two_threads_never_see_each_others_values_or_errors(executor: Executor) -> None:

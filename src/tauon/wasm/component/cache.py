@@ -87,9 +87,8 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
 def _bulk_body_forms(wasm_path: Path, original: bytes) -> Iterator[bytes]:
     """The component with request-body reads retyped (rewrite.py) or else routed (routing.py: every
     byte value, or ASCII runs into a caller's buffer), and response-body writes routed (routing.py),
-    where each applies, best
-    first; each form keeps the guest's behaviour. Lazy: a later form is only built if wasmtime
-    refused the ones before it."""
+    where each applies, best first; each form keeps the guest's behaviour. Lazy: a later form is only
+    built if wasmtime refused the ones before it."""
     reads = rewrite.rewrite(original)
     if reads is not None and not rewrite.realloc_shrinks(original):
         log.info("%s: its allocator cannot shrink; request bodies go through the appended string "

@@ -94,7 +94,7 @@ class _Scan:
     inline: dict[int, dict[str, tuple[str, int]]] = field(default_factory=dict)  # core inst -> exports
     instantiated: list[tuple[int, dict[str, int]]] = field(default_factory=list)  # (module, args)
     modules: dict[int, tuple[int, int]] = field(default_factory=dict)  # core module -> byte range
-    core_func_exports: dict[int, tuple[int, str]] = field(default_factory=dict)  # func -> (inst, name)
+    core_func_names: dict[int, str] = field(default_factory=dict)  # core func -> export it aliases
     routed: tuple[str, ...] = WRITE_FUNCS + READ_FUNCS  # the streams functions looked for
 
     def bump(self, space: dict[str, int], sort: str) -> int:
@@ -141,8 +141,8 @@ def _scan(data: bytes, reads: bool) -> _Scan:
                 sort, instance, aliased = alias_target(r)
                 if sort.startswith("core:"):
                     index = scan.bump(scan.core, sort[5:])
-                    if sort == "core:func" and instance is not None and aliased is not None:
-                        scan.core_func_exports[index] = (instance, aliased)
+                    if sort == "core:func" and aliased is not None:
+                        scan.core_func_names[index] = aliased
                     continue
                 index = scan.bump(scan.comp, sort)
                 if sort == "func" and instance in scan.streams and aliased in scan.routed:
@@ -199,7 +199,7 @@ def _scan_canon(r: Reader, scan: _Scan) -> None:
                 continue  # retyped to a string already (rewrite.py): not routed
             if canon.memory is None or canon.realloc is None:
                 raise Unsupported("a read lowered without its memory and allocator")
-            ascii = scan.core_func_exports.get(canon.realloc, (-1, ""))[1] != GROWING_REALLOC
+            ascii = scan.core_func_names.get(canon.realloc) != GROWING_REALLOC
             scan.lowered.append(_Lowered(name, index, canon.memory, canon.realloc, ascii=ascii))
             continue
         if canon.memory is None or canon.encoded:
