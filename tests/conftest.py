@@ -9,6 +9,16 @@ import pytest
 
 from support.registry import REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer, make_htpasswd, run_registry
 
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration/ starts real processes: mark it, so that
+    `pytest -m "not integration"` is the fast unit run whatever a module declares."""
+    for item in items:
+        if INTEGRATION_DIR in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
