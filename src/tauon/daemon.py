@@ -201,6 +201,12 @@ def _read_desired(settings: Settings, last_error: list[str]) -> Desired | None:
     """Desired state, or None to keep everything as it is (directory gone, apps file unusable)."""
     if settings.apps_file is None:
         scan = scan_directory(settings.watch_dir)
+        if scan.error is not None:
+            if last_error != [scan.error]:
+                log.error("%s; the apps keep serving as they are, and tauon keeps trying", scan.error)
+            last_error[:] = [scan.error]
+        else:
+            last_error.clear()
         # A vanished directory is more likely a redeploy in progress than "delete every app".
         return scan.apps if scan.directory_present else None
     try:

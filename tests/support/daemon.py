@@ -81,14 +81,20 @@ class TauonProcess:
         return self.proc.returncode
 
 
+NO_DAC_OVERRIDE = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--")
+"""Run as root but bound by file permissions (util-linux setpriv), as a systemd service user would be."""
+
+
 @contextmanager
 def run_tauon(tmp: Path, *args: str, watch_dir: Path | None = None, cache_dir: Path | None = None,
               state_root: Path | None = None, env: dict[str, str] | None = None,
               apps_file: Path | None = None, admin: bool = False, cwd: Path | None = None,
-              log_level: str = "debug", wait_started: bool = True) -> Iterator[TauonProcess]:
+              log_level: str = "debug", wait_started: bool = True,
+              wrapper: tuple[str, ...] = ()) -> Iterator[TauonProcess]:
     """Start tauon watching `watch_dir` (default tmp/apps), or in lepton mode with `apps_file`.
 
-    `admin=True` adds `--admin` on a free port (`TauonProcess.admin` is its URL).
+    `admin=True` adds `--admin` on a free port (`TauonProcess.admin` is its URL). `wrapper` is a command
+    prefix (e.g. `NO_DAC_OVERRIDE`: root without the capabilities that ignore file permissions).
     """
     watch_dir = watch_dir or tmp / "apps"
     cache_dir = cache_dir or tmp / "cache"
@@ -106,7 +112,8 @@ def run_tauon(tmp: Path, *args: str, watch_dir: Path | None = None, cache_dir: P
            str(state_root), "--log-level", log_level, "--progress", "log", "--resync-interval", "5",
            "--max-backoff", "2", *args]
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+        proc = subprocess.Popen([*wrapper, *cmd], stdout=log_file, stderr=subprocess.STDOUT, env=full_env,
+                                cwd=cwd)
     tp = TauonProcess(proc, log_path, watch_dir, state_root, cache_dir, admin_url)
     try:
         if wait_started:

@@ -21,18 +21,31 @@ MAX_APP_FILE_BYTES = 1024 * 1024
 class Scan:
     apps: dict[str, AppSpec | SpecError] = field(default_factory=dict)
     directory_present: bool = True
+    """False when the directory is missing or cannot be listed: keep every app as it is."""
+    error: str | None = None
+    """Why the directory could not be listed (other than being absent)."""
+
+
+def printable_name(name: str) -> str:
+    """A file name as text: undecodable bytes (os.listdir's surrogate escapes) shown as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def scan_directory(directory: Path) -> Scan:
     try:
         names = sorted(os.listdir(directory))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return Scan(directory_present=False)
-    except NotADirectoryError:
-        return Scan(directory_present=False)
+    except OSError as exc:  # e.g. permissions changed under us: not a reason to stop every app
+        return Scan(directory_present=False, error=f"cannot list {directory}: {exc.strerror}")
     apps: dict[str, AppSpec | SpecError] = {}
     for name in names:
         if not is_app_file_name(name):
+            continue
+        shown = printable_name(name)
+        if shown != name:  # the name is not UTF-8: it cannot be an app id (logs, metrics, /status)
+            apps[shown] = SpecError("has a file name that is not valid UTF-8", file=shown,
+                                    hint="rename it to a UTF-8 name ending in .json")
             continue
         path = directory / name
         try:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tauon.control.jsonfile import load_json
 from tauon.control.spec import Address, AppSpec, parse_spec
 from tauon.errors import SpecError
 
@@ -40,13 +41,7 @@ def _clash(a: Address, b: Address) -> bool:
 
 def parse_apps_file(file: str, data: bytes) -> AppsFile:
     """Parse a lepton apps file named `file`. Raises SpecError when the file as a whole is unusable."""
-    try:
-        value = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise SpecError("is not UTF-8 text", file=file, hint="save the file as UTF-8 JSON") from None
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                        file=file, hint="fix the JSON syntax") from None
+    value = load_json(file, data)
     if not isinstance(value, dict):
         raise SpecError(f"must contain a JSON object, found {type(value).__name__}", file=file,
                         hint=f"e.g. {_EXAMPLE}")

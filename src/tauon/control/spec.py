@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from tauon.app.plan import Limits
+from tauon.control.jsonfile import load_json
 from tauon.errors import SpecError
 
 KNOWN_FIELDS = ("reference", "address", "state_dir", "insecure", "ca_bundle", "variables", "limits")
@@ -180,16 +181,7 @@ def _parse_variables(value: Any, file: str) -> dict[str, str]:
 
 def parse_spec(file: str, data: bytes) -> AppSpec:
     """Parse one app file. Raises SpecError naming the file, the field and the fix."""
-    try:
-        value = json.loads(data.decode("utf-8-sig"))  # bytes would let json guess UTF-16/32
-    except UnicodeDecodeError:
-        raise SpecError("is not UTF-8 text", file=file, hint="save the file as UTF-8 JSON") from None
-    except json.JSONDecodeError as exc:
-        raise SpecError(
-            f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            file=file,
-            hint="fix the JSON syntax; the last good version keeps running",
-        ) from None
+    value = load_json(file, data, after="the last good version keeps running")
     if not isinstance(value, dict):
         raise SpecError(
             f"must contain a JSON object, found {type(value).__name__}", file=file,

@@ -78,6 +78,12 @@ class Watcher:
             except OSError as exc:  # e.g. inotify limits: fall back to the periodic resync alone
                 log.error("cannot watch %s: %s; relying on periodic resync", self.directory, exc)
                 await anyio.sleep(self.resync_interval)
+            except Exception as exc:  # watchfiles' own errors, often in a group
+                # e.g. a file name that is not UTF-8: watchfiles cannot decode it and stops. Rescan
+                # (the scan reports the name) and watch again; events meanwhile are caught by the rescan.
+                log.warning("watching %s stopped: %s; watching again", self.directory, _reason(exc))
+                await anyio.sleep(self.poll_missing)
+                self.request("watch re-armed")
 
     async def _watch_gone(self, stop: anyio.Event) -> None:
         # awatch goes silent after its directory is deleted; notice that ourselves and re-arm.
@@ -86,6 +92,12 @@ class Watcher:
             await anyio.sleep(self.poll_missing)
         self.request("directory deleted")
         stop.set()
+
+
+def _reason(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
 
 
 @asynccontextmanager
