@@ -258,6 +258,14 @@ def test_guest_failures_are_500_with_empty_body(client: httpx.Client, path: str)
     assert client.get("/status?200").status_code == 200  # the next request is unaffected
 
 
+@pytest.mark.parametrize("status", [600, 601, 999])
+def test_a_status_the_server_cannot_send_is_500(client: httpx.Client, status: int) -> None:
+    """wasi:http accepts 100-999 in set-status-code; the HTTP server only sends 100-599."""
+    r = client.get(f"/status?{status}")
+    assert (r.status_code, r.content) == (500, b"")
+    assert client.get("/status?599").status_code == 599  # same connection, next request fine
+
+
 def test_loop_is_stopped_at_the_deadline(client: httpx.Client) -> None:
     started = time.monotonic()
     assert client.get("/loop").status_code == 500

@@ -294,6 +294,11 @@ class WasiHttpExecutor:
                 return
             if not started and exchange.head is not None:
                 status, headers = exchange.head
+                if status >= 600:  # wasi:http allows up to 999; HTTP/1.1 status lines here stop at 599
+                    if exchange.body is not None:
+                        exchange.body.abandon()
+                    raise GuestError(f"{self._label}: the guest answered status {status}, which tauon's "
+                                     "HTTP server cannot send (100-599); answering 500", kind="output")
                 await send({"type": "http.response.start", "status": status,
                             "headers": [(k.encode("latin-1"), v) for k, v in headers]})
                 started = True
