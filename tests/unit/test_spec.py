@@ -112,3 +112,20 @@ def test_typo_of_a_required_field_is_pointed_out() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec("a.json", b'{"reference": "r:1", "adress": "127.0.0.1:1"}')
     assert "found 'adress': did you mean 'address'" in str(info.value)
+
+
+def test_a_reference_with_control_characters_is_refused_for_good() -> None:
+    """A NUL in the reference used to fail each pull attempt with an unexpected error, forever."""
+    with pytest.raises(SpecError, match=r"x\.json: field 'reference': contains control characters"):
+        parse_spec("x.json", b'{"reference": "ghcr.io/a/b:v1\\u0000", "address": "127.0.0.1:1"}')
+
+
+def test_errors_quote_a_huge_value_cut_short() -> None:
+    with pytest.raises(SpecError, match="field 'reference': must be a non-empty string") as caught:
+        parse_spec("x.json", b'{"reference": ["' + b"7" * 100_000 + b'"], "address": "127.0.0.1:1"}')
+    assert len(str(caught.value)) < 500
+
+
+def test_a_number_too_long_to_convert_is_a_spec_error() -> None:
+    with pytest.raises(SpecError, match=r"x\.json: cannot be decoded: .*integer"):
+        parse_spec("x.json", b'{"reference": 7' + b"7" * 100_000 + b', "address": "127.0.0.1:1"}')

@@ -51,3 +51,5 @@ def load_json(file: str, data: bytes, *, after: str = "") -> Any:
             f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             file=file, hint=f"fix the JSON syntax{tail}",
         ) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise SpecError(f"cannot be decoded: {exc}", file=file, hint=f"fix the value{tail}") from None

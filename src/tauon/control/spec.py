@@ -197,9 +197,12 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
         )
     if not isinstance(reference, str) or not reference.strip() or reference != reference.strip():
         raise SpecError(
-            f"must be a non-empty string without surrounding spaces, got {reference!r}",
+            f"must be a non-empty string without surrounding spaces, got {_short(reference)}",
             file=file, field="reference",
         )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in reference):  # NUL would fail every pull, forever
+        raise SpecError(f"contains control characters: {_short(reference)}", file=file, field="reference",
+                        hint="a reference is registry/repository:tag or a directory path")
     if "address" not in value:
         raise SpecError("is required", file=file, field="address",
                         hint=_did_you_mean("address", unknown) or "e.g. \"127.0.0.1:8080\"")
@@ -235,6 +238,12 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
         warnings=tuple(warnings),
         content_hash=content_hash(known),
     )
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """repr() of a value from the file, cut short: errors quote what was wrong, not megabytes of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _did_you_mean(field_name: str, unknown: list[str]) -> str | None:
