@@ -79,6 +79,28 @@ def make_formatter(fmt: str, *, journal: bool) -> logging.Formatter:
     return logging.Formatter("%(asctime)s %(levelname)-5s %(message)s", "%H:%M:%S")
 
 
+MAX_RECORD_CHARS = 64 * 1024
+"""One log record's message at most: registry-supplied strings (an app's name, routes) can be huge."""
+
+
+class ClipFilter(logging.Filter):
+    """Cut over-long messages (formatted once, here) so no input can flood the log through one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > MAX_RECORD_CHARS:
+            cut = len(message) - MAX_RECORD_CHARS
+            message = f"{message[:MAX_RECORD_CHARS]}... ({cut} more characters cut)"
+        # Formatted once: the formatter's getMessage() then returns it as is.
+        record.msg, record.args = message, None
+        return True
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """A registry- or guest-supplied string for a log line: at most `limit` characters."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def setup_logging(level: str, fmt: str, env: Mapping[str, str] | None = None) -> None:
     env = os.environ if env is None else env
     handler = logging.StreamHandler(sys.stderr)
@@ -87,6 +109,7 @@ def setup_logging(level: str, fmt: str, env: Mapping[str, str] | None = None) ->
     except (AttributeError, OSError, ValueError):
         fd = -1
     handler.setFormatter(make_formatter(fmt, journal=fd >= 0 and under_journal(env, fd)))
+    handler.addFilter(ClipFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

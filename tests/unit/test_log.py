@@ -109,3 +109,17 @@ def test_a_worker_process_tags_its_json_lines(monkeypatch: pytest.MonkeyPatch) -
         root.setLevel(level)
     entry = json.loads(stream.getvalue())
     assert (entry["worker"], entry["status"], entry["msg"]) == (2, 200, "app.json/web GET / -> 200")
+
+
+def test_an_over_long_record_is_cut_and_short_ones_pass_unchanged() -> None:
+    from tauon.log import MAX_RECORD_CHARS, ClipFilter, clip
+
+    huge = "n" * 20_000_000  # a registry-supplied app name
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "%s: serving: %s", ("a.json", huge), None)
+    assert ClipFilter().filter(record)
+    message = record.getMessage()
+    assert len(message) < MAX_RECORD_CHARS + 100 and message.endswith("more characters cut)")
+    short = logging.LogRecord("t", logging.INFO, __file__, 1, "%s -> %d", ("x", 5), None)
+    ClipFilter().filter(short)
+    assert short.getMessage() == "x -> 5"
+    assert clip("n" * 1000).endswith("(1000 characters)") and clip("ok") == "ok"

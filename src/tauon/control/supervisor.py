@@ -30,6 +30,7 @@ from tauon.control.progress import PullProgress
 from tauon.control.reconcile import Plan
 from tauon.control.spec import AppSpec
 from tauon.errors import BindError, SpecError, TauonError
+from tauon.log import clip
 from tauon.metrics import ByteCounter, Metrics
 from tauon.registry import pull_app
 from tauon.server.generation import Generation, build_generation
@@ -386,7 +387,7 @@ class Supervisor:
 
     def _banner(self, spec: AppSpec, gen: Generation, *, replaced: Generation | None) -> None:
         verb = f"updated to generation {gen.number}" if replaced is not None else "serving"
-        lines = [f"{spec.id}: {verb}: {gen.plan.name} {gen.plan.digest[:19]}",
+        lines = [f"{spec.id}: {verb}: {clip(gen.plan.name)} {gen.plan.digest[:19]}",
                  f"Serving {spec.address.url()}", "Available Routes:"]
         lines += [f"  {line}" for line in describe_routes(
             gen.router, spec.address.url(), label=lambda t: t.trigger.component or t.trigger.id)]
