@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tauon.boundedjson import nesting_depth
 from tauon.control.dirscan import printable_name, scan_directory
-from tauon.control.jsonfile import MAX_DEPTH, load_json, nesting_depth
+from tauon.control.jsonfile import MAX_DEPTH, load_json
 from tauon.errors import SpecError
 
 
@@ -18,7 +19,7 @@ from tauon.errors import SpecError
     (b'[1] ' * 1000, 1),
 ])
 def test_nesting_depth_counts_brackets_outside_strings(data: bytes, depth: int) -> None:
-    assert nesting_depth(data) == depth
+    assert nesting_depth(data, MAX_DEPTH) == depth
 
 
 def test_deep_json_is_rejected_before_the_parser_recurses() -> None:

@@ -555,3 +555,10 @@ def test_render_template() -> None:
 def test_variable_names(name: str, problem: str | None) -> None:
     result = variable_name_error(name)
     assert (result is None) if problem is None else (result is not None and problem in result)
+
+
+def test_a_deeply_nested_locked_app_is_a_load_error_not_a_recursion_error() -> None:
+    from tauon.app.lockedapp import parse_locked_app_json
+
+    with pytest.raises(LoadError, match="nested more than 64 levels deep"):
+        parse_locked_app_json(b'{"spin_lock_version": 0, "x": ' + b"[" * 200_000)

@@ -10,11 +10,11 @@ crates/expressions/src/lib.rs.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tauon import boundedjson
 from tauon.app.expressions import render_template
 from tauon.app.lockparts import (
     ContentPath,
@@ -213,7 +213,7 @@ def parse_http_trigger_config(value: Any, where: str, trigger_id: str) -> HttpTr
 def parse_locked_app_json(raw: bytes | str) -> LockedApp:
     """Decode and validate a locked app. Raises LoadError."""
     try:
-        data = json.loads(raw)
+        data = boundedjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise err(None, f"the locked app is not valid JSON: {e}") from None
     return parse_locked_app(data)

@@ -11,6 +11,7 @@ A running slot may carry an error: its last good generation serves while a newer
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import shutil
@@ -75,6 +76,20 @@ class AppSlot:
         self.state, self.error = state, error
         if changed:
             self.on_change()
+
+
+def describe_failure(app_id: str, exc: Exception) -> str:
+    """An error that is not a TauonError, as an operator can act on it; a traceback only for bugs."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno == errno.ENOSPC:
+            return (f"{app_id}: no space left on device{where} (free space there, or move --cache-dir / "
+                    "--state-root to a larger file system)")
+        return f"{app_id}: {exc.strerror}{where} (check that tauon may use that path)"
+    if isinstance(exc, RecursionError):
+        return f"{app_id}: the app's data is nested too deeply to process (check the image's locked app)"
+    log.exception("%s: unexpected failure", app_id)
+    return f"{app_id}: unexpected failure: {exc!r}"
 
 
 class Supervisor:
@@ -199,8 +214,7 @@ class Supervisor:
             except TauonError as exc:
                 error = str(exc.with_file(spec.id))
             except Exception as exc:  # a bug in one app's path must not take down the others
-                log.exception("%s: unexpected failure", spec.id)
-                error = f"{spec.id}: unexpected failure: {exc!r}"
+                error = describe_failure(spec.id, exc)
             self.metrics.app_failures.labels(spec.id).inc()
             delay = min(self.settings.max_backoff, 2.0**attempt)
             attempt += 1

@@ -18,6 +18,7 @@ from typing import Any
 
 import oras.schemas
 
+from tauon import boundedjson
 from tauon.errors import PullError
 from tauon.registry.reference import check_digest
 
@@ -62,7 +63,7 @@ class FileEntry:
 
 def parse_json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        doc = json.loads(raw)
+        doc = boundedjson.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PullError(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from tauon import boundedjson
 from tauon.registry.auth import Credentials
 
 CLIENT_ID = "tauon"
@@ -78,7 +79,7 @@ def _token_from(resp: requests.Response, how: str) -> str:
     if resp.status_code != 200:
         raise TokenRefused(f"token endpoint {how}: {_status(resp)}")
     try:
-        doc = json.loads(resp.content[:1024 * 1024])
+        doc = boundedjson.loads(resp.content[:1024 * 1024])
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TokenRefused(f"token endpoint {how}: answer is not JSON") from exc
     token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None

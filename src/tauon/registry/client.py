@@ -8,7 +8,6 @@ flow knows neither identity tokens nor registry tokens. A dead registry must fai
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import requests
 
+from tauon import boundedjson
 from tauon.errors import DigestMismatch, PullError
 from tauon.registry.auth import Credentials
 from tauon.registry.bearer import (
@@ -84,7 +84,7 @@ def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
 def _registry_error(resp: requests.Response) -> str:
     """The registry's own error text (`{"errors":[{"code","message"}]}`), else the status line."""
     with contextlib.suppress(ValueError, KeyError, TypeError, IndexError, requests.RequestException):
-        first = json.loads(resp.content[:65536])["errors"][0]
+        first = boundedjson.loads(resp.content[:65536])["errors"][0]
         return f"HTTP {resp.status_code} {first.get('code', '')}: {first.get('message', '')}".strip()
     return f"HTTP {resp.status_code} {resp.reason or ''}".strip()
 
