@@ -82,6 +82,38 @@ def _stats(snapshot: tuple[dict[tuple[str, int], int], list[int], float, int]) -
     return stats
 
 
+RUNTIME_PREFIX = "tauon-shared-"
+
+
+def remove_stale_runtime_dirs(parent: Path) -> None:
+    """Remove the shared-store directories of daemons that are gone (killed, crashed): their stores
+    lived only as long as the daemon. Named `tauon-shared-<pid>-*`; a live pid's directory is kept."""
+    try:
+        entries = list(parent.glob(f"{RUNTIME_PREFIX}*-*"))
+    except OSError:
+        return
+    for entry in entries:
+        pid_text = entry.name[len(RUNTIME_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or pid_text == str(os.getpid()) or _alive(int(pid_text)):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid():
+                shutil.rmtree(entry, ignore_errors=True)
+                log.info("removed %s, left behind by a tauon that is gone", entry)
+        except OSError:
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class WorkerPool:
     def __init__(self, settings: Settings, count: int, metrics: Metrics) -> None:
         self.settings = settings
@@ -96,8 +128,9 @@ class WorkerPool:
         self._stopping = False
         self._launch = anyio.Event()
         self._tg: TaskGroup | None = None
-        self.runtime_dir = Path(tempfile.mkdtemp(prefix="tauon-shared-",
-                                                 dir=os.environ.get("RUNTIME_DIRECTORY") or None))
+        parent = Path(os.environ.get("RUNTIME_DIRECTORY") or tempfile.gettempdir())
+        remove_stale_runtime_dirs(parent)
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix=f"{RUNTIME_PREFIX}{os.getpid()}-", dir=parent))
         """Apps without a state_dir keep their stores here, shared by every process (supervisor.py)."""
 
     # -- life -----------------------------------------------------------------------------------
