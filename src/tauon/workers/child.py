@@ -226,7 +226,10 @@ def main(argv: list[str]) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     sock = socket.socket(fileno=int(argv[1]))
-    anyio.run(run, sock, backend="asyncio", backend_options=loop_options())
+    try:
+        anyio.run(run, sock, backend="asyncio", backend_options=loop_options())
+    except* ChannelClosed:
+        pass  # the daemon went away (a stop) before this worker was serving: nothing to drain
     return 0
 
 
