@@ -24,11 +24,13 @@ def build_admin_app(view: DaemonView) -> Starlette:
         return PlainTextResponse("ok\n")
 
     async def readyz(request: Request) -> Response:
-        ready, body = readiness(view.supervisor, scanned=view.scanned.is_set(), stopping=view.stopping)
+        ready, body = readiness(view.supervisor, scanned=view.scanned.is_set(), stopping=view.stopping,
+                                grace_over=view.grace_over)
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def status(request: Request) -> Response:
-        ready, _ = readiness(view.supervisor, scanned=view.scanned.is_set(), stopping=view.stopping)
+        ready, _ = readiness(view.supervisor, scanned=view.scanned.is_set(), stopping=view.stopping,
+                                grace_over=view.grace_over)
         return JSONResponse({
             "version": __version__,
             "mode": view.mode,

@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="full rescan of the directory even without events, a safety net (default: 30)")
     p.add_argument("--pull-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="per-request timeout for registry calls (default: 10)")
+    p.add_argument("--pull-deadline", type=float, default=600.0, metavar="SECONDS",
+                   help="longest a whole pull may take; a pull that receives under 1 KiB in 30 s has "
+                   "stalled and fails at once (default: 600)")
+    p.add_argument("--start-grace", type=float, default=60.0, metavar="SECONDS",
+                   help="how long readiness (/readyz, systemd READY=1) and the worker processes wait "
+                   "for the initial apps; slower ones keep starting and are reported pending "
+                   "(default: 60)")
     p.add_argument("--ca-bundle", type=Path, default=env.get("TAUON_CA_BUNDLE") or None, metavar="PATH",
                    help="CA certificates (PEM file or directory) to trust for registries instead of the "
                    "system roots; an app file's ca_bundle wins (default: $TAUON_CA_BUNDLE, else "
@@ -108,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     env = os.environ
     home = home_dir(env)
-    for name in ("drain_timeout", "resync_interval", "pull_timeout", "max_backoff"):
+    for name in ("drain_timeout", "resync_interval", "pull_timeout", "pull_deadline", "start_grace",
+                 "max_backoff"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be > 0")
     for name in ("instance_pool", "keep_resident_mib"):
@@ -131,6 +139,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         drain_timeout=args.drain_timeout,
         resync_interval=args.resync_interval,
         pull_timeout=args.pull_timeout,
+        pull_deadline=args.pull_deadline,
+        start_grace=args.start_grace,
         ca_bundle=Path(args.ca_bundle).absolute() if args.ca_bundle else None,
         max_backoff=args.max_backoff,
         progress=args.progress,

@@ -29,7 +29,7 @@ from tauon.metrics import Metrics
 from tauon.notify import Notifier, StatusReporter, run_watchdog, watchdog_interval
 from tauon.server.listener import Listener
 from tauon.settings import Settings
-from tauon.status import summary
+from tauon.status import pending_apps, summary
 from tauon.view import DaemonView
 from tauon.wasm.engine import WasmEngine
 from tauon.workers.pool import WorkerPool
@@ -173,7 +173,7 @@ async def _serve(settings: Settings, supervisor: Supervisor, view: DaemonView, n
     """Reconcile on every tick until SIGTERM/SIGINT; SIGHUP rescans and re-resolves every tag."""
     reload = _Reload()
     async with _open_ticks(settings) as ticks:
-        tg.start_soon(_announce_ready, supervisor, view, notifier, reporter)
+        tg.start_soon(_announce_ready, supervisor, view, notifier, reporter, settings.start_grace)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with anyio.create_task_group() as loop_tg:
                 loop_tg.start_soon(_reconcile_loop, settings, ticks, supervisor, view, notifier, reporter,
@@ -256,12 +256,18 @@ async def _reconcile_loop(settings: Settings, ticks: Ticks, supervisor: Supervis
 
 
 async def _announce_ready(supervisor: Supervisor, view: DaemonView, notifier: Notifier,
-                          reporter: StatusReporter | None) -> None:
+                          reporter: StatusReporter | None, grace: float) -> None:
     await view.scanned.wait()
-    await supervisor.wait_settled()
+    with anyio.move_on_after(grace):
+        await supervisor.wait_settled()
+    view.grace_over = True  # an app stuck in its first pull or compile no longer holds the host back
     if supervisor.workers is not None:
         supervisor.workers.launch()
     status = summary(supervisor.counts())
+    pending = pending_apps(supervisor)
+    if pending:
+        log.warning("ready after %.0fs without %s, still starting: %s", grace, len(pending),
+                    ", ".join(f"{p['app']} ({p['state']})" for p in pending))
     log.info("ready: %s", status)
     notifier.ready(status)
     if reporter is not None:

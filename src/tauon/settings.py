@@ -27,6 +27,10 @@ class Settings:
     drain_timeout: float = 30.0
     resync_interval: float = 30.0
     pull_timeout: float = 10.0
+    pull_deadline: float = 600.0
+    """Seconds a whole pull may take (each registry read also has `pull_timeout`)."""
+    start_grace: float = 60.0
+    """Seconds readiness and the worker processes wait for the initial apps before going ahead."""
     max_backoff: float = 60.0
     progress: str = "auto"
     """'auto' (bar on a terminal, log lines otherwise), 'bar', 'log' or 'off'."""

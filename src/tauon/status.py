@@ -72,15 +72,21 @@ def pending_apps(supervisor: Supervisor) -> list[dict[str, str]]:
             if not slot.settled.is_set()]
 
 
-def readiness(supervisor: Supervisor, *, scanned: bool, stopping: bool) -> tuple[bool, dict[str, Any]]:
+def readiness(supervisor: Supervisor, *, scanned: bool, stopping: bool,
+              grace_over: bool = False) -> tuple[bool, dict[str, Any]]:
+    """Ready once the initial scan is done and every app has served or failed, or, after the start
+    grace, with the apps still starting listed as pending (one stuck app must not hold the host)."""
     if stopping:
         return False, {"ready": False, "reason": "stopping"}
     if not scanned:
         return False, {"ready": False, "reason": "the initial scan has not finished", "pending": []}
     pending = pending_apps(supervisor)
-    if pending:
+    if pending and not grace_over:
         return False, {"ready": False, "reason": f"{len(pending)} app(s) still starting", "pending": pending}
-    return True, {"ready": True, "apps": supervisor.counts()}
+    body: dict[str, Any] = {"ready": True, "apps": supervisor.counts()}
+    if pending:
+        body["pending"] = pending
+    return True, body
 
 
 def summary(counts: dict[str, int]) -> str:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -130,6 +131,48 @@ def hanging_server() -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)  # never accept(): the kernel completes handshakes, nobody ever replies
         yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextmanager
+def dribbling_server(interval: float = 0.5, *, limit: float = 300.0) -> Iterator[str]:
+    """A registry that answers `/v2/` and then sends every other response one byte per `interval`
+    seconds (each byte resets a read timeout, so only an overall deadline ends a pull). Yields
+    host:port. Each connection gives up after `limit` seconds, so nothing outlives a test for long."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    stop = threading.Event()
+
+    def dribble(conn: socket.socket) -> None:
+        with conn:
+            try:
+                request = conn.recv(65536)
+                if request.startswith(b"GET /v2/ "):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    return
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json"
+                             b"\r\nContent-Length: 100000\r\n\r\n")
+                ends = time.monotonic() + limit
+                while not stop.is_set() and time.monotonic() < ends:
+                    conn.sendall(b" ")
+                    stop.wait(interval)
+            except OSError:
+                return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=dribble, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        sock.close()
 
 
 def wait_http(url: str, *, status: int = 200, timeout: float = 20.0,

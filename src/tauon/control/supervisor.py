@@ -247,7 +247,8 @@ class Supervisor:
                 functools.partial(
                     pull_app, spec.reference, base_dir=self.settings.reference_base,
                     cache_dir=self.settings.cache_dir, insecure=spec.insecure, progress=counter,
-                    timeout=self.settings.pull_timeout, ca_bundle=self._ca_bundle(spec),
+                    timeout=self.settings.pull_timeout, deadline=self.settings.pull_deadline,
+                    ca_bundle=self._ca_bundle(spec),
                 ),
                 limiter=self.pull_limiter,
                 abandon_on_cancel=True,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
 
 from tauon import boundedjson
 from tauon.errors import DigestMismatch, PullError
@@ -25,6 +26,7 @@ from tauon.registry.bearer import (
     fetch_token,
     parse_challenge,
 )
+from tauon.registry.budget import PullBudget
 from tauon.registry.reference import Reference
 from tauon.registry.tls import TrustStore, resolve_trust, tls_error
 
@@ -112,6 +114,7 @@ class RegistryClient:
         connect_timeout: float = 3.0,
         attempts: int = 3,
         backoff: float = 0.25,
+        budget: PullBudget | None = None,
     ) -> None:
         """`credentials` may be a callable: it is then called once, on the first challenge, so a public
         image never runs a credential helper."""
@@ -128,7 +131,9 @@ class RegistryClient:
         self._backoff = backoff
         self._trust = trust if trust is not None else resolve_trust(None, {})
         self._session = _TimeoutSession((min(connect_timeout, timeout), timeout), self._trust.verify)
+        self._timeouts = (min(connect_timeout, timeout), timeout)
         self._auth_header: dict[str, str] = {}
+        self.budget = budget if budget is not None else PullBudget(24 * 3600.0)
 
     def close(self) -> None:
         self._session.close()
@@ -161,8 +166,12 @@ class RegistryClient:
         started = time.monotonic()
         while True:
             attempt += 1
+            self.budget.check(what)
+            connect, read = self._timeouts
+            read = max(0.1, min(read, self.budget.remaining()))
             try:
-                resp = self._session.get(url, headers={**headers, **self._auth_header}, stream=stream)
+                resp = self._session.get(url, headers={**headers, **self._auth_header}, stream=stream,
+                                         timeout=(min(connect, read), read))
                 if resp.status_code == 401 and auth_rounds < 2:
                     auth_rounds += 1
                     attempt -= 1  # an auth round trip is not a failed attempt
@@ -240,6 +249,24 @@ class RegistryClient:
             raise tls_error(realm_host, f"a token for {what}", exc, self._trust) from exc
         self._auth_header = {"Authorization": f"Bearer {token}"}
 
+    def _body(self, resp: requests.Response, what: str) -> Iterator[bytes]:
+        """The response body as it arrives (read1: whatever came, not CHUNK-sized reads that a
+        dribbling registry never fills), metered by the pull's budget, which also cuts a read still
+        blocked at the deadline."""
+        raw = resp.raw
+        with self.budget.cutting(resp):
+            def arriving() -> Iterator[bytes]:
+                while chunk := raw.read1(CHUNK, decode_content=True):
+                    yield chunk
+
+            try:
+                yield from self.budget.metered(arriving(), what)
+            except (*_STREAM_ERRORS, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                # raw reads raise urllib3's errors (and a closed file's) where iter_content would
+                # raise requests': past the deadline say so, else the registry is unreachable
+                self.budget.check(what)
+                raise self._unreachable(what, type(exc).__name__) from exc
+
     # -- API -------------------------------------------------------------------------------------
 
     def get_manifest(self, target: str) -> FetchedManifest:
@@ -257,7 +284,7 @@ class RegistryClient:
                 raise PullError(f"registry {self.host} refused {what}: {_registry_error(resp)}")
             body = bytearray()
             try:
-                for chunk in resp.iter_content(CHUNK):
+                for chunk in self._body(resp, what):
                     body += chunk
                     if len(body) > MAX_MANIFEST_BYTES:
                         raise PullError(f"{what} is larger than {MAX_MANIFEST_BYTES} bytes; refusing it")
@@ -284,7 +311,7 @@ class RegistryClient:
 
             def chunks() -> Iterator[bytes]:
                 try:
-                    yield from resp.iter_content(CHUNK)
+                    yield from self._body(resp, what)
                 except _STREAM_ERRORS as exc:
                     raise self._unreachable(what, _describe(exc)) from exc
 

@@ -29,6 +29,7 @@ from tauon.registry.artifact import (
     wasm_refs,
 )
 from tauon.registry.auth import find_credentials
+from tauon.registry.budget import PullBudget
 from tauon.registry.cache import Cache, digest_of
 from tauon.registry.client import RegistryClient, RegistryUnreachable
 from tauon.registry.layout import LayoutSource
@@ -90,6 +91,7 @@ def pull_app(
     insecure: bool = False,
     progress: ProgressSink | None = None,
     timeout: float = 10.0,
+    deadline: float = 600.0,
     refresh: bool = True,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
@@ -118,7 +120,8 @@ def pull_app(
     home_dir = Path.home() if home is None else home
     trust = resolve_trust(ca_bundle, environ)
     client = RegistryClient(ref, insecure=insecure, timeout=timeout, trust=trust,
-                            credentials=lambda: find_credentials(ref.auth_key, environ, home_dir))
+                            credentials=lambda: find_credentials(ref.auth_key, environ, home_dir),
+                            budget=PullBudget(deadline, error=RegistryUnreachable))
     try:
         return _pull_registry(reference, ref, cache, client, tracker, refresh=refresh)
     finally:
