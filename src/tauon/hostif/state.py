@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 LOG_LIMIT = 1024 * 1024
 """Bytes of guest stdout + stderr logged per request; the rest is dropped (with one notice)."""
+LINE_COST = 64
+"""What one log line costs beyond its text (its prefix: time, level, app, component): counted against
+LOG_LIMIT, so a guest printing empty lines cannot log without bound."""
 
 
 class DeadlineExceeded(HostTrap):
@@ -86,7 +89,7 @@ class GuestLog:
         state = self._state
         if state.logged > LOG_LIMIT:
             return
-        state.logged += len(line)
+        state.logged += len(line) + LINE_COST
         config = state.config
         if state.logged > LOG_LIMIT:
             config.logger.warning("%s: guest output over %d bytes for this request; dropping the rest",
