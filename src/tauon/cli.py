@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pull-deadline", type=float, default=600.0, metavar="SECONDS",
                    help="longest a whole pull may take; a pull that receives under 1 KiB in 30 s has "
                    "stalled and fails at once (default: 600)")
+    p.add_argument("--cache-max-gib", type=float, default=None, metavar="GIB",
+                   help="size bound of the pull cache; content no serving app uses is removed first "
+                   "(default: a quarter of the cache's file system; $TAUON_CACHE_MAX_GIB)")
+    p.add_argument("--max-blob-mib", type=float, default=2048.0, metavar="MIB",
+                   help="largest blob (wasm, file, archive) an image may declare (default: 2048)")
     p.add_argument("--start-grace", type=float, default=60.0, metavar="SECONDS",
                    help="how long readiness (/readyz, systemd READY=1) and the worker processes wait "
                    "for the initial apps; slower ones keep starting and are reported pending "
@@ -119,6 +124,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                  "max_backoff"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be > 0")
+    cache_max = args.cache_max_gib if args.cache_max_gib is not None else env.get("TAUON_CACHE_MAX_GIB")
+    try:
+        cache_max_bytes = None if cache_max is None else int(float(cache_max) * 1024**3)
+    except ValueError:
+        raise SystemExit(f"tauon: $TAUON_CACHE_MAX_GIB must be a number, got {cache_max!r}") from None
+    if (cache_max_bytes is not None and cache_max_bytes <= 0) or args.max_blob_mib <= 0:
+        raise SystemExit("tauon: --cache-max-gib and --max-blob-mib must be > 0")
     for name in ("instance_pool", "keep_resident_mib"):
         if getattr(args, name) < 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be >= 0")
@@ -141,6 +153,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         pull_timeout=args.pull_timeout,
         pull_deadline=args.pull_deadline,
         start_grace=args.start_grace,
+        cache_max_bytes=cache_max_bytes,
+        max_blob_bytes=int(args.max_blob_mib * 1024**2),
         ca_bundle=Path(args.ca_bundle).absolute() if args.ca_bundle else None,
         max_backoff=args.max_backoff,
         progress=args.progress,

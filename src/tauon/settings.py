@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tauon.control.spec import Address
 from tauon.cpus import usable_cpus
+from tauon.registry.gc import CacheLimits, default_max_bytes
 from tauon.wasm.pool import PoolSettings
 
 
@@ -31,6 +32,10 @@ class Settings:
     """Seconds a whole pull may take (each registry read also has `pull_timeout`)."""
     start_grace: float = 60.0
     """Seconds readiness and the worker processes wait for the initial apps before going ahead."""
+    cache_max_bytes: int | None = None
+    """The pull cache's size bound; None: a quarter of its file system (`gc.default_max_bytes`)."""
+    max_blob_bytes: int = 2 * 1024**3
+    """The largest blob a registry may declare."""
     max_backoff: float = 60.0
     progress: str = "auto"
     """'auto' (bar on a terminal, log lines otherwise), 'bar', 'log' or 'off'."""
@@ -48,6 +53,10 @@ class Settings:
     """Guests executing at once across apps (wasm/slots.py); None: the CPUs this process may use."""
     workers: int = 1
     """Processes serving requests: the daemon plus workers - 1 (workers/pool.py)."""
+
+    def cache_limits(self) -> CacheLimits:
+        max_bytes = self.cache_max_bytes or default_max_bytes(self.cache_dir)
+        return CacheLimits(max_bytes=max_bytes, max_blob=self.max_blob_bytes)
 
     @property
     def reference_base(self) -> Path:

@@ -108,4 +108,6 @@ def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> Generati
         app_variables={name: {"default": v.default, "secret": v.secret} for name, v in
                        locked.variables.items()},
         self_origin=(spec.address.loopback_host(), spec.address.port),
+        cache_refs=tuple(sorted(pulled.refs)),
+        cache_assets=pulled.assets,
     )

@@ -83,3 +83,7 @@ class GenerationPlan:
     app_variables: dict[str, Any] = field(default_factory=dict)
     self_origin: tuple[str, int] | None = None
     """(host, port) of the app's own listener, where self-requests go (a wildcard bind: loopback)."""
+    cache_refs: tuple[str, ...] = ()
+    """Digests of the cached blobs this generation uses (the cache's garbage collector keeps them)."""
+    cache_assets: str | None = None
+    """Its materialized files directory in the cache (assets/<name>), if it has files."""

@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 from tauon.app.loader import load_plan
 from tauon.app.plan import GenerationPlan
 from tauon.app.routes import describe_routes
+from tauon.control.cachekeeper import CacheKeeper
 from tauon.control.progress import PullProgress
 from tauon.control.reconcile import Plan
 from tauon.control.spec import AppSpec
@@ -68,6 +69,8 @@ class AppSlot:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     removed: bool = False
     on_change: Callable[[], None] = _nothing
+    replaced: GenerationPlan | None = None
+    """The plan of the generation the current one replaced: its cached content is kept too."""
 
     def set_state(self, state: str, error: str | None = None) -> None:
         if state != self.state:
@@ -110,8 +113,16 @@ class Supervisor:
         self.pull_limiter = anyio.CapacityLimiter(4)
         self.compile_limiter = anyio.CapacityLimiter(2)
         self._closing_ports: dict[int, anyio.Event] = {}
+        self.cache = CacheKeeper(settings.cache_dir, settings.cache_limits(), self.cache_in_use, tg)
 
     # -- desired state --------------------------------------------------------------------------
+
+    def cache_in_use(self) -> tuple[set[str], set[str]]:
+        """The cached blobs and asset trees of every serving generation and the ones they replaced."""
+        plans = [plan for slot in self.slots.values()
+                 for plan in (slot.generation.plan if slot.generation else None, slot.replaced) if plan]
+        return ({d for plan in plans for d in plan.cache_refs},
+                {plan.cache_assets for plan in plans if plan.cache_assets})
 
     def held(self) -> dict[str, AppSpec]:
         return {app_id: slot.spec for app_id, slot in self.slots.items()}
@@ -248,7 +259,8 @@ class Supervisor:
                     pull_app, spec.reference, base_dir=self.settings.reference_base,
                     cache_dir=self.settings.cache_dir, insecure=spec.insecure, progress=counter,
                     timeout=self.settings.pull_timeout, deadline=self.settings.pull_deadline,
-                    ca_bundle=self._ca_bundle(spec),
+                    ca_bundle=self._ca_bundle(spec), limits=self.cache.limits,
+                    make_room=self.cache.make_room,
                 ),
                 limiter=self.pull_limiter,
                 abandon_on_cancel=True,
@@ -314,7 +326,9 @@ class Supervisor:
             await self.workers.deploy(spec.id, gen.number, gen.plan, spec.address, slot.listener.key,
                                       slot.listener.sock)
         if old_gen is not None:
+            slot.replaced = old_gen.plan
             self.tg.start_soon(self._retire, old_gen, self.settings.drain_timeout)
+        self.cache.soon()
         self._banner(spec, gen, replaced=old_gen)
 
     def _shared_memory_state(self, plan: GenerationPlan, number: int) -> GenerationPlan:
@@ -375,6 +389,7 @@ class Supervisor:
         log.info("%s: app file removed; stopping (draining up to %.0fs)", app_id,
                  self.settings.drain_timeout)
         self.tg.start_soon(self._teardown, slot)
+        self.cache.soon()
 
     async def _teardown(self, slot: AppSlot) -> None:
         async with slot.lock:

@@ -108,8 +108,10 @@ class Cache:
     def store_bytes(self, digest: str, data: bytes, *, what: str) -> Path:
         return self.store_stream(digest, [data], size=len(data), what=what)
 
-    def store_computed(self, chunks: Iterable[bytes], *, what: str, alg: str = "sha256") -> str:
-        """Store content whose digest is not known beforehand (archive members); returns the digest."""
+    def store_computed(self, chunks: Iterable[bytes], *, what: str, alg: str = "sha256",
+                       keep: Callable[[str], bool] | None = None) -> str:
+        """Store content whose digest is not known beforehand (archive members); returns the digest.
+        With `keep`, content whose digest it refuses is hashed and dropped, not stored."""
         tmp_dir = self.root / "blobs" / alg
         tmp_dir.mkdir(parents=True, exist_ok=True)
         hasher = hashlib.new(alg)
@@ -120,6 +122,9 @@ class Cache:
                     hasher.update(chunk)
                     out.write(chunk)
             digest = f"{alg}:{hasher.hexdigest()}"
+            if keep is not None and not keep(digest):
+                os.unlink(tmp_name)
+                return digest
             os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, self.blob_path(digest))
         except BaseException:
@@ -127,6 +132,16 @@ class Cache:
                 os.unlink(tmp_name)
             raise
         return digest
+
+    def touch(self, digests: Iterable[str], assets: Path | None = None) -> None:
+        """Mark content as just used: the garbage collector spares what is younger than its grace."""
+        now = time.time()
+        paths = [self.blob_path(d) for d in digests]
+        if assets is not None:
+            paths.append(assets)
+        for path in paths:
+            with contextlib.suppress(OSError):
+                os.utime(path, (now, now))
 
     # -- tag index -------------------------------------------------------------------------------
 

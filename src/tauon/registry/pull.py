@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +32,7 @@ from tauon.registry.auth import find_credentials
 from tauon.registry.budget import PullBudget
 from tauon.registry.cache import Cache, digest_of
 from tauon.registry.client import RegistryClient, RegistryUnreachable
+from tauon.registry.gc import CacheLimits, usage
 from tauon.registry.layout import LayoutSource
 from tauon.registry.materialize import component_dir_name, materialize_files, unpack_archive
 from tauon.registry.progress import ProgressSink, ProgressTracker
@@ -51,6 +52,10 @@ class PulledApp:
     """The Spin locked app, rewritten to point at cached wasm and materialized file trees."""
     offline: bool
     """True when the registry was unreachable and the cached tag index and blobs were used."""
+    refs: frozenset[str] = frozenset()
+    """Every cached blob this app uses (manifests, config, layers, wasm, files): kept by the GC."""
+    assets: str | None = None
+    """The name of its materialized files directory under the cache's assets/."""
 
 
 class _Source(Protocol):
@@ -92,6 +97,8 @@ def pull_app(
     progress: ProgressSink | None = None,
     timeout: float = 10.0,
     deadline: float = 600.0,
+    limits: CacheLimits | None = None,
+    make_room: Callable[[], None] | None = None,
     refresh: bool = True,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
@@ -112,9 +119,11 @@ def pull_app(
     if layout is not None:
         source = LayoutSource(layout)
         desc = source.select()
-        locked, _ = _assemble(cache, _Layout(source), desc.digest, what=f"'{reference}'",
-                              name=source.name, origin=reference, tracker=tracker)
-        return PulledApp(reference, desc.digest, locked, offline=False)
+        assembled = _assemble(cache, _Layout(source), desc.digest, what=f"'{reference}'",
+                              name=source.name, origin=reference, tracker=tracker,
+                              room=_Room(cache, limits, make_room))
+        return PulledApp(reference, desc.digest, assembled.locked, offline=False, refs=assembled.refs,
+                         assets=assembled.assets)
     ref = parse_reference(reference)
     environ = os.environ if env is None else env
     home_dir = Path.home() if home is None else home
@@ -123,13 +132,14 @@ def pull_app(
                             credentials=lambda: find_credentials(ref.auth_key, environ, home_dir),
                             budget=PullBudget(deadline, error=RegistryUnreachable))
     try:
-        return _pull_registry(reference, ref, cache, client, tracker, refresh=refresh)
+        return _pull_registry(reference, ref, cache, client, tracker, refresh=refresh,
+                          room=_Room(cache, limits, make_room))
     finally:
         client.close()
 
 
 def _pull_registry(reference: str, ref: Reference, cache: Cache, client: RegistryClient,
-                   tracker: ProgressTracker, *, refresh: bool) -> PulledApp:
+                   tracker: ProgressTracker, *, refresh: bool, room: _Room) -> PulledApp:
     what = f"'{reference}'"
     source: _Source | None = _Registry(client)
     digest: str | None = None
@@ -152,13 +162,14 @@ def _pull_registry(reference: str, ref: Reference, cache: Cache, client: Registr
             log.warning("%s; using cached %s for %s", exc.message, entry.digest, reference)
             digest, offline, source = entry.digest, True, None
     started = time.monotonic()
-    locked, fetched = _assemble(cache, source, digest, what=what, name=ref.repository.rsplit("/", 1)[-1],
-                                origin=reference, tracker=tracker)
+    assembled = _assemble(cache, source, digest, what=what, name=ref.repository.rsplit("/", 1)[-1],
+                          origin=reference, tracker=tracker, room=room)
     if ref.digest is None and not offline:
         cache.write_index(ref.registry, ref.repository, ref.tag_or_latest, digest)
-    log.info("pulled %s (%s): %d bytes downloaded in %.2fs", reference, digest, fetched,
+    log.info("pulled %s (%s): %d bytes downloaded in %.2fs", reference, digest, assembled.fetched,
              time.monotonic() - started)
-    return PulledApp(reference, digest, locked, offline=offline)
+    return PulledApp(reference, digest, assembled.locked, offline=offline, refs=assembled.refs,
+                     assets=assembled.assets)
 
 
 def _resolve(client: RegistryClient, cache: Cache, ref: Reference, what: str) -> str:
@@ -219,8 +230,46 @@ def _download(cache: Cache, source: _Source, desc: Descriptor, what: str, tracke
     raise AssertionError("unreachable")
 
 
+class _Room:
+    """The cache's bounds for one pull: no blob over max_blob, the cache not over max_bytes (garbage is
+    collected first, through `make_room`)."""
+
+    def __init__(self, cache: Cache, limits: CacheLimits | None, make_room: Callable[[], None] | None):
+        self.cache = cache
+        self.limits = limits
+        self.make_room = make_room
+
+    def check(self, missing: list[Descriptor], what: str) -> None:
+        limits = self.limits
+        if limits is None or not missing:
+            return
+        for desc in missing:
+            if desc.size > limits.max_blob:
+                raise PullError(f"{what}: blob {desc.digest} declares {desc.size} bytes, more than the "
+                                f"largest blob tauon accepts ({limits.max_blob // 1024**2} MiB)",
+                                hint="raise --max-blob-mib if the image really holds such a file")
+        needed = sum(d.size for d in missing)
+        if usage(self.cache.root) + needed <= limits.max_bytes:
+            return
+        if self.make_room is not None:
+            self.make_room()
+        used = usage(self.cache.root)
+        if used + needed > limits.max_bytes:
+            raise PullError(f"{what}: the cache would grow to {(used + needed) / 1024**3:.2f} GiB, over its "
+                            f"bound of {limits.max_bytes / 1024**3:.2f} GiB, even after removing what no "
+                            "app uses", hint="free space by removing apps, or raise --cache-max-gib")
+
+
+@dataclass(frozen=True)
+class _Assembled:
+    locked: dict[str, Any]
+    fetched: int
+    refs: frozenset[str]
+    assets: str | None
+
+
 def _assemble(cache: Cache, source: _Source | None, digest: str, *, what: str, name: str, origin: str,
-              tracker: ProgressTracker) -> tuple[dict[str, Any], int]:
+              tracker: ProgressTracker, room: _Room) -> _Assembled:
     """Fetch every blob of the image, find or synthesize the lock, materialize files, rewrite."""
     manifest, image_digest = _load_manifest(cache, source, digest, what)
     blobs = manifest.blobs
@@ -229,6 +278,7 @@ def _assemble(cache: Cache, source: _Source | None, digest: str, *, what: str, n
     if source is None and missing:
         raise PullError(f"{what}: the registry is unreachable and {len(missing)} blob(s) are not cached "
                         f"(first: {missing[0]})", hint="start the registry or check the network")
+    room.check([d for d, have in zip(blobs, cached, strict=True) if not have], what)
     tracker.plan([d.size for d in blobs], cached)
     fetched = 0
     for desc, have in zip(blobs, cached, strict=True):
@@ -247,7 +297,7 @@ def _assemble(cache: Cache, source: _Source | None, digest: str, *, what: str, n
     if any(not cache.has_blob(d) for d in needed):
         for layer in manifest.layers:
             if layer.media_type == ARCHIVE_LAYER:
-                unpack_archive(cache, layer.digest, what)
+                unpack_archive(cache, layer.digest, what, wanted=needed)
     for where, wasm_digest, inline in wasm_refs(lock, what):
         if not cache.has_blob(wasm_digest):
             if inline is None:
@@ -261,4 +311,7 @@ def _assemble(cache: Cache, source: _Source | None, digest: str, *, what: str, n
             materialize_files(cache, assets / component_dir_name(comp["id"]), comp["id"], entries[comp["id"]])
     locked = rewrite_lock(lock, origin=origin, wasm_path=cache.blob_path,
                           files_dir=lambda c: assets / component_dir_name(c["id"]), what=what)
-    return locked, fetched
+    refs = frozenset({digest, image_digest, *(d.digest for d in blobs), *needed,
+                      *(wasm for _, wasm, _ in wasm_refs(lock, what))})
+    cache.touch(refs, assets)  # fresh: the GC's grace keeps them until this generation is serving
+    return _Assembled(locked, fetched, refs, assets.name if any(entries.values()) else None)
