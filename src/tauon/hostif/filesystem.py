@@ -37,6 +37,8 @@ SYNC_FLAGS = frozenset({"file-integrity-sync", "data-integrity-sync", "requested
 class Descriptor:
     """An open file or directory below a mount. `parts`: its path components below the mount root."""
 
+    fds = 1  # counted against the request's descriptor bound (table.MAX_FDS)
+
     def __init__(self, mount: str, parts: tuple[str, ...], fd: int, is_dir: bool) -> None:
         self.mount = mount
         self.parts = parts
@@ -50,6 +52,8 @@ class Descriptor:
 
 
 class DirectoryEntries:
+    fds = 1  # scandir duplicates the directory's descriptor
+
     def __init__(self, entries: Iterator[os.DirEntry[str]], scan: Any) -> None:
         self.entries = entries
         self.scan = scan
@@ -60,6 +64,8 @@ class DirectoryEntries:
 
 class FileInput(InputStream):
     """read-via-stream: positional reads on its own duplicate of the file's descriptor."""
+
+    fds = 1
 
     def __init__(self, fd: int, offset: int) -> None:
         self.fd = os.dup(fd)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from tauon.hostif.io import PipeInput, PipeOutput, Pollable
 from tauon.hostif.pipe import BytePipe
-from tauon.hostif.registry import HostInterface
+from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import err, ok
 
@@ -55,6 +55,21 @@ class Fields:
     def __init__(self, entries: list[Header], *, immutable: bool = False) -> None:
         self.entries = entries
         self.immutable = immutable
+
+
+MAX_FIELDS_BYTES = 16 * 1024 * 1024
+"""Header bytes (names, values, and 32 bytes per entry) one request may create through fields
+constructors, set, append and clone: the host's heap is shared by every app."""
+_FIELDS_BYTES = "fields-bytes"
+
+
+def _charge(state: HostState, entries: list[Header] | list[tuple[str, bytes]]) -> None:
+    """Count header bytes the guest makes the host hold; trap the request past MAX_FIELDS_BYTES."""
+    used = state.extensions.get(_FIELDS_BYTES, 0) + sum(len(k) + len(v) + 32 for k, v in entries)
+    state.extensions[_FIELDS_BYTES] = used
+    if used > MAX_FIELDS_BYTES:
+        raise HostTrap(f"the guest created more than {MAX_FIELDS_BYTES // 1024**2} MiB of header fields "
+                       "in one request")
 
 
 class ResponseSink(Protocol):
@@ -153,6 +168,7 @@ def fields_new(state: HostState) -> int:
 
 
 def fields_from_list(state: HostState, entries: list[tuple[str, bytes]]) -> tuple[str, Any]:
+    _charge(state, entries)
     fields = Fields([])
     for name, value in entries:
         problem = _check_mutation(fields, name, [value])
@@ -177,6 +193,7 @@ def fields_set(state: HostState, rep: int, name: str, values: list[bytes]) -> tu
     problem = _check_mutation(fields, name, values)
     if problem is not None:
         return problem
+    _charge(state, [(name, v) for v in values])
     key = name.lower()
     fields.entries = [(k, v) for k, v in fields.entries if k != key] + [(key, v) for v in values]
     return ok()
@@ -197,6 +214,7 @@ def fields_append(state: HostState, rep: int, name: str, value: bytes) -> tuple[
     problem = _check_mutation(fields, name, [value])
     if problem is not None:
         return problem
+    _charge(state, [(name, value)])
     fields.entries.append((name.lower(), value))
     return ok()
 
@@ -206,7 +224,9 @@ def fields_entries(state: HostState, rep: int) -> list[tuple[str, bytes]]:
 
 
 def fields_clone(state: HostState, rep: int) -> int:
-    return state.table.push(Fields(list(_fields(state, rep).entries)))
+    entries = list(_fields(state, rep).entries)
+    _charge(state, entries)
+    return state.table.push(Fields(entries))
 
 
 def _child_headers(state: HostState, entries: list[Header]) -> int:
