@@ -83,3 +83,5 @@ class GenerationPlan:
     app_variables: dict[str, Any] = field(default_factory=dict)
     self_origin: tuple[str, int] | None = None
     """(host, port) of the app's own listener, where self-requests go (a wildcard bind: loopback)."""
+    tls: tuple[str, str] | None = None
+    """(certificate, key) PEM paths, absolute, when the app's listener serves HTTPS (server/tls.py)."""
