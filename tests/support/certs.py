@@ -3,6 +3,8 @@ test needs (rotation needs two from one CA; a mismatched pair needs a key from a
 
 from __future__ import annotations
 
+import socket
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,3 +50,18 @@ class TestCA:
         chain = out / "fullchain.pem"
         chain.write_bytes(leaf.read_bytes() + self.cert.read_bytes())
         return Leaf(cert=chain, key=key, serial=serial)
+
+
+def https_get(port: int, context: ssl.SSLContext, path: str = "/", *, host: str = "127.0.0.1",
+              timeout: float = 20) -> tuple[str, int, bytes]:
+    """One request on a new, verified TLS connection: (served certificate serial, status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
+        cert = tls.getpeercert()
+        assert cert is not None
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return str(cert["serialNumber"]), int(head.split(b" ", 2)[1]), body
