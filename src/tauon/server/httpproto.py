@@ -48,11 +48,29 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     _too_large = False
 
     def data_received(self, data: bytes) -> None:
+        # uvicorn's own data_received, except that a head over the limit is answered as hyper does,
+        # without a warning per client (uvicorn logs every parser error as an invalid request).
         if self._in_head:
             self._received += len(data)
-        super().data_received(data)
-        if self._in_head and self._received > self.max_head and not self.transport.is_closing():
-            self._reject()
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self._too_large:  # httptools wraps what a callback raised: the flag says it was this
+                self._reject()
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._in_head and self._received > self.max_head:
+            self._reject()  # a head still incomplete after this many bytes
 
     def on_message_begin(self) -> None:
         self._head_bytes, self._fields, self._in_head = _LINE_OVERHEAD, 0, True
@@ -81,15 +99,8 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     def _count(self, size: int) -> None:
         self._head_bytes += size
         if self._head_bytes > self.max_head:
-            self._too_large = True
-            # Raised inside a parser callback: uvicorn calls send_400_response, which answers 431.
+            self._too_large = True  # raised inside a parser callback, this stops the parser
             raise HeadTooLarge(f"request head over {self.max_head} bytes")
-
-    def send_400_response(self, msg: str) -> None:
-        if self._too_large:
-            self._reject()
-        else:
-            super().send_400_response(msg)
 
     def _reject(self) -> None:
         """What hyper answers for a head over its limit: 431, no body, and the connection closed."""
@@ -99,6 +110,7 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         content.append(b"content-length: 0\r\nconnection: close\r\n\r\n")
         self.transport.write(b"".join(content))
         self.transport.close()
+        self.logger.debug("request head over %d bytes or %d fields: 431", self.max_head, MAX_HEADERS)
 
 
 @functools.cache
