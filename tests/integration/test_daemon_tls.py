@@ -275,6 +275,9 @@ def test_guest_sees_spins_scheme_rules(tmp_path: Path, ca: TestCA, leaves: list[
         tauon.wait_log(r"handler.json: serving", timeout=120)
         with httpx.Client(verify=context) as http:
             info = http.get(f"https://localhost:{port}/info?x=1").text
+            cookie = "c=" + "x" * 100_000  # Spin's hyper takes heads up to 408 KiB; the guest gets it whole
+            big = http.get(f"https://localhost:{port}/info", headers={"cookie": cookie})
+        assert big.status_code == 200 and f"header cookie: {cookie}\n" in big.text
         assert "scheme=HTTP\n" in info
         assert f"header spin-full-url: https://localhost:{port}/info?x=1\n" in info
         curl = subprocess.run(["curl", "-sS", "--cacert", str(ca.cert), f"https://127.0.0.1:{port}/info"],

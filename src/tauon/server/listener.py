@@ -132,10 +132,6 @@ class Listener:
         finally:
             self.closed.set()
 
-    @property
-    def scheme(self) -> str:
-        return "https" if self.tls is not None else "http"
-
     def _ssl_context(self, config: uvicorn.Config, default: object) -> ssl.SSLContext:
         assert self.tls is not None
         return self.tls.front
