@@ -23,6 +23,7 @@ from tauon.settings import (
     default_watch_dir,
     home_dir,
     loop_options,
+    request_head_limit,
     worker_count,
 )
 from tauon.wasm.pool import PoolSettings, warm_slots_per_process
@@ -113,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "sockets, each with its own GIL; 'auto': the CPUs this process may use (affinity, "
                    "capped by a cgroup CPU quota); 1: this process alone. Per-app concurrency and "
                    "the instance pool are per process (default: auto; $TAUON_WORKERS)")
+    p.add_argument("--max-request-head", default=env.get("TAUON_MAX_REQUEST_HEAD", "408KiB"),
+                   metavar="BYTES",
+                   help="largest request head (request line and headers) accepted, in bytes or with a "
+                   "KiB/MiB suffix; a larger one, or one with over 100 header fields, is answered 431 as "
+                   "Spin does (default: 408KiB, Spin's; $TAUON_MAX_REQUEST_HEAD)")
     p.add_argument("--version", action="version", version=f"tauon {__version__}")
     return p
 
@@ -140,6 +146,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         workers = worker_count(args.workers)
     except ValueError as exc:
         raise SystemExit(f"tauon: --workers: {exc}") from None
+    try:
+        max_request_head = request_head_limit(args.max_request_head)
+    except ValueError as exc:
+        raise SystemExit(f"tauon: --max-request-head: {exc}") from None
     if args.apps is not None and args.directory is not None:
         raise SystemExit("tauon: give either a directory to watch or --apps FILE, not both")
     return Settings(
@@ -165,6 +175,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                           warm_slots=warm_slots_per_process(workers)),
         running_guests=args.running_guests,
         workers=workers,
+        max_request_head=max_request_head,
     )
 
 

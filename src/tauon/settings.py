@@ -17,6 +17,12 @@ from tauon.cpus import usable_cpus
 from tauon.registry.gc import CacheLimits, default_max_bytes
 from tauon.wasm.pool import PoolSettings
 
+DEFAULT_MAX_REQUEST_HEAD = 8192 + 4096 * 100
+"""Bytes of request head (request line and headers) accepted: hyper's default `max_buf_size`, 408 KiB,
+which is what Spin accepts unless given `--http1-max-buf-size` (server/httpproto.py)."""
+MIN_MAX_REQUEST_HEAD = 8192
+"""hyper refuses a smaller buffer (its MINIMUM_MAX_BUFFER_SIZE)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -53,6 +59,8 @@ class Settings:
     """Guests executing at once across apps (wasm/slots.py); None: the CPUs this process may use."""
     workers: int = 1
     """Processes serving requests: the daemon plus workers - 1 (workers/pool.py)."""
+    max_request_head: int = DEFAULT_MAX_REQUEST_HEAD
+    """Bytes of request line and headers accepted; a larger head is answered 431 (server/httpproto.py)."""
 
     def cache_limits(self) -> CacheLimits:
         max_bytes = self.cache_max_bytes or default_max_bytes(self.cache_dir)
@@ -129,3 +137,19 @@ def worker_count(value: str) -> int:
     if count < 1:
         raise ValueError("must be >= 1 (1: the daemon alone serves)")
     return count
+
+
+def request_head_limit(value: str) -> int:
+    """`--max-request-head`: bytes, optionally with a KiB or MiB suffix; at least 8 KiB, as hyper."""
+    text = value.strip()
+    scale = 1
+    for suffix, factor in (("KiB", 1024), ("MiB", 1024 * 1024), ("K", 1024), ("M", 1024 * 1024)):
+        if text.endswith(suffix):
+            text, scale = text[: -len(suffix)].strip(), factor
+            break
+    if not text.isdigit():
+        raise ValueError(f"'{value}' is not a size in bytes (e.g. 417792, 408KiB or 1MiB)")
+    size = int(text) * scale
+    if size < MIN_MAX_REQUEST_HEAD:
+        raise ValueError(f"must be at least {MIN_MAX_REQUEST_HEAD} bytes (8KiB), as in Spin")
+    return size

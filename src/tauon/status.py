@@ -37,7 +37,7 @@ def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
             "state": slot.state,
             "generation": gen.number if gen is not None else None,
             "error": slot.error,
-            "problem": supervisor.problems.get(app_id),
+            "problem": supervisor.problems.get(app_id) or slot.tls_problem,
             "since": rfc3339(slot.since),
             "state_dir": spec.state_dir,
             "variables": sorted(spec.variables),

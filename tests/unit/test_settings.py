@@ -121,3 +121,21 @@ def test_warm_slots_are_shared_among_processes() -> None:
     assert warm("2") == 16
     assert warm("3") == 11
     assert warm("64") == 1
+
+
+def test_max_request_head_from_flag_or_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAUON_MAX_REQUEST_HEAD", raising=False)
+    def head(*argv: str) -> int:
+        return settings_from_args(build_parser().parse_args(list(argv))).max_request_head
+
+    assert head() == 8192 + 4096 * 100  # hyper's default max_buf_size, as Spin serves
+    assert head("--max-request-head", "65536") == 65536
+    assert head("--max-request-head", "64KiB") == 65536
+    assert head("--max-request-head", "1MiB") == 1024 * 1024
+    monkeypatch.setenv("TAUON_MAX_REQUEST_HEAD", "32K")
+    assert head() == 32 * 1024
+    assert head("--max-request-head", "16KiB") == 16 * 1024  # the flag wins
+    with pytest.raises(SystemExit, match=r"--max-request-head: 'lots' is not a size in bytes"):
+        head("--max-request-head", "lots")
+    with pytest.raises(SystemExit, match=r"--max-request-head: must be at least 8192 bytes"):
+        head("--max-request-head", "4096")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tauon.control.spec import Address, is_app_file_name, parse_address, parse_spec
+from tauon.control.spec import Address, TlsSpec, is_app_file_name, parse_address, parse_spec
 from tauon.errors import SpecError
 
 
@@ -129,3 +129,29 @@ def test_errors_quote_a_huge_value_cut_short() -> None:
 def test_a_number_too_long_to_convert_is_a_spec_error() -> None:
     with pytest.raises(SpecError, match=r"x\.json: is not valid JSON: .*integer"):
         parse_spec("x.json", b'{"reference": 7' + b"7" * 100_000 + b', "address": "127.0.0.1:1"}')
+
+def test_tls_files() -> None:
+    spec = parse_spec("shop.json", json.dumps(
+        {"reference": "r/x:1", "address": "0.0.0.0:8443",
+         "tls": {"cert": "certs/fullchain.pem", "key": "/etc/tauon/privkey.pem"}}).encode())
+    assert spec.tls == TlsSpec(cert="certs/fullchain.pem", key="/etc/tauon/privkey.pem")
+    assert not spec.warnings
+    plain = parse_spec("shop.json", b'{"reference": "r/x:1", "address": "0.0.0.0:8443"}')
+    assert plain.tls is None and plain.content_hash != spec.content_hash  # switching TLS is a change
+
+
+@pytest.mark.parametrize(("tls", "field", "needle"), [
+    ("fullchain.pem", "tls", "must be an object with 'cert' and 'key', got str"),
+    ({"cert": "a.pem"}, "tls.key", "is required"),
+    ({"key": "a.pem"}, "tls.cert", "is required"),
+    ({"cert": "", "key": "k.pem"}, "tls.cert", "must be a path string"),
+    ({"cert": "c.pem", "key": 3}, "tls.key", "must be a path string, got 3"),
+    ({"cert": "c.pem", "key": "k.pem", "password": "x"}, "tls", "unknown field(s) 'password'"),
+])
+def test_tls_errors_name_the_field_and_the_fix(tls: object, field: str, needle: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec("shop.json",
+                   json.dumps({"reference": "r/x:1", "address": "0.0.0.0:1", "tls": tls}).encode())
+    assert info.value.field == field and needle in info.value.message
+    text = str(info.value)
+    assert text.startswith(f"shop.json: field '{field}': ") and "(" in text  # a hint says what to do

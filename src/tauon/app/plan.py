@@ -87,3 +87,5 @@ class GenerationPlan:
     """Digests of the cached blobs this generation uses (the cache's garbage collector keeps them)."""
     cache_assets: str | None = None
     """Its materialized files directory in the cache (assets/<name>), if it has files."""
+    tls: tuple[str, str] | None = None
+    """(certificate, key) PEM paths, absolute, when the app's listener serves HTTPS (server/tls.py)."""

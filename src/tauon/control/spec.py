@@ -21,7 +21,7 @@ from tauon.app.plan import Limits
 from tauon.control.jsonfile import load_json
 from tauon.errors import SpecError
 
-KNOWN_FIELDS = ("reference", "address", "state_dir", "insecure", "ca_bundle", "variables", "limits")
+KNOWN_FIELDS = ("reference", "address", "state_dir", "insecure", "ca_bundle", "variables", "limits", "tls")
 LIMIT_FIELDS = {
     "request_timeout": "seconds of guest execution per request (number > 0)",
     "memory_mib": "MiB of linear memory per instance (integer >= 1)",
@@ -46,11 +46,21 @@ class Address:
         """The host to reach this address from the same machine: loopback for a wildcard bind."""
         return _WILDCARD_LOOPBACK.get(self.host, self.host)
 
-    def url(self) -> str:
+    def url(self, scheme: str = "http") -> str:
         # Spin prints a browsable URL; 0.0.0.0 / :: are not browsable, so show loopback as Spin does.
         host = self.loopback_host()
         shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{self.port}"
+        return f"{scheme}://{shown}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSpec:
+    """The `tls` field: PEM files for an HTTPS listener, as written (relative to the app file)."""
+
+    cert: str
+    """The certificate chain, leaf first (certbot's fullchain.pem)."""
+    key: str
+    """The private key (PKCS#8, PKCS#1 or SEC1 PEM, unencrypted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,8 @@ class AppSpec:
     """CA certificates for this app's registry; relative paths resolve against the app file's directory."""
     variables: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    tls: TlsSpec | None = None
+    """Serve HTTPS with these files; None: plain HTTP."""
     warnings: tuple[str, ...] = ()
     content_hash: str = ""
 
@@ -165,6 +177,32 @@ def _parse_state_dir(value: Any, file: str) -> str | None:
     return value
 
 
+_TLS_HINT = ('e.g. "tls": {"cert": "fullchain.pem", "key": "privkey.pem"} (PEM files; relative paths '
+             "resolve against the app file's directory)")
+
+
+def _parse_tls(value: Any, file: str) -> TlsSpec | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SpecError(f"must be an object with 'cert' and 'key', got {type(value).__name__}",
+                        file=file, field="tls", hint=_TLS_HINT)
+    unknown = sorted(set(value) - {"cert", "key"})
+    if unknown:
+        raise SpecError(f"unknown field(s) {', '.join(repr(u) for u in unknown)}", file=file, field="tls",
+                        hint="tls takes exactly 'cert' and 'key'")
+    paths: dict[str, str] = {}
+    for name in ("cert", "key"):
+        raw = value.get(name)
+        if raw is None:
+            raise SpecError("is required", file=file, field=f"tls.{name}", hint=_TLS_HINT)
+        if not isinstance(raw, str) or not raw.strip():
+            raise SpecError(f"must be a path string, got {raw!r}", file=file, field=f"tls.{name}",
+                            hint=_TLS_HINT)
+        paths[name] = raw
+    return TlsSpec(cert=paths["cert"], key=paths["key"])
+
+
 def _parse_variables(value: Any, file: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise SpecError("must be an object of name -> string", file=file, field="variables")
@@ -235,6 +273,7 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
         ca_bundle=ca_bundle,
         variables=_parse_variables(value.get("variables", {}), file),
         limits=_parse_limits(value.get("limits", {}), file),
+        tls=_parse_tls(value.get("tls"), file),
         warnings=tuple(warnings),
         content_hash=content_hash(known),
     )

@@ -38,6 +38,7 @@ from tauon.registry import pull_app
 from tauon.server.generation import Generation, build_generation
 from tauon.server.listener import Listener
 from tauon.server.switchboard import Switchboard
+from tauon.server.tls import CertReloader, TlsError, build_context
 from tauon.settings import Settings
 from tauon.wasm.engine import WasmEngine
 from tauon.workers.pool import WorkerPool
@@ -71,6 +72,13 @@ class AppSlot:
     on_change: Callable[[], None] = _nothing
     replaced: GenerationPlan | None = None
     """The plan of the generation the current one replaced: its cached content is kept too."""
+    tls_problem: str | None = None
+    """A certificate rotation that failed while the previous certificate keeps serving."""
+
+    def set_tls_problem(self, problem: str | None) -> None:
+        if problem != self.tls_problem:
+            self.tls_problem = problem
+            self.on_change()
 
     def set_state(self, state: str, error: str | None = None) -> None:
         if state != self.state:
@@ -245,6 +253,12 @@ class Supervisor:
             return self.settings.reference_base / spec.ca_bundle  # an absolute path stays as it is
         return self.settings.ca_bundle
 
+    def _tls_paths(self, spec: AppSpec) -> tuple[str, str] | None:
+        if spec.tls is None:
+            return None
+        base = self.settings.reference_base  # an absolute path stays as it is
+        return str(base / spec.tls.cert), str(base / spec.tls.key)
+
     async def _deploy(self, slot: AppSlot, spec: AppSpec, *, reload: bool) -> None:
         if slot.state == "pending":  # a failed app retrying stays "failed" until it serves
             slot.set_state("pulling")
@@ -284,6 +298,12 @@ class Supervisor:
             log.warning("%s: registry unreachable; using cached %s for %s", spec.id,
                         pulled.digest[:19], spec.reference)
         plan = load_plan(spec, pulled, state_root=self.settings.state_root)
+        plan = dataclasses.replace(plan, tls=self._tls_paths(spec))
+        if plan.tls is not None:  # a bad pair fails the attempt before compiling
+            try:
+                build_context(Path(plan.tls[0]), Path(plan.tls[1]))
+            except TlsError as exc:
+                raise exc.with_file(spec.id) from None
         slot.generations += 1
         if self.workers is not None and plan.state_dir is None:
             plan = self._shared_memory_state(plan, slot.generations)
@@ -301,23 +321,18 @@ class Supervisor:
             gen.close()
             return
         old_gen = slot.generation
-        if slot.listener is not None and slot.switchboard is not None \
-                and slot.listener.address == spec.address:
+        listener = slot.listener
+        if listener is not None and slot.switchboard is not None and listener.address == spec.address \
+                and (listener.tls is None) == (gen.plan.tls is None):
+            if listener.tls is not None and gen.plan.tls is not None:
+                try:
+                    listener.tls.set_paths(gen.plan.tls)  # other files: the next handshake uses them
+                except TlsError:
+                    gen.close()
+                    raise
             slot.switchboard.swap(gen)
         else:
-            old_listener = slot.listener
-            switchboard = Switchboard(spec.id, gen, stats=self.metrics.requests_for(spec.id),
-                                      access_log=self.settings.access_log)
-            listener = Listener(spec.address, switchboard, owner=spec.id,
-                                drain_timeout=self.settings.drain_timeout)
-            try:
-                await self._start_listener(listener, old_listener)
-            except BindError:
-                gen.close()
-                raise
-            slot.listener, slot.switchboard = listener, switchboard
-            if old_listener is not None and not old_listener.closed.is_set():
-                self.tg.start_soon(self._close_listener, old_listener)
+            await self._replace_listener(slot, spec, gen)
         slot.generation = gen
         slot.serving_hash = spec.content_hash
         slot.set_state("running")
@@ -330,6 +345,30 @@ class Supervisor:
             self.tg.start_soon(self._retire, old_gen, self.settings.drain_timeout)
         self.cache.soon()
         self._banner(spec, gen, replaced=old_gen)
+
+    async def _replace_listener(self, slot: AppSlot, spec: AppSpec, gen: Generation) -> None:
+        """A new address, or HTTPS switched on or off: a new listener, then the old one drains."""
+        old_listener = slot.listener
+        try:
+            tls = None if gen.plan.tls is None else CertReloader(
+                gen.plan.tls, owner=spec.id, on_problem=slot.set_tls_problem)
+        except TlsError:
+            gen.close()
+            raise
+        slot.set_tls_problem(None)
+        switchboard = Switchboard(spec.id, gen, stats=self.metrics.requests_for(spec.id),
+                                  access_log=self.settings.access_log)
+        listener = Listener(spec.address, switchboard, owner=spec.id,
+                            drain_timeout=self.settings.drain_timeout, tls=tls,
+                            max_head=self.settings.max_request_head)
+        try:
+            await self._start_listener(listener, old_listener)
+        except BindError:
+            gen.close()
+            raise
+        slot.listener, slot.switchboard = listener, switchboard
+        if old_listener is not None and not old_listener.closed.is_set():
+            self.tg.start_soon(self._close_listener, old_listener)
 
     def _shared_memory_state(self, plan: GenerationPlan, number: int) -> GenerationPlan:
         """Without a state_dir, Spin keeps key-value and SQLite data in memory, per generation. With
@@ -417,10 +456,11 @@ class Supervisor:
 
     def _banner(self, spec: AppSpec, gen: Generation, *, replaced: Generation | None) -> None:
         verb = f"updated to generation {gen.number}" if replaced is not None else "serving"
+        url = spec.address.url("https" if spec.tls is not None else "http")
         lines = [f"{spec.id}: {verb}: {clip(gen.plan.name)} {gen.plan.digest[:19]}",
-                 f"Serving {spec.address.url()}", "Available Routes:"]
+                 f"Serving {url}", "Available Routes:"]
         lines += [f"  {line}" for line in describe_routes(
-            gen.router, spec.address.url(), label=lambda t: t.trigger.component or t.trigger.id)]
+            gen.router, url, label=lambda t: t.trigger.component or t.trigger.id)]
         log.info("\n".join(lines))
 
     def state_dir_of(self, spec: AppSpec) -> Path | None:

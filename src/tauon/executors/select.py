@@ -123,7 +123,8 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
                              limiter: anyio.CapacityLimiter, logger: logging.Logger,
                              trigger_executor: str, wagi_argv: str,
                              services: ComponentServices | None = None, chain: ChainTarget | None = None,
-                             self_origin: tuple[str, int] | None = None, app_components: Sequence[str] = (),
+                             self_origin: tuple[str, int] | None = None, self_scheme: str = "http",
+                             app_components: Sequence[str] = (),
                              resolve: Callable[[str], str] | None = None) -> Executor:
     """Compile (or load from the cache) a component and build the executor its exports call for.
     `services`: the component's view of the app's variables, key-value stores and databases."""
@@ -146,6 +147,7 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         services=services,
         chain=chain,
         self_origin=self_origin,
+        self_scheme=self_scheme,
     )
     try:
         linked = build_linker(engine.engine, compiled)

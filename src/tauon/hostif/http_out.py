@@ -65,6 +65,7 @@ def handle(state: HostState, req_rep: int, options_rep: int | None) -> tuple[str
         if config.self_origin is None:
             return err(("HTTP-request-URI-invalid", None))
         connect_to = config.self_origin
+        scheme = config.self_scheme
         if not request.authority:
             request.authority = _origin_text(connect_to)
     else:

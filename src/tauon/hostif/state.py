@@ -52,6 +52,9 @@ class HostConfig:
     """The app's components for service chaining (`<id>.spin.internal`); None: not available."""
     self_origin: tuple[str, int] | None = None
     """Where self-requests (relative URLs, `self.alt`) go: the app's own listener."""
+    self_scheme: str = "http"
+    """How self-requests reach it, whatever scheme the guest gave: `https` on a TLS listener (Spin's
+    self-request origin takes the listener's scheme)."""
 
 
 class ChainTarget(Protocol):

@@ -176,5 +176,6 @@ def _build_executor(plan: GenerationPlan, trigger: TriggerPlan, engine: WasmEngi
                                     limits=plan.limits, limiter=limiter, logger=app_log,
                                     trigger_executor=trigger.executor, wagi_argv=trigger.wagi_argv,
                                     services=services.get().component(component), chain=chain,
-                                    self_origin=plan.self_origin, app_components=tuple(plan.components),
+                                    self_origin=plan.self_origin, self_scheme="https" if plan.tls else "http",
+                                    app_components=tuple(plan.components),
                                     resolve=services.get().resolver.resolve)

@@ -2,17 +2,30 @@
 
 httptools parses in C, several times cheaper per request than h11, which matters when the guest
 itself takes microseconds. Unlike h11, llhttp accepts a request head of any size; a client could
-stream headers forever into memory. This protocol counts the bytes of the request line and headers
-and turns a head over `MAX_HEAD` into the same 400 any other malformed request gets.
+stream headers forever into memory. This protocol bounds the head as Spin's hyper does: a head
+(request line and headers) larger than `max_head` bytes, or with more than `MAX_HEADERS` fields, is
+answered `431 Request Header Fields Too Large` and the connection closed.
+
+Two counts enforce the size: bytes received while a head is incomplete (so a head that never ends is
+cut off, as hyper cuts off its read buffer), and the head's own bytes once parsed (so one that arrives
+in a single large read is measured too).
 """
 
 from __future__ import annotations
 
+import functools
+
 import httptools
 from uvicorn.protocols.http import h11_impl, httptools_impl
 
-MAX_HEAD = 64 * 1024
-"""Bytes of request target + header names and values accepted per request (h11's default limit)."""
+from tauon.settings import DEFAULT_MAX_REQUEST_HEAD
+
+DEFAULT_MAX_HEAD = DEFAULT_MAX_REQUEST_HEAD
+"""hyper's default `max_buf_size` (408 KiB), the head size Spin accepts unless `--http1-max-buf-size`."""
+MAX_HEADERS = 100
+"""hyper's default header count limit (more: 431)."""
+_LINE_OVERHEAD = len(b"OPTIONS  HTTP/1.1\r\n\r\n")
+_FIELD_OVERHEAD = len(b": \r\n")
 
 # Spin passes guest statuses 100..600 through; uvicorn's status tables stop at 599 and a KeyError
 # there drops the connection. An empty reason phrase is what uvicorn uses for other unnamed codes.
@@ -25,10 +38,42 @@ class HeadTooLarge(httptools.HttpParserError):
 
 
 class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+    max_head = DEFAULT_MAX_HEAD
     _head_bytes = 0
+    """Bytes of the current head parsed so far (request target, header names and values, framing)."""
+    _received = 0
+    """Bytes received since the current head began, while it is incomplete."""
+    _fields = 0
+    _in_head = True
+    _too_large = False
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's own data_received, except that a head over the limit is answered as hyper does,
+        # without a warning per client (uvicorn logs every parser error as an invalid request).
+        if self._in_head:
+            self._received += len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self._too_large:  # httptools wraps what a callback raised: the flag says it was this
+                self._reject()
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._in_head and self._received > self.max_head:
+            self._reject()  # a head still incomplete after this many bytes
 
     def on_message_begin(self) -> None:
-        self._head_bytes = 0
+        self._head_bytes, self._fields, self._in_head = _LINE_OVERHEAD, 0, True
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -36,11 +81,41 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value))
+        self._fields += 1
+        if self._fields > MAX_HEADERS:
+            self._too_large = True
+            raise HeadTooLarge(f"more than {MAX_HEADERS} header fields")
+        self._count(len(name) + len(value) + _FIELD_OVERHEAD)
         super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._received = False, 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head = True  # the next bytes start the next request's head
+        super().on_message_complete()
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
-        if self._head_bytes > MAX_HEAD:
-            # Raised inside a parser callback: uvicorn answers 400 and closes the connection.
-            raise HeadTooLarge(f"request head over {MAX_HEAD} bytes")
+        if self._head_bytes > self.max_head:
+            self._too_large = True  # raised inside a parser callback, this stops the parser
+            raise HeadTooLarge(f"request head over {self.max_head} bytes")
+
+    def _reject(self) -> None:
+        """What hyper answers for a head over its limit: 431, no body, and the connection closed."""
+        content = [httptools_impl.STATUS_LINE[431]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.append(b"content-length: 0\r\nconnection: close\r\n\r\n")
+        self.transport.write(b"".join(content))
+        self.transport.close()
+        self.logger.debug("request head over %d bytes or %d fields: 431", self.max_head, MAX_HEADERS)
+
+
+@functools.cache
+def bounded_protocol(max_head: int) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class for a head limit (uvicorn instantiates the class it is given)."""
+    if max_head == DEFAULT_MAX_HEAD:
+        return BoundedHttpToolsProtocol
+    return type(f"BoundedHttpToolsProtocol{max_head}", (BoundedHttpToolsProtocol,), {"max_head": max_head})

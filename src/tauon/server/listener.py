@@ -3,7 +3,7 @@
 tauon binds the socket itself (a bind failure is an app error, not uvicorn's `sys.exit(3)`), turns off
 uvicorn's signal capture (N servers in one process would fight over handlers; the daemon owns signals),
 lifespan, the `server:` header that Spin does not send, and proxy-header rewriting. The HTTP protocol
-is server/httpproto.py.
+is server/httpproto.py; HTTPS (an app file's `tls`) is server/tls.py.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import errno
 import itertools
 import logging
 import socket
+import ssl
 from collections.abc import Generator
 
 import anyio
@@ -22,7 +23,8 @@ from starlette.types import ASGIApp
 
 from tauon.control.spec import Address
 from tauon.errors import BindError
-from tauon.server.httpproto import BoundedHttpToolsProtocol
+from tauon.server.httpproto import DEFAULT_MAX_HEAD, bounded_protocol
+from tauon.server.tls import CertReloader
 
 log = logging.getLogger("tauon.listener")
 
@@ -76,12 +78,16 @@ class Listener:
     """Serves one ASGI app (an app's switchboard, or the admin endpoints) on one address.
 
     `owner` names who asked for the address in errors: an app file, or `--admin`. A worker process
-    passes `sock`: the daemon's listening socket, already bound (workers/child.py).
+    passes `sock`: the daemon's listening socket, already bound (workers/child.py). `tls`: serve HTTPS
+    with that certificate (reloaded while the listener runs); `max_head`: the request head limit.
     """
 
     def __init__(self, address: Address, app: ASGIApp, *, owner: str, drain_timeout: float,
-                 sock: socket.socket | None = None) -> None:
+                 sock: socket.socket | None = None, tls: CertReloader | None = None,
+                 max_head: int = DEFAULT_MAX_HEAD) -> None:
         self.address = address
+        self.tls = tls
+        self.max_head = max_head
         self.app = app
         self.owner = owner
         self.drain_timeout = drain_timeout
@@ -104,16 +110,19 @@ class Listener:
                 access_log=False,
                 timeout_graceful_shutdown=max(1, round(self.drain_timeout)),
                 timeout_keep_alive=5,
-                http=BoundedHttpToolsProtocol,
+                http=bounded_protocol(self.max_head),
                 ws="none",  # Spin's HTTP trigger has no websockets: an upgrade is a plain request
                 # Spin takes the client address and scheme from the connection; X-Forwarded-* are
                 # ordinary headers for the guest (uvicorn would trust them from loopback).
                 proxy_headers=False,
+                ssl_context_factory=self._ssl_context if self.tls is not None else None,
             )
             server = _EmbeddedServer(config)
             self._server = server
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._serve, server, sock)
+                if self.tls is not None:
+                    tg.start_soon(self.tls.watch)
+                tg.start_soon(self._serve, server, sock, tg.cancel_scope)
                 while not server.started:
                     if server.should_exit:
                         raise BindError(f"listener on {self.address} failed to start",
@@ -123,7 +132,11 @@ class Listener:
         finally:
             self.closed.set()
 
-    async def _serve(self, server: _EmbeddedServer, sock: socket.socket) -> None:
+    def _ssl_context(self, config: uvicorn.Config, default: object) -> ssl.SSLContext:
+        assert self.tls is not None
+        return self.tls.front
+
+    async def _serve(self, server: _EmbeddedServer, sock: socket.socket, watchers: anyio.CancelScope) -> None:
         try:
             await server.serve(sockets=[sock])
         except SystemExit:  # uvicorn's exit paths must never end the daemon
@@ -131,6 +144,7 @@ class Listener:
             server.should_exit = True
         finally:
             sock.close()
+            watchers.cancel()  # the certificate watch ends with the listener
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (bounded by the drain timeout), close."""

@@ -29,6 +29,7 @@ from tauon.metrics import Metrics
 from tauon.server.generation import Generation, build_generation
 from tauon.server.listener import Listener
 from tauon.server.switchboard import Switchboard
+from tauon.server.tls import CertReloader
 from tauon.settings import Settings, loop_options
 from tauon.wasm.engine import WasmEngine
 from tauon.workers.channel import Channel, ChannelClosed, Message
@@ -118,6 +119,12 @@ class Worker:
         old: Generation | None
         with anyio.CancelScope(shield=True):
             if current is not None and current.key == key:
+                if current.listener.tls is not None and plan.tls is not None:
+                    try:
+                        current.listener.tls.set_paths(plan.tls)  # the app file names other files
+                    except Exception:
+                        gen.close()
+                        raise
                 current.switchboard.swap(gen)
                 old = current.generation
                 current.generation, current.serial = gen, serial
@@ -126,10 +133,17 @@ class Worker:
                 if sock is None:
                     gen.close()
                     raise RuntimeError(f"no listening socket for listener {key} of {app_id}")
+                try:  # each process reloads the certificate itself when the files change
+                    tls = None if plan.tls is None else CertReloader(plan.tls, owner=app_id)
+                except Exception:
+                    sock.close()
+                    gen.close()
+                    raise
                 switchboard = Switchboard(app_id, gen, stats=self.metrics.requests_for(app_id),
                                           access_log=self.settings.access_log)
                 listener = Listener(address, switchboard, owner=app_id,
-                                    drain_timeout=self.settings.drain_timeout, sock=sock)
+                                    drain_timeout=self.settings.drain_timeout, sock=sock, tls=tls,
+                                    max_head=self.settings.max_request_head)
                 await self.tg.start(listener.run)
                 self.listeners[key] = listener
                 self.apps[app_id] = _Replica(serial, key, listener, switchboard, gen)
