@@ -42,7 +42,8 @@ async def receive_body(request: IncomingRequest, receive: Receive, send: Send, l
     try:
         return await read_body(request, receive, limit)
     except BodyTooLarge:
-        await send_empty(send, 413)
+        # connection: close: the server stops reading the rest of the body instead of discarding it
+        await send_response(send, 413, [(b"content-length", b"0"), (b"connection", b"close")], b"")
     except ClientGone:
         pass
     return None

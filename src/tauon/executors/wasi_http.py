@@ -294,11 +294,11 @@ class WasiHttpExecutor:
                 return
             if not started and exchange.head is not None:
                 status, headers = exchange.head
-                if status >= 600:  # wasi:http allows up to 999; HTTP/1.1 status lines here stop at 599
+                if status > 600:  # wasi:http allows up to 999; the HTTP server sends 100-600 (as Spin)
                     if exchange.body is not None:
                         exchange.body.abandon()
                     raise GuestError(f"{self._label}: the guest answered status {status}, which tauon's "
-                                     "HTTP server cannot send (100-599); answering 500", kind="output")
+                                     "HTTP server cannot send (100-600); answering 500", kind="output")
                 await send({"type": "http.response.start", "status": status,
                             "headers": [(k.encode("latin-1"), v) for k, v in headers]})
                 started = True
@@ -340,5 +340,8 @@ async def _join(*futures: asyncio.Future[Any] | None) -> None:
 
 
 async def _simple(send: Send, status: int) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+    headers = [(b"content-length", b"0")]
+    if status == 413:  # close instead of reading (and discarding) the rest of an oversized body
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
