@@ -119,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request head (request line and headers) accepted, in bytes or with a "
                    "KiB/MiB suffix; a larger one, or one with over 100 header fields, is answered 431 as "
                    "Spin does (default: 408KiB, Spin's; $TAUON_MAX_REQUEST_HEAD)")
+    p.add_argument("--head-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="a connection that has not sent a whole request head this long after connecting "
+                   "(or after the head's first byte) is closed, as hyper's header_read_timeout (default: 30)")
+    p.add_argument("--body-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="a request body that sends no byte this long while tauon reads it is cut off "
+                   "(default: 60)")
+    p.add_argument("--max-connections", type=int, default=None, metavar="N",
+                   help="open client connections per serving process; more are closed at once, with a "
+                   "warning (default: three quarters of the descriptor limit, at most 10000)")
     p.add_argument("--version", action="version", version=f"tauon {__version__}")
     return p
 
@@ -127,7 +136,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     env = os.environ
     home = home_dir(env)
     for name in ("drain_timeout", "resync_interval", "pull_timeout", "pull_deadline", "start_grace",
-                 "max_backoff"):
+                 "max_backoff", "head_timeout", "body_timeout"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be > 0")
     cache_max = args.cache_max_gib if args.cache_max_gib is not None else env.get("TAUON_CACHE_MAX_GIB")
@@ -140,6 +149,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     for name in ("instance_pool", "keep_resident_mib"):
         if getattr(args, name) < 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be >= 0")
+    if args.max_connections is not None and args.max_connections < 1:
+        raise SystemExit("tauon: --max-connections must be >= 1")
     if args.running_guests is not None and args.running_guests < 1:
         raise SystemExit("tauon: --running-guests must be >= 1")
     try:
@@ -176,6 +187,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         running_guests=args.running_guests,
         workers=workers,
         max_request_head=max_request_head,
+        head_timeout=args.head_timeout,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
     )
 
 

@@ -8,6 +8,7 @@ systemd's $STATE_DIRECTORY / $CACHE_DIRECTORY / $CONFIGURATION_DIRECTORY > XDG b
 from __future__ import annotations
 
 import os
+import resource
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,24 @@ DEFAULT_MAX_REQUEST_HEAD = 8192 + 4096 * 100
 which is what Spin accepts unless given `--http1-max-buf-size` (server/httpproto.py)."""
 MIN_MAX_REQUEST_HEAD = 8192
 """hyper refuses a smaller buffer (its MINIMUM_MAX_BUFFER_SIZE)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """What one client connection may hold (server/httpproto.py)."""
+
+    max_head: int = DEFAULT_MAX_REQUEST_HEAD
+    head_timeout: float = 30.0
+    body_timeout: float = 60.0
+    max_connections: int = 10_000
+
+
+def default_max_connections() -> int:
+    """Three quarters of the descriptor limit (the rest: files, sockets, the cache), at most 10,000."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 10_000
+    return max(64, min(10_000, soft * 3 // 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +80,17 @@ class Settings:
     """Processes serving requests: the daemon plus workers - 1 (workers/pool.py)."""
     max_request_head: int = DEFAULT_MAX_REQUEST_HEAD
     """Bytes of request line and headers accepted; a larger head is answered 431 (server/httpproto.py)."""
+    head_timeout: float = 30.0
+    """Seconds a connection may take to send a request head (from connecting or its first byte)."""
+    body_timeout: float = 60.0
+    """Seconds a request body may go without a byte while tauon is ready to read it."""
+    max_connections: int | None = None
+    """Open client connections per process; None: derived from the descriptor limit."""
+
+    def edge_limits(self) -> EdgeLimits:
+        return EdgeLimits(max_head=self.max_request_head, head_timeout=self.head_timeout,
+                          body_timeout=self.body_timeout,
+                          max_connections=self.max_connections or default_max_connections())
 
     def cache_limits(self) -> CacheLimits:
         max_bytes = self.cache_max_bytes or default_max_bytes(self.cache_dir)

@@ -3,6 +3,7 @@ read to its end."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -60,3 +61,62 @@ def test_after_413_the_rest_of_the_body_is_not_read(tmp_path: Path) -> None:
             assert b"connection: close" in answer.lower()
             assert time.monotonic() < deadline, "the connection stayed open"
             assert sent < 512 * 1024 * 1024  # it stopped well short of the announced 10 GB
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True once the server has closed `sock` (EOF or reset) within `seconds`."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_idle_and_slow_head_connections_are_closed_at_the_head_timeout(tmp_path: Path) -> None:
+    """10,000 idle and 2,000 slowloris connections once stayed open for good."""
+    watch, port = hello(tmp_path)
+    with run_tauon(tmp_path, "--workers", "1", "--head-timeout", "2", watch_dir=watch):
+        wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        for sock in slow:
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        for _ in range(6):  # slowloris: a header byte now and then, never the end of the head
+            for sock in slow:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"X")
+            time.sleep(0.5)
+            wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")  # others are served meanwhile
+        assert all(closed_within(sock, 10) for sock in idle + slow)
+        assert time.monotonic() - started < 15
+        for sock in idle + slow:
+            sock.close()
+
+
+def test_a_stalled_body_is_cut_off_at_the_body_timeout(tmp_path: Path) -> None:
+    watch, port = hello(tmp_path)
+    with run_tauon(tmp_path, "--workers", "1", "--body-timeout", "2", watch_dir=watch):
+        wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+            started = time.monotonic()
+            assert closed_within(sock, 15)
+            assert 1.5 < time.monotonic() - started < 10
+
+
+def test_connections_past_the_cap_are_closed_with_a_warning(tmp_path: Path) -> None:
+    watch, port = hello(tmp_path)
+    with run_tauon(tmp_path, "--workers", "1", "--max-connections", "50", watch_dir=watch) as tauon:
+        wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+        refused = sum(closed_within(sock, 2) for sock in held[50:])
+        assert refused == 10
+        tauon.wait_log(r"50 client connections are open in this process, the most --max-connections allows")
+        for sock in held:
+            sock.close()
+        wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")  # room again once they end

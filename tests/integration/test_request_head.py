@@ -23,7 +23,7 @@ from anyio.from_thread import start_blocking_portal
 from support.daemon import free_port, run_tauon, wait_http
 from tauon.control.spec import Address
 from tauon.server.listener import Listener
-from tauon.settings import DEFAULT_MAX_REQUEST_HEAD, loop_options
+from tauon.settings import DEFAULT_MAX_REQUEST_HEAD, EdgeLimits, loop_options
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ def test_header_count_limit_is_hypers() -> None:
 
 
 def test_a_configured_limit() -> None:
-    with serving(max_head=16 * 1024) as port:
+    with serving(edge=EdgeLimits(max_head=16 * 1024)) as port:
         assert _exchange(port, _head([("Cookie", "x" * 12_000)]))[0] == 200
         assert _exchange(port, _head([("Cookie", "x" * 20_000)]))[0] == 431
         # A body does not count against the head.

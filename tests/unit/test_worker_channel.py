@@ -118,3 +118,42 @@ def test_worker_count_accepts_numbers_and_auto(monkeypatch: pytest.MonkeyPatch) 
         worker_count("many")
     with pytest.raises(ValueError, match=">= 1"):
         worker_count("0")
+
+
+def _is_open(fd: int) -> bool:
+    import os
+
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_a_socket_that_cannot_be_received_is_reported_not_a_closed_channel() -> None:
+    """At the descriptor limit the kernel drops an SCM_RIGHTS fd (MSG_CTRUNC). A worker used to read
+    that as "the daemon has gone" and exit; the message now arrives, marked, and the channel lives."""
+    import resource
+
+    async def main() -> tuple[dict[str, object], object, dict[str, object]]:
+        left, right = pair()
+        listening = socket.socket()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        await anyio.sleep(0)  # the event loop's own descriptors exist before the limit drops
+        await left.send({"op": "deploy", "fd": True}, listening)
+        await left.send({"op": "after"})
+        lowest_free = next(n for n in range(soft) if not _is_open(n))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no descriptor free
+        try:
+            message, sock = await right.receive()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        after, _ = await right.receive()
+        listening.close()
+        left.close()
+        right.close()
+        return message, sock, after
+
+    message, sock, after = anyio.run(main)
+    assert message == {"op": "deploy", "fd": True, "fd_lost": True} and sock is None
+    assert after == {"op": "after"}

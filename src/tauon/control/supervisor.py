@@ -360,7 +360,7 @@ class Supervisor:
                                   access_log=self.settings.access_log)
         listener = Listener(spec.address, switchboard, owner=spec.id,
                             drain_timeout=self.settings.drain_timeout, tls=tls,
-                            max_head=self.settings.max_request_head)
+                            edge=self.settings.edge_limits())
         try:
             await self._start_listener(listener, old_listener)
         except BindError:

@@ -9,17 +9,27 @@ answered `431 Request Header Fields Too Large` and the connection closed.
 Two counts enforce the size: bytes received while a head is incomplete (so a head that never ends is
 cut off, as hyper cuts off its read buffer), and the head's own bytes once parsed (so one that arrives
 in a single large read is measured too).
+
+Time and numbers are bounded too (`EdgeLimits`): a connection that has not sent a whole head within
+`head_timeout` of connecting or of the head's first byte is closed (hyper's header_read_timeout; this
+ends idle and slowloris connections), a body that sends nothing for `body_timeout` while tauon would
+read it is cut off, and past `max_connections` open connections in this process new ones are closed at
+once, with a warning at most every 10 s. Between requests uvicorn's keep-alive timeout applies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
+import time
 
 import httptools
 from uvicorn.protocols.http import h11_impl, httptools_impl
 
-from tauon.settings import DEFAULT_MAX_REQUEST_HEAD
+from tauon.settings import DEFAULT_MAX_REQUEST_HEAD, EdgeLimits
 
+log = logging.getLogger("tauon.http")
 DEFAULT_MAX_HEAD = DEFAULT_MAX_REQUEST_HEAD
 """hyper's default `max_buf_size` (408 KiB), the head size Spin accepts unless `--http1-max-buf-size`."""
 MAX_HEADERS = 100
@@ -33,12 +43,68 @@ httptools_impl.STATUS_LINE.setdefault(600, b"HTTP/1.1 600 \r\n")
 h11_impl.STATUS_PHRASES.setdefault(600, b"")
 
 
+DEFAULT_EDGE = EdgeLimits()
+
+
 class HeadTooLarge(httptools.HttpParserError):
     pass
 
 
+class _Connections:
+    """Client connections open in this process, across every listener."""
+
+    live = 0
+    warned_at = 0.0
+
+
 class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+    edge = DEFAULT_EDGE
     max_head = DEFAULT_MAX_HEAD
+    _counted = False
+    _timer: asyncio.TimerHandle | None = None
+    _timer_kind = ""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if _Connections.live >= self.edge.max_connections:
+            now = time.monotonic()
+            if now - _Connections.warned_at >= 10:
+                _Connections.warned_at = now
+                log.warning("%d client connections are open in this process, the most --max-connections "
+                            "allows: closing new ones until some end", _Connections.live)
+            transport.close()
+            return
+        _Connections.live += 1
+        self._counted = True
+        self._arm("head", self.edge.head_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            _Connections.live -= 1
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self, kind: str, seconds: float) -> None:
+        self._disarm()
+        self._timer_kind = kind
+        self._timer = self.loop.call_later(seconds, self._expired)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        if self._timer_kind == "body" and self.flow.read_paused:  # our side is not reading: not slow
+            self._arm("body", self.edge.body_timeout)
+            return
+        self.logger.debug("closing a connection whose request %s took over %.0fs", self._timer_kind,
+                          self.edge.head_timeout if self._timer_kind == "head" else self.edge.body_timeout)
+        self.transport.close()
     _head_bytes = 0
     """Bytes of the current head parsed so far (request target, header names and values, framing)."""
     _received = 0
@@ -52,6 +118,10 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         # without a warning per client (uvicorn logs every parser error as an invalid request).
         if self._in_head:
             self._received += len(data)
+            if self._timer is None:  # a new head's first bytes on a kept-alive connection
+                self._arm("head", self.edge.head_timeout)
+        elif self._timer_kind == "body" and self._timer is not None:
+            self._arm("body", self.edge.body_timeout)
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -90,10 +160,12 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head, self._received = False, 0
+        self._arm("body", self.edge.body_timeout)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._in_head = True  # the next bytes start the next request's head
+        self._disarm()
         super().on_message_complete()
 
     def _count(self, size: int) -> None:
@@ -114,8 +186,9 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
 
 
 @functools.cache
-def bounded_protocol(max_head: int) -> type[BoundedHttpToolsProtocol]:
-    """The protocol class for a head limit (uvicorn instantiates the class it is given)."""
-    if max_head == DEFAULT_MAX_HEAD:
+def bounded_protocol(edge: EdgeLimits = DEFAULT_EDGE) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class for these limits (uvicorn instantiates the class it is given)."""
+    if edge == DEFAULT_EDGE:
         return BoundedHttpToolsProtocol
-    return type(f"BoundedHttpToolsProtocol{max_head}", (BoundedHttpToolsProtocol,), {"max_head": max_head})
+    return type("BoundedHttpToolsProtocolWithLimits", (BoundedHttpToolsProtocol,),
+                {"edge": edge, "max_head": edge.max_head})

@@ -23,8 +23,9 @@ from starlette.types import ASGIApp
 
 from tauon.control.spec import Address
 from tauon.errors import BindError
-from tauon.server.httpproto import DEFAULT_MAX_HEAD, bounded_protocol
+from tauon.server.httpproto import DEFAULT_EDGE, bounded_protocol
 from tauon.server.tls import CertReloader
+from tauon.settings import EdgeLimits
 
 log = logging.getLogger("tauon.listener")
 
@@ -79,15 +80,15 @@ class Listener:
 
     `owner` names who asked for the address in errors: an app file, or `--admin`. A worker process
     passes `sock`: the daemon's listening socket, already bound (workers/child.py). `tls`: serve HTTPS
-    with that certificate (reloaded while the listener runs); `max_head`: the request head limit.
+    with that certificate (reloaded while the listener runs); `edge`: what one client connection may hold.
     """
 
     def __init__(self, address: Address, app: ASGIApp, *, owner: str, drain_timeout: float,
                  sock: socket.socket | None = None, tls: CertReloader | None = None,
-                 max_head: int = DEFAULT_MAX_HEAD) -> None:
+                 edge: EdgeLimits = DEFAULT_EDGE) -> None:
         self.address = address
         self.tls = tls
-        self.max_head = max_head
+        self.edge = edge
         self.app = app
         self.owner = owner
         self.drain_timeout = drain_timeout
@@ -110,7 +111,7 @@ class Listener:
                 access_log=False,
                 timeout_graceful_shutdown=max(1, round(self.drain_timeout)),
                 timeout_keep_alive=5,
-                http=bounded_protocol(self.max_head),
+                http=bounded_protocol(self.edge),
                 ws="none",  # Spin's HTTP trigger has no websockets: an upgrade is a plain request
                 # Spin takes the client address and scheme from the connection; X-Forwarded-* are
                 # ordinary headers for the guest (uvicorn would trust them from loopback).

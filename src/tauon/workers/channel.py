@@ -23,6 +23,10 @@ MAX_MESSAGE = 64 * 1024 * 1024
 """A plan is a few KB; anything near this is a corrupted stream, not a message."""
 
 
+_LOST = -1
+"""A socket that was sent but could not be received (the receiver had no descriptor free)."""
+
+
 class ChannelClosed(Exception):
     """The other end has gone (the worker died, or the daemon did)."""
 
@@ -68,7 +72,11 @@ class Channel:
                 if message.get("fd"):
                     if not self._fds:
                         raise ChannelClosed("a message announced a socket that did not arrive")
-                    sock = socket.socket(fileno=self._fds.popleft())
+                    fd = self._fds.popleft()
+                    if fd == _LOST:
+                        message["fd_lost"] = True  # this process is out of descriptors, not the channel
+                    else:
+                        sock = socket.socket(fileno=fd)
                 return message, sock
             await self._fill()
 
@@ -98,6 +106,8 @@ class Channel:
                 self.closed = True
                 raise ChannelClosed(str(exc)) from None
             self._fds.extend(fds)
+            if _flags & socket.MSG_CTRUNC:  # the kernel could not install the fd: no descriptor free
+                self._fds.append(_LOST)
             if not data:
                 self.closed = True
                 raise ChannelClosed("the other end closed the channel")

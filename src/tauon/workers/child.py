@@ -75,6 +75,16 @@ class Worker:
                 return
             if message["op"] == "stop":
                 return
+            if message.get("fd_lost"):
+                # Out of descriptors is not the daemon going away: say so, keep serving the rest.
+                error = ("its listening socket could not be received: this process has no file "
+                         "descriptor free (raise LimitNOFILE / ulimit -n)")
+                log.error("worker %d: %s %s: %s; the other processes keep serving it", os.getpid(),
+                          message["op"], message.get("app", ""), error)
+                with contextlib.suppress(ChannelClosed):
+                    await self.channel.send({"op": "error", "seq": message["seq"], "error": error,
+                                             "transient": True})
+                continue
             if sock is not None:
                 # Stored at once, in channel order, so a later message for the same key finds it.
                 old = self.sockets.pop(message["key"], None)
@@ -143,7 +153,7 @@ class Worker:
                                           access_log=self.settings.access_log)
                 listener = Listener(address, switchboard, owner=app_id,
                                     drain_timeout=self.settings.drain_timeout, sock=sock, tls=tls,
-                                    max_head=self.settings.max_request_head)
+                                    edge=self.settings.edge_limits())
                 await self.tg.start(listener.run)
                 self.listeners[key] = listener
                 self.apps[app_id] = _Replica(serial, key, listener, switchboard, gen)

@@ -83,6 +83,8 @@ def _stats(snapshot: tuple[dict[tuple[str, int], int], list[int], float, int]) -
 
 
 RUNTIME_PREFIX = "tauon-shared-"
+RETRY_DEPLOY = 5.0
+"""Seconds before a worker that could not take an app (no descriptor free) is sent it again."""
 
 
 def remove_stale_runtime_dirs(parent: Path) -> None:
@@ -306,9 +308,21 @@ class WorkerPool:
             "plan": deployed.plan, "address": deployed.address, "key": deployed.key, "fd": first,
         }, deployed.sock if first else None)
         if reply is not None and reply["op"] == "error" and worker.proc.poll() is None:
+            if reply.get("transient"):  # e.g. out of descriptors: retry later, kill nothing
+                worker.keys.discard(deployed.key)
+                log.warning("%s could not serve %s generation %d yet: %s; trying again in %.0fs",
+                            worker.label, app_id, deployed.number, reply["error"], RETRY_DEPLOY)
+                if self._tg is not None:
+                    self._tg.start_soon(self._retry_deploy, worker, app_id)
+                return
             log.error("%s could not serve %s generation %d: %s; restarting it", worker.label, app_id,
                       deployed.number, reply["error"])
             worker.proc.kill()
+
+    async def _retry_deploy(self, worker: _Worker, app_id: str) -> None:
+        await anyio.sleep(RETRY_DEPLOY)
+        if self.live.get(worker.index) is worker and worker.proc.poll() is None:
+            await self._deploy_to(worker, app_id)
 
     async def deploy(self, app_id: str, number: int, plan: GenerationPlan, address: Address,
                      key: int, sock: socket.socket) -> None:
