@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import socket
 import time
@@ -120,3 +121,22 @@ def test_connections_past_the_cap_are_closed_with_a_warning(tmp_path: Path) -> N
         for sock in held:
             sock.close()
         wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")  # room again once they end
+
+
+def test_client_mistakes_are_logged_once_a_minute_naming_the_app(tmp_path: Path) -> None:
+    """Malformed and Upgrade requests used to log an anonymous WARNING on every request."""
+    watch, port = hello(tmp_path)
+    with run_tauon(tmp_path, "--workers", "1", "--log-level", "info", watch_dir=watch) as tauon:
+        wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+                assert sock.recv(100).startswith(b"HTTP/1.1 400")
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n")
+                assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        log = tauon.wait_log(r"hello\.json: Upgrade request: served as a plain HTTP request")
+        malformed = re.findall(r"hello\.json: malformed HTTP request: answered 400 \(from 127\.0\.0\.1", log)
+        assert len(malformed) == 1
+        assert "Invalid HTTP request received" not in log and "Unsupported upgrade" not in log

@@ -50,6 +50,10 @@ class HeadTooLarge(httptools.HttpParserError):
     pass
 
 
+_warned: dict[tuple[str, str], float] = {}
+"""When a client problem was last logged as a warning, per app and kind."""
+
+
 class _Connections:
     """Client connections open in this process, across every listener."""
 
@@ -84,6 +88,18 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
             _Connections.live -= 1
         self._disarm()
         super().connection_lost(exc)
+
+    def _client_problem(self, what: str) -> None:
+        """A client's mistake: at debug, naming the app, and a warning at most once a minute per
+        app and kind (uvicorn warns on every request, naming nothing)."""
+        app = getattr(self.app, "app_id", "?")
+        now = time.monotonic()
+        if now - _warned.get((app, what), -60.0) >= 60.0:
+            _warned[app, what] = now
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
+            log.warning("%s: %s (from %s; further ones this minute at debug)", app, what, client)
+        else:
+            log.debug("%s: %s", app, what)
 
     def _arm(self, kind: str, seconds: float) -> None:
         self._disarm()
@@ -130,14 +146,12 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
                 self._reject()
                 return
             msg = "Invalid HTTP request received."
-            self.logger.warning(msg)
+            self._client_problem("malformed HTTP request: answered 400")
             self.send_400_response(msg)
             return
         except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
+            # Spin's HTTP trigger has no upgrades: the request is served as a plain one
+            self._client_problem("Upgrade request: served as a plain HTTP request")
             return
         if self._in_head and self._received > self.max_head:
             self._reject()  # a head still incomplete after this many bytes
