@@ -20,6 +20,9 @@ is still open when the generation retires is closed then. RESP2, as redis-rs spe
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -49,16 +52,22 @@ class Status(str):
 
 class _StatusParser(_RESP2Parser):
     """redis-py's RESP2 parser, keeping simple strings apart from bulk strings (it returns bytes for
-    both). Only the two reply kinds it must see are read here; the rest goes to the parent unchanged."""
+    both). Simple strings, arrays, bulk strings and integers are read here (the common replies, in one
+    pass); errors and anything unusual go back to the parent's parser unchanged."""
 
     def _read_response(self, disable_decoding: bool = False, timeout: Any = SENTINEL) -> Any:
         buffer = self._buffer
         assert buffer is not None
         pos = buffer.get_pos()
         raw = buffer.readline(timeout=timeout)
-        if raw[:1] == b"+":
+        kind = raw[:1]
+        if kind == b"$" and raw != b"$-1":
+            return buffer.read(int(raw[1:]), timeout=timeout)
+        if kind == b":":
+            return int(raw[1:])
+        if kind == b"+":
             return Status(raw[1:].decode("utf-8", "replace"))
-        if raw[:1] == b"*" and raw != b"*-1":
+        if kind == b"*" and raw != b"*-1":
             return [self._read_response(disable_decoding, timeout) for _ in range(int(raw[1:]))]
         buffer.rewind(pos)
         return super()._read_response(disable_decoding=disable_decoding, timeout=timeout)
@@ -107,7 +116,9 @@ class RedisConnection:
     def __init__(self, target: RedisTarget, limit: ConnectionLimit) -> None:
         self.target = target
         self._limit = limit
+        self._owner = threading.get_ident()
         self._closed = False
+        self._disconnected = False
         cls = redis.SSLConnection if target.tls else redis.Connection
         self._conn = cls(host=target.host, port=target.port, db=target.db, username=target.username,
                          password=target.password, socket_timeout=CONNECT_TIMEOUT,
@@ -143,16 +154,24 @@ class RedisConnection:
                 return self._conn.read_response()
         except redis.RedisError as exc:
             raise OutboundError("other", str(exc)) from None
-        except OSError as exc:  # e.g. the socket closed under us by `close`
+        except OSError as exc:
             self._conn.disconnect()
             raise OutboundError("other", f"connection to {self.target.where} failed: {exc}") from None
 
     def close(self) -> None:
-        if self._closed:
-            return
+        """On the guest's thread: disconnect. From another thread (the generation retiring while the
+        guest still runs) only shut the socket down: the guest's pending call fails, and its own
+        close (when its request ends) disconnects."""
         self._closed = True
         try:
-            self._conn.disconnect()  # type: ignore[no-untyped-call]
+            if threading.get_ident() != self._owner:
+                sock = self._conn._sock
+                if isinstance(sock, socket.socket):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+            elif not self._disconnected:
+                self._disconnected = True
+                self._conn.disconnect()  # type: ignore[no-untyped-call]
         finally:
             self._limit.release(self)
 
