@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -287,7 +286,3 @@ class RedisClients:
     def close(self) -> None:
         self.limit.close()
 
-
-def monotonic_deadline(timeout: float) -> float:
-    """A deadline `timeout` seconds from now, for callers outside a request (tests, benchmarks)."""
-    return time.monotonic() + timeout
