@@ -28,10 +28,10 @@ from tauon.executors.legacy_abi import (
     write_i64,
 )
 from tauon.outbound.limits import OutboundError, public_address
-from tauon.outbound.redis_client import RedisConnection, RedisResult
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # redis-py loads on first use (tauon.outbound)
     from tauon.executors.legacy_imports import RequestContext
+    from tauon.outbound.redis_client import RedisResult
 
 _ERROR = 1
 """The `error` case of the v1 enum."""
@@ -102,8 +102,9 @@ def _store_results(mem: GuestMemory, ret: int, value: Any) -> None:
     mem.write(ret + 4, struct.pack("<II", *lower_redis_results(mem, value)))
 
 
-def _run(ctx: RequestContext, address: str, op: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
-    """Check, connect, call, close: (True, value) or (False, None) after logging why."""
+def _run(ctx: RequestContext, address: str, op: str, *args: Any) -> tuple[bool, Any]:
+    """Check, connect, call RedisConnection.<op>, close: (True, value) or (False, None) after logging
+    why."""
     if not ctx.allows_redis(address):
         ctx.logger.info("%s: outbound Redis connection to %s denied by allowed_outbound_hosts", ctx.label,
                         public_address(address))
@@ -113,14 +114,14 @@ def _run(ctx: RequestContext, address: str, op: Callable[..., Any], *args: Any) 
         if outbound is None:
             raise OutboundError("other", "no outbound clients")
         with outbound.redis.connection(address, ctx.deadline) as conn:
-            return True, op(conn, ctx.deadline, *args)
+            return True, getattr(conn, op)(ctx.deadline, *args)
     except OutboundError as exc:
         ctx.logger.info("%s: outbound Redis call to %s failed: %s", ctx.label, public_address(address),
                         exc.message or exc.kind)
         return False, None
 
 
-def _import(op: Callable[..., Any], read: Callable[[GuestMemory, tuple[int, ...]], tuple[Any, ...]],
+def _import(op: str, read: Callable[[GuestMemory, tuple[int, ...]], tuple[Any, ...]],
             store: Store, offset: int) -> Callable[..., None]:
     """An import (addr_ptr, addr_len, *rest, ret): `read` turns `rest` into op's arguments."""
 
@@ -157,14 +158,14 @@ def _command(mem: GuestMemory, p: tuple[int, ...]) -> tuple[Any, ...]:
 
 
 REDIS_IMPORTS: dict[str, tuple[int, Callable[..., None]]] = {
-    "publish": (7, _import(RedisConnection.publish, _key_bytes, _store_unit, 1)),
-    "set": (7, _import(RedisConnection.set, _key_bytes, _store_unit, 1)),
-    "get": (5, _import(RedisConnection.get, _key, _store_payload, 4)),
-    "incr": (5, _import(RedisConnection.incr, _key, _store_s64, 8)),
-    "del": (5, _import(RedisConnection.delete, _keys, _store_s64, 8)),
-    "sadd": (7, _import(RedisConnection.sadd, _key_strings, _store_s64, 8)),
-    "smembers": (5, _import(RedisConnection.smembers, _key, _store_strings, 4)),
-    "srem": (7, _import(RedisConnection.srem, _key_strings, _store_s64, 8)),
-    "execute": (7, _import(RedisConnection.execute, _command, _store_results, 4)),
+    "publish": (7, _import("publish", _key_bytes, _store_unit, 1)),
+    "set": (7, _import("set", _key_bytes, _store_unit, 1)),
+    "get": (5, _import("get", _key, _store_payload, 4)),
+    "incr": (5, _import("incr", _key, _store_s64, 8)),
+    "del": (5, _import("delete", _keys, _store_s64, 8)),
+    "sadd": (7, _import("sadd", _key_strings, _store_s64, 8)),
+    "smembers": (5, _import("smembers", _key, _store_strings, 4)),
+    "srem": (7, _import("srem", _key_strings, _store_s64, 8)),
+    "execute": (7, _import("execute", _command, _store_results, 4)),
 }
 """name -> (number of i32 params, implementation(mem, ctx, *params))."""

@@ -11,13 +11,16 @@ provided.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tauon.hostif.outbound_common import allowed, clients, log_failure
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import Handle, Result, reserve
 from tauon.hostif.state import HostState
 from tauon.outbound.limits import OutboundError
-from tauon.outbound.mqtt_client import MqttConnection
+
+if TYPE_CHECKING:  # paho loads on first use (tauon.outbound)
+    from tauon.outbound.mqtt_client import MqttConnection
 
 _KIND = "mqtt-connection"
 _PLAIN = frozenset({"invalid-address", "too-many-connections"})

@@ -10,14 +10,16 @@ spin:redis/redis@3.0.0 is component-model async, which this host cannot call: no
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tauon.hostif.outbound_common import allowed, clients, log_failure
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import Handle, Result, reserve
 from tauon.hostif.state import HostState
 from tauon.outbound.limits import OutboundError
-from tauon.outbound.redis_client import RedisConnection
+
+if TYPE_CHECKING:  # redis-py loads on first use (tauon.outbound)
+    from tauon.outbound.redis_client import RedisConnection
 
 _KIND = "redis-connection"
 _PLAIN = frozenset({"invalid-address", "too-many-connections", "type-error"})
@@ -54,13 +56,13 @@ def _open(state: HostState, address: str) -> Result:
     return ("ok", state.table.push(OpenConnection(conn, counts)))
 
 
-def _method(op: Callable[..., Any]) -> Callable[..., Result]:
-    """A connection method as `result<T, error>`: op(conn, deadline, *args)."""
+def _method(name: str) -> Callable[..., Result]:
+    """A connection method as `result<T, error>`: RedisConnection.<name>(deadline, *args)."""
 
     def call(state: HostState, rep: int, *args: Any) -> Result:
         conn = state.table.get(rep, OpenConnection).conn
         try:
-            return ("ok", op(conn, state.deadline, *args))
+            return ("ok", getattr(conn, name)(state.deadline, *args))
         except OutboundError as exc:
             return _error(exc)
 
@@ -69,27 +71,27 @@ def _method(op: Callable[..., Any]) -> Callable[..., Result]:
 
 V2_FUNCS: dict[str, Callable[..., Result]] = {
     "[static]connection.open": _open,
-    "[method]connection.publish": _method(RedisConnection.publish),
-    "[method]connection.get": _method(RedisConnection.get),
-    "[method]connection.set": _method(RedisConnection.set),
-    "[method]connection.incr": _method(RedisConnection.incr),
-    "[method]connection.del": _method(RedisConnection.delete),
-    "[method]connection.sadd": _method(RedisConnection.sadd),
-    "[method]connection.smembers": _method(RedisConnection.smembers),
-    "[method]connection.srem": _method(RedisConnection.srem),
-    "[method]connection.execute": _method(RedisConnection.execute),
+    "[method]connection.publish": _method("publish"),
+    "[method]connection.get": _method("get"),
+    "[method]connection.set": _method("set"),
+    "[method]connection.incr": _method("incr"),
+    "[method]connection.del": _method("delete"),
+    "[method]connection.sadd": _method("sadd"),
+    "[method]connection.smembers": _method("smembers"),
+    "[method]connection.srem": _method("srem"),
+    "[method]connection.execute": _method("execute"),
 }
 
 
-def _v1(op: Callable[..., Any], convert: Callable[[Any], Any] = lambda value: value) -> Callable[..., Result]:
-    """A v1 call: check, connect, run one operation, close; any failure is the bare `error`."""
+def _v1(name: str, convert: Callable[[Any], Any] = lambda value: value) -> Callable[..., Result]:
+    """A v1 call: check, connect, run RedisConnection.<name>, close; any failure is the bare `error`."""
 
     def call(state: HostState, address: str, *args: Any) -> Result:
         if not allowed(state, address, "redis", "Redis"):
             return ("err", "error")
         try:
             with clients(state).redis.connection(address, state.deadline) as conn:
-                return ("ok", convert(op(conn, state.deadline, *args)))
+                return ("ok", convert(getattr(conn, name)(state.deadline, *args)))
         except OutboundError as exc:
             log_failure(state, "Redis call", address, exc)
             return ("err", "error")
@@ -98,15 +100,15 @@ def _v1(op: Callable[..., Any], convert: Callable[[Any], Any] = lambda value: va
 
 
 V1_FUNCS: dict[str, Callable[..., Result]] = {
-    "publish": _v1(RedisConnection.publish),
-    "get": _v1(RedisConnection.get, lambda value: value if value is not None else b""),
-    "set": _v1(RedisConnection.set),
-    "incr": _v1(RedisConnection.incr),
-    "del": _v1(RedisConnection.delete),
-    "sadd": _v1(RedisConnection.sadd),
-    "smembers": _v1(RedisConnection.smembers),
-    "srem": _v1(RedisConnection.srem),
-    "execute": _v1(RedisConnection.execute),
+    "publish": _v1("publish"),
+    "get": _v1("get", lambda value: value if value is not None else b""),
+    "set": _v1("set"),
+    "incr": _v1("incr"),
+    "del": _v1("delete"),
+    "sadd": _v1("sadd"),
+    "smembers": _v1("smembers"),
+    "srem": _v1("srem"),
+    "execute": _v1("execute"),
 }
 
 INTERFACES = [
