@@ -1,4 +1,5 @@
-"""LLM and outbound Redis/PostgreSQL/MySQL/MQTT: Spin's errors for a denied address or a missing backend."""
+"""LLM and outbound PostgreSQL/MySQL: Spin's errors for a denied address or a missing backend (Redis and
+MQTT are real clients: test_outbound_clients.py and the integration tests)."""
 
 from __future__ import annotations
 
@@ -38,14 +39,6 @@ def test_llm_model_not_listed_is_invalid_input_else_unsupported(state: HostState
         "err", ("runtime-error", LLM_UNSUPPORTED))
 
 
-def test_redis_denied_is_invalid_address_allowed_is_other(state: HostState) -> None:
-    assert call("fermyon:spin/redis@2.0.0", "[static]connection.open", state, "redis://evil.example") == (
-        "err", "invalid-address")
-    assert call("fermyon:spin/redis@2.0.0", "[static]connection.open", state, "redis://cache.internal") == (
-        "err", ("other", su.NO_REDIS))
-    assert call("fermyon:spin/redis", "get", state, "redis://evil.example", "k") == ("err", "error")
-
-
 @pytest.mark.parametrize("interface", ["fermyon:spin/postgres@2.0.0", "spin:postgres/postgres@3.0.0",
                                        "spin:postgres/postgres@4.0.0"])
 def test_postgres_denied_names_the_address_spin_checked(state: HostState, interface: str) -> None:
@@ -65,15 +58,6 @@ def test_v1_postgres_and_mysql_fail_per_call(state: HostState) -> None:
         "err", ("connection-failed", su.NO_MYSQL))
     assert call("fermyon:spin/mysql@2.0.0", "[static]connection.open", state, "mysql://10.0.0.1/db") == (
         "err", ("connection-failed", "address mysql://10.0.0.1/db is not permitted"))
-
-
-def test_mqtt_and_no_outbound_hosts_at_all(state: HostState) -> None:
-    assert call("fermyon:spin/mqtt@2.0.0", "[static]connection.open", state, "mqtt://broker.internal",
-                "u", "p", 30) == ("err", ("connection-failed", su.NO_MQTT))
-    bare = host_state(state.config.services)  # no allowed_outbound_hosts: everything is denied
-    denied = "address mqtt://broker.internal is not permitted"
-    assert call("fermyon:spin/mqtt@2.0.0", "[static]connection.open", bare, "mqtt://broker.internal",
-                "u", "p", 30) == ("err", ("connection-failed", denied))
 
 
 def test_credentials_in_addresses_are_not_logged(state: HostState, caplog: pytest.LogCaptureFixture) -> None:

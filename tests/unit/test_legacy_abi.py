@@ -178,7 +178,7 @@ def test_sqlite_values_in_and_query_result_out() -> None:
 
 
 def test_interfaces_tauon_lacks_answer_with_their_own_errors() -> None:
-    """Redis, PostgreSQL, outbound HTTP and LLM imports write an error result instead of trapping."""
+    """PostgreSQL, outbound HTTP and LLM imports write an error result instead of trapping."""
     services = ComponentServices(
         component_id="c", variables=ComponentVariables({}, VariableResolver({}, {}, {})),
         key_value_labels=frozenset(), database_labels=frozenset(), ai_models=frozenset({"llama2-chat"}),
@@ -193,10 +193,6 @@ def test_interfaces_tauon_lacks_answer_with_their_own_errors() -> None:
         IMPORTS[(module, name)][1](mem, context, *args, ret)
         return ret
 
-    ret = call("outbound-redis", "incr", 0, 0, 0, 0)
-    assert mem.data[ret] == 1 and mem.data[ret + 8] == 1  # err(error), s64-aligned payload
-    ret = call("outbound-redis", "publish", 0, 0, 0, 0, 0, 0)
-    assert mem.data[ret] == 1 and mem.data[ret + 1] == 1
     ret = call("outbound-pg", "execute", 0, 0, 0, 0, 0, 0)
     assert mem.data[ret] == 1 and mem.data[ret + 8] == 1  # connection-failed, u64-aligned payload
     assert "PostgreSQL" in read_string(mem, *struct.unpack_from("<II", mem.data, ret + 12))

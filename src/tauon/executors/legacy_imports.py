@@ -1,9 +1,10 @@
 """Host functions a Spin 1.x core module imports (old module names, spin-spec §4.2).
 
-Implemented on tauon's services: `spin-config.get-config`, `key-value.*`, `sqlite.*`. The interfaces tauon
-does not provide answer with the interface's own error result, so a guest sees a failed call it can
-handle, never a link error: outbound HTTP (`destination-not-allowed` or `runtime-error`), Redis, PostgreSQL,
-MySQL and LLM. Flattenings are those of Spin's adapter (`wasi_snapshot_preview1.spin.wasm` exports).
+Implemented on tauon's services: `spin-config.get-config`, `key-value.*`, `sqlite.*`, `outbound-redis.*`
+(legacy_redis). The interfaces tauon does not provide answer with the interface's own error result, so a
+guest sees a failed call it can handle, never a link error: outbound HTTP (`destination-not-allowed` or
+`runtime-error`), PostgreSQL, MySQL and LLM. Flattenings are those of Spin's adapter
+(`wasi_snapshot_preview1.spin.wasm` exports).
 
 Per-request state (open handles) lives in a thread-local `RequestContext`: one request runs start to end
 on one worker thread. wasmtime-py passes a host function's exception through a process-global, so host
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,7 @@ from tauon.executors.legacy_abi import (
     write_u8,
     write_u32,
 )
+from tauon.executors.legacy_redis import REDIS_IMPORTS
 from tauon.services import ComponentServices
 from tauon.services.keyvalue import KeyValueError, KeyValueStore
 from tauon.services.sqlite import Database, SqliteError
@@ -68,6 +71,12 @@ class RequestContext:
     databases: dict[int, Database] = field(default_factory=dict)
     next_handle: int = 0
     trap_reason: str | None = None
+    deadline: float = field(default_factory=lambda: time.monotonic() + 30.0)
+    """When the request times out (monotonic): outbound calls wait no longer."""
+
+    def allows_redis(self, address: str) -> bool:
+        """`allows_url` with Spin's default scheme for Redis addresses."""
+        return self.allows_url(address if "://" in address else f"redis://{address}")
 
     def add(self, table: dict[int, Any], value: Any) -> int | None:
         if len(table) >= MAX_HANDLES:
@@ -346,7 +355,6 @@ def _llm(model_ptr_index: int) -> Callable[..., None]:
 
 _I = wasmtime.ValType.i32()
 _F = wasmtime.ValType.f32()
-_REDIS_ERR = _unsupported  # enum error {success, error}: case 1, no payload
 _NO_PG = "outbound PostgreSQL is not supported by tauon"
 _NO_MYSQL = "outbound MySQL is not supported by tauon"
 
@@ -363,16 +371,6 @@ IMPORTS: dict[tuple[str, str], tuple[list[wasmtime.ValType], Callable[..., None]
     ("sqlite", "execute"): ([_I] * 6, _sql_execute),
     ("sqlite", "close"): ([_I], _sql_close),
     ("wasi-outbound-http", "request"): ([_I] * 11, _outbound_http),
-    # Redis: expected<T, enum error> with the enum at T's alignment (unit 1, list 4, s64 8).
-    ("outbound-redis", "publish"): ([_I] * 7, _REDIS_ERR(1, 1, None)),
-    ("outbound-redis", "set"): ([_I] * 7, _REDIS_ERR(1, 1, None)),
-    ("outbound-redis", "get"): ([_I] * 5, _REDIS_ERR(4, 1, None)),
-    ("outbound-redis", "incr"): ([_I] * 5, _REDIS_ERR(8, 1, None)),
-    ("outbound-redis", "del"): ([_I] * 5, _REDIS_ERR(8, 1, None)),
-    ("outbound-redis", "sadd"): ([_I] * 7, _REDIS_ERR(8, 1, None)),
-    ("outbound-redis", "smembers"): ([_I] * 5, _REDIS_ERR(4, 1, None)),
-    ("outbound-redis", "srem"): ([_I] * 7, _REDIS_ERR(8, 1, None)),
-    ("outbound-redis", "execute"): ([_I] * 7, _REDIS_ERR(4, 1, None)),
     # PostgreSQL / MySQL: connection-failed(string); pg execute returns u64 (8-aligned payload).
     ("outbound-pg", "query"): ([_I] * 7, _unsupported(4, 1, _NO_PG)),
     ("outbound-pg", "execute"): ([_I] * 7, _unsupported(8, 1, _NO_PG)),
@@ -380,6 +378,7 @@ IMPORTS: dict[tuple[str, str], tuple[list[wasmtime.ValType], Callable[..., None]
     ("outbound-mysql", "execute"): ([_I] * 7, _unsupported(4, 1, _NO_MYSQL)),
     ("llm", "infer"): ([_I] * 6 + [_F, _I, _F, _I, _F, _I], _llm(0)),
     ("llm", "generate-embeddings"): ([_I] * 5, _llm(0)),
+    **{("outbound-redis", name): ([_I] * params, fn) for name, (params, fn) in REDIS_IMPORTS.items()},
 }
 
 

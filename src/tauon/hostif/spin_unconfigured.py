@@ -1,4 +1,4 @@
-"""Spin interfaces tauon has no backend for: LLM, outbound Redis, PostgreSQL, MySQL and MQTT.
+"""Spin interfaces tauon has no backend for: LLM, outbound PostgreSQL and MySQL.
 
 Each call fails the way Spin does when the feature is unavailable, with the interface's own error, so a
 guest sees a failed call it can handle:
@@ -6,11 +6,12 @@ guest sees a failed call it can handle:
 * LLM (spin-spec §5.6): a model the component does not list in `ai_models` is `invalid-input` with
   Spin's access text; any other call is the `runtime-error` of a Spin built without local LLM support.
 * Outbound clients check `allowed_outbound_hosts` first, as Spin does: a denied address gets Spin's
-  error (Redis `invalid-address`, the others `connection-failed("address … is not permitted")`); an
-  allowed one gets `connection-failed` / `other` saying tauon has no such client. Addresses may carry
-  credentials: they are returned to the guest (as Spin does) but never logged.
+  error (`connection-failed("address … is not permitted")`); an allowed one gets `connection-failed`
+  saying tauon has no such client. Addresses may carry credentials: they are returned to the guest (as
+  Spin does) but never logged.
 
-The v3+ Redis, MySQL and MQTT interfaces and postgres@4.2 are component-model async: not provided.
+Outbound Redis and MQTT are real clients (spin_redis.py, spin_mqtt.py). The v3+ MySQL interface and
+postgres@4.2 are component-model async: not provided.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import NO_SERVICES, Result, services_of
 from tauon.hostif.state import HostState
 
-NO_REDIS = "outbound Redis is not supported by tauon"
 NO_PG = "outbound PostgreSQL is not supported by tauon"
 NO_MYSQL = "outbound MySQL is not supported by tauon"
-NO_MQTT = "outbound MQTT is not supported by tauon"
 
 
 def model_access_text(model: str) -> str:
@@ -101,29 +100,6 @@ def mysql_open_error(state: HostState, address: str) -> Result:
     return ("err", ("connection-failed", NO_MYSQL))
 
 
-def redis_open(state: HostState, address: str) -> Result:
-    """fermyon:spin/redis@2.0.0 connection.open."""
-    if not allows(state, address, "redis"):
-        return ("err", "invalid-address")
-    _unsupported(state, "outbound Redis")
-    return ("err", ("other", NO_REDIS))
-
-
-def redis_v1(state: HostState, address: str, *_: Any) -> Result:
-    """Every v1 Redis call: its error is a bare enum (`error`) whether denied or unsupported."""
-    if allows(state, address, "redis"):
-        _unsupported(state, "outbound Redis")
-    return ("err", "error")
-
-
-def mqtt_open(state: HostState, address: str, *_: Any) -> Result:
-    """fermyon:spin/mqtt@2.0.0 connection.open(address, username, password, keep-alive)."""
-    if not allows(state, address, "mqtt"):
-        return ("err", ("connection-failed", f"address {address} is not permitted"))
-    _unsupported(state, "outbound MQTT")
-    return ("err", ("connection-failed", NO_MQTT))
-
-
 def _v1(open_error: Callable[[HostState, str], Result]) -> Callable[..., Result]:
     """v1 PostgreSQL / MySQL calls take the address per call; their errors have the same case names."""
 
@@ -138,20 +114,14 @@ def _static_open(open_error: Callable[[HostState, str], Result]) -> dict[str, Ca
 
 
 LLM_FUNCS: dict[str, Callable[..., Result]] = {"infer": llm_call, "generate-embeddings": llm_call}
-REDIS_V1_FUNCS: dict[str, Callable[..., Result]] = {
-    name: redis_v1 for name in ("publish", "get", "set", "incr", "del", "sadd", "smembers", "srem", "execute")
-}
 
 INTERFACES = [
     HostInterface("fermyon:spin/llm@2.0.0", LLM_FUNCS),
     HostInterface("fermyon:spin/llm", LLM_FUNCS),
-    HostInterface("fermyon:spin/redis@2.0.0", _static_open(redis_open), ("connection",)),
-    HostInterface("fermyon:spin/redis", REDIS_V1_FUNCS),
     HostInterface("fermyon:spin/postgres@2.0.0", _static_open(pg_open_error), ("connection",)),
     HostInterface("spin:postgres/postgres@3.0.0", _static_open(pg_open_error), ("connection",)),
     HostInterface("spin:postgres/postgres@4.0.0", _static_open(pg_open_error), ("connection",)),
     HostInterface("fermyon:spin/postgres", {"query": _v1(pg_open_error), "execute": _v1(pg_open_error)}),
     HostInterface("fermyon:spin/mysql@2.0.0", _static_open(mysql_open_error), ("connection",)),
     HostInterface("fermyon:spin/mysql", {"query": _v1(mysql_open_error), "execute": _v1(mysql_open_error)}),
-    HostInterface("fermyon:spin/mqtt@2.0.0", _static_open(mqtt_open), ("connection",)),
 ]

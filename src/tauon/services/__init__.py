@@ -1,4 +1,5 @@
-"""Spin's state services for one app generation: variables, key-value stores, SQLite databases.
+"""Spin's services for one app generation: variables, key-value stores, SQLite databases, and the
+outbound clients (Redis, MQTT; tauon.outbound).
 
 Plain Python objects, no wasm: every executor (the Spin 1.x legacy ABI, the component host) calls the
 same methods. `AppServices.open` runs at generation build (in a worker thread) and fails with a
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
+from tauon.outbound import OutboundServices
 from tauon.services.keyvalue import KeyValueStore, KeyValueStores
 from tauon.services.sqlite import Database, Databases
 from tauon.services.variables import ComponentVariables, VariableResolver
@@ -35,6 +37,8 @@ class ComponentServices:
     ai_models: frozenset[str]
     stores: KeyValueStores
     databases: Databases
+    outbound: OutboundServices | None = None
+    """The generation's outbound clients; None: outbound Redis and MQTT calls fail with `other`."""
 
     def open_store(self, label: str) -> KeyValueStore:
         """Raises KeyValueError ('access-denied' for an unlisted label, 'no-such-store')."""
@@ -50,6 +54,7 @@ class AppServices:
         self.resolver = resolver
         self.stores = stores
         self.databases = databases
+        self.outbound = OutboundServices()
 
     @classmethod
     def open(cls, plan: GenerationPlan, env: Mapping[str, str]) -> AppServices:
@@ -90,9 +95,11 @@ class AppServices:
             ai_models=_labels(component, "ai_models"),
             stores=self.stores,
             databases=self.databases,
+            outbound=self.outbound,
         )
 
     def close(self) -> None:
-        """Close the database connections once no request of this generation runs."""
+        """Close the database and outbound connections once no request of this generation runs."""
+        self.outbound.close()
         self.stores.close()
         self.databases.close()
