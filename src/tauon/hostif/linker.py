@@ -34,6 +34,8 @@ from tauon.hostif import (
     random,
     sockets,
     spin_kv,
+    spin_mysql,
+    spin_pg,
     spin_sqlite,
     spin_unconfigured,
     spin_variables,
@@ -48,7 +50,7 @@ from tauon.wasm.component.routing import BYTES_IMPORT
 ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     iface
     for module in (io, clocks, random, cli, filesystem, sockets, http, http_out,
-                   spin_variables, spin_kv, spin_sqlite, spin_unconfigured)
+                   spin_variables, spin_kv, spin_sqlite, spin_pg, spin_mysql, spin_unconfigured)
     for iface in module.INTERFACES
 )
 

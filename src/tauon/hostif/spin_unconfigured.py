@@ -1,4 +1,4 @@
-"""Spin interfaces tauon has no backend for: LLM, outbound Redis, PostgreSQL, MySQL and MQTT.
+"""Spin interfaces tauon has no backend for: LLM, outbound Redis and MQTT.
 
 Each call fails the way Spin does when the feature is unavailable, with the interface's own error, so a
 guest sees a failed call it can handle:
@@ -6,19 +6,18 @@ guest sees a failed call it can handle:
 * LLM (spin-spec §5.6): a model the component does not list in `ai_models` is `invalid-input` with
   Spin's access text; any other call is the `runtime-error` of a Spin built without local LLM support.
 * Outbound clients check `allowed_outbound_hosts` first, as Spin does: a denied address gets Spin's
-  error (Redis `invalid-address`, the others `connection-failed("address … is not permitted")`); an
+  error (Redis `invalid-address`, MQTT `connection-failed("address … is not permitted")`); an
   allowed one gets `connection-failed` / `other` saying tauon has no such client. Addresses may carry
   credentials: they are returned to the guest (as Spin does) but never logged.
 
-The v3+ Redis, MySQL and MQTT interfaces and postgres@4.2 are component-model async: not provided.
+The v3+ Redis and MQTT interfaces are component-model async: not provided. PostgreSQL and MySQL are
+`spin_pg` and `spin_mysql`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from tauon.executors.legacy_imports import LLM_UNSUPPORTED
 from tauon.hostif.registry import HostInterface
@@ -26,8 +25,6 @@ from tauon.hostif.spin_common import NO_SERVICES, Result, services_of
 from tauon.hostif.state import HostState
 
 NO_REDIS = "outbound Redis is not supported by tauon"
-NO_PG = "outbound PostgreSQL is not supported by tauon"
-NO_MYSQL = "outbound MySQL is not supported by tauon"
 NO_MQTT = "outbound MQTT is not supported by tauon"
 
 
@@ -56,51 +53,6 @@ def _unsupported(state: HostState, what: str) -> None:
                                 state.config.label, what)
 
 
-def pg_hosts(address: str) -> list[str] | None:
-    """'host[:port]' for each host of a PostgreSQL address (URL or key=value form); None if unparsable.
-
-    Mirrors how Spin builds the URL it checks from tokio-postgres' parsed config."""
-    if re.match(r"^postgres(ql)?://", address):
-        try:
-            netloc = urlsplit(address).netloc
-        except ValueError:
-            return None
-        hosts = netloc.rpartition("@")[2]
-        return [h for h in hosts.split(",") if h]
-    fields: dict[str, str] = {}
-    for token in address.split():
-        key, sep, value = token.partition("=")
-        if not sep:
-            return None
-        fields[key] = value.strip("'")
-    hosts_list = [h for h in fields.get("host", "").split(",") if h]
-    ports = [p for p in fields.get("port", "").split(",") if p]
-    out = []
-    for i, host in enumerate(hosts_list):
-        port = ports[i] if i < len(ports) else (ports[0] if len(ports) == 1 else None)
-        out.append(f"{host}:{port}" if port else host)
-    return out
-
-
-def pg_open_error(state: HostState, address: str) -> Result:
-    """The error of opening a PostgreSQL connection (Spin's error shape: connection-failed)."""
-    hosts = pg_hosts(address)
-    if hosts is None:
-        return ("err", ("connection-failed", "invalid connection string"))
-    for host in hosts:
-        if not allows(state, host, "postgres"):
-            return ("err", ("connection-failed", f"address postgres://{host} is not permitted"))
-    _unsupported(state, "outbound PostgreSQL")
-    return ("err", ("connection-failed", NO_PG))
-
-
-def mysql_open_error(state: HostState, address: str) -> Result:
-    if not allows(state, address, "mysql"):
-        return ("err", ("connection-failed", f"address {address} is not permitted"))
-    _unsupported(state, "outbound MySQL")
-    return ("err", ("connection-failed", NO_MYSQL))
-
-
 def redis_open(state: HostState, address: str) -> Result:
     """fermyon:spin/redis@2.0.0 connection.open."""
     if not allows(state, address, "redis"):
@@ -124,16 +76,7 @@ def mqtt_open(state: HostState, address: str, *_: Any) -> Result:
     return ("err", ("connection-failed", NO_MQTT))
 
 
-def _v1(open_error: Callable[[HostState, str], Result]) -> Callable[..., Result]:
-    """v1 PostgreSQL / MySQL calls take the address per call; their errors have the same case names."""
-
-    def call(state: HostState, address: str, *_: Any) -> Result:
-        return open_error(state, address)
-
-    return call
-
-
-def _static_open(open_error: Callable[[HostState, str], Result]) -> dict[str, Callable[..., Result]]:
+def _static_open(open_error: Callable[..., Result]) -> dict[str, Callable[..., Result]]:
     return {"[static]connection.open": open_error}
 
 
@@ -147,11 +90,5 @@ INTERFACES = [
     HostInterface("fermyon:spin/llm", LLM_FUNCS),
     HostInterface("fermyon:spin/redis@2.0.0", _static_open(redis_open), ("connection",)),
     HostInterface("fermyon:spin/redis", REDIS_V1_FUNCS),
-    HostInterface("fermyon:spin/postgres@2.0.0", _static_open(pg_open_error), ("connection",)),
-    HostInterface("spin:postgres/postgres@3.0.0", _static_open(pg_open_error), ("connection",)),
-    HostInterface("spin:postgres/postgres@4.0.0", _static_open(pg_open_error), ("connection",)),
-    HostInterface("fermyon:spin/postgres", {"query": _v1(pg_open_error), "execute": _v1(pg_open_error)}),
-    HostInterface("fermyon:spin/mysql@2.0.0", _static_open(mysql_open_error), ("connection",)),
-    HostInterface("fermyon:spin/mysql", {"query": _v1(mysql_open_error), "execute": _v1(mysql_open_error)}),
     HostInterface("fermyon:spin/mqtt@2.0.0", _static_open(mqtt_open), ("connection",)),
 ]

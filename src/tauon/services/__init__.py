@@ -1,4 +1,5 @@
-"""Spin's state services for one app generation: variables, key-value stores, SQLite databases.
+"""Spin's state services for one app generation: variables, key-value stores, SQLite databases, and
+the outbound PostgreSQL and MySQL clients.
 
 Plain Python objects, no wasm: every executor (the Spin 1.x legacy ABI, the component host) calls the
 same methods. `AppServices.open` runs at generation build (in a worker thread) and fails with a
@@ -8,11 +9,13 @@ LoadError when the app cannot run (a required variable without a value, an undef
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
 from tauon.services.keyvalue import KeyValueStore, KeyValueStores
+from tauon.services.mysql import MysqlClients
+from tauon.services.postgres import PgClients
 from tauon.services.sqlite import Database, Databases
 from tauon.services.variables import ComponentVariables, VariableResolver
 
@@ -35,6 +38,9 @@ class ComponentServices:
     ai_models: frozenset[str]
     stores: KeyValueStores
     databases: Databases
+    postgres: PgClients | None = field(default=None, compare=False)
+    """The app generation's outbound PostgreSQL pools; None: no outbound database clients."""
+    mysql: MysqlClients | None = field(default=None, compare=False)
 
     def open_store(self, label: str) -> KeyValueStore:
         """Raises KeyValueError ('access-denied' for an unlisted label, 'no-such-store')."""
@@ -50,6 +56,8 @@ class AppServices:
         self.resolver = resolver
         self.stores = stores
         self.databases = databases
+        self.postgres = PgClients()
+        self.mysql = MysqlClients()
 
     @classmethod
     def open(cls, plan: GenerationPlan, env: Mapping[str, str]) -> AppServices:
@@ -90,9 +98,13 @@ class AppServices:
             ai_models=_labels(component, "ai_models"),
             stores=self.stores,
             databases=self.databases,
+            postgres=self.postgres,
+            mysql=self.mysql,
         )
 
     def close(self) -> None:
         """Close the database connections once no request of this generation runs."""
         self.stores.close()
         self.databases.close()
+        self.postgres.close()
+        self.mysql.close()

@@ -1,0 +1,66 @@
+"""One thread that runs a callback when a deadline passes, for blocking client calls that have no timeout
+of their own (a database server that accepts and never answers). One thread for all of them: a timer
+thread per statement would cost more than a fast query."""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+
+class Watchdog:
+    _shared: Watchdog | None = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._live: set[int] = set()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def shared(cls) -> Watchdog:
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = Watchdog()
+            return cls._shared
+
+    @contextlib.contextmanager
+    def guard(self, deadline: float, fire: Callable[[], None]) -> Iterator[None]:
+        """Call `fire` (on the watchdog's thread) if the block is still running at `deadline` (monotonic)."""
+        token = next(self._ids)
+        with self._cond:
+            heapq.heappush(self._heap, (deadline, token, fire))
+            self._live.add(token)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="tauon-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0][1] == token:
+                self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._live.discard(token)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, token, fire = self._heap[0]
+                now = time.monotonic()
+                if now < deadline:
+                    self._cond.wait(deadline - now)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(token)
+            fire()
