@@ -1,9 +1,10 @@
 """Host functions a Spin 1.x core module imports (old module names, spin-spec §4.2).
 
-Implemented on tauon's services: `spin-config.get-config`, `key-value.*`, `sqlite.*`. The interfaces tauon
-does not provide answer with the interface's own error result, so a guest sees a failed call it can
-handle, never a link error: outbound HTTP (`destination-not-allowed` or `runtime-error`), Redis, PostgreSQL,
-MySQL and LLM. Flattenings are those of Spin's adapter (`wasi_snapshot_preview1.spin.wasm` exports).
+Implemented on tauon's services: `spin-config.get-config`, `key-value.*`, `sqlite.*`, and
+`outbound-pg.*` / `outbound-mysql.*` (legacy_rdbms.py). The interfaces tauon does not provide answer
+with the interface's own error result, so a guest sees a failed call it can handle, never a link error:
+outbound HTTP (`destination-not-allowed` or `runtime-error`), Redis and LLM. Flattenings are those of
+Spin's adapter (`wasi_snapshot_preview1.spin.wasm` exports).
 
 Per-request state (open handles) lives in a thread-local `RequestContext`: one request runs start to end
 on one worker thread. wasmtime-py passes a host function's exception through a process-global, so host
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,7 @@ from tauon.executors.legacy_abi import (
     write_u8,
     write_u32,
 )
+from tauon.executors.legacy_rdbms import HOST_FUNCS as RDBMS_FUNCS
 from tauon.services import ComponentServices
 from tauon.services.keyvalue import KeyValueError, KeyValueStore
 from tauon.services.sqlite import Database, SqliteError
@@ -63,7 +66,10 @@ class RequestContext:
     services: ComponentServices
     label: str
     logger: logging.Logger
-    allows_url: Callable[[str], bool]
+    allows_url: Callable[..., bool]
+    """AllowedHosts.allows: (url, default scheme = https) -> allowed by allowed_outbound_hosts."""
+    deadline: float = field(default_factory=lambda: time.monotonic() + 30.0)
+    """The request's deadline (monotonic): bounds outbound database calls."""
     stores: dict[int, KeyValueStore] = field(default_factory=dict)
     databases: dict[int, Database] = field(default_factory=dict)
     next_handle: int = 0
@@ -347,8 +353,6 @@ def _llm(model_ptr_index: int) -> Callable[..., None]:
 _I = wasmtime.ValType.i32()
 _F = wasmtime.ValType.f32()
 _REDIS_ERR = _unsupported  # enum error {success, error}: case 1, no payload
-_NO_PG = "outbound PostgreSQL is not supported by tauon"
-_NO_MYSQL = "outbound MySQL is not supported by tauon"
 
 IMPORTS: dict[tuple[str, str], tuple[list[wasmtime.ValType], Callable[..., None]]] = {
     ("spin-config", "get-config"): ([_I] * 3, _get_config),
@@ -373,11 +377,7 @@ IMPORTS: dict[tuple[str, str], tuple[list[wasmtime.ValType], Callable[..., None]
     ("outbound-redis", "smembers"): ([_I] * 5, _REDIS_ERR(4, 1, None)),
     ("outbound-redis", "srem"): ([_I] * 7, _REDIS_ERR(8, 1, None)),
     ("outbound-redis", "execute"): ([_I] * 7, _REDIS_ERR(4, 1, None)),
-    # PostgreSQL / MySQL: connection-failed(string); pg execute returns u64 (8-aligned payload).
-    ("outbound-pg", "query"): ([_I] * 7, _unsupported(4, 1, _NO_PG)),
-    ("outbound-pg", "execute"): ([_I] * 7, _unsupported(8, 1, _NO_PG)),
-    ("outbound-mysql", "query"): ([_I] * 7, _unsupported(4, 1, _NO_MYSQL)),
-    ("outbound-mysql", "execute"): ([_I] * 7, _unsupported(4, 1, _NO_MYSQL)),
+    **{name: ([_I] * 7, fn) for name, fn in RDBMS_FUNCS.items()},
     ("llm", "infer"): ([_I] * 6 + [_F, _I, _F, _I, _F, _I], _llm(0)),
     ("llm", "generate-embeddings"): ([_I] * 5, _llm(0)),
 }

@@ -9,6 +9,7 @@ under the app's limiter with a memory limit and an epoch deadline.
 from __future__ import annotations
 
 import logging
+import time
 
 import anyio
 import wasmtime
@@ -166,7 +167,8 @@ class SpinLegacyExecutor:
         """Worker thread: one fresh instance, one call; returns the response or raises GuestError."""
         if not self._engine.ticking:
             raise RuntimeError("WasmEngine.start() was not called: guests would run without a deadline")
-        context = RequestContext(self._services, self._label, self._log, self._allowed.allows)
+        context = RequestContext(self._services, self._label, self._log, self._allowed.allows,
+                                 deadline=time.monotonic() + self._limits.request_timeout)
         with OutputCapture("stdout", OUTPUT_LIMIT) as out, OutputCapture("stderr", OUTPUT_LIMIT) as err:
             store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
                                mounts=self._component.mounts, stdout_path=out.path,

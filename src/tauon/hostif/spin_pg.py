@@ -70,12 +70,17 @@ def _clients(state: HostState) -> PgClients:
     return services.postgres
 
 
+def check_allowed(address: str, allows: Callable[[str, str], bool] | None) -> None:
+    """Spin's check: every host of the address, scheme postgres. Raises PgError (connection-failed)."""
+    for host in pg_hosts(address):
+        if allows is None or not allows(host, "postgres"):
+            raise PgError("connection-failed", f"address postgres://{host} is not permitted")
+
+
 def connect(state: HostState, address: str, root_ca: str | None = None) -> PgConnection:
     """Check the address, then take a connection from the app's pool. Raises PgError."""
     allowed = state.config.allowed_hosts
-    for host in pg_hosts(address):
-        if allowed is None or not allowed.allows(host, "postgres"):
-            raise PgError("connection-failed", f"address postgres://{host} is not permitted")
+    check_allowed(address, allowed.allows if allowed is not None else None)
     before = state.before_block
     if before is not None:
         before()
@@ -140,11 +145,16 @@ def _text_error(exc: PgError) -> tuple[str, Any]:
     return exc.variant()
 
 
-def _v2_params(params: Sequence[Any]) -> list[Any]:
+def v2_params(params: Sequence[Any]) -> list[Any]:
     for p in params:
         if not isinstance(p, str) and p[0] in _UNSIGNED:
             raise PgError("value-conversion-failed", "Postgres does not support unsigned integers")
     return list(params)
+
+
+def v1_row_set(result: tuple[list[Any], list[Any]]) -> tuple[list[Any], list[Any]]:
+    """v4 results in the v2 / unversioned rdbms types."""
+    return _row_set(result, _v2_type, _v2_value)
 
 
 # -- the interfaces ------------------------------------------------------------------------------------
@@ -179,8 +189,8 @@ def _funcs(query: Callable[..., Any], execute: Callable[..., Any],
 
 V4_FUNCS = _funcs(_query, _execute, PgError.variant)
 V3_FUNCS = _funcs(lambda s, r, q, p: _row_set(_query(s, r, q, p), _v3_type, _v3_value), _execute, _text_error)
-V2_FUNCS = _funcs(lambda s, r, q, p: _row_set(_query(s, r, q, _v2_params(p)), _v2_type, _v2_value),
-                  lambda s, r, q, p: _execute(s, r, q, _v2_params(p)), _text_error)
+V2_FUNCS = _funcs(lambda s, r, q, p: _row_set(_query(s, r, q, v2_params(p)), _v2_type, _v2_value),
+                  lambda s, r, q, p: _execute(s, r, q, v2_params(p)), _text_error)
 
 
 def _builder_new(state: HostState, address: str) -> int:
@@ -227,7 +237,7 @@ def _v1_error(exc: PgError) -> tuple[str, Any]:
 def _v1(op: Callable[[PgConnection, str, list[Any], float], Any]) -> Callable[..., Result]:
     def call(state: HostState, address: str, statement: str, params: Sequence[Any]) -> Result:
         try:
-            checked = _v2_params(params)
+            checked = v2_params(params)
             conn = connect(state, address)
             try:
                 return ("ok", op(conn, statement, checked, state.deadline))
@@ -240,7 +250,7 @@ def _v1(op: Callable[[PgConnection, str, list[Any], float], Any]) -> Callable[..
 
 
 V1_FUNCS: dict[str, Callable[..., Result]] = {
-    "query": _v1(lambda c, q, p, d: _row_set(c.query(q, p, d), _v2_type, _v2_value)),
+    "query": _v1(lambda c, q, p, d: v1_row_set(c.query(q, p, d))),
     "execute": _v1(lambda c, q, p, d: c.execute(q, p, d)),
 }
 

@@ -30,7 +30,8 @@ import pymysql
 from pymysql.constants import FIELD_TYPE, FLAG
 
 from tauon.services.mysql_placeholders import PlaceholderError, bind
-from tauon.services.watchdog import Watchdog
+from tauon.services.postgres import cutoff
+from tauon.services.watchdog import LateResult, Watchdog, call_before
 
 MAX_CONNECTIONS = 256
 """Open MySQL connections per app generation; beyond that `open` waits (bounded by the request)."""
@@ -148,7 +149,7 @@ class MysqlConnection:
         except PlaceholderError as exc:
             raise MysqlError("query-failed", str(exc)) from None
         cur = self.conn.cursor()
-        with self._clients.watchdog.guard(deadline, self._shutdown):
+        with self._clients.watchdog.guard(cutoff(deadline), self._shutdown):
             try:
                 cur.execute(sql)
             except pymysql.MySQLError as exc:
@@ -188,6 +189,24 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}({exc})"
 
 
+def _connect(options: dict[str, Any]) -> pymysql.connections.Connection[Any]:
+    """Connect with every step of the handshake bounded; statements are bounded by the watchdog."""
+    try:
+        conn = pymysql.connect(**options, connect_timeout=CONNECT_TIMEOUT, read_timeout=CONNECT_TIMEOUT,
+                               write_timeout=CONNECT_TIMEOUT, autocommit=True, charset="utf8mb4",
+                               local_infile=False, conv=_ENCODERS, read_default_file=None)
+    except (pymysql.MySQLError, OSError, ssl.SSLError) as exc:
+        raise MysqlError("connection-failed", _error_text(exc)) from None
+    # From here the watchdog bounds each statement by the request's deadline instead.
+    conn._read_timeout = conn._write_timeout = None  # type: ignore[attr-defined]
+    return conn
+
+
+def _close_quietly(conn: pymysql.connections.Connection[Any]) -> None:
+    with contextlib.suppress(pymysql.MySQLError):
+        conn.close()
+
+
 class MysqlClients:
     """Every MySQL connection of one app generation. Thread-safe."""
 
@@ -208,17 +227,14 @@ class MysqlClients:
                     raise MysqlError("connection-failed", "too many connections")
                 self._lock.wait(left)
             self._pending += 1
+        late = MysqlError("connection-failed", "connection timed out: the request's time is up")
         try:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise MysqlError("connection-failed", "connection timed out: the request's time is up")
-            timeout = min(CONNECT_TIMEOUT, left)
+            if cutoff(deadline) <= time.monotonic():
+                raise late
             try:
-                conn = pymysql.connect(**options, connect_timeout=timeout, autocommit=True, charset="utf8mb4",
-                                       local_infile=False, conv=_ENCODERS, read_default_file=None)
-            except (pymysql.MySQLError, OSError, ssl.SSLError) as exc:
-                raise MysqlError("connection-failed", _error_text(exc)) from None
-            conn._sock.settimeout(None)  # type: ignore[attr-defined]  # the watchdog bounds statements
+                conn = call_before(cutoff(deadline), lambda: _connect(options), _close_quietly)
+            except LateResult:
+                raise late from None
             handle = MysqlConnection(self, conn)
             with self._lock:
                 self._open.add(handle)

@@ -98,6 +98,37 @@ class IntervalDumper(adapt.Dumper):
         return struct.pack(">qii", *obj.value)
 
 
+class Array:
+    """A one-dimensional array parameter with the element type Spin's Rust type fixes (int4[], int8[],
+    numeric[], text[]), whatever its elements (psycopg would guess from them, or send `unknown`)."""
+
+    def __init__(self, oid: int, items: list[Any]) -> None:
+        self.oid = oid
+        self.items = items
+
+
+def _array_item(item: Any) -> str:
+    if item is None:
+        return "NULL"
+    text = format(item, "f") if isinstance(item, decimal.Decimal) else str(item)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class ArrayDumper(adapt.Dumper):
+    """Array as PostgreSQL's text literal, typed by the object's oid."""
+
+    def get_key(self, obj: Array, format: Any) -> Any:
+        return (Array, obj.oid)
+
+    def upgrade(self, obj: Array, format: Any) -> adapt.Dumper:
+        dumper = ArrayDumper(Array)
+        dumper.oid = obj.oid
+        return dumper
+
+    def dump(self, obj: Array) -> bytes:
+        return ("{" + ",".join(_array_item(i) for i in obj.items) + "}").encode()
+
+
 def make_adapters() -> adapt.AdaptersMap:
     """psycopg's adapters with Spin's mapping: raw bytes for every type Spin does not know."""
     adapters = adapt.AdaptersMap(postgres.adapters)
@@ -109,6 +140,7 @@ def make_adapters() -> adapt.AdaptersMap:
     adapters.register_loader(INTERVAL_OID, IntervalLoader)
     adapters.register_loader(JSONB_OID, JsonbBytesLoader)
     adapters.register_dumper(Interval, IntervalDumper)
+    adapters.register_dumper(Array, ArrayDumper)
     return adapters
 
 
@@ -197,19 +229,20 @@ _PARAMS: dict[str, Callable[[Any], Any]] = {
     "range-int32": lambda v: _range(v, numeric.Int4),
     "range-int64": lambda v: _range(v, numeric.Int8),
     "range-decimal": lambda v: _range(v, _decimal),
-    "array-int32": lambda v: _array(v, numeric.Int4),
-    "array-int64": lambda v: _array(v, numeric.Int8),
-    "array-decimal": lambda v: _array(v, _decimal),
-    "array-str": lambda v: _array(v, str),
-    "interval": lambda v: Interval(v[0], v[1], v[2]),
+    "array-int32": lambda v: Array(1007, _array(v, int)),
+    "array-int64": lambda v: Array(1016, _array(v, int)),
+    "array-decimal": lambda v: Array(1231, _array(v, _decimal)),
+    "array-str": lambda v: Array(1009, _array(v, str)),
+    "interval": lambda v: Interval(v["micros"], v["days"], v["months"]),
 }
 
 
 def to_param(value: Any) -> Any:
-    """A v4 `parameter-value` as the Python value psycopg sends. Raises ParamError."""
-    if isinstance(value, str):  # the one payload-less case: db-null
+    """A v4 `parameter-value` (as the codec lifts it: `(case, payload)`) as the Python value psycopg
+    sends. Raises ParamError."""
+    tag, payload = (value, None) if isinstance(value, str) else value
+    if tag == "db-null":
         return None
-    tag, payload = value
     return _PARAMS[tag](payload)
 
 

@@ -37,13 +37,15 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from tauon.services import pg_types
-from tauon.services.watchdog import Watchdog
+from tauon.services.watchdog import LateResult, Watchdog, call_before
 
 POOL_SIZE = 64
 """Connections per address (Spin's CONNECTION_POOL_SIZE)."""
 POOL_ADDRESSES = 16
 """Addresses with a pool kept (Spin's CONNECTION_POOL_CACHE_CAPACITY); the least recently used goes."""
 CONNECT_TIMEOUT = 10.0
+GUEST_MARGIN = 0.25
+"""Seconds before the request's deadline at which a blocked statement is cut (see `cutoff`)."""
 _CLEAN = ("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
           "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;")
 """deadpool-postgres' RecyclingMethod::Clean, run when a connection is taken from the pool again."""
@@ -183,16 +185,11 @@ class PgConnection:
 
     def _bounded(self, deadline: float) -> Any:
         """Shut the socket down at `deadline`: a server that never answers fails the call then."""
-        return self._clients.watchdog.guard(deadline, self._shutdown)
+        return self._clients.watchdog.guard(cutoff(deadline), self._shutdown)
 
     def _shutdown(self) -> None:
         self.broken = True
-        try:
-            sock = socket.socket(fileno=os.dup(self.conn.pgconn.socket))
-        except (OSError, psycopg.Error):
-            return
-        with sock, contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+        _shutdown(self.conn)
 
     def _query_failed(self, exc: psycopg.Error) -> PgError:
         if self.conn.closed or self.conn.pgconn.status != pq.ConnStatus.OK:
@@ -251,7 +248,7 @@ class PgClients:
             pool.busy += 1
             conn = pool.idle.pop() if pool.idle else None
         try:
-            if conn is not None and not self._recycle(conn):
+            if conn is not None and not self._recycle(conn, deadline):
                 conn = None
             if conn is None:
                 conn = self._connect(pool.options, deadline)
@@ -284,30 +281,35 @@ class PgClients:
         self._pools.move_to_end(address)
         return pool
 
-    @staticmethod
-    def _recycle(conn: psycopg.Connection[Any]) -> bool:
+    def _recycle(self, conn: psycopg.Connection[Any], deadline: float) -> bool:
         if conn.closed or conn.info.transaction_status != pq.TransactionStatus.IDLE:
             conn.close()
             return False
         try:
-            conn.execute(_CLEAN, prepare=False)
+            with self.watchdog.guard(cutoff(deadline), lambda: _shutdown(conn)):
+                conn.execute(_CLEAN, prepare=False)
             return True
         except psycopg.Error:
             conn.close()
             return False
 
     def _connect(self, options: dict[str, str], deadline: float) -> psycopg.Connection[Any]:
-        left = deadline - time.monotonic()
-        if left <= 0:
+        """A new connection, given up on at the statement cutoff (libpq counts whole seconds)."""
+        if cutoff(deadline) <= time.monotonic():
             raise _failed("connection timed out: the request's time is up")
+        try:
+            return call_before(cutoff(deadline), lambda: self._connect_now(options), _close_late)
+        except LateResult:
+            raise _failed("connection timed out: the request's time is up") from None
+
+    def _connect_now(self, options: dict[str, str]) -> psycopg.Connection[Any]:
         given = {k: v for k, v in options.items() if not k.startswith("_spin")}
-        spin_sslmode = options["_spin_sslmode"]
-        given["connect_timeout"] = str(max(2, int(min(CONNECT_TIMEOUT, left))))
+        given["connect_timeout"] = str(int(CONNECT_TIMEOUT))
         try:
             return self._open(given)
         except psycopg.OperationalError as exc:
             text = str(exc).strip()
-            if spin_sslmode == "prefer" and "does not support SSL" in text:
+            if options["_spin_sslmode"] == "prefer" and "does not support SSL" in text:
                 # tokio-postgres' prefer: plain only when the server offers no TLS
                 given["sslmode"] = "disable"
                 del given["sslrootcert"]
@@ -350,6 +352,26 @@ class PgClients:
             _close_all(pool.idle)
         if self._ca_dir is not None:
             shutil.rmtree(self._ca_dir, ignore_errors=True)
+
+
+def cutoff(deadline: float) -> float:
+    """When a blocked call is cut: a little before the request's deadline, so the guest still gets the
+    error and can answer before its time is up."""
+    return deadline - GUEST_MARGIN
+
+
+def _shutdown(conn: psycopg.Connection[Any]) -> None:
+    """Shut the connection's socket down: libpq's blocked read returns at once with an error."""
+    try:
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    except (OSError, psycopg.Error):
+        return
+    with sock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _close_late(conn: psycopg.Connection[Any]) -> None:
+    conn.close()
 
 
 def _close_all(conns: list[psycopg.Connection[Any]]) -> None:

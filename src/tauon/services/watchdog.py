@@ -10,6 +10,9 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Watchdog:
@@ -64,3 +67,39 @@ class Watchdog:
                 heapq.heappop(self._heap)
                 self._live.discard(token)
             fire()
+
+
+class LateResult(Exception):
+    """`call_before` gave up at its deadline; the call goes on in the background."""
+
+
+def call_before(deadline: float, fn: Callable[[], T], discard: Callable[[T], None]) -> T:
+    """`fn()` on a helper thread, waited for until `deadline` (monotonic). A result that arrives later
+    is handed to `discard` (e.g. closes a connection nobody waits for any more). Raises LateResult, or
+    whatever `fn` raised. For connecting, which the client libraries bound only in whole seconds."""
+    done = threading.Event()
+    box: list[Any] = []
+    lock = threading.Lock()
+    abandoned = [False]
+
+    def run() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:  # handed to the caller (or dropped if it left)
+            box.append((False, exc))
+        with lock:
+            late = abandoned[0]
+        done.set()
+        if late and box[0][0]:
+            discard(box[0][1])
+
+    threading.Thread(target=run, name="tauon-connect", daemon=True).start()
+    if not done.wait(max(0.0, deadline - time.monotonic())):
+        with lock:
+            abandoned[0] = not done.is_set()
+        if abandoned[0]:
+            raise LateResult
+    ok, value = box[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value

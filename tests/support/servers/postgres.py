@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,29 @@ class PostgresServer:
         rows = self.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = "
                         "'client backend' AND pid <> pg_backend_pid()", [DATABASE])
         return int(rows[0][0])
+
+    def _family(self) -> list[int]:
+        """The postmaster and its children (backends call setsid(), so no process group covers them)."""
+        assert self.process.pid is not None
+        pids = [self.process.pid]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rpartition(")")[2].split()[1]) == self.process.pid:
+                    pids.append(int(entry.name))
+        return pids
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster and every backend: connections stay open, nothing answers."""
+        for pid in self._family():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in self._family():
+            os.kill(pid, signal.SIGCONT)
 
     def start(self) -> None:
         self.process.start()
