@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import wasmtime
 
+from support.rdbms import server_root
 from support.servers.mysql import MysqlServer, run_mysql
 from support.servers.postgres import PostgresServer, run_postgres
 from support.spin_services import app_services, component
@@ -140,9 +141,8 @@ class Guest:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PostgresServer, MysqlServer]]:
-    tmp = tmp_path_factory.mktemp("legacy-rdbms")
-    with run_postgres(tmp / "pg") as pg, run_mysql(tmp / "my") as my:
+def servers() -> Iterator[tuple[PostgresServer, MysqlServer]]:
+    with server_root("legacy-rdbms") as root, run_postgres(root / "pg") as pg, run_mysql(root / "my") as my:
         yield pg, my
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from support.apps import app_file
 from support.daemon import TauonProcess, free_port, run_tauon, wait_http
-from support.rdbms import error, ok, push_outbound, q
+from support.rdbms import error, ok, push_outbound, q, server_root
 from support.registry import RegistryServer
 from support.servers.mysql import PASSWORD, MysqlServer, run_mysql
 
@@ -41,7 +41,8 @@ class Served:
 @pytest.fixture(scope="module")
 def served(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("outbound-mysql")
-    with run_mysql(tmp / "my") as my, run_tauon(tmp / "tauon", "--workers", "1") as tauon:
+    with server_root("mysql") as root, run_mysql(root / "my") as my, \
+            run_tauon(tmp / "tauon", "--workers", "1") as tauon:
         ref = push_outbound(registry, "outbound/mysql", [f"mysql://127.0.0.1:{my.port}"])
         denied_ref = push_outbound(registry, "outbound/mysql-denied", [])
         urls = []

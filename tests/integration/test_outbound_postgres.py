@@ -18,11 +18,13 @@ import httpx
 import psycopg
 import pytest
 
-from support.apps import app_file
+from support.apps import app_file, push_app
+from support.components import component_path
 from support.daemon import TauonProcess, free_port, run_tauon, wait_http
-from support.rdbms import error, ok, push_outbound, q
+from support.rdbms import error, ok, push_outbound, q, server_root
 from support.registry import RegistryServer
 from support.servers.postgres import PASSWORD, PostgresServer, run_postgres
+from support.spinpush import SpinAppSpec, SpinComponent
 
 pytestmark = pytest.mark.integration
 
@@ -39,25 +41,33 @@ class Served:
     """The same component without allowed_outbound_hosts."""
     app_path: Path
     reference: str
+    js_url: str
+    """The js-postgres fixture (spin:postgres/postgres@4.0.0 from JS), allowed like the first app."""
 
 
 @pytest.fixture(scope="module")
 def served(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("outbound-pg")
-    with run_postgres(tmp / "pg") as pg, run_tauon(tmp / "tauon", "--workers", "1", admin=True) as tauon:
+    with server_root("pg") as root, run_postgres(root / "pg") as pg, \
+            run_tauon(tmp / "tauon", "--workers", "1", admin=True) as tauon:
         # localhost (any port): the TLS cases' second server
         ref = push_outbound(registry, "outbound/pg",
                             [f"postgres://127.0.0.1:{pg.port}", "postgres://localhost:*"])
         denied_ref = push_outbound(registry, "outbound/pg-denied", [])
+        js = SpinAppSpec(name="js-postgres", components=[SpinComponent(
+            id="js", wasm=component_path("js-postgres").read_bytes(),
+            metadata={"allowed_outbound_hosts": [f"postgres://127.0.0.1:{pg.port}"]})],
+            triggers=[{"route": "/...", "component": "js"}])
+        js_ref = push_app(registry, "outbound/js-postgres", "v1", js)
         urls = []
-        for name, reference in (("pg", ref), ("denied", denied_ref)):
+        for name, reference in (("pg", ref), ("denied", denied_ref), ("js", js_ref)):
             port = free_port()
             (tauon.watch_dir / f"{name}.json").write_text(
                 app_file(reference, port, limits={"request_timeout": TIMEOUT}))
             urls.append(f"http://127.0.0.1:{port}")
         for url in urls:
-            wait_http(f"{url}/.well-known/spin/health", timeout=180)
-        yield Served(tauon, pg, urls[0], urls[1], tauon.watch_dir / "pg.json", ref)
+            wait_http(f"{url}/.well-known/spin/health", timeout=300)
+        yield Served(tauon, pg, urls[0], urls[1], tauon.watch_dir / "pg.json", ref, urls[2])
 
 
 def batch(url: str, version: str, address: str, *steps: dict[str, Any],
@@ -182,8 +192,8 @@ def test_wrong_password_and_tls_modes_fail_as_connection_errors(served: Served) 
     assert (kind, text) == ("connection-failed", "Unix sockets are not supported on WebAssembly")
 
 
-def test_tls_server_is_verified_against_the_system_roots(served: Served, tmp_path: Path) -> None:
-    with run_postgres(tmp_path / "tls", tls=True) as tls_pg:
+def test_tls_server_is_verified_against_the_system_roots(served: Served) -> None:
+    with server_root("pg-tls") as root, run_postgres(root, tls=True) as tls_pg:
         address = tls_pg.url.replace("127.0.0.1", "localhost")
         # a self-signed certificate is not trusted: prefer (the default) and require both fail, as Spin's
         # native-tls connector fails them; disable talks plain
@@ -261,3 +271,27 @@ def test_swaps_with_pooled_connections_leak_nothing(served: Served) -> None:
         ok(batch(served.url, "v4", served.pg.url, q("SELECT 1")))
     # every retired generation closed its pool: only the current one's connection is left
     assert settled(1) == 1
+
+
+def test_js_component_round_trips_values_and_errors(served: Served) -> None:
+    """The conformance test `postgres` from a JS guest (componentize-js bindings of @4.0.0)."""
+    served.pg.sql("DROP TABLE IF EXISTS js_values")
+    served.pg.sql("CREATE TABLE js_values (id int8, name text, r int8range, j jsonb, iv interval, n int4)")
+
+    def call(op: str, statement: str, *params: list[Any]) -> httpx.Response:
+        return httpx.post(f"{served.js_url}/pg", json={"address": served.pg.url, "op": op,
+                                                       "statement": statement, "params": list(params)},
+                          timeout=30)
+
+    inserted = ok(call("execute", "INSERT INTO js_values VALUES ($1, $2, $3, $4, $5, $6)",
+                       ["int64", 1 << 60], ["str", "from js"], ["range-int64", [[1, "inclusive"], None]],
+                       ["jsonb", b'{"b":[1],"a":null}'.hex()], ["interval", [5, 6, 7]], ["db-null"]))
+    assert inserted == {"count": 1}
+    result = ok(call("query", "SELECT id, name, r, j, iv, n FROM js_values"))
+    assert result["columns"] == [["id", "int64"], ["name", "str"], ["r", "range-int64"], ["j", "jsonb"],
+                                 ["iv", "interval"], ["n", "int32"]]
+    assert result["rows"] == [[["int64", str(1 << 60)], ["str", "from js"],
+                               ["range-int64", [[1, "inclusive"], None]],
+                               ["jsonb", b'{"a":null,"b":[1]}'.hex()], ["interval", [5, 6, 7]], ["db-null"]]]
+    kind, payload = error(call("query", "SELECT * FROM js_nope"))
+    assert kind == "query-failed" and payload["db-error"]["code"] == "42P01"

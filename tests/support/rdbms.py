@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,3 +40,12 @@ def error(response: httpx.Response) -> tuple[str, Any]:
 
 def q(statement: str, *params: list[Any], op: str = "query", repeat: int = 1) -> dict[str, Any]:
     return {"op": op, "statement": statement, "params": list(params), "repeat": repeat}
+
+
+@contextlib.contextmanager
+def server_root(name: str) -> Iterator[Path]:
+    """A temp dir for a server that runs as the unprivileged user, outside pytest's basetemp: a pytest
+    session starting elsewhere on the machine resets /tmp/pytest-of-<user> to 0700, which cuts such a
+    server off from its own directory mid-run."""
+    with tempfile.TemporaryDirectory(prefix=f"tauon-{name}-") as root:
+        yield Path(root)
