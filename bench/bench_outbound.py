@@ -3,9 +3,10 @@
 client directly, in one invocation. Prints numbers and ratios; never asserts.
 
 Sections (name them on the command line; none: all):
-  postgres   point-select round trips per second: the python-outbound fixture's /pg/v4/selects route
-             (N `SELECT v FROM kv WHERE k = $1` on one connection per request) served by the real
-             `tauon` process, against the same selects from psycopg directly (one connection per
+  postgres   point-select round trips per second: a guest route doing N `SELECT v FROM kv WHERE k = $1`
+             on one connection per request (the python-outbound fixture's /pg/v4/selects, a spin-sdk
+             3.4.1 Python guest, and js-postgres's /selects, a componentize-js guest) served by the
+             real `tauon` process, against the same selects from psycopg directly (one connection per
              client thread, as many threads as HTTP clients). Target: ratio >= 0.5x.
 
 Needs: scripts/setup-dev (postgresql, docker-registry) and the fixture (scripts/build-components
@@ -29,11 +30,13 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.apps import app_file  # noqa: E402
+from support.apps import app_file, push_app  # noqa: E402
+from support.components import component_path  # noqa: E402
 from support.daemon import free_port, run_tauon, wait_http  # noqa: E402
 from support.rdbms import push_outbound  # noqa: E402
-from support.registry import run_registry  # noqa: E402
+from support.registry import RegistryServer, run_registry  # noqa: E402
 from support.servers.postgres import run_postgres  # noqa: E402
+from support.spinpush import SpinAppSpec, SpinComponent  # noqa: E402
 
 
 def run_clients(clients: int, duration: float, work: Callable[[int], Callable[[], int]]) -> float:
@@ -56,6 +59,14 @@ def run_clients(clients: int, duration: float, work: Callable[[int], Callable[[]
     return sum(done) / (time.monotonic() - start)
 
 
+def push_js(registry: RegistryServer, allowed: list[str]) -> str:
+    app = SpinAppSpec(name="js-postgres", components=[SpinComponent(
+        id="js", wasm=component_path("js-postgres").read_bytes(),
+        metadata={"allowed_outbound_hosts": allowed})],
+        triggers=[{"route": "/...", "component": "js"}])
+    return push_app(registry, "bench/js-postgres", "v1", app)
+
+
 def postgres(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="tauon-bench-pg-") as tmpdir:
         tmp = Path(tmpdir)
@@ -63,24 +74,30 @@ def postgres(args: argparse.Namespace) -> None:
                 run_tauon(tmp / "tauon", "--log-level", "info") as tauon:
             pg.sql("CREATE TABLE kv (k int4 PRIMARY KEY, v text)")
             pg.sql("INSERT INTO kv SELECT i, 'value ' || i FROM generate_series(0, 99) i")
-            ref = push_outbound(registry, "bench/outbound", [f"postgres://127.0.0.1:{pg.port}"])
-            port = free_port()
-            (tauon.watch_dir / "pg.json").write_text(app_file(ref, port))
-            base = f"http://127.0.0.1:{port}"
-            wait_http(f"{base}/.well-known/spin/health", timeout=300)
-            n = args.selects
-            url = f"{base}/pg/v4/selects"
+            allowed = [f"postgres://127.0.0.1:{pg.port}"]
+            urls = {}
+            for name, ref, route in (
+                    ("python", push_outbound(registry, "bench/outbound", allowed), "/pg/v4/selects"),
+                    ("js", push_js(registry, allowed), "/selects")):
+                port = free_port()
+                (tauon.watch_dir / f"{name}.json").write_text(app_file(ref, port))
+                wait_http(f"http://127.0.0.1:{port}/.well-known/spin/health", timeout=300)
+                urls[name] = f"http://127.0.0.1:{port}{route}"
+            n: int = args.selects
 
-            def guest(i: int) -> Callable[[], int]:
-                http = httpx.Client(timeout=60)
+            def guest(url: str) -> Callable[[int], Callable[[], int]]:
+                def client(i: int) -> Callable[[], int]:
+                    http = httpx.Client(timeout=60)
 
-                def step() -> int:
-                    r = http.get(url, params={"address": pg.url, "n": n, "id": i})
-                    if r.status_code != 200 or int(r.text) != n:
-                        raise RuntimeError(f"guest route failed: {r.status_code} {r.text[:200]}")
-                    return n
+                    def step() -> int:
+                        r = http.get(url, params={"address": pg.url, "n": n, "id": i})
+                        if r.status_code != 200 or int(r.text) != n:
+                            raise RuntimeError(f"guest route failed: {r.status_code} {r.text[:200]}")
+                        return n
 
-                return step
+                    return step
+
+                return client
 
             def direct(i: int) -> Callable[[], int]:
                 conn = psycopg.connect(pg.url, autocommit=True)
@@ -93,20 +110,25 @@ def postgres(args: argparse.Namespace) -> None:
 
                 return step
 
-            run_clients(args.clients, 2.0, guest)  # warm-up: instances, pools, prepared statements
+            for url in urls.values():  # warm-up: instances, pools, prepared statements
+                run_clients(args.clients, 2.0, guest(url))
             rounds = []
             for _ in range(args.rounds):
-                via_tauon = run_clients(args.clients, args.duration, guest)
-                via_psycopg = run_clients(args.clients, args.duration, direct)
-                rounds.append((via_tauon, via_psycopg))
+                # the direct run sits between the guests' runs: load drift on a shared machine
+                # then shows in the ratios rather than favouring one side
+                py = run_clients(args.clients, args.duration, guest(urls["python"]))
+                direct_rate = run_clients(args.clients, args.duration, direct)
+                js = run_clients(args.clients, args.duration, guest(urls["js"]))
+                rounds.append((py, js, direct_rate))
     print(f"== PostgreSQL point selects: {args.clients} clients, {n} selects per guest request, "
           f"{args.duration:.0f} s per run, loopback")
-    for i, (via_tauon, via_psycopg) in enumerate(rounds, 1):
-        print(f"  round {i}: guest through tauon {via_tauon:9.0f} selects/s   psycopg directly "
-              f"{via_psycopg:9.0f} selects/s   ratio {via_tauon / via_psycopg:.2f}x")
-    total_tauon = sum(r[0] for r in rounds)
-    total_direct = sum(r[1] for r in rounds)
-    print(f"  overall ratio guest/direct {total_tauon / total_direct:.2f}x (target >= 0.5x)")
+    for i, (py, js, direct_rate) in enumerate(rounds, 1):
+        print(f"  round {i}: psycopg directly {direct_rate:8.0f}/s   Python guest {py:8.0f}/s "
+              f"({py / direct_rate:.2f}x)   JS guest {js:8.0f}/s ({js / direct_rate:.2f}x)")
+    total_direct = sum(r[2] for r in rounds)
+    print(f"  overall: Python guest {sum(r[0] for r in rounds) / total_direct:.2f}x, "
+          f"JS guest {sum(r[1] for r in rounds) / total_direct:.2f}x of psycopg directly "
+          "(target >= 0.5x)")
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"postgres": postgres}

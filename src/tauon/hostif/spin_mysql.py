@@ -16,6 +16,7 @@ from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import Handle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
 from tauon.services.mysql import MysqlClients, MysqlConnection, MysqlError
+from tauon.wasm.slots import blocked
 
 MAX_CONNECTIONS = 256
 """Open connections per request, as Spin's resource table."""
@@ -47,7 +48,9 @@ def connect(state: HostState, address: str) -> MysqlConnection:
     before = state.before_block
     if before is not None:
         before()
-    return _clients(state).connect(address, state.deadline)
+    clients = _clients(state)
+    with blocked():
+        return clients.connect(address, state.deadline)
 
 
 def _open(state: HostState, address: str) -> int:
@@ -80,11 +83,15 @@ def _guarded(op: Callable[..., Any]) -> Callable[..., Result]:
 
 
 def _query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
-    return _conn(state, rep).query(statement, params, state.deadline)
+    conn = _conn(state, rep)
+    with blocked():  # waiting on the server: another guest may run meanwhile
+        return conn.query(statement, params, state.deadline)
 
 
 def _execute(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> None:
-    _conn(state, rep).execute(statement, params, state.deadline)
+    conn = _conn(state, rep)
+    with blocked():
+        conn.execute(statement, params, state.deadline)
 
 
 V2_FUNCS: dict[str, Callable[..., Result]] = {

@@ -18,6 +18,7 @@ from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.spin_common import Handle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
 from tauon.services.postgres import PgClients, PgConnection, PgError, parse_address
+from tauon.wasm.slots import blocked
 
 _V3_TYPES = frozenset({"boolean", "int8", "int16", "int32", "int64", "floating32", "floating64", "str",
                        "binary", "date", "time", "datetime", "timestamp"})
@@ -84,7 +85,9 @@ def connect(state: HostState, address: str, root_ca: str | None = None) -> PgCon
     before = state.before_block
     if before is not None:
         before()
-    return _clients(state).acquire(address, state.deadline, root_ca)
+    clients = _clients(state)
+    with blocked():
+        return clients.acquire(address, state.deadline, root_ca)
 
 
 def _open(state: HostState, address: str, root_ca: str | None = None) -> int:
@@ -171,11 +174,15 @@ def _guarded(op: Callable[..., Any], error: Callable[[PgError], Any]) -> Callabl
 
 
 def _query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
-    return _conn(state, rep).query(statement, params, state.deadline)
+    conn = _conn(state, rep)
+    with blocked():  # waiting on the server: another guest may run meanwhile
+        return conn.query(statement, params, state.deadline)
 
 
 def _execute(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> int:
-    return _conn(state, rep).execute(statement, params, state.deadline)
+    conn = _conn(state, rep)
+    with blocked():
+        return conn.execute(statement, params, state.deadline)
 
 
 def _funcs(query: Callable[..., Any], execute: Callable[..., Any],
