@@ -4,6 +4,7 @@ No server is needed: every case here fails (or is checked) before a socket is op
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from support.spin_services import LOGGER, app_services, component, host_state
+from tauon.app.allowed_hosts import parse_allowed_hosts
 from tauon.hostif import spin_mysql, spin_pg
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.state import HostState
@@ -119,3 +121,21 @@ def test_credentials_in_addresses_are_not_logged(state: HostState, caplog: pytes
              "postgres://admin:hunter2@evil.example/app")
         call("fermyon:spin/mysql", "query", state, "mysql://root:hunter2@10.0.0.9:3306/db", "SELECT 1", [])
     assert "hunter2" not in caplog.text
+
+
+def test_variable_templates_in_allowed_hosts(state: HostState) -> None:
+    """`{{ variable }}` entries are rendered with the app's variables, then checked as any other."""
+    variables = {"db_host": "db.example", "db_port": "6432"}
+    allowed = parse_allowed_hosts(["postgres://{{ db_host }}:{{ db_port }}", "mysql://{{ db_host }}"],
+                                  resolve=variables.__getitem__)
+    config = dataclasses.replace(state.config, allowed_hosts=allowed)
+    templated = HostState(config, timeout=10.0)
+    open_ = "[static]connection.open"
+    assert call("spin:postgres/postgres@4.0.0", open_, templated, "postgres://u@db.example:5432/x") == (
+        "err", ("connection-failed", "address postgres://db.example:5432 is not permitted"))
+    assert call("spin:postgres/postgres@4.0.0", open_, templated, "postgres://u@127.0.0.1:6432/x") == (
+        "err", ("connection-failed", "address postgres://127.0.0.1:6432 is not permitted"))
+    assert call("fermyon:spin/mysql@2.0.0", open_, templated, "mysql://u@other.example/x") == (
+        "err", ("connection-failed", "address mysql://u@other.example/x is not permitted"))
+    spin_pg.check_allowed("postgres://u@db.example:6432/x", allowed.allows)  # raises if denied
+    assert allowed.allows("mysql://u:p@db.example/x", "mysql")
