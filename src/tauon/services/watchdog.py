@@ -50,6 +50,9 @@ class Watchdog:
         finally:
             with self._cond:
                 self._live.discard(token)
+                # drop finished entries from the top, so the heap holds about as many as are running
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)
 
     def _run(self) -> None:
         while True:
