@@ -30,6 +30,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from loadtools import cpu_seconds  # noqa: E402
 from support.apps import app_file, push_app  # noqa: E402
 from support.components import component_path  # noqa: E402
 from support.daemon import free_port, run_tauon, wait_http  # noqa: E402
@@ -39,9 +40,10 @@ from support.servers.postgres import run_postgres  # noqa: E402
 from support.spinpush import SpinAppSpec, SpinComponent  # noqa: E402
 
 
-def run_clients(clients: int, duration: float, work: Callable[[int], Callable[[], int]]) -> float:
+def run_clients(clients: int, duration: float, work: Callable[[int], Callable[[], int]],
+                cpu: Callable[[], float] = time.process_time) -> tuple[float, float]:
     """`clients` threads each calling its `work(i)()` (which returns operations done) for `duration`
-    seconds; operations per second over all of them."""
+    seconds: (operations per second over all of them, `cpu` seconds spent per operation)."""
     done = [0] * clients
     stop = time.monotonic() + duration
 
@@ -51,12 +53,13 @@ def run_clients(clients: int, duration: float, work: Callable[[int], Callable[[]
             done[i] += step()
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), cpu()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sum(done) / (time.monotonic() - start)
+    ops = max(sum(done), 1)
+    return ops / (time.monotonic() - start), (cpu() - cpu_start) / ops
 
 
 def push_js(registry: RegistryServer, allowed: list[str]) -> str:
@@ -110,24 +113,29 @@ def postgres(args: argparse.Namespace) -> None:
 
                 return step
 
+            def tauon_cpu() -> float:
+                return cpu_seconds(tauon.proc.pid)
+
             for url in urls.values():  # warm-up: instances, pools, prepared statements
                 run_clients(args.clients, 2.0, guest(url))
             rounds = []
             for _ in range(args.rounds):
                 # the direct run sits between the guests' runs: load drift on a shared machine
                 # then shows in the ratios rather than favouring one side
-                py = run_clients(args.clients, args.duration, guest(urls["python"]))
-                direct_rate = run_clients(args.clients, args.duration, direct)
-                js = run_clients(args.clients, args.duration, guest(urls["js"]))
-                rounds.append((py, js, direct_rate))
+                py = run_clients(args.clients, args.duration, guest(urls["python"]), tauon_cpu)
+                direct_run = run_clients(args.clients, args.duration, direct)
+                js = run_clients(args.clients, args.duration, guest(urls["js"]), tauon_cpu)
+                rounds.append((py, js, direct_run))
     print(f"== PostgreSQL point selects: {args.clients} clients, {n} selects per guest request, "
-          f"{args.duration:.0f} s per run, loopback")
-    for i, (py, js, direct_rate) in enumerate(rounds, 1):
-        print(f"  round {i}: psycopg directly {direct_rate:8.0f}/s   Python guest {py:8.0f}/s "
-              f"({py / direct_rate:.2f}x)   JS guest {js:8.0f}/s ({js / direct_rate:.2f}x)")
-    total_direct = sum(r[2] for r in rounds)
-    print(f"  overall: Python guest {sum(r[0] for r in rounds) / total_direct:.2f}x, "
-          f"JS guest {sum(r[1] for r in rounds) / total_direct:.2f}x of psycopg directly "
+          f"{args.duration:.0f} s per run, loopback (CPU: tauon's processes for the guests, this "
+          "process for psycopg; the server's own CPU is not counted)")
+    for i, ((py, py_cpu), (js, js_cpu), (direct_rate, direct_cpu)) in enumerate(rounds, 1):
+        print(f"  round {i}: psycopg directly {direct_rate:7.0f}/s {direct_cpu * 1e6:5.0f} us CPU/select   "
+              f"Python guest {py:7.0f}/s ({py / direct_rate:.2f}x) {py_cpu * 1e6:5.0f} us   "
+              f"JS guest {js:7.0f}/s ({js / direct_rate:.2f}x) {js_cpu * 1e6:5.0f} us")
+    total_direct = sum(r[2][0] for r in rounds)
+    print(f"  overall: Python guest {sum(r[0][0] for r in rounds) / total_direct:.2f}x, "
+          f"JS guest {sum(r[1][0] for r in rounds) / total_direct:.2f}x of psycopg directly "
           "(target >= 0.5x)")
 
 
