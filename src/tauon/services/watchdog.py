@@ -25,6 +25,9 @@ class Watchdog:
         self._live: set[int] = set()
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
+        self._sleep_until = float("inf")
+        """The deadline the watchdog thread sleeps until: only an earlier one needs to wake it (a
+        wake-up per call would cost a thread switch per statement)."""
 
     @classmethod
     def shared(cls) -> Watchdog:
@@ -43,7 +46,7 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tauon-watchdog", daemon=True)
                 self._thread.start()
-            elif self._heap[0][1] == token:
+            elif deadline < self._sleep_until:
                 self._cond.notify()
         try:
             yield
@@ -60,11 +63,13 @@ class Watchdog:
                 while self._heap and self._heap[0][1] not in self._live:
                     heapq.heappop(self._heap)
                 if not self._heap:
+                    self._sleep_until = float("inf")
                     self._cond.wait()
                     continue
                 deadline, token, fire = self._heap[0]
                 now = time.monotonic()
                 if now < deadline:
+                    self._sleep_until = deadline
                     self._cond.wait(deadline - now)
                     continue
                 heapq.heappop(self._heap)
