@@ -1,10 +1,10 @@
 """Host functions a Spin 1.x core module imports (old module names, spin-spec §4.2).
 
 Implemented on tauon's services: `spin-config.get-config`, `key-value.*`, `sqlite.*`, `outbound-redis.*`
-(legacy_redis). The interfaces tauon does not provide answer with the interface's own error result, so a
-guest sees a failed call it can handle, never a link error: outbound HTTP (`destination-not-allowed` or
-`runtime-error`), PostgreSQL, MySQL and LLM. Flattenings are those of Spin's adapter
-(`wasi_snapshot_preview1.spin.wasm` exports).
+(legacy_redis.py), and `outbound-pg.*` / `outbound-mysql.*` (legacy_rdbms.py). The interfaces tauon does
+not provide answer with the interface's own error result, so a guest sees a failed call it can handle,
+never a link error: outbound HTTP (`destination-not-allowed` or `runtime-error`) and LLM. Flattenings
+are those of Spin's adapter (`wasi_snapshot_preview1.spin.wasm` exports).
 
 Per-request state (open handles) lives in a thread-local `RequestContext`: one request runs start to end
 on one worker thread. wasmtime-py passes a host function's exception through a process-global, so host
@@ -39,6 +39,7 @@ from tauon.executors.legacy_abi import (
     write_u8,
     write_u32,
 )
+from tauon.executors.legacy_rdbms import HOST_FUNCS as RDBMS_FUNCS
 from tauon.executors.legacy_redis import REDIS_IMPORTS
 from tauon.services import ComponentServices
 from tauon.services.keyvalue import KeyValueError, KeyValueStore
@@ -66,13 +67,14 @@ class RequestContext:
     services: ComponentServices
     label: str
     logger: logging.Logger
-    allows_url: Callable[[str], bool]
+    allows_url: Callable[..., bool]
+    """AllowedHosts.allows: (url, default scheme = https) -> allowed by allowed_outbound_hosts."""
+    deadline: float = field(default_factory=lambda: time.monotonic() + 30.0)
+    """The request's deadline (monotonic): outbound calls (Redis, databases) wait no longer."""
     stores: dict[int, KeyValueStore] = field(default_factory=dict)
     databases: dict[int, Database] = field(default_factory=dict)
     next_handle: int = 0
     trap_reason: str | None = None
-    deadline: float = field(default_factory=lambda: time.monotonic() + 30.0)
-    """When the request times out (monotonic): outbound calls wait no longer."""
 
     def allows_redis(self, address: str) -> bool:
         """`allows_url` with Spin's default scheme for Redis addresses."""
@@ -355,8 +357,6 @@ def _llm(model_ptr_index: int) -> Callable[..., None]:
 
 _I = wasmtime.ValType.i32()
 _F = wasmtime.ValType.f32()
-_NO_PG = "outbound PostgreSQL is not supported by tauon"
-_NO_MYSQL = "outbound MySQL is not supported by tauon"
 
 IMPORTS: dict[tuple[str, str], tuple[list[wasmtime.ValType], Callable[..., None]]] = {
     ("spin-config", "get-config"): ([_I] * 3, _get_config),
@@ -371,11 +371,7 @@ IMPORTS: dict[tuple[str, str], tuple[list[wasmtime.ValType], Callable[..., None]
     ("sqlite", "execute"): ([_I] * 6, _sql_execute),
     ("sqlite", "close"): ([_I], _sql_close),
     ("wasi-outbound-http", "request"): ([_I] * 11, _outbound_http),
-    # PostgreSQL / MySQL: connection-failed(string); pg execute returns u64 (8-aligned payload).
-    ("outbound-pg", "query"): ([_I] * 7, _unsupported(4, 1, _NO_PG)),
-    ("outbound-pg", "execute"): ([_I] * 7, _unsupported(8, 1, _NO_PG)),
-    ("outbound-mysql", "query"): ([_I] * 7, _unsupported(4, 1, _NO_MYSQL)),
-    ("outbound-mysql", "execute"): ([_I] * 7, _unsupported(4, 1, _NO_MYSQL)),
+    **{name: ([_I] * 7, fn) for name, fn in RDBMS_FUNCS.items()},
     ("llm", "infer"): ([_I] * 6 + [_F, _I, _F, _I, _F, _I], _llm(0)),
     ("llm", "generate-embeddings"): ([_I] * 5, _llm(0)),
     **{("outbound-redis", name): ([_I] * params, fn) for name, (params, fn) in REDIS_IMPORTS.items()},

@@ -35,6 +35,8 @@ from tauon.hostif import (
     sockets,
     spin_kv,
     spin_mqtt,
+    spin_mysql,
+    spin_pg,
     spin_redis,
     spin_sqlite,
     spin_unconfigured,
@@ -50,7 +52,8 @@ from tauon.wasm.component.routing import BYTES_IMPORT
 ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     iface
     for module in (io, clocks, random, cli, filesystem, sockets, http, http_out,
-                   spin_variables, spin_kv, spin_sqlite, spin_redis, spin_mqtt, spin_unconfigured)
+                   spin_variables, spin_kv, spin_sqlite, spin_redis, spin_mqtt, spin_pg, spin_mysql,
+                   spin_unconfigured)
     for iface in module.INTERFACES
 )
 

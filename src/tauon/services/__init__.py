@@ -1,5 +1,5 @@
 """Spin's services for one app generation: variables, key-value stores, SQLite databases, and the
-outbound clients (Redis, MQTT; tauon.outbound).
+outbound clients (Redis, MQTT: tauon.outbound; PostgreSQL, MySQL: services/postgres.py, mysql.py).
 
 Plain Python objects, no wasm: every executor (the Spin 1.x legacy ABI, the component host) calls the
 same methods. `AppServices.open` runs at generation build (in a worker thread) and fails with a
@@ -9,12 +9,14 @@ LoadError when the app cannot run (a required variable without a value, an undef
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
 from tauon.outbound import OutboundServices
 from tauon.services.keyvalue import KeyValueStore, KeyValueStores
+from tauon.services.mysql import MysqlClients
+from tauon.services.postgres import PgClients
 from tauon.services.sqlite import Database, Databases
 from tauon.services.variables import ComponentVariables, VariableResolver
 
@@ -39,6 +41,9 @@ class ComponentServices:
     databases: Databases
     outbound: OutboundServices | None = None
     """The generation's outbound clients; None: outbound Redis and MQTT calls fail with `other`."""
+    postgres: PgClients | None = field(default=None, compare=False)
+    """The app generation's outbound PostgreSQL pools; None: no outbound database clients."""
+    mysql: MysqlClients | None = field(default=None, compare=False)
 
     def open_store(self, label: str) -> KeyValueStore:
         """Raises KeyValueError ('access-denied' for an unlisted label, 'no-such-store')."""
@@ -55,6 +60,8 @@ class AppServices:
         self.stores = stores
         self.databases = databases
         self.outbound = OutboundServices()
+        self.postgres = PgClients()
+        self.mysql = MysqlClients()
 
     @classmethod
     def open(cls, plan: GenerationPlan, env: Mapping[str, str]) -> AppServices:
@@ -96,6 +103,8 @@ class AppServices:
             stores=self.stores,
             databases=self.databases,
             outbound=self.outbound,
+            postgres=self.postgres,
+            mysql=self.mysql,
         )
 
     def close(self) -> None:
@@ -103,3 +112,5 @@ class AppServices:
         self.outbound.close()
         self.stores.close()
         self.databases.close()
+        self.postgres.close()
+        self.mysql.close()

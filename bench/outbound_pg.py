@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Benchmark guests' outbound clients through tauon against the same operations from the same Python
+client directly, in one invocation. Prints numbers and ratios; never asserts.
+
+Sections (name them on the command line; none: all):
+  postgres   point-select round trips per second: a guest route doing N `SELECT v FROM kv WHERE k = $1`
+             on one connection per request (the python-outbound fixture's /pg/v4/selects, a spin-sdk
+             3.4.1 Python guest, and js-postgres's /selects, a componentize-js guest) served by the
+             real `tauon` process, against the same selects from psycopg directly (one connection per
+             client thread, as many threads as HTTP clients). Target: ratio >= 0.5x.
+
+Needs: scripts/setup-dev (postgresql, docker-registry) and the fixture (scripts/build-components
+python-outbound).
+Usage: .venv/bin/python bench/bench_outbound.py postgres --postgres-args '...' (or this file directly):
+  .venv/bin/python bench/outbound_pg.py [postgres] [--duration 10] [--clients 4] [--selects 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from loadtools import cpu_seconds  # noqa: E402
+from support.apps import app_file, push_app  # noqa: E402
+from support.components import component_path  # noqa: E402
+from support.daemon import free_port, run_tauon, wait_http  # noqa: E402
+from support.rdbms import push_outbound  # noqa: E402
+from support.registry import RegistryServer, run_registry  # noqa: E402
+from support.servers.postgres import run_postgres  # noqa: E402
+from support.spinpush import SpinAppSpec, SpinComponent  # noqa: E402
+
+
+def run_clients(clients: int, duration: float, work: Callable[[int], Callable[[], int]],
+                cpu: Callable[[], float] = time.process_time) -> tuple[float, float]:
+    """`clients` threads each calling its `work(i)()` (which returns operations done) for `duration`
+    seconds: (operations per second over all of them, `cpu` seconds spent per operation)."""
+    done = [0] * clients
+    stop = time.monotonic() + duration
+
+    def loop(i: int) -> None:
+        step = work(i)
+        while time.monotonic() < stop:
+            done[i] += step()
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    start, cpu_start = time.monotonic(), cpu()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ops = max(sum(done), 1)
+    return ops / (time.monotonic() - start), (cpu() - cpu_start) / ops
+
+
+def push_js(registry: RegistryServer, allowed: list[str]) -> str:
+    app = SpinAppSpec(name="js-postgres", components=[SpinComponent(
+        id="js", wasm=component_path("js-postgres").read_bytes(),
+        metadata={"allowed_outbound_hosts": allowed})],
+        triggers=[{"route": "/...", "component": "js"}])
+    return push_app(registry, "bench/js-postgres", "v1", app)
+
+
+def postgres(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="tauon-bench-pg-") as tmpdir:
+        tmp = Path(tmpdir)
+        with run_postgres(tmp / "pg") as pg, run_registry(tmp / "registry") as registry, \
+                run_tauon(tmp / "tauon", "--log-level", "info") as tauon:
+            pg.sql("CREATE TABLE kv (k int4 PRIMARY KEY, v text)")
+            pg.sql("INSERT INTO kv SELECT i, 'value ' || i FROM generate_series(0, 99) i")
+            allowed = [f"postgres://127.0.0.1:{pg.port}"]
+            urls = {}
+            for name, ref, route in (
+                    ("python", push_outbound(registry, "bench/outbound", allowed), "/pg/v4/selects"),
+                    ("js", push_js(registry, allowed), "/selects")):
+                port = free_port()
+                (tauon.watch_dir / f"{name}.json").write_text(app_file(ref, port))
+                wait_http(f"http://127.0.0.1:{port}/.well-known/spin/health", timeout=300)
+                urls[name] = f"http://127.0.0.1:{port}{route}"
+            n: int = args.selects
+
+            def guest(url: str) -> Callable[[int], Callable[[], int]]:
+                def client(i: int) -> Callable[[], int]:
+                    http = httpx.Client(timeout=60)
+
+                    def step() -> int:
+                        r = http.get(url, params={"address": pg.url, "n": n, "id": i})
+                        if r.status_code != 200 or int(r.text) != n:
+                            raise RuntimeError(f"guest route failed: {r.status_code} {r.text[:200]}")
+                        return n
+
+                    return step
+
+                return client
+
+            def direct(i: int) -> Callable[[], int]:
+                conn = psycopg.connect(pg.url, autocommit=True)
+
+                def step() -> int:
+                    for j in range(n):
+                        row = conn.execute("SELECT v FROM kv WHERE k = %s", [(i + j) % 100]).fetchone()
+                        assert row is not None
+                    return n
+
+                return step
+
+            def tauon_cpu() -> float:
+                return cpu_seconds(tauon.proc.pid)
+
+            for url in urls.values():  # warm-up: instances, pools, prepared statements
+                run_clients(args.clients, 2.0, guest(url))
+            rounds = []
+            for _ in range(args.rounds):
+                # the direct run sits between the guests' runs: load drift on a shared machine
+                # then shows in the ratios rather than favouring one side
+                py = run_clients(args.clients, args.duration, guest(urls["python"]), tauon_cpu)
+                direct_run = run_clients(args.clients, args.duration, direct)
+                js = run_clients(args.clients, args.duration, guest(urls["js"]), tauon_cpu)
+                rounds.append((py, js, direct_run))
+    print(f"== PostgreSQL point selects: {args.clients} clients, {n} selects per guest request, "
+          f"{args.duration:.0f} s per run, loopback (CPU: tauon's processes for the guests, this "
+          "process for psycopg; the server's own CPU is not counted)")
+    for i, ((py, py_cpu), (js, js_cpu), (direct_rate, direct_cpu)) in enumerate(rounds, 1):
+        print(f"  round {i}: psycopg directly {direct_rate:7.0f}/s {direct_cpu * 1e6:5.0f} us CPU/select   "
+              f"Python guest {py:7.0f}/s ({py / direct_rate:.2f}x) {py_cpu * 1e6:5.0f} us   "
+              f"JS guest {js:7.0f}/s ({js / direct_rate:.2f}x) {js_cpu * 1e6:5.0f} us")
+    total_direct = sum(r[2][0] for r in rounds)
+    print(f"  overall: Python guest {sum(r[0][0] for r in rounds) / total_direct:.2f}x, "
+          f"JS guest {sum(r[1][0] for r in rounds) / total_direct:.2f}x of psycopg directly "
+          "(target >= 0.5x)")
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"postgres": postgres}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], metavar="SECTION",
+                        help=f"sections to run: {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--selects", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    for name in args.sections or list(SECTIONS):
+        SECTIONS[name](args)
+
+
+if __name__ == "__main__":
+    main()

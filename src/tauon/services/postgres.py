@@ -1,0 +1,379 @@
+"""Outbound PostgreSQL for one app generation: connection pools per address, as Spin keeps them
+(crates/factor-outbound-pg/src/client.rs: up to 64 connections per address, 16 addresses, "clean"
+recycling), closed when the generation retires.
+
+Client: psycopg 3 (its binary wheel: libpq plus a C extension). It is the maintained PostgreSQL driver
+for Python, speaks the extended protocol with binary results (so each column type is read exactly, as
+Spin's tokio-postgres reads it), and `RawCursor` takes the guest's `$1` placeholders unchanged. asyncpg
+is faster on bulk rows but async-only, while guests call from their own threads and block anyway.
+
+Guest addresses are untrusted: only the connection options tokio-postgres knows are accepted, and every
+option libpq would otherwise take from tauon's environment or files (PGPASSWORD, ~/.pgpass, service
+files, client certificates) is set explicitly. TLS follows tokio-postgres with native-tls: `sslmode`
+`disable`, `prefer` (the default: TLS with a verified certificate when the server offers it) or
+`require` (verified TLS); certificates are checked against the system roots and the host name.
+
+Every wait is bounded: connecting by `CONNECT_TIMEOUT` (and the request's deadline), a statement by
+the request's deadline, after which its socket is shut down so libpq returns at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
+
+from tauon.services import pg_types
+from tauon.services.watchdog import LateResult, Watchdog, call_before
+
+POOL_SIZE = 64
+"""Connections per address (Spin's CONNECTION_POOL_SIZE)."""
+POOL_ADDRESSES = 16
+"""Addresses with a pool kept (Spin's CONNECTION_POOL_CACHE_CAPACITY); the least recently used goes."""
+CONNECT_TIMEOUT = 10.0
+GUEST_MARGIN = 0.25
+"""Seconds before the request's deadline at which a blocked statement is cut (see `cutoff`)."""
+_CLEAN = ("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
+          "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;")
+"""deadpool-postgres' RecyclingMethod::Clean, run when a connection is taken from the pool again."""
+_OPTIONS = frozenset({
+    "host", "port", "user", "password", "dbname", "options", "application_name", "sslmode",
+    "connect_timeout", "keepalives", "keepalives_idle", "target_session_attrs", "channel_binding",
+    "load_balance_hosts",
+})
+"""The connection options tokio-postgres accepts, less `hostaddr` (it would connect somewhere other than
+the host the allow-list checked); libpq's others read host files or change the transport."""
+_NO_PASSFILE = "/proc/self/tauon-no-pgpass"
+"""A path that cannot exist: libpq must not read ~/.pgpass for a guest."""
+_SSLMODES = frozenset({"disable", "prefer", "require"})
+_ADAPTERS = pg_types.make_adapters()
+
+
+class PgError(Exception):
+    """A failed call, as the v4 `error` variant: kind plus payload (a string, or for query-failed a
+    v4 `query-error`)."""
+
+    def __init__(self, kind: str, payload: Any) -> None:
+        super().__init__(kind, payload)
+        self.kind = kind
+        self.payload = payload
+
+    def variant(self) -> tuple[str, Any]:
+        return (self.kind, self.payload)
+
+
+def _failed(text: str) -> PgError:
+    return PgError("connection-failed", text)
+
+
+def parse_address(address: str) -> dict[str, str]:
+    """The libpq options to connect to `address` (URL or key=value). Raises PgError (connection-failed)."""
+    try:
+        given = {k: str(v) for k, v in conninfo_to_dict(address).items()}
+    except psycopg.ProgrammingError as exc:
+        raise _failed(f"invalid connection string: {exc}") from None
+    unknown = sorted(set(given) - _OPTIONS)
+    if unknown:
+        raise _failed(f"invalid connection string: unknown option `{unknown[0]}`")
+    hosts = given.get("host", "")
+    if not hosts:
+        raise _failed("invalid connection string: host missing")
+    if any(h.startswith("/") or h.startswith("@") for h in hosts.split(",")):
+        raise _failed("Unix sockets are not supported on WebAssembly")
+    if not given.get("user"):
+        raise _failed("invalid connection string: user missing")
+    sslmode = given.pop("sslmode", "prefer")
+    if sslmode not in _SSLMODES:
+        raise _failed(f"invalid connection string: invalid value for option `sslmode`: {sslmode}")
+    # Everything libpq would otherwise read from tauon's environment or from files, set explicitly.
+    options = {"port": "5432", "dbname": given["user"], "password": "", "passfile": _NO_PASSFILE,
+               "sslcertmode": "disable", "gssencmode": "disable", "sslnegotiation":
+               "postgres", "sslrootcert": "system", "client_encoding": "UTF8", **given}
+    if sslmode == "disable":
+        options["sslmode"] = "disable"
+        del options["sslrootcert"]
+    else:
+        options["sslmode"] = "verify-full"
+    options["_spin_sslmode"] = sslmode
+    options["_spin_ports"] = given.get("port", "")  # what the allow-list check sees (no default port)
+    return options
+
+
+@dataclass
+class _Pool:
+    key: str
+    options: dict[str, str]
+    idle: list[psycopg.Connection[Any]]
+    busy: int = 0
+
+
+class PgConnection:
+    """A connection checked out by one guest handle; `release` gives it back to its pool."""
+
+    def __init__(self, clients: PgClients, pool: _Pool, conn: psycopg.Connection[Any]) -> None:
+        self._clients = clients
+        self.pool = pool
+        self.conn = conn
+        self.broken = False
+
+    def query(self, statement: str, params: Sequence[Any], deadline: float) -> tuple[list[Any], list[Any]]:
+        """(columns as (name, v4 data type), rows of v4 db-values). Raises PgError."""
+        try:
+            values = [pg_types.to_param(p) for p in params]
+        except pg_types.ParamError as exc:
+            raise PgError("bad-parameter", str(exc)) from None
+        with self._bounded(deadline):
+            cur = self.conn.cursor(binary=True)
+            try:
+                cur.execute(statement.encode(), values)
+                rows = cur.fetchall()
+                description = cur.description or []
+            except psycopg.Error as exc:
+                raise self._query_failed(exc) from None
+            finally:
+                cur.close()
+        if not rows:  # Spin reads the column types from the first row: no row, no columns
+            return [], []
+        types = [pg_types.data_type(d.type_code, self._type_name) for d in description]
+        convert = pg_types.converters(types)
+        size = 0
+        out = []
+        for row in rows:
+            values_out = ["db-null" if v is None else c(v) for c, v in zip(convert, row, strict=True)]
+            size += sum(pg_types.value_size(v) for v in row)
+            if size > pg_types.MAX_RESULT_BYTES:
+                raise PgError("query-failed", ("text", "query result exceeds limit of "
+                                                       f"{pg_types.MAX_RESULT_BYTES} bytes"))
+            out.append(values_out)
+        return [(d.name, t) for d, t in zip(description, types, strict=True)], out
+
+    def execute(self, statement: str, params: Sequence[Any], deadline: float) -> int:
+        """Rows affected. Raises PgError."""
+        try:
+            values = [pg_types.to_param(p) for p in params]
+        except pg_types.ParamError as exc:  # Spin's execute path reports these as conversion failures
+            raise PgError("value-conversion-failed", str(exc)) from None
+        with self._bounded(deadline):
+            cur = self.conn.cursor(binary=True)
+            try:
+                cur.execute(statement.encode(), values)
+                return max(cur.rowcount, 0)
+            except psycopg.Error as exc:
+                raise self._query_failed(exc) from None
+            finally:
+                cur.close()
+
+    def _type_name(self, oid: int) -> str:
+        info = psycopg.postgres.types.get(oid)
+        if info is not None:
+            return info.name
+        row = self.conn.execute("SELECT typname FROM pg_type WHERE oid = %s", [oid]).fetchone()
+        return str(row[0]) if row else str(oid)
+
+    def _bounded(self, deadline: float) -> Any:
+        """Shut the socket down at `deadline`: a server that never answers fails the call then."""
+        return self._clients.watchdog.guard(cutoff(deadline), self._shutdown)
+
+    def _shutdown(self) -> None:
+        self.broken = True
+        _shutdown(self.conn)
+
+    def _query_failed(self, exc: psycopg.Error) -> PgError:
+        if self.conn.closed or self.conn.pgconn.status != pq.ConnStatus.OK:
+            self.broken = True
+        if self.broken and not isinstance(exc, psycopg.errors.QueryCanceled):
+            text = str(exc).strip() or type(exc).__name__
+            if self.broken and "closed" not in text:
+                text = f"statement timed out: {text}"
+            return PgError("query-failed", ("text", text))
+        diag = exc.diag
+        if diag.sqlstate is None:
+            return PgError("query-failed", ("text", str(exc).strip() or type(exc).__name__))
+        severity = diag.severity_nonlocalized or diag.severity or "ERROR"
+        as_text = f"db error: {severity}: {diag.message_primary or ''}"
+        if diag.message_detail:
+            as_text += f"\nDETAIL: {diag.message_detail}"
+        extras = [(name, value) for name, value in (
+            ("column", diag.column_name), ("constraint", diag.constraint_name),
+            ("routine", diag.source_function), ("hint", diag.message_hint), ("table", diag.table_name),
+            ("datatype", diag.datatype_name), ("schema", diag.schema_name), ("file", diag.source_file),
+            ("line", diag.source_line), ("where_", diag.context)) if value is not None]
+        return PgError("query-failed", ("db-error", (as_text, severity, diag.sqlstate,
+                                                     diag.message_primary or "", diag.message_detail,
+                                                     extras)))
+
+    def release(self) -> None:
+        self._clients.release(self)
+
+
+class PgClients:
+    """The app generation's PostgreSQL pools. Thread-safe: guests call from their own threads."""
+
+    def __init__(self, watchdog: Watchdog | None = None) -> None:
+        self.watchdog = watchdog or Watchdog.shared()
+        self._lock = threading.Condition()
+        self._pools: OrderedDict[str, _Pool] = OrderedDict()
+        self._closed = False
+        self._ca_dir: str | None = None
+
+    def acquire(self, address: str, deadline: float, root_ca: str | None = None) -> PgConnection:
+        """A connection to `address` (pooled, else new); `root_ca` (PEM) is trusted besides the system
+        roots. Raises PgError (connection-failed)."""
+        options = parse_address(address)
+        key = address
+        if root_ca is not None:
+            digest = hashlib.sha256(root_ca.encode()).hexdigest()
+            key = f"{address}\0{digest}"
+            options["sslrootcert"] = self._ca_file(digest, root_ca)
+        with self._lock:
+            pool = self._pool(key, options)
+            while not pool.idle and pool.busy >= POOL_SIZE:  # Spin waits for a free pooled connection
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    raise _failed("too many connections")
+                self._lock.wait(left)
+            pool.busy += 1
+            conn = pool.idle.pop() if pool.idle else None
+        try:
+            if conn is not None and not self._recycle(conn, deadline):
+                conn = None
+            if conn is None:
+                conn = self._connect(pool.options, deadline)
+        except BaseException:
+            with self._lock:
+                pool.busy -= 1
+                self._lock.notify()
+            raise
+        return PgConnection(self, pool, conn)
+
+    def _ca_file(self, digest: str, pem: str) -> str:
+        """A guest-supplied CA as the file libpq wants (private to this process, named by its hash)."""
+        with self._lock:
+            if self._ca_dir is None:
+                self._ca_dir = tempfile.mkdtemp(prefix="tauon-pg-ca-")
+        path = os.path.join(self._ca_dir, f"{digest}.pem")
+        if not os.path.exists(path):
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(pem)
+        return path
+
+    def _pool(self, address: str, options: dict[str, str]) -> _Pool:
+        pool = self._pools.get(address)
+        if pool is None:
+            pool = self._pools[address] = _Pool(address, options, [])
+            while len(self._pools) > POOL_ADDRESSES:
+                _, evicted = self._pools.popitem(last=False)
+                _close_all(evicted.idle)
+                evicted.idle.clear()
+        self._pools.move_to_end(address)
+        return pool
+
+    def _recycle(self, conn: psycopg.Connection[Any], deadline: float) -> bool:
+        if conn.closed or conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            conn.close()
+            return False
+        try:
+            with self.watchdog.guard(cutoff(deadline), lambda: _shutdown(conn)):
+                conn.execute(_CLEAN, prepare=False)
+            return True
+        except psycopg.Error:
+            conn.close()
+            return False
+
+    def _connect(self, options: dict[str, str], deadline: float) -> psycopg.Connection[Any]:
+        """A new connection, given up on at the statement cutoff (libpq counts whole seconds)."""
+        if cutoff(deadline) <= time.monotonic():
+            raise _failed("connection timed out: the request's time is up")
+        try:
+            return call_before(cutoff(deadline), lambda: self._connect_now(options), _close_late)
+        except LateResult:
+            raise _failed("connection timed out: the request's time is up") from None
+
+    def _connect_now(self, options: dict[str, str]) -> psycopg.Connection[Any]:
+        given = {k: v for k, v in options.items() if not k.startswith("_spin")}
+        given["connect_timeout"] = str(int(CONNECT_TIMEOUT))
+        try:
+            return self._open(given)
+        except psycopg.OperationalError as exc:
+            text = str(exc).strip()
+            if options["_spin_sslmode"] == "prefer" and "does not support SSL" in text:
+                # tokio-postgres' prefer: plain only when the server offers no TLS
+                given["sslmode"] = "disable"
+                del given["sslrootcert"]
+                try:
+                    return self._open(given)
+                except psycopg.OperationalError as again:
+                    text = str(again).strip()
+            raise _failed(text) from None
+
+    @staticmethod
+    def _open(options: dict[str, str]) -> psycopg.Connection[Any]:
+        conninfo = psycopg.conninfo.make_conninfo("", **options)
+        return psycopg.connect(conninfo, autocommit=True, cursor_factory=psycopg.RawCursor, context=_ADAPTERS)
+
+    def release(self, handle: PgConnection) -> None:
+        conn = handle.conn
+        with self._lock:
+            pool = handle.pool
+            pool.busy -= 1
+            keep = (not self._closed and not handle.broken and not conn.closed and len(pool.idle) < POOL_SIZE
+                    and self._pools.get(pool.key) is pool)
+            if keep:
+                pool.idle.append(conn)
+            self._lock.notify()
+        if not keep:
+            conn.close()
+
+    def open_count(self) -> int:
+        with self._lock:
+            return sum(len(p.idle) + p.busy for p in self._pools.values())
+
+    def close(self) -> None:
+        """Close every idle connection; connections in use close when their guest lets go."""
+        with self._lock:
+            self._closed = True
+            pools = list(self._pools.values())
+            self._pools.clear()
+            self._lock.notify_all()
+        for pool in pools:
+            _close_all(pool.idle)
+        if self._ca_dir is not None:
+            shutil.rmtree(self._ca_dir, ignore_errors=True)
+
+
+def cutoff(deadline: float) -> float:
+    """When a blocked call is cut: a little before the request's deadline, so the guest still gets the
+    error and can answer before its time is up."""
+    return deadline - GUEST_MARGIN
+
+
+def _shutdown(conn: psycopg.Connection[Any]) -> None:
+    """Shut the connection's socket down: libpq's blocked read returns at once with an error."""
+    try:
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    except (OSError, psycopg.Error):
+        return
+    with sock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _close_late(conn: psycopg.Connection[Any]) -> None:
+    conn.close()
+
+
+def _close_all(conns: list[psycopg.Connection[Any]]) -> None:
+    for conn in conns:
+        conn.close()
