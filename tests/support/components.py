@@ -25,8 +25,8 @@ REFERENCE_SCRIPT = ROOT / "scripts" / "install-reference"
 BUILD_DIR = ROOT / "tests" / "fixtures" / "build" / "components"
 WASM_TOOLS = ROOT / ".cache" / "venv-tools" / "bin" / "wasm-tools"
 
-COMPONENT_NAMES = ("python-sdk", "python-outbound", "python-raw", "js", "js-spin", "c", "wagi-component",
-                   "spin-legacy")
+COMPONENT_NAMES = ("python-sdk", "python-outbound", "python-raw", "js", "js-spin", "c", "c-sockets",
+                   "wagi-component", "spin-legacy")
 
 
 @functools.cache
