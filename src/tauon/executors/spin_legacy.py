@@ -9,6 +9,7 @@ under the app's limiter with a memory limit and an epoch deadline.
 from __future__ import annotations
 
 import logging
+import time
 
 import anyio
 import wasmtime
@@ -21,6 +22,7 @@ from tauon.executors.base import GuestError, IncomingRequest, check_mounts
 from tauon.executors.buffered import receive_body, send_empty, send_response
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
+from tauon.executors.legacy_http import LegacyHttp
 from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports, set_context
 from tauon.services import AppServices
 from tauon.services.variables import VariableError
@@ -167,6 +169,9 @@ class SpinLegacyExecutor:
         if not self._engine.ticking:
             raise RuntimeError("WasmEngine.start() was not called: guests would run without a deadline")
         context = RequestContext(self._services, self._label, self._log, self._allowed.allows)
+        allowed = self._allowed
+        context.http = LegacyHttp(allowed.allows, lambda: allowed.allows_relative(["http", "https"]),
+                                  time.monotonic() + self._limits.request_timeout)
         with OutputCapture("stdout", OUTPUT_LIMIT) as out, OutputCapture("stderr", OUTPUT_LIMIT) as err:
             store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
                                mounts=self._component.mounts, stdout_path=out.path,
@@ -186,6 +191,7 @@ class SpinLegacyExecutor:
                 exc.__traceback__ = None
             finally:
                 set_context(None)
+                context.http.close()
             del store, instance
             self._forward(out, "stdout")
             self._forward(err, "stderr")
