@@ -23,6 +23,7 @@ from tauon.hostif.http_out import FutureIncomingResponse, future_get, handle
 from tauon.hostif.http_pool import MAX_IDLE_PER_ORIGIN, HttpPool
 from tauon.hostif.io import PipeInput
 from tauon.hostif.pipe import BytePipe
+from tauon.hostif.spin_http import send_request
 from tauon.hostif.state import HostConfig, HostState
 
 pytestmark = pytest.mark.integration
@@ -140,3 +141,42 @@ def test_the_guests_first_byte_timeout_is_honoured() -> None:
         outcome = _get(config, upstream.port, timeout=10.0, options={"first-byte-timeout": NS // 2})
         assert outcome == ("err", ("connection-read-timeout", None))
         assert time.monotonic() - start < 2.5
+
+
+def _v1(config: HostConfig, uri: str, method: str = "get", body: bytes | None = None) -> tuple[str, object]:
+    state = HostState(config, timeout=10)
+    try:
+        return send_request(state, {"method": method, "uri": uri, "headers": [("x-test", "1")],
+                                    "params": [], "body": body})
+    finally:
+        state.finish()
+
+
+def test_spin_http_v1_send_request(upstream: CountingUpstream) -> None:
+    """`fermyon:spin/http` send-request: buffered, pooled, with Spin's v1 error cases."""
+    pool = HttpPool(enabled=True)
+    config = _config(upstream.port, pool)
+    for i in range(3):
+        outcome = _v1(config, f"http://127.0.0.1:{upstream.port}/v1/{i}?q=1")
+        assert outcome[0] == "ok"
+        response = outcome[1]
+        assert isinstance(response, dict)
+        assert (response["status"], response["body"]) == (200, f"upstream saw /v1/{i}?q=1".encode())
+        assert ("content-length", str(len(response["body"]))) in response["headers"]
+    assert upstream.connections == 1
+    assert _v1(config, f"http://127.0.0.1:{upstream.port + 1}/") == ("err", "destination-not-allowed")
+    assert _v1(config, "not a url") == ("err", "destination-not-allowed")
+    assert _v1(config, f"http://127.0.0.1:{upstream.port}/a b") == ("err", "invalid-url")
+    assert _v1(config, "/relative") == ("err", "destination-not-allowed")  # `self` is not allowed
+    pool.close()
+
+
+def test_spin_http_v1_refused_and_self_requests() -> None:
+    with counting_upstream() as upstream:
+        port = upstream.port
+        config = HostConfig(label="test/v1", logger=logging.getLogger("test.v1"),
+                            allowed_hosts=parse_allowed_hosts([f"http://127.0.0.1:{port}", "http://self"]),
+                            self_origin=("127.0.0.1", port))
+        outcome = _v1(config, "/to/self")
+        assert outcome[0] == "ok" and outcome[1]["body"] == b"upstream saw /to/self"  # type: ignore[index]
+    assert _v1(config, f"http://127.0.0.1:{port}/") == ("err", "runtime-error")  # nothing listens now

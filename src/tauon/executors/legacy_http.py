@@ -4,14 +4,18 @@
 - An absolute URI is checked against `allowed_outbound_hosts` first (a URI without a scheme as
   `https://`); one that is not allowed, or cannot be parsed, is `destination-not-allowed`. An allowed
   URI the HTTP layer cannot take (spaces, control or non-ASCII characters) is `invalid-url`.
-- A relative URI needs `http://self` / `https://self`; the legacy executor has no origin to send it
-  to, so an allowed one is `invalid-url` (what Spin answers when it has no self origin).
+- A relative URI needs `http://self` / `https://self` and goes to the app's own listener; the
+  Spin 1.x executor has no such origin, so there an allowed one is `invalid-url` (what Spin answers
+  when it has no self origin).
 - Any failure to connect, send or read is `runtime-error`, and so is a response whose headers and
   body exceed 128 MiB (Spin's MAX_HOST_BUFFERED_BYTES). Spin's `too-many-requests` needs a configured
   connection limit, which tauon has not.
 - Request bodies and responses are buffered whole. Spin's reqwest client has no timeout: the wait is
-  bounded by the request's deadline here. Connections are kept alive for the rest of the request
-  (Spin's client lives as long as the instance), and closed with it.
+  bounded by the request's deadline here, and the guest lends its run slot while it waits.
+  Connections are kept alive (Spin's client lives as long as the instance; tauon's pool as long as
+  the request for Spin 1.x modules, as long as the component's generation for components).
+
+Components call the same function through `fermyon:spin/http` (hostif/spin_http.py).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from tauon.executors.legacy_abi import (
     write_u8,
 )
 from tauon.hostif.http_pool import HttpPool, Origin, open_connection
+from tauon.wasm.slots import blocked
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 MAX_BUFFERED = 128 << 20
@@ -58,6 +63,8 @@ class LegacyHttp:
     allows_relative: Callable[[], bool]
     deadline: float
     pool: HttpPool = field(default_factory=lambda: HttpPool(enabled=True))
+    self_origin: tuple[str, int] | None = None
+    """The app's own listener, where relative URIs go (None: they are `invalid-url`)."""
 
     def close(self) -> None:
         self.pool.close()
@@ -75,7 +82,8 @@ def request(mem: GuestMemory, outbound: LegacyHttp, log: Callable[[str], None],
     try:
         if not 0 <= method < len(METHODS):
             raise HttpError(RUNTIME_ERROR, f"method index {method}")
-        status, response_headers, response_body = send(outbound, METHODS[method], uri, headers, body)
+        with blocked():
+            status, response_headers, response_body = send(outbound, METHODS[method], uri, headers, body)
     except HttpError as exc:
         log(f"outbound request to {uri.split('?', 1)[0]} failed: {exc}")
         store_err_case(mem, ret, 4, exc.case)
@@ -93,7 +101,10 @@ def send(outbound: LegacyHttp, method: str, uri: str, headers: list[tuple[str, s
     if uri.startswith("/"):
         if not outbound.allows_relative():
             raise HttpError(DESTINATION_NOT_ALLOWED, "self-requests are not allowed")
-        raise HttpError(INVALID_URL, "a Spin 1.x module has no origin for relative URLs")
+        if outbound.self_origin is None or _UNSAFE.search(uri):
+            raise HttpError(INVALID_URL, "no origin for a relative URL" if outbound.self_origin is None
+                            else "not a valid URI")
+        return _exchange(outbound, ("http", *outbound.self_origin), method, uri, headers, body)
     if not outbound.allows_url(uri, "https"):
         raise HttpError(DESTINATION_NOT_ALLOWED, "denied by allowed_outbound_hosts")
     if _UNSAFE.search(uri):

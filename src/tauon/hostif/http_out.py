@@ -5,6 +5,11 @@ its own thread with `http.client`: the request body streams from the guest's out
 the response body streams into the guest's incoming-body pipe, both bounded. As in Spin (§3.8), a
 request to `<component>.spin.internal` is served in-process by that component (server/chaining.py),
 and a self-request (no authority, or `self.alt`) goes to the app's own listener.
+
+Connections are kept alive in the component's pool (http_pool.py) for the next request to the same
+origin, as Spin's client pools them. Timeouts are the guest's request options, else Spin's 600 s,
+and never reach past the request's deadline: the app's `request_timeout` is what bounds a slow
+upstream. `send_request` is the one place a request is sent.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from tauon.hostif import (
     io,
     random,
     sockets,
+    spin_http,
     spin_kv,
     spin_sqlite,
     spin_unconfigured,
@@ -48,7 +49,7 @@ from tauon.wasm.component.routing import BYTES_IMPORT
 ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     iface
     for module in (io, clocks, random, cli, filesystem, sockets, http, http_out,
-                   spin_variables, spin_kv, spin_sqlite, spin_unconfigured)
+                   spin_variables, spin_kv, spin_sqlite, spin_http, spin_unconfigured)
     for iface in module.INTERFACES
 )
 
