@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import os
 import select
+import socket
 import ssl
 import threading
 import time
@@ -44,6 +45,8 @@ def open_connection(origin: Origin, timeout: float) -> http.client.HTTPConnectio
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
     conn.connect()
+    if conn.sock is not None:  # a streamed request body must not wait for the server's delayed ACK
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return conn
 
 
