@@ -6,12 +6,14 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import time
 
 import pytest
 
+from support.servers.echo import TcpEchoServer
 from tauon.app.allowed_hosts import parse_allowed_hosts
 from tauon.executors.legacy_http import DESTINATION_NOT_ALLOWED, INVALID_URL, HttpError, LegacyHttp, send
-from tauon.hostif import sockets, sockets_tcp
+from tauon.hostif import io, sockets, sockets_tcp
 from tauon.hostif.netaddr import (
     MAX_SOCKETS_PER_REQUEST,
     SockAddr,
@@ -136,3 +138,40 @@ def test_v1_outbound_http_refusals(entries: list[str], uri: str, case: int) -> N
     with pytest.raises(HttpError) as caught:
         send(_v1(*entries), "GET", uri, [], None)
     assert caught.value.case == case
+
+
+def _connected(state: HostState, port: int) -> tuple[int, int, int]:
+    rep = sockets_tcp.create_tcp_socket(state, "ipv4")[1]
+    net = sockets.instance_network(state)
+    remote = ("ipv4", {"port": port, "address": (127, 0, 0, 1)})
+    assert sockets_tcp.start_connect(state, rep, net, remote) == ("ok", None)
+    state.wait_until(lambda: state.table.get(rep, sockets_tcp.TcpSocket).phase != "connecting", "test")
+    result = sockets_tcp.finish_connect(state, rep)
+    assert result[0] == "ok", result
+    return rep, *result[1]
+
+
+@pytest.mark.parametrize("shutdown_first", [False, True])
+def test_a_socket_left_open_sends_what_was_written_then_closes(shutdown_first: bool) -> None:
+    """Loopback TCP to the test's echo server, driven without a guest: at the end of the request the
+    bytes written go out, the peer sees EOF and the socket is closed (not left to the collector),
+    whether its send side was shut down first or not."""
+    server = TcpEchoServer()
+    try:
+        state = _state(f"tcp://127.0.0.1:{server.port}")
+        rep, _rx, tx = _connected(state, server.port)
+        assert io.output_blocking_write_and_flush(state, tx, b"hello") == ("ok", None)
+        conn = server.wait_connections(1)[0]
+        if shutdown_first:
+            assert sockets_tcp.shutdown(state, rep, "send") == ("ok", None)
+            assert conn.eof.wait(10)  # the send side is shut before the request ends
+        sock = state.table.get(rep, sockets_tcp.TcpSocket).sock
+        state.finish()
+        assert conn.eof.wait(10)
+        assert bytes(conn.received) == b"hello"
+        deadline = time.monotonic() + 10
+        while sock.fileno() != -1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sock.fileno() == -1
+    finally:
+        server.close()

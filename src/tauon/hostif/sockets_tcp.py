@@ -106,6 +106,7 @@ class TcpSocket:
         self.write_error: str | None = None
         self.error_code: str | None = None
         self.dropped = False
+        self.writer_done = False
         self.backlog = 128
 
     # -- connect ---------------------------------------------------------------------------------
@@ -192,7 +193,10 @@ class TcpSocket:
                 self.write_error = f"sending failed: {exc}"
                 self.sending = False
                 cond.notify_all()
-        if self.dropped:
+        with cond:  # whichever of this thread and on_drop comes last closes the socket
+            self.writer_done = True
+            close = self.dropped
+        if close:
             self._close_now()
 
     # -- teardown ----------------------------------------------------------------------------------
@@ -209,9 +213,10 @@ class TcpSocket:
                 return
             self.dropped = True
             phase = self.phase
+            writing = phase == "connected" and not self.writer_done
             self.inbound.abandon()
             self.outbound.close()
-        if phase == "connected" and self.write_error is None:
+        if writing:
             # The writer thread closes the socket after the buffered bytes; LINGER bounds that.
             with contextlib.suppress(OSError):
                 self.sock.settimeout(LINGER)

@@ -62,10 +62,12 @@ class UdpSocket:
         try:
             while True:
                 data, addr = self.sock.recvfrom(MAX_DATAGRAM)
+                if self.closed:  # on_drop's shutdown woke us (with an empty read)
+                    return
                 with cond:
                     self.received.append((data, from_os(self.family, addr)))
                     cond.notify_all()
-        except OSError:
+        except (OSError, TypeError, ValueError):
             return  # closed with the socket
 
     def on_drop(self) -> None:
