@@ -3,7 +3,8 @@
 Spin's outbound HTTP clients (hyper-util's legacy `Client`, one per app) keep a finished connection
 for the next request to the same origin: unlimited idle connections per host, closed after 90 s
 idle. tauon does the same with `http.client` connections, per component of a generation (closed when
-the generation retires), with bounds Spin does not have: at most MAX_IDLE_PER_ORIGIN idle connections
+the generation retires; one idle for 90 s is closed at the pool's next use instead of being reused),
+with bounds Spin does not have: at most MAX_IDLE_PER_ORIGIN idle connections
 per origin and MAX_IDLE in all. A pooled connection the server has closed meanwhile (readable while
 idle) is discarded at checkout rather than used.
 
