@@ -19,6 +19,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -248,22 +249,30 @@ def _exchange(state: HostState, request: OutgoingRequest, scheme: str, future: F
     with state.cond:
         future.result = ("ok", IncomingResponse(response.status, response_headers, IncomingBody(pipe)))
         state.cond.notify_all()
-    complete = _pump(state, response, pipe, timeouts.between_bytes)
     pool = state.config.http_pool
-    if complete and pool is not None and not response.will_close:
-        response.close()  # read1 leaves a fully read content-length body open; the socket stays up
-        pool.checkin(origin, conn)
-    else:
+
+    def release() -> None:
+        """The body was read to its end: the connection can carry the next request."""
+        if pool is not None and not response.will_close:
+            response.close()  # read1 leaves a fully read content-length body open; the socket stays up
+            pool.checkin(origin, conn)
+        else:
+            conn.close()
+
+    if not _pump(state, response, pipe, timeouts.between_bytes, release):
         conn.close()
 
 
-def _pump(state: HostState, response: http.client.HTTPResponse, pipe: BytePipe, timeout: float) -> bool:
+def _pump(state: HostState, response: http.client.HTTPResponse, pipe: BytePipe, timeout: float,
+          release: Callable[[], None]) -> bool:
     """Copy the response body into the guest's pipe, waiting for room; stop if the guest goes away.
-    True if the body was read to its end (the connection can carry another request)."""
+    At the body's end, `release` the connection before the guest sees the end, so the guest's next
+    request finds it in the pool. False if the body was not read to its end."""
     try:
         while True:
             data = response.read1(1 << 16)
             if not data:
+                release()
                 pipe.close()
                 return True
             with state.cond:
