@@ -71,7 +71,8 @@ class RequestContext:
     next_handle: int = 0
     trap_reason: str | None = None
     http: legacy_http.LegacyHttp | None = None
-    """Outbound HTTP for this request (None: every request is `runtime-error`)."""
+    """Outbound HTTP for this request (None: denied ones are `destination-not-allowed`, the others
+    `runtime-error`)."""
 
     def add(self, table: dict[int, Any], value: Any) -> int | None:
         if len(table) >= MAX_HANDLES:
@@ -314,8 +315,11 @@ def _sql_close(mem: GuestMemory, ctx: RequestContext, handle: int) -> None:
 
 
 def _outbound_http(mem: GuestMemory, ctx: RequestContext, *args: int) -> None:
-    if ctx.http is None:
-        store_err_case(mem, args[-1], 4, legacy_http.RUNTIME_ERROR)
+    if ctx.http is None:  # no client for this request: Spin's errors without sending
+        uri = read_string(mem, args[1], args[2])
+        allowed = uri.startswith("/") or ctx.allows_url(uri)
+        store_err_case(mem, args[-1], 4,
+                       legacy_http.RUNTIME_ERROR if allowed else legacy_http.DESTINATION_NOT_ALLOWED)
         return
     legacy_http.request(mem, ctx.http, lambda text: ctx.logger.info("%s: %s", ctx.label, text), args)
 
