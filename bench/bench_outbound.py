@@ -5,6 +5,7 @@ assert).
 
   redis      GET/SET round trips from a guest vs redis-py directly        (bench/outbound_redis.py)
   postgres   point selects from a guest vs psycopg directly               (bench/outbound_pg.py)
+  http       outbound HTTP with the connection pool vs a new connection     (bench/outbound_http.py)
 
 Usage: .venv/bin/python bench/bench_outbound.py [SECTION ...] [--SECTION-args "OPTIONS"]
 (no section: all). A section's own options: .venv/bin/python bench/outbound_<section>.py --help.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SECTIONS = {"redis": "outbound_redis", "postgres": "outbound_pg"}
+SECTIONS = {"redis": "outbound_redis", "postgres": "outbound_pg", "http": "outbound_http"}
 
 
 def main() -> None:

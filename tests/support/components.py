@@ -26,7 +26,7 @@ BUILD_DIR = ROOT / "tests" / "fixtures" / "build" / "components"
 WASM_TOOLS = ROOT / ".cache" / "venv-tools" / "bin" / "wasm-tools"
 
 COMPONENT_NAMES = ("python-sdk", "python-outbound", "python-raw", "js", "js-spin", "js-redis", "js-postgres",
-                   "c", "wagi-component", "spin-legacy")
+                   "c", "c-sockets", "wagi-component", "spin-legacy")
 
 
 @functools.cache

@@ -1,10 +1,10 @@
 """Host functions a Spin 1.x core module imports (old module names, spin-spec §4.2).
 
 Implemented on tauon's services: `spin-config.get-config`, `key-value.*`, `sqlite.*`, `outbound-redis.*`
-(legacy_redis.py), and `outbound-pg.*` / `outbound-mysql.*` (legacy_rdbms.py). The interfaces tauon does
-not provide answer with the interface's own error result, so a guest sees a failed call it can handle,
-never a link error: outbound HTTP (`destination-not-allowed` or `runtime-error`) and LLM. Flattenings
-are those of Spin's adapter (`wasi_snapshot_preview1.spin.wasm` exports).
+(legacy_redis.py), `outbound-pg.*` / `outbound-mysql.*` (legacy_rdbms.py) and outbound HTTP
+(`wasi-outbound-http.request`, legacy_http.py). LLM, which tauon does not provide, answers with the
+interface's own error result, so a guest sees a failed call it can handle, never a link error.
+Flattenings are those of Spin's adapter (`wasi_snapshot_preview1.spin.wasm` exports).
 
 Per-request state (open handles) lives in a thread-local `RequestContext`: one request runs start to end
 on one worker thread. wasmtime-py passes a host function's exception through a process-global, so host
@@ -24,6 +24,7 @@ from typing import Any
 
 import wasmtime
 
+from tauon.executors import legacy_http
 from tauon.executors.legacy_abi import (
     AbiError,
     GuestMemory,
@@ -75,6 +76,9 @@ class RequestContext:
     databases: dict[int, Database] = field(default_factory=dict)
     next_handle: int = 0
     trap_reason: str | None = None
+    http: legacy_http.LegacyHttp | None = None
+    """Outbound HTTP for this request (None: denied ones are `destination-not-allowed`, the others
+    `runtime-error`)."""
 
     def allows_redis(self, address: str) -> bool:
         """`allows_url` with Spin's default scheme for Redis addresses."""
@@ -321,16 +325,13 @@ def _sql_close(mem: GuestMemory, ctx: RequestContext, handle: int) -> None:
 
 
 def _outbound_http(mem: GuestMemory, ctx: RequestContext, *args: int) -> None:
-    _method, uri_ptr, uri_len, *_rest, ret = args
-    uri = read_string(mem, uri_ptr, uri_len)
-    where = uri.split("?", 1)[0]
-    if not ctx.allows_url(uri):
-        ctx.logger.info("%s: outbound request to %s denied by allowed_outbound_hosts", ctx.label, where)
-        store_err_case(mem, ret, 4, 1)  # destination-not-allowed
+    if ctx.http is None:  # no client for this request: Spin's errors without sending
+        uri = read_string(mem, args[1], args[2])
+        allowed = uri.startswith("/") or ctx.allows_url(uri)
+        store_err_case(mem, args[-1], 4,
+                       legacy_http.RUNTIME_ERROR if allowed else legacy_http.DESTINATION_NOT_ALLOWED)
         return
-    ctx.logger.warning("%s: outbound HTTP from a Spin 1.x module (to %s) is not supported by tauon",
-                       ctx.label, where)
-    store_err_case(mem, ret, 4, 4)  # runtime-error
+    legacy_http.request(mem, ctx.http, lambda text: ctx.logger.info("%s: %s", ctx.label, text), args)
 
 
 def _unsupported(offset: int, case: int, message: str | None) -> Callable[..., None]:

@@ -24,6 +24,7 @@ from tauon.executors.oneshot import Trap, trial_instantiate
 from tauon.executors.spin_inbound import SpinInboundExecutor
 from tauon.executors.wagi_component import WagiComponentExecutor
 from tauon.executors.wasi_http import WasiHttpExecutor
+from tauon.hostif.http_pool import HttpPool
 from tauon.hostif.linker import LinkedComponent, build_linker, split_name, supported_version
 from tauon.hostif.state import ChainTarget, HostConfig, Mount
 from tauon.services import ComponentServices
@@ -143,11 +144,12 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         env=tuple(component.env.items()),
         mounts=tuple(Mount(m.host_path, m.guest_path) for m in component.mounts),
         allowed_hosts=allowed_hosts_of(component, component_ids=app_components, resolve=resolve),
-        outbound_timeout=min(30.0, limits.request_timeout),
+        outbound_timeout=limits.request_timeout,
         services=services,
         chain=chain,
         self_origin=self_origin,
         self_scheme=self_scheme,
+        http_pool=HttpPool(),
     )
     try:
         linked = build_linker(engine.engine, compiled)

@@ -22,6 +22,7 @@ from tauon.executors.base import GuestError, IncomingRequest, check_mounts
 from tauon.executors.buffered import receive_body, send_empty, send_response
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
+from tauon.executors.legacy_http import LegacyHttp
 from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports, set_context
 from tauon.services import AppServices
 from tauon.services.variables import VariableError
@@ -167,8 +168,12 @@ class SpinLegacyExecutor:
         """Worker thread: one fresh instance, one call; returns the response or raises GuestError."""
         if not self._engine.ticking:
             raise RuntimeError("WasmEngine.start() was not called: guests would run without a deadline")
+        deadline = time.monotonic() + self._limits.request_timeout
         context = RequestContext(self._services, self._label, self._log, self._allowed.allows,
-                                 deadline=time.monotonic() + self._limits.request_timeout)
+                                 deadline=deadline)
+        allowed = self._allowed
+        context.http = LegacyHttp(allowed.allows, lambda: allowed.allows_relative(["http", "https"]),
+                                  deadline)
         with OutputCapture("stdout", OUTPUT_LIMIT) as out, OutputCapture("stderr", OUTPUT_LIMIT) as err:
             store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
                                mounts=self._component.mounts, stdout_path=out.path,
@@ -188,6 +193,7 @@ class SpinLegacyExecutor:
                 exc.__traceback__ = None
             finally:
                 set_context(None)
+                context.http.close()
             del store, instance
             self._forward(out, "stdout")
             self._forward(err, "stderr")

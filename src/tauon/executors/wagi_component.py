@@ -47,7 +47,7 @@ class WagiComponentExecutor:
         self._run = OneShot(component=component, linked=linked, engine=engine, limits=limits, func=func)
 
     def close(self) -> None:
-        pass  # compiled code and the linker are freed with the generation
+        self._config.close()  # pooled outbound connections; compiled code goes with the generation
 
     async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
         body = await receive_body(request, receive, send, self._limits.max_request_body)

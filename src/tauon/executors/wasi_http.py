@@ -152,7 +152,7 @@ class WasiHttpExecutor:
         engine.on_tick(_HELD.flush)
 
     def close(self) -> None:
-        pass  # compiled code and the linker are freed with the generation
+        self._config.close()  # pooled outbound connections; compiled code goes with the generation
 
     async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
         length: str | None = None

@@ -5,6 +5,11 @@ its own thread with `http.client`: the request body streams from the guest's out
 the response body streams into the guest's incoming-body pipe, both bounded. As in Spin (§3.8), a
 request to `<component>.spin.internal` is served in-process by that component (server/chaining.py),
 and a self-request (no authority, or `self.alt`) goes to the app's own listener.
+
+Connections are kept alive in the component's pool (http_pool.py) for the next request to the same
+origin, as Spin's client pools them. Timeouts are the guest's request options, else Spin's 600 s,
+and never reach past the request's deadline: the app's `request_timeout` is what bounds a slow
+upstream. `send_request` is the one place a request is sent.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ import http.client
 import socket
 import ssl
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from tauon.app.allowed_hosts import SERVICE_CHAINING_SUFFIX
 from tauon.hostif.http import (
@@ -25,6 +34,7 @@ from tauon.hostif.http import (
     method_text,
     scheme_text,
 )
+from tauon.hostif.http_pool import Origin, open_connection
 from tauon.hostif.io import Pollable
 from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.registry import HostInterface
@@ -32,6 +42,8 @@ from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import err, ok
 
 NS = 1_000_000_000
+DEFAULT_TIMEOUT = 600.0
+"""Spin's connect, first-byte and between-bytes timeout when the guest sets none (factor-outbound-http)."""
 SELF_ALT = "self.alt"
 """The authority wasi:http guests use for a self-request (besides no authority at all)."""
 
@@ -82,7 +94,7 @@ def handle(state: HostState, req_rep: int, options_rep: int | None) -> tuple[str
             return err(("destination-not-found", None))
         config.chain.start(component, request, future, state)
         return ok(state.table.push(future))
-    timeouts = {k: (v / NS if v is not None else None) for k, v in options.timeouts.items()}
+    timeouts = timeouts_for(state, options.timeouts)
     thread = threading.Thread(target=_exchange, args=(state, request, scheme, future, timeouts, connect_to),
                               name=f"tauon-http-out {config.label}", daemon=True)
     thread.start()
@@ -119,13 +131,15 @@ def future_get(state: HostState, rep: int) -> tuple[str, Any] | None:
     return ok(ok(state.table.push(result[1])))
 
 
-def _error_code(exc: BaseException) -> tuple[str, Any]:
+def _error_code(exc: BaseException, phase: str) -> tuple[str, Any]:
+    """The wasi:http `error-code` of a failure while connecting (`phase` 'connect') or waiting for the
+    response head ('response'), as Spin maps them."""
     if isinstance(exc, ConnectionRefusedError):
         return ("connection-refused", None)
     if isinstance(exc, socket.gaierror):
-        return ("DNS-error", {"rcode": str(exc.args[-1]) if exc.args else None, "info-code": None})
+        return ("DNS-error", {"rcode": "address not available", "info-code": 0})
     if isinstance(exc, TimeoutError | socket.timeout):
-        return ("connection-timeout", None)
+        return ("connection-timeout", None) if phase == "connect" else ("connection-read-timeout", None)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return ("TLS-certificate-error", None)
     if isinstance(exc, ssl.SSLError):
@@ -150,35 +164,85 @@ def _body_chunks(state: HostState, pipe: BytePipe, timeout: float) -> Any:
             yield data
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    first_byte: float
+    between_bytes: float
+
+
+def timeouts_for(state: HostState, options: dict[str, int | None]) -> Timeouts:
+    """The guest's request options, else Spin's default (600 s), never past the request's deadline:
+    the app's request timeout is what bounds an outbound call."""
+    left = max(0.001, state.deadline - time.monotonic())
+
+    def pick(key: str) -> float:
+        given = options.get(key)
+        return min(given / NS if given else DEFAULT_TIMEOUT, left)
+
+    return Timeouts(pick("connect-timeout"), pick("first-byte-timeout"), pick("between-bytes-timeout"))
+
+
+def _target(scheme: str, authority: str, connect_to: tuple[str, int] | None) -> Origin:
+    if connect_to is not None:  # a self-request: the app's own listener, whatever the URL said
+        return (scheme, connect_to[0], connect_to[1])
+    parts = urlsplit(f"//{authority}")
+    return (scheme, parts.hostname or "", parts.port or (443 if scheme == "https" else 80))
+
+
+def send_request(state: HostState, request: OutgoingRequest, origin: Origin, timeouts: Timeouts,
+                 ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """Send one outbound request and read its response head: the one place a request leaves tauon
+    (a tracing hook belongs here). Reuses a pooled connection to `origin` when there is one (a reused
+    connection the server closed meanwhile is replaced once, if the request has no body to replay)."""
+    pool = state.config.http_pool
+    headers: dict[str, str] = {}
+    for name, value in request.headers.entries:
+        text = value.decode("latin-1")
+        headers[name] = text if name not in headers else f"{headers[name]}, {text}"
+    body = _body_chunks(state, request.pipe, timeouts.first_byte) if request.body_taken else None
+    chunked = body is not None and "content-length" not in headers
+    method, path = method_text(request.method), request.path_with_query or "/"
+    conn = pool.checkout(origin) if pool is not None else None
+    while True:
+        reused = conn is not None
+        if conn is None:
+            try:
+                conn = open_connection(origin, timeouts.connect)
+            except BaseException as exc:
+                raise OutboundError(_error_code(exc, "connect")) from exc
+            if pool is not None:
+                pool.created += 1
+        try:
+            if conn.sock is not None:
+                conn.sock.settimeout(timeouts.first_byte)
+            conn.request(method, path, body=body, headers=headers, encode_chunked=chunked)
+            response = conn.getresponse()
+        except BaseException as exc:
+            conn.close()
+            if reused and body is None and isinstance(exc, ConnectionError | http.client.RemoteDisconnected):
+                conn = None  # the server dropped the idle connection as we reused it: once more, fresh
+                continue
+            raise OutboundError(_error_code(exc, "response")) from exc
+        if conn.sock is not None:
+            conn.sock.settimeout(timeouts.between_bytes)
+        return conn, response
+
+
+class OutboundError(Exception):
+    def __init__(self, code: tuple[str, Any]) -> None:
+        super().__init__(code[0])
+        self.code = code
+
+
 def _exchange(state: HostState, request: OutgoingRequest, scheme: str, future: FutureIncomingResponse,
-              timeouts: dict[str, float | None], connect_to: tuple[str, int] | None = None) -> None:
-    default = state.config.outbound_timeout
-    connect_timeout = timeouts.get("connect-timeout") or default
-    read_timeout = timeouts.get("first-byte-timeout") or default
-    conn_type = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-    authority = request.authority or ""
+              timeouts: Timeouts, connect_to: tuple[str, int] | None = None) -> None:
+    origin = _target(scheme, request.authority or "", connect_to)
     try:
-        if connect_to is not None:  # a self-request: the app's own listener, whatever the URL said
-            conn = conn_type(connect_to[0], connect_to[1], timeout=connect_timeout)
-        else:
-            conn = conn_type(authority, timeout=connect_timeout)
-        headers: dict[str, str] = {}
-        for name, value in request.headers.entries:
-            headers[name] = value.decode("latin-1") if name not in headers else f"{headers[name]}, " \
-                f"{value.decode('latin-1')}"
-        body = _body_chunks(state, request.pipe, read_timeout) if request.body_taken else None
-        chunked = body is not None and "content-length" not in headers
-        conn.connect()
-        if conn.sock is not None:
-            conn.sock.settimeout(read_timeout)
-        conn.request(method_text(request.method), request.path_with_query or "/", body=body,
-                     headers=headers, encode_chunked=chunked)
-        response = conn.getresponse()
-        if conn.sock is not None:
-            conn.sock.settimeout(timeouts.get("between-bytes-timeout") or default)
-    except BaseException as exc:
+        conn, response = send_request(state, request, origin, timeouts)
+    except OutboundError as exc:
         with state.cond:
-            future.result = ("err", _error_code(exc))
+            future.result = ("err", exc.code)
             state.cond.notify_all()
         return
     pipe = BytePipe(state.cond, BODY_BUFFER)
@@ -186,25 +250,39 @@ def _exchange(state: HostState, request: OutgoingRequest, scheme: str, future: F
     with state.cond:
         future.result = ("ok", IncomingResponse(response.status, response_headers, IncomingBody(pipe)))
         state.cond.notify_all()
-    _pump(state, response, pipe)
-    conn.close()
+    pool = state.config.http_pool
+
+    def release() -> None:
+        """The body was read to its end: the connection can carry the next request."""
+        if pool is not None and not response.will_close:
+            response.close()  # read1 leaves a fully read content-length body open; the socket stays up
+            pool.checkin(origin, conn)
+        else:
+            conn.close()
+
+    if not _pump(state, response, pipe, timeouts.between_bytes, release):
+        conn.close()
 
 
-def _pump(state: HostState, response: http.client.HTTPResponse, pipe: BytePipe) -> None:
-    """Copy the response body into the guest's pipe, waiting for room; stop if the guest goes away."""
+def _pump(state: HostState, response: http.client.HTTPResponse, pipe: BytePipe, timeout: float,
+          release: Callable[[], None]) -> bool:
+    """Copy the response body into the guest's pipe, waiting for room; stop if the guest goes away.
+    At the body's end, `release` the connection before the guest sees the end, so the guest's next
+    request finds it in the pool. False if the body was not read to its end."""
     try:
         while True:
             data = response.read1(1 << 16)
             if not data:
+                release()
                 pipe.close()
-                return
+                return True
             with state.cond:
-                state.cond.wait_for(lambda: pipe.writable(), state.config.outbound_timeout)
-                if pipe.reader_gone:
-                    return
+                if not state.cond.wait_for(pipe.writable, timeout) or pipe.reader_gone:
+                    return False
             pipe.write(data)
     except (OSError, http.client.HTTPException, PipeError) as exc:
         pipe.close(error=f"reading the response body failed: {exc}")
+        return False
 
 
 INTERFACES = [

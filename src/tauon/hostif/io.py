@@ -25,16 +25,19 @@ MAX_READ = 256 * 1024
 
 
 class IoError:
-    def __init__(self, message: str, fs_code: str | None = None) -> None:
+    def __init__(self, message: str, fs_code: str | None = None, net_code: str | None = None) -> None:
         self.message = message
         self.fs_code = fs_code
         """The wasi:filesystem error-code when a file stream failed (filesystem-error-code)."""
+        self.net_code = net_code
+        """The wasi:sockets error-code when a socket stream failed (network-error-code)."""
 
 
 class StreamFailed(Exception):
-    def __init__(self, message: str, fs_code: str | None = None) -> None:
+    def __init__(self, message: str, fs_code: str | None = None, net_code: str | None = None) -> None:
         super().__init__(message)
         self.fs_code = fs_code
+        self.net_code = net_code
 
 
 class InputStream:
@@ -72,6 +75,10 @@ class OutputStream:
 
     def ready(self) -> bool:
         return self.capacity() > 0
+
+    def flushed(self) -> bool:
+        """Everything written has left tauon (a socket's writer thread may still hold bytes)."""
+        return True
 
 
 class PipeInput(InputStream):
@@ -128,7 +135,7 @@ class Pollable:
 
 
 def _stream_error(state: HostState, exc: StreamFailed) -> tuple[str, Any]:
-    return err(("last-operation-failed", state.table.push(IoError(str(exc), exc.fs_code))))
+    return err(("last-operation-failed", state.table.push(IoError(str(exc), exc.fs_code, exc.net_code))))
 
 
 def _wait(state: HostState, pollables: list[Pollable], what: str) -> None:
@@ -272,9 +279,9 @@ def output_blocking_write_and_flush(state: HostState, rep: int, data: bytes) -> 
             room = stream.capacity()
             stream.write(data[:room])
             data = data[room:]
+        return output_blocking_flush(state, rep)
     except StreamFailed as exc:
         return _stream_error(state, exc)
-    return ok()
 
 
 def output_flush(state: HostState, rep: int) -> tuple[str, Any]:
@@ -284,6 +291,17 @@ def output_flush(state: HostState, rep: int) -> tuple[str, Any]:
     except StreamFailed as exc:
         return _stream_error(state, exc)
     return ok()  # written bytes are already handed to the consumer
+
+
+def output_blocking_flush(state: HostState, rep: int) -> tuple[str, Any]:
+    stream = state.table.get(rep, OutputStream)
+    try:
+        stream.capacity()
+        state.wait_until(stream.flushed, "output-stream.blocking-flush")
+        stream.capacity()  # the flush itself may have failed (a socket reset while sending)
+    except StreamFailed as exc:
+        return _stream_error(state, exc)
+    return ok()
 
 
 def output_write_zeroes(state: HostState, rep: int, n: int) -> tuple[str, Any]:
@@ -338,7 +356,7 @@ INTERFACES = [
         "[method]output-stream.write": output_write,
         "[method]output-stream.blocking-write-and-flush": output_blocking_write_and_flush,
         "[method]output-stream.flush": output_flush,
-        "[method]output-stream.blocking-flush": output_flush,
+        "[method]output-stream.blocking-flush": output_blocking_flush,
         "[method]output-stream.write-zeroes": output_write_zeroes,
         "[method]output-stream.blocking-write-zeroes-and-flush": output_blocking_write_zeroes_and_flush,
         "[method]output-stream.subscribe": output_subscribe,

@@ -33,6 +33,7 @@ from tauon.hostif import (
     io,
     random,
     sockets,
+    spin_http,
     spin_kv,
     spin_mqtt,
     spin_mysql,
@@ -52,8 +53,8 @@ from tauon.wasm.component.routing import BYTES_IMPORT
 ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     iface
     for module in (io, clocks, random, cli, filesystem, sockets, http, http_out,
-                   spin_variables, spin_kv, spin_sqlite, spin_redis, spin_mqtt, spin_pg, spin_mysql,
-                   spin_unconfigured)
+                   spin_variables, spin_kv, spin_sqlite, spin_http, spin_redis, spin_mqtt, spin_pg,
+                   spin_mysql, spin_unconfigured)
     for iface in module.INTERFACES
 )
 

@@ -15,6 +15,7 @@ from tauon.wasm.slots import blocked
 
 if TYPE_CHECKING:
     from tauon.app.allowed_hosts import AllowedHosts
+    from tauon.hostif.http_pool import HttpPool
     from tauon.services import ComponentServices
 
 LOG_LIMIT = 1024 * 1024
@@ -46,6 +47,7 @@ class HostConfig:
     allowed_hosts: AllowedHosts | None = None
     """None: no outbound networking at all."""
     outbound_timeout: float = 30.0
+    """The longest an outbound call may wait: the app's request timeout (its deadline bounds it too)."""
     services: ComponentServices | None = None
     """Variables, key-value stores and databases (Spin interfaces); None: calls fail with 'other'."""
     chain: ChainTarget | None = None
@@ -55,6 +57,13 @@ class HostConfig:
     self_scheme: str = "http"
     """How self-requests reach it, whatever scheme the guest gave: `https` on a TLS listener (Spin's
     self-request origin takes the listener's scheme)."""
+    http_pool: HttpPool | None = None
+    """Keep-alive outbound HTTP connections of this component (None: a new connection per request)."""
+
+    def close(self) -> None:
+        """The generation is retired: release what outlives requests (pooled connections)."""
+        if self.http_pool is not None:
+            self.http_pool.close()
 
 
 class ChainTarget(Protocol):

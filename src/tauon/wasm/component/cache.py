@@ -22,7 +22,7 @@ from wasmtime.component import Component
 
 from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
-from tauon.wasm.component import rewrite, routing
+from tauon.wasm.component import netparams, rewrite, routing
 from tauon.wasm.engine import WasmEngine
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ _guard = threading.Lock()
 
 
 def component_key(engine: WasmEngine, digest: str) -> str:
-    return f"component-r{rewrite.VERSION}w{routing.VERSION}-" + engine.cache_key(digest)
+    return (f"component-r{rewrite.VERSION}w{routing.VERSION}n{netparams.VERSION}-"
+            + engine.cache_key(digest))
 
 
 def compile_component(engine: WasmEngine, wasm_path: Path, digest: str) -> Component:
@@ -67,7 +68,9 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
     except FileNotFoundError as exc:
         raise LoadError(f"{wasm_path}: wasm file is missing") from exc
     component = None
-    for candidate in _bulk_body_forms(wasm_path, original):
+    # Socket imports wasmtime's C API can call (netparams.py), then the bulk-body forms of that.
+    retyped = netparams.retype(original)
+    for candidate in _candidates(wasm_path, original, retyped):
         try:
             component = Component(engine.engine, candidate)
             break
@@ -82,6 +85,13 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
                             "with") from exc
     _store(artifact, checksum, bytes(component.serialize()))
     return component
+
+
+def _candidates(wasm_path: Path, original: bytes, retyped: bytes | None) -> Iterator[bytes]:
+    if retyped is not None:
+        yield from _bulk_body_forms(wasm_path, retyped)
+        yield retyped
+    yield from _bulk_body_forms(wasm_path, original)
 
 
 def _bulk_body_forms(wasm_path: Path, original: bytes) -> Iterator[bytes]:
