@@ -109,3 +109,11 @@ def test_a_worker_process_tags_its_json_lines(monkeypatch: pytest.MonkeyPatch) -
         root.setLevel(level)
     entry = json.loads(stream.getvalue())
     assert (entry["worker"], entry["status"], entry["msg"]) == (2, 200, "app.json/web GET / -> 200")
+
+
+def test_json_lines_carry_the_trace_of_a_traced_request() -> None:
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    entry = json.loads(JsonFormatter().format(_record(logging.INFO, "x", app="a", trace_id=trace_id,
+                                                      span_id=span_id)))
+    assert entry["trace_id"] == trace_id and entry["span_id"] == span_id
+    assert "trace_id" not in json.loads(JsonFormatter().format(_record(logging.INFO, "x", app="a")))
