@@ -20,7 +20,7 @@ import pytest
 
 from support.apps import app_file, push_app
 from support.components import component_path
-from support.daemon import TauonProcess, free_port, run_tauon, wait_http
+from support.daemon import TauonProcess, free_port, hanging_server, run_tauon, wait_http
 from support.otlp import Received, ReceivedSpan, otlp_grpc_receiver, otlp_http_receiver
 from support.registry import RegistryServer
 from support.spinpush import SpinAppSpec, SpinComponent
@@ -66,25 +66,37 @@ def refused() -> int:
 
 
 @pytest.fixture(scope="module")
-def reference(registry: RegistryServer, upstream: tuple[int, list[dict[str, str]]], refused: int) -> str:
-    """'front' (python-raw on /..., may call the upstream and `refused`, and chain) and 'back' (the C
-    component on a private route, reachable by chaining only)."""
+def hanging() -> Iterator[str]:
+    """host:port of a server that accepts and never answers."""
+    with hanging_server() as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def reference(registry: RegistryServer, upstream: tuple[int, list[dict[str, str]]], refused: int,
+              hanging: str) -> str:
+    """'front' (python-raw on /..., may call the upstream, `refused` and `hanging`, and chain) and 'back'
+    (the C component on a private route, reachable by chaining only)."""
     port, _ = upstream
     app = SpinAppSpec(name="traced", components=[
         SpinComponent(id="front", wasm=component_path("python-raw").read_bytes(), metadata={
             "allowed_outbound_hosts": [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{refused}",
-                                       "http://*.spin.internal"]}),
+                                       f"http://{hanging}", "http://*.spin.internal"]}),
         SpinComponent(id="back", wasm=component_path("c").read_bytes()),
     ], triggers=[{"route": "/...", "component": "front"}, {"route": {"private": True}, "component": "back"}])
     return push_app(registry, "tracing/app", "v1", app)
 
 
 def serve(tmp: Path, reference: str, env: dict[str, str], *args: str) -> Iterator[tuple[TauonProcess, str]]:
-    port = free_port()
+    """tauon serving the app as traced.json; also as slow.json (a 2 s request timeout) on the next port."""
+    port, slow = free_port(), free_port()
     with run_tauon(tmp, "--access-log", *args, env=env) as tauon:
         (tauon.watch_dir / "traced.json").write_text(app_file(reference, port))
+        (tauon.watch_dir / "slow.json").write_text(app_file(reference, slow, limits={"request_timeout": 2}))
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/.well-known/spin/health", timeout=120)
+        wait_http(f"http://127.0.0.1:{slow}/.well-known/spin/health", timeout=120)
+        tauon.slow_url = f"http://127.0.0.1:{slow}"  # type: ignore[attr-defined]
         yield tauon, url
 
 
@@ -184,6 +196,23 @@ def test_a_failed_outbound_call_is_marked(traced: tuple[TauonProcess, str, Recei
     # The guest answered (502): a server span is an error only for a 5xx (HTTP conventions).
     assert spans["GET /..."].attributes["http.response.status_code"] == 502
     assert spans["GET /..."].status_code == 2
+
+
+def test_a_guest_timeout_marks_the_execution_and_server_spans(traced: tuple[TauonProcess, str, Received],
+                                                              hanging: str) -> None:
+    tauon, _, received = traced
+    trace_id = "55555555555555555555555555555555"
+    r = httpx.get(f"{tauon.slow_url}/outbound", params={"url": f"http://{hanging}/"},  # type: ignore[attr-defined]
+                  headers={"traceparent": f"00-{trace_id}-6666666666666666-01"}, timeout=30)
+    assert r.status_code == 500
+    spans = trace_of(received, trace_id, {"GET /...", "execute_wasm_component front", "GET"})
+    server, execute = spans["GET /..."], spans["execute_wasm_component front"]
+    # The guest was blocked in poll when its time ran out: a host-side trap, which the message names.
+    assert execute.status_code == 2 and "request timed out" in execute.status_message
+    assert server.status_code == 2 and server.attributes["error.type"] == execute.attributes["error.type"]
+    assert server.attributes["http.response.status_code"] == 500
+    assert server.attributes["tauon.app"] == "slow.json"
+    assert spans["GET"].attributes["error.type"] == "cancelled"  # the guest never got an answer
 
 
 def test_a_guest_404_is_not_an_error(traced: tuple[TauonProcess, str, Received]) -> None:

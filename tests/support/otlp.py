@@ -42,6 +42,7 @@ class ReceivedSpan:
     resource: dict[str, Any]
     status_code: int
     """0 unset, 1 ok, 2 error (opentelemetry.proto.trace.v1.Status.StatusCode)."""
+    status_message: str
     start_ns: int
     end_ns: int
 
@@ -62,8 +63,8 @@ class Received:
                         name=s.name, kind=KIND_NAMES.get(s.kind, str(s.kind)), trace_id=s.trace_id.hex(),
                         span_id=s.span_id.hex(), parent_span_id=s.parent_span_id.hex(),
                         attributes={a.key: _value(a.value) for a in s.attributes}, resource=resource,
-                        status_code=s.status.code, start_ns=s.start_time_unix_nano,
-                        end_ns=s.end_time_unix_nano))
+                        status_code=s.status.code, status_message=s.status.message,
+                        start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano))
         with self.lock:
             self.exports += 1
             self.spans.extend(spans)
