@@ -81,7 +81,8 @@ def reference(registry: RegistryServer, upstream: tuple[int, list[dict[str, str]
     app = SpinAppSpec(name="traced", components=[
         SpinComponent(id="front", wasm=component_path("python-raw").read_bytes(), metadata={
             "allowed_outbound_hosts": [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{refused}",
-                                       f"http://{hanging}", "http://*.spin.internal"]}),
+                                       f"http://{hanging}", "http://*.spin.internal",
+                                       "http://nosuch.spin.internal"]}),
         SpinComponent(id="back", wasm=component_path("c").read_bytes()),
     ], triggers=[{"route": "/...", "component": "front"}, {"route": {"private": True}, "component": "back"}])
     return push_app(registry, "tracing/app", "v1", app)
@@ -181,6 +182,17 @@ def test_a_chained_request_nests_under_the_outbound_span(traced: tuple[TauonProc
     spans = trace_of(received, trace_id, {"GET /...", "execute_wasm_component front", "GET",
                                           "execute_wasm_component back"})
     assert spans["execute_wasm_component back"].parent_span_id == spans["GET"].span_id
+
+
+def test_a_chained_request_to_no_such_component_ends_its_span(
+        traced: tuple[TauonProcess, str, Received]) -> None:
+    _, url, received = traced
+    trace_id = "77777777777777777777777777777777"
+    r = httpx.get(f"{url}/outbound", params={"url": "http://nosuch.spin.internal/"},
+                  headers={"traceparent": f"00-{trace_id}-8888888888888888-01"}, timeout=30)
+    assert r.status_code == 502 and r.text == "error: ErrorCode_DestinationNotFound"
+    client = trace_of(received, trace_id, {"GET /...", "GET"})["GET"]
+    assert client.status_code == 2 and client.attributes["error.type"] == "destination-not-found"
 
 
 def test_a_failed_outbound_call_is_marked(traced: tuple[TauonProcess, str, Received], refused: int) -> None:

@@ -90,6 +90,8 @@ def handle(state: HostState, req_rep: int, options_rep: int | None) -> tuple[str
     if host.endswith(SERVICE_CHAINING_SUFFIX):
         component = host[: -len(SERVICE_CHAINING_SUFFIX)]
         if config.chain is None or not config.chain.knows(component):
+            if future.span is not None:
+                tracing.end_outbound_http(future.span, ("err", ("destination-not-found", None)))
             return err(("destination-not-found", None))
         config.chain.start(component, request, future, state)
         return ok(state.table.push(future))
