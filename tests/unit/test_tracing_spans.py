@@ -1,6 +1,6 @@
 """tauon.tracing: the OTEL_* configuration, the no-op path, and the spans host calls open on guest
 threads (recorded by the SDK's in-memory exporter; the OTLP export itself is tested in
-tests/integration/test_tracing.py against a real receiver)."""
+tests/integration/test_daemon_tracing.py against a real receiver)."""
 
 from __future__ import annotations
 
