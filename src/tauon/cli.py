@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import anyio
 
-from tauon import __version__
+from tauon import __version__, tracing
 from tauon.control.spec import Address, parse_address
 from tauon.errors import SpecError, TauonError
 from tauon.log import setup_logging
@@ -235,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format)
+    if not start_tracing():
+        return 1
     from tauon.daemon import run_daemon  # imported late so --help stays fast
 
     # SIGINT is handled inside the daemon (drain, exit 0); this only covers a second, impatient ^C.
@@ -244,7 +247,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TauonError as exc:
         print(f"tauon: {exc}", file=sys.stderr)
         return 1
+    finally:
+        tracing.shutdown()  # export the spans still queued
     return 0
+
+
+def start_tracing() -> bool:
+    """OpenTelemetry traces when the OTEL_* variables ask for them; False on a configuration that
+    cannot work (said on stderr)."""
+    try:
+        tracing.setup()
+    except tracing.TracingConfigError as exc:
+        print(f"tauon: tracing: {exc}", file=sys.stderr)
+        return False
+    if tracing.ACTIVE is not None:
+        logging.getLogger("tauon").info("tracing: exporting OpenTelemetry traces over OTLP (%s)",
+                                        tracing.ACTIVE.protocol)
+    return True
 
 
 if __name__ == "__main__":

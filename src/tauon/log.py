@@ -14,9 +14,11 @@ import sys
 import time
 from collections.abc import Mapping
 
-# Request-log fields a JSON line carries as keys (never secrets: no query strings, no headers), and the
-# worker process that wrote the line (--workers; absent for the daemon itself).
-STRUCTURED_FIELDS = ("app", "component", "method", "path", "status", "duration_ms", "worker")
+# Request-log fields a JSON line carries as keys (never secrets: no query strings, no headers), the
+# request's trace and server span ids (when tracing is on), and the worker process that wrote the line
+# (--workers; absent for the daemon itself).
+STRUCTURED_FIELDS = ("app", "component", "method", "path", "status", "duration_ms", "trace_id", "span_id",
+                     "worker")
 
 _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
 

@@ -123,3 +123,11 @@ def test_an_over_long_record_is_cut_and_short_ones_pass_unchanged() -> None:
     ClipFilter().filter(short)
     assert short.getMessage() == "x -> 5"
     assert clip("n" * 1000).endswith("(1000 characters)") and clip("ok") == "ok"
+
+
+def test_json_lines_carry_the_trace_of_a_traced_request() -> None:
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    entry = json.loads(JsonFormatter().format(_record(logging.INFO, "x", app="a", trace_id=trace_id,
+                                                      span_id=span_id)))
+    assert entry["trace_id"] == trace_id and entry["span_id"] == span_id
+    assert "trace_id" not in json.loads(JsonFormatter().format(_record(logging.INFO, "x", app="a")))

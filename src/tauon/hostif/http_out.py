@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from tauon import tracing
 from tauon.app.allowed_hosts import SERVICE_CHAINING_SUFFIX
 from tauon.hostif.http import (
     BODY_BUFFER,
@@ -53,9 +54,16 @@ class FutureIncomingResponse:
         self.result: tuple[str, Any] | None = None
         """('ok', IncomingResponse) or ('err', error-code), set by the client thread under `cond`."""
         self.taken = False
+        self.span: Any = None
+        """The request's client span when tracing is on; ended when the guest takes the result."""
 
     def ready(self) -> bool:
         return self.result is not None
+
+    def on_drop(self) -> None:
+        if self.span is not None:  # dropped before the guest took the response
+            span, self.span = self.span, None
+            tracing.end_outbound_http(span, self.result)
 
 
 def denied() -> tuple[str, Any]:
@@ -88,9 +96,15 @@ def handle(state: HostState, req_rep: int, options_rep: int | None) -> tuple[str
         return err(("HTTP-protocol-error", None))
     request.pipe.limit = BODY_BUFFER
     future = FutureIncomingResponse()
+    if state.trace is not None:  # tracing: a client span, whose context goes out as traceparent
+        future.span = tracing.start_outbound_http(state, method_text(request.method), scheme,
+                                                  request.authority or "", request.path_with_query or "/",
+                                                  request.headers.entries)
     if host.endswith(SERVICE_CHAINING_SUFFIX):
         component = host[: -len(SERVICE_CHAINING_SUFFIX)]
         if config.chain is None or not config.chain.knows(component):
+            if future.span is not None:
+                tracing.end_outbound_http(future.span, ("err", ("destination-not-found", None)))
             return err(("destination-not-found", None))
         config.chain.start(component, request, future, state)
         return ok(state.table.push(future))
@@ -126,6 +140,9 @@ def future_get(state: HostState, rep: int) -> tuple[str, Any] | None:
     if future.taken:
         return err()
     future.taken = True
+    if future.span is not None:
+        span, future.span = future.span, None
+        tracing.end_outbound_http(span, result)
     if result[0] == "err":
         return ok(result)
     return ok(ok(state.table.push(result[1])))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tauon import tracing
 from tauon.hostif.registry import HostTrap
 from tauon.hostif.table import ResourceTable
 from tauon.wasm.slots import blocked
@@ -126,6 +127,9 @@ class HostState:
         self.extensions: dict[str, Any] = extensions or {}
         """Per-executor state, e.g. 'http' for the incoming request of a wasi:http call."""
         self.exit_code: int | None = None
+        self.trace: Any = None if tracing.ACTIVE is None else tracing.current_context()
+        """The trace context of the guest's execution span (None: tracing is off), captured where
+        the executor creates this state, for the spans host calls open on the guest's thread."""
         self.before_block: Callable[[], None] | None = None
         """Called on the guest's thread just before a host call blocks (wasi_http: send what the
         guest has produced so far, since it will not return soon)."""

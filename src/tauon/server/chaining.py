@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from tauon import tracing
 from tauon.app.routes import RouteMatch
 from tauon.app.spinvalues import SERVICE_CHAINING_CLIENT, spin_values
 from tauon.executors.base import Executor, GuestError, IncomingRequest
@@ -136,7 +137,12 @@ async def _serve(executor: Executor, request: OutgoingRequest, future: FutureInc
             response_pipe.close()
 
     try:
-        await executor.serve(incoming, receive, send)  # type: ignore[arg-type]
+        active = tracing.ACTIVE
+        if active is None:
+            await executor.serve(incoming, receive, send)  # type: ignore[arg-type]
+        else:  # an execution span under the caller's outbound span (its traceparent is in `headers`)
+            with active.chained(state.config.label.rsplit("/", 1)[0], executor, headers):
+                await executor.serve(incoming, receive, send)  # type: ignore[arg-type]
     except GuestError as exc:
         # What the app's listener would answer: a 500 before the head, a cut body after it.
         log.error("%s: chained request to %s failed: %s", state.config.label, authority, exc)

@@ -4,20 +4,26 @@ The pipeline order is Spin's (spin-spec §3.2): strip forbidden headers, answer 
 route (404 with an empty body), compute the spin-* values, then a static response or the executor.
 Any failure before the response starts is a 500 with an empty body, logged with app and component.
 Every request bumps the app's RequestStats (a few integer updates) and, when enabled, writes one access
-log line (at info with --access-log, else debug).
+log line (at info with --access-log, else debug). With tracing on (tauon.tracing), each request also
+gets a server span and its executor run an execution span; with it off, that costs one `is None`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from starlette.types import Message, Receive, Scope, Send
 
+from tauon import tracing
 from tauon.app.spinvalues import spin_values, well_known_response
 from tauon.executors.base import GuestError, IncomingRequest
 from tauon.metrics import RequestStats
 from tauon.server.generation import Generation
+
+if TYPE_CHECKING:
+    from tauon.tracing.spans import ServerTrace
 
 log = logging.getLogger("tauon.http")
 access_log = logging.getLogger("tauon.access")
@@ -35,11 +41,13 @@ async def _respond(send: Send, status: int, headers: list[tuple[str, str]] | Non
 class _Outcome:
     """What one request came to, for the metrics and the access log."""
 
-    __slots__ = ("component", "status")
+    __slots__ = ("component", "route", "status", "trace")
 
     def __init__(self) -> None:
         self.status = 0
         self.component = "-"
+        self.route: str | None = None
+        self.trace: ServerTrace | None = None
 
 
 class Switchboard:
@@ -62,6 +70,9 @@ class Switchboard:
         stats = self.stats
         stats.inflight += 1
         outcome = _Outcome()
+        active = tracing.ACTIVE
+        if active is not None:
+            outcome.trace = active.server(self.app_id, scope)
         try:
             generation = self.current
             if generation is None:
@@ -77,6 +88,8 @@ class Switchboard:
             elapsed = time.perf_counter() - started
             stats.inflight -= 1
             stats.observe(outcome.component, outcome.status, elapsed)
+            if outcome.trace is not None:
+                outcome.trace.finish(scope["method"], outcome.route, outcome.component, outcome.status)
             if access_log.isEnabledFor(self.access_level):
                 self._log_access(scope, outcome, elapsed)
 
@@ -84,10 +97,17 @@ class Switchboard:
         # The path only: query strings often carry tokens.
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
         duration_ms = round(elapsed * 1000, 3)
-        access_log.log(self.access_level, "%s/%s %s %s -> %s in %.1f ms", self.app_id, outcome.component,
-                       scope["method"], path, outcome.status or "-", duration_ms,
-                       extra={"app": self.app_id, "component": outcome.component, "method": scope["method"],
-                              "path": path, "status": outcome.status or None, "duration_ms": duration_ms})
+        extra: dict[str, object] = {
+            "app": self.app_id, "component": outcome.component, "method": scope["method"], "path": path,
+            "status": outcome.status or None, "duration_ms": duration_ms}
+        if outcome.trace is None:
+            access_log.log(self.access_level, "%s/%s %s %s -> %s in %.1f ms", self.app_id, outcome.component,
+                           scope["method"], path, outcome.status or "-", duration_ms, extra=extra)
+            return
+        extra["trace_id"], extra["span_id"] = outcome.trace.ids()
+        access_log.log(self.access_level, "%s/%s %s %s -> %s in %.1f ms trace_id=%s", self.app_id,
+                       outcome.component, scope["method"], path, outcome.status or "-", duration_ms,
+                       extra["trace_id"], extra=extra)
 
     async def _handle(self, gen: Generation, scope: Scope, receive: Receive, send: Send,
                       outcome: _Outcome) -> None:
@@ -117,6 +137,7 @@ class Switchboard:
             known = well_known_response(path, name=plan.name, version=plan.version,
                                         oci_image_digest=plan.digest)
             if known is not None:
+                outcome.route = path  # as Spin names the well-known routes
                 status, hdrs, body = known
                 await _respond(tracking_send, status, hdrs, body)
                 return
@@ -135,6 +156,7 @@ class Switchboard:
                 return
             assert target.executor is not None
             outcome.component = target.executor.component_id
+            outcome.route = match.raw_route
             client = scope.get("client") or ("0.0.0.0", 0)
             scheme = scope.get("scheme", "http")
             path_and_query = path + (f"?{query}" if query else "")
@@ -151,7 +173,12 @@ class Switchboard:
                 http_version=scope.get("http_version", "1.1"),
                 match=match,
             )
-            await target.executor.serve(request, receive, tracking_send)
+            trace = outcome.trace
+            if trace is None:
+                await target.executor.serve(request, receive, tracking_send)
+            else:
+                with trace.execute(self.app_id, target.executor):
+                    await target.executor.serve(request, receive, tracking_send)
         except UnicodeDecodeError:
             log.warning("%s: request %s has a header value that is not UTF-8: 500", self.app_id, path)
             if not outcome.status:

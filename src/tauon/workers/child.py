@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import TaskGroup
 
+from tauon import tracing
 from tauon.app.plan import GenerationPlan
 from tauon.control.spec import Address
 from tauon.log import setup_logging, tag_worker
@@ -225,6 +226,7 @@ async def run(sock: socket.socket) -> None:
     settings: Settings = message["settings"]
     setup_logging(settings.log_level, settings.log_format)
     tag_worker(message["worker"])
+    tracing.setup(worker=message["worker"])  # the daemon's environment, checked by the daemon already
     engine = WasmEngine(settings.cache_dir / "compiled", pool=settings.pool,
                         run_slots=settings.running_guests)
     engine.start()
@@ -242,6 +244,7 @@ async def run(sock: socket.socket) -> None:
     finally:
         engine.stop()
         channel.close()
+        tracing.shutdown()
 
 
 def main(argv: list[str]) -> int:
