@@ -110,11 +110,12 @@ def client(server: RedisServer) -> redis.Redis:
 
 def test_publish_is_handled_by_a_redis_only_app(tmp_path: Path, registry: RegistryServer,
                                                  redis_server: RedisServer, shared_cache: Path) -> None:
-    """No address in the app file, no port bound; each message runs the guest, which writes it to the
-    state dir's key-value file; /status, `tauon status` and /metrics show the trigger."""
+    """No address in the app file, no port bound; each message runs the guest once (with a worker
+    process too: only the daemon subscribes), which writes it to the state dir's key-value file;
+    /status, `tauon status` and /metrics show the trigger."""
     ref = push_app(registry, "redis/only", "v1", redis_app(redis_server.address))
     state = tmp_path / "state" / "w"
-    with run_tauon(tmp_path, cache_dir=shared_cache, admin=True) as tauon:
+    with run_tauon(tmp_path, "--workers", "2", cache_dir=shared_cache, admin=True) as tauon:
         (tauon.watch_dir / "w.json").write_text(app_file(ref, state_dir="w"))
         tauon.wait_log(r"w\.json: serving", timeout=600)
         log = tauon.wait_log(r"Active Channels on redis://127\.0\.0\.1:\d+:\n"
@@ -241,6 +242,36 @@ def test_swap_under_a_stream_of_messages_loses_none(tmp_path: Path, registry: Re
         missing = [name for name in published if kv(state, f"msg:{name}") != name.encode()]
         assert missing == []
         assert metric(tauon, "tauon_redis_messages_total", app="w.json", channel="orders") == total
+
+
+def legacy_app(address: str, channel: str, marker: str) -> SpinAppSpec:
+    legacy = SpinComponent(id="legacy", wasm=component_path("redis-legacy").read_bytes(),
+                           env={"MARKER": marker}, metadata={"key_value_stores": ["default"]})
+    return SpinAppSpec(name="legacy", components=[legacy],
+                       triggers=[{"_type": "redis", "component": "legacy", "channel": channel}],
+                       trigger_metadata={"redis": {"address": address}},
+                       variables={"chan": {"default": "old"}})
+
+
+def test_swap_moves_subscriptions_to_the_new_channel(tmp_path: Path, registry: RegistryServer,
+                                                      redis_server: RedisServer) -> None:
+    """An update that changes the channel subscribes the new one before the swap and lets the old one
+    go after it (the Spin 1.x core-module handler, which compiles in no time)."""
+    v1 = push_app(registry, "redis/move", "v1", legacy_app(redis_server.address, "old", "1"))
+    v2 = push_app(registry, "redis/move", "v2", legacy_app(redis_server.address, "{{ chan }}", "2"))
+    state = tmp_path / "state" / "w"
+    with run_tauon(tmp_path, admin=True) as tauon, client(redis_server) as r:
+        (tauon.watch_dir / "w.json").write_text(app_file(v1, state_dir="w"))
+        wait_for("subscribed to old", lambda: r.pubsub_numsub("old") == [(b"old", 1)])
+        assert r.publish("old", b"one") == 1
+        wait_for("one stored", lambda: kv(state, "legacy-last") == b"one")
+        (tauon.watch_dir / "w.json").write_text(app_file(v2, state_dir="w", variables={"chan": "new"}))
+        tauon.wait_log(r"w\.json: updated to generation 2")
+        assert r.publish("new", b"two") == 1  # subscribed before the swap
+        wait_for("two stored", lambda: kv(state, "legacy-last") == b"two")
+        wait_for("old channel released", lambda: r.pubsub_numsub("old") == [(b"old", 0)])
+        assert app_status(tauon, "w.json")["triggers"][0]["channels"] == ["new"]
+        assert r.publish("old", b"three") == 0
 
 
 def test_unsupported_trigger_type_is_a_load_error(tmp_path: Path, registry: RegistryServer) -> None:
