@@ -211,7 +211,8 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
         )
     if "address" not in value and (hint := _did_you_mean("address", unknown)):
         # A misspelt address is an error; a missing one is fine for a Redis-only app (checked at load).
-        raise SpecError("is missing", file=file, field="address", hint=hint)
+        raise SpecError("is required (unless the app has only Redis triggers)", file=file, field="address",
+                        hint=hint)
     address = parse_address(value["address"], file) if "address" in value else None
     insecure = value.get("insecure", False)
     if not isinstance(insecure, bool):

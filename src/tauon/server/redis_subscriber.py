@@ -164,6 +164,8 @@ class RedisConnection:
 
     async def _on_message(self, message: dict[str, Any], pending: set[str]) -> None:
         kind = message.get("type")
+        if kind not in ("subscribe", "unsubscribe", "message"):
+            return  # health-check pongs and the like
         channel = message["channel"]
         channel = channel.decode("utf-8", "surrogateescape") if isinstance(channel, bytes) else str(channel)
         if kind == "subscribe":
