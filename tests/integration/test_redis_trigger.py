@@ -295,3 +295,19 @@ def test_unsupported_trigger_type_is_a_load_error(tmp_path: Path, registry: Regi
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{bad_port}/hello", timeout=2)
         assert httpx.get(f"http://127.0.0.1:{good_port}/hello").status_code == 200
+
+
+def test_redis_trigger_on_a_component_without_a_redis_handler_fails_to_load(
+        tmp_path: Path, registry: RegistryServer, redis_server: RedisServer) -> None:
+    """Never `running` for an app that cannot handle its messages: the error names the component."""
+    hello = SpinComponent(id="hello", wasm=fixture_path("hello").read_bytes())
+    ref = push_app(registry, "redis/wrong", "v1", SpinAppSpec(
+        name="wrong", components=[hello], triggers=[{"_type": "redis", "component": "hello", "channel": "c"}],
+        trigger_metadata={"redis": {"address": redis_server.address}}))
+    with run_tauon(tmp_path, admin=True) as tauon:
+        (tauon.watch_dir / "wrong.json").write_text(app_file(ref))
+        row = wait_for("failed", lambda: (r := app_status(tauon, "wrong.json"))["state"] == "failed" and r)
+        assert row["error"].startswith("wrong.json: ")
+        assert ("component 'hello' is a core wasm module that does not export handle-redis-message"
+                in row["error"])
+        assert row["triggers"] == []
