@@ -118,6 +118,16 @@ class Metrics:
         self.reloads = Counter("tauon_reloads", "Reloads requested with SIGHUP", registry=reg)
         self.worker_restarts = Counter("tauon_worker_restarts", "Worker processes restarted after "
                                        "they exited or stopped answering (--workers)", registry=reg)
+        self.redis_messages = Counter("tauon_redis_messages", "Redis messages received by an app's "
+                                      "subscriptions, by app and channel", ["app", "channel"], registry=reg)
+        self.redis_handled = Counter("tauon_redis_messages_handled", "Redis messages a component handled "
+                                     "without error, by app, channel and component",
+                                     ["app", "channel", "component"], registry=reg)
+        self.redis_failed = Counter("tauon_redis_messages_failed", "Redis messages whose handler trapped, "
+                                    "timed out or returned an error, by app, channel and component",
+                                    ["app", "channel", "component"], registry=reg)
+        self._redis_labels: dict[str, set[tuple[str, ...]]] = {}
+        """Label values used per app, so forget() can remove them."""
         reg.register(_HotPathCollector(self))
 
     def requests_for(self, app_id: str) -> RequestStats:
@@ -126,9 +136,22 @@ class Metrics:
             stats = self._requests[app_id] = RequestStats()
         return stats
 
+    def redis_received(self, app_id: str, channel: str) -> None:
+        self.redis_messages.labels(app_id, channel).inc()
+        self._redis_labels.setdefault(app_id, set()).add((channel,))
+
+    def redis_done(self, app_id: str, channel: str, component: str, *, ok: bool) -> None:
+        (self.redis_handled if ok else self.redis_failed).labels(app_id, channel, component).inc()
+        self._redis_labels.setdefault(app_id, set()).add((channel, component))
+
     def forget(self, app_id: str) -> None:
         """An app file went away: drop its series so removed apps don't accumulate."""
         self._requests.pop(app_id, None)
+        for labels in self._redis_labels.pop(app_id, set()):
+            counters = (self.redis_messages,) if len(labels) == 1 else (self.redis_handled, self.redis_failed)
+            for counter in counters:
+                with contextlib.suppress(KeyError):
+                    counter.remove(app_id, *labels)
         for metric in (self.pulls, self.pull_failures, self.pull_bytes, self.pull_duration,
                        self.compile_duration, self.swaps, self.app_failures):
             with contextlib.suppress(KeyError):

@@ -33,7 +33,7 @@ def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
             "app": app_id,
             "reference": spec.reference,
             "digest": gen.plan.digest if gen is not None else None,
-            "address": str(spec.address),
+            "address": str(spec.address) if spec.address is not None else None,
             "state": slot.state,
             "generation": gen.number if gen is not None else None,
             "error": slot.error,
@@ -43,6 +43,7 @@ def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
             "variables": sorted(spec.variables),
             "in_flight": (slot.switchboard.stats.inflight if slot.switchboard is not None else 0)
             + sum(stats.inflight for stats in remote.get(app_id, ())),  # workers: as of their last report
+            "triggers": _triggers(slot.redis.describe()) if slot.redis is not None else [],
         })
     for app_id, problem in supervisor.problems.items():
         if app_id in supervisor.slots:
@@ -51,10 +52,14 @@ def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
             "app": app_id, "reference": None, "digest": None, "address": None, "state": "invalid",
             "generation": None, "error": problem, "problem": problem,
             "since": rfc3339(supervisor.problem_since.get(app_id, 0.0)), "state_dir": None,
-            "variables": [], "in_flight": 0,
+            "variables": [], "in_flight": 0, "triggers": [],
         })
     rows.sort(key=lambda row: row["app"])
     return rows
+
+
+def _triggers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**row, "since": rfc3339(row["since"])} for row in rows]
 
 
 def process_rows(supervisor: Supervisor, metrics: Metrics) -> list[dict[str, Any]]:
@@ -143,6 +148,12 @@ def format_table(doc: dict[str, Any]) -> str:
             notes.append(f"  {_named(app['app'], app['error'])}")
         if app.get("problem") and app.get("problem") != app.get("error"):
             notes.append(f"  {_named(app['app'], app['problem'])} (the last good version serves)")
+    triggers = [f"  {app['app']}: {t['type']} {t['address']} {t['state']} since {t['since']}, channels "
+                f"{', '.join(t['channels']) or '-'}" + (f" (last error: {t['last_error']})"
+                                                        if t.get("last_error") else "")
+                for app in doc.get("apps", []) for t in app.get("triggers") or []]
+    if triggers:
+        lines += ["", "triggers:", *triggers]
     if notes:
         lines += ["", "errors:", *notes]
     return "\n".join(lines)

@@ -26,15 +26,15 @@ BUILD_DIR = ROOT / "tests" / "fixtures" / "build" / "components"
 WASM_TOOLS = ROOT / ".cache" / "venv-tools" / "bin" / "wasm-tools"
 
 COMPONENT_NAMES = ("python-sdk", "python-outbound", "python-raw", "js", "js-spin", "js-redis", "js-postgres",
-                   "c", "c-sockets", "wagi-component", "spin-legacy")
+                   "c", "c-sockets", "wagi-component", "spin-legacy", "python-redis", "redis-legacy")
 
 
 @functools.cache
 def component_path(name: str) -> Path:
     """Return the built fixture `name` (one of COMPONENT_NAMES), building it first if it is stale.
 
-    spin-legacy is a core module (binary of tests/fixtures/components/wat/spin-legacy.wat); the others are
-    components.
+    spin-legacy and redis-legacy are core modules (binaries of tests/fixtures/components/wat/*.wat); the
+    others are components.
     """
     if name not in COMPONENT_NAMES:
         raise ValueError(f"unknown component fixture {name!r}; known: {', '.join(COMPONENT_NAMES)}")

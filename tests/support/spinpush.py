@@ -47,10 +47,13 @@ class SpinAppSpec:
     name: str
     components: list[SpinComponent]
     triggers: list[dict[str, Any]]  # HTTP trigger_config contents: {"route": ..., "component": ...}
+    # (other trigger types: their config plus "_type", e.g. {"_type": "redis", "channel": "x", ...})
     version: str | None = None
     variables: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
     authors: list[str] = field(default_factory=list)
+    trigger_metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """[application.trigger.<type>] tables, e.g. {"redis": {"address": "redis://..."}}."""
 
 
 @dataclass
@@ -115,7 +118,10 @@ def _tar_gz(files: dict[str, bytes]) -> bytes:
 
 def build_lock(app: SpinAppSpec) -> dict[str, Any]:
     """The locked app as it sits in the registry (§1.3): sources are digests, no origin."""
-    metadata: dict[str, Any] = {"name": app.name, "trigger": {"type": "http"}, "triggers": {}}
+    types = list(dict.fromkeys(t.get("_type", "http") for t in app.triggers)) or ["http"]
+    metadata: dict[str, Any] = {"name": app.name, "triggers": dict(app.trigger_metadata)}
+    if len(types) == 1:  # Spin's loader adds the legacy single-type form
+        metadata["trigger"] = {"type": types[0], **app.trigger_metadata.get(types[0], {})}
     if app.version:
         metadata["version"] = app.version
     if app.description:
@@ -127,13 +133,15 @@ def build_lock(app: SpinAppSpec) -> dict[str, Any]:
         lock["variables"] = dict(sorted(app.variables.items()))
     triggers, used = [], set()
     for i, trig in enumerate(app.triggers):
-        # §2.7.1: "<component>-http-trigger", or "http-trigger<N>" when taken or there is no component.
-        trigger_id = f"{trig['component']}-http-trigger" if "component" in trig else ""
+        kind = trig.get("_type", "http")
+        config = {k: v for k, v in trig.items() if k != "_type"}
+        # §2.7.1: "<component>-<type>-trigger", or "<type>-trigger<N>" when taken or there is no component.
+        trigger_id = f"{config['component']}-{kind}-trigger" if "component" in config else ""
         if not trigger_id or trigger_id in used:
-            trigger_id = f"http-trigger{i + 1}"
+            trigger_id = f"{kind}-trigger{i + 1}"
         used.add(trigger_id)
-        triggers.append({"id": trigger_id, "trigger_type": "http",
-                         "trigger_config": dict(sorted(trig.items()))})
+        triggers.append({"id": trigger_id, "trigger_type": kind,
+                         "trigger_config": dict(sorted(config.items()))})
     lock["triggers"] = triggers
     comps = []
     for comp in app.components:

@@ -442,15 +442,70 @@ def test_error_text_names_the_field() -> None:
     assert str(e.with_file("shop.json")).startswith("shop.json: field 'triggers[0].trigger_config.route'")
 
 
-def test_non_http_triggers_ignored_with_warning() -> None:
+def test_redis_triggers_parsed_beside_http_ones() -> None:
     data = example()
-    data["triggers"].append({"id": "r", "trigger_type": "redis", "trigger_config": {"anything": True}})
+    data["triggers"].append({"id": "r", "trigger_type": "redis",
+                             "trigger_config": {"component": "api", "channel": "{{ chan }}"}})
+    data["metadata"]["triggers"] = {"redis": {"address": "redis://localhost:6379"}}
     app = parse_locked_app(data)
     assert [t.id for t in app.triggers] == ["api-http-trigger", "static-http-trigger"]
-    assert any("'r' has type 'redis'" in w for w in app.warnings)
+    assert [(t.id, t.config.component, t.config.channel, t.config.address) for t in app.redis_triggers] == [
+        ("r", "api", "{{ chan }}", None)]
+    assert app.redis_address == "redis://localhost:6379"
     only_redis = parse_locked_app(example(triggers=[data["triggers"][-1]]))
     assert only_redis.triggers == ()
-    assert any("no HTTP triggers" in w for w in only_redis.warnings)
+    assert not any("serves nothing" in w for w in only_redis.warnings)
+    assert only_redis.redis_address == ""  # no metadata: Spin's default, an empty address
+
+
+@pytest.mark.parametrize("trigger_type", ["cron", "mqtt", "sqs", "command"])
+def test_other_trigger_types_are_load_errors(trigger_type: str) -> None:
+    data = example()
+    data["triggers"].append({"id": "x", "trigger_type": trigger_type, "trigger_config": {"component": "api"}})
+    e = load_error(data)
+    assert e.field == "triggers[2].trigger_type"
+    assert f"'x' has type '{trigger_type}', which tauon cannot serve" in e.message
+    assert f"trigger-{trigger_type} plugin" in (e.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("config", "field", "text"),
+    [
+        ({"component": "api", "channel": "c", "route": "/"}, "triggers[0].trigger_config.route",
+         "unknown field"),
+        ({"channel": "c"}, "triggers[0].trigger_config.component", "missing field 'component'"),
+        ({"component": "api"}, "triggers[0].trigger_config.channel", "missing field 'channel'"),
+        ({"component": "nope", "channel": "c"}, "triggers[0].trigger_config.component",
+         "no component 'nope'"),
+        ({"component": "api", "channel": "{{ c"}, "triggers[0].trigger_config.channel", "unmatched"),
+        ({"component": "api", "channel": "c", "address": 5}, "triggers[0].trigger_config.address", "string"),
+    ],
+)
+def test_redis_trigger_config_errors(config: dict[str, Any], field: str, text: str) -> None:
+    e = load_error(with_trigger_config(config, "redis"))
+    assert e.field == field
+    assert text in e.message
+
+
+@pytest.mark.parametrize(
+    ("metadata", "address", "field"),
+    [
+        ({"triggers": {"redis": {"address": "redis://a:1"}}}, "redis://a:1", None),
+        ({"trigger": {"type": "redis", "address": "redis://b:2"}}, "redis://b:2", None),
+        # 'triggers' wins over the legacy form
+        ({"triggers": {"http": {}}, "trigger": {"type": "redis", "address": "x"}}, "", None),
+        ({"triggers": {"redis": {}}}, None, "metadata.triggers.redis.address"),
+        ({"triggers": {"redis": {"address": "a", "port": 1}}}, None, "metadata.triggers.redis.port"),
+        ({"triggers": {"redis": "redis://a"}}, None, "metadata.triggers.redis"),
+    ],
+)
+def test_redis_metadata_address(metadata: dict[str, Any], address: str | None, field: str | None) -> None:
+    data = with_trigger_config({"component": "api", "channel": "c"}, "redis")
+    data["metadata"] = metadata
+    if field is None:
+        assert parse_locked_app(data).redis_address == address
+    else:
+        assert load_error(data).field == field
 
 
 @pytest.mark.parametrize(

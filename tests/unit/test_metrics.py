@@ -90,3 +90,20 @@ def test_observe_is_cheap() -> None:
         stats.observe("web", 200, (i % 100) / 1000)
     per_call = (time.perf_counter() - started) / n
     assert per_call < 5e-6, f"{per_call * 1e6:.2f} µs per observe"
+
+
+def test_redis_message_counters_and_forget() -> None:
+    metrics = Metrics()
+    metrics.redis_received("w.json", "orders")
+    metrics.redis_received("w.json", "orders")
+    metrics.redis_done("w.json", "orders", "worker", ok=True)
+    metrics.redis_done("w.json", "orders", "worker", ok=False)
+    metrics.redis_received("other.json", "x")
+    text = metrics.render()[0].decode()
+    assert 'tauon_redis_messages_total{app="w.json",channel="orders"} 2.0' in text
+    assert 'tauon_redis_messages_handled_total{app="w.json",channel="orders",component="worker"} 1.0' in text
+    assert 'tauon_redis_messages_failed_total{app="w.json",channel="orders",component="worker"} 1.0' in text
+    metrics.forget("w.json")
+    text = metrics.render()[0].decode()
+    assert 'app="w.json"' not in text
+    assert 'tauon_redis_messages_total{app="other.json",channel="x"} 1.0' in text

@@ -80,3 +80,15 @@ def test_stopped_app_that_moves_to_a_problem_is_stopped() -> None:
     plan = reconcile({"a.json": a, "b.json": b}, {"b.json": b})
     assert [s.id for s in plan.start] == ["a.json"]
     assert plan.stop == ("b.json",)
+
+
+def test_apps_without_an_address_never_clash() -> None:
+    """Redis-only apps listen nowhere: several may run beside an app on any address."""
+    def listenless(name: str) -> AppSpec:
+        return parse_spec(name, b'{"reference": "r:1"}')
+
+    desired: dict[str, AppSpec | SpecError] = {
+        "a.json": listenless("a.json"), "b.json": listenless("b.json"), "c.json": app("c.json")}
+    plan = reconcile(desired, {})
+    assert [s.id for s in plan.start] == ["a.json", "b.json", "c.json"]
+    assert not plan.problems

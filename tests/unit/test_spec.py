@@ -68,7 +68,8 @@ def test_bad_addresses_name_file_field_and_fix(value: object, why: str) -> None:
         (b"[1, 2]", None, "must contain a JSON object"),
         (b'{"address": "127.0.0.1:1"}', "reference", "is required"),
         (b'{"reference": "", "address": "127.0.0.1:1"}', "reference", "non-empty"),
-        (b'{"reference": "r:1"}', "address", "is required"),
+        (b'{"reference": "r:1", "adress": "127.0.0.1:1"}', "address", "did you mean 'address'"),
+        (b'{"reference": "r:1", "address": null}', "address", "non-empty string"),
         (b'{"reference": "r:1", "address": "127.0.0.1:1", "insecure": "yes"}', "insecure", "true or false"),
         (b'{"reference": "r:1", "address": "127.0.0.1:1", "state_dir": "../up"}', "state_dir", "leaves"),
         (b'{"reference": "r:1", "address": "127.0.0.1:1", "variables": {"a": 1}}', "variables.a", "string"),
@@ -84,6 +85,14 @@ def test_errors(data: bytes, field: str | None, needle: str) -> None:
     assert info.value.file == "app.json"
     assert info.value.field == field
     assert needle in str(info.value)
+
+
+def test_address_is_optional() -> None:
+    """A Redis-only app needs no address; whether the app has HTTP triggers is known only at load."""
+    spec = parse_spec("worker.json", b'{"reference": "r:1"}')
+    assert spec.address is None
+    assert spec.content_hash != parse_spec("worker.json", b'{"reference": "r:1", "address": "127.0.0.1:1"}'
+                                           ).content_hash
 
 
 def test_limits_are_parsed() -> None:

@@ -12,7 +12,14 @@ from urllib.parse import unquote, urlparse
 
 from tauon.app.lockedapp import LockedApp, parse_locked_app
 from tauon.app.lockparts import LockedComponent
-from tauon.app.plan import ComponentPlan, GenerationPlan, MountPlan, StaticResponsePlan, TriggerPlan
+from tauon.app.plan import (
+    ComponentPlan,
+    GenerationPlan,
+    MountPlan,
+    RedisTriggerPlan,
+    StaticResponsePlan,
+    TriggerPlan,
+)
 from tauon.control.spec import AppSpec
 from tauon.errors import LoadError, TauonError
 from tauon.registry import PulledApp
@@ -67,6 +74,25 @@ def _triggers(locked: LockedApp) -> tuple[TriggerPlan, ...]:
     return tuple(out)
 
 
+def _redis_triggers(locked: LockedApp) -> tuple[RedisTriggerPlan, ...]:
+    return tuple(RedisTriggerPlan(id=t.id, component=t.config.component, channel=t.config.channel,
+                                  address=t.config.address if t.config.address is not None
+                                  else locked.redis_address)
+                 for t in locked.redis_triggers)
+
+
+def _check_address(spec: AppSpec, locked: LockedApp) -> None:
+    """An app with HTTP triggers needs an address; a Redis-only app ignores one (it binds nothing)."""
+    http = bool(locked.triggers) or not locked.redis_triggers
+    if http and spec.address is None:
+        what = "HTTP triggers" if locked.triggers else "no triggers"
+        raise LoadError(f"the app in {spec.reference} has {what}, so it needs an address to listen on",
+                        file=spec.id, field="address", hint='add e.g. "address": "127.0.0.1:8080"')
+    if not http and spec.address is not None:
+        log.warning("%s: the app has only Redis triggers: address %s is not bound (it stays reserved "
+                    "for this file)", spec.id, spec.address)
+
+
 def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> GenerationPlan:
     try:
         locked = parse_locked_app(pulled.locked)
@@ -76,7 +102,9 @@ def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> Generati
                         hint=exc.hint or "fix the app and push it again") from None
     for warning in locked.warnings:
         log.warning("%s: %s", spec.id, warning)
+    _check_address(spec, locked)
     used = {t.config.component for t in locked.triggers if t.config.component is not None}
+    used |= {t.config.component for t in locked.redis_triggers}
     components = {}
     for i, component in enumerate(locked.components):
         if component.id in used:
@@ -107,7 +135,8 @@ def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> Generati
         variables=dict(spec.variables),
         app_variables={name: {"default": v.default, "secret": v.secret} for name, v in
                        locked.variables.items()},
-        self_origin=(spec.address.loopback_host(), spec.address.port),
+        self_origin=(spec.address.loopback_host(), spec.address.port) if spec.address else None,
+        redis_triggers=_redis_triggers(locked),
         cache_refs=tuple(sorted(pulled.refs)),
         cache_assets=pulled.assets,
     )

@@ -2,10 +2,11 @@
 
 `parse_locked_app(data)` checks what Spin checks when it loads a lock and starts its HTTP trigger,
 and raises LoadError whose `field` names the value (`components[2].source`,
-`triggers[0].trigger_config.route`). Unknown top-level fields are ignored; non-HTTP triggers are
-dropped with a warning; warnings come back as data on the result. Sources: spinframework/spin
+`triggers[0].trigger_config.route`). Unknown top-level fields are ignored; `redis` triggers are
+parsed (app/redis_triggers.py); any other trigger type is a LoadError (Spin runs it with a plugin
+tauon cannot host); warnings come back as data on the result. Sources: spinframework/spin
 crates/locked-app/src/locked.rs, crates/http/src/config.rs, crates/trigger-http/src/{lib,server}.rs,
-crates/expressions/src/lib.rs.
+crates/trigger-redis/src/lib.rs, crates/expressions/src/lib.rs.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tauon.app.lockparts import (
     req_str,
     str_map,
 )
+from tauon.app.redis_triggers import LockedRedisTrigger, parse_redis_trigger, redis_metadata_address
 from tauon.app.routes import Router, route_warnings, validate_route
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "LockedApp",
     "LockedComponent",
     "LockedComponentSource",
+    "LockedRedisTrigger",
     "LockedTrigger",
     "StaticResponse",
     "Variable",
@@ -55,6 +58,7 @@ __all__ = [
 ]
 
 MUST_UNDERSTAND = ("host_requirements", "component_host_requirements")
+SERVED_TRIGGER_TYPES = ("http", "redis")
 WAGI_DEFAULT_ARGV = "${SCRIPT_NAME} ${ARGS}"
 
 
@@ -104,6 +108,10 @@ class LockedApp:
     host_requirements: Mapping[str, Any] = field(default_factory=lambda: frozen({}))
     warnings: tuple[str, ...] = ()
     """What Spin would log as warnings (or non-fatal errors) at startup, for the caller to log."""
+    redis_triggers: tuple[LockedRedisTrigger, ...] = ()
+    """Redis triggers, in lock order."""
+    redis_address: str = ""
+    """The app's default Redis address template (trigger metadata); '' when it has none."""
 
     @property
     def name(self) -> str:
@@ -278,7 +286,7 @@ def _http_base_warnings(metadata: Mapping[str, Any]) -> list[str]:
     )
 
 
-def _parse_trigger(raw: Any, i: int, component_ids: set[str], warnings: list[str]) -> LockedTrigger | None:
+def _parse_trigger(raw: Any, i: int, component_ids: set[str]) -> LockedTrigger | LockedRedisTrigger:
     where = f"triggers[{i}]"
     if not isinstance(raw, dict):
         raise err(where, "expected an object")
@@ -286,12 +294,17 @@ def _parse_trigger(raw: Any, i: int, component_ids: set[str], warnings: list[str
     trigger_type = req_str(raw, "trigger_type", f"{where}.trigger_type")
     config = req(raw, "trigger_config", f"{where}.trigger_config")
     deps = parse_dependency_lists(raw.get("trigger_dependencies"), f"{where}.trigger_dependencies")
+    if trigger_type == "redis":
+        return parse_redis_trigger(trigger_id, i, config, component_ids)
     if trigger_type != "http":
-        warnings.append(
-            f"trigger {trigger_id!r} has type {trigger_type!r}; tauon serves only 'http' triggers, "
-            "so it is ignored"
+        raise err(
+            f"{where}.trigger_type",
+            f"trigger {trigger_id!r} has type {trigger_type!r}, which tauon cannot serve: it serves "
+            f"{' and '.join(repr(t) for t in SERVED_TRIGGER_TYPES)} triggers; Spin runs '{trigger_type}' "
+            f"triggers with a plugin (`spin trigger {trigger_type}`)",
+            hint=f"remove the '{trigger_type}' trigger from the app, or run this app with Spin and its "
+                 f"trigger-{trigger_type} plugin",
         )
-        return None
     http = parse_http_trigger_config(config, f"{where}.trigger_config", trigger_id)
     if http.component is not None and http.component not in component_ids:
         raise err(
@@ -323,12 +336,17 @@ def parse_locked_app(data: Any) -> LockedApp:
         components.append(component)
 
     triggers: list[LockedTrigger] = []
+    redis: list[LockedRedisTrigger] = []
     for i, raw in enumerate(req_list(data, "triggers", "triggers")):
-        trigger = _parse_trigger(raw, i, ids, warnings)
-        if trigger is not None:
+        trigger = _parse_trigger(raw, i, ids)
+        if isinstance(trigger, LockedRedisTrigger):
+            redis.append(trigger)
+        else:
             triggers.append(trigger)
-    if not triggers:
-        warnings.append("the app has no HTTP triggers, so it serves nothing")
+    if not triggers and not redis:
+        warnings.append("the app has no HTTP or Redis triggers, so it serves nothing")
+    # Spin reads the Redis metadata only when it runs the Redis trigger.
+    redis_address = redis_metadata_address(metadata) if redis else ""
 
     router = Router.build([(t.config.route, t) for t in triggers if t.config.route is not None])
     warnings += route_warnings(router, label=lambda t: t.label)
@@ -341,4 +359,6 @@ def parse_locked_app(data: Any) -> LockedApp:
         must_understand=must_understand,
         host_requirements=frozen(host_requirements),
         warnings=tuple(warnings),
+        redis_triggers=tuple(redis),
+        redis_address=redis_address,
     )

@@ -67,6 +67,18 @@ class TriggerPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisTriggerPlan:
+    """A Redis trigger (spin-spec: crates/trigger-redis). `channel` and `address` are templates,
+    rendered with the app's variables when the generation is built."""
+
+    id: str
+    component: str
+    channel: str
+    address: str
+    """The trigger's own address, else the app's default (trigger metadata); '' if neither."""
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationPlan:
     app_id: str
     """The app file's name (e.g. 'shop.json')."""
@@ -89,3 +101,10 @@ class GenerationPlan:
     """Its materialized files directory in the cache (assets/<name>), if it has files."""
     tls: tuple[str, str] | None = None
     """(certificate, key) PEM paths, absolute, when the app's listener serves HTTPS (server/tls.py)."""
+    redis_triggers: tuple[RedisTriggerPlan, ...] = ()
+
+    @property
+    def listens(self) -> bool:
+        """Whether the app needs its HTTP listener: it has HTTP triggers, or no triggers at all
+        (then it answers 404, as before Redis triggers existed). A Redis-only app has none."""
+        return bool(self.triggers) or not self.redis_triggers

@@ -30,8 +30,10 @@ class AppsFile:
     warnings: tuple[str, ...] = ()
 
 
-def _clash(a: Address, b: Address) -> bool:
+def _clash(a: Address | None, b: Address | None) -> bool:
     # Same rule as the directory's: a wildcard host and a specific host on one port clash at bind time.
+    if a is None or b is None:
+        return False  # Redis-only apps listen nowhere
     if a.port != b.port:
         return False
     wildcard = {"0.0.0.0", "::", ""}

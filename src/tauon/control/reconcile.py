@@ -32,6 +32,8 @@ class Plan:
 
 def _port_clash(a: AppSpec, b: AppSpec) -> bool:
     # A wildcard host and a specific host on one port clash at bind time too.
+    if a.address is None or b.address is None:
+        return False  # Redis-only apps listen nowhere
     if a.address.port != b.address.port:
         return False
     wildcard = {"0.0.0.0", "::", ""}

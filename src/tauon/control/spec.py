@@ -68,7 +68,8 @@ class AppSpec:
     id: str
     """The file name, e.g. 'shop.json'."""
     reference: str
-    address: Address
+    address: Address | None
+    """None: the app has no HTTP listener (allowed for apps with only Redis triggers)."""
     state_dir: str | None = None
     insecure: bool = False
     ca_bundle: str | None = None
@@ -241,10 +242,11 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in reference):  # NUL would fail every pull, forever
         raise SpecError(f"contains control characters: {_short(reference)}", file=file, field="reference",
                         hint="a reference is registry/repository:tag or a directory path")
-    if "address" not in value:
-        raise SpecError("is required", file=file, field="address",
-                        hint=_did_you_mean("address", unknown) or "e.g. \"127.0.0.1:8080\"")
-    address = parse_address(value["address"], file)
+    if "address" not in value and (hint := _did_you_mean("address", unknown)):
+        # A misspelt address is an error; a missing one is fine for a Redis-only app (checked at load).
+        raise SpecError("is required (unless the app has only Redis triggers)", file=file, field="address",
+                        hint=hint)
+    address = parse_address(value["address"], file) if "address" in value else None
     insecure = value.get("insecure", False)
     if not isinstance(insecure, bool):
         raise SpecError(

@@ -26,17 +26,19 @@ from anyio.abc import TaskGroup
 
 from tauon.app.loader import load_plan
 from tauon.app.plan import GenerationPlan
+from tauon.app.redis_triggers import redact_url
 from tauon.app.routes import describe_routes
 from tauon.control.cachekeeper import CacheKeeper
 from tauon.control.progress import PullProgress
 from tauon.control.reconcile import Plan
-from tauon.control.spec import AppSpec
+from tauon.control.spec import Address, AppSpec
 from tauon.errors import BindError, SpecError, TauonError
 from tauon.log import clip
 from tauon.metrics import ByteCounter, Metrics
 from tauon.registry import pull_app
 from tauon.server.generation import Generation, build_generation
 from tauon.server.listener import Listener
+from tauon.server.redis_subscriber import AppRedis
 from tauon.server.switchboard import Switchboard
 from tauon.server.tls import CertReloader, TlsError, build_context
 from tauon.settings import Settings
@@ -61,6 +63,8 @@ class AppSlot:
     serving_hash: str | None = None
     listener: Listener | None = None
     switchboard: Switchboard | None = None
+    redis: AppRedis | None = None
+    """The app's Redis subscriptions (apps with Redis triggers; in the daemon only)."""
     worker: anyio.CancelScope | None = None
     generations: int = 0
     settled: anyio.Event = field(default_factory=anyio.Event)
@@ -143,12 +147,13 @@ class Supervisor:
             self._warn_spec(spec)
             slot = AppSlot(spec, on_change=self.on_change)
             self.slots[spec.id] = slot
-            log.info("%s: new app file: %s on %s", spec.id, spec.reference, spec.address)
+            log.info("%s: new app file: %s on %s", spec.id, spec.reference, spec.address or "no address")
             self._spawn_worker(slot, spec, refresh=True)
         for spec in plan.update:
             self._warn_spec(spec)
             slot = self.slots[spec.id]
-            log.info("%s: app file changed: %s on %s", spec.id, spec.reference, spec.address)
+            log.info("%s: app file changed: %s on %s", spec.id, spec.reference,
+                     spec.address or "no address")
             slot.spec = spec
             self._spawn_worker(slot, spec, refresh=True)
         self.on_change()
@@ -310,7 +315,7 @@ class Supervisor:
         if slot.state == "pulling":
             slot.set_state("starting")
         started = time.monotonic()
-        gen = await build_generation(plan, slot.generations, self.engine, self.compile_limiter)
+        gen = await build_generation(plan, slot.generations, self.engine, self.compile_limiter, redis=True)
         metrics.compile_duration.labels(spec.id).observe(time.monotonic() - started)
         with anyio.CancelScope(shield=True):
             async with slot.lock:
@@ -321,23 +326,21 @@ class Supervisor:
             gen.close()
             return
         old_gen = slot.generation
-        listener = slot.listener
-        if listener is not None and slot.switchboard is not None and listener.address == spec.address \
-                and (listener.tls is None) == (gen.plan.tls is None):
-            if listener.tls is not None and gen.plan.tls is not None:
-                try:
-                    listener.tls.set_paths(gen.plan.tls)  # other files: the next handshake uses them
-                except TlsError:
-                    gen.close()
-                    raise
-            slot.switchboard.swap(gen)
-        else:
-            await self._replace_listener(slot, spec, gen)
+        if gen.plan.listens:
+            await self._activate_http(slot, spec, gen)
+        elif slot.listener is not None:  # the app no longer has HTTP triggers
+            self.tg.start_soon(self._drop_listener, slot.spec.id, slot.listener)
+            slot.listener = slot.switchboard = None
+        if gen.redis is not None or slot.redis is not None:
+            if slot.redis is None:
+                slot.redis = AppRedis(spec.id, self.tg, self.metrics)
+            await slot.redis.activate(gen)  # subscribes first, then points at gen
         slot.generation = gen
         slot.serving_hash = spec.content_hash
         slot.set_state("running")
         self.metrics.swaps.labels(spec.id).inc()
         if self.workers is not None and slot.listener is not None and slot.listener.sock is not None:
+            assert spec.address is not None
             await self.workers.deploy(spec.id, gen.number, gen.plan, spec.address, slot.listener.key,
                                       slot.listener.sock)
         if old_gen is not None:
@@ -346,7 +349,23 @@ class Supervisor:
         self.cache.soon()
         self._banner(spec, gen, replaced=old_gen)
 
-    async def _replace_listener(self, slot: AppSlot, spec: AppSpec, gen: Generation) -> None:
+    async def _activate_http(self, slot: AppSlot, spec: AppSpec, gen: Generation) -> None:
+        address = spec.address
+        assert address is not None  # load_plan refuses an app with HTTP triggers and no address
+        listener = slot.listener
+        if listener is not None and slot.switchboard is not None and listener.address == address \
+                and (listener.tls is None) == (gen.plan.tls is None):
+            if listener.tls is not None and gen.plan.tls is not None:
+                try:
+                    listener.tls.set_paths(gen.plan.tls)  # other files: the next handshake uses them
+                except TlsError:
+                    gen.close()
+                    raise
+            slot.switchboard.swap(gen)
+            return
+        await self._replace_listener(slot, spec, gen, address)
+
+    async def _replace_listener(self, slot: AppSlot, spec: AppSpec, gen: Generation, address: Address) -> None:
         """A new address, or HTTPS switched on or off: a new listener, then the old one drains."""
         old_listener = slot.listener
         try:
@@ -358,7 +377,7 @@ class Supervisor:
         slot.set_tls_problem(None)
         switchboard = Switchboard(spec.id, gen, stats=self.metrics.requests_for(spec.id),
                                   access_log=self.settings.access_log)
-        listener = Listener(spec.address, switchboard, owner=spec.id,
+        listener = Listener(address, switchboard, owner=spec.id,
                             drain_timeout=self.settings.drain_timeout, tls=tls,
                             edge=self.settings.edge_limits())
         try:
@@ -369,6 +388,12 @@ class Supervisor:
         slot.listener, slot.switchboard = listener, switchboard
         if old_listener is not None and not old_listener.closed.is_set():
             self.tg.start_soon(self._close_listener, old_listener)
+
+    async def _drop_listener(self, app_id: str, listener: Listener) -> None:
+        async with anyio.create_task_group() as tg:  # every process closes it at the same time
+            if self.workers is not None:
+                tg.start_soon(self.workers.remove, app_id, listener.key)
+            tg.start_soon(self._close_listener, listener)
 
     def _shared_memory_state(self, plan: GenerationPlan, number: int) -> GenerationPlan:
         """Without a state_dir, Spin keeps key-value and SQLite data in memory, per generation. With
@@ -432,6 +457,8 @@ class Supervisor:
 
     async def _teardown(self, slot: AppSlot) -> None:
         async with slot.lock:
+            if slot.redis is not None:
+                slot.redis.close()
             async with anyio.create_task_group() as tg:  # every process drains at the same time
                 if self.workers is not None and slot.listener is not None:
                     tg.start_soon(self.workers.remove, slot.spec.id, slot.listener.key)
@@ -456,11 +483,18 @@ class Supervisor:
 
     def _banner(self, spec: AppSpec, gen: Generation, *, replaced: Generation | None) -> None:
         verb = f"updated to generation {gen.number}" if replaced is not None else "serving"
-        url = spec.address.url("https" if spec.tls is not None else "http")
-        lines = [f"{spec.id}: {verb}: {clip(gen.plan.name)} {gen.plan.digest[:19]}",
-                 f"Serving {url}", "Available Routes:"]
-        lines += [f"  {line}" for line in describe_routes(
-            gen.router, url, label=lambda t: t.trigger.component or t.trigger.id)]
+        lines = [f"{spec.id}: {verb}: {clip(gen.plan.name)} {gen.plan.digest[:19]}"]
+        if gen.plan.listens and spec.address is not None:
+            url = spec.address.url("https" if spec.tls is not None else "http")
+            lines += [f"Serving {url}", "Available Routes:"]
+            lines += [f"  {line}" for line in describe_routes(
+                gen.router, url, label=lambda t: t.trigger.component or t.trigger.id)]
+        if gen.redis is not None:  # as Spin prints its Redis trigger's subscriptions
+            for redis_url, channels in gen.redis.subscriptions.items():
+                shown = redact_url(redis_url)
+                lines.append(f"Active Channels on {shown}:")
+                lines += [f"\t{shown}/{channel}: [{','.join(components)}]"
+                          for channel, components in channels.items()]
         log.info("\n".join(lines))
 
     def state_dir_of(self, spec: AppSpec) -> Path | None:

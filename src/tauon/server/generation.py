@@ -23,6 +23,7 @@ from tauon.executors.select import build_component_executor
 from tauon.executors.spin_legacy import SpinLegacyExecutor, is_legacy_spin_module
 from tauon.executors.wagi import WagiExecutor
 from tauon.server.chaining import ServiceChain
+from tauon.server.redis_routes import RedisRoutes, build_redis_routes
 from tauon.services import AppServices
 from tauon.wasm.engine import WasmEngine
 
@@ -38,8 +39,11 @@ class Target:
 
 class Generation:
     def __init__(self, plan: GenerationPlan, number: int, router: Router[Target],
-                 executors: dict[str, Executor], services: AppServices | None = None) -> None:
+                 executors: dict[str, Executor], services: AppServices | None = None,
+                 redis: RedisRoutes | None = None) -> None:
         self.plan = plan
+        self.redis = redis
+        """Its Redis triggers' handlers (built in the daemon only: it alone subscribes)."""
         self.number = number
         self.router = router
         self.executors = executors
@@ -80,20 +84,23 @@ class Generation:
                 executor.close()
             except Exception:  # a failing close must not stop the others
                 log.exception("%s: closing %s failed", self.label, executor.component_id)
+        if self.redis is not None:
+            self.redis.close()
         if self.services is not None:
             self.services.close()
             self.services = None
 
 
 async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine,
-                           compile_limiter: anyio.CapacityLimiter) -> Generation:
-    """Compile every component a route needs (in a worker thread) and wire the router."""
+                           compile_limiter: anyio.CapacityLimiter, *, redis: bool = False) -> Generation:
+    """Compile every component a route needs (in a worker thread) and wire the router. `redis`: also
+    build the Redis triggers' handlers (the daemon does; worker processes serve HTTP only)."""
     limiter = anyio.CapacityLimiter(plan.limits.max_concurrency)
     chain = ServiceChain(asyncio.get_running_loop())
-    router, executors, services = await anyio.to_thread.run_sync(
-        _build_parts, plan, engine, limiter, chain, limiter=compile_limiter
+    router, executors, services, routes = await anyio.to_thread.run_sync(
+        _build_parts, plan, engine, limiter, chain, redis, limiter=compile_limiter
     )
-    return Generation(plan, number, router, executors, services)
+    return Generation(plan, number, router, executors, services, routes)
 
 
 class _LazyServices:
@@ -111,7 +118,8 @@ class _LazyServices:
 
 
 def _build_parts(plan: GenerationPlan, engine: WasmEngine, limiter: anyio.CapacityLimiter,
-                 chain: ServiceChain) -> tuple[Router[Target], dict[str, Executor], AppServices | None]:
+                 chain: ServiceChain, redis: bool,
+                 ) -> tuple[Router[Target], dict[str, Executor], AppServices | None, RedisRoutes | None]:
     executors: dict[str, Executor] = {}
     entries: list[tuple[str, Target]] = []
     app_log = logging.getLogger(f"tauon.app.{plan.app_id}")
@@ -129,7 +137,10 @@ def _build_parts(plan: GenerationPlan, engine: WasmEngine, limiter: anyio.Capaci
             if trigger.route is None:
                 continue  # private routes are reachable only by service chaining
             entries.append((trigger.route, Target(trigger, executor, trigger.static_response)))
-        return Router.build(entries), executors, services.opened
+        routes = None
+        if redis and plan.redis_triggers:
+            routes = build_redis_routes(plan, engine, limiter, app_log, services.get())
+        return Router.build(entries), executors, services.opened, routes
     except BaseException:
         if services.opened is not None:
             services.opened.close()
