@@ -365,7 +365,8 @@ class Supervisor:
             return
         await self._replace_listener(slot, spec, gen, address)
 
-    async def _replace_listener(self, slot: AppSlot, spec: AppSpec, gen: Generation, address: Address) -> None:
+    async def _replace_listener(self, slot: AppSlot, spec: AppSpec, gen: Generation,
+                                address: Address) -> None:
         """A new address, or HTTPS switched on or off: a new listener, then the old one drains."""
         old_listener = slot.listener
         try:
