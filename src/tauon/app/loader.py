@@ -71,7 +71,7 @@ def _dependency_plan(name: str, dep: Dependency, where: str) -> DependencyPlan:
                           wasm_digest=content.digest, export=dep.export, inherit=dep.inherit)
 
 
-def _refuse_middleware(locked: LockedApp) -> None:
+def refuse_middleware(locked: LockedApp) -> None:
     """Spin composes `trigger_dependencies` (HTTP middleware) only for wasi:http 0.3 (spin-spec §4.7),
     which tauon cannot host, so an app that has them is refused rather than served without them."""
     for i, component in enumerate(locked.components):
@@ -114,7 +114,7 @@ def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> Generati
     for warning in locked.warnings:
         log.warning("%s: %s", spec.id, warning)
     try:
-        _refuse_middleware(locked)
+        refuse_middleware(locked)
     except TauonError as exc:
         raise LoadError(f"the locked app in {spec.reference}, {exc.field}: {exc.message}", file=spec.id,
                         hint=exc.hint) from None

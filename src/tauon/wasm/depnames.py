@@ -32,9 +32,9 @@ def parse_dependency_name(text: str) -> Name:
             raise ValueError(f"{text!r} is neither a kebab-case name nor a package name like 'ns:pkg'")
         return Name(plain=text)
     head, _, version = text.partition("@")
-    package, _, interface = head.partition("/")
+    package, slash, interface = head.partition("/")
     namespace, _, pkg = package.partition(":")
-    if not (_KEBAB.match(namespace) and _KEBAB.match(pkg)) or (interface and not _KEBAB.match(interface)):
+    if not (_KEBAB.match(namespace) and _KEBAB.match(pkg)) or (slash and not _KEBAB.match(interface)):
         raise ValueError(f"{text!r} is not a package name like 'ns:pkg', 'ns:pkg/interface' or "
                          "'ns:pkg/interface@1.0.0'")
     if "@" in text and not version:
