@@ -42,6 +42,11 @@ def test_conversion_is_cached_by_digest(tmp_path: Path) -> None:
     again = prepare_source(tmp_path / "cache", path, digest, component_id="c",
                            bounds=encoder.Bounds(timeout=0.001))
     assert again == first
+    first.path.write_bytes(first.path.read_bytes()[:-1])  # a truncated entry is converted again
+    with pytest.raises(LoadError, match="ran longer than"):
+        prepare_source(tmp_path / "cache", path, digest, component_id="c",
+                       bounds=encoder.Bounds(timeout=0.001))
+    assert prepare_source(tmp_path / "cache", path, digest, component_id="c") == first
 
 
 @pytest.mark.parametrize(("bounds", "said"), [

@@ -54,7 +54,13 @@ def cached_artifact(cache_dir: Path, key: str) -> Source | None:
     except OSError as exc:
         log.warning("conversion cache %s unreadable (%s); converting again", sidecar, exc)
         return None
-    if not artifact.is_file() or not digest.startswith("sha256:"):
+    try:
+        with artifact.open("rb") as handle:
+            actual = "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
+    if actual != digest:  # truncated or altered: its digest also keys the compiled code
+        log.warning("conversion cache %s is corrupt; converting again", artifact)
         return None
     return Source(artifact, digest, "component")
 

