@@ -51,8 +51,11 @@ def upstream() -> Iterator[int]:
 def _app(name: str, deps: dict[str, SpinDependency], *, upstream: int,
          wasm: bytes | None = None) -> SpinAppSpec:
     component = SpinComponent(id="main", wasm=wasm or fixture("dep-main"), dependencies=deps,
-                              metadata={"allowed_outbound_hosts": [f"http://127.0.0.1:{upstream}"]})
-    return SpinAppSpec(name=name, components=[component], triggers=[{"route": "/...", "component": "main"}])
+                              metadata={"allowed_outbound_hosts": [f"http://127.0.0.1:{upstream}"],
+                                        "key_value_stores": ["default"]},
+                              config={"greeting": "{{ greeting }}"})
+    return SpinAppSpec(name=name, components=[component], triggers=[{"route": "/...", "component": "main"}],
+                       variables={"greeting": {"default": "hi"}})
 
 
 def _greeter(**kw: Any) -> SpinDependency:
@@ -81,6 +84,7 @@ GOOD = {
     "deny-all": {GREET: _greeter()},
     "inherit-outbound": {GREET: _greeter(inherit={"Some": ["allowed_outbound_hosts"]})},
     "inherit-variables": {GREET: _greeter(inherit={"Some": ["variables"]})},
+    "inherit-kv": {GREET: _greeter(inherit={"Some": ["key_value_stores", "no-such-set"]})},
 }
 
 
@@ -136,6 +140,20 @@ def test_outbound_is_denied_unless_inherited(served: tuple[TauonProcess, dict[st
         assert (r.status_code, r.text) == (200, DENIED), name
         # the rest of the dependency still works
         assert httpx.get(f"{urls[name]}/hello/x").text == "hello, x, from the greeter dependency"
+
+
+@pytest.mark.parametrize(("name", "answer"), [
+    ("uncomposed", "kv=ok;greeting=hi"),
+    ("composed", "kv=ok;greeting=hi"),
+    ("deny-all", "kv=error 2;greeting=error 1"),  # access-denied; undefined
+    ("inherit-outbound", "kv=error 2;greeting=error 1"),
+    ("inherit-variables", "kv=error 2;greeting=hi"),
+    ("inherit-kv", "kv=ok;greeting=error 1"),
+])
+def test_spin_capabilities_follow_inherit(served: tuple[TauonProcess, dict[str, str]], name: str,
+                                          answer: str) -> None:
+    _, urls = served
+    assert httpx.get(f"{urls[name]}/spin").text == answer
 
 
 def test_inherited_outbound_is_still_bounded_by_allowed_hosts(
