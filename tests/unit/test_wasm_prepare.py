@@ -147,3 +147,17 @@ def test_middleware_is_refused() -> None:
     on_trigger["triggers"][0]["trigger_dependencies"] = {"middleware": MIDDLEWARE}
     with pytest.raises(LoadError, match="trigger 't' has trigger_dependencies"):
         refuse_middleware(parse_locked_app(on_trigger))
+
+
+def test_inheriting_everything_composes_as_wasm_tools_compose_does(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths too: the encoder runs in its own directory."""
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path, "dep-main")
+    _write(tmp_path, "dep-greeter")
+    main = prepare_source(Path("cache"), Path("dep-main.wasm"), "sha256:" + hashlib.sha256(
+        fixture("dep-main")).hexdigest(), component_id="main")
+    dep = DependencyPlan(name=GREET, wasm_path="dep-greeter.wasm", inherit="all",
+                         wasm_digest="sha256:" + hashlib.sha256(fixture("dep-greeter")).hexdigest())
+    composed = compose_component(Path("cache"), main, [dep], component_id="main")
+    assert composed.path.read_bytes() == fixture("dep-composed")

@@ -141,7 +141,7 @@ def _config(main_imports: dict[str, tuple[int, str]], deps: Sequence[_Prepared],
     instantiations: dict[str, object] = {}
     for index, dep in enumerate(deps):
         path = inputs / f"{index}.wasm"
-        path.symlink_to(dep.source.path)
+        path.symlink_to(dep.source.path.resolve())
         dependencies[f"dependency-{index}"] = {"path": str(path)}
         denied = deny_plan(dep.imports, dep.plan.inherit,
                            what=f"dependency '{dep.plan.name}' of component '{component_id}'")
@@ -165,7 +165,8 @@ def _encode(main: Source, deps: Sequence[_Prepared], arguments: dict[str, tuple[
         config.write_text(json.dumps(_config(arguments, deps, inputs, component_id)))  # JSON is YAML
         out = Path(tmp, "composed.wasm")
         try:
-            encoder.run(["compose", "--quiet", "--search-path", work, "-c", config, "-o", out, main.path],
+            encoder.run(["compose", "--quiet", "--search-path", work, "-c", config, "-o", out,
+                         main.path.resolve()],
                         what="wasm-tools compose", bounds=bounds, cwd=work)
         except encoder.EncoderError as exc:
             raise LoadError(
