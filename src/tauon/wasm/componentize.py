@@ -99,9 +99,10 @@ def conversion_key(digest: str) -> str:
 
 
 def prepare_source(cache_dir: Path, path: Path, digest: str, *, component_id: str,
-                   bounds: encoder.Bounds = encoder.DEFAULT_BOUNDS) -> Source:
+                   bounds: encoder.Bounds = encoder.DEFAULT_BOUNDS, dependency: str | None = None) -> Source:
     """`path` as tauon runs it: the component, a converted module, or a module tauon runs itself.
-    Raises LoadError naming the component and what went wrong."""
+    `dependency`: the name when `path` is one of the component's dependencies. Raises LoadError naming
+    the component (and dependency) and what went wrong."""
     kind = classify_file(path)
     if kind == "component":
         return Source(path, digest, kind)
@@ -109,35 +110,35 @@ def prepare_source(cache_dir: Path, path: Path, digest: str, *, component_id: st
     cached = cached_artifact(cache_dir, key)
     if cached is not None:
         return cached
-    field = f"components.{component_id}.source"
+    what = f"component '{component_id}'" + (f" dependency '{dependency}'" if dependency else "")
+    field = f"components.{component_id}." + (f"dependencies.{dependency}" if dependency else "source")
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise LoadError(f"component '{component_id}': cannot read {path}: {exc.strerror}",
-                        field=field) from None
+        raise LoadError(f"{what}: cannot read {path}: {exc.strerror}", field=field) from None
     if not data.startswith(b"\0asm"):
         return Source(path, digest, kind)  # WAT text: wasmtime compiles it as a module
     try:
         conversion = classify(read_module_info(data))
     except UnsupportedBindgen as exc:
-        raise LoadError(f"component '{component_id}': {exc}", field=field,
+        raise LoadError(f"{what}: {exc}", field=field,
                         hint="rebuild it with a wit-bindgen between 0.5 and 1.0, or as a component "
                              "(e.g. the wasm32-wasip2 target)") from None
     except ValueError as exc:
-        raise LoadError(f"component '{component_id}': {exc}", field=field) from None
+        raise LoadError(f"{what}: {exc}", field=field) from None
     if conversion != REACTOR:
         return Source(path, digest, kind)
     with key_lock(key):
         cached = cached_artifact(cache_dir, key)
         if cached is not None:
             return cached
-        converted = _convert(path, component_id, bounds)
-        log.info("component '%s': converted a wit-bindgen core module to a component (%d bytes)",
-                 component_id, len(converted))
+        converted = _convert(path, what, field, bounds)
+        log.info("%s: converted a wit-bindgen core module to a component (%d bytes)", what,
+                 len(converted))
         return store_artifact(cache_dir, key, converted)
 
 
-def _convert(path: Path, component_id: str, bounds: encoder.Bounds) -> bytes:
+def _convert(path: Path, what: str, field: str, bounds: encoder.Bounds) -> bytes:
     adapter = encoder.adapter_path(encoder.REACTOR_ADAPTER)
     with tempfile.TemporaryDirectory(prefix="tauon-componentize-") as tmp:
         out = Path(tmp) / "component.wasm"
@@ -147,8 +148,8 @@ def _convert(path: Path, component_id: str, bounds: encoder.Bounds) -> bytes:
             return out.read_bytes()
         except encoder.EncoderError as exc:
             raise LoadError(
-                f"component '{component_id}': converting its core module to a component with the "
-                f"preview1 reactor adapter failed: {exc}", field=f"components.{component_id}.source",
+                f"{what}: converting its core module to a component with the preview1 reactor "
+                f"adapter failed: {exc}", field=field,
                 hint="check the module with `wasm-tools component new --adapt`; rebuilding it as a "
                      "component avoids the conversion") from None
         finally:

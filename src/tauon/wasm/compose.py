@@ -72,8 +72,8 @@ def _dependency_source(cache_dir: Path, dep: DependencyPlan, component_id: str,
         parse_dependency_name(dep.name)
     except ValueError as exc:
         raise LoadError(f"{what}: {exc}", field=f"components.{component_id}.dependencies") from None
-    source = prepare_source(cache_dir, Path(dep.wasm_path), dep.wasm_digest,
-                            component_id=f"{component_id}' dependency '{dep.name}", bounds=bounds)
+    source = prepare_source(cache_dir, Path(dep.wasm_path), dep.wasm_digest, component_id=component_id,
+                            bounds=bounds, dependency=dep.name)
     if source.kind != "component":
         raise LoadError(f"{what} is a core module that cannot be made a component (no wit-bindgen "
                         "0.5+ metadata)", field=f"components.{component_id}.dependencies.{dep.name}",
