@@ -33,6 +33,15 @@ INLINE_MAX = 128
 
 
 @dataclass
+class SpinDependency:
+    """A component dependency as `spin registry push --compose=false` keeps it (§1.2 step 3, §1.3)."""
+
+    wasm: bytes
+    export: str | None = None
+    inherit: str | dict[str, list[str]] | None = None  # "All", {"Some": [...]}, None = nothing
+
+
+@dataclass
 class SpinComponent:
     id: str
     wasm: bytes
@@ -40,6 +49,7 @@ class SpinComponent:
     env: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     config: dict[str, str] = field(default_factory=dict)
+    dependencies: dict[str, SpinDependency] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,9 +165,20 @@ def build_lock(app: SpinAppSpec) -> dict[str, Any]:
             entry["files"] = [{**_content_ref(data), "path": path} for path, data in comp.files.items()]
         if comp.config:
             entry["config"] = dict(sorted(comp.config.items()))
+        if comp.dependencies:
+            entry["dependencies"] = {name: _dependency(dep) for name, dep in comp.dependencies.items()}
         comps.append(entry)
     lock["components"] = comps
     return lock
+
+
+def _dependency(dep: SpinDependency) -> dict[str, Any]:
+    """LockedComponentDependency: source, export (always, null if unset), inherit (omitted = none)."""
+    entry: dict[str, Any] = {"source": {"content_type": "application/wasm", **_content_ref(dep.wasm)},
+                             "export": dep.export}
+    if dep.inherit is not None:
+        entry["inherit"] = dep.inherit
+    return entry
 
 
 def _descriptor(media_type: str, data: bytes) -> dict[str, Any]:
@@ -175,6 +196,7 @@ def build_artifact(app: SpinAppSpec, *, mode: Literal["simple", "archive"] = "si
     layers: list[tuple[str, bytes]] = []
     for comp in app.components:
         layers.append((WASM_LAYER, comp.wasm))
+        layers += [(WASM_LAYER, dep.wasm) for dep in comp.dependencies.values()]
         if mode == "archive" and comp.files:
             layers.append((ARCHIVE_LAYER, _tar_gz(comp.files)))
         elif mode == "simple":

@@ -11,9 +11,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from tauon.app.lockedapp import LockedApp, parse_locked_app
-from tauon.app.lockparts import LockedComponent
+from tauon.app.lockparts import Dependency, LockedComponent
 from tauon.app.plan import (
     ComponentPlan,
+    DependencyPlan,
     GenerationPlan,
     MountPlan,
     RedisTriggerPlan,
@@ -57,7 +58,37 @@ def _component_plan(component: LockedComponent, where: str) -> ComponentPlan:
         mounts=tuple(mounts),
         config=dict(component.config),
         metadata=dict(component.metadata),
+        dependencies=tuple(_dependency_plan(name, dep, f"{where}.dependencies.{name}")
+                           for name, dep in component.dependencies.items()),
     )
+
+
+def _dependency_plan(name: str, dep: Dependency, where: str) -> DependencyPlan:
+    content = dep.source.content
+    if not content.digest:
+        raise LoadError("has no digest", field=f"{where}.source",
+                        hint="the image is incomplete; push it again")
+    return DependencyPlan(name=name, wasm_path=_file_path(content.source, f"{where}.source"),
+                          wasm_digest=content.digest, export=dep.export, inherit=dep.inherit)
+
+
+def refuse_middleware(locked: LockedApp) -> None:
+    """Spin composes `trigger_dependencies` (HTTP middleware) only for wasi:http 0.3 (spin-spec §4.7),
+    which tauon cannot host, so an app that has them is refused rather than served without them."""
+    for i, component in enumerate(locked.components):
+        if any(component.trigger_dependencies.values()):
+            raise LoadError(
+                f"component '{component.id}' has trigger_dependencies (HTTP middleware), which tauon "
+                "does not run: Spin composes middleware only for wasi:http/handler@0.3 (WASIp3) "
+                "components, and the wasmtime Python binding cannot host component-model async",
+                field=f"components[{i}].trigger_dependencies",
+                hint="remove the middleware, or serve this app with Spin")
+    for trigger in locked.triggers:
+        if any(trigger.trigger_dependencies.values()):
+            raise LoadError(
+                f"trigger '{trigger.id}' has trigger_dependencies (HTTP middleware), which tauon does "
+                "not run (WASIp3 only)", field=f"triggers[{trigger.index}].trigger_dependencies",
+                hint="remove the middleware, or serve this app with Spin")
 
 
 def _triggers(locked: LockedApp) -> tuple[TriggerPlan, ...]:
@@ -102,6 +133,11 @@ def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> Generati
                         hint=exc.hint or "fix the app and push it again") from None
     for warning in locked.warnings:
         log.warning("%s: %s", spec.id, warning)
+    try:
+        refuse_middleware(locked)
+    except TauonError as exc:
+        raise LoadError(f"the locked app in {spec.reference}, {exc.field}: {exc.message}", file=spec.id,
+                        hint=exc.hint) from None
     _check_address(spec, locked)
     used = {t.config.component for t in locked.triggers if t.config.component is not None}
     used |= {t.config.component for t in locked.redis_triggers}

@@ -34,6 +34,20 @@ class MountPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class DependencyPlan:
+    """One of a component's `dependencies` (spin-spec §2.5), composed into it before it runs."""
+
+    name: str
+    """The dependency name as the lock writes it: 'ns:pkg/iface@1.0.0', 'ns:pkg@1.0.0', 'ns:pkg', 'plain'."""
+    wasm_path: str
+    wasm_digest: str
+    export: str | None = None
+    """The dependency's export that satisfies the matched imports (default: the import's own name)."""
+    inherit: str | tuple[str, ...] = ()
+    """'all', or the capability sets the dependency inherits from the component (() = none)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ComponentPlan:
     id: str
     wasm_path: str
@@ -45,6 +59,7 @@ class ComponentPlan:
     config: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     """The locked app's component metadata (allowed_outbound_hosts, key_value_stores, ...)."""
+    dependencies: tuple[DependencyPlan, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from tauon.server.chaining import ServiceChain
 from tauon.server.redis_routes import RedisRoutes, build_redis_routes
 from tauon.services import AppServices
 from tauon.wasm.engine import WasmEngine
+from tauon.wasm.prepare import prepare_component
 
 log = logging.getLogger("tauon.app")
 
@@ -153,7 +154,7 @@ def _build_executor(plan: GenerationPlan, trigger: TriggerPlan, engine: WasmEngi
     """Spin's executor selection (spin-spec §4.1, §4.6): WAGI (a `_start` module or a wasi:cli/run
     component), a Spin 1.x module exporting handle-http-request, or a component chosen by its exports."""
     assert trigger.component is not None
-    component = plan.components[trigger.component]
+    component = prepare_component(engine.cache_dir, plan.components[trigger.component])
     path = Path(component.wasm_path)
     kind = engine.classify(path)
     if trigger.executor == "wagi" and kind == "module":
