@@ -25,6 +25,7 @@ from tauon.settings import (
     loop_options,
     worker_count,
 )
+from tauon.wasm.compile_limits import MIN_MEMORY_MIB, CompileLimits
 from tauon.wasm.pool import PoolSettings, warm_slots_per_process
 
 DESCRIPTION = """\
@@ -101,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "sockets, each with its own GIL; 'auto': the CPUs this process may use (affinity, "
                    "capped by a cgroup CPU quota); 1: this process alone. Per-app concurrency and "
                    "the instance pool are per process (default: auto; $TAUON_WORKERS)")
+    defaults = CompileLimits()
+    p.add_argument("--compile-memory-mib", type=int, metavar="MIB",
+                   default=env.get("TAUON_COMPILE_MEMORY_MIB") or defaults.memory_mib,
+                   help="memory (data segment) the child process compiling an app's wasm may use; "
+                   "an app whose wasm needs more fails to load, naming the component (default: "
+                   f"{defaults.memory_mib}; $TAUON_COMPILE_MEMORY_MIB)")
+    p.add_argument("--compile-timeout", type=float, metavar="SECONDS",
+                   default=env.get("TAUON_COMPILE_TIMEOUT") or defaults.timeout,
+                   help="wall-clock seconds compiling one app's wasm may take before its child process "
+                   f"is killed and the app fails to load (default: {defaults.timeout:g}; "
+                   "$TAUON_COMPILE_TIMEOUT)")
     p.add_argument("--version", action="version", version=f"tauon {__version__}")
     return p
 
@@ -108,12 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     env = os.environ
     home = home_dir(env)
-    for name in ("drain_timeout", "resync_interval", "pull_timeout", "max_backoff"):
+    for name in ("drain_timeout", "resync_interval", "pull_timeout", "max_backoff", "compile_timeout"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be > 0")
     for name in ("instance_pool", "keep_resident_mib"):
         if getattr(args, name) < 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be >= 0")
+    if args.compile_memory_mib < MIN_MEMORY_MIB:
+        raise SystemExit(f"tauon: --compile-memory-mib must be >= {MIN_MEMORY_MIB}")
     if args.running_guests is not None and args.running_guests < 1:
         raise SystemExit("tauon: --running-guests must be >= 1")
     try:
@@ -141,6 +155,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                           warm_slots=warm_slots_per_process(workers)),
         running_guests=args.running_guests,
         workers=workers,
+        compile=CompileLimits(memory_mib=args.compile_memory_mib, timeout=args.compile_timeout),
     )
 
 

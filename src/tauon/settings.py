@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tauon.control.spec import Address
 from tauon.cpus import usable_cpus
+from tauon.wasm.compile_limits import CompileLimits
 from tauon.wasm.pool import PoolSettings
 
 
@@ -44,6 +45,8 @@ class Settings:
     """Guests executing at once across apps (wasm/slots.py); None: the CPUs this process may use."""
     workers: int = 1
     """Processes serving requests: the daemon plus workers - 1 (workers/pool.py)."""
+    compile: CompileLimits = field(default_factory=CompileLimits)
+    """Limits of the child process that compiles an app's wasm (wasm/sandbox.py)."""
 
     @property
     def reference_base(self) -> Path:

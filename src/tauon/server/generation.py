@@ -25,6 +25,7 @@ from tauon.executors.wagi import WagiExecutor
 from tauon.server.chaining import ServiceChain
 from tauon.services import AppServices
 from tauon.wasm.engine import WasmEngine
+from tauon.wasm.sandbox import compile_missing
 
 log = logging.getLogger("tauon.app")
 
@@ -87,7 +88,9 @@ class Generation:
 
 async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine,
                            compile_limiter: anyio.CapacityLimiter) -> Generation:
-    """Compile every component a route needs (in a worker thread) and wire the router."""
+    """Compile every component a route needs (in a child process, wasm/sandbox.py, unless the engine
+    compiles in process) and load them and wire the router in a worker thread."""
+    await compile_missing(engine, plan, compile_limiter)
     limiter = anyio.CapacityLimiter(plan.limits.max_concurrency)
     chain = ServiceChain(asyncio.get_running_loop())
     router, executors, services = await anyio.to_thread.run_sync(

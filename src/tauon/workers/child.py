@@ -202,7 +202,7 @@ async def run(sock: socket.socket) -> None:
     setup_logging(settings.log_level, settings.log_format)
     tag_worker(message["worker"])
     engine = WasmEngine(settings.cache_dir / "compiled", pool=settings.pool,
-                        run_slots=settings.running_guests)
+                        run_slots=settings.running_guests, sandbox=settings.compile)
     engine.start()
     try:
         async with anyio.create_task_group() as tg:
