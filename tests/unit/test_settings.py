@@ -127,7 +127,7 @@ def test_compile_limits_from_flag_or_env(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("TAUON_COMPILE_MEMORY_MIB", raising=False)
     monkeypatch.delenv("TAUON_COMPILE_TIMEOUT", raising=False)
     defaults = settings_from_args(build_parser().parse_args([])).compile
-    assert (defaults.memory_mib, defaults.timeout) == (1536, 180.0)
+    assert (defaults.memory_mib, defaults.timeout) == (1536, 300.0)
     flagged = settings_from_args(build_parser().parse_args(
         ["--compile-memory-mib", "768", "--compile-timeout", "30"])).compile
     assert (flagged.memory_mib, flagged.timeout) == (768, 30.0)

@@ -74,6 +74,9 @@ def _compile(cache_dir: Path, jobs: list[dict[str, str]], reporter: _Reporter) -
                 compile_component(engine, path, digest)
                 cached = has_compiled(engine, digest)
         except LoadError as exc:
+            if _out_of_memory(exc):  # an mmap refused under the limit, reported as an error
+                reporter.send(memory=component)
+                return 3
             reporter.send(error={"message": exc.message, "field": exc.field, "hint": exc.hint})
             return 1
         except MemoryError:
@@ -87,6 +90,11 @@ def _compile(cache_dir: Path, jobs: list[dict[str, str]], reporter: _Reporter) -
             return 1
         reporter.send(done=component)
     return 0
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    text = f"{exc} {exc.__cause__ or ''}"
+    return "os error 12" in text or "Cannot allocate memory" in text or "out of memory" in text
 
 
 def main() -> int:

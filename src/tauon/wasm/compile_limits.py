@@ -14,6 +14,6 @@ class CompileLimits:
     memory_mib: int = 1536
     """The child's data segment (RLIMIT_DATA: heap and private writable mappings). Compiling the
     37 MB python-sdk fixture peaks at ~450 MiB resident here."""
-    timeout: float = 180.0
+    timeout: float = 300.0
     """Wall-clock seconds one app's missing artifacts may take to compile (the python-sdk fixture
-    takes ~10 s on one loaded core)."""
+    takes ~10 s on an idle core, up to 80 s on a 2-core VM at a load average of 20)."""
