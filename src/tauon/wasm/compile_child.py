@@ -1,8 +1,8 @@
 """The compile child: compiles an app's missing wasm into the compile cache, under the limits it is given.
 
 Run as `python -m tauon.wasm.compile_child` by wasm/sandbox.py, never by hand. It reads one JSON
-request on stdin ({"cache_dir", "memory_mib", "jobs": [{"component", "path", "digest"}]}), caps its
-own data segment before touching any wasm, and reports on stdout, one JSON object a line:
+request on stdin ({"cache_dir", "memory_mib", "timeout", "jobs": [{"component", "path", "digest"}]}),
+caps its own data segment before touching any wasm, and reports on stdout, one JSON object a line:
 {"compiling": id}, {"done": id}, {"log": [level, logger, message]}, {"error": {...}} (a LoadError,
 after which it exits 1) or {"memory": id} (Python ran out of memory; Rust's allocator aborts the
 process instead, which the parent recognises by the signal).
@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import math
 import os
 import resource
 import signal
@@ -23,10 +24,12 @@ from typing import IO, Any
 _PR_SET_PDEATHSIG = 1
 
 
-def _limit(memory_mib: int) -> None:
+def _limit(memory_mib: int, timeout: float) -> None:
     limit = memory_mib << 20
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an aborted compile leaves no core file
+    # The parent kills it at `timeout`; this ends it too should the parent have lost track of it.
+    signal.alarm(math.ceil(timeout) + 5)
 
 
 def _die_with_parent() -> None:
@@ -99,7 +102,7 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 def main() -> int:
     request = json.loads(sys.stdin.read())
-    _limit(int(request["memory_mib"]))
+    _limit(int(request["memory_mib"]), float(request["timeout"]))
     _die_with_parent()
     reporter = _Reporter(sys.stdout)
     logging.basicConfig(level=logging.INFO, handlers=[reporter], force=True)
