@@ -1,8 +1,9 @@
 """The compile child: compiles an app's missing wasm into the compile cache, under the limits it is given.
 
 Run as `python -m tauon.wasm.compile_child` by wasm/sandbox.py, never by hand. It reads one JSON
-request on stdin ({"cache_dir", "memory_mib", "timeout", "jobs": [{"component", "path", "digest"}]}),
-caps its own data segment before touching any wasm, and reports on stdout, one JSON object a line:
+request on stdin ({"cache_dir", "key_settings", "memory_mib", "timeout", "jobs": [{"component",
+"path", "digest"}]}), caps its own data segment before touching any wasm, and reports on stdout, one
+JSON object a line:
 {"compiling": id}, {"done": id}, {"log": [level, logger, message]}, {"error": {...}} (a LoadError,
 after which it exits 1) or {"memory": id} (Python ran out of memory; Rust's allocator aborts the
 process instead, which the parent recognises by the signal).
@@ -58,14 +59,15 @@ class _Reporter(logging.Handler):
         self.send(log=[record.levelno, record.name, record.getMessage()])
 
 
-def _compile(cache_dir: Path, jobs: list[dict[str, str]], reporter: _Reporter) -> int:
+def _compile(cache_dir: Path, key_settings: dict[str, str], jobs: list[dict[str, str]],
+             reporter: _Reporter) -> int:
     # Imported only now, under the limit: these load wasmtime.
     from tauon.errors import LoadError
-    from tauon.wasm.component.cache import compile_component, has_compiled
     from tauon.wasm.engine import WasmEngine
     from tauon.wasm.pool import PoolSettings
 
-    engine = WasmEngine(cache_dir, pool=PoolSettings(instances=0), run_slots=1)  # compiles only
+    # Compiles only (no pool); the parent's key settings, so the parent finds what this writes.
+    engine = WasmEngine(cache_dir, pool=PoolSettings(instances=0), run_slots=1, key_settings=key_settings)
     for job in jobs:
         component, path, digest = job["component"], Path(job["path"]), job["digest"]
         reporter.send(compiling=component)
@@ -73,9 +75,11 @@ def _compile(cache_dir: Path, jobs: list[dict[str, str]], reporter: _Reporter) -
             if engine.classify(path) == "module":
                 engine.compile_module(path, digest)
                 cached = engine.has_compiled(digest)
-            else:
-                compile_component(engine, path, digest)
-                cached = has_compiled(engine, digest)
+            else:  # the component binding and bulk-body rewriting: imported only when needed
+                from tauon.wasm.component import cache
+
+                cache.compile_component(engine, path, digest)
+                cached = cache.has_compiled(engine, digest)
         except LoadError as exc:
             if _out_of_memory(exc):  # an mmap refused under the limit, reported as an error
                 reporter.send(memory=component)
@@ -107,7 +111,7 @@ def main() -> int:
     reporter = _Reporter(sys.stdout)
     logging.basicConfig(level=logging.INFO, handlers=[reporter], force=True)
     try:
-        return _compile(Path(request["cache_dir"]), request["jobs"], reporter)
+        return _compile(Path(request["cache_dir"]), request["key_settings"], request["jobs"], reporter)
     except MemoryError:
         reporter.send(memory=None)
         return 3

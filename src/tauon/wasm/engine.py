@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import logging
 import math
 import platform
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import wasmtime
@@ -44,7 +43,8 @@ class WasmEngine:
 
     def __init__(self, cache_dir: Path, *, epoch_interval: float = 0.01,
                  pool: PoolSettings | None = None, run_slots: int | None = None,
-                 sandbox: CompileLimits | None = None) -> None:
+                 sandbox: CompileLimits | None = None, key_settings: Mapping[str, str] | None = None,
+                 ) -> None:
         if epoch_interval <= 0:
             raise ValueError("epoch_interval must be positive")
         self.cache_dir = Path(cache_dir)
@@ -52,13 +52,8 @@ class WasmEngine:
         self.sandbox = sandbox
         """Set: compiles run in a child process under these limits; None: here (the child itself,
         tests and benchmarks)."""
-        self.settings: dict[str, str] = {
-            "epoch_interruption": "true",
-            "wasmtime": importlib.metadata.version("wasmtime"),
-            "machine": platform.machine(),
-            "system": platform.system(),
-            "format": CACHE_FORMAT,
-        }
+        self.settings: dict[str, str] = dict(key_settings) if key_settings else _key_settings()
+        """What the cache key covers besides the digest; a compile child is handed its parent's."""
         config = wasmtime.Config()
         config.epoch_interruption = True
         config.wasm_component_model = True
@@ -221,6 +216,18 @@ def watched(engine: WasmEngine, *captures: OutputCapture) -> Iterator[None]:
         for capture in captures:
             stack.enter_context(engine.watch_output(capture))
         yield
+
+
+def _key_settings() -> dict[str, str]:
+    import importlib.metadata  # here: a compile child, handed these, skips its import time
+
+    return {
+        "epoch_interruption": "true",
+        "wasmtime": importlib.metadata.version("wasmtime"),
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "format": CACHE_FORMAT,
+    }
 
 
 def not_cached(wasm_path: Path, artifact: Path) -> LoadError:

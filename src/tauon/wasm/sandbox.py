@@ -85,7 +85,8 @@ class _Progress:
 
 async def _run_child(engine: WasmEngine, limits: CompileLimits, components: list[ComponentPlan],
                      app_id: str) -> None:
-    request = {"cache_dir": str(engine.cache_dir), "memory_mib": limits.memory_mib, "timeout": limits.timeout,
+    request = {"cache_dir": str(engine.cache_dir), "key_settings": engine.settings,
+               "memory_mib": limits.memory_mib, "timeout": limits.timeout,
                "jobs": [{"component": c.id, "path": c.wasm_path, "digest": c.wasm_digest}
                         for c in components]}
     progress = _Progress(current=components[0].id)
