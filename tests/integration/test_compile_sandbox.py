@@ -175,3 +175,21 @@ def test_a_warm_restart_spawns_no_compile_child(tmp_path: Path, registry: Regist
             wait_http(f"http://127.0.0.1:{port}/?0", contains="in warm", timeout=60)
             log = tauon.wait_log(r"worker 1 \(pid \d+\) serves 1 apps", timeout=60)  # built it too
             assert len(re.findall(spawned, log)) == expected, log
+
+
+def test_a_compile_child_dies_with_a_daemon_killed_outright(tmp_path: Path, registry: RegistryServer) -> None:
+    slow = push_wasm_app(registry, "sandbox/orphan", "orphan", slow_compile())
+    with run_tauon(tmp_path) as tauon:
+        (tauon.watch_dir / "orphan.json").write_text(app_file(slow, free_port()))
+        deadline = time.monotonic() + 30
+        children: list[int] = []
+        while not children:
+            assert time.monotonic() < deadline, f"no compile child within 30 s:\n{tauon.log()}"
+            time.sleep(0.05)
+            children = compile_children(tauon.proc.pid)
+        tauon.proc.kill()
+        tauon.proc.wait(10)
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in children):
+            assert time.monotonic() < deadline, f"compile child {children} outlived a killed daemon"
+            time.sleep(0.05)
