@@ -166,14 +166,21 @@ def test_sigterm_during_a_stuck_compile_kills_it_and_exits_promptly(
 
 
 def test_a_warm_restart_spawns_no_compile_child(tmp_path: Path, registry: RegistryServer) -> None:
+    """Two apps share the image: its wasm is compiled once, by the daemon (the worker process and the
+    second app load it from the cache), and not at all after a restart."""
     ref = push_sleep_app(registry, "sandbox/warm", "v1", version="warm")
-    port = free_port()
+    ports = free_port(), free_port()
     spawned = r"compiling sleepy in a child process"
     for run, expected in enumerate((1, 0)):
+        watch_dir = tmp_path / f"run{run}" / "apps"
+        watch_dir.mkdir(parents=True)
+        for name, port in zip(("warm", "twin"), ports, strict=True):
+            # In place before start: the worker starts once they serve and is sent both at once.
+            (watch_dir / f"{name}.json").write_text(app_file(ref, port))
         with run_tauon(tmp_path / f"run{run}", "--workers", "2", cache_dir=tmp_path / "cache") as tauon:
-            (tauon.watch_dir / "warm.json").write_text(app_file(ref, port))
-            wait_http(f"http://127.0.0.1:{port}/?0", contains="in warm", timeout=60)
-            log = tauon.wait_log(r"worker 1 \(pid \d+\) serves 1 apps", timeout=60)  # built it too
+            for port in ports:
+                wait_http(f"http://127.0.0.1:{port}/?0", contains="in warm", timeout=60)
+            log = tauon.wait_log(r"worker 1 \(pid \d+\) serves 2 apps", timeout=60)  # built them too
             assert len(re.findall(spawned, log)) == expected, log
 
 

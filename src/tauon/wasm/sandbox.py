@@ -12,6 +12,7 @@ cache; every process then maps the artifacts from it as before.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -61,6 +62,10 @@ def _has_compiled(engine: WasmEngine, component: ComponentPlan) -> bool:
     return cache.has_compiled(engine, component.wasm_digest)
 
 
+_compiling: dict[str, anyio.Lock] = {}
+"""wasm digest -> held while a child compiles it: apps sharing a component compile it once."""
+
+
 async def compile_missing(engine: WasmEngine, plan: GenerationPlan, limiter: anyio.CapacityLimiter) -> None:
     """Compile what `plan` needs and the cache lacks in a child under `engine.sandbox`'s limits.
     No-op for an engine without a sandbox (it compiles in process) and when everything is cached.
@@ -71,8 +76,20 @@ async def compile_missing(engine: WasmEngine, plan: GenerationPlan, limiter: any
     components = missing(engine, plan)
     if not components:
         return
-    async with limiter:
-        await _run_child(engine, limits, components, plan.app_id)
+    digests = sorted(c.wasm_digest for c in components)  # one order for every app: no deadlock
+    locks = [_compiling.setdefault(digest, anyio.Lock()) for digest in digests]
+    try:
+        async with contextlib.AsyncExitStack() as held:
+            for lock in locks:
+                await held.enter_async_context(lock)
+            components = missing(engine, plan)  # another app's child may have compiled some
+            if components:
+                async with limiter:
+                    await _run_child(engine, limits, components, plan.app_id)
+    finally:
+        for digest, lock in zip(digests, locks, strict=True):
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                _compiling.pop(digest, None)
 
 
 @dataclass
