@@ -27,6 +27,7 @@ from tauon.settings import (
     request_head_limit,
     worker_count,
 )
+from tauon.wasm.compile_limits import MIN_MEMORY_MIB, CompileLimits
 from tauon.wasm.pool import PoolSettings, warm_slots_per_process
 
 DESCRIPTION = """\
@@ -129,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", type=int, default=None, metavar="N",
                    help="open client connections per serving process; more are closed at once, with a "
                    "warning (default: three quarters of the descriptor limit, at most 10000)")
+    defaults = CompileLimits()
+    p.add_argument("--compile-memory-mib", type=int, metavar="MIB",
+                   default=env.get("TAUON_COMPILE_MEMORY_MIB") or defaults.memory_mib,
+                   help="memory (data segment) the child process compiling an app's wasm may use; "
+                   "an app whose wasm needs more fails to load, naming the component (default: "
+                   f"{defaults.memory_mib}; $TAUON_COMPILE_MEMORY_MIB)")
+    p.add_argument("--compile-timeout", type=float, metavar="SECONDS",
+                   default=env.get("TAUON_COMPILE_TIMEOUT") or defaults.timeout,
+                   help="wall-clock seconds compiling one app's wasm may take before its child process "
+                   f"is killed and the app fails to load (default: {defaults.timeout:g}; "
+                   "$TAUON_COMPILE_TIMEOUT)")
     p.add_argument("--version", action="version", version=f"tauon {__version__}")
     return p
 
@@ -137,7 +149,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     env = os.environ
     home = home_dir(env)
     for name in ("drain_timeout", "resync_interval", "pull_timeout", "pull_deadline", "start_grace",
-                 "max_backoff", "head_timeout", "body_timeout"):
+                 "max_backoff", "head_timeout", "body_timeout", "compile_timeout"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be > 0")
     cache_max = args.cache_max_gib if args.cache_max_gib is not None else env.get("TAUON_CACHE_MAX_GIB")
@@ -152,6 +164,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be >= 0")
     if args.max_connections is not None and args.max_connections < 1:
         raise SystemExit("tauon: --max-connections must be >= 1")
+    if args.compile_memory_mib < MIN_MEMORY_MIB:
+        raise SystemExit(f"tauon: --compile-memory-mib must be >= {MIN_MEMORY_MIB}")
     if args.running_guests is not None and args.running_guests < 1:
         raise SystemExit("tauon: --running-guests must be >= 1")
     try:
@@ -191,6 +205,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         head_timeout=args.head_timeout,
         body_timeout=args.body_timeout,
         max_connections=args.max_connections,
+        compile=CompileLimits(memory_mib=args.compile_memory_mib, timeout=args.compile_timeout),
     )
 
 

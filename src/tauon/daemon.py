@@ -80,7 +80,7 @@ async def run_daemon(settings: Settings, notifier: Notifier | None = None) -> No
     settings.state_root.mkdir(parents=True, exist_ok=True)
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
     engine = WasmEngine(settings.cache_dir / "compiled", pool=settings.pool,
-                        run_slots=settings.running_guests)
+                        run_slots=settings.running_guests, sandbox=settings.compile)
     engine.start()
     log.info("tauon %s %s (state %s, cache %s)", "serving the apps in" if settings.apps_file else "watching",
              source, settings.state_root, settings.cache_dir)

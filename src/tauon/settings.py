@@ -16,6 +16,7 @@ from pathlib import Path
 from tauon.control.spec import Address
 from tauon.cpus import usable_cpus
 from tauon.registry.gc import CacheLimits, default_max_bytes
+from tauon.wasm.compile_limits import CompileLimits
 from tauon.wasm.pool import PoolSettings
 
 DEFAULT_MAX_REQUEST_HEAD = 8192 + 4096 * 100
@@ -78,6 +79,8 @@ class Settings:
     """Guests executing at once across apps (wasm/slots.py); None: the CPUs this process may use."""
     workers: int = 1
     """Processes serving requests: the daemon plus workers - 1 (workers/pool.py)."""
+    compile: CompileLimits = field(default_factory=CompileLimits)
+    """Limits of the child process that compiles an app's wasm (wasm/sandbox.py)."""
     max_request_head: int = DEFAULT_MAX_REQUEST_HEAD
     """Bytes of request line and headers accepted; a larger head is answered 431 (server/httpproto.py)."""
     head_timeout: float = 30.0

@@ -3,6 +3,7 @@ only when every use is accounted for and the guest's allocator can shrink; wasmt
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import wasmtime
 from wasmtime.component import Component, ComponentInstanceType, FuncType
 from wasmtime.component import _types as wt
 
-from tauon.wasm.component.rewrite import realloc_shrinks, rewrite
+from tauon.wasm.component.rewrite import PROBE_MEMORY, PROBE_SECONDS, ProbeTimeout, realloc_shrinks, rewrite
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = (ROOT / "tests/fixtures/rewrite/streams.wat").read_text()
@@ -97,3 +98,25 @@ def test_the_real_fixtures_are_retyped_only_where_every_allocator_can_shrink() -
     for name in ("python-raw", "js"):
         binary = component_path(name).read_bytes()
         assert rewrite(binary) is not None and not realloc_shrinks(binary), name
+
+
+def test_an_allocator_that_never_returns_is_stopped_by_the_probe_deadline() -> None:
+    """The probe runs guest code at compile time: under an epoch deadline it ends, as ProbeTimeout."""
+    source = (ROOT / "tests/fixtures/components-extra/looping-realloc/component.wat").read_text()
+    binary = compile_wat(source)
+    assert rewrite(binary) is not None  # the probe is reached for this shape
+    started = time.monotonic()
+    with pytest.raises(ProbeTimeout, match=r"cabi_realloc"):
+        realloc_shrinks(binary)
+    assert time.monotonic() - started < PROBE_SECONDS + 5
+
+
+def test_an_allocator_growing_past_the_probe_cap_cannot_shrink() -> None:
+    """memory.grow beyond the probe's memory cap fails (-1): this allocator traps, so no rewrite."""
+    pages = PROBE_MEMORY // 65536 + 1
+    greedy = SOURCE.replace("(local.set $p (global.get $top))",
+                            f"(if (i32.lt_s (memory.grow (i32.const {pages})) (i32.const 0)) "
+                            "(then unreachable)) (local.set $p (global.get $top))")
+    assert greedy != SOURCE
+    assert not realloc_shrinks(compile_wat(greedy))
+    assert realloc_shrinks(compile_wat(SOURCE))

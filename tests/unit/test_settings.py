@@ -139,3 +139,25 @@ def test_max_request_head_from_flag_or_env(monkeypatch: pytest.MonkeyPatch) -> N
         head("--max-request-head", "lots")
     with pytest.raises(SystemExit, match=r"--max-request-head: must be at least 8192 bytes"):
         head("--max-request-head", "4096")
+
+
+def test_compile_limits_from_flag_or_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAUON_COMPILE_MEMORY_MIB", raising=False)
+    monkeypatch.delenv("TAUON_COMPILE_TIMEOUT", raising=False)
+    defaults = settings_from_args(build_parser().parse_args([])).compile
+    assert (defaults.memory_mib, defaults.timeout) == (1536, 300.0)
+    flagged = settings_from_args(build_parser().parse_args(
+        ["--compile-memory-mib", "768", "--compile-timeout", "30"])).compile
+    assert (flagged.memory_mib, flagged.timeout) == (768, 30.0)
+    monkeypatch.setenv("TAUON_COMPILE_MEMORY_MIB", "2048")
+    monkeypatch.setenv("TAUON_COMPILE_TIMEOUT", "90")
+    from_env = settings_from_args(build_parser().parse_args([])).compile
+    assert (from_env.memory_mib, from_env.timeout) == (2048, 90.0)
+    assert settings_from_args(build_parser().parse_args(["--compile-timeout", "5"])).compile.timeout == 5.0
+    for bad, message in ((["--compile-memory-mib", "100"], "--compile-memory-mib must be >= 256"),
+                         (["--compile-timeout", "0"], "--compile-timeout must be > 0")):
+        with pytest.raises(SystemExit, match=message):
+            settings_from_args(build_parser().parse_args(bad))
+    monkeypatch.setenv("TAUON_COMPILE_MEMORY_MIB", "lots")
+    with pytest.raises(SystemExit):  # argparse: invalid int value
+        build_parser().parse_args([])

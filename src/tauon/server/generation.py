@@ -8,6 +8,7 @@ generation is retired once its in-flight requests finish or the drain timeout pa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from tauon.server.redis_routes import RedisRoutes, build_redis_routes
 from tauon.services import AppServices
 from tauon.wasm.engine import WasmEngine
 from tauon.wasm.prepare import prepare_component
+from tauon.wasm.sandbox import compile_missing
 
 log = logging.getLogger("tauon.app")
 
@@ -94,14 +96,28 @@ class Generation:
 
 async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine,
                            compile_limiter: anyio.CapacityLimiter, *, redis: bool = False) -> Generation:
-    """Compile every component a route needs (in a worker thread) and wire the router. `redis`: also
-    build the Redis triggers' handlers (the daemon does; worker processes serve HTTP only)."""
+    """Prepare every component as Spin's loader does (convert core modules, compose dependencies: a
+    bounded encoder subprocess, wasm/prepare.py), compile what the cache lacks (in a bounded child
+    process, wasm/sandbox.py, unless the engine compiles in process), then load them and wire the
+    router in a worker thread. `redis`: also build the Redis triggers' handlers (the daemon does;
+    worker processes serve HTTP only)."""
+    plan = await anyio.to_thread.run_sync(_prepared, plan, engine, limiter=compile_limiter)
+    await compile_missing(engine, plan, compile_limiter)
     limiter = anyio.CapacityLimiter(plan.limits.max_concurrency)
     chain = ServiceChain(asyncio.get_running_loop())
     router, executors, services, routes = await anyio.to_thread.run_sync(
         _build_parts, plan, engine, limiter, chain, redis, limiter=compile_limiter
     )
     return Generation(plan, number, router, executors, services, routes)
+
+
+def _prepared(plan: GenerationPlan, engine: WasmEngine) -> GenerationPlan:
+    """`plan` with each component's wasm replaced by what tauon runs (wasm/prepare.py)."""
+    components = {cid: prepare_component(engine.cache_dir, component)
+                  for cid, component in plan.components.items()}
+    if all(components[cid] is plan.components[cid] for cid in components):
+        return plan
+    return dataclasses.replace(plan, components=components)
 
 
 class _LazyServices:
@@ -154,7 +170,7 @@ def _build_executor(plan: GenerationPlan, trigger: TriggerPlan, engine: WasmEngi
     """Spin's executor selection (spin-spec §4.1, §4.6): WAGI (a `_start` module or a wasi:cli/run
     component), a Spin 1.x module exporting handle-http-request, or a component chosen by its exports."""
     assert trigger.component is not None
-    component = prepare_component(engine.cache_dir, plan.components[trigger.component])
+    component = plan.components[trigger.component]  # prepared by build_generation
     path = Path(component.wasm_path)
     kind = engine.classify(path)
     if trigger.executor == "wagi" and kind == "module":

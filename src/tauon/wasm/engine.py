@@ -5,19 +5,21 @@ Compiling is the slow step (seconds for a 40 MB component), so compiled code is 
 unusable elsewhere: the wasm digest, the wasmtime version, the machine and the engine settings.
 A sidecar `<key>.cwasm.sha256` lets a truncated or bit-flipped artifact be detected before wasmtime
 maps it (wasmtime trusts deserialized code), so such entries are recompiled rather than loaded.
+
+With `sandbox` set (the daemon and its workers) this process never compiles: wasm/sandbox.py has a
+child process under those limits fill the cache first, and a miss here is a LoadError.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import logging
 import math
 import platform
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import wasmtime
@@ -25,6 +27,7 @@ import wasmtime
 from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
 from tauon.wasm.capture import CaptureWatchdog, OutputCapture
+from tauon.wasm.compile_limits import CompileLimits
 from tauon.wasm.kind import WasmKind, classify_file
 from tauon.wasm.pool import PoolSettings, can_reserve, configure
 from tauon.wasm.slots import RunSlots
@@ -39,18 +42,18 @@ class WasmEngine:
     """Thread-safe: compiles may run concurrently from worker threads of several apps."""
 
     def __init__(self, cache_dir: Path, *, epoch_interval: float = 0.01,
-                 pool: PoolSettings | None = None, run_slots: int | None = None) -> None:
+                 pool: PoolSettings | None = None, run_slots: int | None = None,
+                 sandbox: CompileLimits | None = None, key_settings: Mapping[str, str] | None = None,
+                 ) -> None:
         if epoch_interval <= 0:
             raise ValueError("epoch_interval must be positive")
         self.cache_dir = Path(cache_dir)
         self.epoch_interval = epoch_interval
-        self.settings: dict[str, str] = {
-            "epoch_interruption": "true",
-            "wasmtime": importlib.metadata.version("wasmtime"),
-            "machine": platform.machine(),
-            "system": platform.system(),
-            "format": CACHE_FORMAT,
-        }
+        self.sandbox = sandbox
+        """Set: compiles run in a child process under these limits; None: here (the child itself,
+        tests and benchmarks)."""
+        self.settings: dict[str, str] = dict(key_settings) if key_settings else _key_settings()
+        """What the cache key covers besides the digest; a compile child is handed its parent's."""
         config = wasmtime.Config()
         config.epoch_interruption = True
         config.wasm_component_model = True
@@ -136,6 +139,11 @@ class WasmEngine:
                 self._modules[key] = module
             return module
 
+    def has_compiled(self, digest: str) -> bool:
+        """Whether the module of `digest` is compiled (in memory or on disk; checked when loaded)."""
+        key = self.cache_key(digest)
+        return key in self._modules or all(path.is_file() for path in self._paths(key))
+
     def _lock_for(self, key: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(key, threading.Lock())
@@ -149,6 +157,8 @@ class WasmEngine:
         cached = self._load_cached(artifact, checksum)
         if cached is not None:
             return cached
+        if self.sandbox is not None:
+            raise not_cached(wasm_path, artifact)
         try:
             module = wasmtime.Module.from_file(self.engine, str(wasm_path))
         except wasmtime.WasmtimeError as exc:
@@ -206,6 +216,24 @@ def watched(engine: WasmEngine, *captures: OutputCapture) -> Iterator[None]:
         for capture in captures:
             stack.enter_context(engine.watch_output(capture))
         yield
+
+
+def _key_settings() -> dict[str, str]:
+    import importlib.metadata  # here: a compile child, handed these, skips its import time
+
+    return {
+        "epoch_interruption": "true",
+        "wasmtime": importlib.metadata.version("wasmtime"),
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "format": CACHE_FORMAT,
+    }
+
+
+def not_cached(wasm_path: Path, artifact: Path) -> LoadError:
+    """The error for a sandboxed process that finds no artifact where its compile child wrote one."""
+    return LoadError(f"{wasm_path}: its compiled code is missing from the cache ({artifact})",
+                     hint="another process may have removed it; the next retry compiles it again")
 
 
 def _sha256_file(path: Path) -> str:

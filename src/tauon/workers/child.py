@@ -228,7 +228,7 @@ async def run(sock: socket.socket) -> None:
     tag_worker(message["worker"])
     tracing.setup(worker=message["worker"])  # the daemon's environment, checked by the daemon already
     engine = WasmEngine(settings.cache_dir / "compiled", pool=settings.pool,
-                        run_slots=settings.running_guests)
+                        run_slots=settings.running_guests, sandbox=settings.compile)
     engine.start()
     try:
         async with anyio.create_task_group() as tg:

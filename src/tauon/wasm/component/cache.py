@@ -3,6 +3,7 @@
 The key is the engine's (wasm digest + wasmtime version + machine + engine settings), with a
 component-specific prefix so a module and a component of the same bytes never collide. Loading uses
 `deserialize_file` (mmap, milliseconds) and a checksum sidecar guards against truncated artifacts.
+As for modules, an engine with `sandbox` set only loads: its compile child fills the cache.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from wasmtime.component import Component
 from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
 from tauon.wasm.component import netparams, rewrite, routing
-from tauon.wasm.engine import WasmEngine
+from tauon.wasm.engine import WasmEngine, not_cached
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,14 @@ def compile_component(engine: WasmEngine, wasm_path: Path, digest: str) -> Compo
         return component
 
 
+def has_compiled(engine: WasmEngine, digest: str) -> bool:
+    """Whether the component of `digest` is compiled (in memory or on disk; checked when loaded)."""
+    key = component_key(engine, digest)
+    with _guard:
+        alive = key in _memory.get(engine, {})
+    return alive or all(path.is_file() for path in _paths(engine, key))
+
+
 def _paths(engine: WasmEngine, key: str) -> tuple[Path, Path]:
     artifact = engine.cache_dir / "components" / f"{key}.cwasm"
     return artifact, artifact.with_name(artifact.name + ".sha256")
@@ -63,19 +72,14 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
     cached = _load_cached(engine, artifact, checksum)
     if cached is not None:
         return cached
+    if engine.sandbox is not None:
+        raise not_cached(wasm_path, artifact)
     try:
         original = wasm_path.read_bytes()
     except FileNotFoundError as exc:
         raise LoadError(f"{wasm_path}: wasm file is missing") from exc
-    component = None
     # Socket imports wasmtime's C API can call (netparams.py), then the bulk-body forms of that.
-    retyped = netparams.retype(original)
-    for candidate in _candidates(wasm_path, original, retyped):
-        try:
-            component = Component(engine.engine, candidate)
-            break
-        except wasmtime.WasmtimeError as exc:  # the original still works, with slower bodies
-            log.info("%s: a bulk-body form was refused (%s); trying the next", wasm_path, exc)
+    component = _first_accepted(engine, wasm_path, original, netparams.retype(original))
     if component is None:
         try:
             component = Component(engine.engine, original)
@@ -85,6 +89,22 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
                             "with") from exc
     _store(artifact, checksum, bytes(component.serialize()))
     return component
+
+
+def _first_accepted(engine: WasmEngine, wasm_path: Path, original: bytes,
+                    retyped: bytes | None) -> Component | None:
+    """The first bulk-body (or socket-retyped) form wasmtime accepts, if any."""
+    try:
+        for candidate in _candidates(wasm_path, original, retyped):
+            try:
+                return Component(engine.engine, candidate)
+            except wasmtime.WasmtimeError as exc:  # the original still works, with slower bodies
+                log.info("%s: a bulk-body form was refused (%s); trying the next", wasm_path, exc)
+    except rewrite.ProbeTimeout as exc:
+        raise LoadError(f"{wasm_path}: {exc}",
+                        hint="the component's allocator loops or blocks, so no request could be served "
+                             "with it either; rebuild the component") from None
+    return None
 
 
 def _candidates(wasm_path: Path, original: bytes, retyped: bytes | None) -> Iterator[bytes]:
