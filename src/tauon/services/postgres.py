@@ -128,6 +128,7 @@ class PgConnection:
         self.pool = pool
         self.conn = conn
         self.broken = False
+        self.timed_out = False
 
     def query(self, statement: str, params: Sequence[Any], deadline: float) -> tuple[list[Any], list[Any]]:
         """(columns as (name, v4 data type), rows of v4 db-values). Raises PgError."""
@@ -141,13 +142,14 @@ class PgConnection:
                 cur.execute(statement.encode(), values)
                 rows = cur.fetchall()
                 description = cur.description or []
+                if not rows:  # Spin reads the column types from the first row: no row, no columns
+                    return [], []
+                # (naming a type psycopg does not know asks the server: still within the bound)
+                types = [pg_types.data_type(d.type_code, self._type_name) for d in description]
             except psycopg.Error as exc:
                 raise self._query_failed(exc) from None
             finally:
                 cur.close()
-        if not rows:  # Spin reads the column types from the first row: no row, no columns
-            return [], []
-        types = [pg_types.data_type(d.type_code, self._type_name) for d in description]
         convert = pg_types.converters(types)
         size = 0
         out = []
@@ -180,7 +182,7 @@ class PgConnection:
         info = psycopg.postgres.types.get(oid)
         if info is not None:
             return info.name
-        row = self.conn.execute("SELECT typname FROM pg_type WHERE oid = %s", [oid]).fetchone()
+        row = self.conn.execute("SELECT typname FROM pg_type WHERE oid = $1", [oid]).fetchone()
         return str(row[0]) if row else str(oid)
 
     def _bounded(self, deadline: float) -> Any:
@@ -188,20 +190,18 @@ class PgConnection:
         return self._clients.watchdog.guard(cutoff(deadline), self._shutdown)
 
     def _shutdown(self) -> None:
-        self.broken = True
+        self.broken = self.timed_out = True
         _shutdown(self.conn)
 
     def _query_failed(self, exc: psycopg.Error) -> PgError:
         if self.conn.closed or self.conn.pgconn.status != pq.ConnStatus.OK:
-            self.broken = True
-        if self.broken and not isinstance(exc, psycopg.errors.QueryCanceled):
-            text = str(exc).strip() or type(exc).__name__
-            if self.broken and "closed" not in text:
-                text = f"statement timed out: {text}"
-            return PgError("query-failed", ("text", text))
+            self.broken = True  # not given back to the pool
         diag = exc.diag
-        if diag.sqlstate is None:
-            return PgError("query-failed", ("text", str(exc).strip() or type(exc).__name__))
+        if diag.sqlstate is None:  # no answer from the server: a lost connection or the watchdog's cut
+            text = str(exc).strip() or type(exc).__name__
+            if self.timed_out:
+                text = f"no answer before the request's deadline: {text}"
+            return PgError("query-failed", ("text", text))
         severity = diag.severity_nonlocalized or diag.severity or "ERROR"
         as_text = f"db error: {severity}: {diag.message_primary or ''}"
         if diag.message_detail:
