@@ -109,16 +109,65 @@ def handle(state: HostState, req_rep: int, options_rep: int | None) -> tuple[str
         config.chain.start(component, request, future, state)
         return ok(state.table.push(future))
     timeouts = timeouts_for(state, options.timeouts)
-    thread = threading.Thread(target=_exchange, args=(state, request, scheme, future, timeouts, connect_to),
-                              name=f"tauon-http-out {config.label}", daemon=True)
+    release = _take_slot(state)
+    if release is None:
+        state.config.logger.warning("%s: outbound request refused: more than %d in flight (this request) "
+                                    "or %d (this process)", config.label, PER_REQUEST, PER_PROCESS)
+        if future.span is not None:
+            tracing.end_outbound_http(future.span, ("err", ("connection-limit-reached", None)))
+        return err(("connection-limit-reached", None))
+
+    def run() -> None:
+        try:
+            _exchange(state, request, scheme, future, timeouts, connect_to)
+        finally:
+            release()
+
+    thread = threading.Thread(target=run, name=f"tauon-http-out {config.label}", daemon=True)
     thread.start()
     return ok(state.table.push(future))
 
 
+PER_REQUEST = 64
+"""Outbound HTTP requests one guest request may have in flight: each holds a thread (which may outlive
+the guest until the remote answers, within the request's deadline)."""
+PER_PROCESS = 512
+"""...and all guests of this process together."""
+_process_slots = threading.BoundedSemaphore(PER_PROCESS)
+_REQUEST_SLOTS = "outbound-http-slots"
+
+
+def _take_slot(state: HostState) -> Callable[[], None] | None:
+    """A slot for one more outbound request (its release), or None when a bound is reached."""
+    mine: threading.BoundedSemaphore = state.extensions.setdefault(
+        _REQUEST_SLOTS, threading.BoundedSemaphore(PER_REQUEST))
+    if not mine.acquire(blocking=False):
+        return None
+    if not _process_slots.acquire(blocking=False):
+        mine.release()
+        return None
+
+    def release() -> None:
+        _process_slots.release()
+        mine.release()
+
+    return release
+
+
 def _refuse(state: HostState, url: str) -> tuple[str, Any]:
     state.config.logger.info("%s: outbound request to %s denied by allowed_outbound_hosts",
-                             state.config.label, url.split("?", 1)[0])
+                             state.config.label, loggable_url(url))
     return denied()
+
+
+def loggable_url(url: str) -> str:
+    """`url` for a log line: no query string, and no user:password@ (an authority may carry them)."""
+    url = url.split("?", 1)[0]
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
 
 
 def _origin_text(origin: tuple[str, int]) -> str:
