@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from tauon.control.supervisor import describe_failure
+from tauon.control.appslot import describe_failure
 
 
 def test_a_full_disk_names_the_path_and_the_fix(caplog: pytest.LogCaptureFixture) -> None:

@@ -11,14 +11,12 @@ A running slot may carry an error: its last good generation serves while a newer
 from __future__ import annotations
 
 import dataclasses
-import errno
 import functools
 import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -26,14 +24,12 @@ from anyio.abc import TaskGroup
 
 from tauon.app.loader import load_plan
 from tauon.app.plan import GenerationPlan
-from tauon.app.redis_triggers import redact_url
-from tauon.app.routes import describe_routes
+from tauon.control.appslot import AppSlot, banner, describe_failure, nothing
 from tauon.control.cachekeeper import CacheKeeper
 from tauon.control.progress import PullProgress
 from tauon.control.reconcile import Plan
 from tauon.control.spec import Address, AppSpec
 from tauon.errors import BindError, SpecError, TauonError
-from tauon.log import clip
 from tauon.metrics import ByteCounter, Metrics
 from tauon.registry import pull_app
 from tauon.server.generation import Generation, build_generation
@@ -48,68 +44,9 @@ from tauon.workers.pool import WorkerPool
 log = logging.getLogger("tauon")
 
 
-def _nothing() -> None:
-    pass
-
-
-@dataclass
-class AppSlot:
-    spec: AppSpec
-    state: str = "pending"
-    error: str | None = None
-    since: float = field(default_factory=time.time)
-    """When `state` last changed (a retry that fails the same way keeps it)."""
-    generation: Generation | None = None
-    serving_hash: str | None = None
-    listener: Listener | None = None
-    switchboard: Switchboard | None = None
-    redis: AppRedis | None = None
-    """The app's Redis subscriptions (apps with Redis triggers; in the daemon only)."""
-    worker: anyio.CancelScope | None = None
-    generations: int = 0
-    settled: anyio.Event = field(default_factory=anyio.Event)
-    """Set once the first attempt has either served or failed (readiness)."""
-    attempt_done: anyio.Event = field(default_factory=anyio.Event)
-    """Set once the current worker's first attempt has served or failed (reload settled)."""
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
-    removed: bool = False
-    on_change: Callable[[], None] = _nothing
-    replaced: GenerationPlan | None = None
-    """The plan of the generation the current one replaced: its cached content is kept too."""
-    tls_problem: str | None = None
-    """A certificate rotation that failed while the previous certificate keeps serving."""
-
-    def set_tls_problem(self, problem: str | None) -> None:
-        if problem != self.tls_problem:
-            self.tls_problem = problem
-            self.on_change()
-
-    def set_state(self, state: str, error: str | None = None) -> None:
-        if state != self.state:
-            self.since = time.time()
-        changed = (state, error) != (self.state, self.error)
-        self.state, self.error = state, error
-        if changed:
-            self.on_change()
-
-
-def describe_failure(app_id: str, exc: Exception) -> str:
-    """An error that is not a TauonError, as an operator can act on it; a traceback only for bugs."""
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f" ({exc.filename})" if exc.filename else ""
-        if exc.errno == errno.ENOSPC:
-            return (f"{app_id}: no space left on device{where} (free space there, or move --cache-dir / "
-                    "--state-root to a larger file system)")
-        return f"{app_id}: {exc.strerror}{where} (check that tauon may use that path)"
-    if isinstance(exc, RecursionError):
-        return f"{app_id}: the app's data is nested too deeply to process (check the image's locked app)"
-    log.exception("%s: unexpected failure", app_id)
-    return f"{app_id}: unexpected failure: {exc!r}"
-
-
 class Supervisor:
     def __init__(self, settings: Settings, engine: WasmEngine, tg: TaskGroup, *,
-                 metrics: Metrics | None = None, on_change: Callable[[], None] = _nothing,
+                 metrics: Metrics | None = None, on_change: Callable[[], None] = nothing,
                  workers: WorkerPool | None = None) -> None:
         self.settings = settings
         self.engine = engine
@@ -347,7 +284,7 @@ class Supervisor:
             slot.replaced = old_gen.plan
             self.tg.start_soon(self._retire, old_gen, self.settings.drain_timeout)
         self.cache.soon()
-        self._banner(spec, gen, replaced=old_gen)
+        log.info("%s", banner(spec, gen, replaced=old_gen))
 
     async def _activate_http(self, slot: AppSlot, spec: AppSpec, gen: Generation) -> None:
         address = spec.address
@@ -481,22 +418,6 @@ class Supervisor:
                 tg.start_soon(self._teardown, slot)
 
     # -- output --------------------------------------------------------------------------------
-
-    def _banner(self, spec: AppSpec, gen: Generation, *, replaced: Generation | None) -> None:
-        verb = f"updated to generation {gen.number}" if replaced is not None else "serving"
-        lines = [f"{spec.id}: {verb}: {clip(gen.plan.name)} {gen.plan.digest[:19]}"]
-        if gen.plan.listens and spec.address is not None:
-            url = spec.address.url("https" if spec.tls is not None else "http")
-            lines += [f"Serving {url}", "Available Routes:"]
-            lines += [f"  {line}" for line in describe_routes(
-                gen.router, url, label=lambda t: t.trigger.component or t.trigger.id)]
-        if gen.redis is not None:  # as Spin prints its Redis trigger's subscriptions
-            for redis_url, channels in gen.redis.subscriptions.items():
-                shown = redact_url(redis_url)
-                lines.append(f"Active Channels on {shown}:")
-                lines += [f"\t{shown}/{channel}: [{','.join(components)}]"
-                          for channel, components in channels.items()]
-        log.info("\n".join(lines))
 
     def state_dir_of(self, spec: AppSpec) -> Path | None:
         if spec.state_dir is None:
