@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tauon import tracing
 from tauon.hostif.outbound_common import allowed, clients, log_failure
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import Handle, Result, reserve
@@ -74,4 +75,8 @@ FUNCS: dict[str, Callable[..., Result]] = {
     "[method]connection.publish": _publish,
 }
 
-INTERFACES = [HostInterface("fermyon:spin/mqtt@2.0.0", FUNCS, ("connection",))]
+MQTT = {"messaging.system": "mqtt"}
+"""Span attributes of this client's calls (OpenTelemetry semantic conventions)."""
+
+INTERFACES = [HostInterface("fermyon:spin/mqtt@2.0.0", tracing.traced(FUNCS, MQTT, kind="producer"),
+                            ("connection",))]

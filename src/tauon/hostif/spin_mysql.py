@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tauon import tracing
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import Handle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
@@ -122,7 +123,10 @@ V1_FUNCS: dict[str, Callable[..., Result]] = {
     "execute": _v1(lambda c, q, p, d: c.execute(q, p, d)),
 }
 
+MYSQL = {"db.system.name": "mysql"}
+"""Span attributes of this client's calls (OpenTelemetry semantic conventions)."""
+
 INTERFACES = [
-    HostInterface("fermyon:spin/mysql@2.0.0", V2_FUNCS, ("connection",)),
-    HostInterface("fermyon:spin/mysql", V1_FUNCS),
+    HostInterface("fermyon:spin/mysql@2.0.0", tracing.traced(V2_FUNCS, MYSQL), ("connection",)),
+    HostInterface("fermyon:spin/mysql", tracing.traced(V1_FUNCS, MYSQL)),
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tauon import tracing
 from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.spin_common import Handle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
@@ -262,11 +263,16 @@ V1_FUNCS: dict[str, Callable[..., Result]] = {
 }
 
 
+POSTGRES = {"db.system.name": "postgresql"}
+"""Span attributes of this client's calls (OpenTelemetry semantic conventions)."""
+
 INTERFACES = [
-    HostInterface("fermyon:spin/postgres@2.0.0", V2_FUNCS, ("connection",)),
-    HostInterface("spin:postgres/postgres@3.0.0", V3_FUNCS, ("connection",)),
-    HostInterface("spin:postgres/postgres@4.0.0", V4_FUNCS, ("connection",)),
-    HostInterface("spin:postgres/postgres@4.1.0", V41_FUNCS, ("connection", "connection-builder")),
-    HostInterface("spin:postgres/postgres@4.2.0", V41_FUNCS, ("connection", "connection-builder")),
-    HostInterface("fermyon:spin/postgres", V1_FUNCS),
+    HostInterface("fermyon:spin/postgres@2.0.0", tracing.traced(V2_FUNCS, POSTGRES), ("connection",)),
+    HostInterface("spin:postgres/postgres@3.0.0", tracing.traced(V3_FUNCS, POSTGRES), ("connection",)),
+    HostInterface("spin:postgres/postgres@4.0.0", tracing.traced(V4_FUNCS, POSTGRES), ("connection",)),
+    HostInterface("spin:postgres/postgres@4.1.0", tracing.traced(V41_FUNCS, POSTGRES),
+                  ("connection", "connection-builder")),
+    HostInterface("spin:postgres/postgres@4.2.0", tracing.traced(V41_FUNCS, POSTGRES),
+                  ("connection", "connection-builder")),
+    HostInterface("fermyon:spin/postgres", tracing.traced(V1_FUNCS, POSTGRES)),
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tauon import tracing
 from tauon.hostif.outbound_common import allowed, clients, log_failure
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import Handle, Result, reserve
@@ -111,7 +112,10 @@ V1_FUNCS: dict[str, Callable[..., Result]] = {
     "execute": _v1("execute"),
 }
 
+REDIS = {"db.system.name": "redis"}
+"""Span attributes of this client's calls (OpenTelemetry semantic conventions)."""
+
 INTERFACES = [
-    HostInterface("fermyon:spin/redis@2.0.0", V2_FUNCS, ("connection",)),
-    HostInterface("fermyon:spin/redis", V1_FUNCS),
+    HostInterface("fermyon:spin/redis@2.0.0", tracing.traced(V2_FUNCS, REDIS), ("connection",)),
+    HostInterface("fermyon:spin/redis", tracing.traced(V1_FUNCS, REDIS)),
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tauon.tracing.config import TracingConfigError, tracing_config
@@ -108,6 +108,38 @@ def client_span(state: HasTrace | None, name: str, attributes: Mapping[str, Any]
     if active is None or state is None:
         return NO_SPAN
     return active.client_span(state.trace, name, attributes, kind)
+
+
+def traced(funcs: Mapping[str, Callable[..., Any]], system: Mapping[str, Any], *,
+           kind: str = "client") -> dict[str, Callable[..., Any]]:
+    """Host functions of an outbound client interface (Redis, PostgreSQL, MySQL, MQTT), each call in a
+    client span named "<operation> <system>" with `system`'s attributes (semantic conventions: e.g.
+    `db.system.name`) plus the operation's name. A result `("err", ...)` marks the span failed with the
+    error's case. Resource drops are not traced. Off: one comparison per call."""
+    label = next(iter(system.values()), "")
+
+    def wrap(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        operation = name.rsplit(".", 1)[-1].rsplit("]", 1)[-1]
+        key = "messaging.operation.name" if kind == "producer" else "db.operation.name"
+        attributes = {**system, key: operation}
+        span_name = f"{operation} {label}"
+
+        def call(state: Any, *args: Any) -> Any:
+            if ACTIVE is None or getattr(state, "trace", None) is None:
+                return func(state, *args)
+            with client_span(state, span_name, attributes, kind=kind) as span:
+                result = func(state, *args)
+                if isinstance(result, tuple) and len(result) == 2 and result[0] == "err":
+                    case = result[1][0] if isinstance(result[1], tuple) else result[1]
+                    from tauon.tracing.spans import mark_error
+                    mark_error(span, str(case))
+                return result
+
+        call.__name__ = getattr(func, "__name__", operation)
+        return call
+
+    return {name: func if name.startswith("[resource-drop]") else wrap(name, func)
+            for name, func in funcs.items()}
 
 
 def start_outbound_http(state: HasTrace, method: str, scheme: str, authority: str, path: str,
