@@ -49,12 +49,12 @@ def test_redis_calls_are_child_spans_of_the_request(registry: RegistryServer, tm
             redis_spans = received.wait_for(spans)
     traced = [s for s in redis_spans if s.trace_id == TRACE]
     by_name = {s.name: s for s in traced}
-    assert {"open redis", "set redis"} <= set(by_name), [s.name for s in traced]
+    assert {"OPEN", "SET"} <= set(by_name), [s.name for s in traced]  # Spin names Redis spans by command
     assert all(s.kind == "client" for s in traced)
     server_spans = [s for s in received.snapshot() if s.trace_id == TRACE and s.kind == "server"]
     assert server_spans
     # each call nests inside the request's trace (under the guest's execution span)
     ids = {s.span_id for s in received.snapshot() if s.trace_id == TRACE}
     assert all(s.parent_span_id in ids for s in traced)
-    failed = [s for s in redis_spans if s.trace_id != TRACE and s.name == "open redis"]
+    failed = [s for s in redis_spans if s.trace_id != TRACE and s.name == "OPEN"]
     assert failed and failed[0].status_code == 2  # the refused connection marks its span

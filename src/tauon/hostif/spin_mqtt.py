@@ -77,6 +77,9 @@ FUNCS: dict[str, Callable[..., Result]] = {
 
 MQTT = {"messaging.system": "mqtt"}
 """Span attributes of this client's calls (OpenTelemetry semantic conventions)."""
+MQTT_SPAN = "spin_outbound_mqtt.{}".format
+"""Span names as Spin names them."""
 
-INTERFACES = [HostInterface("fermyon:spin/mqtt@2.0.0", tracing.traced(FUNCS, MQTT, kind="producer"),
+INTERFACES = [HostInterface("fermyon:spin/mqtt@2.0.0",
+                            tracing.traced(FUNCS, MQTT, MQTT_SPAN, kind="producer"),
                             ("connection",))]

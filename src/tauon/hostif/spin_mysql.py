@@ -125,8 +125,10 @@ V1_FUNCS: dict[str, Callable[..., Result]] = {
 
 MYSQL = {"db.system.name": "mysql"}
 """Span attributes of this client's calls (OpenTelemetry semantic conventions)."""
+MYSQL_SPAN = "spin_outbound_mysql.{}".format
+"""Span names as Spin names them."""
 
 INTERFACES = [
-    HostInterface("fermyon:spin/mysql@2.0.0", tracing.traced(V2_FUNCS, MYSQL), ("connection",)),
-    HostInterface("fermyon:spin/mysql", tracing.traced(V1_FUNCS, MYSQL)),
+    HostInterface("fermyon:spin/mysql@2.0.0", tracing.traced(V2_FUNCS, MYSQL, MYSQL_SPAN), ("connection",)),
+    HostInterface("fermyon:spin/mysql", tracing.traced(V1_FUNCS, MYSQL, MYSQL_SPAN)),
 ]

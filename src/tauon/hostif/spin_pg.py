@@ -265,14 +265,22 @@ V1_FUNCS: dict[str, Callable[..., Result]] = {
 
 POSTGRES = {"db.system.name": "postgresql"}
 """Span attributes of this client's calls (OpenTelemetry semantic conventions)."""
+POSTGRES_SPAN = "spin_outbound_pg.{}".format
+"""Span names as Spin names them."""
 
 INTERFACES = [
-    HostInterface("fermyon:spin/postgres@2.0.0", tracing.traced(V2_FUNCS, POSTGRES), ("connection",)),
-    HostInterface("spin:postgres/postgres@3.0.0", tracing.traced(V3_FUNCS, POSTGRES), ("connection",)),
-    HostInterface("spin:postgres/postgres@4.0.0", tracing.traced(V4_FUNCS, POSTGRES), ("connection",)),
-    HostInterface("spin:postgres/postgres@4.1.0", tracing.traced(V41_FUNCS, POSTGRES),
+    HostInterface("fermyon:spin/postgres@2.0.0",
+                  tracing.traced(V2_FUNCS, POSTGRES, POSTGRES_SPAN),
+                  ("connection",)),
+    HostInterface("spin:postgres/postgres@3.0.0",
+                  tracing.traced(V3_FUNCS, POSTGRES, POSTGRES_SPAN),
+                  ("connection",)),
+    HostInterface("spin:postgres/postgres@4.0.0",
+                  tracing.traced(V4_FUNCS, POSTGRES, POSTGRES_SPAN),
+                  ("connection",)),
+    HostInterface("spin:postgres/postgres@4.1.0", tracing.traced(V41_FUNCS, POSTGRES, POSTGRES_SPAN),
                   ("connection", "connection-builder")),
-    HostInterface("spin:postgres/postgres@4.2.0", tracing.traced(V41_FUNCS, POSTGRES),
+    HostInterface("spin:postgres/postgres@4.2.0", tracing.traced(V41_FUNCS, POSTGRES, POSTGRES_SPAN),
                   ("connection", "connection-builder")),
-    HostInterface("fermyon:spin/postgres", tracing.traced(V1_FUNCS, POSTGRES)),
+    HostInterface("fermyon:spin/postgres", tracing.traced(V1_FUNCS, POSTGRES, POSTGRES_SPAN)),
 ]

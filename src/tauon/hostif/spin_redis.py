@@ -114,8 +114,10 @@ V1_FUNCS: dict[str, Callable[..., Result]] = {
 
 REDIS = {"db.system.name": "redis"}
 """Span attributes of this client's calls (OpenTelemetry semantic conventions)."""
+REDIS_SPAN = str.upper
+"""Span names as Spin names them."""
 
 INTERFACES = [
-    HostInterface("fermyon:spin/redis@2.0.0", tracing.traced(V2_FUNCS, REDIS), ("connection",)),
-    HostInterface("fermyon:spin/redis", tracing.traced(V1_FUNCS, REDIS)),
+    HostInterface("fermyon:spin/redis@2.0.0", tracing.traced(V2_FUNCS, REDIS, REDIS_SPAN), ("connection",)),
+    HostInterface("fermyon:spin/redis", tracing.traced(V1_FUNCS, REDIS, REDIS_SPAN)),
 ]

@@ -110,19 +110,18 @@ def client_span(state: HasTrace | None, name: str, attributes: Mapping[str, Any]
     return active.client_span(state.trace, name, attributes, kind)
 
 
-def traced(funcs: Mapping[str, Callable[..., Any]], system: Mapping[str, Any], *,
-           kind: str = "client") -> dict[str, Callable[..., Any]]:
+def traced(funcs: Mapping[str, Callable[..., Any]], system: Mapping[str, Any], name: Callable[[str], str],
+           *, kind: str = "client") -> dict[str, Callable[..., Any]]:
     """Host functions of an outbound client interface (Redis, PostgreSQL, MySQL, MQTT), each call in a
-    client span named "<operation> <system>" with `system`'s attributes (semantic conventions: e.g.
-    `db.system.name`) plus the operation's name. A result `("err", ...)` marks the span failed with the
-    error's case. Resource drops are not traced. Off: one comparison per call."""
-    label = next(iter(system.values()), "")
+    client span named `name(operation)` (Spin's span names) with `system`'s attributes (semantic
+    conventions: e.g. `db.system.name`) plus the operation's name. A result `("err", ...)` marks the
+    span failed with the error's case. Resource drops are not traced. Off: one comparison per call."""
 
-    def wrap(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-        operation = name.rsplit(".", 1)[-1].rsplit("]", 1)[-1]
+    def wrap(func_name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        operation = func_name.rsplit(".", 1)[-1].rsplit("]", 1)[-1]
         key = "messaging.operation.name" if kind == "producer" else "db.operation.name"
         attributes = {**system, key: operation}
-        span_name = f"{operation} {label}"
+        span_name = name(operation)
 
         def call(state: Any, *args: Any) -> Any:
             if ACTIVE is None or getattr(state, "trace", None) is None:
@@ -138,8 +137,8 @@ def traced(funcs: Mapping[str, Callable[..., Any]], system: Mapping[str, Any], *
         call.__name__ = getattr(func, "__name__", operation)
         return call
 
-    return {name: func if name.startswith("[resource-drop]") else wrap(name, func)
-            for name, func in funcs.items()}
+    return {func_name: func if func_name.startswith("[resource-drop]") else wrap(func_name, func)
+            for func_name, func in funcs.items()}
 
 
 def start_outbound_http(state: HasTrace, method: str, scheme: str, authority: str, path: str,
