@@ -64,7 +64,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
                 app_file(ref, port, limits={"request_timeout": 3}))
             urls[name] = f"http://127.0.0.1:{port}"
         for url in urls.values():
-            wait_http(f"{url}/.well-known/spin/health", timeout=120)
+            wait_http(f"{url}/.well-known/spin/health", timeout=300)  # four cold compiles, two at a time
         yield tauon, urls
 
 
