@@ -43,12 +43,14 @@ STDERR_TAIL = 4096
 
 
 def missing(engine: WasmEngine, plan: GenerationPlan) -> list[ComponentPlan]:
-    """The components the plan's routes need whose compiled code is not cached (one per digest)."""
+    """The components the plan's HTTP routes and Redis triggers need whose compiled code is not cached
+    (one per digest)."""
     needed: dict[str, ComponentPlan] = {}
-    for trigger in plan.triggers:
-        if trigger.component is not None:
-            component = plan.components[trigger.component]
-            needed.setdefault(component.wasm_digest, component)
+    used = [t.component for t in plan.triggers if t.component is not None]
+    used += [t.component for t in plan.redis_triggers]
+    for component_id in used:
+        component = plan.components[component_id]
+        needed.setdefault(component.wasm_digest, component)
     return [c for c in needed.values() if not _has_compiled(engine, c)]
 
 
