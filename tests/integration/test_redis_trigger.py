@@ -86,7 +86,8 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
 
 def app_status(tauon: TauonProcess, app_id: str) -> dict[str, Any]:
     apps = httpx.get(f"{tauon.admin}/status", timeout=5).json()["apps"]
-    row: dict[str, Any] = next(a for a in apps if a["app"] == app_id)
+    # {"state": None} until the watcher has seen the file (tests poll right after writing it)
+    row: dict[str, Any] = next((a for a in apps if a["app"] == app_id), {"state": None})
     return row
 
 
