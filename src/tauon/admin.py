@@ -25,12 +25,12 @@ def build_admin_app(view: DaemonView) -> Starlette:
 
     async def readyz(request: Request) -> Response:
         ready, body = readiness(view.supervisor, scanned=view.scanned.is_set(), stopping=view.stopping,
-                                grace_over=view.grace_over)
+                                grace=view.start_grace)
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def status(request: Request) -> Response:
         ready, _ = readiness(view.supervisor, scanned=view.scanned.is_set(), stopping=view.stopping,
-                                grace_over=view.grace_over)
+                                grace=view.start_grace)
         return JSONResponse({
             "version": __version__,
             "mode": view.mode,

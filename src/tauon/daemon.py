@@ -97,7 +97,7 @@ async def run_daemon(settings: Settings, notifier: Notifier | None = None) -> No
                 tg.start_soon(reporter.run)
             metrics.app_states = supervisor.counts
             metrics.guest_capacity = lambda: _capacity(engine, workers)
-            view = DaemonView(supervisor, metrics, mode, source)
+            view = DaemonView(supervisor, metrics, mode, source, start_grace=settings.start_grace)
             try:
                 admin = await _start_admin(settings, view, tg)
             except TauonError as exc:
@@ -260,7 +260,6 @@ async def _announce_ready(supervisor: Supervisor, view: DaemonView, notifier: No
     await view.scanned.wait()
     with anyio.move_on_after(grace):
         await supervisor.wait_settled()
-    view.grace_over = True  # an app stuck in its first pull or compile no longer holds the host back
     if supervisor.workers is not None:
         supervisor.workers.launch()
     status = summary(supervisor.counts())

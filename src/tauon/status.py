@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -78,16 +79,19 @@ def pending_apps(supervisor: Supervisor) -> list[dict[str, str]]:
 
 
 def readiness(supervisor: Supervisor, *, scanned: bool, stopping: bool,
-              grace_over: bool = False) -> tuple[bool, dict[str, Any]]:
-    """Ready once the initial scan is done and every app has served or failed, or, after the start
-    grace, with the apps still starting listed as pending (one stuck app must not hold the host)."""
+              grace: float = float("inf")) -> tuple[bool, dict[str, Any]]:
+    """Ready once the initial scan is done and every app has served or failed; an app still in its
+    first pull or compile holds readiness back only for `grace` seconds after it appeared, then it is
+    listed as pending (one stuck app must not hold the host)."""
     if stopping:
         return False, {"ready": False, "reason": "stopping"}
     if not scanned:
         return False, {"ready": False, "reason": "the initial scan has not finished", "pending": []}
     pending = pending_apps(supervisor)
-    if pending and not grace_over:
-        return False, {"ready": False, "reason": f"{len(pending)} app(s) still starting", "pending": pending}
+    now = time.monotonic()
+    holding = [p for p in pending if now - supervisor.slots[p["app"]].added < grace]
+    if holding:
+        return False, {"ready": False, "reason": f"{len(holding)} app(s) still starting", "pending": holding}
     body: dict[str, Any] = {"ready": True, "apps": supervisor.counts()}
     if pending:
         body["pending"] = pending

@@ -22,7 +22,7 @@ class DaemonView:
     source: str
     """The watched directory or the apps file."""
     scanned: anyio.Event = field(default_factory=anyio.Event)
-    grace_over: bool = False
-    """The start grace has passed: apps still starting no longer hold readiness back."""
+    start_grace: float = float("inf")
+    """Seconds an app still in its first pull or compile holds readiness back (--start-grace)."""
     reloading: bool = False
     stopping: bool = False

@@ -33,6 +33,8 @@ class AppSlot:
     spec: AppSpec
     state: str = "pending"
     error: str | None = None
+    added: float = field(default_factory=time.monotonic)
+    """When the app file was first seen (its start grace for readiness runs from here)."""
     since: float = field(default_factory=time.time)
     """When `state` last changed (a retry that fails the same way keeps it)."""
     generation: Generation | None = None
