@@ -107,6 +107,7 @@ def test_status_metrics_and_the_status_command(tmp_path: Path, image: str) -> No
 def test_readyz_waits_for_a_hanging_pull_then_reports_the_failure(tmp_path: Path) -> None:
     with hanging_server() as hung, run_tauon(tmp_path, "--pull-timeout", "2", admin=True) as tauon:
         assert tauon.admin is not None
+        wait_http(f"{tauon.admin}/readyz")  # ready with no apps; an app added later holds it again
         (tauon.watch_dir / "slow.json").write_text(app_file(f"{hung}/admin/slow:v1", free_port()))
         tauon.wait_log(r"new app file")
         r = httpx.get(f"{tauon.admin}/readyz")
