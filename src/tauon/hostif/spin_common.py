@@ -6,7 +6,7 @@ globals: requests of one component run concurrently on several threads.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tauon.hostif.registry import HostTrap
 from tauon.hostif.state import HostState
@@ -17,6 +17,7 @@ MAX_HANDLES = 256
 """Open handles of one kind (stores, connections, cas) per request, as Spin's resource tables."""
 _QUOTAS = "spin-handle-quotas"
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 def services_of(state: HostState) -> ComponentServices | None:
@@ -36,6 +37,26 @@ class Handle:
         if self._live:
             self._live = False
             self._counts[self._kind] -= 1
+
+
+class ConnectionHandle(Handle, Generic[C]):
+    """A guest's connection to an outbound service: released once, when the guest drops it or the
+    request ends. Each service subclasses it (so a handle of one cannot be passed as another's) and
+    says how its connection is given up (closed, or returned to a pool)."""
+
+    kind = "connection"
+
+    def __init__(self, conn: C, counts: dict[str, int]) -> None:
+        super().__init__(counts, self.kind)
+        self.conn = conn
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def on_drop(self) -> None:
+        if self._live:
+            self.release()
+        super().on_drop()
 
 
 def reserve(state: HostState, kind: str, limit: int = MAX_HANDLES) -> dict[str, int] | None:

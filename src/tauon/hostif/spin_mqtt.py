@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 from tauon import tracing
 from tauon.hostif.outbound_common import allowed, clients, log_failure
 from tauon.hostif.registry import HostInterface
-from tauon.hostif.spin_common import Handle, Result, reserve
+from tauon.hostif.spin_common import ConnectionHandle, Result, reserve
 from tauon.hostif.state import HostState
 from tauon.outbound.limits import OutboundError
 
 if TYPE_CHECKING:  # paho loads on first use (tauon.outbound)
-    from tauon.outbound.mqtt_client import MqttConnection
+    from tauon.outbound.mqtt_client import MqttConnection  # noqa: F401  (a string below)
 
 _KIND = "mqtt-connection"
 _PLAIN = frozenset({"invalid-address", "too-many-connections"})
@@ -29,14 +29,11 @@ MAX_KEEP_ALIVE = 0xFFFF
 """MQTT's keep-alive field is 16 bits of seconds."""
 
 
-class OpenConnection(Handle):
-    def __init__(self, conn: MqttConnection, counts: dict[str, int]) -> None:
-        super().__init__(counts, _KIND)
-        self.conn = conn
+class OpenConnection(ConnectionHandle["MqttConnection"]):  # the client loads lazily
+    kind = _KIND
 
-    def on_drop(self) -> None:
+    def release(self) -> None:
         self.conn.close()
-        super().on_drop()
 
 
 def _error(exc: OutboundError) -> Result:

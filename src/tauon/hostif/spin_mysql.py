@@ -14,7 +14,7 @@ from typing import Any
 
 from tauon import tracing
 from tauon.hostif.registry import HostInterface
-from tauon.hostif.spin_common import Handle, Result, lookup, reserve, services_of
+from tauon.hostif.spin_common import ConnectionHandle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
 from tauon.services.mysql import MysqlClients, MysqlConnection, MysqlError
 from tauon.wasm.slots import blocked
@@ -23,15 +23,11 @@ MAX_CONNECTIONS = 256
 """Open connections per request, as Spin's resource table."""
 
 
-class MysqlHandle(Handle):
-    def __init__(self, conn: MysqlConnection, counts: dict[str, int]) -> None:
-        super().__init__(counts, "mysql-connection")
-        self.conn = conn
+class MysqlHandle(ConnectionHandle[MysqlConnection]):
+    kind = "mysql-connection"
 
-    def on_drop(self) -> None:
-        if self._live:
-            self.conn.close()
-        super().on_drop()
+    def release(self) -> None:
+        self.conn.close()
 
 
 def _clients(state: HostState) -> MysqlClients:

@@ -16,7 +16,7 @@ from typing import Any
 
 from tauon import tracing
 from tauon.hostif.registry import HostInterface, HostTrap
-from tauon.hostif.spin_common import Handle, Result, lookup, reserve, services_of
+from tauon.hostif.spin_common import ConnectionHandle, Handle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
 from tauon.services.postgres import PgClients, PgConnection, PgError, parse_address
 from tauon.wasm.slots import blocked
@@ -30,17 +30,13 @@ MAX_CONNECTIONS = 256
 """Open connections per request, as Spin's resource table."""
 
 
-class PgHandle(Handle):
+class PgHandle(ConnectionHandle[PgConnection]):
     """A guest's connection: its pooled client goes back to the pool when the guest drops it."""
 
-    def __init__(self, conn: PgConnection, counts: dict[str, int]) -> None:
-        super().__init__(counts, "pg-connection")
-        self.conn = conn
+    kind = "pg-connection"
 
-    def on_drop(self) -> None:
-        if self._live:
-            self.conn.release()
-        super().on_drop()
+    def release(self) -> None:
+        self.conn.release()
 
 
 class Builder(Handle):

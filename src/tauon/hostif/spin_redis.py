@@ -15,27 +15,24 @@ from typing import TYPE_CHECKING, Any
 from tauon import tracing
 from tauon.hostif.outbound_common import allowed, clients, log_failure
 from tauon.hostif.registry import HostInterface
-from tauon.hostif.spin_common import Handle, Result, reserve
+from tauon.hostif.spin_common import ConnectionHandle, Result, reserve
 from tauon.hostif.state import HostState
 from tauon.outbound.limits import OutboundError
 
 if TYPE_CHECKING:  # redis-py loads on first use (tauon.outbound)
-    from tauon.outbound.redis_client import RedisConnection
+    from tauon.outbound.redis_client import RedisConnection  # noqa: F401  (a string below)
 
 _KIND = "redis-connection"
 _PLAIN = frozenset({"invalid-address", "too-many-connections", "type-error"})
 
 
-class OpenConnection(Handle):
+class OpenConnection(ConnectionHandle["RedisConnection"]):  # the client loads lazily
     """A guest's connection: closed when the guest drops it or the request ends."""
 
-    def __init__(self, conn: RedisConnection, counts: dict[str, int]) -> None:
-        super().__init__(counts, _KIND)
-        self.conn = conn
+    kind = _KIND
 
-    def on_drop(self) -> None:
+    def release(self) -> None:
         self.conn.close()
-        super().on_drop()
 
 
 def _error(exc: OutboundError) -> Result:
