@@ -113,6 +113,14 @@ def os_family(family: str) -> socket.AddressFamily:
     return socket.AF_INET if family == "ipv4" else socket.AF_INET6
 
 
+def os_socket(family: str, kind: socket.SocketKind) -> socket.socket:
+    """A host socket for a guest socket of `family`; an ipv6 one is IPv6 only, as WASI's are."""
+    sock = socket.socket(os_family(family), kind)
+    if family == "ipv6":
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    return sock
+
+
 def valid_unicast(ip: IpAddress) -> bool:
     if isinstance(ip, ipaddress.IPv4Address):
         return not ip.is_multicast and ip != ipaddress.IPv4Address("255.255.255.255")

@@ -25,7 +25,7 @@ from tauon.hostif.netaddr import (
     fail,
     from_os,
     from_wit,
-    os_family,
+    os_socket,
     permitted,
     remaining,
     take_socket_slot,
@@ -95,9 +95,7 @@ class TcpSocket:
     def __init__(self, state: HostState, family: str) -> None:
         self.state = state
         self.family = family
-        self.sock = socket.socket(os_family(family), socket.SOCK_STREAM)
-        if family == "ipv6":
-            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.sock = os_socket(family, socket.SOCK_STREAM)
         self.phase = "default"
         self.connect_result: BaseException | None = None
         self.inbound = BytePipe(state.cond, BUFFER)

@@ -22,7 +22,7 @@ from tauon.hostif.netaddr import (
     fail,
     from_os,
     from_wit,
-    os_family,
+    os_socket,
     permitted,
     take_socket_slot,
     valid_family,
@@ -44,9 +44,7 @@ class UdpSocket:
     def __init__(self, state: HostState, family: str) -> None:
         self.state = state
         self.family = family
-        self.sock = socket.socket(os_family(family), socket.SOCK_DGRAM)
-        if family == "ipv6":
-            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.sock = os_socket(family, socket.SOCK_DGRAM)
         self.phase = "default"
         self.remote: SockAddr | None = None
         self.received: deque[tuple[bytes, SockAddr]] = deque(maxlen=QUEUE)
