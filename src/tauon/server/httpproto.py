@@ -67,6 +67,8 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     _counted = False
     _timer: asyncio.TimerHandle | None = None
     _timer_kind = ""
+    _body_seen = 0.0
+    """loop.time() of the body's last bytes: chunks only note it; the one timer checks it when due."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -115,9 +117,12 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         self._timer = None
         if self.transport.is_closing():
             return
-        if self._timer_kind == "body" and self.flow.read_paused:  # our side is not reading: not slow
-            self._arm("body", self.edge.body_timeout)
-            return
+        if self._timer_kind == "body":
+            idle = self.loop.time() - self._body_seen
+            if self.flow.read_paused or idle < self.edge.body_timeout:  # not reading, or bytes came
+                wait = self.edge.body_timeout if self.flow.read_paused else self.edge.body_timeout - idle
+                self._arm("body", wait)
+                return
         self.logger.debug("closing a connection whose request %s took over %.0fs", self._timer_kind,
                           self.edge.head_timeout if self._timer_kind == "head" else self.edge.body_timeout)
         self.transport.close()
@@ -136,8 +141,8 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
             self._received += len(data)
             if self._timer is None:  # a new head's first bytes on a kept-alive connection
                 self._arm("head", self.edge.head_timeout)
-        elif self._timer_kind == "body" and self._timer is not None:
-            self._arm("body", self.edge.body_timeout)
+        elif self._timer is not None:
+            self._body_seen = self.loop.time()  # per chunk: a note, not a new timer
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -174,7 +179,11 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head, self._received = False, 0
-        self._arm("body", self.edge.body_timeout)
+        if any(name in (b"content-length", b"transfer-encoding") for name, _ in self.headers):
+            self._body_seen = self.loop.time()  # a body follows: it must keep coming
+            self._arm("body", self.edge.body_timeout)
+        else:
+            self._disarm()  # no body (GET, HEAD, ...): no timer for this request
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
