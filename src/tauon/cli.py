@@ -14,9 +14,10 @@ from pathlib import Path
 import anyio
 
 from tauon import __version__, tracing
-from tauon.control.spec import Address, parse_address
+from tauon.control.spec import parse_address
 from tauon.errors import SpecError, TauonError
 from tauon.log import setup_logging
+from tauon.model.address import Address
 from tauon.settings import (
     Settings,
     default_cache_dir,

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tauon.control.spec import Address
 from tauon.cpus import usable_cpus
+from tauon.model.address import Address
 from tauon.registry.gc import CacheLimits, default_max_bytes
 from tauon.wasm.compile_limits import CompileLimits
 from tauon.wasm.pool import PoolSettings

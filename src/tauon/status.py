@@ -15,9 +15,9 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-from tauon.control.spec import Address
 from tauon.control.supervisor import Supervisor
 from tauon.metrics import Metrics
+from tauon.model.address import Address
 
 
 def rfc3339(timestamp: float) -> str:

@@ -27,8 +27,9 @@ import pytest
 import uvicorn
 
 from support.components import component_path
-from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, MountPlan, TriggerPlan
+from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, TriggerPlan
 from tauon.errors import LoadError
+from tauon.model.mount import Mount
 from tauon.server.generation import build_generation
 from tauon.server.switchboard import Switchboard
 from tauon.wasm.engine import WasmEngine
@@ -68,7 +69,7 @@ def free_port() -> int:
 
 def component(cid: str, wasm: Path, mount: Path | None = None, **kw: Any) -> ComponentPlan:
     digest = "sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest()
-    mounts = (MountPlan(str(mount), "/"),) if mount is not None else ()
+    mounts = (Mount(str(mount), "/"),) if mount is not None else ()
     return ComponentPlan(id=cid, wasm_path=str(wasm), wasm_digest=digest, mounts=mounts, **kw)
 
 

@@ -21,7 +21,7 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 
 from support.daemon import free_port, run_tauon, wait_http
-from tauon.control.spec import Address
+from tauon.model.address import Address
 from tauon.server.listener import Listener
 from tauon.settings import DEFAULT_MAX_REQUEST_HEAD, EdgeLimits, loop_options
 

@@ -26,9 +26,10 @@ from support.spin_services import plan
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.app.routes import RouteMatch
 from tauon.errors import LoadError
-from tauon.executors.base import Executor, GuestError, IncomingRequest, SpinValue
+from tauon.executors.base import Executor, GuestError, IncomingRequest
 from tauon.executors.select import build_component_executor
 from tauon.hostif.linker import build_linker
+from tauon.model.spinvalue import SpinValue
 from tauon.services import AppServices, ComponentServices
 from tauon.wasm.component.cache import compile_component
 from tauon.wasm.engine import WasmEngine

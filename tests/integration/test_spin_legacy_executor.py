@@ -21,9 +21,9 @@ import wasmtime
 
 from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, TriggerPlan
 from tauon.app.routes import Router
-from tauon.control.spec import Address
 from tauon.errors import LoadError
 from tauon.executors.spin_legacy import SpinLegacyExecutor, is_legacy_spin_module
+from tauon.model.address import Address
 from tauon.server.generation import Generation, Target
 from tauon.server.listener import Listener
 from tauon.server.switchboard import Switchboard

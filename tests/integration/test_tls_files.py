@@ -18,8 +18,8 @@ from anyio.from_thread import start_blocking_portal
 
 from support.certs import Leaf, TestCA
 from support.daemon import free_port
-from tauon.control.spec import Address
 from tauon.errors import TauonError
+from tauon.model.address import Address
 from tauon.server.listener import Listener
 from tauon.server.tls import CertReloader, TlsError, build_context
 from tauon.settings import loop_options

@@ -14,13 +14,14 @@ import pytest
 import wasmtime
 
 from support.fixtures import fixture_path
-from tauon.app.plan import ComponentPlan, Limits, MountPlan
+from tauon.app.plan import ComponentPlan, Limits
 from tauon.app.routes import RouteMatch
 from tauon.app.spinvalues import spin_values
 from tauon.errors import LoadError
 from tauon.executors import wagi
 from tauon.executors.base import GuestError, IncomingRequest
 from tauon.executors.wagi import WagiExecutor
+from tauon.model.mount import Mount
 from tauon.wasm.engine import WasmEngine
 
 pytestmark = pytest.mark.anyio
@@ -46,7 +47,7 @@ def make_executor(
     name: str,
     *,
     env: dict[str, str] | None = None,
-    mounts: tuple[MountPlan, ...] = (),
+    mounts: tuple[Mount[str], ...] = (),
     limits: Limits = LIMITS,
     argv: str = "${SCRIPT_NAME} ${ARGS}",
 ) -> WagiExecutor:
@@ -188,7 +189,7 @@ async def test_mount_is_readable_but_read_only_and_confined(engine: WasmEngine, 
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "hello.txt").write_bytes(b"hello from the mount\n")
     (tmp_path / "outside.txt").write_text("must stay invisible")
-    executor = make_executor(engine, "files", mounts=(MountPlan(str(tmp_path / "docs"), "/"),))
+    executor = make_executor(engine, "files", mounts=(Mount(str(tmp_path / "docs"), "/"),))
 
     found = await call(executor, "/static/hello.txt", route="/static/...")
     assert found.status == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tauon.app.routes import RouteMatch
-from tauon.executors.base import IncomingRequest, SpinValue
+from tauon.executors.base import IncomingRequest
 from tauon.executors.cgi import (
     INSUFFICIENT_HEADERS,
     CgiOutputError,
@@ -16,6 +16,7 @@ from tauon.executors.cgi import (
     script_name,
     split_host,
 )
+from tauon.model.spinvalue import SpinValue
 
 
 def make_request(

@@ -12,7 +12,8 @@ import pytest
 
 from tauon.hostif import filesystem as fs
 from tauon.hostif import io
-from tauon.hostif.state import HostConfig, HostState, Mount
+from tauon.hostif.state import HostConfig, HostState
+from tauon.model.mount import Mount
 
 READ = {"read"}
 

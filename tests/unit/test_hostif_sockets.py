@@ -12,8 +12,8 @@ import pytest
 
 from support.servers.echo import TcpEchoServer
 from tauon.app.allowed_hosts import parse_allowed_hosts
-from tauon.executors.legacy_http import DESTINATION_NOT_ALLOWED, INVALID_URL, HttpError, LegacyHttp, send
 from tauon.hostif import io, sockets, sockets_tcp
+from tauon.hostif.http_buffered import DESTINATION_NOT_ALLOWED, INVALID_URL, HttpError, LegacyHttp, send
 from tauon.hostif.netaddr import (
     MAX_SOCKETS_PER_REQUEST,
     SockAddr,

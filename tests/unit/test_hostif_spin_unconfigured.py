@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from support.spin_services import app_services, component, host_state
-from tauon.executors.legacy_imports import LLM_UNSUPPORTED
 from tauon.hostif import spin_unconfigured as su
 from tauon.hostif.registry import HostInterface
+from tauon.hostif.spin_unconfigured import LLM_UNSUPPORTED
 from tauon.hostif.state import HostState
 
 BY_NAME: dict[str, HostInterface] = {iface.name: iface for iface in su.INTERFACES}

@@ -21,7 +21,8 @@ from tauon.executors.legacy_abi import (
     store_err_case,
     store_query_result,
 )
-from tauon.executors.legacy_imports import IMPORTS, LLM_UNSUPPORTED, RequestContext
+from tauon.executors.legacy_imports import IMPORTS, RequestContext
+from tauon.hostif.spin_unconfigured import LLM_UNSUPPORTED
 from tauon.services import ComponentServices
 from tauon.services.keyvalue import KeyValueStores
 from tauon.services.sqlite import Databases

@@ -101,8 +101,8 @@ def test_example_parses() -> None:
     assert dict(api.env) == {"LOG_LEVEL": "info"}
     assert api.source.content.digest == DIGEST and api.source.content_type == "application/wasm"
     static = app.component("static")
-    assert [f.path for f in static.files] == ["index.html", "robots.txt"]
-    assert static.files[1].content.inline == b"User-agent: *\nDisallow:\n"  # unpadded base64
+    assert [f.guest_path for f in static.files] == ["index.html", "robots.txt"]
+    assert static.files[1].source.inline == b"User-agent: *\nDisallow:\n"  # unpadded base64
     assert app.variables["api_token"].required and app.variables["api_token"].secret
     assert not app.variables["greeting"].required
     assert app.warnings == ()

@@ -12,8 +12,9 @@ import pytest
 from tauon.hostif import filesystem as fs
 from tauon.hostif import http
 from tauon.hostif.registry import HostTrap
-from tauon.hostif.state import HostConfig, HostState, Mount
+from tauon.hostif.state import HostConfig, HostState
 from tauon.hostif.table import MAX_FDS, ResourceTable
+from tauon.model.mount import Mount
 
 
 def open_fds() -> int:

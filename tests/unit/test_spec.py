@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from tauon.control.spec import Address, TlsSpec, is_app_file_name, parse_address, parse_spec
+from tauon.control.spec import TlsSpec, is_app_file_name, parse_address, parse_spec
 from tauon.errors import SpecError
+from tauon.model.address import Address
 
 
 def spec_bytes(**fields: object) -> bytes:

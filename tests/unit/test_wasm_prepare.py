@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from support.componentize import fixture
-from tauon.app.loader import refuse_middleware
 from tauon.app.lockedapp import parse_locked_app
 from tauon.app.plan import DependencyPlan
+from tauon.control.loader import refuse_middleware
 from tauon.errors import LoadError
 from tauon.wasm import encoder
 from tauon.wasm.capabilities import DENY_ADAPTER_EXPORTS, deny_plan

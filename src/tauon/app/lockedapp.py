@@ -18,7 +18,6 @@ from typing import Any, Literal
 from tauon import boundedjson
 from tauon.app.expressions import render_template
 from tauon.app.lockparts import (
-    ContentPath,
     ContentRef,
     Dependency,
     LockedComponent,
@@ -41,7 +40,6 @@ from tauon.app.redis_triggers import LockedRedisTrigger, parse_redis_trigger, re
 from tauon.app.routes import Router, route_warnings, validate_route
 
 __all__ = [
-    "ContentPath",
     "ContentRef",
     "Dependency",
     "HttpTriggerConfig",

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from tauon.app.allowed_hosts import convert_allowed_http_hosts, validate_allowed_hosts
 from tauon.app.expressions import TemplateError, template_variables, variable_name_error
 from tauon.errors import LoadError
+from tauon.model.mount import Mount
 
 SUPPORTED_HOST_REQUIREMENTS = ("local_service_chaining", "middleware")
 _DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
@@ -105,12 +106,6 @@ class ContentRef:
 
 
 @dataclass(frozen=True, slots=True)
-class ContentPath:
-    content: ContentRef
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
 class LockedComponentSource:
     content_type: str
     content: ContentRef
@@ -130,7 +125,7 @@ class LockedComponent:
     source: LockedComponentSource
     metadata: Mapping[str, Any] = field(default_factory=_empty)
     env: Mapping[str, str] = field(default_factory=_empty)
-    files: tuple[ContentPath, ...] = ()
+    files: tuple[Mount[ContentRef], ...] = ()
     config: Mapping[str, str] = field(default_factory=_empty)
     """Guest-visible variable name -> template over app variables (see render_template)."""
     dependencies: Mapping[str, Dependency] = field(default_factory=_empty)
@@ -328,7 +323,7 @@ def parse_component(value: Any, where: str, variables: Mapping[str, Variable]) -
     )
 
 
-def _parse_file(value: Any, where: str) -> ContentPath:
+def _parse_file(value: Any, where: str) -> Mount[ContentRef]:
     if not isinstance(value, dict):
         raise err(where, "expected an object with 'path'")
-    return ContentPath(parse_content_ref(value, where), req_str(value, "path", f"{where}.path"))
+    return Mount(parse_content_ref(value, where), req_str(value, "path", f"{where}.path"))

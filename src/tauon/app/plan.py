@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tauon.model.mount import Mount
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -23,14 +25,6 @@ class Limits:
     """Bytes of request body accepted; larger requests get 413 before the guest runs."""
     max_concurrency: int = 32
     """Requests of this app executing at once; others wait in line (bounded by the listener)."""
-
-
-@dataclass(frozen=True, slots=True)
-class MountPlan:
-    """A host directory preopened read-only in the guest at `guest_path`."""
-
-    host_path: str
-    guest_path: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +49,8 @@ class ComponentPlan:
     wasm_digest: str
     """sha256:<hex> of the wasm bytes; keys the compiled-artifact cache."""
     env: dict[str, str] = field(default_factory=dict)
-    mounts: tuple[MountPlan, ...] = ()
+    mounts: tuple[Mount[str], ...] = ()
+    """Host directories preopened read-only in the guest."""
     config: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     """The locked app's component metadata (allowed_outbound_hosts, key_value_stores, ...)."""

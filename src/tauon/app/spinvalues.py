@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from tauon.app.routes import WELL_KNOWN_PREFIX, RouteMatch
-from tauon.executors.base import SpinValue
+from tauon.model.spinvalue import SpinValue
 
 SERVICE_CHAINING_CLIENT = ("0.0.0.0", 0)
 """The client address Spin reports for service-chained requests."""

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tauon.control.jsonfile import load_json
-from tauon.control.spec import Address, AppSpec, parse_spec
+from tauon.control.spec import AppSpec, parse_spec
 from tauon.errors import SpecError
+from tauon.model.address import Address
 
 MAX_APPS_FILE_BYTES = 4 * 1024 * 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -22,15 +22,16 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskGroup
 
-from tauon.app.loader import load_plan
 from tauon.app.plan import GenerationPlan
 from tauon.control.appslot import AppSlot, banner, describe_failure, nothing
 from tauon.control.cachekeeper import CacheKeeper
+from tauon.control.loader import load_plan
 from tauon.control.progress import PullProgress
 from tauon.control.reconcile import Plan
-from tauon.control.spec import Address, AppSpec
+from tauon.control.spec import AppSpec
 from tauon.errors import BindError, SpecError, TauonError
 from tauon.metrics import ByteCounter, Metrics
+from tauon.model.address import Address
 from tauon.registry import pull_app
 from tauon.server.generation import Generation, build_generation
 from tauon.server.listener import Listener

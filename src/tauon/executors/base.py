@@ -17,15 +17,7 @@ from starlette.types import Receive, Send
 from tauon.app.plan import ComponentPlan
 from tauon.app.routes import RouteMatch
 from tauon.errors import LoadError
-
-
-@dataclass(frozen=True, slots=True)
-class SpinValue:
-    """One of Spin's per-request values (spin-spec §3.4), under its header and its WAGI env name."""
-
-    header: str
-    wagi: str
-    value: str
+from tauon.model.spinvalue import SpinValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +61,6 @@ def check_mounts(component: ComponentPlan) -> None:
     """Every executor's load-time check: the component's files directories exist (they are mounted
     read-only into each request's instance)."""
     for mount in component.mounts:
-        if not Path(mount.host_path).is_dir():
-            raise LoadError(f"component '{component.id}': files directory {mount.host_path} does not exist",
+        if not Path(mount.source).is_dir():
+            raise LoadError(f"component '{component.id}': files directory {mount.source} does not exist",
                             field=f"components.{component.id}.files")

@@ -42,6 +42,8 @@ from tauon.executors.legacy_abi import (
 )
 from tauon.executors.legacy_rdbms import HOST_FUNCS as RDBMS_FUNCS
 from tauon.executors.legacy_redis import REDIS_IMPORTS
+from tauon.hostif import http_buffered
+from tauon.hostif.spin_unconfigured import LLM_UNSUPPORTED
 from tauon.services import ComponentServices
 from tauon.services.keyvalue import KeyValueError, KeyValueStore
 from tauon.services.sqlite import Database, SqliteError
@@ -49,7 +51,6 @@ from tauon.services.variables import InvalidName, Undefined, VariableError
 
 MAX_HANDLES = 256
 """Open key-value stores / database connections per request (beyond: store-table-full / io error)."""
-LLM_UNSUPPORTED = "Local LLM operations are not supported in this version of Spin."
 
 _KV_CASES = {
     "store-table-full": 0, "no-such-store": 1, "access-denied": 2, "invalid-store": 3, "no-such-key": 4
@@ -76,7 +77,7 @@ class RequestContext:
     databases: dict[int, Database] = field(default_factory=dict)
     next_handle: int = 0
     trap_reason: str | None = None
-    http: legacy_http.LegacyHttp | None = None
+    http: http_buffered.LegacyHttp | None = None
     """Outbound HTTP for this request (None: denied ones are `destination-not-allowed`, the others
     `runtime-error`)."""
 
@@ -329,7 +330,7 @@ def _outbound_http(mem: GuestMemory, ctx: RequestContext, *args: int) -> None:
         uri = read_string(mem, args[1], args[2])
         allowed = uri.startswith("/") or ctx.allows_url(uri)
         store_err_case(mem, args[-1], 4,
-                       legacy_http.RUNTIME_ERROR if allowed else legacy_http.DESTINATION_NOT_ALLOWED)
+                       http_buffered.RUNTIME_ERROR if allowed else http_buffered.DESTINATION_NOT_ALLOWED)
         return
     legacy_http.request(mem, ctx.http, lambda text: ctx.logger.info("%s: %s", ctx.label, text), args)
 

@@ -22,7 +22,7 @@ from tauon.executors.redis_component import ASYNC_EXPORT, EXPORT, RedisComponent
 from tauon.executors.redis_legacy import RedisLegacyHandler, is_legacy_redis_module
 from tauon.executors.select import _trial, allowed_hosts_of, component_exports
 from tauon.hostif.linker import build_linker, split_name
-from tauon.hostif.state import HostConfig, Mount
+from tauon.hostif.state import HostConfig
 from tauon.services import AppServices
 from tauon.wasm.component._capi import check_version
 from tauon.wasm.component.cache import compile_component
@@ -74,7 +74,7 @@ def build_redis_handler(*, app_id: str, component: ComponentPlan, engine: WasmEn
         label=f"{app_id}/{component.id}",
         logger=logger,
         env=tuple(component.env.items()),
-        mounts=tuple(Mount(m.host_path, m.guest_path) for m in component.mounts),
+        mounts=component.mounts,
         allowed_hosts=allowed_hosts_of(component, component_ids=app_components, resolve=resolve),
         outbound_timeout=min(30.0, limits.request_timeout),
         services=services.component(component),

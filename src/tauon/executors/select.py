@@ -26,7 +26,7 @@ from tauon.executors.wagi_component import WagiComponentExecutor
 from tauon.executors.wasi_http import WasiHttpExecutor
 from tauon.hostif.http_pool import HttpPool
 from tauon.hostif.linker import LinkedComponent, build_linker, split_name, supported_version
-from tauon.hostif.state import ChainTarget, HostConfig, Mount
+from tauon.hostif.state import ChainTarget, HostConfig
 from tauon.services import ComponentServices
 from tauon.services.variables import VariableError
 from tauon.wasm.component._capi import check_version
@@ -142,7 +142,7 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         label=f"{app_id}/{component.id}",
         logger=logger,
         env=tuple(component.env.items()),
-        mounts=tuple(Mount(m.host_path, m.guest_path) for m in component.mounts),
+        mounts=component.mounts,
         allowed_hosts=allowed_hosts_of(component, component_ids=app_components, resolve=resolve),
         outbound_timeout=limits.request_timeout,
         services=services,

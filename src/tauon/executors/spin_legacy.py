@@ -22,8 +22,8 @@ from tauon.executors.base import GuestError, IncomingRequest, check_mounts
 from tauon.executors.buffered import receive_body, send_empty, send_response
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
-from tauon.executors.legacy_http import LegacyHttp
 from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports, set_context
+from tauon.hostif.http_buffered import LegacyHttp
 from tauon.services import AppServices
 from tauon.services.variables import VariableError
 from tauon.wasm.capture import OutputCapture

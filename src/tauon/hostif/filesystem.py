@@ -187,10 +187,10 @@ def get_directories(state: HostState) -> list[tuple[int, str]]:
     preopens = []
     for mount in state.config.mounts:
         try:
-            fd = os.open(mount.host_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(mount.source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
-            raise HostTrap(f"cannot open the files mount {mount.host_path}: {exc.strerror}") from None
-        preopens.append((state.table.push(Descriptor(mount.host_path, (), fd, True)), mount.guest_path))
+            raise HostTrap(f"cannot open the files mount {mount.source}: {exc.strerror}") from None
+        preopens.append((state.table.push(Descriptor(mount.source, (), fd, True)), mount.guest_path))
     return preopens
 
 

@@ -1,7 +1,7 @@
 """`fermyon:spin/http` (v1, unversioned): `send-request`, Spin's buffered outbound HTTP for components.
 
-The same implementation as the Spin 1.x `wasi-outbound-http` import (executors/legacy_http.py, which
-lists Spin's semantics and errors), with the component's `allowed_outbound_hosts`, its self origin
+The same implementation as the Spin 1.x `wasi-outbound-http` import (http_buffered.py, which lists
+Spin's semantics and errors), with the component's `allowed_outbound_hosts`, its self origin
 for relative URIs, its keep-alive pool, and the request's deadline.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tauon.executors.legacy_http import HttpError, LegacyHttp, send
+from tauon.hostif.http_buffered import HttpError, LegacyHttp, send
 from tauon.hostif.http_pool import HttpPool
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.state import HostState

@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tauon.executors.legacy_imports import LLM_UNSUPPORTED
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import NO_SERVICES, Result, services_of
 from tauon.hostif.state import HostState
+
+LLM_UNSUPPORTED = "Local LLM operations are not supported in this version of Spin."
+"""What Spin answers an LLM call with when it is built without local LLM support (any ABI version)."""
 
 
 def model_access_text(model: str) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tauon import tracing
 from tauon.hostif.registry import HostTrap
 from tauon.hostif.table import ResourceTable
+from tauon.model.mount import Mount
 from tauon.wasm.slots import blocked
 
 if TYPE_CHECKING:
@@ -31,12 +32,6 @@ class DeadlineExceeded(HostTrap):
 
 
 @dataclass(frozen=True, slots=True)
-class Mount:
-    host_path: str
-    guest_path: str
-
-
-@dataclass(frozen=True, slots=True)
 class HostConfig:
     """What a component may see and do; shared by all its requests (immutable)."""
 
@@ -44,7 +39,7 @@ class HostConfig:
     """'<app>/<component>', used in log lines."""
     logger: logging.Logger
     env: tuple[tuple[str, str], ...] = ()
-    mounts: tuple[Mount, ...] = ()
+    mounts: tuple[Mount[str], ...] = ()
     allowed_hosts: AllowedHosts | None = None
     """None: no outbound networking at all."""
     outbound_timeout: float = 30.0

@@ -21,8 +21,8 @@ import uvicorn
 from anyio.abc import TaskStatus
 from starlette.types import ASGIApp
 
-from tauon.control.spec import Address
 from tauon.errors import BindError
+from tauon.model.address import Address
 from tauon.server.httpproto import DEFAULT_EDGE, bounded_protocol
 from tauon.server.tls import CertReloader
 from tauon.settings import EdgeLimits

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import wasmtime
 from wasmtime import _ffi as ffi  # the C API function exists, its Python wrapper does not (50.0.1)
 
-from tauon.app.plan import MountPlan
+from tauon.model.mount import Mount
 
 
 def set_stdin_bytes(config: wasmtime.WasiConfig, data: bytes) -> None:
@@ -23,7 +23,7 @@ def set_stdin_bytes(config: wasmtime.WasiConfig, data: bytes) -> None:
     ffi.wasi_config_set_stdin_bytes(config.ptr(), ctypes.byref(vec))
 
 
-def wasi_store(engine: wasmtime.Engine, *, env: list[tuple[str, str]], mounts: Iterable[MountPlan],
+def wasi_store(engine: wasmtime.Engine, *, env: list[tuple[str, str]], mounts: Iterable[Mount[str]],
                stdout_path: str, stderr_path: str, memory_limit: int, deadline_ticks: int,
                argv: list[str] | None = None, stdin: bytes | None = None) -> wasmtime.Store:
     """A fresh Store for one request: exactly this env/argv, read-only mounts only, output to the
@@ -37,7 +37,7 @@ def wasi_store(engine: wasmtime.Engine, *, env: list[tuple[str, str]], mounts: I
     config.stdout_file = stdout_path
     config.stderr_file = stderr_path
     for mount in mounts:
-        config.preopen_dir(mount.host_path, mount.guest_path, fs_mutable=False)
+        config.preopen_dir(mount.source, mount.guest_path, fs_mutable=False)
     store = wasmtime.Store(engine)
     store.set_wasi(config)
     store.set_limits(memory_size=memory_limit)

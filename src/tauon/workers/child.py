@@ -24,9 +24,9 @@ from anyio.abc import TaskGroup
 
 from tauon import tracing
 from tauon.app.plan import GenerationPlan
-from tauon.control.spec import Address
 from tauon.log import setup_logging, tag_worker
 from tauon.metrics import Metrics
+from tauon.model.address import Address
 from tauon.server.generation import Generation, build_generation
 from tauon.server.listener import Listener
 from tauon.server.switchboard import Switchboard

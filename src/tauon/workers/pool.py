@@ -30,8 +30,8 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from tauon.app.plan import GenerationPlan
-from tauon.control.spec import Address
 from tauon.metrics import Metrics, RequestStats
+from tauon.model.address import Address
 from tauon.settings import Settings
 from tauon.workers.channel import Channel, ChannelClosed, Message
 

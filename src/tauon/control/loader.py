@@ -16,13 +16,13 @@ from tauon.app.plan import (
     ComponentPlan,
     DependencyPlan,
     GenerationPlan,
-    MountPlan,
     RedisTriggerPlan,
     StaticResponsePlan,
     TriggerPlan,
 )
 from tauon.control.spec import AppSpec
 from tauon.errors import LoadError, TauonError
+from tauon.model.mount import Mount
 from tauon.registry import PulledApp
 
 log = logging.getLogger("tauon.app")
@@ -44,12 +44,12 @@ def _component_plan(component: LockedComponent, where: str) -> ComponentPlan:
     if not source.digest:
         raise LoadError("has no digest", field=f"{where}.source",
                         hint="the image is incomplete; push it again")
-    mounts: list[MountPlan] = []
+    mounts: list[Mount[str]] = []
     for i, entry in enumerate(component.files):
-        host = _file_path(entry.content.source, f"{where}.files[{i}]")
+        host = _file_path(entry.source.source, f"{where}.files[{i}]")
         if not Path(host).is_dir():
             raise LoadError(f"mount source {host} is not a directory", field=f"{where}.files[{i}]")
-        mounts.append(MountPlan(host_path=host, guest_path=entry.path or "/"))
+        mounts.append(Mount(source=host, guest_path=entry.guest_path or "/"))
     return ComponentPlan(
         id=component.id,
         wasm_path=wasm_path,
