@@ -28,6 +28,7 @@ from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
 from tauon.wasm.capture import CaptureWatchdog, OutputCapture
 from tauon.wasm.compile_limits import CompileLimits
+from tauon.wasm.keylocks import KeyedLocks
 from tauon.wasm.kind import WasmKind, classify_file
 from tauon.wasm.pool import PoolSettings, can_reserve, configure
 from tauon.wasm.slots import RunSlots
@@ -71,8 +72,7 @@ class WasmEngine:
         """Executors hold one of these while a guest runs (wasm/slots.py)."""
         self.watchdog = CaptureWatchdog()
         self._modules: weakref.WeakValueDictionary[str, wasmtime.Module] = weakref.WeakValueDictionary()
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._compiling = KeyedLocks()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._tick_hooks: set[Callable[[], None]] = {self.watchdog.check}
@@ -132,7 +132,7 @@ class WasmEngine:
     def compile_module(self, wasm_path: Path, digest: str) -> wasmtime.Module:
         """The compiled core module for `wasm_path`, from memory, the disk cache, or a fresh compile."""
         key = self.cache_key(digest)
-        with self._lock_for(key):
+        with self._compiling.hold(key):
             module = self._modules.get(key)
             if module is None:
                 module = self._load_or_compile(Path(wasm_path), key)
@@ -143,10 +143,6 @@ class WasmEngine:
         """Whether the module of `digest` is compiled (in memory or on disk; checked when loaded)."""
         key = self.cache_key(digest)
         return key in self._modules or all(path.is_file() for path in self._paths(key))
-
-    def _lock_for(self, key: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         artifact = self.cache_dir / "modules" / f"{key}.cwasm"
