@@ -16,7 +16,7 @@ import wasmtime
 from tauon.errors import LoadError
 from tauon.executors.base import GuestError
 from tauon.executors.legacy_abi import AbiError, lower_bytes
-from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, set_context
+from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory
 from tauon.executors.redis_component import check_result
 from tauon.executors.spin_legacy import ALLOCATORS, OUTPUT_LIMIT, SpinLegacyExecutor, _func, _signature
 from tauon.wasm.capture import OutputCapture
@@ -62,9 +62,8 @@ class RedisLegacyHandler(SpinLegacyExecutor):
             store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
                                mounts=self._component.mounts, stdout_path=out.path,
                                stderr_path=err.path, memory_limit=self._limits.max_memory,
-                               deadline_ticks=self._ticks)
+                               deadline_ticks=self._ticks, data=context)
             instance: wasmtime.Instance | None = None
-            set_context(context)
             try:
                 with watched(self._engine, out, err):
                     instance = self._pre.instantiate(store)
@@ -72,8 +71,6 @@ class RedisLegacyHandler(SpinLegacyExecutor):
             except (wasmtime.Trap, wasmtime.WasmtimeError, AbiError, HostTrap) as exc:
                 failure = self._failure(exc, store, instance, context)
                 exc.__traceback__ = None  # its frames hold the Store: free the memory now
-            finally:
-                set_context(None)
             del store, instance
             self._forward(out, "stdout")
             self._forward(err, "stderr")

@@ -23,7 +23,7 @@ from tauon.executors.buffered import receive_body, send_empty, send_response
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
 from tauon.executors.legacy_http import LegacyHttp
-from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports, set_context
+from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports
 from tauon.services import AppServices
 from tauon.services.variables import VariableError
 from tauon.wasm.capture import OutputCapture
@@ -178,11 +178,10 @@ class SpinLegacyExecutor:
             store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
                                mounts=self._component.mounts, stdout_path=out.path,
                                stderr_path=err.path, memory_limit=self._limits.max_memory,
-                               deadline_ticks=self._ticks)
+                               deadline_ticks=self._ticks, data=context)
             failure: GuestError | None = None
             instance: wasmtime.Instance | None = None
             response: LegacyResponse | None = None
-            set_context(context)
             try:
                 with watched(self._engine, out, err):
                     instance = self._pre.instantiate(store)
@@ -192,7 +191,6 @@ class SpinLegacyExecutor:
                 # The traceback's frames hold the Store (a cycle): drop it so memory is freed now.
                 exc.__traceback__ = None
             finally:
-                set_context(None)
                 context.http.close()
             del store, instance
             self._forward(out, "stdout")
