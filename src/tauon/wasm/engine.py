@@ -102,6 +102,10 @@ class WasmEngine:
         is; idempotent."""
         self._tick_hooks.add(hook)
 
+    def off_tick(self, hook: Callable[[], None]) -> None:
+        """Stop calling `hook` (one the ticker may already have picked up runs once more)."""
+        self._tick_hooks.discard(hook)
+
     def _tick(self) -> None:
         while not self._stop.wait(self.epoch_interval):
             self.engine.increment_epoch()
