@@ -48,6 +48,7 @@ from tauon.services import ComponentServices
 from tauon.services.keyvalue import KeyValueError, KeyValueStore
 from tauon.services.sqlite import Database, SqliteError
 from tauon.services.variables import InvalidName, Undefined, VariableError
+from tauon.wasm.slots import SlotHold
 
 MAX_HANDLES = 256
 """Open key-value stores / database connections per request (beyond: store-table-full / io error)."""
@@ -81,6 +82,8 @@ class RequestContext:
     http: legacy_http.LegacyHttp | None = None
     """Outbound HTTP for this request (None: denied ones are `destination-not-allowed`, the others
     `runtime-error`)."""
+    slot: SlotHold = field(default_factory=SlotHold)
+    """The run slot this request's guest holds (wasm/slots.py), lent while a host call blocks."""
 
     def allows_redis(self, address: str) -> bool:
         """`allows_url` with Spin's default scheme for Redis addresses."""
@@ -329,7 +332,8 @@ def _outbound_http(mem: GuestMemory, ctx: RequestContext, *args: int) -> None:
         store_err_case(mem, args[-1], 4,
                        legacy_http.RUNTIME_ERROR if allowed else legacy_http.DESTINATION_NOT_ALLOWED)
         return
-    legacy_http.request(mem, ctx.http, lambda text: ctx.logger.info("%s: %s", ctx.label, text), args)
+    legacy_http.request(mem, ctx.http, lambda text: ctx.logger.info("%s: %s", ctx.label, text), args,
+                        ctx.slot)
 
 
 def _unsupported(offset: int, case: int, message: str | None) -> Callable[..., None]:

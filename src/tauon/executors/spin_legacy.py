@@ -28,6 +28,7 @@ from tauon.services import AppServices
 from tauon.services.variables import VariableError
 from tauon.wasm.capture import OutputCapture
 from tauon.wasm.engine import WasmEngine, watched
+from tauon.wasm.slots import SlotHold
 from tauon.wasm.wasi import wasi_store
 
 EXPORT = "handle-http-request"
@@ -137,8 +138,9 @@ class SpinLegacyExecutor:
             return
         uri = request.path + (f"?{request.query}" if request.query else "")
         headers = [*request.headers, *((v.header, v.value) for v in request.spin_values)]
+        hold = SlotHold()
         response = await anyio.to_thread.run_sync(
-            self._in_slot, self._run, method, uri, headers, body, limiter=self._limiter
+            self._in_slot, hold, self._run, method, uri, headers, body, hold, limiter=self._limiter
         )
         status, raw_headers, payload = self._response(response)
         await send_response(send, status, raw_headers, payload)
@@ -164,13 +166,14 @@ class SpinLegacyExecutor:
             raise GuestError(f"{self._label}: response header value is not Latin-1", kind="output") from None
         return response.status, raw, body
 
-    def _run(self, method: int, uri: str, headers: list[tuple[str, str]], body: bytes) -> LegacyResponse:
+    def _run(self, method: int, uri: str, headers: list[tuple[str, str]], body: bytes,
+             hold: SlotHold) -> LegacyResponse:
         """Worker thread: one fresh instance, one call; returns the response or raises GuestError."""
         if not self._engine.ticking:
             raise RuntimeError("WasmEngine.start() was not called: guests would run without a deadline")
         deadline = time.monotonic() + self._limits.request_timeout
         context = RequestContext(self._services, self._label, self._log, self._allowed.allows,
-                                 deadline=deadline)
+                                 deadline=deadline, slot=hold)
         allowed = self._allowed
         context.http = LegacyHttp(allowed.allows, lambda: allowed.allows_relative(["http", "https"]),
                                   deadline)

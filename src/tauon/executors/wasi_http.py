@@ -176,7 +176,7 @@ class WasiHttpExecutor:
             # A plain future rather than a task group + anyio worker: this is the per-request hot
             # path, and the thread hop plus wake-ups dominate small requests.
             waker.hold(self._engine)
-            worker = _GUEST_THREADS.run(self._in_slot, self._run, state, guest_request, exchange)
+            worker = _GUEST_THREADS.run(self._in_slot, state.slot, self._run, state, guest_request, exchange)
             worker.add_done_callback(finished)
             feeder = (loop.create_task(self._feed(receive, body_in, waker.feed, too_large))
                       if has_body else None)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tauon import tracing
 from tauon.hostif.registry import HostTrap
 from tauon.hostif.table import ResourceTable
-from tauon.wasm.slots import blocked
+from tauon.wasm.slots import SlotHold
 
 if TYPE_CHECKING:
     from tauon.app.allowed_hosts import AllowedHosts
@@ -116,8 +116,11 @@ class HostState:
     `cond`, which other threads (event loop, HTTP clients) use to wake a guest blocked in a host call."""
 
     def __init__(self, config: HostConfig, *, timeout: float,
-                 extensions: dict[str, Any] | None = None) -> None:
+                 extensions: dict[str, Any] | None = None, slot: SlotHold | None = None) -> None:
         self.config = config
+        self.slot = SlotHold() if slot is None else slot
+        """The run slot this request's guest holds (wasm/slots.py): the executor's runner fills it,
+        host calls that block lend it."""
         self.table = ResourceTable()
         self.cond = threading.Condition()
         self.deadline = time.monotonic() + timeout
@@ -142,7 +145,7 @@ class HostState:
                 return True
         if self.before_block is not None:
             self.before_block()
-        with blocked(), self.cond:
+        with self.slot.blocked(), self.cond:
             while not ready():
                 now = time.monotonic()
                 if until is not None and now >= until:
