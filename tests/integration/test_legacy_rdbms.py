@@ -22,7 +22,7 @@ from support.servers.mysql import MysqlServer, run_mysql
 from support.servers.postgres import PostgresServer, run_postgres
 from support.spin_services import app_services, component
 from tauon.app.allowed_hosts import parse_allowed_hosts
-from tauon.executors.legacy_imports import RequestContext, define_imports, set_context
+from tauon.executors.legacy_imports import RequestContext, define_imports
 from tauon.executors.legacy_rdbms import DATA_TYPES, VALUE_TAGS
 from tauon.services import ComponentServices
 
@@ -64,10 +64,10 @@ ERRORS = ("success", "connection-failed", "bad-parameter", "query-failed", "valu
 class Guest:
     """One instance of the module, with helpers to lay out arguments and read results."""
 
-    def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module) -> None:
+    def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module, context: RequestContext) -> None:
         linker = wasmtime.Linker(engine)
         define_imports(linker)
-        self.store = wasmtime.Store(engine)
+        self.store = wasmtime.Store(engine, data=context)
         self.exports = linker.instantiate(self.store, module).exports(self.store)
         memory = self.exports["memory"]
         assert isinstance(memory, wasmtime.Memory)
@@ -154,11 +154,8 @@ def guest(servers: tuple[PostgresServer, MysqlServer], tmp_path: Path) -> Iterat
     allowed = parse_allowed_hosts([f"postgres://127.0.0.1:{pg.port}", f"mysql://127.0.0.1:{my.port}"])
     with app_services(None, component()) as services:
         assert isinstance(services, ComponentServices)
-        set_context(RequestContext(services, "legacy.json/web", logging.getLogger("test"), allowed.allows))
-        try:
-            yield Guest(engine, module)
-        finally:
-            set_context(None)
+        context = RequestContext(services, "legacy.json/web", logging.getLogger("test"), allowed.allows)
+        yield Guest(engine, module, context)
 
 
 def test_outbound_pg_query_and_execute(guest: Guest, servers: tuple[PostgresServer, MysqlServer]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -218,3 +219,30 @@ def test_tick_hooks_run_every_tick_and_a_failing_one_stops_nothing(
     failures = [r for r in caplog.records if "epoch ticker hook" in r.getMessage()]
     assert failures and all(r.exc_info for r in failures)
     assert len(failures) <= len(calls) + 1  # one failing hook per tick, not two
+
+
+def test_a_hook_taken_off_is_no_longer_called(tmp_path: Path) -> None:
+    """What a running wasi:http guest's waker relies on: on_tick while it runs, off_tick after."""
+    engine = WasmEngine(tmp_path / "cache", epoch_interval=0.001)
+    called = threading.Event()
+    calls: list[int] = []
+
+    def hook() -> None:
+        calls.append(1)
+        called.set()
+
+    engine.on_tick(hook)
+    engine.start()
+    try:
+        assert called.wait(10)
+        engine.off_tick(hook)
+        seen = len(calls)
+        other = threading.Event()
+        engine.on_tick(other.set)
+        for _ in range(3):  # three more ticks, each seen by a hook still on
+            other.clear()
+            assert other.wait(10)
+        assert len(calls) <= seen + 1  # one call the ticker had already picked up, then none
+        engine.off_tick(hook)  # taking it off twice is harmless
+    finally:
+        engine.stop()

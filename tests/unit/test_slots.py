@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import pytest
 
-from tauon.wasm.slots import SHORT_RUN, Pace, RunSlots, blocked, holding
+from tauon.hostif.state import HostConfig, HostState
+from tauon.wasm.slots import SHORT_RUN, Pace, RunSlots, SlotHold
 
 WAIT = 10.0  # generous bound on every hand-off; none of these tests measures speed
 
 
 def test_a_slot_is_held_while_running_and_returned_after() -> None:
     slots = RunSlots(2)
-    assert slots.busy == 0 and not holding()
-    with slots.running():
-        assert slots.busy == 1 and holding()
-    assert slots.busy == 0 and not holding()
-    assert slots.call(lambda a, b: a + b, 2, 3) == 5
+    hold = SlotHold()
+    assert slots.busy == 0 and not hold.holding
+    with slots.running(hold):
+        assert slots.busy == 1 and hold.holding
+    assert slots.busy == 0 and not hold.holding
+    assert slots.call(hold, lambda a, b: a + b, 2, 3) == 5
     assert slots.busy == 0
 
 
@@ -29,13 +32,14 @@ def test_a_guest_that_cannot_get_a_slot_runs_anyway_after_its_patience() -> None
     seen: dict[str, object] = {}
 
     def first() -> None:
-        with slots.running():
+        with slots.running(SlotHold()):
             inside.set()
             leave.wait(WAIT)
 
     def second() -> None:
-        with slots.running():
-            seen["holding"] = holding()
+        hold = SlotHold()
+        with slots.running(hold):
+            seen["holding"] = hold.holding
             seen["busy"] = slots.busy
 
     a = threading.Thread(target=first)
@@ -58,17 +62,19 @@ def test_a_blocked_guest_lends_its_slot_and_takes_it_back() -> None:
     seen: dict[str, object] = {}
 
     def blocker() -> None:
-        with slots.running():
-            with blocked():
-                seen["holding while blocked"] = holding()
+        hold = SlotHold()
+        with slots.running(hold):
+            with hold.blocked():
+                seen["holding while blocked"] = hold.holding
                 lent.set()
                 other_done.wait(WAIT)
-            seen["holding after"] = holding()
+            seen["holding after"] = hold.holding
             seen["busy after"] = slots.busy
 
     def other() -> None:
-        with slots.running():
-            seen["other holding"] = holding()
+        hold = SlotHold()
+        with slots.running(hold):
+            seen["other holding"] = hold.holding
         other_done.set()
 
     a = threading.Thread(target=blocker)
@@ -92,15 +98,16 @@ def test_a_guest_that_cannot_take_its_slot_back_goes_on_without_one() -> None:
     seen: dict[str, object] = {}
 
     def blocker() -> None:
-        with slots.running():
-            with blocked():
+        hold = SlotHold()
+        with slots.running(hold):
+            with hold.blocked():
                 lent.set()
                 assert taken.wait(WAIT)
-            seen["holding after"] = holding()
+            seen["holding after"] = hold.holding
         seen["busy at end"] = slots.busy  # the other guest's slot, never released by this one
 
     def taker() -> None:
-        with slots.running():
+        with slots.running(SlotHold()):
             taken.set()
             release.wait(WAIT)
 
@@ -117,8 +124,9 @@ def test_a_guest_that_cannot_take_its_slot_back_goes_on_without_one() -> None:
 
 
 def test_blocked_outside_a_guest_is_a_no_op() -> None:
-    with blocked():
-        assert not holding()
+    hold = SlotHold()
+    with hold.blocked():
+        assert not hold.holding
 
 
 def test_size_must_be_positive() -> None:
@@ -142,17 +150,52 @@ def test_short_guests_skip_the_slots_and_long_ones_take_them() -> None:
     run = slots.runner()
     seen: list[bool] = []
 
-    def spin(seconds: float) -> None:
-        seen.append(holding())
+    def spin(hold: SlotHold, seconds: float) -> None:
+        seen.append(hold.holding)
         end = time.thread_time() + seconds
         while time.thread_time() < end:
             pass
 
-    run(spin, 0.003)  # first run: nothing known yet, so it holds a slot
-    run(spin, 0.003)  # CPU-heavy: still a slot
+    for _ in range(2):  # first run: nothing known yet, so it holds a slot; CPU-heavy: still a slot
+        hold = SlotHold()
+        run(hold, spin, hold, 0.003)
     assert seen == [True, True]
     quick = slots.runner()  # another executor, its own pace
-    quick(spin, 0.0)
-    quick(spin, 0.0)  # known to be short now: no slot
+    for _ in range(2):  # the second is known to be short: no slot
+        hold = SlotHold()
+        quick(hold, spin, hold, 0.0)
     assert seen[2:] == [True, False]
+    assert slots.busy == 0
+
+
+def test_a_request_blocked_in_a_host_call_lends_the_slot_of_its_host_state() -> None:
+    """HostState.wait_until lends the slot its executor's runner recorded in `state.slot` (no lookup
+    by thread): another request's guest gets the only slot meanwhile, and the first takes it back."""
+    slots = RunSlots(1, patience=WAIT)
+    state = HostState(HostConfig("app/c", logging.getLogger("test")), timeout=WAIT)
+    ready = threading.Event()
+    seen: dict[str, object] = {}
+
+    def waiting_guest() -> None:
+        seen["holding before"] = state.slot.holding
+        seen["ready"] = state.wait_until(ready.is_set, "a test wait")
+        seen["holding after"] = state.slot.holding
+
+    def other_guest() -> None:
+        seen["other holding"] = other.holding
+        with state.cond:  # as the event loop wakes a guest blocked in a host call
+            ready.set()
+            state.cond.notify_all()
+
+    other = SlotHold()
+    a = threading.Thread(target=slots.call, args=(state.slot, waiting_guest))
+    a.start()
+    deadline = time.monotonic() + WAIT
+    while slots.busy == 1 and time.monotonic() < deadline:  # until the waiting guest lends it
+        time.sleep(0.001)
+    b = threading.Thread(target=slots.call, args=(other, other_guest))
+    b.start()
+    b.join(WAIT)
+    a.join(WAIT)
+    assert seen == {"holding before": True, "ready": True, "other holding": True, "holding after": True}
     assert slots.busy == 0

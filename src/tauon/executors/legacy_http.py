@@ -21,14 +21,15 @@ from tauon.executors.legacy_abi import (
     write_u8,
 )
 from tauon.hostif.http_buffered import RUNTIME_ERROR, HttpError, LegacyHttp, send
-from tauon.wasm.slots import blocked
+from tauon.wasm.slots import SlotHold
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 
 
 def request(mem: GuestMemory, outbound: LegacyHttp, log: Callable[[str], None],
-            args: tuple[int, ...]) -> None:
-    """The import: (method, uri, headers, params, body option, ret) flattened to 11 i32."""
+            args: tuple[int, ...], hold: SlotHold) -> None:
+    """The import: (method, uri, headers, params, body option, ret) flattened to 11 i32; `hold` is the
+    request's run slot, lent while the response is awaited."""
     method, uri_ptr, uri_len, hp, hl, _pp, pl, has_body, bp, bl, ret = args
     uri = read_string(mem, uri_ptr, uri_len)
     headers = read_pairs(mem, hp, hl)
@@ -38,7 +39,7 @@ def request(mem: GuestMemory, outbound: LegacyHttp, log: Callable[[str], None],
     try:
         if not 0 <= method < len(METHODS):
             raise HttpError(RUNTIME_ERROR, f"method index {method}")
-        with blocked():
+        with hold.blocked():
             status, response_headers, response_body = send(outbound, METHODS[method], uri, headers, body)
     except HttpError as exc:
         log(f"outbound request to {uri.split('?', 1)[0]} failed: {exc}")

@@ -6,23 +6,25 @@ Implemented on tauon's services: `spin-config.get-config`, `key-value.*`, `sqlit
 interface's own error result, so a guest sees a failed call it can handle, never a link error.
 Flattenings are those of Spin's adapter (`wasi_snapshot_preview1.spin.wasm` exports).
 
-Per-request state (open handles) lives in a thread-local `RequestContext`: one request runs start to end
-on one worker thread. wasmtime-py passes a host function's exception through a process-global, so host
-functions do not raise for expected failures; for a guest ABI violation they record the reason in the
-context first, which the executor reads instead of trusting the exception that surfaces.
+Per-request state (open handles) lives in a `RequestContext` that is the request's Store data
+(`wasi_store(..., data=context)`); a host function finds it through its Caller. wasmtime-py passes a
+host function's exception through a process-global, so host functions do not raise for expected
+failures; for a guest ABI violation they record the reason in the context first, which the executor
+reads instead of trusting the exception that surfaces.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime import _value
 
 from tauon.executors import legacy_http
 from tauon.executors.legacy_abi import (
@@ -48,6 +50,7 @@ from tauon.services import ComponentServices
 from tauon.services.keyvalue import KeyValueError, KeyValueStore
 from tauon.services.sqlite import Database, SqliteError
 from tauon.services.variables import InvalidName, Undefined, VariableError
+from tauon.wasm.slots import SlotHold
 
 MAX_HANDLES = 256
 """Open key-value stores / database connections per request (beyond: store-table-full / io error)."""
@@ -80,6 +83,8 @@ class RequestContext:
     http: http_buffered.LegacyHttp | None = None
     """Outbound HTTP for this request (None: denied ones are `destination-not-allowed`, the others
     `runtime-error`)."""
+    slot: SlotHold = field(default_factory=SlotHold)
+    """The run slot this request's guest holds (wasm/slots.py), lent while a host call blocks."""
 
     def allows_redis(self, address: str) -> bool:
         """`allows_url` with Spin's default scheme for Redis addresses."""
@@ -93,18 +98,12 @@ class RequestContext:
         return handle
 
 
-_local = threading.local()
-
-
-def set_context(context: RequestContext | None) -> None:
-    _local.context = context
-
-
-def _context() -> RequestContext:
-    context: RequestContext | None = getattr(_local, "context", None)
-    if context is None:
-        raise HostTrap("host function called outside a request")
-    return context
+def _caller_context(caller: wasmtime.Caller) -> RequestContext | None:
+    """The RequestContext its store was created with. wasmtime-py's Caller does not expose the
+    store's data, so this reads it as `Store.data()` does (the same two private calls)."""
+    index: Any = ffi.wasmtime_context_get_data(caller._context())  # an int (c_void_p) or None
+    context = _value._unintern(index) if index else None
+    return context if isinstance(context, RequestContext) else None
 
 
 class WasmMemory:
@@ -149,11 +148,13 @@ def _host(name: str, fn: Callable[..., None]) -> HostFn:
     """Wrap an import: ABI violations become a trap whose reason names the function."""
 
     def wrapper(caller: wasmtime.Caller, *args: Any) -> None:
+        context = _caller_context(caller)
         try:
-            fn(caller_memory(caller), _context(), *args)
+            if context is None:
+                raise HostTrap("host function called outside a request")
+            fn(caller_memory(caller), context, *args)
         except (AbiError, HostTrap) as exc:
             reason = f"{name}: {exc}"
-            context = getattr(_local, "context", None)
             if context is not None and context.trap_reason is None:
                 context.trap_reason = reason
             raise HostTrap(reason) from None
@@ -332,7 +333,8 @@ def _outbound_http(mem: GuestMemory, ctx: RequestContext, *args: int) -> None:
         store_err_case(mem, args[-1], 4,
                        http_buffered.RUNTIME_ERROR if allowed else http_buffered.DESTINATION_NOT_ALLOWED)
         return
-    legacy_http.request(mem, ctx.http, lambda text: ctx.logger.info("%s: %s", ctx.label, text), args)
+    legacy_http.request(mem, ctx.http, lambda text: ctx.logger.info("%s: %s", ctx.label, text), args,
+                        ctx.slot)
 
 
 def _unsupported(offset: int, case: int, message: str | None) -> Callable[..., None]:

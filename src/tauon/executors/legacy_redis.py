@@ -113,7 +113,7 @@ def _run(ctx: RequestContext, address: str, op: str, *args: Any) -> tuple[bool, 
         outbound = ctx.services.outbound
         if outbound is None:
             raise OutboundError("other", "no outbound clients")
-        with outbound.redis.connection(address, ctx.deadline) as conn:
+        with ctx.slot.blocked(), outbound.redis.connection(address, ctx.deadline) as conn:
             return True, getattr(conn, op)(ctx.deadline, *args)
     except OutboundError as exc:
         ctx.logger.info("%s: outbound Redis call to %s failed: %s", ctx.label, public_address(address),

@@ -20,6 +20,7 @@ from tauon.executors.oneshot import OneShot, Trap, export_func
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.engine import WasmEngine
+from tauon.wasm.slots import SlotHold
 
 EXPORT = "fermyon:spin/inbound-redis"
 FUNCTION = "handle-message"
@@ -61,10 +62,12 @@ class RedisComponentHandler:
         pass  # compiled code and the linker are freed with the generation
 
     async def handle(self, payload: bytes) -> None:
-        await anyio.to_thread.run_sync(self._in_slot, self._execute, payload, limiter=self._limiter)
+        hold = SlotHold()
+        await anyio.to_thread.run_sync(self._in_slot, hold, self._execute, payload, hold,
+                                       limiter=self._limiter)
 
-    def _execute(self, payload: bytes) -> None:
-        state = HostState(self._config, timeout=self._limits.request_timeout)
+    def _execute(self, payload: bytes, hold: SlotHold) -> None:
+        state = HostState(self._config, timeout=self._limits.request_timeout, slot=hold)
         try:
             result = self._handle.call(state, payload)
         except Trap as exc:

@@ -16,11 +16,12 @@ import wasmtime
 from tauon.errors import LoadError
 from tauon.executors.base import GuestError
 from tauon.executors.legacy_abi import AbiError, lower_bytes
-from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, set_context
+from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory
 from tauon.executors.redis_component import check_result
 from tauon.executors.spin_legacy import ALLOCATORS, OUTPUT_LIMIT, SpinLegacyExecutor, _func, _signature
 from tauon.wasm.capture import OutputCapture
 from tauon.wasm.engine import watched
+from tauon.wasm.slots import SlotHold
 from tauon.wasm.wasi import wasi_store
 
 EXPORT = "handle-redis-message"
@@ -50,21 +51,22 @@ class RedisLegacyHandler(SpinLegacyExecutor):
         self._allocator = allocator
 
     async def handle(self, payload: bytes) -> None:
-        await anyio.to_thread.run_sync(self._in_slot, self._run_message, payload, limiter=self._limiter)
+        hold = SlotHold()
+        await anyio.to_thread.run_sync(self._in_slot, hold, self._run_message, payload, hold,
+                                       limiter=self._limiter)
 
-    def _run_message(self, payload: bytes) -> None:
+    def _run_message(self, payload: bytes, hold: SlotHold) -> None:
         """Worker thread: one fresh instance, one call; raises GuestError."""
         if not self._engine.ticking:
             raise RuntimeError("WasmEngine.start() was not called: guests would run without a deadline")
-        context = RequestContext(self._services, self._label, self._log, self._allowed.allows)
+        context = RequestContext(self._services, self._label, self._log, self._allowed.allows, slot=hold)
         failure: GuestError | None = None
         with OutputCapture("stdout", OUTPUT_LIMIT) as out, OutputCapture("stderr", OUTPUT_LIMIT) as err:
             store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
                                mounts=self._component.mounts, stdout_path=out.path,
                                stderr_path=err.path, memory_limit=self._limits.max_memory,
-                               deadline_ticks=self._ticks)
+                               deadline_ticks=self._ticks, data=context)
             instance: wasmtime.Instance | None = None
-            set_context(context)
             try:
                 with watched(self._engine, out, err):
                     instance = self._pre.instantiate(store)
@@ -72,8 +74,6 @@ class RedisLegacyHandler(SpinLegacyExecutor):
             except (wasmtime.Trap, wasmtime.WasmtimeError, AbiError, HostTrap) as exc:
                 failure = self._failure(exc, store, instance, context)
                 exc.__traceback__ = None  # its frames hold the Store: free the memory now
-            finally:
-                set_context(None)
             del store, instance
             self._forward(out, "stdout")
             self._forward(err, "stderr")

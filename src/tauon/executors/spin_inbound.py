@@ -22,6 +22,7 @@ from tauon.executors.oneshot import OneShot, Trap, export_func
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.engine import WasmEngine
+from tauon.wasm.slots import SlotHold
 
 EXPORT = "fermyon:spin/inbound-http"
 FUNCTION = "handle-request"
@@ -86,7 +87,8 @@ class SpinInboundExecutor:
         if body is None:
             return
         record = guest_request(request, method, body)
-        response = await anyio.to_thread.run_sync(self._in_slot, self._execute, record,
+        hold = SlotHold()
+        response = await anyio.to_thread.run_sync(self._in_slot, hold, self._execute, record, hold,
                                                   limiter=self._limiter)
         try:
             status, headers, payload = response_parts(response)
@@ -96,8 +98,8 @@ class SpinInboundExecutor:
             payload = b""
         await send_response(send, status, headers, payload)
 
-    def _execute(self, record: dict[str, Any]) -> dict[str, Any]:
-        state = HostState(self._config, timeout=self._limits.request_timeout)
+    def _execute(self, record: dict[str, Any], hold: SlotHold) -> dict[str, Any]:
+        state = HostState(self._config, timeout=self._limits.request_timeout, slot=hold)
         try:
             response: dict[str, Any] = self._handle.call(state, record)
         except Trap as exc:

@@ -22,12 +22,13 @@ from tauon.executors.base import GuestError, IncomingRequest, check_mounts
 from tauon.executors.buffered import receive_body, send_empty, send_response
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
-from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports, set_context
+from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports
 from tauon.hostif.http_buffered import LegacyHttp
 from tauon.services import AppServices
 from tauon.services.variables import VariableError
 from tauon.wasm.capture import OutputCapture
 from tauon.wasm.engine import WasmEngine, watched
+from tauon.wasm.slots import SlotHold
 from tauon.wasm.wasi import wasi_store
 
 EXPORT = "handle-http-request"
@@ -137,8 +138,9 @@ class SpinLegacyExecutor:
             return
         uri = request.path + (f"?{request.query}" if request.query else "")
         headers = [*request.headers, *((v.header, v.value) for v in request.spin_values)]
+        hold = SlotHold()
         response = await anyio.to_thread.run_sync(
-            self._in_slot, self._run, method, uri, headers, body, limiter=self._limiter
+            self._in_slot, hold, self._run, method, uri, headers, body, hold, limiter=self._limiter
         )
         status, raw_headers, payload = self._response(response)
         await send_response(send, status, raw_headers, payload)
@@ -164,13 +166,14 @@ class SpinLegacyExecutor:
             raise GuestError(f"{self._label}: response header value is not Latin-1", kind="output") from None
         return response.status, raw, body
 
-    def _run(self, method: int, uri: str, headers: list[tuple[str, str]], body: bytes) -> LegacyResponse:
+    def _run(self, method: int, uri: str, headers: list[tuple[str, str]], body: bytes,
+             hold: SlotHold) -> LegacyResponse:
         """Worker thread: one fresh instance, one call; returns the response or raises GuestError."""
         if not self._engine.ticking:
             raise RuntimeError("WasmEngine.start() was not called: guests would run without a deadline")
         deadline = time.monotonic() + self._limits.request_timeout
         context = RequestContext(self._services, self._label, self._log, self._allowed.allows,
-                                 deadline=deadline)
+                                 deadline=deadline, slot=hold)
         allowed = self._allowed
         context.http = LegacyHttp(allowed.allows, lambda: allowed.allows_relative(["http", "https"]),
                                   deadline)
@@ -178,11 +181,10 @@ class SpinLegacyExecutor:
             store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
                                mounts=self._component.mounts, stdout_path=out.path,
                                stderr_path=err.path, memory_limit=self._limits.max_memory,
-                               deadline_ticks=self._ticks)
+                               deadline_ticks=self._ticks, data=context)
             failure: GuestError | None = None
             instance: wasmtime.Instance | None = None
             response: LegacyResponse | None = None
-            set_context(context)
             try:
                 with watched(self._engine, out, err):
                     instance = self._pre.instantiate(store)
@@ -192,7 +194,6 @@ class SpinLegacyExecutor:
                 # The traceback's frames hold the Store (a cycle): drop it so memory is freed now.
                 exc.__traceback__ = None
             finally:
-                set_context(None)
                 context.http.close()
             del store, instance
             self._forward(out, "stdout")

@@ -21,6 +21,7 @@ from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_out
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.wasm.capture import OutputCapture
 from tauon.wasm.engine import WasmEngine, watched
+from tauon.wasm.slots import SlotHold
 from tauon.wasm.wasi import wasi_store
 
 STDOUT_LIMIT = 64 * 1024 * 1024
@@ -80,7 +81,8 @@ class WagiExecutor:
             return
         argv = build_argv(self._argv_template, request.path, request.query)
         env = build_env(request, len(body), self._component.env)
-        stdout = await anyio.to_thread.run_sync(self._in_slot, self._run, argv, env, body,
+        # A WAGI module has no host calls that block: nothing lends its slot.
+        stdout = await anyio.to_thread.run_sync(self._in_slot, SlotHold(), self._run, argv, env, body,
                                               limiter=self._limiter)
         try:
             response = parse_output(stdout)

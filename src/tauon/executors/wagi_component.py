@@ -24,6 +24,7 @@ from tauon.hostif.cli import EXTENSION, CapturedOutput, CommandIO, GuestExit
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.engine import WasmEngine
+from tauon.wasm.slots import SlotHold
 
 STDOUT_LIMIT = 64 * 1024 * 1024
 """Largest response (headers + body) a guest may write; beyond it the request fails."""
@@ -59,7 +60,8 @@ class WagiComponentExecutor:
             stdin=body,
             stdout=CapturedOutput(STDOUT_LIMIT),
         )
-        stdout = await anyio.to_thread.run_sync(self._in_slot, self._execute, command,
+        hold = SlotHold()
+        stdout = await anyio.to_thread.run_sync(self._in_slot, hold, self._execute, command, hold,
                                                 limiter=self._limiter)
         try:
             response = parse_output(stdout)
@@ -67,10 +69,10 @@ class WagiComponentExecutor:
             raise GuestError(f"{self._label}: {exc}", kind="output") from None
         await send_response(send, response.status, response_headers(response), response.body)
 
-    def _execute(self, command: CommandIO) -> bytes:
+    def _execute(self, command: CommandIO, hold: SlotHold) -> bytes:
         """Worker thread: run the command to completion; returns its stdout or raises GuestError."""
         state = HostState(self._config, timeout=self._limits.request_timeout,
-                          extensions={EXTENSION: command})
+                          extensions={EXTENSION: command}, slot=hold)
         code = 0
         try:
             result = self._run.call(state)

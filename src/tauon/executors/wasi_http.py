@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from typing import Any
 
 import anyio
@@ -43,11 +42,11 @@ class _Waker:
     (head, body chunks, close, end of the guest) collapse into one loop wake-up while one is pending.
 
     While the guest runs (`held`), its notifications are only recorded, and sent when it blocks in a
-    host call (`flush`, via HostState.before_block), at the engine's next epoch tick (`flush`, so
-    output written during a long computation goes out within a tick), or when it returns (the end
-    of the guest wakes the loop anyway). A loop woken mid-guest takes the GIL the guest's host calls
-    need: sending a small response in one wake-up instead of three or four cut a C request's CPU by
-    a quarter and a JS request's by up to a sixth, in process."""
+    host call (`flush`, via HostState.before_block), at the engine's next epoch tick (`flush`, a tick
+    hook while held, so output written during a long computation goes out within a tick), or when it
+    returns (the end of the guest wakes the loop anyway). A loop woken mid-guest takes the GIL the
+    guest's host calls need: sending a small response in one wake-up instead of three or four cut a C
+    request's CPU by a quarter and a JS request's by up to a sixth, in process."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -78,32 +77,14 @@ class _Waker:
         self.respond.set()
         self.feed.set()
 
+    def hold(self, engine: WasmEngine) -> None:
+        """The guest starts: record its notifications, and flush them on every epoch tick."""
+        self.held = True
+        engine.on_tick(self.flush)
 
-class _Held:
-    """The wakers of guests running now, for the epoch ticker to flush."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._wakers: set[_Waker] = set()
-
-    def add(self, waker: _Waker) -> None:
-        waker.held = True
-        with self._lock:
-            self._wakers.add(waker)
-
-    def discard(self, waker: _Waker) -> None:
-        with self._lock:
-            self._wakers.discard(waker)
-        waker.held = False
-
-    def flush(self) -> None:  # ticker thread
-        with self._lock:
-            wakers = tuple(self._wakers)
-        for waker in wakers:
-            waker.flush()
-
-
-_HELD = _Held()
+    def release(self, engine: WasmEngine) -> None:
+        engine.off_tick(self.flush)
+        self.held = False
 
 
 class _Exchange:
@@ -149,7 +130,6 @@ class WasiHttpExecutor:
             raise TypeError(f"{export}#handle is not a function")
         self._handle = GuestFunc(component, engine.engine, export, "handle", fty, linked.resources.find)
         self._in_slot = engine.slots.runner()
-        engine.on_tick(_HELD.flush)
 
     def close(self) -> None:
         self._config.close()  # pooled outbound connections; compiled code goes with the generation
@@ -181,7 +161,7 @@ class WasiHttpExecutor:
         too_large = [False]
 
         def finished(_: Any) -> None:  # event loop, when the worker thread is done
-            _HELD.discard(waker)  # nothing owed is lost: the wake below covers it
+            waker.release(self._engine)  # nothing owed is lost: the wake below covers it
             exchange.done = True
             waker.wake()
 
@@ -195,8 +175,8 @@ class WasiHttpExecutor:
         try:
             # A plain future rather than a task group + anyio worker: this is the per-request hot
             # path, and the thread hop plus wake-ups dominate small requests.
-            _HELD.add(waker)
-            worker = _GUEST_THREADS.run(self._in_slot, self._run, state, guest_request, exchange)
+            waker.hold(self._engine)
+            worker = _GUEST_THREADS.run(self._in_slot, state.slot, self._run, state, guest_request, exchange)
             worker.add_done_callback(finished)
             feeder = (loop.create_task(self._feed(receive, body_in, waker.feed, too_large))
                       if has_body else None)

@@ -14,7 +14,6 @@ from tauon.hostif.http_pool import HttpPool
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import err, ok
-from tauon.wasm.slots import blocked
 
 HTTP_ERRORS = ("success", "destination-not-allowed", "invalid-url", "request-error", "runtime-error",
                "too-many-requests")
@@ -40,7 +39,7 @@ def send_request(state: HostState, request: dict[str, Any]) -> tuple[str, Any]:
                                  state.config.label)
     uri: str = request["uri"]
     try:
-        with blocked():
+        with state.slot.blocked():
             status, headers, body = send(_outbound(state), str(request["method"]).upper(), uri,
                                          [tuple(h) for h in request["headers"]], request["body"])
     except HttpError as exc:

@@ -44,8 +44,9 @@ def _open(state: HostState, address: str, username: str, password: str, keep_ali
     if not allowed(state, address, "mqtt", "MQTT"):
         return ("err", ("connection-failed", f"address {address} is not permitted"))
     try:
-        conn = clients(state).mqtt.open(address, username, password, min(keep_alive, MAX_KEEP_ALIVE),
-                                        state.deadline)
+        with state.slot.blocked():
+            conn = clients(state).mqtt.open(address, username, password,
+                                            min(keep_alive, MAX_KEEP_ALIVE), state.deadline)
     except OutboundError as exc:
         log_failure(state, "MQTT connection", address, exc)
         return _error(exc)
@@ -59,7 +60,8 @@ def _open(state: HostState, address: str, username: str, password: str, keep_ali
 def _publish(state: HostState, rep: int, topic: str, payload: bytes, qos: str) -> Result:
     conn = state.table.get(rep, OpenConnection).conn
     try:
-        conn.publish(state.deadline, topic, payload, qos)
+        with state.slot.blocked():  # connecting and the broker's acknowledgement: another guest may run
+            conn.publish(state.deadline, topic, payload, qos)
     except OutboundError as exc:
         state.config.logger.info("%s: outbound MQTT publish to %s failed: %s", state.config.label,
                                  conn.target.where, exc.message or exc.kind)

@@ -17,7 +17,6 @@ from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import ConnectionHandle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
 from tauon.services.mysql import MysqlClients, MysqlConnection, MysqlError
-from tauon.wasm.slots import blocked
 
 MAX_CONNECTIONS = 256
 """Open connections per request, as Spin's resource table."""
@@ -46,7 +45,7 @@ def connect(state: HostState, address: str) -> MysqlConnection:
     if before is not None:
         before()
     clients = _clients(state)
-    with blocked():
+    with state.slot.blocked():
         return clients.connect(address, state.deadline)
 
 
@@ -81,13 +80,13 @@ def _guarded(op: Callable[..., Any]) -> Callable[..., Result]:
 
 def _query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
     conn = _conn(state, rep)
-    with blocked():  # waiting on the server: another guest may run meanwhile
+    with state.slot.blocked():  # waiting on the server: another guest may run meanwhile
         return conn.query(statement, params, state.deadline)
 
 
 def _execute(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> None:
     conn = _conn(state, rep)
-    with blocked():
+    with state.slot.blocked():
         conn.execute(statement, params, state.deadline)
 
 

@@ -19,7 +19,6 @@ from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.spin_common import ConnectionHandle, Handle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
 from tauon.services.postgres import PgClients, PgConnection, PgError, parse_address
-from tauon.wasm.slots import blocked
 
 _V3_TYPES = frozenset({"boolean", "int8", "int16", "int32", "int64", "floating32", "floating64", "str",
                        "binary", "date", "time", "datetime", "timestamp"})
@@ -83,7 +82,7 @@ def connect(state: HostState, address: str, root_ca: str | None = None) -> PgCon
     if before is not None:
         before()
     clients = _clients(state)
-    with blocked():
+    with state.slot.blocked():
         return clients.acquire(address, state.deadline, root_ca)
 
 
@@ -172,13 +171,13 @@ def _guarded(op: Callable[..., Any], error: Callable[[PgError], Any]) -> Callabl
 
 def _query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
     conn = _conn(state, rep)
-    with blocked():  # waiting on the server: another guest may run meanwhile
+    with state.slot.blocked():  # waiting on the server: another guest may run meanwhile
         return conn.query(statement, params, state.deadline)
 
 
 def _execute(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> int:
     conn = _conn(state, rep)
-    with blocked():
+    with state.slot.blocked():
         return conn.execute(statement, params, state.deadline)
 
 

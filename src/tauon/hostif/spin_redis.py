@@ -43,7 +43,8 @@ def _open(state: HostState, address: str) -> Result:
     if not allowed(state, address, "redis", "Redis"):
         return ("err", "invalid-address")
     try:
-        conn = clients(state).redis.open(address, state.deadline)
+        with state.slot.blocked():  # connecting waits on the network: another guest may run
+            conn = clients(state).redis.open(address, state.deadline)
     except OutboundError as exc:
         log_failure(state, "Redis connection", address, exc)
         return _error(exc)
@@ -60,7 +61,8 @@ def _method(name: str) -> Callable[..., Result]:
     def call(state: HostState, rep: int, *args: Any) -> Result:
         conn = state.table.get(rep, OpenConnection).conn
         try:
-            return ("ok", getattr(conn, name)(state.deadline, *args))
+            with state.slot.blocked():  # waiting on the server: another guest may run meanwhile
+                return ("ok", getattr(conn, name)(state.deadline, *args))
         except OutboundError as exc:
             return _error(exc)
 
@@ -88,7 +90,7 @@ def _v1(name: str, convert: Callable[[Any], Any] = lambda value: value) -> Calla
         if not allowed(state, address, "redis", "Redis"):
             return ("err", "error")
         try:
-            with clients(state).redis.connection(address, state.deadline) as conn:
+            with state.slot.blocked(), clients(state).redis.connection(address, state.deadline) as conn:
                 return ("ok", convert(getattr(conn, name)(state.deadline, *args)))
         except OutboundError as exc:
             log_failure(state, "Redis call", address, exc)

@@ -13,7 +13,7 @@ from tauon import tracing
 from tauon.hostif.registry import HostTrap
 from tauon.hostif.table import ResourceTable
 from tauon.model.mount import Mount
-from tauon.wasm.slots import blocked
+from tauon.wasm.slots import SlotHold
 
 if TYPE_CHECKING:
     from tauon.app.allowed_hosts import AllowedHosts
@@ -111,8 +111,11 @@ class HostState:
     `cond`, which other threads (event loop, HTTP clients) use to wake a guest blocked in a host call."""
 
     def __init__(self, config: HostConfig, *, timeout: float,
-                 extensions: dict[str, Any] | None = None) -> None:
+                 extensions: dict[str, Any] | None = None, slot: SlotHold | None = None) -> None:
         self.config = config
+        self.slot = SlotHold() if slot is None else slot
+        """The run slot this request's guest holds (wasm/slots.py): the executor's runner fills it,
+        host calls that block lend it."""
         self.table = ResourceTable()
         self.cond = threading.Condition()
         self.deadline = time.monotonic() + timeout
@@ -137,7 +140,7 @@ class HostState:
                 return True
         if self.before_block is not None:
             self.before_block()
-        with blocked(), self.cond:
+        with self.slot.blocked(), self.cond:
             while not ready():
                 now = time.monotonic()
                 if until is not None and now >= until:

@@ -32,7 +32,6 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from tauon.outbound.limits import CONNECT_TIMEOUT, MAX_CONNECTIONS, ConnectionLimit, OutboundError, remaining
-from tauon.wasm.slots import blocked
 
 QOS = {"at-most-once": 0, "at-least-once": 1, "exactly-once": 2}
 _SCHEMES = {"mqtt": (1883, False), "tcp": (1883, False), "mqtts": (8883, True), "ssl": (8883, True)}
@@ -153,17 +152,16 @@ class MqttConnection:
     def publish(self, deadline: float, topic: str, payload: bytes, qos: str) -> None:
         if self._closed:
             raise OutboundError("other", "the connection was closed")
-        with blocked():
-            if not self._connected:
-                self._connect(deadline)
-            try:
-                info = self._client.publish(topic, payload, qos=QOS[qos])
-            except ValueError as exc:  # e.g. a wildcard in the topic
-                raise OutboundError("other", str(exc)) from None
-            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
-                self._drop()
-                raise OutboundError("connection-failed", paho.error_string(info.rc))
-            self._wait(info.is_published, deadline, "the broker's acknowledgement")
+        if not self._connected:
+            self._connect(deadline)
+        try:
+            info = self._client.publish(topic, payload, qos=QOS[qos])
+        except ValueError as exc:  # e.g. a wildcard in the topic
+            raise OutboundError("other", str(exc)) from None
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+            self._drop()
+            raise OutboundError("connection-failed", paho.error_string(info.rc))
+        self._wait(info.is_published, deadline, "the broker's acknowledgement")
 
     def _drop(self) -> None:
         """After a failure: the next publish connects again (as rumqttc's next poll would)."""

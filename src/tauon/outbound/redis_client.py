@@ -34,7 +34,6 @@ from redis._parsers.resp2 import _RESP2Parser
 from redis.utils import SENTINEL
 
 from tauon.outbound.limits import CONNECT_TIMEOUT, MAX_CONNECTIONS, ConnectionLimit, OutboundError, remaining
-from tauon.wasm.slots import blocked
 
 MAX_RESULT_BYTES = 128 << 20
 """Spin's MAX_HOST_BUFFERED_BYTES."""
@@ -131,8 +130,7 @@ class RedisConnection:
         # Connect and AUTH/SELECT within what the request has left.
         self._conn.socket_connect_timeout = self._conn.socket_timeout = timeout
         try:
-            with blocked():
-                self._conn.connect()  # type: ignore[no-untyped-call]
+            self._conn.connect()  # type: ignore[no-untyped-call]
         except redis.RedisError as exc:
             raise OutboundError("other", str(exc)) from None
 
@@ -148,9 +146,8 @@ class RedisConnection:
             raise OutboundError("other", f"no time left for a reply from {self.target.where}")
         try:
             sock.settimeout(timeout)  # the send and the reply both end before the request's deadline
-            with blocked():
-                self._conn.send_command(*args, check_health=False)
-                return self._conn.read_response()
+            self._conn.send_command(*args, check_health=False)
+            return self._conn.read_response()
         except redis.RedisError as exc:
             raise OutboundError("other", str(exc)) from None
         except OSError as exc:

@@ -16,13 +16,14 @@ import contextlib
 import hashlib
 import logging
 import tempfile
-import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
 from tauon.wasm import encoder
+from tauon.wasm.keylocks import KeyedLocks
 from tauon.wasm.kind import WasmKind, classify_file
 from tauon.wasm.moduleinfo import REACTOR, UnsupportedBindgen, classify, read_module_info
 
@@ -31,8 +32,7 @@ log = logging.getLogger(__name__)
 FORMAT = "1"
 """Bumped when tauon changes what it asks the encoder for."""
 
-_locks: dict[str, threading.Lock] = {}
-_guard = threading.Lock()
+_converting = KeyedLocks()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +86,9 @@ def artifact_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
     return artifact, artifact.with_name(artifact.name + ".digest")
 
 
-def key_lock(key: str) -> threading.Lock:
+def key_lock(key: str) -> AbstractContextManager[None]:
     """One conversion per key at a time (two apps with the same module convert it once)."""
-    with _guard:
-        return _locks.setdefault(key, threading.Lock())
+    return _converting.hold(key)
 
 
 def conversion_key(digest: str) -> str:

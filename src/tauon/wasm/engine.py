@@ -28,6 +28,7 @@ from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
 from tauon.wasm.capture import CaptureWatchdog, OutputCapture
 from tauon.wasm.compile_limits import CompileLimits
+from tauon.wasm.keylocks import KeyedLocks
 from tauon.wasm.kind import WasmKind, classify_file
 from tauon.wasm.pool import PoolSettings, can_reserve, configure
 from tauon.wasm.slots import RunSlots
@@ -71,8 +72,7 @@ class WasmEngine:
         """Executors hold one of these while a guest runs (wasm/slots.py)."""
         self.watchdog = CaptureWatchdog()
         self._modules: weakref.WeakValueDictionary[str, wasmtime.Module] = weakref.WeakValueDictionary()
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._compiling = KeyedLocks()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._tick_hooks: set[Callable[[], None]] = {self.watchdog.check}
@@ -101,6 +101,10 @@ class WasmEngine:
         """Call `hook` (cheap, thread-safe) from the ticker thread every tick, as the output watchdog
         is; idempotent."""
         self._tick_hooks.add(hook)
+
+    def off_tick(self, hook: Callable[[], None]) -> None:
+        """Stop calling `hook` (one the ticker may already have picked up runs once more)."""
+        self._tick_hooks.discard(hook)
 
     def _tick(self) -> None:
         while not self._stop.wait(self.epoch_interval):
@@ -132,7 +136,7 @@ class WasmEngine:
     def compile_module(self, wasm_path: Path, digest: str) -> wasmtime.Module:
         """The compiled core module for `wasm_path`, from memory, the disk cache, or a fresh compile."""
         key = self.cache_key(digest)
-        with self._lock_for(key):
+        with self._compiling.hold(key):
             module = self._modules.get(key)
             if module is None:
                 module = self._load_or_compile(Path(wasm_path), key)
@@ -143,10 +147,6 @@ class WasmEngine:
         """Whether the module of `digest` is compiled (in memory or on disk; checked when loaded)."""
         key = self.cache_key(digest)
         return key in self._modules or all(path.is_file() for path in self._paths(key))
-
-    def _lock_for(self, key: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         artifact = self.cache_dir / "modules" / f"{key}.cwasm"

@@ -8,6 +8,9 @@ a run slot before it starts and gives it back while it is blocked in a host call
 request body, a slow client, an outbound response), so waiting guests never hold CPUs they are not
 using.
 
+Which slot a request's guest holds is recorded in its `SlotHold`, which lives on the request's host
+state: the executor's runner fills it and a host call that blocks lends it (`hold.blocked()`).
+
 The limit is soft: a guest that waits longer than `patience` for a slot runs anyway. A few guests
 spinning until their request timeout can then slow the others down, but never stop them.
 
@@ -54,11 +57,35 @@ class Pace:
         return self.average is not None and self.average < SHORT_RUN
 
 
-class _Held(threading.local):
-    slots: RunSlots | None = None
+class SlotHold:
+    """The run slot one request's guest holds, if any. One per request, kept on its host state
+    (HostState.slot, RequestContext.slot) and handed to `RunSlots.call`, so a host call that blocks
+    can lend it (`blocked`) without looking anything up by thread."""
 
+    __slots__ = ("slots",)
 
-_held = _Held()
+    def __init__(self) -> None:
+        self.slots: RunSlots | None = None
+
+    @property
+    def holding(self) -> bool:
+        """Whether this request's guest holds a run slot now."""
+        return self.slots is not None
+
+    @contextmanager
+    def blocked(self) -> Iterator[None]:
+        """Around a blocking wait inside a host call: lend the slot, if any, to another guest."""
+        slots = self.slots
+        if slots is None:
+            yield
+            return
+        self.slots = None
+        slots._give()
+        try:
+            yield
+        finally:
+            if slots._take(slots.patience):
+                self.slots = slots
 
 
 def default_slots() -> int:
@@ -81,8 +108,9 @@ class RunSlots:
         return self._busy
 
     def runner(self) -> Callable[..., Any]:
-        """For one executor: `runner(fn, *args)` runs `fn(*args)` under this limit, with the
-        executor's own `Pace` deciding whether its guests are short enough to skip the slots."""
+        """For one executor: `runner(hold, fn, *args)` runs `fn(*args)` under this limit, recording
+        the slot in the request's `hold`, with the executor's own `Pace` deciding whether its guests
+        are short enough to skip the slots."""
         return functools.partial(self.call, pace=Pace())
 
     def _take(self, timeout: float) -> bool:
@@ -98,50 +126,29 @@ class RunSlots:
         self._sem.release()
 
     @contextmanager
-    def running(self) -> Iterator[None]:
-        """Hold a slot (if one frees up within `patience`) while this thread runs a guest."""
+    def running(self, hold: SlotHold) -> Iterator[None]:
+        """Hold a slot (if one frees up within `patience`) in `hold` while its request's guest runs."""
         got = self._take(self.patience)
-        previous, _held.slots = _held.slots, (self if got else None)
+        previous, hold.slots = hold.slots, (self if got else None)
         try:
             yield
         finally:
-            holding = _held.slots is self  # not after a `blocked()` that could not get it back
-            _held.slots = previous
+            holding = hold.slots is self  # not after a `blocked()` that could not get it back
+            hold.slots = previous
             if holding:
                 self._give()
 
-    def call(self, fn: Callable[..., T], *args: Any, pace: Pace | None = None) -> T:
-        """`fn(*args)` holding a slot (unless `pace` says its runs are short): what executors hand
-        to their worker threads."""
+    def call(self, hold: SlotHold, fn: Callable[..., T], *args: Any, pace: Pace | None = None) -> T:
+        """`fn(*args)` holding a slot in `hold` (unless `pace` says its runs are short): what
+        executors hand to their worker threads."""
         if pace is None:
-            with self.running():
+            with self.running(hold):
                 return fn(*args)
         started = time.thread_time()
         try:
             if pace.short:
                 return fn(*args)
-            with self.running():
+            with self.running(hold):
                 return fn(*args)
         finally:
             pace.record(time.thread_time() - started)
-
-
-def holding() -> bool:
-    """Whether this thread holds a run slot now."""
-    return _held.slots is not None
-
-
-@contextmanager
-def blocked() -> Iterator[None]:
-    """Around a blocking wait inside a host call: lend this thread's slot, if any, to another guest."""
-    slots = _held.slots
-    if slots is None:
-        yield
-        return
-    _held.slots = None
-    slots._give()
-    try:
-        yield
-    finally:
-        if slots._take(slots.patience):
-            _held.slots = slots

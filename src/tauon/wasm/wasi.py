@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterable
+from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi  # the C API function exists, its Python wrapper does not (50.0.1)
@@ -25,9 +26,11 @@ def set_stdin_bytes(config: wasmtime.WasiConfig, data: bytes) -> None:
 
 def wasi_store(engine: wasmtime.Engine, *, env: list[tuple[str, str]], mounts: Iterable[Mount[str]],
                stdout_path: str, stderr_path: str, memory_limit: int, deadline_ticks: int,
-               argv: list[str] | None = None, stdin: bytes | None = None) -> wasmtime.Store:
+               argv: list[str] | None = None, stdin: bytes | None = None,
+               data: Any = None) -> wasmtime.Store:
     """A fresh Store for one request: exactly this env/argv, read-only mounts only, output to the
-    capture files, the app's memory cap and epoch deadline. Nothing of the host is inherited."""
+    capture files, the app's memory cap and epoch deadline. Nothing of the host is inherited.
+    `data`: the request's state, which host functions reach through their Caller."""
     config = wasmtime.WasiConfig()
     if argv is not None:
         config.argv = argv
@@ -38,7 +41,7 @@ def wasi_store(engine: wasmtime.Engine, *, env: list[tuple[str, str]], mounts: I
     config.stderr_file = stderr_path
     for mount in mounts:
         config.preopen_dir(mount.source, mount.guest_path, fs_mutable=False)
-    store = wasmtime.Store(engine)
+    store = wasmtime.Store(engine, data=data)
     store.set_wasi(config)
     store.set_limits(memory_size=memory_limit)
     store.set_epoch_deadline(deadline_ticks)

@@ -25,13 +25,15 @@ from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
 from tauon.wasm.component import netparams, rewrite, routing
 from tauon.wasm.engine import WasmEngine, not_cached
+from tauon.wasm.keylocks import KeyedLocks
 
 log = logging.getLogger(__name__)
 
 # Compiled code belongs to one Engine: the in-memory cache is per engine.
 _memory: weakref.WeakKeyDictionary[WasmEngine, weakref.WeakValueDictionary[str, Component]] = (
     weakref.WeakKeyDictionary())
-_locks: dict[str, threading.Lock] = {}
+_compiling = KeyedLocks()
+"""One compile (or cache load) per key at a time; entries go when their last user does."""
 _guard = threading.Lock()
 
 
@@ -44,9 +46,8 @@ def compile_component(engine: WasmEngine, wasm_path: Path, digest: str) -> Compo
     """The compiled component for `wasm_path`: from memory, the disk cache or a fresh compile."""
     key = component_key(engine, digest)
     with _guard:
-        lock = _locks.setdefault(key, threading.Lock())
         compiled = _memory.setdefault(engine, weakref.WeakValueDictionary())
-    with lock:
+    with _compiling.hold(key):
         component = compiled.get(key)
         if component is None:
             component = _load_or_compile(engine, Path(wasm_path), key)

@@ -158,6 +158,9 @@ SCRATCH_LIMIT = 256 * 1024
 """Largest `list<u8>` lowered through the per-thread scratch array; longer ones take the slower path."""
 
 
+# Per thread, not per request: its contents never outlive one lowering (vallist_new copies them), it is
+# kept warm across the requests a guest thread runs, and it cannot be shared (ctypes releases the GIL
+# during the copy). Lowerings run inside the C trampolines (host.py), which carry no request data.
 class _Scratch(threading.local):
     """A per-thread array of u8 values with the kind bytes already written: lowering a byte string is
     then one strided copy plus one C-side copy, with no page faults from fresh 32-byte-per-byte memory."""

@@ -27,6 +27,10 @@ Dtor = Callable[[Any, int], None]
 """Called as dtor(state, rep) when the guest drops its last handle to a host resource."""
 
 
+# The one thread-local the C boundary forces: wasmtime calls every host function through the shared
+# trampolines below with only a slot index and the store's context, and reaching the request's state
+# through the store's data costs a C call and a slab lookup per host call (about as much as a whole
+# small host call), so the guest call binds it here, on the thread its host functions run on.
 class _Local(threading.local):
     state: Any = None
     error: BaseException | None = None
