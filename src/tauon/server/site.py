@@ -15,7 +15,6 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
-import anyio
 from anyio.abc import TaskGroup
 
 from tauon.control.spec import Address
@@ -160,8 +159,7 @@ class Site:
         a second."""
         if self.redis is not None:
             self.redis.close()
-        with anyio.CancelScope(shield=True):
-            if self.listener is not None:
-                await self.host.drop(self.app_id, self.listener)
-            if self.generation is not None:
-                await self._retire(self.generation, 1.0)
+        if self.listener is not None:
+            await self.host.drop(self.app_id, self.listener)
+        if self.generation is not None:
+            await self._retire(self.generation, 1.0)

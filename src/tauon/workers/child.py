@@ -227,7 +227,8 @@ class Worker:
             return
         del self.apps[app_id]
         self.metrics.forget(app_id)
-        await replica.site.close()
+        with anyio.CancelScope(shield=True):
+            await replica.site.close()
 
     async def shutdown(self) -> None:
         async with anyio.create_task_group() as tg:
