@@ -32,7 +32,7 @@ from tauon.settings import Settings
 from tauon.status import pending_apps, summary
 from tauon.view import DaemonView
 from tauon.wasm.engine import WasmEngine
-from tauon.workers.pool import WorkerPool
+from tauon.workers.pool import ProcessPool
 
 log = logging.getLogger("tauon")
 
@@ -123,10 +123,10 @@ async def run_daemon(settings: Settings, notifier: Notifier | None = None) -> No
     log.info("tauon stopped")
 
 
-async def _start_workers(settings: Settings, metrics: Metrics, tg: TaskGroup) -> WorkerPool | None:
+async def _start_workers(settings: Settings, metrics: Metrics, tg: TaskGroup) -> ProcessPool | None:
     if settings.workers <= 1:
         return None
-    workers = WorkerPool(settings, settings.workers, metrics)
+    workers = ProcessPool(settings, settings.workers, metrics)
     metrics.remote_requests = workers.request_stats
     await tg.start(workers.run)
     log.info("%d processes serve requests: this one and %d workers (started once the initial apps "
@@ -134,7 +134,7 @@ async def _start_workers(settings: Settings, metrics: Metrics, tg: TaskGroup) ->
     return workers
 
 
-def _capacity(engine: WasmEngine, workers: WorkerPool | None) -> tuple[int, int, int]:
+def _capacity(engine: WasmEngine, workers: ProcessPool | None) -> tuple[int, int, int]:
     ours = (engine.slots.busy, engine.slots.size, engine.pool.instances)
     if workers is None:
         return ours

@@ -42,9 +42,9 @@ def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
             "since": rfc3339(slot.since),
             "state_dir": spec.state_dir,
             "variables": sorted(spec.variables),
-            "in_flight": (slot.switchboard.stats.inflight if slot.switchboard is not None else 0)
+            "in_flight": (slot.site.switchboard.stats.inflight if slot.site.switchboard is not None else 0)
             + sum(stats.inflight for stats in remote.get(app_id, ())),  # workers: as of their last report
-            "triggers": _triggers(slot.redis.describe()) if slot.redis is not None else [],
+            "triggers": _triggers(slot.site.redis.describe()) if slot.site.redis is not None else [],
         })
     for app_id, problem in supervisor.problems.items():
         if app_id in supervisor.slots:

@@ -64,6 +64,12 @@ def wait_until(check: Any, timeout: float = 10.0) -> None:
         time.sleep(0.1)
 
 
+def reported(tauon: TauonProcess, app: str, served: int) -> None:
+    """Until /metrics counts all `served` requests of `app`: every process that served some has
+    reported them (workers do once a second)."""
+    wait_until(lambda: requests_total(tauon, app) == served)
+
+
 def workers_up(tauon: TauonProcess, count: int) -> None:
     """The daemon serves without waiting for its workers: they start once its initial apps are up
     (`ready`), and each logs when it is up."""
@@ -141,7 +147,7 @@ def test_a_killed_worker_is_restarted_and_in_memory_state_is_shared(
             counts = [count_of(httpx.get(url, headers={"connection": "close"})) for _ in range(30)]
             assert counts == list(range(last + 1, last + 31))
             last = counts[-1]
-            time.sleep(1.2)  # a stats push
+            reported(tauon, "counter.json", last)
             if status(tauon)["processes"][1]["requests"] > 0:
                 break  # the worker has answered some of them
         else:
@@ -163,7 +169,7 @@ def test_a_killed_worker_is_restarted_and_in_memory_state_is_shared(
             counts = [count_of(httpx.get(url, headers={"connection": "close"})) for _ in range(20)]
             assert counts == list(range(last + 11, last + 31))
             last += 20
-            time.sleep(1.2)
+            reported(tauon, "counter.json", counts[-1])
             if status(tauon)["processes"][1]["requests"] > 0:
                 break
         else:
@@ -182,11 +188,11 @@ def test_stopping_drains_requests_running_in_workers_and_ignores_their_own_sigte
         wait_http(f"http://127.0.0.1:{port}/?0", contains="in v1")
         workers = [p["pid"] for p in status(tauon)["processes"][1:]]
         with ThreadPoolExecutor(9) as pool:
-            slow = [pool.submit(httpx.get, f"http://127.0.0.1:{port}/?3000",
+            slow = [pool.submit(httpx.get, f"http://127.0.0.1:{port}/?5000",
                                 headers={"connection": "close"}, timeout=30) for _ in range(9)]
-            time.sleep(0.8)  # spread over the processes and running
-            # /status counts what runs in every process (workers report once a second).
-            wait_until(lambda: status(tauon)["apps"][0]["in_flight"] == 9, timeout=2.5)
+            # /status counts what runs in every process (workers report once a second); the
+            # requests run for 5 s, so this must hold well within that.
+            wait_until(lambda: status(tauon)["apps"][0]["in_flight"] == 9, timeout=4.0)
             running = [p["in_flight"] for p in status(tauon)["processes"]]
             assert sum(running) == 9 and sum(running[1:]) > 0, running  # workers have some
             # systemd's default KillMode sends SIGTERM to every process of the unit at once.

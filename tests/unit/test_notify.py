@@ -80,21 +80,22 @@ def test_status_reporter_sends_changes_once(listener: tuple[socket.socket, str])
     sock, path = listener
     sock.setblocking(False)
     counts = {"pulling": 1}
+    looked = 0
 
-    async def scenario() -> list[bytes]:
-        reporter = StatusReporter(Notifier(path), lambda: summary(counts), settle=0.01)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(reporter.run)
-            for _ in range(3):  # a burst of pokes: one message
-                reporter.poke()
-            await anyio.sleep(0.1)
-            reporter.poke()  # nothing changed: nothing sent
-            await anyio.sleep(0.1)
-            counts.clear()
-            counts["running"] = 1
-            reporter.poke()
-            await anyio.sleep(0.1)
-            tg.cancel_scope.cancel()
+    def current() -> str:
+        nonlocal looked
+        looked += 1
+        return summary(counts)
+
+    async def reporter_looked(times: int) -> None:
+        # The reporter sends (or not) right after it looks, before it next waits: once it has
+        # looked `times` times, what it sent is in the socket (a local datagram arrives at once).
+        with anyio.fail_after(10):
+            while looked < times:
+                await anyio.sleep(0.005)
+        await anyio.wait_all_tasks_blocked()
+
+    def pending() -> list[bytes]:
         received = []
         while True:
             try:
@@ -102,5 +103,29 @@ def test_status_reporter_sends_changes_once(listener: tuple[socket.socket, str])
             except BlockingIOError:
                 return received
 
-    assert anyio.run(scenario) == ["STATUS=pulling 1 app(s)…; 0 app(s) serving, 0 failing".encode(),
-                                   b"STATUS=1 app(s) serving, 0 failing"]
+    async def scenario() -> list[list[bytes]]:
+        reporter = StatusReporter(Notifier(path), current, settle=0.01)
+        batches = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reporter.run)
+            for _ in range(3):  # a burst of pokes: one message
+                reporter.poke()
+            await reporter_looked(1)
+            batches.append(pending())
+            reporter.poke()  # nothing changed: nothing sent
+            await reporter_looked(2)
+            batches.append(pending())
+            counts.clear()
+            counts["running"] = 1
+            reporter.poke()
+            await reporter_looked(3)
+            batches.append(pending())
+            tg.cancel_scope.cancel()
+        assert looked == 3  # the burst was looked at once
+        return batches
+
+    batches = anyio.run(scenario)
+    received = [message for batch in batches for message in batch]
+    assert received == ["STATUS=pulling 1 app(s)…; 0 app(s) serving, 0 failing".encode(),
+                        b"STATUS=1 app(s) serving, 0 failing"]
+    assert batches[1] == []  # the poke with nothing changed sent nothing

@@ -1,5 +1,5 @@
-"""An app file's slot in the supervisor (its state, its serving generation and listener), how its
-start is announced, and how an unexpected failure is told to the operator."""
+"""An app file's slot in the supervisor (its state and its site: the listener and generation serving
+it), how its start is announced, and how an unexpected failure is told to the operator."""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ from tauon.app.routes import describe_routes
 from tauon.control.spec import AppSpec
 from tauon.log import clip
 from tauon.server.generation import Generation
-from tauon.server.listener import Listener
-from tauon.server.redis_subscriber import AppRedis
-from tauon.server.switchboard import Switchboard
+from tauon.server.site import Site
 
 log = logging.getLogger("tauon")
 
@@ -31,24 +29,20 @@ def nothing() -> None:
 @dataclass
 class AppSlot:
     spec: AppSpec
+    site: Site
+    """What serves the app in this process: its listener, switchboard, Redis subscriptions, generation."""
     state: str = "pending"
     error: str | None = None
     added: float = field(default_factory=time.monotonic)
     """When the app file was first seen (its start grace for readiness runs from here)."""
     since: float = field(default_factory=time.time)
     """When `state` last changed (a retry that fails the same way keeps it)."""
-    generation: Generation | None = None
     serving_hash: str | None = None
-    listener: Listener | None = None
-    switchboard: Switchboard | None = None
-    redis: AppRedis | None = None
-    """The app's Redis subscriptions (apps with Redis triggers; in the daemon only)."""
-    worker: anyio.CancelScope | None = None
     generations: int = 0
     settled: anyio.Event = field(default_factory=anyio.Event)
     """Set once the first attempt has either served or failed (readiness)."""
     attempt_done: anyio.Event = field(default_factory=anyio.Event)
-    """Set once the current worker's first attempt has served or failed (reload settled)."""
+    """Set once the current run's first attempt has served or failed (reload settled)."""
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     removed: bool = False
     on_change: Callable[[], None] = nothing
@@ -56,6 +50,10 @@ class AppSlot:
     """The plan of the generation the current one replaced: its cached content is kept too."""
     tls_problem: str | None = None
     """A certificate rotation that failed while the previous certificate keeps serving."""
+
+    @property
+    def generation(self) -> Generation | None:
+        return self.site.generation
 
     def set_tls_problem(self, problem: str | None) -> None:
         if problem != self.tls_problem:

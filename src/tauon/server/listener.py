@@ -79,20 +79,21 @@ class Listener:
     """Serves one ASGI app (an app's switchboard, or the admin endpoints) on one address.
 
     `owner` names who asked for the address in errors: an app file, or `--admin`. A worker process
-    passes `sock`: the daemon's listening socket, already bound (workers/child.py). `tls`: serve HTTPS
-    with that certificate (reloaded while the listener runs); `edge`: what one client connection may hold.
+    passes `sock`: the daemon's listening socket, already bound (workers/child.py), and `key`: the
+    daemon's name for it. `tls`: serve HTTPS with that certificate (reloaded while the listener runs);
+    `edge`: what one client connection may hold.
     """
 
     def __init__(self, address: Address, app: ASGIApp, *, owner: str, drain_timeout: float,
                  sock: socket.socket | None = None, tls: CertReloader | None = None,
-                 edge: EdgeLimits = DEFAULT_EDGE) -> None:
+                 edge: EdgeLimits = DEFAULT_EDGE, key: int | None = None) -> None:
         self.address = address
         self.tls = tls
         self.edge = edge
         self.app = app
         self.owner = owner
         self.drain_timeout = drain_timeout
-        self.key = next(_keys)
+        self.key = key if key is not None else next(_keys)
         """Names this listening socket to worker processes."""
         self.sock = sock
         self._server: _EmbeddedServer | None = None

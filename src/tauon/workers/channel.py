@@ -16,7 +16,8 @@ from typing import Any
 
 import anyio
 
-Message = dict[str, Any]
+RawMessage = dict[str, Any]
+"""A message as it travels (workers/messages.py encodes and decodes the typed ones)."""
 
 _HEADER = struct.Struct("!I")
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -42,11 +43,13 @@ class Channel:
         self._send_lock = anyio.Lock()
         self.closed = False
 
-    async def send(self, message: Message, sock: socket.socket | None = None) -> None:
+    async def send(self, message: RawMessage, sock: socket.socket | None = None) -> None:
         """Send `message`; `sock` (a listening socket) goes with it, its fd duplicated by the kernel."""
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         frame = _HEADER.pack(len(data)) + data
         async with self._send_lock:
+            if self.closed:  # e.g. a request to a worker whose death is being handled
+                raise ChannelClosed("channel closed")
             view = memoryview(frame)
             fds = [sock.fileno()] if sock is not None else []
             while view:
@@ -62,12 +65,12 @@ class Channel:
                 fds = []
                 view = view[sent:]
 
-    async def receive(self) -> tuple[Message, socket.socket | None]:
+    async def receive(self) -> tuple[RawMessage, socket.socket | None]:
         """The next message and the socket sent with it (if its `fd` key says one was)."""
         while True:
             frame = self._take_frame()
             if frame is not None:
-                message: Message = pickle.loads(frame)
+                message: RawMessage = pickle.loads(frame)
                 sock = None
                 if message.get("fd"):
                     if not self._fds:
