@@ -21,7 +21,7 @@ from support.direct import serve_direct
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.executors.select import build_component_executor
 from tauon.hostif import io
-from tauon.wasm.component.routing import BYTES_IMPORT, READ_FUNCS
+from tauon.wasm.component.rewriting.contract import BYTES_IMPORT, READ_FUNCS
 from tauon.wasm.engine import WasmEngine
 
 pytestmark = pytest.mark.integration

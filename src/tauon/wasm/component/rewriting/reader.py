@@ -1,5 +1,5 @@
-"""Reading and editing a component binary: just enough of the component model's binary format for
-rewrite.py and routing.py (sections, LEB128, types, imports, aliases), with no I/O.
+"""Reading a component binary: LEB128, names and the grammar of the constructs the rewriters follow
+(types, externs, aliases, canonical functions, instances), with no I/O.
 
 Anything outside what these readers follow raises `Unsupported`, and callers then leave the component
 as it is: the format is read to find a few known shapes, never to validate (wasmtime does that).
@@ -8,6 +8,32 @@ as it is: the format is read to find a few known shapes, never to validate (wasm
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from tauon.wasm.component.rewriting.binfmt import (
+    ABSENT,
+    CANON_FUNC,
+    CORE_PREFIX,
+    CORE_SORT_BY_BYTE,
+    HEADER,
+    OPTS_WITH_INDEX,
+    PRESENT,
+    RESOURCE_REP_I32,
+    RESULT_NAMED,
+    RESULT_SINGLE,
+    SORT_BY_BYTE,
+    STRING_ENCODINGS,
+    VALTYPE_PRIMITIVES,
+    AliasTarget,
+    Bound,
+    Canon,
+    Decl,
+    Extern,
+    InstanceKind,
+    NameForm,
+    Opt,
+    Sort,
+    Ty,
+)
 
 
 class Unsupported(Exception):
@@ -26,6 +52,9 @@ class Reader:
         b = self.data[self.pos]
         self.pos += 1
         return b
+
+    def peek(self) -> int:
+        return self.data[self.pos] if self.pos < self.end else -1
 
     def u32(self) -> int:
         result = shift = 0
@@ -50,22 +79,31 @@ class Reader:
         self.pos += n
 
 
-def leb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+@dataclass(frozen=True)
+class SectionSpan:
+    id: int
+    start: int  # of the payload
+    end: int
+
+
+def read_sections(data: bytes) -> list[SectionSpan]:
+    if data[:8] != HEADER:
+        raise Unsupported("not a component")
+    r = Reader(data, len(HEADER))
+    out = []
+    while r.pos < r.end:
+        sid = r.byte()
+        size = r.u32()
+        out.append(SectionSpan(sid, r.pos, r.pos + size))
+        r.skip(size)
+    if r.pos != len(data):
+        raise Unsupported("section sizes")
+    return out
 
 
 def valtype(r: Reader) -> int | None:
     """A valtype: a type index, or None for a primitive."""
-    b = r.data[r.pos] if r.pos < r.end else -1
-    if 0x64 <= b <= 0x7F:
+    if r.peek() in VALTYPE_PRIMITIVES:
         r.pos += 1
         return None
     return r.u32()
@@ -73,126 +111,175 @@ def valtype(r: Reader) -> int | None:
 
 def opt_valtype(r: Reader) -> int | None:
     flag = r.byte()
-    if flag == 0x00:
+    if flag == ABSENT:
         return None
-    if flag != 0x01:
+    if flag != PRESENT:
         raise Unsupported("bad option flag")
     return valtype(r)
 
 
 def extern_name(r: Reader) -> str:
-    kind = r.byte()
+    form = r.byte()
     name = r.name()
-    if kind == 0x01:
+    if form == NameForm.VERSIONED:
         r.name()  # version suffix
-    elif kind != 0x00:
+    elif form != NameForm.PLAIN:
         raise Unsupported("unknown name form")
     return name
 
 
-@dataclass
-class Extern:
-    sort: str  # "func", "type", "instance", "component", "value", "module"
+@dataclass(frozen=True)
+class ExternDesc:
+    sort: Sort
     index: int | None = None
+    """The type index of a func, component or instance."""
 
 
-def externdesc(r: Reader) -> Extern:
+_EXTERN_SORTS = {Extern.FUNC: Sort.FUNC, Extern.COMPONENT: Sort.COMPONENT, Extern.INSTANCE: Sort.INSTANCE}
+
+
+def externdesc(r: Reader) -> ExternDesc:
     kind = r.byte()
-    if kind == 0x00:
-        if r.byte() != 0x11:
+    if kind == Extern.CORE_MODULE:
+        if r.byte() != Sort.CORE_MODULE.core_byte:
             raise Unsupported("core extern")
         r.u32()
-        return Extern("module")
-    if kind in (0x01, 0x04, 0x05):
-        return Extern({0x01: "func", 0x04: "component", 0x05: "instance"}[kind], r.u32())
-    if kind == 0x02:
-        if r.byte() == 0x00:
+        return ExternDesc(Sort.CORE_MODULE)
+    if kind in _EXTERN_SORTS:
+        return ExternDesc(_EXTERN_SORTS[Extern(kind)], r.u32())
+    if kind == Extern.VALUE:
+        if r.byte() == Bound.EQ:
             r.u32()
         else:
             valtype(r)
-        return Extern("value")
-    if kind == 0x03:
+        return ExternDesc(Sort.VALUE)
+    if kind == Extern.TYPE:
         bound = r.byte()
-        if bound == 0x00:
+        if bound == Bound.EQ:
             r.u32()
-        elif bound != 0x01:
+        elif bound != Bound.SUB_RESOURCE:
             raise Unsupported("type bound")
-        return Extern("type")
+        return ExternDesc(Sort.TYPE)
     raise Unsupported("externdesc")
 
 
-SORTS = {0x01: "func", 0x02: "value", 0x03: "type", 0x04: "component", 0x05: "instance"}
-
-
-def read_sort(r: Reader) -> str:
+def read_sort(r: Reader) -> Sort:
     b = r.byte()
-    if b == 0x00:
-        r.byte()
-        return "core"
-    if b not in SORTS:
+    if b == CORE_PREFIX:
+        core = CORE_SORT_BY_BYTE.get(r.byte())
+        if core is None:
+            raise Unsupported("core sort")
+        return core
+    if b not in SORT_BY_BYTE:
         raise Unsupported("sort")
-    return SORTS[b]
+    return SORT_BY_BYTE[b]
 
 
-@dataclass
-class Alias:
-    sort: str
+@dataclass(frozen=True)
+class AliasDef:
+    sort: Sort
     instance: int | None = None
+    """For an export alias (core or not): the instance aliased, and the export's name."""
     name: str | None = None
 
 
-def read_alias(r: Reader) -> Alias:
-    """One alias; every core sort reads as "core" (with no instance or name)."""
-    sort, instance, name = alias_target(r)
-    if sort.startswith("core:"):
-        return Alias("core")
-    return Alias(sort, instance, name)
+def read_alias(r: Reader) -> AliasDef:
+    sort = read_sort(r)
+    target = r.byte()
+    if target in (AliasTarget.EXPORT, AliasTarget.CORE_EXPORT):
+        instance = r.u32()
+        return AliasDef(sort, instance, r.name())
+    if target != AliasTarget.OUTER:
+        raise Unsupported("alias target")
+    r.u32()  # outer count
+    r.u32()  # index there
+    return AliasDef(sort)
 
 
 @dataclass
-class Canon:
-    """One canonical definition: `op` 0x00 lift (a component func), 0x01 lower, 0x02-0x04 resource
-    new/drop/rep (core funcs)."""
+class CanonDef:
+    """One canonical definition: a lift (a component func), a lower or a resource builtin (core
+    funcs)."""
 
-    op: int
+    op: Canon
     func: int | None = None
-    memory: int | None = None
-    realloc: int | None = None
-    encoded: bool = False
-    """A string-encoding option is present."""
+    options: list[tuple[Opt, int | None]] = field(default_factory=list)
+    """The canonical options in order, each with its index argument if it has one."""
     opts: tuple[int, int] = (0, 0)
-    """Byte range of the option vector."""
+    """Byte range of the option vector (its count included)."""
 
     @property
     def lifts(self) -> bool:
-        return self.op == 0x00
+        return self.op == Canon.LIFT
+
+    def option(self, opt: Opt) -> int | None:
+        return next((arg for o, arg in self.options if o == opt), None)
+
+    @property
+    def memory(self) -> int | None:
+        return self.option(Opt.MEMORY)
+
+    @property
+    def realloc(self) -> int | None:
+        return self.option(Opt.REALLOC)
+
+    @property
+    def encoded(self) -> bool:
+        """A string-encoding option is present."""
+        return any(o in STRING_ENCODINGS for o, _ in self.options)
 
 
-def read_canon(r: Reader) -> Canon:
+_RESOURCE_BUILTINS = (Canon.RESOURCE_NEW, Canon.RESOURCE_DROP, Canon.RESOURCE_REP)
+
+
+def read_canon(r: Reader) -> CanonDef:
     op = r.byte()
-    if op in (0x02, 0x03, 0x04):
+    if op in _RESOURCE_BUILTINS:
         r.u32()
-        return Canon(op)
-    if op not in (0x00, 0x01) or r.byte() != 0x00:
+        return CanonDef(Canon(op))
+    if op not in (Canon.LIFT, Canon.LOWER) or r.byte() != CANON_FUNC:
         raise Unsupported("canon builtin")
-    canon = Canon(op, func=r.u32())
+    canon = CanonDef(Canon(op), func=r.u32())
     start = r.pos
     for _ in range(r.u32()):
-        opt = r.byte()
-        if opt == 0x03:
-            canon.memory = r.u32()
-        elif opt == 0x04:
-            canon.realloc = r.u32()
-        elif opt in (0x05, 0x07):
-            r.u32()
-        elif opt in (0x00, 0x01, 0x02):
-            canon.encoded = True
-        elif opt != 0x06:
+        code = r.byte()
+        if code not in Opt.__members__.values():
             raise Unsupported("canon option")
+        opt = Opt(code)
+        canon.options.append((opt, r.u32() if opt in OPTS_WITH_INDEX else None))
     canon.opts = (start, r.pos)
-    if op == 0x00:
+    if op == Canon.LIFT:
         r.u32()  # the lifted function's type
     return canon
+
+
+def read_instance(r: Reader) -> list[tuple[Sort, int]]:
+    """One component instance definition: the (sort, index) of everything it is made of (the
+    arguments of an instantiation, or the items of an inline instance)."""
+    kind = r.byte()
+    if kind == InstanceKind.INSTANTIATE:
+        r.u32()  # the component instantiated
+    elif kind != InstanceKind.FROM_EXPORTS:
+        raise Unsupported("instance")
+    items = []
+    for _ in range(r.u32()):
+        if kind == InstanceKind.INSTANTIATE:
+            r.name()
+        else:
+            extern_name(r)
+        sort = read_sort(r)
+        items.append((sort, r.u32()))
+    return items
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    start: int
+    end: int
+    """Byte range of the parameter's type."""
+    ref: int | None
+    """Its type index, or None for a primitive."""
 
 
 @dataclass
@@ -200,49 +287,16 @@ class Def:
     """One type definition inside an instance type (what tauon needs of it)."""
 
     start: int
+    """Where its opcode is."""
     kind: int
     refs: list[int] = field(default_factory=list)
     """Local type indices this definition mentions."""
+    params: list[Param] = field(default_factory=list)
+    """For a function type: its parameters."""
     results: list[int] = field(default_factory=list)
     """For a function type: the type indices of its result (the rest of refs are params)."""
     ok: tuple[int, int] | None = None
     """For a result type: the byte range of its ok type, when that is a type index."""
-
-
-def defvaltype(r: Reader, d: Def) -> None:
-    kind = d.kind
-    if kind >= 0x73 or kind == 0x64:
-        return  # a primitive (bool .. string, error-context)
-    refs = d.refs
-    if kind == 0x72:  # record
-        for _ in range(r.u32()):
-            r.name()
-            _add(refs, valtype(r))
-    elif kind == 0x71:  # variant
-        for _ in range(r.u32()):
-            r.name()
-            _add(refs, opt_valtype(r))
-            if r.byte() != 0x00:
-                raise Unsupported("variant refines")
-    elif kind in (0x70, 0x6B):  # list, option
-        _add(refs, valtype(r))
-    elif kind == 0x6F:  # tuple
-        for _ in range(r.u32()):
-            _add(refs, valtype(r))
-    elif kind in (0x6E, 0x6D):  # flags, enum
-        for _ in range(r.u32()):
-            r.name()
-    elif kind == 0x6A:  # result
-        start = r.pos + 1
-        ok = opt_valtype(r)
-        if ok is not None:
-            d.ok = (start, r.pos)
-        _add(refs, ok)
-        _add(refs, opt_valtype(r))
-    elif kind in (0x69, 0x68):  # own, borrow
-        refs.append(r.u32())
-    else:
-        raise Unsupported(f"value type 0x{kind:02x}")
 
 
 def _add(refs: list[int], index: int | None) -> None:
@@ -250,139 +304,92 @@ def _add(refs: list[int], index: int | None) -> None:
         refs.append(index)
 
 
-def functype(r: Reader, d: Def) -> None:
+def _named_valtypes(r: Reader, refs: list[int]) -> None:
     for _ in range(r.u32()):
         r.name()
-        _add(d.refs, valtype(r))
+        _add(refs, valtype(r))
+
+
+def defvaltype(r: Reader, d: Def) -> None:
+    kind, refs = d.kind, d.refs
+    if kind >= Ty.PRIMITIVE_MIN or kind == Ty.ERROR_CONTEXT:
+        return
+    if kind == Ty.RECORD:
+        _named_valtypes(r, refs)
+    elif kind == Ty.VARIANT:
+        for _ in range(r.u32()):
+            r.name()
+            _add(refs, opt_valtype(r))
+            if r.byte() != ABSENT:
+                raise Unsupported("variant refines")
+    elif kind in (Ty.LIST, Ty.OPTION):
+        _add(refs, valtype(r))
+    elif kind == Ty.TUPLE:
+        for _ in range(r.u32()):
+            _add(refs, valtype(r))
+    elif kind in (Ty.FLAGS, Ty.ENUM):
+        for _ in range(r.u32()):
+            r.name()
+    elif kind == Ty.RESULT:
+        start = r.pos + 1
+        ok = opt_valtype(r)
+        if ok is not None:
+            d.ok = (start, r.pos)
+        _add(refs, ok)
+        _add(refs, opt_valtype(r))
+    elif kind in (Ty.OWN, Ty.BORROW):
+        refs.append(r.u32())
+    else:
+        raise Unsupported(f"value type 0x{kind:02x}")
+
+
+def functype(r: Reader, d: Def) -> None:
+    for _ in range(r.u32()):
+        name = r.name()
+        at = r.pos
+        ref = valtype(r)
+        d.params.append(Param(name, at, r.pos, ref))
+        _add(d.refs, ref)
     form = r.byte()
-    if form == 0x00:
+    if form == RESULT_SINGLE:
         result = valtype(r)
         _add(d.refs, result)
         _add(d.results, result)
-    elif form == 0x01:
-        if r.byte() != 0x00:
+    elif form == RESULT_NAMED:
+        if r.byte() != 0:
             raise Unsupported("named results")
     else:
         raise Unsupported("result list")
 
 
-def skip_deftype(r: Reader) -> None:
-    """Skip one component-level type definition (any kind)."""
-    kind = r.byte()
-    if kind == 0x40:
-        functype(r, Def(0, kind))
-    elif kind in (0x41, 0x42):
+def read_deftype(r: Reader) -> Def:
+    """One type definition (any kind); what tauon needs of value and function types."""
+    d = Def(r.pos, r.byte())
+    if d.kind == Ty.FUNC:
+        functype(r, d)
+    elif d.kind in (Ty.COMPONENT, Ty.INSTANCE):
         for _ in range(r.u32()):
-            decl(r, component=kind == 0x41)
-    elif kind == 0x3F:
-        if r.byte() != 0x7F:
+            _skip_decl(r, component=d.kind == Ty.COMPONENT)
+    elif d.kind == Ty.RESOURCE:
+        if r.byte() != RESOURCE_REP_I32:
             raise Unsupported("resource rep")
-        if r.byte() == 0x01:
-            r.u32()
+        if r.byte() == PRESENT:
+            r.u32()  # destructor
     else:
-        defvaltype(r, Def(0, kind))
+        defvaltype(r, d)
+    return d
 
 
-def decl(r: Reader, *, component: bool) -> None:
+def _skip_decl(r: Reader, *, component: bool) -> None:
     tag = r.byte()
-    if tag == 0x03 and component:
-        extern_name(r)
-        externdesc(r)
-    elif tag == 0x00:
+    if tag == Decl.CORE_TYPE:
         raise Unsupported("core type in a type")
-    elif tag == 0x01:
-        skip_deftype(r)
-    elif tag == 0x02:
+    if tag == Decl.TYPE:
+        read_deftype(r)
+    elif tag == Decl.ALIAS:
         read_alias(r)
-    elif tag == 0x04:
+    elif tag == Decl.EXPORT or (tag == Decl.IMPORT and component):
         extern_name(r)
         externdesc(r)
     else:
         raise Unsupported("declaration")
-
-
-@dataclass
-class Section:
-    id: int
-    start: int  # of the payload
-    end: int
-
-
-def read_sections(data: bytes) -> list[Section]:
-    if data[:4] != b"\0asm" or data[4:8] != b"\x0d\x00\x01\x00":
-        raise Unsupported("not a component")
-    r = Reader(data, 8)
-    out = []
-    while r.pos < r.end:
-        sid = r.byte()
-        size = r.u32()
-        out.append(Section(sid, r.pos, r.pos + size))
-        r.skip(size)
-    if r.pos != len(data):
-        raise Unsupported("section sizes")
-    return out
-
-
-def apply_edits(data: bytes, sections: list[Section], edits: dict[int, bytes],
-           removed: dict[int, int]) -> bytes:
-    out = bytearray(data[:8])
-    for section in sections:
-        body = bytearray()
-        pos = section.start
-        for offset in sorted(o for o in edits if section.start <= o < section.end):
-            body += data[pos:offset]
-            body += edits[offset]
-            pos = offset + removed[offset]
-        body += data[pos:section.end]
-        out.append(section.id)
-        out += leb(len(body))
-        out += body
-    return bytes(out)
-
-
-CORE_SORTS = {0x00: "func", 0x01: "table", 0x02: "memory", 0x03: "global", 0x10: "type",
-              0x11: "module", 0x12: "instance"}
-
-
-def alias_target(r: Reader) -> tuple[str, int | None, str | None]:
-    """One alias: (sort, with a "core:" prefix for core sorts; the instance and export name it
-    aliases, for export aliases, core or not)."""
-    b = r.byte()
-    if b == 0x00:
-        core = CORE_SORTS.get(r.byte())
-        if core is None:
-            raise Unsupported("core sort")
-        sort = "core:" + core
-    elif b in SORTS:
-        sort = SORTS[b]
-    else:
-        raise Unsupported("sort")
-    target = r.byte()
-    if target in (0x00, 0x01):  # an export of a component instance, or of a core instance
-        instance = r.u32()
-        return sort, instance, r.name()
-    if target == 0x02:
-        r.u32()
-        r.u32()
-    else:
-        raise Unsupported("alias target")
-    return sort, None, None
-
-
-def read_instance(r: Reader) -> list[tuple[str, int]]:
-    """One component instance definition: the (sort, index) of everything it is made of (the
-    arguments of an instantiation, or the items of an inline instance)."""
-    kind = r.byte()
-    if kind == 0x00:
-        r.u32()  # the component instantiated
-    elif kind != 0x01:
-        raise Unsupported("instance")
-    items = []
-    for _ in range(r.u32()):
-        if kind == 0x00:
-            r.name()
-        else:
-            extern_name(r)
-        sort = read_sort(r)
-        items.append((sort, r.u32()))
-    return items

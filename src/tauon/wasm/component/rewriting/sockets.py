@@ -15,25 +15,14 @@ the result, and cache.py falls back to the original if it is refused).
 
 from __future__ import annotations
 
-from tauon.wasm.component.binary import (
-    Reader,
-    Unsupported,
-    apply_edits,
-    extern_name,
-    externdesc,
-    read_alias,
-    read_sections,
-    skip_deftype,
-    valtype,
-)
+from tauon.wasm.component.rewriting.binfmt import Sort, Ty
+from tauon.wasm.component.rewriting.contract import SOCKET_FUNCS, SOCKET_PREFIXES
+from tauon.wasm.component.rewriting.encode import apply_edits
+from tauon.wasm.component.rewriting.reader import Def, Unsupported
+from tauon.wasm.component.rewriting.walker import Import, TypeDecl, TypeDef, instance_decls, walk
 
 VERSION = 1
 """Part of the compiled-component cache key."""
-
-PREFIXES = ("wasi:sockets/tcp@0.2", "wasi:sockets/udp@0.2")
-FUNCS = frozenset({"[method]tcp-socket.start-bind", "[method]tcp-socket.start-connect",
-                   "[method]udp-socket.start-bind"})
-_U32 = 0x79
 
 
 def retype(data: bytes) -> bytes | None:
@@ -45,104 +34,47 @@ def retype(data: bytes) -> bytes | None:
 
 
 def _retype(data: bytes) -> bytes | None:
-    sections = read_sections(data)
+    w = walk(data)
     types: dict[int, tuple[int, int]] = {}
-    count = 0
-    targets: set[int] = set()
-    for section in sections:
-        r = Reader(data, section.start, section.end)
-        if section.id == 7:
-            for _ in range(r.u32()):
-                start = r.pos
-                skip_deftype(r)
-                types[count] = (start, r.pos)
-                count += 1
-        elif section.id == 10:
-            for _ in range(r.u32()):
-                name = extern_name(r)
-                ext = externdesc(r)
-                if ext.sort == "type":
-                    count += 1
-                elif ext.sort == "instance" and name.startswith(PREFIXES) and ext.index is not None:
-                    targets.add(ext.index)
-        elif section.id == 6:
-            for _ in range(r.u32()):
-                if read_alias(r).sort == "type":
-                    count += 1
-        elif section.id in (0, 1, 2, 3, 4, 5, 8, 9, 11):
-            continue  # no component-level type definitions before the imports that matter
-        else:
-            raise Unsupported(f"section {section.id}")
+    targets: set[int] = set()  # instance types of the socket imports
+    for item in w.items():
+        if isinstance(item, TypeDef):
+            types[item.index] = (item.start, item.end)
+        elif (isinstance(item, Import) and item.desc.sort == Sort.INSTANCE
+              and item.name.startswith(SOCKET_PREFIXES) and item.desc.index is not None):
+            targets.add(item.desc.index)
     edits: dict[int, bytes] = {}
     removed: dict[int, int] = {}
     for index in targets:
         if index not in types:
             return None
         for start, end in _network_params(data, *types[index]):
-            edits[start] = bytes([_U32])
+            edits[start] = bytes([Ty.U32])
             removed[start] = end - start
     if not edits:
         return None
-    return apply_edits(data, sections, edits, removed)
+    return apply_edits(data, w.sections, edits, removed)
 
 
 def _network_params(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
-    """Byte ranges of the `network` parameter types of FUNCS in the instance type at data[start:end]."""
-    r = Reader(data, start, end)
-    if r.byte() != 0x42:
-        raise Unsupported("not an instance type")
-    funcs: dict[int, list[tuple[str, int, int, int | None]]] = {}  # type index -> (name, range, type)
+    """Byte ranges of the `network` parameter types of SOCKET_FUNCS in the instance type at
+    data[start:end]."""
+    funcs: dict[int, Def] = {}  # local type index -> its function type
     used: dict[int, list[str]] = {}  # local func type index -> export names using it
-    count = 0
-    for _ in range(r.u32()):
-        tag = r.byte()
-        if tag == 0x01:
-            if data[r.pos] == 0x40:
-                r.pos += 1
-                params = []
-                for _ in range(r.u32()):
-                    name = r.name()
-                    at = r.pos
-                    ref = valtype(r)
-                    params.append((name, at, r.pos, ref))
-                funcs[count] = params
-                _skip_result(r)
-            else:
-                skip_deftype(r)
-            count += 1
-        elif tag == 0x02:
-            if read_alias(r).sort == "type":
-                count += 1
-        elif tag == 0x04:
-            name = extern_name(r)
-            ext = externdesc(r)
-            if ext.sort == "type":
-                count += 1
-            elif ext.sort == "func" and ext.index is not None:
-                used.setdefault(ext.index, []).append(name)
-        else:
-            raise Unsupported("declaration in an interface")
-    if r.pos != end:
-        raise Unsupported("instance type length")
+    for decl in instance_decls(data, start, end):
+        if isinstance(decl, TypeDecl):
+            if decl.definition.kind == Ty.FUNC:
+                funcs[decl.index] = decl.definition
+        elif decl.desc.sort == Sort.FUNC and decl.desc.index is not None:
+            used.setdefault(decl.desc.index, []).append(decl.name)
     ranges = []
     for index, names in used.items():
-        if not any(n in FUNCS for n in names):
+        if not any(n in SOCKET_FUNCS for n in names):
             continue
-        if not all(n in FUNCS for n in names):
+        if not all(n in SOCKET_FUNCS for n in names):
             raise Unsupported("a socket function type shared with another function")
-        params = funcs[index]
-        if len(params) < 2 or params[1][0] != "network" or params[1][3] is None:
+        params = funcs[index].params
+        if len(params) < 2 or params[1].name != "network" or params[1].ref is None:
             raise Unsupported("unexpected socket function signature")
-        ranges.append((params[1][1], params[1][2]))
+        ranges.append((params[1].start, params[1].end))
     return ranges
-
-
-def _skip_result(r: Reader) -> None:
-    form = r.byte()
-    if form == 0x00:
-        valtype(r)
-    elif form == 0x01:
-        if r.byte() != 0x00:
-            raise Unsupported("named results")
-    else:
-        raise Unsupported("result list")
