@@ -118,6 +118,8 @@ class Walk:
         self.data = data
         self.sections = read_sections(data)
         self.spaces: Counter[Sort] = Counter()
+        self.entries: list[tuple[SectionSpan, list[tuple[int, int]]]] = []
+        """Each section read so far with the byte range of each of its entries (empty if unread)."""
 
     def take(self, sort: Sort) -> int:
         self.spaces[sort] += 1
@@ -126,6 +128,8 @@ class Walk:
     def items(self) -> Iterator[Item]:
         for span in self.sections:
             r = Reader(self.data, span.start, span.end)
+            ranges: list[tuple[int, int]] = []
+            self.entries.append((span, ranges))
             if span.id == Section.CORE_MODULE:
                 yield CoreModule(self.take(Sort.CORE_MODULE), span.start, span.end)
             elif span.id == Section.COMPONENT:
@@ -136,7 +140,10 @@ class Walk:
             elif span.id in _ENTRY_READERS:
                 read_entry = _ENTRY_READERS[Section(span.id)]
                 for _ in range(r.u32()):
-                    yield read_entry(self, r)
+                    start = r.pos
+                    item = read_entry(self, r)
+                    ranges.append((start, r.pos))
+                    yield item
             else:
                 raise Unsupported(f"section {span.id}")
 
