@@ -79,7 +79,7 @@ class Reader:
         self.pos += n
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SectionSpan:
     id: int
     start: int  # of the payload
@@ -128,7 +128,7 @@ def extern_name(r: Reader) -> str:
     return name
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ExternDesc:
     sort: Sort
     index: int | None = None
@@ -175,7 +175,7 @@ def read_sort(r: Reader) -> Sort:
     return SORT_BY_BYTE[b]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AliasDef:
     sort: Sort
     instance: int | None = None
@@ -272,7 +272,7 @@ def read_instance(r: Reader) -> list[tuple[Sort, int]]:
     return items
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Param:
     name: str
     start: int

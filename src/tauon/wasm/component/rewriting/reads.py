@@ -65,7 +65,7 @@ class _Found:
 
 
 def _rewrite(data: bytes) -> bytes | None:
-    w = walk(data)
+    w = walk(data, frozenset({Sort.TYPE, Sort.FUNC, Sort.INSTANCE}))  # core instances unread
     found = _Found()
     for item in w.items():
         _note(found, item)

@@ -93,7 +93,7 @@ def _route(data: bytes, reads: bool) -> bytes | None:
     lowers, lowered_at = _string_lowerings(found.lowered, spaces, [f0 + names.index(entry.routed_name)
                                                                    for entry in found.lowered], wrapped)
     routes = _routing_instance(found.lowered, spaces, table, slots, lowered_at)
-    return data + out + keep + lowers + routes  # appended: every existing index stays valid
+    return b"".join([data, out, keep, lowers, routes])  # appended: every existing index stays valid
 
 
 def _take(spaces: Counter[Sort], sort: Sort, count: int = 1) -> int:

@@ -34,7 +34,7 @@ def retype(data: bytes) -> bytes | None:
 
 
 def _retype(data: bytes) -> bytes | None:
-    w = walk(data)
+    w = walk(data, frozenset({Sort.TYPE}))  # only the type index space matters here
     types: dict[int, tuple[int, int]] = {}
     targets: set[int] = set()  # instance types of the socket imports
     for item in w.items():

@@ -41,21 +41,21 @@ from tauon.wasm.component.rewriting.reader import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Unread:
     """A section not read: custom, core types, a nested component, or a start function."""
 
     section: SectionSpan
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CoreModule:
     index: int
     start: int
     end: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CoreInstance:
     index: int
     module: int | None
@@ -66,40 +66,40 @@ class CoreInstance:
     """For an instance made of exports: name -> (core sort, None if unknown; index)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ComponentInstance:
     index: int
     items: list[tuple[Sort, int]]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Alias:
     index: int
     alias: AliasDef
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TypeDef:
     index: int
     start: int
     end: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CanonFunc:
     index: int
     """In the component func space for a lift, else in the core func space."""
     canon: CanonDef
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Import:
     index: int
     name: str
     desc: ExternDesc
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Export:
     index: int
     name: str
@@ -114,8 +114,11 @@ Item = (Unread | CoreModule | CoreInstance | ComponentInstance | Alias | TypeDef
 class Walk:
     """A walk's index spaces: how many of each sort are defined so far (the next index)."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, sorts: frozenset[Sort] | None = None) -> None:
         self.data = data
+        self.sorts = sorts
+        """The sorts whose definitions are wanted (None: all); sections that cannot add to their
+        index spaces are yielded Unread, and the other spaces then count short."""
         self.sections = read_sections(data)
         self.spaces: Counter[Sort] = Counter()
         self.entries: list[tuple[SectionSpan, list[tuple[int, int]]]] = []
@@ -135,7 +138,7 @@ class Walk:
             elif span.id == Section.COMPONENT:
                 self.take(Sort.COMPONENT)
                 yield Unread(span)
-            elif span.id in (Section.CUSTOM, Section.CORE_TYPE, Section.START):
+            elif span.id in (Section.CUSTOM, Section.CORE_TYPE, Section.START) or not self._wanted(span):
                 yield Unread(span)
             elif span.id in _ENTRY_READERS:
                 read_entry = _ENTRY_READERS[Section(span.id)]
@@ -147,10 +150,24 @@ class Walk:
             else:
                 raise Unsupported(f"section {span.id}")
 
+    def _wanted(self, span: SectionSpan) -> bool:
+        adds = _SECTION_SORTS.get(span.id)
+        return self.sorts is None or adds is None or not adds.isdisjoint(self.sorts)
 
-def walk(data: bytes) -> Walk:
-    """A walk over `data` (iterate `.items()`; `.spaces` then holds the counts)."""
-    return Walk(data)
+
+_SECTION_SORTS: dict[int, frozenset[Sort]] = {
+    Section.CORE_INSTANCE: frozenset({Sort.CORE_INSTANCE}),
+    Section.INSTANCE: frozenset({Sort.INSTANCE}),
+    Section.TYPE: frozenset({Sort.TYPE}),
+    Section.CANON: frozenset({Sort.FUNC, Sort.CORE_FUNC}),
+}
+"""The sorts a section's entries can define, where that is not any sort (aliases, imports, exports)."""
+
+
+def walk(data: bytes, sorts: frozenset[Sort] | None = None) -> Walk:
+    """A walk over `data` (iterate `.items()`; `.spaces` then holds the counts), reading only the
+    sections that can define `sorts` when given (what a rewriter does not look at is not parsed)."""
+    return Walk(data, sorts)
 
 
 def _core_instance(w: Walk, r: Reader) -> CoreInstance:
@@ -222,13 +239,13 @@ _ENTRY_READERS: dict[Section, Callable[[Walk, Reader], Item]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TypeDecl:
     index: int
     definition: Def
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ExportDecl:
     name: str
     desc: ExternDesc
