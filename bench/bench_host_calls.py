@@ -13,9 +13,9 @@ Prints:
 Targets: host call <= 10 us, 1 MiB in/out <= 20 ms each, no errors.
 
 Bodies reach and leave this component as latin1 strings, which cross the binding as one buffer
-(wasm/component/rewrite.py for reads, routing.py for writes from even addresses); the request figure is
-given for ASCII and for all byte values. The list path they replace costs more: wasmtime 50.0.1's C
-API passes a `list<u8>` as one 32-byte value per byte (~25 ms per MiB in, ~40 out);
+(wasm/component/rewriting/reads.py for reads, routing.py for writes from even addresses); the
+request figure is given for ASCII and for all byte values. The list path they replace costs more:
+wasmtime 50.0.1's C API passes a `list<u8>` as one 32-byte value per byte (~25 ms per MiB in, ~40 out);
 `converter_share` shows how little of that is tauon's own.
 """
 
@@ -70,7 +70,7 @@ def sdk_bodies(engine: WasmEngine) -> None:
     """1 MiB into the JS and Python fixtures (/count reads the body and drops it). These figures
     include the guest runtime's own handling of the body (JS concatenates it into an ArrayBuffer,
     Python into a bytearray), so they bound tauon's host time from above. Their allocators cannot
-    take rewrite.py's retyping, so reads are routed (routing.py): every byte value crosses as one
+    take reads.py's retyping, so reads are routed (routing.py): every byte value crosses as one
     latin1 string per read."""
     subprocess.run([str(ROOT / "scripts" / "build-components"), "js", "python-raw"], check=True,
                    capture_output=True)

@@ -1,5 +1,5 @@
 """Request bodies into the SDK guests (JS, componentize-py) cross the binding as one buffer per read,
-whatever the bytes: wasm/component/routing.py lowers their routed reads latin1+utf16 behind
+whatever the bytes: wasm/component/rewriting/routing.py lowers their routed reads latin1+utf16 behind
 `keep_realloc_module`, so not even bytes >= 0x80 take the per-byte list path."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from support.direct import serve_direct
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.executors.select import build_component_executor
 from tauon.hostif import io
-from tauon.wasm.component.routing import BYTES_IMPORT, READ_FUNCS
+from tauon.wasm.component.rewriting.contract import BYTES_IMPORT, READ_FUNCS
 from tauon.wasm.engine import WasmEngine
 
 pytestmark = pytest.mark.integration

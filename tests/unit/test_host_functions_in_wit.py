@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tauon.hostif.linker import ALL_INTERFACES, merge
-from tauon.wasm.component.routing import BYTES_IMPORT
+from tauon.wasm.component.rewriting.contract import BYTES_IMPORT
 
 TAUON_OWN = {BYTES_IMPORT}
 """Interfaces tauon defines itself (the routed body reads), not part of any WIT a guest imports."""

@@ -32,7 +32,7 @@ def test_pipe_streams_and_ends() -> None:
 
 
 def test_ascii_reads_return_ascii_runs_and_hand_the_rest_to_the_list_read() -> None:
-    # The routed read (wasm/component/routing.py): `closed` sends the guest to the list read, which
+    # The routed read (wasm/component/rewriting/routing.py): `closed` sends the guest to the list read, which
     # must then see exactly the bytes the ASCII read held back, in order.
     s = state()
     pipe = BytePipe(s.cond, limit=1 << 20)

@@ -11,7 +11,8 @@ import wasmtime
 from wasmtime.component import Component, ComponentInstanceType, FuncType
 from wasmtime.component import _types as wt
 
-from tauon.wasm.component.rewrite import PROBE_MEMORY, PROBE_SECONDS, ProbeTimeout, realloc_shrinks, rewrite
+from tauon.wasm.component.rewriting.probe import PROBE_MEMORY, PROBE_SECONDS, ProbeTimeout, realloc_shrinks
+from tauon.wasm.component.rewriting.reads import rewrite
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = (ROOT / "tests/fixtures/rewrite/streams.wat").read_text()

@@ -11,16 +11,11 @@ from pathlib import Path
 import wasmtime
 from wasmtime.component import Component
 
-from tauon.wasm.component.routing import (
-    ASCII_SUFFIX,
-    BYTES_IMPORT,
-    READ_FUNCS,
-    WRITE_FUNCS,
-    _Lowered,
-    _trampolines,
-    keep_realloc_module,
-    route_streams,
-)
+from tauon.wasm.component.rewriting.contract import ASCII_SUFFIX, BYTES_IMPORT, READ_FUNCS, WRITE_FUNCS
+from tauon.wasm.component.rewriting.routing import route_streams
+from tauon.wasm.component.rewriting.routing_scan import Lowered as _Lowered
+from tauon.wasm.component.rewriting.trampolines import keep_realloc_module
+from tauon.wasm.component.rewriting.trampolines import trampolines as _trampolines
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import err, ok
-from tauon.wasm.component.routing import ASCII_SUFFIX, BYTES_IMPORT
+from tauon.wasm.component.rewriting.contract import BYTES_IMPORT, ascii_read
 
 BLOCKING_WRITE_LIMIT = 4096
 """wasi:io's contract for blocking-write-and-flush: at most 4096 bytes per call."""
@@ -208,7 +208,7 @@ KiB costs on the list path."""
 
 
 def input_read_ascii(state: HostState, rep: int, n: int) -> tuple[str, Any]:
-    """The read behind wasm/component/routing.py's routed reads into a caller's buffer (the preview1
+    """The read behind wasm/component/rewriting/routing.py's routed reads into a caller's buffer (the preview1
     adapter's): the ASCII prefix of what `read` would return, the only text whose lowering fits
     that buffer exactly (UTF-8, as many bytes as characters, no shrinking `realloc`). Where
     that prefix is empty, or at the end of the stream, `closed` tells the guest's trampoline to make
@@ -364,7 +364,7 @@ INTERFACES = [
         "[method]output-stream.blocking-splice": output_blocking_splice,
     }, ("input-stream", "output-stream")),
     # The same reads and writes with the bytes as a latin1 string, and reads of ASCII only for
-    # guests whose allocator gives just the caller's buffer: wasm/component/routing.py routes a
+    # guests whose allocator gives just the caller's buffer: wasm/component/rewriting/routing.py routes a
     # guest's reads and its 2-aligned writes here, so they cross the binding in one buffer. Its
     # resources are wasi's own.
     HostInterface(BYTES_IMPORT, {
@@ -372,7 +372,7 @@ INTERFACES = [
         "[method]output-stream.blocking-write-and-flush": output_blocking_write_and_flush,
         "[method]input-stream.read": input_read,
         "[method]input-stream.blocking-read": input_blocking_read,
-        "[method]input-stream.read" + ASCII_SUFFIX: input_read_ascii,
-        "[method]input-stream.blocking-read" + ASCII_SUFFIX: input_blocking_read_ascii,
+        ascii_read("[method]input-stream.read"): input_read_ascii,
+        ascii_read("[method]input-stream.blocking-read"): input_blocking_read_ascii,
     }),
 ]

@@ -47,8 +47,7 @@ from tauon.hostif.registry import HostInterface, HostTrap, resource_id
 from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import UnsupportedType
 from tauon.wasm.component.host import define_func, define_resource
-from tauon.wasm.component.rewrite import BYTE_FUNCS, STREAMS_PREFIX
-from tauon.wasm.component.routing import BYTES_IMPORT
+from tauon.wasm.component.rewriting.contract import latin1_bytes
 
 ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     iface
@@ -191,8 +190,7 @@ def _link_instance(engine: wasmtime.Engine, li: LinkerInstance, import_name: str
             continue
         try:
             define_func(li, name, impl, fty, resources.find, label=label,
-                        latin1_bytes=import_name == BYTES_IMPORT
-                        or (import_name.startswith(STREAMS_PREFIX) and name in BYTE_FUNCS))
+                        latin1_bytes=latin1_bytes(import_name, name))
             linked.implemented.append(label)
         except UnsupportedType as exc:
             define_func(li, name, _trap(label, f"cannot be called through this host: {exc}"), None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tauon.wasm.component.binary import Reader, Unsupported
+from tauon.wasm.component.rewriting.reader import Reader, Unsupported
 
 Conversion = Literal["reactor", "command", "legacy"]
 REACTOR: Conversion = "reactor"

@@ -2,7 +2,7 @@
 
 A small valid module can make wasmtime's compiler allocate without bound (tests/support/hostile.py:
 16 KB reach 4 GiB in 3 s), and a Rust allocation failure aborts the whole process; the bulk-body
-allocator probe (component/rewrite.py) runs guest code. So the daemon and its worker processes never
+allocator probe (component/rewriting/probe.py) runs guest code. So the daemon and its worker processes never
 compile: before a generation is built, the artifacts it lacks are compiled by `python -m
 tauon.wasm.compile_child` (one child per app, only when something is missing) with its data segment
 capped (RLIMIT_DATA, `--compile-memory-mib`) and a wall-clock budget (`--compile-timeout`), killed on

@@ -23,7 +23,8 @@ from wasmtime.component import Component
 
 from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
-from tauon.wasm.component import netparams, rewrite, routing
+from tauon.wasm.component.rewriting import probe, routing, sockets
+from tauon.wasm.component.rewriting import reads as stream_reads
 from tauon.wasm.engine import WasmEngine, not_cached
 from tauon.wasm.keylocks import KeyedLocks
 
@@ -38,7 +39,7 @@ _guard = threading.Lock()
 
 
 def component_key(engine: WasmEngine, digest: str) -> str:
-    return (f"component-r{rewrite.VERSION}w{routing.VERSION}n{netparams.VERSION}-"
+    return (f"component-r{stream_reads.VERSION}w{routing.VERSION}n{sockets.VERSION}-"
             + engine.cache_key(digest))
 
 
@@ -79,8 +80,8 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
         original = wasm_path.read_bytes()
     except FileNotFoundError as exc:
         raise LoadError(f"{wasm_path}: wasm file is missing") from exc
-    # Socket imports wasmtime's C API can call (netparams.py), then the bulk-body forms of that.
-    component = _first_accepted(engine, wasm_path, original, netparams.retype(original))
+    # Socket imports wasmtime's C API can call (rewriting/sockets.py), then the bulk-body forms of that.
+    component = _first_accepted(engine, wasm_path, original, sockets.retype(original))
     if component is None:
         try:
             component = Component(engine.engine, original)
@@ -101,7 +102,7 @@ def _first_accepted(engine: WasmEngine, wasm_path: Path, original: bytes,
                 return Component(engine.engine, candidate)
             except wasmtime.WasmtimeError as exc:  # the original still works, with slower bodies
                 log.info("%s: a bulk-body form was refused (%s); trying the next", wasm_path, exc)
-    except rewrite.ProbeTimeout as exc:
+    except probe.ProbeTimeout as exc:
         raise LoadError(f"{wasm_path}: {exc}",
                         hint="the component's allocator loops or blocks, so no request could be served "
                              "with it either; rebuild the component") from None
@@ -116,12 +117,12 @@ def _candidates(wasm_path: Path, original: bytes, retyped: bytes | None) -> Iter
 
 
 def _bulk_body_forms(wasm_path: Path, original: bytes) -> Iterator[bytes]:
-    """The component with request-body reads retyped (rewrite.py) or else routed (routing.py: every
+    """The component with request-body reads retyped (reads.py) or else routed (routing.py: every
     byte value, or ASCII runs into a caller's buffer), and response-body writes routed (routing.py),
     where each applies, best first; each form keeps the guest's behaviour. Lazy: a later form is only
     built if wasmtime refused the ones before it."""
-    reads = rewrite.rewrite(original)
-    if reads is not None and not rewrite.realloc_shrinks(original):
+    reads = stream_reads.rewrite(original)
+    if reads is not None and not probe.realloc_shrinks(original):
         log.info("%s: its allocator cannot shrink; request bodies go through the appended string "
                  "import instead", wasm_path)
         reads = None

@@ -137,7 +137,7 @@ def _string() -> Codec:
 
 
 def _latin1_bytes() -> Codec:
-    """A `string` standing for a `list<u8>` (rewrite.py's reads, routing.py's routed writes): latin1
+    """A `string` standing for a `list<u8>` (rewriting/reads.py, routing.py): latin1
     bytes on the guest's side, UTF-8 from wasmtime; bytes again here (a plain copy when ASCII)."""
     def lift(ctx: int, v: Any) -> bytes:
         s = v.of.string
@@ -458,7 +458,7 @@ _SCALARS: dict[type, tuple[int, str]] = {
 
 def compile_type(ty: ValType, resources: ResourceIds, *, latin1_bytes: bool = False) -> Codec:
     """Build the converters for one value type. Raises UnsupportedType. `latin1_bytes`: strings in
-    this type stand for byte lists (rewrite.py, routing.py); Python sees bytes."""
+    this type stand for byte lists (rewriting/reads.py, routing.py); Python sees bytes."""
     scalar = _SCALARS.get(type(ty))
     if scalar is not None:
         return _scalar(*scalar)

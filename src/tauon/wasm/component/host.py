@@ -159,7 +159,7 @@ def _ptr(li: LinkerInstance) -> int:
 def compile_signature(fty: FuncType, resources: ResourceIds, *, latin1_bytes: bool = False
                       ) -> tuple[tuple[Lift, ...], Lower | None, tuple[Lower, ...], Lift | None]:
     """(param lifts, result lower, param lowers, result lift) for a function type. `latin1_bytes`:
-    its strings stand for byte lists (rewrite.py, routing.py)."""
+    its strings stand for byte lists (rewriting/reads.py, routing.py)."""
     params = [compile_type(t, resources, latin1_bytes=latin1_bytes) for _, t in fty.params]
     result_ty = fty.result
     result = (compile_type(result_ty, resources, latin1_bytes=latin1_bytes) if result_ty is not None
