@@ -62,7 +62,8 @@ class Supervisor:
         self.pull_limiter = anyio.CapacityLimiter(4)
         self.compile_limiter = anyio.CapacityLimiter(2)
         self._closing_ports: dict[int, anyio.Event] = {}
-        self.cache = CacheKeeper(settings.cache_dir, settings.cache_limits(), self.cache_in_use, tg)
+        self.cache = CacheKeeper(settings.cache_dir, settings.cache_limits(), self.cache_in_use, tg,
+                                 loading=self.first_loads_pending)
 
     # -- desired state --------------------------------------------------------------------------
 
@@ -72,6 +73,11 @@ class Supervisor:
                  for plan in (slot.generation.plan if slot.generation else None, slot.replaced) if plan]
         return ({d for plan in plans for d in plan.cache_refs},
                 {plan.cache_assets for plan in plans if plan.cache_assets})
+
+    def first_loads_pending(self) -> bool:
+        """Whether an app has yet to serve or fail for the first time (its compiled code, from an
+        earlier run, is held by no generation yet)."""
+        return any(not slot.settled.is_set() for slot in self.slots.values())
 
     def held(self) -> dict[str, AppSpec]:
         return {app_id: slot.spec for app_id, slot in self.slots.items()}
