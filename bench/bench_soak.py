@@ -179,16 +179,19 @@ def start_wrk(url: str, duration: int, connections: int, script: Path | None) ->
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wrk_result(proc: subprocess.Popen[str]) -> tuple[int, int]:
-    """(requests, failed: non-2xx and socket errors) of a finished wrk."""
+def wrk_result(proc: subprocess.Popen[str]) -> tuple[int, int, str]:
+    """(requests, failed: non-2xx and socket errors, what failed) of a finished wrk."""
     out, _ = proc.communicate()
     total = WRK_TOTAL.search(out)
     non2xx = WRK_NON2XX.search(out)
     sock = WRK_SOCKET.search(out)
     if total is None:
         raise RuntimeError(f"wrk printed no total:\n{out}")
-    failed = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    return int(total.group(1)), failed
+    bad = int(non2xx.group(1)) if non2xx else 0
+    errors = dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups()), strict=True)) \
+        if sock else {}
+    what = ", ".join([f"{bad} non-2xx"] * bool(bad) + [f"{n} {kind}" for kind, n in errors.items() if n])
+    return int(total.group(1)), bad + sum(errors.values()), what
 
 
 def warm_up(tauon: TauonProcess, urls: dict[str, str], c_path: Path, refs: dict[str, str], port: int,
@@ -335,6 +338,7 @@ def soak(tmp: Path, refs: dict[str, str], args: argparse.Namespace) -> list[str]
         rows = [("baseline", base)]
         restarts_before = len(re.findall(RESTART, tauon.log()))
         generations_before = len(re.findall(r"updated to generation", tauon.log()))
+        log_mark = len(tauon.log())
         stop, swaps = threading.Event(), [0]
         mid: dict[str, tuple[int, Sample]] | None = None
         swapper = threading.Thread(target=swap_every, args=(c_path, [refs["c-v1"], refs["c-v2"]],
@@ -361,13 +365,17 @@ def soak(tmp: Path, refs: dict[str, str], args: argparse.Namespace) -> list[str]
         log = tauon.log()
         generations = len(re.findall(r"updated to generation", log)) - generations_before
         restarts = len(re.findall(RESTART, log)) - restarts_before
-    requests = sum(r for r, _ in results.values())
-    failed = sum(f for _, f in results.values())
+        problems = [line for line in log[log_mark:].splitlines() if re.search(r" (WARNING|ERROR) ", line)]
+    requests = sum(r for r, _, _ in results.values())
+    failed = sum(f for _, f, _ in results.values())
     print(f"== soak: {args.duration} s, wrk -t1 -c{args.connections} on each of c, js, kv at once; "
           f"--workers {args.workers}; `c` swapped {swaps[0]} times ({generations} generations served)")
-    for name, (count, bad) in results.items():
-        print(f"  {name:3s} {count:9d} requests ({count / args.duration:8.1f}/s), failed {bad}")
+    for name, (count, bad, what) in results.items():
+        print(f"  {name:3s} {count:9d} requests ({count / args.duration:8.1f}/s), failed {bad}"
+              + (f" ({what}; wrk's timeout is 2 s)" if bad else ""))
     print(f"  all {requests:9d} requests, failed {failed}")
+    print(f"  tauon logged {len(problems)} warning(s) or error(s) during the load"
+          + "".join(f"\n    {line[:300]}" for line in problems[:10]))
     print("== per process: Pss MiB (all / in the instance pool), open fds, threads")
     print_table(rows)
     return verdict(base, mid or rows[-2][1], after, requests, failed, restarts, args)
