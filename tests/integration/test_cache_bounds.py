@@ -63,7 +63,7 @@ def test_a_full_cache_collects_unused_content_then_refuses_what_cannot_fit(regis
         push(build_artifact(app_with_file(f"full-{name}", data)), registry.host, f"tests/full-{name}", "v1")
     collected: list[int] = []
 
-    def make_room() -> None:  # what the daemon does: keep what serving apps use (nothing here)
+    def make_room(needed: int) -> None:  # what the daemon does: keep what serving apps use (none)
         collected.append(collect(cache, set(), set()).files)
 
     pull_app(f"{registry.host}/tests/full-first:v1", base_dir=tmp_path, cache_dir=cache, insecure=True,

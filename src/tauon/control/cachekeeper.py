@@ -1,5 +1,6 @@
-"""Keeps the pull cache within its bound: collects what no serving app (nor the generation it replaced)
-references, a while after changes and whenever a pull needs room (see `tauon.registry.gc`)."""
+"""Keeps the cache within its bound: collects what no serving app (nor the generation it replaced)
+references, and compiled code no live generation holds, a while after changes and whenever a pull
+needs room (see `tauon.registry.gc`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from tauon.registry.gc import GRACE, CacheLimits, collect
+from tauon.wasm import cacheuse
 
 log = logging.getLogger("tauon.registry")
 
@@ -24,11 +26,14 @@ SETTLE = 10.0
 
 class CacheKeeper:
     def __init__(self, cache_dir: Path, limits: CacheLimits, in_use: Callable[[], Refs], tg: TaskGroup, *,
-                 grace: float = GRACE) -> None:
+                 grace: float = GRACE, loading: Callable[[], bool] = lambda: False) -> None:
         self.root = cache_dir
         self.limits = limits
         self.in_use = in_use
         """Called on the event loop: what the serving generations reference."""
+        self.loading = loading
+        """Called on the event loop: whether an app is in its first attempt, whose compiled code
+        no generation holds yet (a warm restart's): compiled code is left alone meanwhile."""
         self.tg = tg
         self.grace = grace
         self._pending = False
@@ -45,14 +50,19 @@ class CacheKeeper:
         self._pending = False
         await self.collect_now()
 
-    async def collect_now(self) -> None:
+    async def collect_now(self, needed: int = 0) -> None:
+        """Collect now; `needed`: bytes a pull is about to add, which compiled code may make room for."""
         async with self._lock:
             blobs, assets = self.in_use()
+            # Generations hold their compiled code from the start of their build to their close.
+            compiled = None if self.loading() else cacheuse.held()
             try:
-                await anyio.to_thread.run_sync(lambda: collect(self.root, blobs, assets, grace=self.grace))
+                bound = self.limits.max_bytes - needed
+                await anyio.to_thread.run_sync(lambda: collect(
+                    self.root, blobs, assets, keep_compiled=compiled, max_bytes=bound, grace=self.grace))
             except OSError as exc:
                 log.warning("cache: collection failed: %s", exc)
 
-    def make_room(self) -> None:
-        """From a pull's worker thread: collect now, so the pull fits if it can."""
-        anyio.from_thread.run(self.collect_now)
+    def make_room(self, needed: int = 0) -> None:
+        """From a pull's worker thread: collect now, so the pull's `needed` bytes fit if they can."""
+        anyio.from_thread.run(self.collect_now, needed)

@@ -46,7 +46,8 @@ class Supervisor:
         self.runners: dict[str, AppRunner] = {}
         self.problems: dict[str, str] = {}
         self.problem_since: dict[str, float] = {}
-        self.cache = CacheKeeper(settings.cache_dir, settings.cache_limits(), self.cache_in_use, tg)
+        self.cache = CacheKeeper(settings.cache_dir, settings.cache_limits(), self.cache_in_use, tg,
+                                 loading=self.first_loads_pending)
         self.shared = RunnerShared(settings, engine, self.metrics, tg, self.cache,
                                    DaemonSiteHost(tg, settings.drain_timeout, workers),
                                    pull_limiter=anyio.CapacityLimiter(4),
@@ -65,6 +66,11 @@ class Supervisor:
                  for plan in (slot.generation.plan if slot.generation else None, slot.replaced) if plan]
         return ({d for plan in plans for d in plan.cache_refs},
                 {plan.cache_assets for plan in plans if plan.cache_assets})
+
+    def first_loads_pending(self) -> bool:
+        """Whether an app has yet to serve or fail for the first time (its compiled code, from an
+        earlier run, is held by no generation yet)."""
+        return any(not slot.settled.is_set() for slot in self.slots.values())
 
     def held(self) -> dict[str, AppSpec]:
         return {app_id: slot.spec for app_id, slot in self.slots.items()}

@@ -1,10 +1,15 @@
 """The pull cache's size bound and its garbage collection.
 
-The cache only grows as apps are pulled: every image version an app ever ran, and every app ever
-removed, stays. Here content that no serving app's generation (nor the one it replaced) references is
-removed, once it is older than a grace period, which protects what a pull or a build in progress has
-just written or touched. A pull that would take the cache over its bound first collects garbage, and
-fails with an error naming the bound if that does not make room.
+The cache only grows as apps are pulled and compiled: every image version an app ever ran, and every
+app ever removed, stays, with its compiled code. Here content that no serving app's generation (nor
+the one it replaced) references is removed, once it is older than a grace period, which protects what
+a pull or a build in progress has just written or touched. A pull that would take the cache over its
+bound first collects garbage, and fails with an error naming the bound if that does not make room.
+
+Compiled code and converted wasm (`<cache>/compiled/`, see wasm/cacheuse.py) go by what the live
+generations hold: an entry none holds is removed once unused for the grace period, and, while the
+cache is over its bound, least recently used first until it is not. Entries are only ever unlinked,
+never truncated: a process that has mapped one keeps its pages.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tauon.registry.gccompiled import COMPILED, collect_compiled
+
 log = logging.getLogger("tauon.registry")
 
 GRACE = 3600.0
@@ -26,7 +33,7 @@ GRACE = 3600.0
 @dataclass(frozen=True, slots=True)
 class CacheLimits:
     max_bytes: int
-    """The cache's size bound (blobs and materialized files)."""
+    """The cache's size bound (blobs, materialized files, compiled code and converted wasm)."""
     max_blob: int
     """The largest blob a descriptor may declare."""
 
@@ -50,11 +57,11 @@ class Collected:
 
 
 def usage(root: Path) -> int:
-    """Bytes held in the cache's blobs and materialized trees (a file hard-linked from a tree to its
-    blob counts once)."""
+    """Bytes held in the cache's blobs, materialized trees and compiled code (a file hard-linked from
+    a tree to its blob counts once)."""
     total = 0
     seen: set[tuple[int, int]] = set()
-    for part in ("blobs", "assets"):
+    for part in ("blobs", "assets", COMPILED):
         for dirpath, _, files in os.walk(root / part):
             for name in files:
                 try:
@@ -73,10 +80,24 @@ def blob_name(digest: str) -> tuple[str, str]:
 
 
 def collect(root: Path, keep_blobs: Iterable[str], keep_assets: Iterable[str], *,
+            keep_compiled: Iterable[str] | None = None, max_bytes: int | None = None,
             grace: float = GRACE, now: float | None = None) -> Collected:
     """Remove blobs and asset trees not in the keep sets and older than `grace` seconds (and leftover
-    temp files of failed pulls). `keep_blobs` are digests; `keep_assets` are asset directory names."""
+    temp files of failed pulls). `keep_blobs` are digests; `keep_assets` are asset directory names.
+    With `keep_compiled` (names under `compiled/`, wasm/cacheuse.py), compiled entries not in it go
+    too: those unused for `grace` seconds, then, while the cache is over `max_bytes`, the least
+    recently used. None leaves compiled code alone."""
     cutoff = (time.time() if now is None else now) - grace
+    blobs_and_trees = _collect_pulled(root, keep_blobs, keep_assets, cutoff)
+    if keep_compiled is None:
+        return blobs_and_trees
+    over = usage(root) - max_bytes if max_bytes is not None else 0
+    compiled = collect_compiled(root / COMPILED, set(keep_compiled), cutoff=cutoff, over=over)
+    return Collected(blobs_and_trees.files + compiled.files, blobs_and_trees.bytes + compiled.bytes)
+
+
+def _collect_pulled(root: Path, keep_blobs: Iterable[str], keep_assets: Iterable[str],
+                    cutoff: float) -> Collected:
     kept_blobs = {blob_name(d) for d in keep_blobs}
     kept_assets = set(keep_assets)
     files = freed = 0

@@ -98,7 +98,7 @@ def pull_app(
     timeout: float = 10.0,
     deadline: float = 600.0,
     limits: CacheLimits | None = None,
-    make_room: Callable[[], None] | None = None,
+    make_room: Callable[[int], None] | None = None,
     refresh: bool = True,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
@@ -234,7 +234,7 @@ class _Room:
     """The cache's bounds for one pull: no blob over max_blob, the cache not over max_bytes (garbage is
     collected first, through `make_room`)."""
 
-    def __init__(self, cache: Cache, limits: CacheLimits | None, make_room: Callable[[], None] | None):
+    def __init__(self, cache: Cache, limits: CacheLimits | None, make_room: Callable[[int], None] | None):
         self.cache = cache
         self.limits = limits
         self.make_room = make_room
@@ -252,7 +252,7 @@ class _Room:
         if usage(self.cache.root) + needed <= limits.max_bytes:
             return
         if self.make_room is not None:
-            self.make_room()
+            self.make_room(needed)
         used = usage(self.cache.root)
         if used + needed > limits.max_bytes:
             raise PullError(f"{what}: the cache would grow to {(used + needed) / 1024**3:.2f} GiB, over its "

@@ -26,6 +26,7 @@ from tauon.executors.wagi import WagiExecutor
 from tauon.server.chaining import ServiceChain
 from tauon.server.redis_routes import RedisRoutes, build_redis_routes
 from tauon.services import AppServices
+from tauon.wasm.cacheuse import Hold, entries_of
 from tauon.wasm.engine import WasmEngine
 from tauon.wasm.prepare import prepare_component
 from tauon.wasm.sandbox import compile_missing
@@ -43,8 +44,10 @@ class Target:
 class Generation:
     def __init__(self, plan: GenerationPlan, number: int, router: Router[Target],
                  executors: dict[str, Executor], services: AppServices | None = None,
-                 redis: RedisRoutes | None = None) -> None:
+                 redis: RedisRoutes | None = None, cache_hold: Hold | None = None) -> None:
         self.plan = plan
+        self.cache_hold = cache_hold
+        """The compile-cache entries it uses, kept from the cache's collector until it is closed."""
         self.redis = redis
         """Its Redis triggers' handlers (built in the daemon only: it alone subscribes)."""
         self.number = number
@@ -92,6 +95,8 @@ class Generation:
         if self.services is not None:
             self.services.close()
             self.services = None
+        if self.cache_hold is not None:
+            self.cache_hold.release()
 
 
 async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine,
@@ -101,14 +106,19 @@ async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine
     process, wasm/sandbox.py, unless the engine compiles in process), then load them and wire the
     router in a worker thread. `redis`: also build the Redis triggers' handlers (the daemon does;
     worker processes serve HTTP only)."""
-    plan = await anyio.to_thread.run_sync(_prepared, plan, engine, limiter=compile_limiter)
-    await compile_missing(engine, plan, compile_limiter)
-    limiter = anyio.CapacityLimiter(plan.limits.max_concurrency)
-    chain = ServiceChain(asyncio.get_running_loop())
-    router, executors, services, routes = await anyio.to_thread.run_sync(
-        _build_parts, plan, engine, limiter, chain, redis, limiter=compile_limiter
-    )
-    return Generation(plan, number, router, executors, services, routes)
+    prepared = await anyio.to_thread.run_sync(_prepared, plan, engine, limiter=compile_limiter)
+    hold = Hold(engine.cache_dir, entries_of(engine, plan, prepared))  # from here to its close()
+    try:
+        await compile_missing(engine, prepared, compile_limiter)
+        limiter = anyio.CapacityLimiter(prepared.limits.max_concurrency)
+        chain = ServiceChain(asyncio.get_running_loop())
+        router, executors, services, routes = await anyio.to_thread.run_sync(
+            _build_parts, prepared, engine, limiter, chain, redis, limiter=compile_limiter
+        )
+    except BaseException:
+        hold.release()
+        raise
+    return Generation(prepared, number, router, executors, services, routes, cache_hold=hold)
 
 
 def _prepared(plan: GenerationPlan, engine: WasmEngine) -> GenerationPlan:

@@ -144,9 +144,9 @@ class WasmEngine:
             return module
 
     def has_compiled(self, digest: str) -> bool:
-        """Whether the module of `digest` is compiled (in memory or on disk; checked when loaded)."""
-        key = self.cache_key(digest)
-        return key in self._modules or all(path.is_file() for path in self._paths(key))
+        """Whether the module of `digest` is compiled on disk (checked when loaded), where every
+        process loads it from: a copy in this process's memory alone may have been collected there."""
+        return all(path.is_file() for path in self._paths(self.cache_key(digest)))
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         artifact = self.cache_dir / "modules" / f"{key}.cwasm"

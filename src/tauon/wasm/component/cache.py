@@ -57,11 +57,9 @@ def compile_component(engine: WasmEngine, wasm_path: Path, digest: str) -> Compo
 
 
 def has_compiled(engine: WasmEngine, digest: str) -> bool:
-    """Whether the component of `digest` is compiled (in memory or on disk; checked when loaded)."""
-    key = component_key(engine, digest)
-    with _guard:
-        alive = key in _memory.get(engine, {})
-    return alive or all(path.is_file() for path in _paths(engine, key))
+    """Whether the component of `digest` is compiled on disk (checked when loaded), where every
+    process loads it from: a copy in this process's memory alone may have been collected there."""
+    return all(path.is_file() for path in _paths(engine, component_key(engine, digest)))
 
 
 def _paths(engine: WasmEngine, key: str) -> tuple[Path, Path]:
