@@ -16,7 +16,9 @@ straight into the executor (no inbound HTTP), pooled and unpooled in turns, so t
 guest plus its outbound call, and load from elsewhere on the machine falls on both alike.
 Target: the pooled rate >= 2x the unpooled one. With one outbound GET per guest request, a loopback TCP
 connect is a small part of the guest request, so plain HTTP shows little there; with many per guest
-request, the connect (and the TLS handshake) is most of what each outbound request costs.
+request, the connect (and the TLS handshake) is most of what each outbound request costs. A reference
+run of Python's http.client against the same server, kept-alive vs a new connection per request, shows
+the most pooling can give against that server on this machine.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import http.client
 import logging
 import os
 import statistics
@@ -40,7 +43,7 @@ import anyio
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.executors.base import Executor
 from tauon.executors.select import build_component_executor
-from tauon.hostif.http_pool import POOLING_ENV
+from tauon.hostif.http_pool import POOLING_ENV, open_connection
 from tauon.wasm.engine import WasmEngine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +139,42 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def _direct_rates(scheme: str, port: int, requests: int) -> tuple[float, float]:
+    """The reference with no guest and no tauon: Python's http.client GETting from the same server,
+    over one kept-alive connection vs a new connection per request, taken in turns. Its ratio is what
+    pooling can give at best against this server on this machine."""
+    kept = open_connection((scheme, "127.0.0.1", port), 30)
+
+    def get(conn: http.client.HTTPConnection) -> None:
+        conn.request("GET", "/ping")
+        if conn.getresponse().read() != b"pong":
+            raise RuntimeError("unexpected answer from the upstream")
+
+    spent = {True: 0.0, False: 0.0}
+    for i in range(2 * requests):
+        pooling = i % 2 == 0
+        started = time.perf_counter()
+        if pooling:
+            get(kept)
+        else:
+            fresh = open_connection((scheme, "127.0.0.1", port), 30)
+            get(fresh)
+            fresh.close()
+        spent[pooling] += time.perf_counter() - started
+    kept.close()
+    return requests / spent[True], requests / spent[False]
+
+
+def _compare_direct(scheme: str, port: int, requests: int, rounds: int) -> None:
+    _direct_rates(scheme, port, 30)
+    runs = [_direct_rates(scheme, port, requests) for _ in range(rounds)]
+    print(f"{scheme}, reference (http.client directly, no guest): {requests} GETs x {rounds} rounds")
+    print(f"  kept-alive connection:       {statistics.median(r[0] for r in runs):7.0f} req/s median")
+    print(f"  new connection per request:  {statistics.median(r[1] for r in runs):7.0f} req/s median")
+    print(f"  ratio:                       {statistics.median(r[0] / r[1] for r in runs):7.2f}x median "
+          f"({', '.join(f'{r[0] / r[1]:.2f}' for r in runs)}): the most a pool can give here")
+
+
 def _compare(engine: WasmEngine, guest: Guest, scheme: str, port: int, requests: int, rounds: int) -> None:
     allowed = [f"{scheme}://127.0.0.1:{port}"]
     pooled = _executor(engine, guest.wasm, allowed, pooling=True)
@@ -182,6 +221,7 @@ def http(requests: int, rounds: int, per_request: int) -> None:
             servers.append(server)
             assert server.stdout is not None
             port = int(server.stdout.readline())
+            _compare_direct(scheme, port, requests * 20, rounds)
             for guest in guests:
                 _compare(engine, guest, scheme, port, requests, rounds)
     finally:
