@@ -4,15 +4,21 @@ Usage: .venv/bin/python bench/bench_outbound.py http --http-args '...', or direc
   .venv/bin/python bench/outbound_http.py [SECTION ...] [--requests N] [--rounds R]
 Sections (default: all): http. Other outbound families add a function here and a name in SECTIONS.
 
-http: outbound HTTP requests/s from the C wasi:http fixture (`/outbound?<url>`, one guest request =
-one outbound GET) to a keep-alive HTTP/1.1 server on loopback (its own process), with tauon's
+http: outbound HTTP requests/s to a keep-alive HTTP/1.1 server on loopback (its own process), from two
+guests: the C wasi:http fixture (`/outbound?<url>`, one guest request = one outbound GET through
+`wasi:http/outgoing-handler`, so the guest's own request weighs as much as the outbound one), and the
+C `fermyon:spin/http` fixture c-spin-http sending --per-request GETs one after another from each guest
+request (which isolates the outbound cost the pool is about); each with tauon's
 connection pool on (the default) against a new connection per request
 (`TAUON_OUTBOUND_HTTP_POOLING=0`, a diagnostic switch), over plain HTTP and over HTTPS (a self-signed
 certificate made with `openssl`, trusted through SSL_CERT_FILE). Guest requests run one after another
 straight into the executor (no inbound HTTP), pooled and unpooled in turns, so the figure is the
 guest plus its outbound call, and load from elsewhere on the machine falls on both alike.
-Target: the pooled rate >= 2x the unpooled one. On loopback a plain TCP connect costs ~0.2 ms of a
-~2.5 ms guest request, so plain HTTP shows little; a TLS handshake is what a pool saves in practice.
+Target: the pooled rate >= 2x the unpooled one. With one outbound GET per guest request, a loopback TCP
+connect is a small part of the guest request, so plain HTTP shows little there; with many per guest
+request, the connect (and the TLS handshake) is most of what each outbound request costs. A reference
+run of Python's http.client against the same server, kept-alive vs a new connection per request, shows
+the most pooling can give against that server on this machine.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import http.client
 import logging
 import os
 import statistics
@@ -28,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -35,12 +43,13 @@ import anyio
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.executors.base import Executor
 from tauon.executors.select import build_component_executor
-from tauon.hostif.http_pool import POOLING_ENV
+from tauon.hostif.http_pool import POOLING_ENV, open_connection
 from tauon.wasm.engine import WasmEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
 sys.path.insert(0, str(ROOT / "tests"))
+from support.components import component_path  # noqa: E402
 from support.direct import serve_direct  # noqa: E402  (the tests' in-process request helper)
 
 UPSTREAM = r"""
@@ -89,19 +98,35 @@ def _executor(engine: WasmEngine, wasm: Path, allowed: list[str], *, pooling: bo
             os.environ[POOLING_ENV] = previous
 
 
-def _rates(pooled: Executor, unpooled: Executor, target: str, requests: int) -> tuple[float, float]:
-    """Requests/s of each executor over `requests` guest requests each, taken in turns (pooled,
-    unpooled, pooled, ...) so that load from elsewhere on the machine falls on both alike."""
+@dataclass(frozen=True)
+class Guest:
+    """A benchmark guest: its wasm and how one guest request asks for `outbound` outbound GETs."""
+
+    name: str
+    wasm: Path
+    target: Callable[[str], str]
+    headers: Callable[[str], tuple[tuple[str, str], ...]]
+    outbound: int
+
+
+def _rates(pooled: Executor, unpooled: Executor, guest: Guest, url: str,
+           requests: int) -> tuple[float, float]:
+    """Outbound requests/s of each executor over `requests` guest requests each, taken in turns
+    (pooled, unpooled, pooled, ...) so that load from elsewhere on the machine falls on both alike."""
+    target, headers = guest.target(url), guest.headers(url)
+
     async def run() -> tuple[float, float]:
         spent = {True: 0.0, False: 0.0}
         for i in range(2 * requests):
             pooling = i % 2 == 0
             started = time.perf_counter()
-            status, body = await serve_direct(pooled if pooling else unpooled, "GET", target)
+            status, body = await serve_direct(pooled if pooling else unpooled, "GET", target,
+                                              headers=headers)
             spent[pooling] += time.perf_counter() - started
             if status != 200 or not body.endswith(b"pong"):
                 raise RuntimeError(f"unexpected answer {status} {body[:80]!r}")
-        return requests / spent[True], requests / spent[False]
+        done = requests * guest.outbound
+        return done / spent[True], done / spent[False]
 
     return asyncio.run(run())
 
@@ -114,19 +139,56 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def _compare(engine: WasmEngine, wasm: Path, scheme: str, port: int, requests: int, rounds: int) -> None:
+def _direct_rates(scheme: str, port: int, requests: int) -> tuple[float, float]:
+    """The reference with no guest and no tauon: Python's http.client GETting from the same server,
+    over one kept-alive connection vs a new connection per request, taken in turns. Its ratio is what
+    pooling can give at best against this server on this machine."""
+    kept = open_connection((scheme, "127.0.0.1", port), 30)
+
+    def get(conn: http.client.HTTPConnection) -> None:
+        conn.request("GET", "/ping")
+        if conn.getresponse().read() != b"pong":
+            raise RuntimeError("unexpected answer from the upstream")
+
+    spent = {True: 0.0, False: 0.0}
+    for i in range(2 * requests):
+        pooling = i % 2 == 0
+        started = time.perf_counter()
+        if pooling:
+            get(kept)
+        else:
+            fresh = open_connection((scheme, "127.0.0.1", port), 30)
+            get(fresh)
+            fresh.close()
+        spent[pooling] += time.perf_counter() - started
+    kept.close()
+    return requests / spent[True], requests / spent[False]
+
+
+def _compare_direct(scheme: str, port: int, requests: int, rounds: int) -> None:
+    _direct_rates(scheme, port, 30)
+    runs = [_direct_rates(scheme, port, requests) for _ in range(rounds)]
+    print(f"{scheme}, reference (http.client directly, no guest): {requests} GETs x {rounds} rounds")
+    print(f"  kept-alive connection:       {statistics.median(r[0] for r in runs):7.0f} req/s median")
+    print(f"  new connection per request:  {statistics.median(r[1] for r in runs):7.0f} req/s median")
+    print(f"  ratio:                       {statistics.median(r[0] / r[1] for r in runs):7.2f}x median "
+          f"({', '.join(f'{r[0] / r[1]:.2f}' for r in runs)}): the most a pool can give here")
+
+
+def _compare(engine: WasmEngine, guest: Guest, scheme: str, port: int, requests: int, rounds: int) -> None:
     allowed = [f"{scheme}://127.0.0.1:{port}"]
-    pooled = _executor(engine, wasm, allowed, pooling=True)
-    unpooled = _executor(engine, wasm, allowed, pooling=False)
-    target = f"/outbound?{scheme}://127.0.0.1:{port}/ping"
-    _rates(pooled, unpooled, target, 30)  # warm-up: compile cache, first connection
+    pooled = _executor(engine, guest.wasm, allowed, pooling=True)
+    unpooled = _executor(engine, guest.wasm, allowed, pooling=False)
+    url = f"{scheme}://127.0.0.1:{port}/ping"
+    _rates(pooled, unpooled, guest, url, 30)  # warm-up: compile cache, first connection
     ratios, on_rates, off_rates = [], [], []
     for _ in range(rounds):
-        on, off = _rates(pooled, unpooled, target, requests)
+        on, off = _rates(pooled, unpooled, guest, url, requests)
         on_rates.append(on)
         off_rates.append(off)
         ratios.append(on / off)
-    print(f"{scheme}: {requests} sequential guest requests x {rounds} rounds, one outbound GET each")
+    print(f"{scheme}, {guest.name}: {requests} sequential guest requests x {rounds} rounds, "
+          f"{guest.outbound} outbound GET(s) each (outbound requests/s)")
     print(f"  pooled (default):            {statistics.median(on_rates):7.0f} req/s median "
           f"({', '.join(f'{r:.0f}' for r in on_rates)})")
     print(f"  new connection per request:  {statistics.median(off_rates):7.0f} req/s median "
@@ -137,10 +199,15 @@ def _compare(engine: WasmEngine, wasm: Path, scheme: str, port: int, requests: i
     unpooled.close()
 
 
-def http(requests: int, rounds: int) -> None:
+def http(requests: int, rounds: int, per_request: int) -> None:
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build-wasi-http-fixtures")], check=True,
                    capture_output=True)
-    wasm = ROOT / "tests" / "fixtures" / "wasi-http" / "build" / "handler.wasm"
+    guests = [
+        Guest("wasi:http outgoing-handler", ROOT / "tests/fixtures/wasi-http/build/handler.wasm",
+              lambda url: f"/outbound?{url}", lambda url: (), 1),
+        Guest("fermyon:spin/http send-request", component_path("c-spin-http"), lambda url: "/",
+              lambda url: (("url", url), ("count", str(per_request))), per_request),
+    ]
     work = Path(tempfile.mkdtemp(prefix="tauon-bench-"))
     cert, key = _certificate(work)
     os.environ["SSL_CERT_FILE"] = str(cert)  # before tauon's TLS context is first made
@@ -153,7 +220,10 @@ def http(requests: int, rounds: int) -> None:
                                       text=True)
             servers.append(server)
             assert server.stdout is not None
-            _compare(engine, wasm, scheme, int(server.stdout.readline()), requests, rounds)
+            port = int(server.stdout.readline())
+            _compare_direct(scheme, port, requests * 20, rounds)
+            for guest in guests:
+                _compare(engine, guest, scheme, port, requests, rounds)
     finally:
         engine.stop()
         for server in servers:
@@ -161,17 +231,19 @@ def http(requests: int, rounds: int) -> None:
             server.wait()
 
 
-SECTIONS: dict[str, Callable[[int, int], None]] = {"http": http}
+SECTIONS: dict[str, Callable[[int, int, int], None]] = {"http": http}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], default=list(SECTIONS))
+    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], default=[])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-request", type=int, default=20,
+                        help="outbound GETs per guest request of the fermyon:spin/http guest")
     args = parser.parse_args(argv)
     for name in args.sections or list(SECTIONS):
-        SECTIONS[name](args.requests, args.rounds)
+        SECTIONS[name](args.requests, args.rounds, args.per_request)
     return 0
 
 

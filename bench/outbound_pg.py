@@ -8,11 +8,14 @@ Sections (name them on the command line; none: all):
              3.4.1 Python guest, and js-postgres's /selects, a componentize-js guest) served by the
              real `tauon` process, against the same selects from psycopg directly (one connection per
              client thread, as many threads as HTTP clients). Target: ratio >= 0.5x.
+  client     tauon's own client code without a guest: `PgConnection.query` (what a guest's query runs
+             host-side) against the same select from psycopg directly, one thread each, in turns: the
+             CPU each spends per select (the server's not counted) and the ratio.
 
 Needs: scripts/setup-dev (postgresql, docker-registry) and the fixture (scripts/build-components
 python-outbound).
 Usage: .venv/bin/python bench/bench_outbound.py postgres --postgres-args '...' (or this file directly):
-  .venv/bin/python bench/outbound_pg.py [postgres] [--duration 10] [--clients 4] [--selects 50]
+  .venv/bin/python bench/outbound_pg.py [postgres] [client] [--duration 10] [--clients 4] [--selects 50]
 """
 
 from __future__ import annotations
@@ -140,13 +143,54 @@ def postgres(args: argparse.Namespace) -> None:
           "(target >= 0.5x)")
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"postgres": postgres}
+def client(args: argparse.Namespace) -> None:
+    from tauon.services.postgres import PgClients
+
+    n = max(args.selects, 1) * 40
+    with tempfile.TemporaryDirectory(prefix="tauon-bench-pg-") as tmpdir, \
+            run_postgres(Path(tmpdir) / "pg") as pg:
+        pg.sql("CREATE TABLE kv (k int4 PRIMARY KEY, v text)")
+        pg.sql("INSERT INTO kv SELECT i, 'value ' || i FROM generate_series(0, 99) i")
+        clients = PgClients()
+        tauon_conn = clients.acquire(pg.url, time.monotonic() + 60)
+        direct_conn = psycopg.connect(pg.url, autocommit=True)
+
+        def via_tauon(j: int) -> None:
+            _, rows = tauon_conn.query("SELECT v FROM kv WHERE k = $1", [("int32", j % 100)],
+                                       time.monotonic() + 60)
+            assert rows
+
+        def direct(j: int) -> None:
+            assert direct_conn.execute("SELECT v FROM kv WHERE k = %s", [j % 100]).fetchone()
+
+        def cpu_per_select(select: Callable[[int], None]) -> float:
+            started = time.thread_time()
+            for j in range(n):
+                select(j)
+            return (time.thread_time() - started) / n
+
+        for select in (via_tauon, direct):  # warm-up: prepared statements, caches
+            cpu_per_select(select)
+        rounds = [(cpu_per_select(via_tauon), cpu_per_select(direct)) for _ in range(args.rounds)]
+        tauon_conn.release()
+        clients.close()
+        direct_conn.close()
+    print(f"== PostgreSQL client CPU per point select, no guest: {n} selects per run, one thread")
+    for i, (t, d) in enumerate(rounds, 1):
+        print(f"  round {i}: tauon's PgConnection.query {t * 1e6:5.1f} us   "
+              f"psycopg directly {d * 1e6:5.1f} us"
+              f"   ({t / d:.2f}x the CPU)")
+    ratios = sorted(t / d for t, d in rounds)
+    print(f"  median: {ratios[len(ratios) // 2]:.2f}x psycopg's CPU per select")
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {"postgres": postgres, "client": client}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], metavar="SECTION",
+    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], metavar="SECTION", default=[],
                         help=f"sections to run: {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=4)

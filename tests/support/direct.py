@@ -10,12 +10,14 @@ from tauon.app.routes import RouteMatch
 from tauon.executors.base import Executor, IncomingRequest
 
 
-async def serve_direct(executor: Executor, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
-    """(status, body) of `method target` with `body`, fed in 64 KiB chunks as uvicorn would."""
+async def serve_direct(executor: Executor, method: str, target: str, body: bytes = b"", *,
+                       headers: tuple[tuple[str, str], ...] = ()) -> tuple[int, bytes]:
+    """(status, body) of `method target` with `body` (and `headers` besides host and content-length),
+    fed in 64 KiB chunks as uvicorn would."""
     path, _, query = target.partition("?")
     request = IncomingRequest(
         method=method, path=path, query=query, spin_values=(), scheme="http",
-        headers=(("host", "direct"),) + ((("content-length", str(len(body))),) if body else ()),
+        headers=(("host", "direct"),) + ((("content-length", str(len(body))),) if body else ()) + headers,
         authority="direct", client=("127.0.0.1", 1), http_version="1.1",
         match=RouteMatch(target=None, raw_route="/...", normalized_route="/...", component_route="",
                          path_info=path))

@@ -52,6 +52,16 @@ def data_type(oid: int, type_name: Callable[[int], str]) -> Any:
     return name if name is not None else ("other", type_name(oid))
 
 
+def columns(result: pq.abc.PGresult, type_name: Callable[[int], str]) -> list[tuple[str, Any]]:
+    """(name, v4 `db-data-type`) of each column of a result, read from libpq's result directly
+    (psycopg's `description` builds an object per column per statement)."""
+    out = []
+    for i in range(result.nfields):
+        raw = result.fname(i)
+        out.append((raw.decode() if raw is not None else "", data_type(result.ftype(i), type_name)))
+    return out
+
+
 # -- loaders: binary values psycopg would otherwise reshape ----------------------------------------------
 
 
@@ -300,8 +310,22 @@ def _tagged(tag: str, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda v: (tag, convert(v))
 
 
-def converters(types: Sequence[Any]) -> list[Callable[[Any], Any]]:
+_CONVERTERS: dict[tuple[Any, ...], list[Callable[[Any], Any]]] = {}
+"""converters() by column types: a statement run again reuses its list (bounded: see converters)."""
+
+
+def converters(types: tuple[Any, ...]) -> list[Callable[[Any], Any]]:
     """Per column of a result (its v4 data types): value -> v4 db-value."""
+    found = _CONVERTERS.get(types)
+    if found is not None:
+        return found
+    if len(_CONVERTERS) >= 1024:  # guests choose the column types: keep the cache bounded
+        _CONVERTERS.clear()
+    found = _CONVERTERS[types] = _converters(types)
+    return found
+
+
+def _converters(types: Sequence[Any]) -> list[Callable[[Any], Any]]:
     out: list[Callable[[Any], Any]] = []
     for dtype in types:
         if isinstance(dtype, tuple):  # other(name): raw bytes

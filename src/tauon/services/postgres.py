@@ -129,6 +129,16 @@ class PgConnection:
         self.conn = conn
         self.broken = False
         self.timed_out = False
+        self._cursor: psycopg.Cursor[Any] | None = None
+        """One binary cursor for all of this handle's statements: making one per statement costs
+        about as much client CPU as the statement's own round trip."""
+
+    def _cur(self) -> psycopg.Cursor[Any]:
+        """The handle's cursor (a RawCursor: the connection's cursor_factory)."""
+        cur = self._cursor
+        if cur is None or cur.closed:
+            cur = self._cursor = self.conn.cursor(binary=True)
+        return cur
 
     def query(self, statement: str, params: Sequence[Any], deadline: float) -> tuple[list[Any], list[Any]]:
         """(columns as (name, v4 data type), rows of v4 db-values). Raises PgError."""
@@ -136,31 +146,31 @@ class PgConnection:
             values = [pg_types.to_param(p) for p in params]
         except pg_types.ParamError as exc:
             raise PgError("bad-parameter", str(exc)) from None
-        with self._bounded(deadline):
-            cur = self.conn.cursor(binary=True)
-            try:
-                cur.execute(statement.encode(), values)
-                rows = cur.fetchall()
-                description = cur.description or []
-                if not rows:  # Spin reads the column types from the first row: no row, no columns
-                    return [], []
-                # (naming a type psycopg does not know asks the server: still within the bound)
-                types = [pg_types.data_type(d.type_code, self._type_name) for d in description]
-            except psycopg.Error as exc:
-                raise self._query_failed(exc) from None
-            finally:
-                cur.close()
-        convert = pg_types.converters(types)
+        watchdog = self._clients.watchdog
+        token = watchdog.arm(cutoff(deadline), self._shutdown)
+        try:
+            cur = self._cur()
+            cur.execute(statement.encode(), values)
+            rows = cur.fetchall()
+            result = cur.pgresult
+            if not rows or result is None:  # Spin reads the column types from the first row: no row,
+                return [], []  # no columns
+            columns = pg_types.columns(result, self._type_name)
+        except psycopg.Error as exc:
+            raise self._query_failed(exc) from None
+        finally:
+            watchdog.disarm(token)
+        convert = pg_types.converters(tuple(t for _, t in columns))
         size = 0
         out = []
+        value_size = pg_types.value_size
         for row in rows:
-            values_out = ["db-null" if v is None else c(v) for c, v in zip(convert, row, strict=True)]
-            size += sum(pg_types.value_size(v) for v in row)
+            out.append(["db-null" if v is None else c(v) for c, v in zip(convert, row, strict=True)])
+            size += sum(value_size(v) for v in row)
             if size > pg_types.MAX_RESULT_BYTES:
                 raise PgError("query-failed", ("text", "query result exceeds limit of "
                                                        f"{pg_types.MAX_RESULT_BYTES} bytes"))
-            out.append(values_out)
-        return [(d.name, t) for d, t in zip(description, types, strict=True)], out
+        return columns, out
 
     def execute(self, statement: str, params: Sequence[Any], deadline: float) -> int:
         """Rows affected. Raises PgError."""
@@ -168,15 +178,16 @@ class PgConnection:
             values = [pg_types.to_param(p) for p in params]
         except pg_types.ParamError as exc:  # Spin's execute path reports these as conversion failures
             raise PgError("value-conversion-failed", str(exc)) from None
-        with self._bounded(deadline):
-            cur = self.conn.cursor(binary=True)
-            try:
-                cur.execute(statement.encode(), values)
-                return max(cur.rowcount, 0)
-            except psycopg.Error as exc:
-                raise self._query_failed(exc) from None
-            finally:
-                cur.close()
+        watchdog = self._clients.watchdog
+        token = watchdog.arm(cutoff(deadline), self._shutdown)
+        try:
+            cur = self._cur()
+            cur.execute(statement.encode(), values)
+            return max(cur.rowcount, 0)
+        except psycopg.Error as exc:
+            raise self._query_failed(exc) from None
+        finally:
+            watchdog.disarm(token)
 
     def _type_name(self, oid: int) -> str:
         info = psycopg.postgres.types.get(oid)
@@ -185,11 +196,9 @@ class PgConnection:
         row = self.conn.execute("SELECT typname FROM pg_type WHERE oid = $1", [oid]).fetchone()
         return str(row[0]) if row else str(oid)
 
-    def _bounded(self, deadline: float) -> Any:
-        """Shut the socket down at `deadline`: a server that never answers fails the call then."""
-        return self._clients.watchdog.guard(cutoff(deadline), self._shutdown)
-
     def _shutdown(self) -> None:
+        """At the statement's cutoff: shut the socket down, so a server that never answers fails the
+        call then."""
         self.broken = self.timed_out = True
         _shutdown(self.conn)
 
@@ -216,6 +225,8 @@ class PgConnection:
                                                      extras)))
 
     def release(self) -> None:
+        if self._cursor is not None:
+            self._cursor.close()
         self._clients.release(self)
 
 

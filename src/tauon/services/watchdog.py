@@ -39,6 +39,15 @@ class Watchdog:
     @contextlib.contextmanager
     def guard(self, deadline: float, fire: Callable[[], None]) -> Iterator[None]:
         """Call `fire` (on the watchdog's thread) if the block is still running at `deadline` (monotonic)."""
+        token = self.arm(deadline, fire)
+        try:
+            yield
+        finally:
+            self.disarm(token)
+
+    def arm(self, deadline: float, fire: Callable[[], None]) -> int:
+        """`guard` without the context manager, for per-statement use (a generator per call costs more
+        than the statement's own client code): call `fire` at `deadline` unless `disarm`ed first."""
         token = next(self._ids)
         with self._cond:
             heapq.heappush(self._heap, (deadline, token, fire))
@@ -48,14 +57,15 @@ class Watchdog:
                 self._thread.start()
             elif deadline < self._sleep_until:
                 self._cond.notify()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._live.discard(token)
-                # drop finished entries from the top, so the heap holds about as many as are running
-                while self._heap and self._heap[0][1] not in self._live:
-                    heapq.heappop(self._heap)
+        return token
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._live.discard(token)
+            # drop finished entries from the top, so the heap holds about as many as are running
+            heap = self._heap
+            while heap and heap[0][1] not in self._live:
+                heapq.heappop(heap)
 
     def _run(self) -> None:
         while True:

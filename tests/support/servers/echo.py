@@ -22,10 +22,13 @@ class TcpConnection:
 
 
 class TcpEchoServer:
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """Listens on `host` (an IPv4 or IPv6 loopback address) at a free port."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(64)
         self.port: int = self.sock.getsockname()[1]
         self.connections: list[TcpConnection] = []
@@ -38,7 +41,7 @@ class TcpEchoServer:
                 client, peer = self.sock.accept()
             except OSError:
                 return
-            conn = TcpConnection(peer)
+            conn = TcpConnection((peer[0], peer[1]))  # an IPv6 peer has four fields
             with self._lock:
                 self.connections.append(conn)
             threading.Thread(target=self._echo, args=(client, conn), daemon=True).start()
