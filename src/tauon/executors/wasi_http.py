@@ -21,8 +21,9 @@ from wasmtime.component import Component, ComponentInstanceType, FuncType
 from tauon.app.plan import Limits
 from tauon.executors.base import GuestError, IncomingRequest
 from tauon.executors.guestthreads import GuestThreads
-from tauon.hostif.http import FORBIDDEN_HEADERS, IncomingBody, ResponseOutparam
+from tauon.hostif.http import IncomingBody, ResponseOutparam
 from tauon.hostif.http import IncomingRequest as GuestRequest
+from tauon.hostif.http_fields import FORBIDDEN_HEADERS
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.state import HostConfig, HostState

@@ -24,12 +24,12 @@ from tauon.app.spinvalues import SERVICE_CHAINING_CLIENT, spin_values
 from tauon.executors.base import Executor, GuestError, IncomingRequest
 from tauon.hostif.http import (
     BODY_BUFFER,
-    FORBIDDEN_HEADERS,
     IncomingBody,
     IncomingResponse,
     OutgoingRequest,
     method_text,
 )
+from tauon.hostif.http_fields import FORBIDDEN_HEADERS
 from tauon.hostif.http_out import FutureIncomingResponse
 from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.state import HostState
