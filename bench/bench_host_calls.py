@@ -40,7 +40,7 @@ from tauon.app.plan import ComponentPlan, Limits
 from tauon.executors.base import Executor
 from tauon.executors.select import build_component_executor
 from tauon.wasm.component import _capi
-from tauon.wasm.component.codec import _bytes
+from tauon.wasm.component.codec_basic import byte_list as _bytes
 from tauon.wasm.engine import WasmEngine
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ from support.direct import serve_direct
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.executors.base import Executor, GuestError
 from tauon.executors.select import build_component_executor
-from tauon.wasm.component import _capi, codec
+from tauon.wasm.component import _capi, codec, codec_basic
 from tauon.wasm.component.guest import classify, summarize
 from tauon.wasm.engine import WasmEngine
 
@@ -42,29 +42,29 @@ def roundtrip(c: codec.Codec, value: Any) -> Any:
         _capi.val_delete(ctypes.byref(v))
 
 
-@pytest.mark.parametrize("size", [0, 1, 4097, 65536, codec.SCRATCH_LIMIT + 1])
+@pytest.mark.parametrize("size", [0, 1, 4097, 65536, codec_basic.SCRATCH_LIMIT + 1])
 def test_bytes_roundtrip_in_bulk(size: int) -> None:
     data = bytes(i % 251 for i in range(size))
-    assert roundtrip(codec._bytes(), data) == data
-    assert roundtrip(codec._bytes(), bytearray(data)) == data
+    assert roundtrip(codec_basic.byte_list(), data) == data
+    assert roundtrip(codec_basic.byte_list(), bytearray(data)) == data
 
 
 def test_composite_values_roundtrip() -> None:
-    string = codec._string()
+    string = codec_basic.string()
     variant = codec._variant([("closed", None), ("failed", string)])
     assert roundtrip(variant, "closed") == ("closed", None)
     assert roundtrip(variant, ("failed", "héllo")) == ("failed", "héllo")
-    result = codec._result(codec._bytes(), variant)
+    result = codec._result(codec_basic.byte_list(), variant)
     assert roundtrip(result, ("ok", b"abc")) == ("ok", b"abc")
     assert roundtrip(result, ("err", "closed")) == ("err", ("closed", None))
     option = codec._option(string)
     assert roundtrip(option, None) is None
     assert roundtrip(option, "x") == "x"
-    record = codec._record([("seconds", codec._scalar(_capi.KIND_U64, "u64")),
-                            ("nanoseconds", codec._scalar(_capi.KIND_U32, "u32"))])
+    record = codec._record([("seconds", codec_basic.scalar(_capi.KIND_U64, "u64")),
+                            ("nanoseconds", codec_basic.scalar(_capi.KIND_U32, "u32"))])
     assert roundtrip(record, (5, 7)) == {"seconds": 5, "nanoseconds": 7}
     assert roundtrip(codec._list(string), ["a", "b"]) == ["a", "b"]
-    assert roundtrip(codec._tuple([string, codec._bytes()]), ("k", b"v")) == ("k", b"v")
+    assert roundtrip(codec._tuple([string, codec_basic.byte_list()]), ("k", b"v")) == ("k", b"v")
     assert roundtrip(codec._flags(["read", "write"]), {"write"}) == {"write"}
 
 

@@ -23,9 +23,7 @@ Composite values set their kind byte last, so a failed conversion leaves a plain
 from __future__ import annotations
 
 import ctypes
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from wasmtime.component import (
@@ -36,7 +34,6 @@ from wasmtime.component import (
     OptionType,
     OwnType,
     RecordType,
-    ResourceType,
     ResultType,
     TupleType,
     ValType,
@@ -45,177 +42,27 @@ from wasmtime.component import (
 from wasmtime.component import _types as wt
 
 from tauon.wasm.component import _capi as c
+from tauon.wasm.component.codec_basic import (
+    VOIDP,
+    Codec,
+    Lift,
+    Lower,
+    ResourceError,
+    ResourceIds,
+    UnsupportedType,
+    boolean,
+    byte_list,
+    char,
+    err,
+    fill_rest,
+    latin1_string,
+    ok,
+    scalar,
+    string,
+)
 
-Lift = Callable[[int, Any], Any]
-"""(store context address, C value) -> Python value."""
-Lower = Callable[[int, Any, Any], None]
-"""(store context address, Python value, C value to fill)."""
-ResourceIds = Callable[[ResourceType], int | None]
-"""Maps a resource type seen in a signature to tauon's host resource id (None: not a host resource)."""
-
-
-class UnsupportedType(Exception):
-    """A type this binding cannot convert (component-model async values, error-context, ...)."""
-
-
-class ResourceError(Exception):
-    """A resource handle could not be converted (e.g. a guest resource where a host one was expected)."""
-
-
-def ok(value: Any = None) -> tuple[str, Any]:
-    return ("ok", value)
-
-
-def err(value: Any = None) -> tuple[str, Any]:
-    return ("err", value)
-
-
-@dataclass(frozen=True, slots=True)
-class Codec:
-    lift: Lift
-    lower: Lower
-
-
-_PyMemoryView_FromMemory = ctypes.pythonapi.PyMemoryView_FromMemory
-_PyMemoryView_FromMemory.restype = ctypes.py_object
-_PyMemoryView_FromMemory.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
-_PyBUF_WRITE = 0x200
-_VOIDP = ctypes.c_void_p
-_U8_KIND = bytes([c.KIND_U8])
-
-
-def _raw_pointer(struct: Any, offset: int = 0) -> int:
-    """The pointer stored at `offset` of a ctypes structure, as an int (0 for NULL)."""
-    return _VOIDP.from_address(ctypes.addressof(struct) + offset).value or 0
-
-
-def _scalar(kind: int, field: str) -> Codec:
-    def lift(ctx: int, v: Any) -> Any:
-        return getattr(v.of, field)
-
-    def lower(ctx: int, x: Any, v: Any) -> None:
-        setattr(v.of, field, x)
-        v.kind = kind
-
-    return Codec(lift, lower)
-
-
-def _bool() -> Codec:
-    def lift(ctx: int, v: Any) -> bool:
-        return bool(v.of.boolean)
-
-    def lower(ctx: int, x: Any, v: Any) -> None:
-        if not isinstance(x, bool):
-            raise TypeError(f"expected bool, got {type(x).__name__}")
-        v.of.boolean = x
-        v.kind = c.KIND_BOOL
-
-    return Codec(lift, lower)
-
-
-def _char() -> Codec:
-    def lift(ctx: int, v: Any) -> str:
-        return chr(v.of.character)
-
-    def lower(ctx: int, x: Any, v: Any) -> None:
-        v.of.character = ord(x)
-        v.kind = c.KIND_CHAR
-
-    return Codec(lift, lower)
-
-
-def _string() -> Codec:
-    def lift(ctx: int, v: Any) -> str:
-        s = v.of.string
-        return ctypes.string_at(s.data, s.size).decode("utf-8") if s.size else ""
-
-    def lower(ctx: int, x: Any, v: Any) -> None:
-        c.set_name(v.of.string, x.encode("utf-8"))
-        v.kind = c.KIND_STRING
-
-    return Codec(lift, lower)
-
-
-def _latin1_bytes() -> Codec:
-    """A `string` standing for a `list<u8>` (rewriting/reads.py, routing.py): latin1
-    bytes on the guest's side, UTF-8 from wasmtime; bytes again here (a plain copy when ASCII)."""
-    def lift(ctx: int, v: Any) -> bytes:
-        s = v.of.string
-        if not s.size:
-            return b""
-        raw = ctypes.string_at(s.data, s.size)
-        return raw if raw.isascii() else raw.decode("utf-8").encode("latin-1")
-
-    def lower(ctx: int, x: Any, v: Any) -> None:
-        data = bytes(x)
-        c.set_name(v.of.string, data if data.isascii() else data.decode("latin-1").encode("utf-8"))
-        v.kind = c.KIND_STRING
-
-    return Codec(lift, lower)
-
-
-SCRATCH_LIMIT = 256 * 1024
-"""Largest `list<u8>` lowered through the per-thread scratch array; longer ones take the slower path."""
-
-
-# Per thread, not per request: its contents never outlive one lowering (vallist_new copies them), it is
-# kept warm across the requests a guest thread runs, and it cannot be shared (ctypes releases the GIL
-# during the copy). Lowerings run inside the C trampolines (host.py), which carry no request data.
-class _Scratch(threading.local):
-    """A per-thread array of u8 values with the kind bytes already written: lowering a byte string is
-    then one strided copy plus one C-side copy, with no page faults from fresh 32-byte-per-byte memory."""
-
-    buf: bytearray | None = None
-    address = 0
-
-    def get(self, size: int) -> tuple[bytearray, int]:
-        if self.buf is None or len(self.buf) < size * c.VAL_SIZE:
-            count = max(size, 4096)
-            buf = bytearray(count * c.VAL_SIZE)
-            buf[0::c.VAL_SIZE] = _U8_KIND * count
-            self.buf = buf
-            self.address = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
-        return self.buf, self.address
-
-
-_scratch = _Scratch()
-
-
-def _bytes() -> Codec:
-    """`list<u8>`: strided bulk copies instead of a Python object per byte."""
-    stride = c.VAL_SIZE
-    payload = c.VAL_PAYLOAD
-    data_offset = ctypes.sizeof(ctypes.c_size_t)
-
-    def lift(ctx: int, v: Any) -> bytes:
-        size = v.of.list.size
-        if size == 0:
-            return b""
-        return ctypes.string_at(_raw_pointer(v.of.list, data_offset), size * stride)[payload::stride]
-
-    def lower(ctx: int, x: Any, v: Any) -> None:
-        size = len(x)
-        lst = v.of.list
-        if size <= SCRATCH_LIMIT:
-            buf, address = _scratch.get(size)
-            buf[payload:size * stride:stride] = x
-            c.vallist_new(ctypes.addressof(lst), size, address)
-        else:
-            c.vallist_new_uninit(ctypes.addressof(lst), size)
-            view = _PyMemoryView_FromMemory(_raw_pointer(lst, data_offset), size * stride, _PyBUF_WRITE)
-            view[0::stride] = _U8_KIND * size
-            view[payload::stride] = x
-        v.kind = c.KIND_LIST
-
-    return Codec(lift, lower)
-
-
-def _fill_rest(data: Any, start: int, end: int) -> None:
-    """Make never-written slots of a fresh value array plain bools, so freeing it is safe."""
-    for i in range(start, end):
-        data[i].kind = c.KIND_BOOL
-
-
+__all__ = ["Codec", "Lift", "Lower", "ResourceError", "ResourceIds", "UnsupportedType", "compile_type", "err",
+           "ok"]
 def _list(element: Codec) -> Codec:
     elift, elower = element.lift, element.lower
 
@@ -235,7 +82,7 @@ def _list(element: Codec) -> Codec:
                 elower(ctx, item, data[done])
                 done += 1
         finally:
-            _fill_rest(data, done, len(items))
+            fill_rest(data, done, len(items))
         v.kind = c.KIND_LIST
 
     return Codec(lift, lower)
@@ -262,7 +109,7 @@ def _tuple(elements: Sequence[Codec]) -> Codec:
                 f(ctx, item, data[done])
                 done += 1
         finally:
-            _fill_rest(data, done, n)
+            fill_rest(data, done, n)
         v.kind = c.KIND_TUPLE
 
     return Codec(lift, lower)
@@ -423,8 +270,8 @@ def _resource(host_id: int | None, owned: bool) -> Codec:
     payload = c.VAL_PAYLOAD
 
     def lift(ctx: int, v: Any) -> int:
-        any_ptr = _VOIDP.from_address(ctypes.addressof(v) + payload).value
-        host = _VOIDP()
+        any_ptr = VOIDP.from_address(ctypes.addressof(v) + payload).value
+        host = VOIDP()
         error = c.resource_any_to_host(ctx, any_ptr, ctypes.byref(host))
         if error:
             raise ResourceError(f"expected a host resource: {c.take_error(error)}")
@@ -437,12 +284,12 @@ def _resource(host_id: int | None, owned: bool) -> Codec:
         if host_id is None:
             raise ResourceError("cannot pass a guest-defined resource from the host")
         host = c.resource_host_new(owned, x, host_id)
-        any_ptr = _VOIDP()
+        any_ptr = VOIDP()
         error = c.resource_host_to_any(ctx, host, ctypes.byref(any_ptr))
         c.resource_host_delete(host)
         if error:
             raise ResourceError(c.take_error(error))
-        _VOIDP.from_address(ctypes.addressof(v) + payload).value = any_ptr.value
+        VOIDP.from_address(ctypes.addressof(v) + payload).value = any_ptr.value
         v.kind = c.KIND_RESOURCE
 
     return Codec(lift, lower)
@@ -459,19 +306,19 @@ _SCALARS: dict[type, tuple[int, str]] = {
 def compile_type(ty: ValType, resources: ResourceIds, *, latin1_bytes: bool = False) -> Codec:
     """Build the converters for one value type. Raises UnsupportedType. `latin1_bytes`: strings in
     this type stand for byte lists (rewriting/reads.py, routing.py); Python sees bytes."""
-    scalar = _SCALARS.get(type(ty))
-    if scalar is not None:
-        return _scalar(*scalar)
+    kind = _SCALARS.get(type(ty))
+    if kind is not None:
+        return scalar(*kind)
     if isinstance(ty, wt.Bool):
-        return _bool()
+        return boolean()
     if isinstance(ty, wt.Char):
-        return _char()
+        return char()
     if isinstance(ty, wt.String):
-        return _latin1_bytes() if latin1_bytes else _string()
+        return latin1_string() if latin1_bytes else string()
     if isinstance(ty, ListType):
         element = ty.element
         if isinstance(element, wt.U8):
-            return _bytes()
+            return byte_list()
         return _list(compile_type(element, resources))
     if isinstance(ty, RecordType):
         return _record([(name, compile_type(t, resources)) for name, t in ty.fields])
