@@ -23,11 +23,12 @@ import uvicorn
 
 from support.components import component_path
 from support.spin_services import plan
+from tauon.app.lockparts import parse_component_meta
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.app.routes import RouteMatch
 from tauon.errors import LoadError
 from tauon.executors.base import Executor, GuestError, IncomingRequest, SpinValue
-from tauon.executors.select import build_component_executor
+from tauon.executors.builder import build_component_executor
 from tauon.hostif.linker import build_linker
 from tauon.services import AppServices, ComponentServices
 from tauon.wasm.component.cache import compile_component
@@ -44,7 +45,8 @@ GREETING = {"greeting": {"default": None, "secret": False}}
 def component_plan(wasm: Path, **metadata: Any) -> ComponentPlan:
     return ComponentPlan(id="py", wasm_path=str(wasm),
                          wasm_digest="sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest(),
-                         config={"greeting": "{{ greeting }}"}, metadata=metadata)
+                         config={"greeting": "{{ greeting }}"},
+                         metadata=parse_component_meta(metadata, "metadata"))
 
 
 def build_executor(engine: WasmEngine, comp: ComponentPlan, services: ComponentServices) -> Executor:

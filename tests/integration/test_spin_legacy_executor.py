@@ -19,6 +19,7 @@ import httpx
 import pytest
 import wasmtime
 
+from tauon.app.lockparts import parse_component_meta
 from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, TriggerPlan
 from tauon.app.routes import Router
 from tauon.control.spec import Address
@@ -63,11 +64,11 @@ def make_plan(wasm: Path, state_dir: Path | None, *, stores: list[str] | None = 
         wasm_digest=f"sha256:test-{wasm.stat().st_mtime_ns}-{wasm.stat().st_size}",
         env={"GREETING": "hi"},
         config={"message": "{{ greeting }}, world", "token": "{{ api_token }}", "missing": "{{ unset }}"},
-        metadata={
+        metadata=parse_component_meta({
             "key_value_stores": ["default"] if stores is None else stores,
             "databases": ["default"],
             "allowed_outbound_hosts": [],
-        },
+        }, "metadata"),
     )
     return GenerationPlan(
         app_id="legacy-test.json",

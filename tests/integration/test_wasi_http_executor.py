@@ -27,7 +27,7 @@ import uvicorn
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.app.routes import RouteMatch
 from tauon.executors.base import Executor, GuestError, IncomingRequest, SpinValue
-from tauon.executors.select import build_component_executor
+from tauon.executors.builder import build_component_executor
 from tauon.wasm.engine import WasmEngine
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ import anyio
 import wasmtime
 from starlette.types import Receive, Send
 
-from tauon.app.allowed_hosts import AllowedHosts, convert_allowed_http_hosts, parse_allowed_hosts
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
+from tauon.executors.allowed import allowed_hosts_of
 from tauon.executors.base import GuestError, IncomingRequest, check_mounts
 from tauon.executors.buffered import receive_body, send_empty, send_response
 from tauon.executors.failures import classify_failure, last_line, memory_size
@@ -25,7 +25,6 @@ from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, 
 from tauon.executors.legacy_http import LegacyHttp
 from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports, set_context
 from tauon.services import AppServices
-from tauon.services.variables import VariableError
 from tauon.wasm.capture import OutputCapture
 from tauon.wasm.engine import WasmEngine, watched
 from tauon.wasm.wasi import wasi_store
@@ -82,7 +81,7 @@ class SpinLegacyExecutor:
         field = f"components.{component.id}.source"
         self._check_exports(module, field)
         check_mounts(component)
-        self._allowed = self._allowed_hosts(component, services)
+        self._allowed = allowed_hosts_of(component, resolve=services.resolver.resolve)
         linker = wasmtime.Linker(engine.engine)
         linker.define_wasi()
         define_imports(linker)
@@ -115,17 +114,6 @@ class SpinLegacyExecutor:
         if not any(e.name == "memory" and isinstance(e.type, wasmtime.MemoryType) for e in module.exports):
             raise LoadError(f"component '{self.component_id}' exports no memory", field=field)
         self._allocator = allocator
-
-    def _allowed_hosts(self, component: ComponentPlan, services: AppServices) -> AllowedHosts:
-        entries = list(component.metadata.get("allowed_outbound_hosts") or ())
-        entries += convert_allowed_http_hosts(list(component.metadata.get("allowed_http_hosts") or ()))
-        try:
-            return parse_allowed_hosts(entries, resolve=services.resolver.resolve)
-        except VariableError as exc:
-            raise LoadError(
-                f"component '{component.id}': allowed_outbound_hosts cannot be resolved: {exc}",
-                field=f"components.{component.id}.allowed_outbound_hosts",
-            ) from None
 
     async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
         method = method_index(request.method)
