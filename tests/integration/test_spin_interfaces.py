@@ -27,7 +27,7 @@ from tauon.app.lockparts import parse_component_meta
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.app.routes import RouteMatch
 from tauon.errors import LoadError
-from tauon.executors.base import Executor, GuestError, IncomingRequest, SpinValue
+from tauon.executors.base import Executor, GuestError, RoutedRequest, SpinValue
 from tauon.executors.builder import build_component_executor
 from tauon.hostif.linker import build_linker
 from tauon.services import AppServices, ComponentServices
@@ -65,7 +65,7 @@ def shim(executors: Mapping[str, Executor]) -> Any:
         _, name, rest = scope["raw_path"].decode().split("/", 2)
         path = "/" + rest
         headers = tuple((k.decode("latin-1"), v.decode()) for k, v in scope["headers"])
-        request = IncomingRequest(
+        request = RoutedRequest(
             method=scope["method"], path=path, query=scope["query_string"].decode(), headers=headers,
             spin_values=(SpinValue("spin-path-info", "PATH_INFO", path),), scheme="http",
             authority=dict(headers).get("host", ""), client=tuple(scope["client"]),

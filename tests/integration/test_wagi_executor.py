@@ -19,7 +19,7 @@ from tauon.app.routes import RouteMatch
 from tauon.app.spinvalues import spin_values
 from tauon.errors import LoadError
 from tauon.executors import wagi
-from tauon.executors.base import GuestError, IncomingRequest
+from tauon.executors.base import GuestError, RoutedRequest
 from tauon.executors.wagi import WagiExecutor
 from tauon.wasm.engine import WasmEngine
 
@@ -76,7 +76,7 @@ class Answer:
 
 def make_request(
     method: str, path: str, query: str, headers: tuple[tuple[str, str], ...], route: str
-) -> IncomingRequest:
+) -> RoutedRequest:
     prefix = route.removesuffix("/...")
     match: RouteMatch[object] = RouteMatch(
         target=None,
@@ -86,7 +86,7 @@ def make_request(
         path_info=path[len(prefix) :] if route.endswith("/...") else "",
     )
     host = dict(headers).get("host")
-    return IncomingRequest(
+    return RoutedRequest(
         method=method,
         path=path,
         query=query,

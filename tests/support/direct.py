@@ -7,13 +7,13 @@ import asyncio
 from typing import Any
 
 from tauon.app.routes import RouteMatch
-from tauon.executors.base import Executor, IncomingRequest
+from tauon.executors.base import Executor, RoutedRequest
 
 
 async def serve_direct(executor: Executor, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
     """(status, body) of `method target` with `body`, fed in 64 KiB chunks as uvicorn would."""
     path, _, query = target.partition("?")
-    request = IncomingRequest(
+    request = RoutedRequest(
         method=method, path=path, query=query, spin_values=(), scheme="http",
         headers=(("host", "direct"),) + ((("content-length", str(len(body))),) if body else ()),
         authority="direct", client=("127.0.0.1", 1), http_version="1.1",

@@ -1,9 +1,12 @@
-"""The boundary between the HTTP front (switchboard) and the code that runs a guest.
+"""The boundary between the HTTP front (switchboard, service chaining) and the code that runs a guest.
 
-One executor per handler ABI (WAGI now; wasi:http and fermyon:spin/inbound-http next), as in Spin. An
-executor gets the request already routed, with Spin's default values computed, plus the raw ASGI
-`receive`/`send`, so each ABI can stream bodies as far as it is able. If it raises before sending the
-response start, the switchboard answers 500 with an empty body (Spin's behaviour) and logs the error.
+One executor per handler ABI, as in Spin: wasi:http (executors/wasi_http.py), fermyon:spin/inbound-http
+(spin_inbound.py), WAGI for core modules and wasi:cli/run components (wagi.py, wagi_component.py) and
+Spin 1.x core modules (spin_legacy.py); `tauon.executors.build` picks and builds one per trigger. An
+executor gets the request already routed (`RoutedRequest`, with Spin's values computed) plus the raw
+ASGI `receive`/`send`, so each ABI can stream bodies as far as it is able. If it raises GuestError
+before sending the response start, the caller answers as `responses.failure_status` says (an empty
+500, or 503 when every instance slot was busy) and logs the error.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ class SpinValue:
 
 
 @dataclass(frozen=True, slots=True)
-class IncomingRequest:
+class RoutedRequest:
+    """A client request (or a chained one) after routing, as every executor receives it."""
+
     method: str
     path: str
     """Raw (percent-encoded) path, no query."""
@@ -48,7 +53,7 @@ class IncomingRequest:
 class Executor(Protocol):
     component_id: str
 
-    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         """Run the guest for one request and send the full ASGI response."""
         ...
 

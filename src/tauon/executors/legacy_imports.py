@@ -59,8 +59,9 @@ _SQL_CASES = {"no-such-database": 0, "access-denied": 1, "invalid-connection": 2
 _SQL_IO = 4
 
 
-class HostTrap(Exception):
-    """Raised by a host function to trap the guest; the reason is also kept in the RequestContext."""
+class LegacyImportTrap(Exception):
+    """Raised by a Spin 1.x import (core ABI) to trap the guest; the reason is also kept in the
+    RequestContext. (Component host functions raise hostif.registry.HostTrap.)"""
 
 
 @dataclass
@@ -102,7 +103,7 @@ def set_context(context: RequestContext | None) -> None:
 def _context() -> RequestContext:
     context: RequestContext | None = getattr(_local, "context", None)
     if context is None:
-        raise HostTrap("host function called outside a request")
+        raise LegacyImportTrap("host function called outside a request")
     return context
 
 
@@ -150,12 +151,12 @@ def _host(name: str, fn: Callable[..., None]) -> HostFn:
     def wrapper(caller: wasmtime.Caller, *args: Any) -> None:
         try:
             fn(caller_memory(caller), _context(), *args)
-        except (AbiError, HostTrap) as exc:
+        except (AbiError, LegacyImportTrap) as exc:
             reason = f"{name}: {exc}"
             context = getattr(_local, "context", None)
             if context is not None and context.trap_reason is None:
                 context.trap_reason = reason
-            raise HostTrap(reason) from None
+            raise LegacyImportTrap(reason) from None
 
     return wrapper
 

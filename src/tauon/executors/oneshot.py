@@ -16,7 +16,7 @@ from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.component.guest import GuestFunc, Trap, instantiate
 from tauon.wasm.component.host import bound_state
-from tauon.wasm.engine import WasmEngine
+from tauon.wasm.engine import WasmEngine, limited_store
 
 
 def export_func(component: Component, engine: wasmtime.Engine, interface: str, name: str,
@@ -53,10 +53,9 @@ class OneShot:
 
 
 def new_store(engine: WasmEngine, limits: Limits) -> wasmtime.Store:
-    store = wasmtime.Store(engine.engine)
-    store.set_limits(memory_size=limits.max_memory)
-    store.set_epoch_deadline(engine.deadline_ticks(limits.request_timeout))
-    return store
+    """A fresh Store for one call of a component under the app's limits."""
+    return limited_store(engine.engine, memory_limit=limits.max_memory,
+                         deadline_ticks=engine.deadline_ticks(limits.request_timeout))
 
 
 def trial_instantiate(engine: WasmEngine, component: Component, linked: LinkedComponent, config: HostConfig,

@@ -16,9 +16,10 @@ from starlette.types import Receive, Send
 from wasmtime.component import Component
 
 from tauon.app.plan import Limits
-from tauon.executors.base import GuestError, IncomingRequest
-from tauon.executors.buffered import guest_error_kind, receive_body, send_empty, send_response
+from tauon.executors.base import GuestError, RoutedRequest
+from tauon.executors.buffered import guest_error_kind, receive_body
 from tauon.executors.oneshot import OneShot, Trap, export_func
+from tauon.executors.responses import send_empty, send_response
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.engine import WasmEngine
@@ -32,7 +33,7 @@ FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
-def guest_request(request: IncomingRequest, method: str, body: bytes) -> dict[str, Any]:
+def guest_request(request: RoutedRequest, method: str, body: bytes) -> dict[str, Any]:
     headers = list(request.headers) + [(v.header, v.value) for v in request.spin_values]
     uri = request.path + (f"?{request.query}" if request.query else "")
     return {"method": method, "uri": uri, "headers": headers, "params": [], "body": body}
@@ -77,7 +78,7 @@ class SpinInboundExecutor:
     def close(self) -> None:
         self._config.close()  # pooled outbound connections; compiled code goes with the generation
 
-    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         method = METHODS.get(request.method)
         if method is None:
             await send_empty(send, 405)

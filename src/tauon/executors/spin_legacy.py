@@ -18,12 +18,19 @@ from starlette.types import Receive, Send
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
 from tauon.executors.allowed import allowed_hosts_of
-from tauon.executors.base import GuestError, IncomingRequest, check_mounts
-from tauon.executors.buffered import receive_body, send_empty, send_response
+from tauon.executors.base import GuestError, RoutedRequest, check_mounts
+from tauon.executors.buffered import receive_body
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
 from tauon.executors.legacy_http import LegacyHttp
-from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports, set_context
+from tauon.executors.legacy_imports import (
+    LegacyImportTrap,
+    RequestContext,
+    WasmMemory,
+    define_imports,
+    set_context,
+)
+from tauon.executors.responses import send_empty, send_response
 from tauon.services import AppServices
 from tauon.wasm.capture import OutputCapture
 from tauon.wasm.engine import WasmEngine, watched
@@ -115,7 +122,7 @@ class SpinLegacyExecutor:
             raise LoadError(f"component '{self.component_id}' exports no memory", field=field)
         self._allocator = allocator
 
-    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         method = method_index(request.method)
         if method is None:
             await send_empty(send, 405)
@@ -175,7 +182,7 @@ class SpinLegacyExecutor:
                 with watched(self._engine, out, err):
                     instance = self._pre.instantiate(store)
                     response = self._call(store, instance, method, uri, headers, body)
-            except (wasmtime.Trap, wasmtime.WasmtimeError, AbiError, HostTrap) as exc:
+            except (wasmtime.Trap, wasmtime.WasmtimeError, AbiError, LegacyImportTrap) as exc:
                 failure = self._failure(exc, store, instance, context)
                 # The traceback's frames hold the Store (a cycle): drop it so memory is freed now.
                 exc.__traceback__ = None
@@ -226,7 +233,7 @@ class SpinLegacyExecutor:
     ) -> GuestError:
         if context.trap_reason is not None:  # a host function trapped: its reason, not wasmtime's text
             return GuestError(f"{self._label}: {context.trap_reason}", kind="trap")
-        if isinstance(exc, AbiError | HostTrap):
+        if isinstance(exc, AbiError | LegacyImportTrap):
             return GuestError(f"{self._label}: {exc}", kind="output")
         memory_used = memory_size(store, instance)
         kind, text = classify_failure(exc, memory_used=memory_used, memory_limit=self._limits.max_memory)

@@ -15,10 +15,11 @@ from starlette.types import Receive, Send
 
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
-from tauon.executors.base import GuestError, IncomingRequest, check_mounts
-from tauon.executors.buffered import receive_body, send_response
+from tauon.executors.base import GuestError, RoutedRequest, check_mounts
+from tauon.executors.buffered import receive_body
 from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_output, response_headers
 from tauon.executors.failures import classify_failure, last_line, memory_size
+from tauon.executors.responses import send_response
 from tauon.wasm.capture import OutputCapture
 from tauon.wasm.engine import WasmEngine, watched
 from tauon.wasm.wasi import wasi_store
@@ -74,7 +75,7 @@ class WagiExecutor:
                 hint="a WAGI module may import only wasi_snapshot_preview1 functions",
             ) from exc
 
-    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         body = await receive_body(request, receive, send, self._limits.max_request_body)
         if body is None:
             return

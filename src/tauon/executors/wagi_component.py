@@ -16,10 +16,11 @@ from starlette.types import Receive, Send
 from wasmtime.component import Component
 
 from tauon.app.plan import Limits
-from tauon.executors.base import GuestError, IncomingRequest
-from tauon.executors.buffered import guest_error_kind, receive_body, send_response
+from tauon.executors.base import GuestError, RoutedRequest
+from tauon.executors.buffered import guest_error_kind, receive_body
 from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_output, response_headers
 from tauon.executors.oneshot import OneShot, Trap, export_func
+from tauon.executors.responses import send_response
 from tauon.hostif.cli import EXTENSION, CapturedOutput, CommandIO, GuestExit
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
@@ -49,7 +50,7 @@ class WagiComponentExecutor:
     def close(self) -> None:
         self._config.close()  # pooled outbound connections; compiled code goes with the generation
 
-    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         body = await receive_body(request, receive, send, self._limits.max_request_body)
         if body is None:
             return

@@ -15,13 +15,14 @@ import threading
 from typing import Any
 
 import anyio
-import wasmtime
 from starlette.types import Receive, Send
 from wasmtime.component import Component, ComponentInstanceType, FuncType
 
 from tauon.app.plan import Limits
-from tauon.executors.base import GuestError, IncomingRequest
+from tauon.executors.base import GuestError, RoutedRequest
 from tauon.executors.guestthreads import GuestThreads
+from tauon.executors.oneshot import new_store
+from tauon.executors.responses import send_empty
 from tauon.hostif.http import FORBIDDEN_HEADERS, IncomingBody, ResponseOutparam
 from tauon.hostif.http import IncomingRequest as GuestRequest
 from tauon.hostif.linker import LinkedComponent
@@ -154,16 +155,10 @@ class WasiHttpExecutor:
     def close(self) -> None:
         self._config.close()  # pooled outbound connections; compiled code goes with the generation
 
-    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
-        length: str | None = None
-        chunked = False
-        for name, value in request.headers:
-            if name == "content-length":
-                length = value
-            elif name == "transfer-encoding":
-                chunked = True
-        if length is not None and length.isdigit() and int(length) > self._limits.max_request_body:
-            await _simple(send, 413)
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
+        declared_too_large, has_body = _framing(request, self._limits.max_request_body)
+        if declared_too_large:
+            await send_empty(send, 413)
             return
         loop = asyncio.get_running_loop()
         waker = _Waker(loop)
@@ -172,8 +167,6 @@ class WasiHttpExecutor:
         body_in = BytePipe(state.cond, REQUEST_BUFFER)
         # Not held: the feeder refills the request body while the guest reads it.
         body_in.listeners.append(waker.notify_now)
-        # HTTP/1.x (all uvicorn serves): a request without content-length or transfer-encoding has no body.
-        has_body = chunked or (length is not None and length != "0")
         if not has_body:
             body_in.close()  # nothing to feed: no feeder task, no receive() round trip
         exchange = _Exchange(waker.notify)
@@ -218,7 +211,7 @@ class WasiHttpExecutor:
             raise GuestError(f"{self._label}: {exchange.error}",
                              kind=getattr(exchange.error, "kind", "trap")) from exchange.error
 
-    def _guest_request(self, request: IncomingRequest, body: BytePipe) -> GuestRequest:
+    def _guest_request(self, request: RoutedRequest, body: BytePipe) -> GuestRequest:
         headers = [(name, value.encode("utf-8")) for name, value in request.headers
                    if name not in FORBIDDEN_HEADERS]
         headers += [(v.header, v.value.encode("utf-8")) for v in request.spin_values]
@@ -228,9 +221,7 @@ class WasiHttpExecutor:
 
     def _run(self, state: HostState, request: GuestRequest, exchange: _Exchange) -> None:
         """Worker thread: a fresh store and instance, then `handle`."""
-        store = wasmtime.Store(self._engine.engine)
-        store.set_limits(memory_size=self._limits.max_memory)
-        store.set_epoch_deadline(self._engine.deadline_ticks(self._limits.request_timeout))
+        store = new_store(self._engine, self._limits)
         try:
             instance = instantiate(self._linked.linker, store, self._component, state)
             req = state.table.push(request)
@@ -288,7 +279,7 @@ class WasiHttpExecutor:
         while True:
             wake.clear()
             if not started and too_large[0]:
-                await _simple(send, 413)
+                await send_empty(send, 413)
                 if exchange.body is not None:
                     exchange.body.abandon()
                 return
@@ -324,6 +315,20 @@ class WasiHttpExecutor:
             await wake.wait()
 
 
+def _framing(request: RoutedRequest, limit: int) -> tuple[bool, bool]:
+    """(the declared content-length is over `limit`, the request has a body at all)."""
+    length: str | None = None
+    chunked = False
+    for name, value in request.headers:
+        if name == "content-length":
+            length = value
+        elif name == "transfer-encoding":
+            chunked = True
+    too_large = length is not None and length.isdigit() and int(length) > limit
+    # HTTP/1.x (all uvicorn serves): a request without content-length or transfer-encoding has no body.
+    return too_large, chunked or (length is not None and length != "0")
+
+
 async def _join(*futures: asyncio.Future[Any] | None) -> None:
     """Wait for `futures` whatever happens to this task meanwhile. Usually the guest is still
     returning when the response is out, so this runs on every request: the shield (which looks up
@@ -337,11 +342,3 @@ async def _join(*futures: asyncio.Future[Any] | None) -> None:
         with anyio.CancelScope(shield=True):
             await asyncio.wait(pending)
         raise
-
-
-async def _simple(send: Send, status: int) -> None:
-    headers = [(b"content-length", b"0")]
-    if status == 413:  # close instead of reading (and discarding) the rest of an oversized body
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})

@@ -209,6 +209,15 @@ class WasmEngine:
                 path.unlink()
 
 
+def limited_store(engine: wasmtime.Engine, *, memory_limit: int, deadline_ticks: int) -> wasmtime.Store:
+    """A fresh Store for one guest run (a request, a Redis message, a trial instantiation) with the
+    app's memory cap and epoch deadline: every guest Store, component or core module, starts here."""
+    store = wasmtime.Store(engine)
+    store.set_limits(memory_size=memory_limit)
+    store.set_epoch_deadline(deadline_ticks)
+    return store
+
+
 @contextlib.contextmanager
 def watched(engine: WasmEngine, *captures: OutputCapture) -> Iterator[None]:
     """Watch several captures at once (stdout and stderr of one request)."""
