@@ -24,6 +24,7 @@ from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, TriggerPlan
 from tauon.app.routes import Router
 from tauon.control.spec import Address
 from tauon.errors import LoadError
+from tauon.executors.base import ExecutorSetup
 from tauon.executors.spin_legacy import SpinLegacyExecutor, is_legacy_spin_module
 from tauon.server.generation import Generation, Target
 from tauon.server.listener import Listener
@@ -103,9 +104,10 @@ async def serving(engine: WasmEngine, plan: GenerationPlan) -> AsyncIterator[str
     module = engine.compile_module(Path(component.wasm_path), component.wasm_digest)
     assert is_legacy_spin_module(module)
     executor = SpinLegacyExecutor(
-        app_id=plan.app_id, component=component, module=module, engine=engine, limits=plan.limits,
-        limiter=anyio.CapacityLimiter(plan.limits.max_concurrency), logger=logging.getLogger(LOGGER),
-        services=services,
+        ExecutorSetup(app_id=plan.app_id, component_id=component.id, engine=engine, limits=plan.limits,
+                      limiter=anyio.CapacityLimiter(plan.limits.max_concurrency),
+                      logger=logging.getLogger(LOGGER)),
+        component=component, module=module, services=services,
     )
     trigger = plan.triggers[0]
     router = Router.build([("/...", Target(trigger, executor, None))])
@@ -287,9 +289,10 @@ def test_modules_that_cannot_run_are_load_errors(engine: WasmEngine, tmp_path: P
             module = engine.compile_module(wasm, component.wasm_digest + name)
             with pytest.raises(LoadError) as info:
                 SpinLegacyExecutor(
-                    app_id=plan.app_id, component=component, module=module, engine=engine,
-                    limits=plan.limits, limiter=anyio.CapacityLimiter(1), logger=logging.getLogger(LOGGER),
-                    services=services,
+                    ExecutorSetup(app_id=plan.app_id, component_id=component.id, engine=engine,
+                                  limits=plan.limits, limiter=anyio.CapacityLimiter(1),
+                                  logger=logging.getLogger(LOGGER)),
+                    component=component, module=module, services=services,
                 )
             assert "component 'legacy'" in str(info.value), name
             if name == "unknown import":

@@ -19,7 +19,7 @@ from tauon.app.routes import RouteMatch
 from tauon.app.spinvalues import spin_values
 from tauon.errors import LoadError
 from tauon.executors import wagi
-from tauon.executors.base import GuestError, RoutedRequest
+from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
 from tauon.executors.wagi import WagiExecutor
 from tauon.wasm.engine import WasmEngine
 
@@ -56,14 +56,12 @@ def make_executor(
     )
     module = engine.compile_module(path, f"{name}-{path.stat().st_mtime_ns}")
     return WagiExecutor(
-        app_id="test.json",
+        ExecutorSetup(app_id="test.json", component_id=component.id, engine=engine, limits=limits,
+                      limiter=anyio.CapacityLimiter(limits.max_concurrency),
+                      logger=logging.getLogger(LOGGER)),
         component=component,
         module=module,
-        engine=engine,
         argv_template=argv,
-        limits=limits,
-        limiter=anyio.CapacityLimiter(limits.max_concurrency),
-        logger=logging.getLogger(LOGGER),
     )
 
 
@@ -305,12 +303,9 @@ def test_module_without_start_or_with_foreign_imports_is_refused(engine: WasmEng
         component = ComponentPlan(id=name, wasm_path=str(path), wasm_digest=f"sha256:{name}")
         with pytest.raises(LoadError, match=message):
             WagiExecutor(
-                app_id="t.json",
+                ExecutorSetup(app_id="t.json", component_id=component.id, engine=engine, limits=LIMITS,
+                              limiter=anyio.CapacityLimiter(1), logger=logging.getLogger(LOGGER)),
                 component=component,
                 module=engine.compile_module(path, f"sha256:{name}"),
-                engine=engine,
                 argv_template="${SCRIPT_NAME}",
-                limits=LIMITS,
-                limiter=anyio.CapacityLimiter(1),
-                logger=logging.getLogger(LOGGER),
             )

@@ -11,15 +11,20 @@ before sending the response start, the caller answers as `responses.failure_stat
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+import anyio
 from starlette.types import Receive, Send
 
-from tauon.app.plan import ComponentPlan
+from tauon.app.plan import ComponentPlan, Limits
 from tauon.app.routes import RouteMatch
 from tauon.errors import LoadError
+
+if TYPE_CHECKING:
+    from tauon.wasm.engine import WasmEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,34 @@ class Executor(Protocol):
     def close(self) -> None:
         """Release resources once the generation is retired (no request is running)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSetup:
+    """What every executor is built with (executors/builder.py): whose guest it runs, and the app's
+    engine, limits, concurrency limiter and logger."""
+
+    app_id: str
+    component_id: str
+    engine: WasmEngine
+    limits: Limits
+    limiter: anyio.CapacityLimiter
+    """The generation's: every request or message of the app runs under it."""
+    logger: logging.Logger
+
+
+class GuestExecutor:
+    """The state every executor keeps from its ExecutorSetup; each ABI's executor adds its own."""
+
+    def __init__(self, setup: ExecutorSetup) -> None:
+        self.component_id = setup.component_id
+        self._label = f"{setup.app_id}/{setup.component_id}"
+        self._engine = setup.engine
+        self._limits = setup.limits
+        self._limiter = setup.limiter
+        self._log = setup.logger
+        self._in_slot = setup.engine.slots.runner()
+        """Runs a guest call in one of the engine's instance slots (or raises GuestError 'busy')."""
 
 
 class GuestError(Exception):

@@ -22,7 +22,7 @@ from wasmtime.component import Component
 from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, RedisTriggerPlan, TriggerPlan
 from tauon.errors import LoadError
 from tauon.executors.allowed import allowed_hosts_of
-from tauon.executors.base import Executor, check_mounts
+from tauon.executors.base import Executor, ExecutorSetup, check_mounts
 from tauon.executors.oneshot import Trap, trial_instantiate
 from tauon.executors.redis_component import EXPORT as REDIS_EXPORT
 from tauon.executors.redis_component import RedisComponentHandler, RedisHandler
@@ -88,13 +88,11 @@ def build(plan: GenerationPlan, trigger: TriggerPlan | RedisTriggerPlan,
 
 def _core_module_executor(plan: GenerationPlan, trigger: TriggerPlan, component: ComponentPlan,
                           context: BuildContext) -> Executor:
-    engine = context.engine
-    module = engine.compile_module(Path(component.wasm_path), component.wasm_digest)
+    setup = _setup(plan, component, context)
+    module = context.engine.compile_module(Path(component.wasm_path), component.wasm_digest)
     wagi = trigger.executor == "wagi"
     if not wagi and is_legacy_spin_module(module):
-        return SpinLegacyExecutor(app_id=plan.app_id, component=component, module=module, engine=engine,
-                                  limits=plan.limits, limiter=context.limiter, logger=context.logger,
-                                  services=context.services())
+        return SpinLegacyExecutor(setup, component=component, module=module, services=context.services())
     if not wagi and not any(export.name == "_start" for export in module.exports):
         raise LoadError(
             f"component '{component.id}' is a core wasm module that exports neither handle-http-request "
@@ -109,9 +107,12 @@ def _core_module_executor(plan: GenerationPlan, trigger: TriggerPlan, component:
         # only the WAGI executor can run: serve it as WAGI instead of refusing it.
         context.logger.info("%s/%s: a core module with _start and no HTTP handler: serving it as WAGI",
                             plan.app_id, component.id)
-    return WagiExecutor(app_id=plan.app_id, component=component, module=module, engine=engine,
-                        argv_template=trigger.wagi_argv, limits=plan.limits, limiter=context.limiter,
-                        logger=context.logger)
+    return WagiExecutor(setup, component=component, module=module, argv_template=trigger.wagi_argv)
+
+
+def _setup(plan: GenerationPlan, component: ComponentPlan, context: BuildContext) -> ExecutorSetup:
+    return ExecutorSetup(plan.app_id, component.id, context.engine, plan.limits, context.limiter,
+                         context.logger)
 
 
 def _link(engine: WasmEngine, compiled: Component, component_id: str) -> LinkedComponent:
@@ -150,17 +151,13 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         logger.debug("%s/%s: imports that trap when called: %s", app_id, component.id,
                      ", ".join(linked.trapping))
     _trial(engine, compiled, linked, config, limits, component.id)
+    setup = ExecutorSetup(app_id, component.id, engine, limits, limiter, logger)
     if kind == "wagi":
-        return WagiComponentExecutor(app_id=app_id, component_id=component.id, component=compiled,
-                                     export=export, linked=linked, engine=engine, limits=limits,
-                                     limiter=limiter, config=config, component_env=component.env,
-                                     argv_template=wagi_argv)
+        return WagiComponentExecutor(setup, component=compiled, export=export, linked=linked, config=config,
+                                     component_env=component.env, argv_template=wagi_argv)
     if kind == SPIN_INBOUND:
-        return SpinInboundExecutor(app_id=app_id, component_id=component.id, component=compiled,
-                                   linked=linked, engine=engine, limits=limits, limiter=limiter,
-                                   config=config)
-    return WasiHttpExecutor(app_id=app_id, component_id=component.id, component=compiled, export=export,
-                            linked=linked, engine=engine, limits=limits, limiter=limiter, config=config)
+        return SpinInboundExecutor(setup, component=compiled, linked=linked, config=config)
+    return WasiHttpExecutor(setup, component=compiled, export=export, linked=linked, config=config)
 
 
 def _redis_handler(plan: GenerationPlan, component: ComponentPlan, context: BuildContext) -> RedisHandler:
@@ -174,8 +171,7 @@ def _redis_handler(plan: GenerationPlan, component: ComponentPlan, context: Buil
                             "handle-redis-message", field=f"components.{component.id}.source",
                             hint="a Redis trigger runs Spin 1.x modules exporting handle-redis-message, or "
                                  f"components exporting {REDIS_EXPORT}")
-        return RedisLegacyHandler(app_id=plan.app_id, component=component, module=module, engine=engine,
-                                  limits=limits, limiter=context.limiter, logger=context.logger,
+        return RedisLegacyHandler(_setup(plan, component, context), component=component, module=module,
                                   services=services)
     check_version()
     compiled = compile_component(engine, path, component.wasm_digest)
@@ -188,8 +184,7 @@ def _redis_handler(plan: GenerationPlan, component: ComponentPlan, context: Buil
         outbound_timeout=min(30.0, limits.request_timeout), services=services.component(component))
     linked = _link(engine, compiled, component.id)
     _trial(engine, compiled, linked, config, limits, component.id)
-    return RedisComponentHandler(app_id=plan.app_id, component_id=component.id, component=compiled,
-                                 linked=linked, engine=engine, limits=limits, limiter=context.limiter,
+    return RedisComponentHandler(_setup(plan, component, context), component=compiled, linked=linked,
                                  config=config)
 
 

@@ -12,6 +12,7 @@ import wasmtime
 from wasmtime.component import Component, ComponentInstanceType, FuncType
 
 from tauon.app.plan import Limits
+from tauon.executors.base import ExecutorSetup, GuestExecutor
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.component.guest import GuestFunc, Trap, instantiate
@@ -29,6 +30,26 @@ def export_func(component: Component, engine: wasmtime.Engine, interface: str, n
     if not isinstance(fty, FuncType):
         raise TypeError(f"{interface}#{name} is not a function")
     return GuestFunc(component, engine, interface, name, fty, linked.resources.find)
+
+
+class ComponentExecutor(GuestExecutor):
+    """An executor of a compiled component: its linker and host configuration, shared by its calls."""
+
+    def __init__(self, setup: ExecutorSetup, *, component: Component, linked: LinkedComponent,
+                 config: HostConfig) -> None:
+        super().__init__(setup)
+        self._component = component
+        self._linked = linked
+        self._config = config
+
+    def _oneshot(self, interface: str, name: str) -> OneShot:
+        """Calls of the export `interface#name`, each on a fresh Store and instance."""
+        func = export_func(self._component, self._engine.engine, interface, name, self._linked)
+        return OneShot(component=self._component, linked=self._linked, engine=self._engine,
+                       limits=self._limits, func=func)
+
+    def close(self) -> None:
+        self._config.close()  # pooled outbound connections; compiled code goes with the generation
 
 
 class OneShot:
@@ -71,4 +92,4 @@ def trial_instantiate(engine: WasmEngine, component: Component, linked: LinkedCo
         del store
 
 
-__all__ = ["OneShot", "Trap", "export_func", "new_store", "trial_instantiate"]
+__all__ = ["ComponentExecutor", "OneShot", "Trap", "export_func", "new_store", "trial_instantiate"]

@@ -8,17 +8,16 @@ under the app's limiter with a memory limit and an epoch deadline.
 
 from __future__ import annotations
 
-import logging
 import time
 
 import anyio
 import wasmtime
 from starlette.types import Receive, Send
 
-from tauon.app.plan import ComponentPlan, Limits
+from tauon.app.plan import ComponentPlan
 from tauon.errors import LoadError
 from tauon.executors.allowed import allowed_hosts_of
-from tauon.executors.base import GuestError, RoutedRequest, check_mounts
+from tauon.executors.base import ExecutorSetup, GuestError, GuestExecutor, RoutedRequest, check_mounts
 from tauon.executors.buffered import receive_body
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
@@ -33,7 +32,7 @@ from tauon.executors.legacy_imports import (
 from tauon.executors.responses import send_empty, send_response
 from tauon.services import AppServices
 from tauon.wasm.capture import OutputCapture
-from tauon.wasm.engine import WasmEngine, watched
+from tauon.wasm.engine import watched
 from tauon.wasm.wasi import wasi_store
 
 EXPORT = "handle-http-request"
@@ -62,34 +61,18 @@ def _signature(ty: wasmtime.FuncType) -> tuple[list[str], list[str]]:
     return [str(p) for p in ty.params], [str(r) for r in ty.results]
 
 
-class SpinLegacyExecutor:
-    def __init__(
-        self,
-        *,
-        app_id: str,
-        component: ComponentPlan,
-        module: wasmtime.Module,
-        engine: WasmEngine,
-        limits: Limits,
-        limiter: anyio.CapacityLimiter,
-        logger: logging.Logger,
-        services: AppServices,
-    ) -> None:
-        self.component_id = component.id
-        self._label = f"{app_id}/{component.id}"
+class SpinLegacyExecutor(GuestExecutor):
+    def __init__(self, setup: ExecutorSetup, *, component: ComponentPlan, module: wasmtime.Module,
+                 services: AppServices) -> None:
+        super().__init__(setup)
         self._component = component
-        self._engine = engine
-        self._in_slot = engine.slots.runner()
-        self._limits = limits
-        self._limiter = limiter
-        self._log = logger
-        self._ticks = engine.deadline_ticks(limits.request_timeout)
+        self._ticks = setup.engine.deadline_ticks(setup.limits.request_timeout)
         self._services = services.component(component)
         field = f"components.{component.id}.source"
         self._check_exports(module, field)
         check_mounts(component)
         self._allowed = allowed_hosts_of(component, resolve=services.resolver.resolve)
-        linker = wasmtime.Linker(engine.engine)
+        linker = wasmtime.Linker(setup.engine.engine)
         linker.define_wasi()
         define_imports(linker)
         try:

@@ -10,27 +10,24 @@ most one epoch tick, see _Waker). A failure before the head is a GuestError (the
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from typing import Any
 
 import anyio
 from starlette.types import Receive, Send
-from wasmtime.component import Component, ComponentInstanceType, FuncType
+from wasmtime.component import Component
 
-from tauon.app.plan import Limits
-from tauon.executors.base import GuestError, RoutedRequest
+from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
 from tauon.executors.guestthreads import GuestThreads
-from tauon.executors.oneshot import new_store
+from tauon.executors.oneshot import ComponentExecutor, export_func, new_store
 from tauon.executors.responses import send_empty
 from tauon.hostif.http import FORBIDDEN_HEADERS, IncomingBody, ResponseOutparam
 from tauon.hostif.http import IncomingRequest as GuestRequest
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.state import HostConfig, HostState
-from tauon.wasm.component.guest import GuestFunc, Trap, instantiate
+from tauon.wasm.component.guest import Trap, instantiate
 from tauon.wasm.component.host import bound_state
-from tauon.wasm.engine import WasmEngine
 
 REQUEST_BUFFER = 1 << 20
 """Request body bytes buffered ahead of the guest's reads."""
@@ -129,31 +126,13 @@ class _Exchange:
         self.notify()
 
 
-class WasiHttpExecutor:
-    def __init__(self, *, app_id: str, component_id: str, component: Component, export: str,
-                 linked: LinkedComponent, engine: WasmEngine, limits: Limits,
-                 limiter: anyio.CapacityLimiter, config: HostConfig) -> None:
-        self.component_id = component_id
+class WasiHttpExecutor(ComponentExecutor):
+    def __init__(self, setup: ExecutorSetup, *, component: Component, export: str, linked: LinkedComponent,
+                 config: HostConfig) -> None:
+        super().__init__(setup, component=component, linked=linked, config=config)
         self.export = export
-        self._label = f"{app_id}/{component_id}"
-        self._component = component
-        self._linked = linked
-        self._engine = engine
-        self._limits = limits
-        self._limiter = limiter
-        self._config = config
-        self._log: logging.Logger = config.logger
-        iface = component.type.exports(engine.engine)[export].ty
-        assert isinstance(iface, ComponentInstanceType)
-        fty = iface.exports(engine.engine)["handle"].ty
-        if not isinstance(fty, FuncType):
-            raise TypeError(f"{export}#handle is not a function")
-        self._handle = GuestFunc(component, engine.engine, export, "handle", fty, linked.resources.find)
-        self._in_slot = engine.slots.runner()
-        engine.on_tick(_HELD.flush)
-
-    def close(self) -> None:
-        self._config.close()  # pooled outbound connections; compiled code goes with the generation
+        self._handle = export_func(component, setup.engine.engine, export, "handle", linked)
+        setup.engine.on_tick(_HELD.flush)
 
     async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         declared_too_large, has_body = _framing(request, self._limits.max_request_body)
