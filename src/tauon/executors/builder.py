@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
 
 import anyio
 import wasmtime
@@ -23,6 +21,7 @@ from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, RedisTriggerPl
 from tauon.errors import LoadError
 from tauon.executors.allowed import allowed_hosts_of
 from tauon.executors.base import Executor, ExecutorSetup, check_mounts
+from tauon.executors.context import BuildContext
 from tauon.executors.oneshot import Trap, trial_instantiate
 from tauon.executors.redis_component import EXPORT as REDIS_EXPORT
 from tauon.executors.redis_component import RedisComponentHandler, RedisHandler
@@ -42,35 +41,15 @@ from tauon.executors.wasi_http import WasiHttpExecutor
 from tauon.hostif.http_pool import HttpPool
 from tauon.hostif.linker import LinkedComponent, build_linker
 from tauon.hostif.state import ChainTarget, HostConfig, Mount
-from tauon.services import AppServices, ComponentServices
+from tauon.services import ComponentServices
 from tauon.wasm.component._capi import check_version
 from tauon.wasm.component.cache import compile_component
 from tauon.wasm.engine import WasmEngine
 
 
-@dataclass(frozen=True, slots=True)
-class BuildContext:
-    """What executors need from the site building a generation (the same for all its triggers)."""
-
-    engine: WasmEngine
-    limiter: anyio.CapacityLimiter
-    """The generation's concurrency limiter, shared by its HTTP executors and Redis handlers."""
-    logger: logging.Logger
-    """The app's logger (`tauon.app.<app id>`)."""
-    services: Callable[[], AppServices]
-    """The generation's services, opened on first call (an app of static responses never opens them)."""
-    chain: ChainTarget | None = None
-    """The generation's service chain (`<component>.spin.internal`); None: no chaining."""
-
-
-@overload
-def build(plan: GenerationPlan, trigger: TriggerPlan, context: BuildContext) -> Executor: ...
-@overload
-def build(plan: GenerationPlan, trigger: RedisTriggerPlan, context: BuildContext) -> RedisHandler: ...
-def build(plan: GenerationPlan, trigger: TriggerPlan | RedisTriggerPlan,
-          context: BuildContext) -> Executor | RedisHandler:
-    """The executor (HTTP trigger) or handler (Redis trigger) for `trigger`'s component, whose wasm
-    `plan` holds already prepared (wasm/prepare.py). Raises LoadError naming the component."""
+def build_executor(plan: GenerationPlan, trigger: TriggerPlan | RedisTriggerPlan,
+                   context: BuildContext) -> Executor | RedisHandler:
+    """`tauon.executors.build` (typed there)."""
     if isinstance(trigger, RedisTriggerPlan):
         return _redis_handler(plan, plan.components[trigger.component], context)
     assert trigger.component is not None

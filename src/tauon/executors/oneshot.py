@@ -1,4 +1,5 @@
-"""Calling one component export per request on a fresh Store and instance (Spin's lifecycle, §3.7).
+"""Calling one component export per request on a fresh Store and instance (Spin's lifecycle, §3.7),
+and `ComponentExecutor`, the base the component executors share (linker, host configuration, close).
 
 Also the trial instantiation done when an executor is built, so a component that cannot be
 instantiated (a missing import, a trap in its start-up code) fails the load, not the first request.
