@@ -38,7 +38,7 @@ import anyio
 
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.executors.base import Executor
-from tauon.executors.select import build_component_executor
+from tauon.executors.builder import build_component_executor
 from tauon.wasm.component import _capi
 from tauon.wasm.component.codec_basic import byte_list as _bytes
 from tauon.wasm.engine import WasmEngine

@@ -42,8 +42,9 @@ import anyio
 
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.executors.base import Executor
-from tauon.executors.select import build_component_executor
+from tauon.executors.builder import build_component_executor
 from tauon.hostif.http_pool import POOLING_ENV, open_connection
+from tauon.model.component_meta import ComponentMeta
 from tauon.wasm.engine import WasmEngine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ server.serve_forever()
 def _executor(engine: WasmEngine, wasm: Path, allowed: list[str], *, pooling: bool) -> Executor:
     plan = ComponentPlan(id="bench", wasm_path=str(wasm),
                          wasm_digest="sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest(),
-                         metadata={"allowed_outbound_hosts": allowed})
+                         metadata=ComponentMeta(allowed_outbound_hosts=tuple(allowed)))
     limits = Limits(request_timeout=30, max_memory=64 * MIB, max_request_body=MIB, max_concurrency=8)
     previous = os.environ.get(POOLING_ENV)
     os.environ[POOLING_ENV] = "1" if pooling else "0"  # read when the executor's pool is made

@@ -19,7 +19,7 @@ import pytest
 from support.components import component_path
 from support.direct import serve_direct
 from tauon.app.plan import ComponentPlan, Limits
-from tauon.executors.select import build_component_executor
+from tauon.executors.builder import build_component_executor
 from tauon.hostif import io
 from tauon.wasm.component.rewriting.contract import BYTES_IMPORT, READ_FUNCS
 from tauon.wasm.engine import WasmEngine

@@ -23,11 +23,12 @@ import uvicorn
 
 from support.components import component_path
 from support.spin_services import plan
+from tauon.app.lockparts import parse_component_meta
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.app.routes import RouteMatch
 from tauon.errors import LoadError
-from tauon.executors.base import Executor, GuestError, IncomingRequest
-from tauon.executors.select import build_component_executor
+from tauon.executors.base import Executor, GuestError, RoutedRequest
+from tauon.executors.builder import build_component_executor
 from tauon.hostif.linker import build_linker
 from tauon.model.spinvalue import SpinValue
 from tauon.services import AppServices, ComponentServices
@@ -45,7 +46,8 @@ GREETING = {"greeting": {"default": None, "secret": False}}
 def component_plan(wasm: Path, **metadata: Any) -> ComponentPlan:
     return ComponentPlan(id="py", wasm_path=str(wasm),
                          wasm_digest="sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest(),
-                         config={"greeting": "{{ greeting }}"}, metadata=metadata)
+                         config={"greeting": "{{ greeting }}"},
+                         metadata=parse_component_meta(metadata, "metadata"))
 
 
 def build_executor(engine: WasmEngine, comp: ComponentPlan, services: ComponentServices) -> Executor:
@@ -64,7 +66,7 @@ def shim(executors: Mapping[str, Executor]) -> Any:
         _, name, rest = scope["raw_path"].decode().split("/", 2)
         path = "/" + rest
         headers = tuple((k.decode("latin-1"), v.decode()) for k, v in scope["headers"])
-        request = IncomingRequest(
+        request = RoutedRequest(
             method=scope["method"], path=path, query=scope["query_string"].decode(), headers=headers,
             spin_values=(SpinValue("spin-path-info", "PATH_INFO", path),), scheme="http",
             authority=dict(headers).get("host", ""), client=tuple(scope["client"]),

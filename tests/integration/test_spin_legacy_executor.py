@@ -19,9 +19,11 @@ import httpx
 import pytest
 import wasmtime
 
+from tauon.app.lockparts import parse_component_meta
 from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, TriggerPlan
 from tauon.app.routes import Router
 from tauon.errors import LoadError
+from tauon.executors.base import ExecutorSetup
 from tauon.executors.spin_legacy import SpinLegacyExecutor, is_legacy_spin_module
 from tauon.model.address import Address
 from tauon.server.generation import Generation, Target
@@ -63,11 +65,11 @@ def make_plan(wasm: Path, state_dir: Path | None, *, stores: list[str] | None = 
         wasm_digest=f"sha256:test-{wasm.stat().st_mtime_ns}-{wasm.stat().st_size}",
         env={"GREETING": "hi"},
         config={"message": "{{ greeting }}, world", "token": "{{ api_token }}", "missing": "{{ unset }}"},
-        metadata={
+        metadata=parse_component_meta({
             "key_value_stores": ["default"] if stores is None else stores,
             "databases": ["default"],
             "allowed_outbound_hosts": [],
-        },
+        }, "metadata"),
     )
     return GenerationPlan(
         app_id="legacy-test.json",
@@ -102,9 +104,10 @@ async def serving(engine: WasmEngine, plan: GenerationPlan) -> AsyncIterator[str
     module = engine.compile_module(Path(component.wasm_path), component.wasm_digest)
     assert is_legacy_spin_module(module)
     executor = SpinLegacyExecutor(
-        app_id=plan.app_id, component=component, module=module, engine=engine, limits=plan.limits,
-        limiter=anyio.CapacityLimiter(plan.limits.max_concurrency), logger=logging.getLogger(LOGGER),
-        services=services,
+        ExecutorSetup(app_id=plan.app_id, component_id=component.id, engine=engine, limits=plan.limits,
+                      limiter=anyio.CapacityLimiter(plan.limits.max_concurrency),
+                      logger=logging.getLogger(LOGGER)),
+        component=component, module=module, services=services,
     )
     trigger = plan.triggers[0]
     router = Router.build([("/...", Target(trigger, executor, None))])
@@ -286,9 +289,10 @@ def test_modules_that_cannot_run_are_load_errors(engine: WasmEngine, tmp_path: P
             module = engine.compile_module(wasm, component.wasm_digest + name)
             with pytest.raises(LoadError) as info:
                 SpinLegacyExecutor(
-                    app_id=plan.app_id, component=component, module=module, engine=engine,
-                    limits=plan.limits, limiter=anyio.CapacityLimiter(1), logger=logging.getLogger(LOGGER),
-                    services=services,
+                    ExecutorSetup(app_id=plan.app_id, component_id=component.id, engine=engine,
+                                  limits=plan.limits, limiter=anyio.CapacityLimiter(1),
+                                  logger=logging.getLogger(LOGGER)),
+                    component=component, module=module, services=services,
                 )
             assert "component 'legacy'" in str(info.value), name
             if name == "unknown import":

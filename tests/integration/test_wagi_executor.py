@@ -19,7 +19,7 @@ from tauon.app.routes import RouteMatch
 from tauon.app.spinvalues import spin_values
 from tauon.errors import LoadError
 from tauon.executors import wagi
-from tauon.executors.base import GuestError, IncomingRequest
+from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
 from tauon.executors.wagi import WagiExecutor
 from tauon.model.mount import Mount
 from tauon.wasm.engine import WasmEngine
@@ -57,14 +57,12 @@ def make_executor(
     )
     module = engine.compile_module(path, f"{name}-{path.stat().st_mtime_ns}")
     return WagiExecutor(
-        app_id="test.json",
+        ExecutorSetup(app_id="test.json", component_id=component.id, engine=engine, limits=limits,
+                      limiter=anyio.CapacityLimiter(limits.max_concurrency),
+                      logger=logging.getLogger(LOGGER)),
         component=component,
         module=module,
-        engine=engine,
         argv_template=argv,
-        limits=limits,
-        limiter=anyio.CapacityLimiter(limits.max_concurrency),
-        logger=logging.getLogger(LOGGER),
     )
 
 
@@ -77,7 +75,7 @@ class Answer:
 
 def make_request(
     method: str, path: str, query: str, headers: tuple[tuple[str, str], ...], route: str
-) -> IncomingRequest:
+) -> RoutedRequest:
     prefix = route.removesuffix("/...")
     match: RouteMatch[object] = RouteMatch(
         target=None,
@@ -87,7 +85,7 @@ def make_request(
         path_info=path[len(prefix) :] if route.endswith("/...") else "",
     )
     host = dict(headers).get("host")
-    return IncomingRequest(
+    return RoutedRequest(
         method=method,
         path=path,
         query=query,
@@ -306,12 +304,9 @@ def test_module_without_start_or_with_foreign_imports_is_refused(engine: WasmEng
         component = ComponentPlan(id=name, wasm_path=str(path), wasm_digest=f"sha256:{name}")
         with pytest.raises(LoadError, match=message):
             WagiExecutor(
-                app_id="t.json",
+                ExecutorSetup(app_id="t.json", component_id=component.id, engine=engine, limits=LIMITS,
+                              limiter=anyio.CapacityLimiter(1), logger=logging.getLogger(LOGGER)),
                 component=component,
                 module=engine.compile_module(path, f"sha256:{name}"),
-                engine=engine,
                 argv_template="${SCRIPT_NAME}",
-                limits=LIMITS,
-                limiter=anyio.CapacityLimiter(1),
-                logger=logging.getLogger(LOGGER),
             )

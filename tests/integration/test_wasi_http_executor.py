@@ -26,8 +26,9 @@ import uvicorn
 
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.app.routes import RouteMatch
-from tauon.executors.base import Executor, GuestError, IncomingRequest
-from tauon.executors.select import build_component_executor
+from tauon.executors.base import Executor, GuestError, RoutedRequest
+from tauon.executors.builder import build_component_executor
+from tauon.model.component_meta import ComponentMeta
 from tauon.model.spinvalue import SpinValue
 from tauon.wasm.engine import WasmEngine
 
@@ -61,7 +62,7 @@ class Upstream(http.server.BaseHTTPRequestHandler):
 
 
 def shim(executor: Executor) -> Any:
-    """A stand-in for the switchboard: builds the IncomingRequest and maps GuestError to 500."""
+    """A stand-in for the switchboard: builds the RoutedRequest and maps GuestError to 500."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -77,7 +78,7 @@ def shim(executor: Executor) -> Any:
         host = dict(headers).get("host", "")
         path = scope["raw_path"].decode()
         query = scope["query_string"].decode()
-        request = IncomingRequest(
+        request = RoutedRequest(
             method=scope["method"], path=path, query=query, headers=headers,
             spin_values=(SpinValue("spin-path-info", "PATH_INFO", path),), scheme="http",
             authority=host, client=tuple(scope["client"]), http_version="1.1",  # type: ignore[arg-type]
@@ -118,7 +119,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterato
     plan = ComponentPlan(
         id="handler", wasm_path=str(wasm),
         wasm_digest="sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest(), env={"GREETING": "hi"},
-        metadata={"allowed_outbound_hosts": ["http://127.0.0.1:*"]})
+        metadata=ComponentMeta(allowed_outbound_hosts=("http://127.0.0.1:*",)))
     executor = build_component_executor(
         app_id="app.json", component=plan, engine=engine, limits=LIMITS,
         limiter=anyio.CapacityLimiter(LIMITS.max_concurrency), logger=logging.getLogger(LOGGER),

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from tauon.app.routes import RouteMatch
-from tauon.executors.base import Executor, IncomingRequest
+from tauon.executors.base import Executor, RoutedRequest
 
 
 async def serve_direct(executor: Executor, method: str, target: str, body: bytes = b"", *,
@@ -15,7 +15,7 @@ async def serve_direct(executor: Executor, method: str, target: str, body: bytes
     """(status, body) of `method target` with `body` (and `headers` besides host and content-length),
     fed in 64 KiB chunks as uvicorn would."""
     path, _, query = target.partition("?")
-    request = IncomingRequest(
+    request = RoutedRequest(
         method=method, path=path, query=query, spin_values=(), scheme="http",
         headers=(("host", "direct"),) + ((("content-length", str(len(body))),) if body else ()) + headers,
         authority="direct", client=("127.0.0.1", 1), http_version="1.1",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tauon.app.allowed_hosts import AllowedHosts, parse_allowed_hosts
+from tauon.app.lockparts import parse_component_meta
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.hostif.state import HostConfig, HostState
 from tauon.services import AppServices, ComponentServices
@@ -28,7 +29,8 @@ def plan(*, state_dir: Path | None, component: ComponentPlan, variables: Mapping
 
 def component(*, config: Mapping[str, str] | None = None, **metadata: Any) -> ComponentPlan:
     return ComponentPlan(id="web", wasm_path="/nonexistent.wasm", wasm_digest="sha256:" + "1" * 64,
-                         config=dict(config or {}), metadata=dict(metadata))
+                         config=dict(config or {}),
+                         metadata=parse_component_meta(metadata, "metadata"))
 
 
 @contextlib.contextmanager

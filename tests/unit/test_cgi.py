@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tauon.app.routes import RouteMatch
-from tauon.executors.base import IncomingRequest
+from tauon.executors.base import RoutedRequest
 from tauon.executors.cgi import (
     INSUFFICIENT_HEADERS,
     CgiOutputError,
@@ -29,7 +29,7 @@ def make_request(
     path_info: str = "/hello%20world/x",
     spin_values: tuple[SpinValue, ...] = (),
     http_version: str = "1.1",
-) -> IncomingRequest:
+) -> RoutedRequest:
     match: RouteMatch[object] = RouteMatch(
         target=None,
         raw_route=route,
@@ -37,7 +37,7 @@ def make_request(
         component_route=route.removesuffix("/..."),
         path_info=path_info,
     )
-    return IncomingRequest(
+    return RoutedRequest(
         method="POST",
         path=path,
         query=query,
@@ -74,7 +74,7 @@ def test_argv_query_is_not_decoded() -> None:
 
 
 def env_of(
-    request: IncomingRequest, length: int = 5, component_env: dict[str, str] | None = None
+    request: RoutedRequest, length: int = 5, component_env: dict[str, str] | None = None
 ) -> dict[str, str]:
     return dict(build_env(request, length, component_env or {}))
 

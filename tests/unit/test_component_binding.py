@@ -18,7 +18,7 @@ import pytest
 from support.direct import serve_direct
 from tauon.app.plan import ComponentPlan, Limits
 from tauon.executors.base import Executor, GuestError
-from tauon.executors.select import build_component_executor
+from tauon.executors.builder import build_component_executor
 from tauon.wasm.component import _capi, codec, codec_basic
 from tauon.wasm.component.guest import classify, summarize
 from tauon.wasm.engine import WasmEngine

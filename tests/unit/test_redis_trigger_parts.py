@@ -9,7 +9,7 @@ from tauon.app.redis_triggers import check_redis_url, redact_url
 from tauon.errors import LoadError
 from tauon.executors.base import GuestError
 from tauon.executors.redis_component import check_result
-from tauon.executors.redis_select import select_redis_export
+from tauon.executors.select import select_redis_export
 from tauon.server.redis_routes import resolve_subscriptions
 from tauon.services.variables import Undefined
 

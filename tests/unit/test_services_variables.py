@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from tauon.app.lockparts import parse_component_meta
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
 from tauon.services import AppServices
@@ -132,7 +133,8 @@ def test_secrets_never_appear_in_repr_errors_or_logs(caplog: pytest.LogCaptureFi
 
 def test_app_services_open_validates_variables_and_store_labels(tmp_path: object) -> None:
     def plan(metadata: dict[str, object], variables: dict[str, object]) -> GenerationPlan:
-        component = ComponentPlan(id="web", wasm_path="/x.wasm", wasm_digest="sha256:0", metadata=metadata,
+        component = ComponentPlan(id="web", wasm_path="/x.wasm", wasm_digest="sha256:0",
+                                  metadata=parse_component_meta(metadata, "metadata"),
                                   config={"k": "{{ v }}"})
         return GenerationPlan(app_id="a.json", reference="r", digest="sha256:0", name="a", version=None,
                               triggers=(), components={"web": component}, app_variables=variables)
@@ -148,7 +150,7 @@ def test_app_services_open_validates_variables_and_store_labels(tmp_path: object
     try:
         web = services.component(
             ComponentPlan(id="web", wasm_path="/x", wasm_digest="d", config={"k": "{{ v }}"},
-                          metadata={"key_value_stores": ["default"]})
+                          metadata=parse_component_meta({"key_value_stores": ["default"]}, "metadata"))
         )
         assert web.variables.get("k") == "from-env"
         assert web.open_store("default").label == "default"

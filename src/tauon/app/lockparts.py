@@ -16,6 +16,7 @@ from typing import Any, Literal
 from tauon.app.allowed_hosts import convert_allowed_http_hosts, validate_allowed_hosts
 from tauon.app.expressions import TemplateError, template_variables, variable_name_error
 from tauon.errors import LoadError
+from tauon.model.component_meta import ComponentMeta
 from tauon.model.mount import Mount
 
 SUPPORTED_HOST_REQUIREMENTS = ("local_service_chaining", "middleware")
@@ -132,32 +133,30 @@ class LockedComponent:
     trigger_dependencies: Mapping[str, tuple[Dependency, ...]] = field(default_factory=_empty)
     host_requirements: Mapping[str, Any] = field(default_factory=_empty)
 
-    def _strings(self, key: str) -> tuple[str, ...]:
-        return tuple(self.metadata.get(key) or ())
+    meta: ComponentMeta = field(default_factory=ComponentMeta)
+    """The metadata's typed fields (parse_component_meta), what everything after the parse reads."""
 
     @property
     def allowed_outbound_hosts(self) -> tuple[str, ...]:
         """Entries as written (templates unrendered), plus Spin 1.x `allowed_http_hosts` converted."""
-        legacy = convert_allowed_http_hosts(self._strings("allowed_http_hosts"))
-        return self._strings("allowed_outbound_hosts") + tuple(legacy)
+        return self.meta.allowed_outbound_hosts
 
     @property
     def key_value_stores(self) -> tuple[str, ...]:
-        return self._strings("key_value_stores")
+        return self.meta.key_value_stores
 
     @property
     def databases(self) -> tuple[str, ...]:
         """SQLite database labels."""
-        return self._strings("databases")
+        return self.meta.databases
 
     @property
     def ai_models(self) -> tuple[str, ...]:
-        return self._strings("ai_models")
+        return self.meta.ai_models
 
     @property
     def description(self) -> str | None:
-        value = self.metadata.get("description")
-        return value if isinstance(value, str) else None
+        return self.meta.description
 
 
 def parse_host_requirements(value: Any, where: str) -> dict[str, Any]:
@@ -265,11 +264,28 @@ def parse_dependency_lists(value: Any, where: str) -> dict[str, tuple[Dependency
     return result
 
 
-def _check_string_lists(metadata: Mapping[str, Any], where: str) -> None:
-    for key in ("allowed_outbound_hosts", "allowed_http_hosts", "key_value_stores", "databases", "ai_models"):
+_META_LISTS = ("allowed_outbound_hosts", "allowed_http_hosts", "key_value_stores", "databases", "ai_models")
+
+
+def parse_component_meta(metadata: Mapping[str, Any], where: str) -> ComponentMeta:
+    """A component's metadata object -> typed fields, with Spin's rules: each list key is an array of
+    strings (else an error naming `where`.key), and `allowed_http_hosts` is converted and appended to
+    `allowed_outbound_hosts` as Spin's factor-outbound-networking does for every component."""
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in _META_LISTS:
         value = metadata.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise err(f"{where}.{key}", "expected an array of strings")
+        lists[key] = tuple(value or ())
+    description = metadata.get("description")
+    return ComponentMeta(
+        allowed_outbound_hosts=lists["allowed_outbound_hosts"]
+        + tuple(convert_allowed_http_hosts(lists["allowed_http_hosts"])),
+        key_value_stores=lists["key_value_stores"],
+        databases=lists["databases"],
+        ai_models=lists["ai_models"],
+        description=description if isinstance(description, str) else None,
+    )
 
 
 def parse_component(value: Any, where: str, variables: Mapping[str, Variable]) -> LockedComponent:
@@ -277,7 +293,7 @@ def parse_component(value: Any, where: str, variables: Mapping[str, Variable]) -
         raise err(where, "expected an object")
     component_id = req_str(value, "id", f"{where}.id")
     metadata = req_obj(value, "metadata", f"{where}.metadata", default={})
-    _check_string_lists(metadata, f"{where}.metadata")
+    meta = parse_component_meta(metadata, f"{where}.metadata")
     hosts = metadata.get("allowed_outbound_hosts") or []
     defaults = {name: v.default for name, v in variables.items()}
     try:
@@ -308,6 +324,7 @@ def parse_component(value: Any, where: str, variables: Mapping[str, Variable]) -
         id=component_id,
         source=parse_source(req(value, "source", f"{where}.source"), f"{where}.source"),
         metadata=frozen(metadata),
+        meta=meta,
         env=frozen(str_map(value.get("env"), f"{where}.env")),
         files=tuple(_parse_file(f, f"{where}.files[{i}]") for i, f in enumerate(files)),
         config=frozen(config),

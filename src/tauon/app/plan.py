@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tauon.model.component_meta import ComponentMeta
 from tauon.model.mount import Mount
 
 
@@ -52,8 +53,8 @@ class ComponentPlan:
     mounts: tuple[Mount[str], ...] = ()
     """Host directories preopened read-only in the guest."""
     config: dict[str, str] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    """The locked app's component metadata (allowed_outbound_hosts, key_value_stores, ...)."""
+    metadata: ComponentMeta = field(default_factory=ComponentMeta)
+    """The locked app's component metadata, parsed by the loader (allowed_outbound_hosts, labels, ...)."""
     dependencies: tuple[DependencyPlan, ...] = ()
 
 

@@ -57,7 +57,7 @@ def _component_plan(component: LockedComponent, where: str) -> ComponentPlan:
         env=dict(component.env),
         mounts=tuple(mounts),
         config=dict(component.config),
-        metadata=dict(component.metadata),
+        metadata=component.meta,
         dependencies=tuple(_dependency_plan(name, dep, f"{where}.dependencies.{name}")
                            for name, dep in component.dependencies.items()),
     )

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from tauon.executors.base import IncomingRequest
+from tauon.executors.base import RoutedRequest
 
 GATEWAY_INTERFACE = "CGI/1.1"
 SERVER_SOFTWARE = "WAGI/1"
@@ -70,7 +70,7 @@ def script_name(normalized_route: str) -> str:
 
 
 def build_env(
-    request: IncomingRequest, content_length: int, component_env: Mapping[str, str]
+    request: RoutedRequest, content_length: int, component_env: Mapping[str, str]
 ) -> list[tuple[str, str]]:
     """The guest's environment: the component's `env` first, then the CGI variables.
 

@@ -63,8 +63,9 @@ _SQL_CASES = {"no-such-database": 0, "access-denied": 1, "invalid-connection": 2
 _SQL_IO = 4
 
 
-class HostTrap(Exception):
-    """Raised by a host function to trap the guest; the reason is also kept in the RequestContext."""
+class LegacyImportTrap(Exception):
+    """Raised by a Spin 1.x import (core ABI) to trap the guest; the reason is also kept in the
+    RequestContext. (Component host functions raise hostif.registry.HostTrap.)"""
 
 
 @dataclass
@@ -151,13 +152,13 @@ def _host(name: str, fn: Callable[..., None]) -> HostFn:
         context = _caller_context(caller)
         try:
             if context is None:
-                raise HostTrap("host function called outside a request")
+                raise LegacyImportTrap("host function called outside a request")
             fn(caller_memory(caller), context, *args)
-        except (AbiError, HostTrap) as exc:
+        except (AbiError, LegacyImportTrap) as exc:
             reason = f"{name}: {exc}"
             if context is not None and context.trap_reason is None:
                 context.trap_reason = reason
-            raise HostTrap(reason) from None
+            raise LegacyImportTrap(reason) from None
 
     return wrapper
 

@@ -1,4 +1,5 @@
-"""Calling one component export per request on a fresh Store and instance (Spin's lifecycle, §3.7).
+"""Calling one component export per request on a fresh Store and instance (Spin's lifecycle, §3.7),
+and `ComponentExecutor`, the base the component executors share (linker, host configuration, close).
 
 Also the trial instantiation done when an executor is built, so a component that cannot be
 instantiated (a missing import, a trap in its start-up code) fails the load, not the first request.
@@ -12,11 +13,12 @@ import wasmtime
 from wasmtime.component import Component, ComponentInstanceType, FuncType
 
 from tauon.app.plan import Limits
+from tauon.executors.base import ExecutorSetup, GuestExecutor
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.component.guest import GuestFunc, Trap, instantiate
 from tauon.wasm.component.host import bound_state
-from tauon.wasm.engine import WasmEngine
+from tauon.wasm.engine import WasmEngine, limited_store
 
 
 def export_func(component: Component, engine: wasmtime.Engine, interface: str, name: str,
@@ -29,6 +31,26 @@ def export_func(component: Component, engine: wasmtime.Engine, interface: str, n
     if not isinstance(fty, FuncType):
         raise TypeError(f"{interface}#{name} is not a function")
     return GuestFunc(component, engine, interface, name, fty, linked.resources.find)
+
+
+class ComponentExecutor(GuestExecutor):
+    """An executor of a compiled component: its linker and host configuration, shared by its calls."""
+
+    def __init__(self, setup: ExecutorSetup, *, component: Component, linked: LinkedComponent,
+                 config: HostConfig) -> None:
+        super().__init__(setup)
+        self._component = component
+        self._linked = linked
+        self._config = config
+
+    def _oneshot(self, interface: str, name: str) -> OneShot:
+        """Calls of the export `interface#name`, each on a fresh Store and instance."""
+        func = export_func(self._component, self._engine.engine, interface, name, self._linked)
+        return OneShot(component=self._component, linked=self._linked, engine=self._engine,
+                       limits=self._limits, func=func)
+
+    def close(self) -> None:
+        self._config.close()  # pooled outbound connections; compiled code goes with the generation
 
 
 class OneShot:
@@ -53,10 +75,9 @@ class OneShot:
 
 
 def new_store(engine: WasmEngine, limits: Limits) -> wasmtime.Store:
-    store = wasmtime.Store(engine.engine)
-    store.set_limits(memory_size=limits.max_memory)
-    store.set_epoch_deadline(engine.deadline_ticks(limits.request_timeout))
-    return store
+    """A fresh Store for one call of a component under the app's limits."""
+    return limited_store(engine.engine, memory_limit=limits.max_memory,
+                         deadline_ticks=engine.deadline_ticks(limits.request_timeout))
 
 
 def trial_instantiate(engine: WasmEngine, component: Component, linked: LinkedComponent, config: HostConfig,
@@ -72,4 +93,4 @@ def trial_instantiate(engine: WasmEngine, component: Component, linked: LinkedCo
         del store
 
 
-__all__ = ["OneShot", "Trap", "export_func", "new_store", "trial_instantiate"]
+__all__ = ["ComponentExecutor", "OneShot", "Trap", "export_func", "new_store", "trial_instantiate"]

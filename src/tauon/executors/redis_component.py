@@ -13,13 +13,11 @@ from typing import Any, Protocol
 import anyio
 from wasmtime.component import Component
 
-from tauon.app.plan import Limits
-from tauon.executors.base import GuestError
+from tauon.executors.base import ExecutorSetup, GuestError
 from tauon.executors.buffered import guest_error_kind
-from tauon.executors.oneshot import OneShot, Trap, export_func
+from tauon.executors.oneshot import ComponentExecutor, Trap
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
-from tauon.wasm.engine import WasmEngine
 from tauon.wasm.slots import SlotHold
 
 EXPORT = "fermyon:spin/inbound-redis"
@@ -45,21 +43,11 @@ def check_result(label: str, result: Any) -> None:
         raise GuestError(f"{label}: the Redis handler returned an error ({result[1]})", kind="output")
 
 
-class RedisComponentHandler:
-    def __init__(self, *, app_id: str, component_id: str, component: Component, linked: LinkedComponent,
-                 engine: WasmEngine, limits: Limits, limiter: anyio.CapacityLimiter,
+class RedisComponentHandler(ComponentExecutor):
+    def __init__(self, setup: ExecutorSetup, *, component: Component, linked: LinkedComponent,
                  config: HostConfig) -> None:
-        self.component_id = component_id
-        self._label = f"{app_id}/{component_id}"
-        self._limits = limits
-        self._limiter = limiter
-        self._config = config
-        self._in_slot = engine.slots.runner()
-        func = export_func(component, engine.engine, EXPORT, FUNCTION, linked)
-        self._handle = OneShot(component=component, linked=linked, engine=engine, limits=limits, func=func)
-
-    def close(self) -> None:
-        pass  # compiled code and the linker are freed with the generation
+        super().__init__(setup, component=component, linked=linked, config=config)
+        self._handle = self._oneshot(EXPORT, FUNCTION)
 
     async def handle(self, payload: bytes) -> None:
         hold = SlotHold()

@@ -16,7 +16,7 @@ import wasmtime
 from tauon.errors import LoadError
 from tauon.executors.base import GuestError
 from tauon.executors.legacy_abi import AbiError, lower_bytes
-from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory
+from tauon.executors.legacy_imports import LegacyImportTrap, RequestContext, WasmMemory
 from tauon.executors.redis_component import check_result
 from tauon.executors.spin_legacy import ALLOCATORS, OUTPUT_LIMIT, SpinLegacyExecutor, _func, _signature
 from tauon.wasm.capture import OutputCapture
@@ -71,7 +71,7 @@ class RedisLegacyHandler(SpinLegacyExecutor):
                 with watched(self._engine, out, err):
                     instance = self._pre.instantiate(store)
                     failure = self._call_message(store, instance, payload)
-            except (wasmtime.Trap, wasmtime.WasmtimeError, AbiError, HostTrap) as exc:
+            except (wasmtime.Trap, wasmtime.WasmtimeError, AbiError, LegacyImportTrap) as exc:
                 failure = self._failure(exc, store, instance, context)
                 exc.__traceback__ = None  # its frames hold the Store: free the memory now
             del store, instance

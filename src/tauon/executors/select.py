@@ -1,37 +1,16 @@
-"""Choose a component's executor from its exports (spin-spec §4.1) and build it.
-
-Building includes one trial instantiation in a throw-away Store, so a component that cannot be
-instantiated (an import tauon cannot satisfy, a trap in its start-up code) is a LoadError at load time
-naming the reason, not a 500 on every request.
-"""
+"""Which export a component is served by, from its export names (spin-spec §4.1): the HTTP handler,
+the WAGI command, or the Redis handler. Pure checks; executors/builder.py builds what they choose."""
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable, Sequence
-from pathlib import Path
 
-import anyio
 import wasmtime
 from wasmtime.component import Component
 
-from tauon.app.allowed_hosts import AllowedHosts, parse_allowed_hosts
-from tauon.app.plan import ComponentPlan, Limits
 from tauon.errors import LoadError
-from tauon.executors.base import Executor, check_mounts
-from tauon.executors.oneshot import Trap, trial_instantiate
-from tauon.executors.spin_inbound import SpinInboundExecutor
-from tauon.executors.wagi_component import WagiComponentExecutor
-from tauon.executors.wasi_http import WasiHttpExecutor
-from tauon.hostif.http_pool import HttpPool
-from tauon.hostif.linker import LinkedComponent, build_linker, split_name, supported_version
-from tauon.hostif.state import ChainTarget, HostConfig
-from tauon.services import ComponentServices
-from tauon.services.variables import VariableError
-from tauon.wasm.component._capi import check_version
-from tauon.wasm.component.cache import compile_component
-from tauon.wasm.engine import WasmEngine
+from tauon.executors.redis_component import ASYNC_EXPORT, EXPORT
+from tauon.hostif.linker import split_name, supported_version
 
 WASI_HTTP_02 = "wasi-http-0.2"
 WASI_HTTP_RC = "wasi-http-rc"
@@ -100,89 +79,23 @@ def component_exports(component: Component, engine: wasmtime.Engine) -> list[str
     return list(component.type.exports(engine))
 
 
-def allowed_hosts_of(component: ComponentPlan, *, component_ids: Sequence[str] = (),
-                     resolve: Callable[[str], str] | None = None) -> AllowedHosts:
-    """`component_ids`: the app's components ('*.spin.internal' stands for them); `resolve` renders
-    `{{ variable }}` templates in entries."""
-    entries = component.metadata.get("allowed_outbound_hosts") or []
-    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
-        raise LoadError("allowed_outbound_hosts must be a list of strings",
-                        field=f"components.{component.id}.metadata.allowed_outbound_hosts")
-    try:
-        return parse_allowed_hosts(entries, component_ids=component_ids, resolve=resolve)
-    except VariableError as exc:
-        raise LoadError(f"component '{component.id}': allowed_outbound_hosts cannot be resolved: {exc}",
-                        field=f"components.{component.id}.metadata.allowed_outbound_hosts",
-                        hint="set the variable in the app file's 'variables' or as SPIN_VARIABLE_<NAME>",
-                        ) from None
-    except LoadError as exc:
-        exc.field = exc.field or f"components.{component.id}.metadata.allowed_outbound_hosts"
-        raise
-
-
-def build_component_executor(*, app_id: str, component: ComponentPlan, engine: WasmEngine, limits: Limits,
-                             limiter: anyio.CapacityLimiter, logger: logging.Logger,
-                             trigger_executor: str, wagi_argv: str,
-                             services: ComponentServices | None = None, chain: ChainTarget | None = None,
-                             self_origin: tuple[str, int] | None = None, self_scheme: str = "http",
-                             app_components: Sequence[str] = (),
-                             resolve: Callable[[str], str] | None = None) -> Executor:
-    """Compile (or load from the cache) a component and build the executor its exports call for.
-    `services`: the component's view of the app's variables, key-value stores and databases."""
-    check_version()
-    field = f"components.{component.id}.source"
-    check_mounts(component)
-    compiled = compile_component(engine, Path(component.wasm_path), component.wasm_digest)
-    exports = component_exports(compiled, engine.engine)
-    if trigger_executor == "wagi":
-        kind, export = "wagi", select_command(exports, component_id=component.id)
-    else:
-        kind, export = select_handler(exports, component_id=component.id)
-    config = HostConfig(
-        label=f"{app_id}/{component.id}",
-        logger=logger,
-        env=tuple(component.env.items()),
-        mounts=component.mounts,
-        allowed_hosts=allowed_hosts_of(component, component_ids=app_components, resolve=resolve),
-        outbound_timeout=limits.request_timeout,
-        services=services,
-        chain=chain,
-        self_origin=self_origin,
-        self_scheme=self_scheme,
-        http_pool=HttpPool(),
-    )
-    try:
-        linked = build_linker(engine.engine, compiled)
-    except (RuntimeError, wasmtime.WasmtimeError) as exc:
-        raise LoadError(f"component '{component.id}' cannot be linked: {exc}", field=field) from exc
-    if linked.trapping:
-        logger.debug("%s/%s: imports that trap when called: %s", app_id, component.id,
-                     ", ".join(linked.trapping))
-    _trial(engine, compiled, linked, config, limits, component.id)
-    if kind == "wagi":
-        return WagiComponentExecutor(app_id=app_id, component_id=component.id, component=compiled,
-                                     export=export, linked=linked, engine=engine, limits=limits,
-                                     limiter=limiter, config=config, component_env=component.env,
-                                     argv_template=wagi_argv)
-    if kind == SPIN_INBOUND:
-        return SpinInboundExecutor(app_id=app_id, component_id=component.id, component=compiled,
-                                   linked=linked, engine=engine, limits=limits, limiter=limiter,
-                                   config=config)
-    return WasiHttpExecutor(app_id=app_id, component_id=component.id, component=compiled, export=export,
-                            linked=linked, engine=engine, limits=limits, limiter=limiter, config=config)
-
-
-def _trial(engine: WasmEngine, compiled: Component, linked: LinkedComponent, config: HostConfig,
-           limits: Limits, component_id: str) -> None:
-    try:
-        trial_instantiate(engine, compiled, linked, config, limits)
-    except Trap as exc:
-        if exc.host_error is not None:  # start-up code called an import that failed: name it
-            reason = str(exc.host_error)
-        else:  # wasmtime's multi-line error as one line
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip() != "Caused by:"]
-            reason = "; ".join(line for line in lines if line)
-        raise LoadError(f"component '{component_id}' cannot be instantiated: {reason}",
-                        field=f"components.{component_id}.source",
-                        hint="the component needs an import tauon does not provide, or its start-up "
-                             "code failed; check the imports with `wasm-tools component wit`") from None
+def select_redis_export(exports: list[str], *, component_id: str) -> None:
+    """Check that `exports` hold exactly Spin's synchronous Redis handler. Raises LoadError."""
+    field = f"components.{component_id}.source"
+    async_exports = [name for name in exports if split_name(name)[0] == ASYNC_EXPORT]
+    if EXPORT in exports and async_exports:
+        raise LoadError(f"component '{component_id}' exports multiple Redis interfaces: {EXPORT}, "
+                        f"{', '.join(async_exports)}", field=field,
+                        hint="build the component with exactly one Redis handler export")
+    if async_exports:
+        raise LoadError(
+            f"component '{component_id}' exports {async_exports[0]} (component-model async), which "
+            "tauon cannot host: the wasmtime Python binding has no component-model async support",
+            field=field, hint=f"build the component for {EXPORT} (e.g. spin-sdk 3.x for Python, "
+                              "world spin-redis)")
+    if EXPORT not in exports:
+        raise LoadError(
+            f"component '{component_id}' is used by a Redis trigger but does not export a Redis "
+            f"interface (it exports: {', '.join(exports) or 'nothing'})", field=field,
+            hint=f"a Redis component must export {EXPORT} (handle-message), or be a Spin 1.x module "
+                 "exporting handle-redis-message")

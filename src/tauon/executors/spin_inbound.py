@@ -15,13 +15,12 @@ import anyio
 from starlette.types import Receive, Send
 from wasmtime.component import Component
 
-from tauon.app.plan import Limits
-from tauon.executors.base import GuestError, IncomingRequest
-from tauon.executors.buffered import guest_error_kind, receive_body, send_empty, send_response
-from tauon.executors.oneshot import OneShot, Trap, export_func
+from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
+from tauon.executors.buffered import guest_error_kind, receive_body
+from tauon.executors.oneshot import ComponentExecutor, Trap
+from tauon.executors.responses import send_empty, send_response
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
-from tauon.wasm.engine import WasmEngine
 from tauon.wasm.slots import SlotHold
 
 EXPORT = "fermyon:spin/inbound-http"
@@ -33,7 +32,7 @@ FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
-def guest_request(request: IncomingRequest, method: str, body: bytes) -> dict[str, Any]:
+def guest_request(request: RoutedRequest, method: str, body: bytes) -> dict[str, Any]:
     headers = list(request.headers) + [(v.header, v.value) for v in request.spin_values]
     uri = request.path + (f"?{request.query}" if request.query else "")
     return {"method": method, "uri": uri, "headers": headers, "params": [], "body": body}
@@ -61,24 +60,14 @@ def response_parts(response: dict[str, Any]) -> tuple[int, list[tuple[bytes, byt
     return status, headers, body
 
 
-class SpinInboundExecutor:
-    def __init__(self, *, app_id: str, component_id: str, component: Component, linked: LinkedComponent,
-                 engine: WasmEngine, limits: Limits, limiter: anyio.CapacityLimiter,
+class SpinInboundExecutor(ComponentExecutor):
+    def __init__(self, setup: ExecutorSetup, *, component: Component, linked: LinkedComponent,
                  config: HostConfig) -> None:
-        self.component_id = component_id
+        super().__init__(setup, component=component, linked=linked, config=config)
         self.export = EXPORT
-        self._label = f"{app_id}/{component_id}"
-        self._limits = limits
-        self._limiter = limiter
-        self._config = config
-        self._in_slot = engine.slots.runner()
-        func = export_func(component, engine.engine, EXPORT, FUNCTION, linked)
-        self._handle = OneShot(component=component, linked=linked, engine=engine, limits=limits, func=func)
+        self._handle = self._oneshot(EXPORT, FUNCTION)
 
-    def close(self) -> None:
-        self._config.close()  # pooled outbound connections; compiled code goes with the generation
-
-    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         method = METHODS.get(request.method)
         if method is None:
             await send_empty(send, 405)

@@ -8,26 +8,25 @@ under the app's limiter with a memory limit and an epoch deadline.
 
 from __future__ import annotations
 
-import logging
 import time
 
 import anyio
 import wasmtime
 from starlette.types import Receive, Send
 
-from tauon.app.allowed_hosts import AllowedHosts, convert_allowed_http_hosts, parse_allowed_hosts
-from tauon.app.plan import ComponentPlan, Limits
+from tauon.app.plan import ComponentPlan
 from tauon.errors import LoadError
-from tauon.executors.base import GuestError, IncomingRequest, check_mounts
-from tauon.executors.buffered import receive_body, send_empty, send_response
+from tauon.executors.allowed import allowed_hosts_of
+from tauon.executors.base import ExecutorSetup, GuestError, GuestExecutor, RoutedRequest, check_mounts
+from tauon.executors.buffered import receive_body
 from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
-from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports
+from tauon.executors.legacy_imports import LegacyImportTrap, RequestContext, WasmMemory, define_imports
+from tauon.executors.responses import send_empty, send_response
 from tauon.hostif.http_buffered import LegacyHttp
 from tauon.services import AppServices
-from tauon.services.variables import VariableError
 from tauon.wasm.capture import OutputCapture
-from tauon.wasm.engine import WasmEngine, watched
+from tauon.wasm.engine import watched
 from tauon.wasm.slots import SlotHold
 from tauon.wasm.wasi import wasi_store
 
@@ -57,34 +56,18 @@ def _signature(ty: wasmtime.FuncType) -> tuple[list[str], list[str]]:
     return [str(p) for p in ty.params], [str(r) for r in ty.results]
 
 
-class SpinLegacyExecutor:
-    def __init__(
-        self,
-        *,
-        app_id: str,
-        component: ComponentPlan,
-        module: wasmtime.Module,
-        engine: WasmEngine,
-        limits: Limits,
-        limiter: anyio.CapacityLimiter,
-        logger: logging.Logger,
-        services: AppServices,
-    ) -> None:
-        self.component_id = component.id
-        self._label = f"{app_id}/{component.id}"
+class SpinLegacyExecutor(GuestExecutor):
+    def __init__(self, setup: ExecutorSetup, *, component: ComponentPlan, module: wasmtime.Module,
+                 services: AppServices) -> None:
+        super().__init__(setup)
         self._component = component
-        self._engine = engine
-        self._in_slot = engine.slots.runner()
-        self._limits = limits
-        self._limiter = limiter
-        self._log = logger
-        self._ticks = engine.deadline_ticks(limits.request_timeout)
+        self._ticks = setup.engine.deadline_ticks(setup.limits.request_timeout)
         self._services = services.component(component)
         field = f"components.{component.id}.source"
         self._check_exports(module, field)
         check_mounts(component)
-        self._allowed = self._allowed_hosts(component, services)
-        linker = wasmtime.Linker(engine.engine)
+        self._allowed = allowed_hosts_of(component, resolve=services.resolver.resolve)
+        linker = wasmtime.Linker(setup.engine.engine)
         linker.define_wasi()
         define_imports(linker)
         try:
@@ -117,18 +100,7 @@ class SpinLegacyExecutor:
             raise LoadError(f"component '{self.component_id}' exports no memory", field=field)
         self._allocator = allocator
 
-    def _allowed_hosts(self, component: ComponentPlan, services: AppServices) -> AllowedHosts:
-        entries = list(component.metadata.get("allowed_outbound_hosts") or ())
-        entries += convert_allowed_http_hosts(list(component.metadata.get("allowed_http_hosts") or ()))
-        try:
-            return parse_allowed_hosts(entries, resolve=services.resolver.resolve)
-        except VariableError as exc:
-            raise LoadError(
-                f"component '{component.id}': allowed_outbound_hosts cannot be resolved: {exc}",
-                field=f"components.{component.id}.allowed_outbound_hosts",
-            ) from None
-
-    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         method = method_index(request.method)
         if method is None:
             await send_empty(send, 405)
@@ -189,7 +161,7 @@ class SpinLegacyExecutor:
                 with watched(self._engine, out, err):
                     instance = self._pre.instantiate(store)
                     response = self._call(store, instance, method, uri, headers, body)
-            except (wasmtime.Trap, wasmtime.WasmtimeError, AbiError, HostTrap) as exc:
+            except (wasmtime.Trap, wasmtime.WasmtimeError, AbiError, LegacyImportTrap) as exc:
                 failure = self._failure(exc, store, instance, context)
                 # The traceback's frames hold the Store (a cycle): drop it so memory is freed now.
                 exc.__traceback__ = None
@@ -239,7 +211,7 @@ class SpinLegacyExecutor:
     ) -> GuestError:
         if context.trap_reason is not None:  # a host function trapped: its reason, not wasmtime's text
             return GuestError(f"{self._label}: {context.trap_reason}", kind="trap")
-        if isinstance(exc, AbiError | HostTrap):
+        if isinstance(exc, AbiError | LegacyImportTrap):
             return GuestError(f"{self._label}: {exc}", kind="output")
         memory_used = memory_size(store, instance)
         kind, text = classify_failure(exc, memory_used=memory_used, memory_limit=self._limits.max_memory)

@@ -7,20 +7,19 @@ the environment, stdout is the response and stderr goes to the app's log.
 
 from __future__ import annotations
 
-import logging
-
 import anyio
 import wasmtime
 from starlette.types import Receive, Send
 
-from tauon.app.plan import ComponentPlan, Limits
+from tauon.app.plan import ComponentPlan
 from tauon.errors import LoadError
-from tauon.executors.base import GuestError, IncomingRequest, check_mounts
-from tauon.executors.buffered import receive_body, send_response
+from tauon.executors.base import ExecutorSetup, GuestError, GuestExecutor, RoutedRequest, check_mounts
+from tauon.executors.buffered import receive_body
 from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_output, response_headers
 from tauon.executors.failures import classify_failure, last_line, memory_size
+from tauon.executors.responses import send_response
 from tauon.wasm.capture import OutputCapture
-from tauon.wasm.engine import WasmEngine, watched
+from tauon.wasm.engine import watched
 from tauon.wasm.slots import SlotHold
 from tauon.wasm.wasi import wasi_store
 
@@ -32,29 +31,13 @@ STDERR_MAX_LINES = 1000
 WASM_PAGE = 65536
 
 
-class WagiExecutor:
-    def __init__(
-        self,
-        *,
-        app_id: str,
-        component: ComponentPlan,
-        module: wasmtime.Module,
-        engine: WasmEngine,
-        argv_template: str,
-        limits: Limits,
-        limiter: anyio.CapacityLimiter,
-        logger: logging.Logger,
-    ) -> None:
-        self.component_id = component.id
-        self._label = f"{app_id}/{component.id}"
+class WagiExecutor(GuestExecutor):
+    def __init__(self, setup: ExecutorSetup, *, component: ComponentPlan, module: wasmtime.Module,
+                 argv_template: str) -> None:
+        super().__init__(setup)
         self._component = component
-        self._engine = engine
-        self._in_slot = engine.slots.runner()
         self._argv_template = argv_template
-        self._limits = limits
-        self._limiter = limiter
-        self._log = logger
-        self._ticks = engine.deadline_ticks(limits.request_timeout)
+        self._ticks = setup.engine.deadline_ticks(setup.limits.request_timeout)
         field = f"components.{component.id}.source"
         if not any(e.name == "_start" and isinstance(e.type, wasmtime.FuncType) for e in module.exports):
             raise LoadError(
@@ -63,7 +46,7 @@ class WagiExecutor:
                 hint="build it as a WASI command (a C/Rust program with main), not a reactor or library",
             )
         check_mounts(component)
-        linker = wasmtime.Linker(engine.engine)
+        linker = wasmtime.Linker(setup.engine.engine)
         linker.define_wasi()
         try:
             # Resolves imports once; each request then only instantiates.
@@ -75,7 +58,7 @@ class WagiExecutor:
                 hint="a WAGI module may import only wasi_snapshot_preview1 functions",
             ) from exc
 
-    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         body = await receive_body(request, receive, send, self._limits.max_request_body)
         if body is None:
             return

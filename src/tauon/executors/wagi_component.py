@@ -9,48 +9,34 @@ else (or `run` returning an error) fails the request with a 500.
 
 from __future__ import annotations
 
-import logging
-
 import anyio
 from starlette.types import Receive, Send
 from wasmtime.component import Component
 
-from tauon.app.plan import Limits
-from tauon.executors.base import GuestError, IncomingRequest
-from tauon.executors.buffered import guest_error_kind, receive_body, send_response
+from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
+from tauon.executors.buffered import guest_error_kind, receive_body
 from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_output, response_headers
-from tauon.executors.oneshot import OneShot, Trap, export_func
+from tauon.executors.oneshot import ComponentExecutor, Trap
+from tauon.executors.responses import send_response
 from tauon.hostif.cli import EXTENSION, CapturedOutput, CommandIO, GuestExit
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
-from tauon.wasm.engine import WasmEngine
 from tauon.wasm.slots import SlotHold
 
 STDOUT_LIMIT = 64 * 1024 * 1024
 """Largest response (headers + body) a guest may write; beyond it the request fails."""
 
 
-class WagiComponentExecutor:
-    def __init__(self, *, app_id: str, component_id: str, component: Component, export: str,
-                 linked: LinkedComponent, engine: WasmEngine, limits: Limits, limiter: anyio.CapacityLimiter,
+class WagiComponentExecutor(ComponentExecutor):
+    def __init__(self, setup: ExecutorSetup, *, component: Component, export: str, linked: LinkedComponent,
                  config: HostConfig, component_env: dict[str, str], argv_template: str) -> None:
-        self.component_id = component_id
+        super().__init__(setup, component=component, linked=linked, config=config)
         self.export = export
-        self._label = f"{app_id}/{component_id}"
-        self._limits = limits
-        self._limiter = limiter
-        self._config = config
         self._env = component_env
         self._argv_template = argv_template
-        self._log: logging.Logger = config.logger
-        self._in_slot = engine.slots.runner()
-        func = export_func(component, engine.engine, export, "run", linked)
-        self._run = OneShot(component=component, linked=linked, engine=engine, limits=limits, func=func)
+        self._run = self._oneshot(export, "run")
 
-    def close(self) -> None:
-        self._config.close()  # pooled outbound connections; compiled code goes with the generation
-
-    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         body = await receive_body(request, receive, send, self._limits.max_request_body)
         if body is None:
             return

@@ -10,24 +10,23 @@ most one epoch tick, see _Waker). A failure before the head is a GuestError (the
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import anyio
-import wasmtime
 from starlette.types import Receive, Send
-from wasmtime.component import Component, ComponentInstanceType, FuncType
+from wasmtime.component import Component
 
-from tauon.app.plan import Limits
-from tauon.executors.base import GuestError, IncomingRequest
+from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
 from tauon.executors.guestthreads import GuestThreads
+from tauon.executors.oneshot import ComponentExecutor, export_func, new_store
+from tauon.executors.responses import send_empty
 from tauon.hostif.http import IncomingBody, ResponseOutparam
 from tauon.hostif.http import IncomingRequest as GuestRequest
 from tauon.hostif.http_fields import FORBIDDEN_HEADERS
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.state import HostConfig, HostState
-from tauon.wasm.component.guest import GuestFunc, Trap, instantiate
+from tauon.wasm.component.guest import Trap, instantiate
 from tauon.wasm.component.host import bound_state
 from tauon.wasm.engine import WasmEngine
 
@@ -110,41 +109,17 @@ class _Exchange:
         self.notify()
 
 
-class WasiHttpExecutor:
-    def __init__(self, *, app_id: str, component_id: str, component: Component, export: str,
-                 linked: LinkedComponent, engine: WasmEngine, limits: Limits,
-                 limiter: anyio.CapacityLimiter, config: HostConfig) -> None:
-        self.component_id = component_id
+class WasiHttpExecutor(ComponentExecutor):
+    def __init__(self, setup: ExecutorSetup, *, component: Component, export: str, linked: LinkedComponent,
+                 config: HostConfig) -> None:
+        super().__init__(setup, component=component, linked=linked, config=config)
         self.export = export
-        self._label = f"{app_id}/{component_id}"
-        self._component = component
-        self._linked = linked
-        self._engine = engine
-        self._limits = limits
-        self._limiter = limiter
-        self._config = config
-        self._log: logging.Logger = config.logger
-        iface = component.type.exports(engine.engine)[export].ty
-        assert isinstance(iface, ComponentInstanceType)
-        fty = iface.exports(engine.engine)["handle"].ty
-        if not isinstance(fty, FuncType):
-            raise TypeError(f"{export}#handle is not a function")
-        self._handle = GuestFunc(component, engine.engine, export, "handle", fty, linked.resources.find)
-        self._in_slot = engine.slots.runner()
+        self._handle = export_func(component, setup.engine.engine, export, "handle", linked)
 
-    def close(self) -> None:
-        self._config.close()  # pooled outbound connections; compiled code goes with the generation
-
-    async def serve(self, request: IncomingRequest, receive: Receive, send: Send) -> None:
-        length: str | None = None
-        chunked = False
-        for name, value in request.headers:
-            if name == "content-length":
-                length = value
-            elif name == "transfer-encoding":
-                chunked = True
-        if length is not None and length.isdigit() and int(length) > self._limits.max_request_body:
-            await _simple(send, 413)
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
+        declared_too_large, has_body = _framing(request, self._limits.max_request_body)
+        if declared_too_large:
+            await send_empty(send, 413)
             return
         loop = asyncio.get_running_loop()
         waker = _Waker(loop)
@@ -153,8 +128,6 @@ class WasiHttpExecutor:
         body_in = BytePipe(state.cond, REQUEST_BUFFER)
         # Not held: the feeder refills the request body while the guest reads it.
         body_in.listeners.append(waker.notify_now)
-        # HTTP/1.x (all uvicorn serves): a request without content-length or transfer-encoding has no body.
-        has_body = chunked or (length is not None and length != "0")
         if not has_body:
             body_in.close()  # nothing to feed: no feeder task, no receive() round trip
         exchange = _Exchange(waker.notify)
@@ -199,7 +172,7 @@ class WasiHttpExecutor:
             raise GuestError(f"{self._label}: {exchange.error}",
                              kind=getattr(exchange.error, "kind", "trap")) from exchange.error
 
-    def _guest_request(self, request: IncomingRequest, body: BytePipe) -> GuestRequest:
+    def _guest_request(self, request: RoutedRequest, body: BytePipe) -> GuestRequest:
         headers = [(name, value.encode("utf-8")) for name, value in request.headers
                    if name not in FORBIDDEN_HEADERS]
         headers += [(v.header, v.value.encode("utf-8")) for v in request.spin_values]
@@ -209,9 +182,7 @@ class WasiHttpExecutor:
 
     def _run(self, state: HostState, request: GuestRequest, exchange: _Exchange) -> None:
         """Worker thread: a fresh store and instance, then `handle`."""
-        store = wasmtime.Store(self._engine.engine)
-        store.set_limits(memory_size=self._limits.max_memory)
-        store.set_epoch_deadline(self._engine.deadline_ticks(self._limits.request_timeout))
+        store = new_store(self._engine, self._limits)
         try:
             instance = instantiate(self._linked.linker, store, self._component, state)
             req = state.table.push(request)
@@ -269,7 +240,7 @@ class WasiHttpExecutor:
         while True:
             wake.clear()
             if not started and too_large[0]:
-                await _simple(send, 413)
+                await send_empty(send, 413)
                 if exchange.body is not None:
                     exchange.body.abandon()
                 return
@@ -305,6 +276,20 @@ class WasiHttpExecutor:
             await wake.wait()
 
 
+def _framing(request: RoutedRequest, limit: int) -> tuple[bool, bool]:
+    """(the declared content-length is over `limit`, the request has a body at all)."""
+    length: str | None = None
+    chunked = False
+    for name, value in request.headers:
+        if name == "content-length":
+            length = value
+        elif name == "transfer-encoding":
+            chunked = True
+    too_large = length is not None and length.isdigit() and int(length) > limit
+    # HTTP/1.x (all uvicorn serves): a request without content-length or transfer-encoding has no body.
+    return too_large, chunked or (length is not None and length != "0")
+
+
 async def _join(*futures: asyncio.Future[Any] | None) -> None:
     """Wait for `futures` whatever happens to this task meanwhile. Usually the guest is still
     returning when the response is out, so this runs on every request: the shield (which looks up
@@ -318,11 +303,3 @@ async def _join(*futures: asyncio.Future[Any] | None) -> None:
         with anyio.CancelScope(shield=True):
             await asyncio.wait(pending)
         raise
-
-
-async def _simple(send: Send, status: int) -> None:
-    headers = [(b"content-length", b"0")]
-    if status == 413:  # close instead of reading (and discarding) the rest of an oversized body
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})

@@ -20,8 +20,9 @@ from typing import Any
 
 from tauon import tracing
 from tauon.app.routes import RouteMatch
-from tauon.app.spinvalues import SERVICE_CHAINING_CLIENT, spin_values
-from tauon.executors.base import Executor, GuestError, IncomingRequest
+from tauon.app.spinvalues import SERVICE_CHAINING_CLIENT
+from tauon.executors.base import Executor, GuestError, RoutedRequest
+from tauon.executors.responses import failure_status
 from tauon.hostif.http import (
     BODY_BUFFER,
     IncomingBody,
@@ -33,6 +34,7 @@ from tauon.hostif.http_fields import FORBIDDEN_HEADERS
 from tauon.hostif.http_out import FutureIncomingResponse
 from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.state import HostState
+from tauon.server.requests import routed_request
 
 log = logging.getLogger("tauon.chaining")
 
@@ -88,29 +90,35 @@ async def _ready(pipe: BytePipe, state: HostState, check: Callable[[], bool]) ->
             pipe.listeners.remove(changed)
 
 
-async def _serve(executor: Executor, request: OutgoingRequest, future: FutureIncomingResponse,
-                 state: HostState) -> None:
+def _chained_request(request: OutgoingRequest) -> RoutedRequest:
+    """The request as the target component sees it: route `/...`, client `0.0.0.0:0`, scheme http."""
     path_with_query = request.path_with_query or "/"
     path, _, query = path_with_query.partition("?")
-    authority = request.authority or ""
     match: RouteMatch[Any] = RouteMatch(target=None, raw_route="/...", normalized_route="/...",
                                         component_route="", path_info=path)
     headers = tuple((name, value.decode("latin-1")) for name, value in request.headers.entries
                     if name not in FORBIDDEN_HEADERS)
-    incoming = IncomingRequest(
-        method=method_text(request.method), path=path, query=query, headers=headers,
-        spin_values=spin_values(match, scheme="http", host=authority, path_and_query=path_with_query,
-                                client=SERVICE_CHAINING_CLIENT),
-        scheme="http", authority=authority, client=SERVICE_CHAINING_CLIENT, http_version="1.1",
-        match=match)
-    body_in = request.pipe if request.body_taken else None
-    response_pipe = BytePipe(state.cond, BODY_BUFFER)
-    started = False
+    return routed_request(match, method=method_text(request.method), path=path, query=query,
+                          headers=headers, scheme="http", authority=request.authority or "",
+                          client=SERVICE_CHAINING_CLIENT, path_and_query=path_with_query)
 
-    async def receive() -> dict[str, Any]:
+
+class _ChainedExchange:
+    """The ASGI side of one chained request: `receive` reads the caller's body pipe, `send` settles
+    the caller's future with the head and writes the body into a pipe the caller reads."""
+
+    def __init__(self, request: OutgoingRequest, future: FutureIncomingResponse, state: HostState) -> None:
+        self._body_in = request.pipe if request.body_taken else None
+        self._future = future
+        self._state = state
+        self.response_pipe = BytePipe(state.cond, BODY_BUFFER)
+        self.started = False
+
+    async def receive(self) -> dict[str, Any]:
+        body_in = self._body_in
         if body_in is None:
             return {"type": "http.request", "body": b"", "more_body": False}
-        await _ready(body_in, state, body_in.readable)
+        await _ready(body_in, self._state, body_in.readable)
         try:
             data = body_in.read(1 << 16)
         except PipeError:
@@ -119,48 +127,53 @@ async def _serve(executor: Executor, request: OutgoingRequest, future: FutureInc
             return {"type": "http.request", "body": b"", "more_body": False}
         return {"type": "http.request", "body": data, "more_body": True}
 
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal started
+    async def send(self, message: dict[str, Any]) -> None:
+        pipe = self.response_pipe
         if message["type"] == "http.response.start":
-            started = True
+            self.started = True
             fields = [(k.decode("latin-1").lower(), v) for k, v in message.get("headers", [])]
-            _settle(state, future, ("ok", IncomingResponse(message["status"], fields,
-                                                           IncomingBody(response_pipe))))
+            _settle(self._state, self._future, ("ok", IncomingResponse(message["status"], fields,
+                                                                       IncomingBody(pipe))))
             return
         data: bytes = message.get("body", b"")
         if data:
-            await _ready(response_pipe, state, lambda: response_pipe.writable() or response_pipe.reader_gone)
-            if response_pipe.reader_gone:
+            await _ready(pipe, self._state, lambda: pipe.writable() or pipe.reader_gone)
+            if pipe.reader_gone:
                 raise ConnectionResetError("the calling guest stopped reading")
-            response_pipe.write(data)
+            pipe.write(data)
         if not message.get("more_body", False):
-            response_pipe.close()
+            pipe.close()
 
+
+async def _serve(executor: Executor, request: OutgoingRequest, future: FutureIncomingResponse,
+                 state: HostState) -> None:
+    incoming = _chained_request(request)
+    exchange = _ChainedExchange(request, future, state)
+    receive, send = exchange.receive, exchange.send
     try:
         active = tracing.ACTIVE
         if active is None:
             await executor.serve(incoming, receive, send)  # type: ignore[arg-type]
         else:  # an execution span under the caller's outbound span (its traceparent is in `headers`)
-            with active.chained(state.config.label.rsplit("/", 1)[0], executor, headers):
+            with active.chained(state.config.label.rsplit("/", 1)[0], executor, incoming.headers):
                 await executor.serve(incoming, receive, send)  # type: ignore[arg-type]
     except GuestError as exc:
         # What the app's listener would answer: a 500 before the head, a cut body after it.
-        log.error("%s: chained request to %s failed: %s", state.config.label, authority, exc)
-        if not started:
-            busy = exc.kind == "busy"  # the instance pool is full: 503, as the listener answers
-            status, extra = (503, [("retry-after", b"1")]) if busy else (500, [])
-            _settle(state, future, ("ok", IncomingResponse(status, [*extra, ("content-length", b"0")],
-                                                           IncomingBody(_closed(state)))))
+        log.error("%s: chained request to %s failed: %s", state.config.label, incoming.authority, exc)
+        if not exchange.started:
+            status, extra = failure_status(exc)
+            fields = [(k, v.encode("latin-1")) for k, v in extra] + [("content-length", b"0")]
+            _settle(state, future, ("ok", IncomingResponse(status, fields, IncomingBody(_closed(state)))))
         else:
-            response_pipe.close(error=f"chained response cut short: {exc}")
+            exchange.response_pipe.close(error=f"chained response cut short: {exc}")
     except Exception as exc:
-        log.exception("%s: chained request to %s failed", state.config.label, authority)
-        if not started:
+        log.exception("%s: chained request to %s failed", state.config.label, incoming.authority)
+        if not exchange.started:
             _settle(state, future, ("err", ("internal-error", f"{type(exc).__name__}: {exc}")))
         else:
-            response_pipe.close(error=f"chained response cut short: {exc}")
+            exchange.response_pipe.close(error=f"chained response cut short: {exc}")
     else:
-        if not started:
+        if not exchange.started:
             _settle(state, future, ("err", ("HTTP-protocol-error", None)))
 
 

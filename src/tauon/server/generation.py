@@ -12,17 +12,13 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 
 from tauon.app.plan import GenerationPlan, StaticResponsePlan, TriggerPlan
 from tauon.app.routes import Router
-from tauon.errors import LoadError
+from tauon.executors import BuildContext, build
 from tauon.executors.base import Executor
-from tauon.executors.select import build_component_executor
-from tauon.executors.spin_legacy import SpinLegacyExecutor, is_legacy_spin_module
-from tauon.executors.wagi import WagiExecutor
 from tauon.server.chaining import ServiceChain
 from tauon.server.redis_routes import RedisRoutes, build_redis_routes
 from tauon.services import AppServices
@@ -149,16 +145,16 @@ def _build_parts(plan: GenerationPlan, engine: WasmEngine, limiter: anyio.Capaci
                  ) -> tuple[Router[Target], dict[str, Executor], AppServices | None, RedisRoutes | None]:
     executors: dict[str, Executor] = {}
     entries: list[tuple[str, Target]] = []
-    app_log = logging.getLogger(f"tauon.app.{plan.app_id}")
     services = _LazyServices(plan)
+    app_log = logging.getLogger(f"tauon.app.{plan.app_id}")
+    context = BuildContext(engine=engine, limiter=limiter, logger=app_log, services=services.get, chain=chain)
     try:
         for trigger in plan.triggers:
             executor: Executor | None = None
             if trigger.component is not None:
                 key = f"{trigger.component}#{trigger.executor}#{trigger.wagi_argv}"
                 if key not in executors:
-                    executors[key] = _build_executor(plan, trigger, engine, limiter, app_log, services,
-                                                     chain)
+                    executors[key] = build(plan, trigger, context)
                 executor = executors[key]
                 chain.add(trigger.component, executor)
             if trigger.route is None:
@@ -166,54 +162,9 @@ def _build_parts(plan: GenerationPlan, engine: WasmEngine, limiter: anyio.Capaci
             entries.append((trigger.route, Target(trigger, executor, trigger.static_response)))
         routes = None
         if redis and plan.redis_triggers:
-            routes = build_redis_routes(plan, engine, limiter, app_log, services.get())
+            routes = build_redis_routes(plan, context, services.get())
         return Router.build(entries), executors, services.opened, routes
     except BaseException:
         if services.opened is not None:
             services.opened.close()
         raise
-
-
-def _build_executor(plan: GenerationPlan, trigger: TriggerPlan, engine: WasmEngine,
-                    limiter: anyio.CapacityLimiter, app_log: logging.Logger,
-                    services: _LazyServices, chain: ServiceChain) -> Executor:
-    """Spin's executor selection (spin-spec §4.1, §4.6): WAGI (a `_start` module or a wasi:cli/run
-    component), a Spin 1.x module exporting handle-http-request, or a component chosen by its exports."""
-    assert trigger.component is not None
-    component = plan.components[trigger.component]  # prepared by build_generation
-    path = Path(component.wasm_path)
-    kind = engine.classify(path)
-    if trigger.executor == "wagi" and kind == "module":
-        module = engine.compile_module(path, component.wasm_digest)
-        return WagiExecutor(app_id=plan.app_id, component=component, module=module, engine=engine,
-                            argv_template=trigger.wagi_argv, limits=plan.limits, limiter=limiter,
-                            logger=app_log)
-    if kind == "module":
-        module = engine.compile_module(path, component.wasm_digest)
-        if is_legacy_spin_module(module):
-            return SpinLegacyExecutor(app_id=plan.app_id, component=component, module=module, engine=engine,
-                                      limits=plan.limits, limiter=limiter, logger=app_log,
-                                      services=services.get())
-        if any(export.name == "_start" for export in module.exports):
-            # Spin adapts a plain `_start` module as a preview1 command (spin-spec §4.6 case 2), which
-            # only the WAGI executor can run: serve it as WAGI instead of refusing it.
-            app_log.info("%s/%s: a core module with _start and no HTTP handler: serving it as WAGI",
-                         plan.app_id, component.id)
-            return WagiExecutor(app_id=plan.app_id, component=component, module=module, engine=engine,
-                                argv_template=trigger.wagi_argv, limits=plan.limits, limiter=limiter,
-                                logger=app_log)
-        raise LoadError(
-            f"component '{component.id}' is a core wasm module that exports neither handle-http-request "
-            "nor _start",
-            field=f"components.{component.id}.source",
-            hint="core modules run as WAGI (executor = { type = \"wagi\" }) or as Spin 1.x handlers "
-            "(exporting handle-http-request); HTTP handlers are otherwise components exporting "
-            "wasi:http/incoming-handler",
-        )
-    return build_component_executor(app_id=plan.app_id, component=component, engine=engine,
-                                    limits=plan.limits, limiter=limiter, logger=app_log,
-                                    trigger_executor=trigger.executor, wagi_argv=trigger.wagi_argv,
-                                    services=services.get().component(component), chain=chain,
-                                    self_origin=plan.self_origin, self_scheme="https" if plan.tls else "http",
-                                    app_components=tuple(plan.components),
-                                    resolve=services.get().resolver.resolve)

@@ -8,21 +8,17 @@ for each message (Spin: `server -> channel -> [components]`).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import anyio
 
 from tauon.app.expressions import TemplateError, render_template
 from tauon.app.plan import GenerationPlan
 from tauon.app.redis_triggers import check_redis_url, redact_url
 from tauon.errors import LoadError
+from tauon.executors import BuildContext, build
 from tauon.executors.redis_component import RedisHandler
-from tauon.executors.redis_select import build_redis_handler
 from tauon.services import AppServices
 from tauon.services.variables import VariableError
-from tauon.wasm.engine import WasmEngine
 
 Subscriptions = dict[str, dict[str, tuple[str, ...]]]
 """Redis URL -> channel -> component ids, in trigger order."""
@@ -67,8 +63,7 @@ def resolve_subscriptions(plan: GenerationPlan, resolve: Callable[[str], str]) -
     return subs
 
 
-def build_redis_routes(plan: GenerationPlan, engine: WasmEngine, limiter: anyio.CapacityLimiter,
-                       logger: logging.Logger, services: AppServices) -> RedisRoutes:
+def build_redis_routes(plan: GenerationPlan, context: BuildContext, services: AppServices) -> RedisRoutes:
     """Worker thread: resolve the subscriptions and build one handler per component."""
     subs = resolve_subscriptions(plan, services.resolver.resolve)
     handlers: dict[str, RedisHandler] = {}
@@ -76,10 +71,7 @@ def build_redis_routes(plan: GenerationPlan, engine: WasmEngine, limiter: anyio.
         for trigger in plan.redis_triggers:
             if trigger.component in handlers:
                 continue
-            handlers[trigger.component] = build_redis_handler(
-                app_id=plan.app_id, component=plan.components[trigger.component], engine=engine,
-                limits=plan.limits, limiter=limiter, logger=logger, services=services,
-                app_components=tuple(plan.components), resolve=services.resolver.resolve)
+            handlers[trigger.component] = build(plan, trigger, context)
     except BaseException:
         for handler in handlers.values():
             handler.close()

@@ -17,25 +17,18 @@ from typing import TYPE_CHECKING
 from starlette.types import Message, Receive, Scope, Send
 
 from tauon import tracing
-from tauon.app.spinvalues import spin_values, well_known_response
-from tauon.executors.base import GuestError, IncomingRequest
+from tauon.app.spinvalues import well_known_response
+from tauon.executors.base import GuestError
+from tauon.executors.responses import RETRY_AFTER, failure_status, respond
 from tauon.metrics import RequestStats
 from tauon.server.generation import Generation
+from tauon.server.requests import routed_request
 
 if TYPE_CHECKING:
     from tauon.tracing.spans import ServerTrace
 
 log = logging.getLogger("tauon.http")
 access_log = logging.getLogger("tauon.access")
-
-
-async def _respond(send: Send, status: int, headers: list[tuple[str, str]] | None = None,
-                   body: bytes = b"") -> None:
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers or []]
-    if not any(k == b"content-length" for k, _ in raw):
-        raw.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
 
 
 class _Outcome:
@@ -77,7 +70,7 @@ class Switchboard:
             generation = self.current
             if generation is None:
                 outcome.status = 503
-                await _respond(send, 503, [("retry-after", "1")])
+                await respond(send, 503, [RETRY_AFTER])
                 return
             generation.enter()
             try:
@@ -118,88 +111,88 @@ class Switchboard:
 
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1").split("?", 1)[0]
-        query = scope.get("query_string", b"").decode("latin-1")
         try:
-            headers: list[tuple[str, str]] = []
-            host: str | None = None
-            for name_b, value_b in scope["headers"]:
-                name = name_b.decode("latin-1").lower()
-                if name == "connection":
-                    continue  # Spin always strips it
-                value = value_b.decode("utf-8")  # non-UTF-8 values are a 500, as in Spin
-                if name == "host":
-                    if value.split(":", 1)[0].endswith(".spin.internal"):
-                        continue
-                    host = value
-                headers.append((name, value))
-
-            plan = gen.plan
-            known = well_known_response(path, name=plan.name, version=plan.version,
-                                        oci_image_digest=plan.digest)
-            if known is not None:
-                outcome.route = path  # as Spin names the well-known routes
-                status, hdrs, body = known
-                await _respond(tracking_send, status, hdrs, body)
-                return
-            match = gen.router.match(path)
-            if match is None:
-                await _respond(tracking_send, 404)
-                return
-            target = match.target
-            if host is None:
-                # Spin drops the connection; HTTP/1.0 clients may omit Host, so say what is wrong.
-                await _respond(tracking_send, 400)
-                return
-            if target.static is not None:
-                await _respond(tracking_send, target.static.status, list(target.static.headers),
-                               target.static.body or b"")
-                return
-            assert target.executor is not None
-            outcome.component = target.executor.component_id
-            outcome.route = match.raw_route
-            client = scope.get("client") or ("0.0.0.0", 0)
-            scheme = scope.get("scheme", "http")
-            path_and_query = path + (f"?{query}" if query else "")
-            request = IncomingRequest(
-                method=scope["method"],
-                path=path,
-                query=query,
-                headers=tuple(headers),
-                spin_values=spin_values(match, scheme=scheme, host=host, path_and_query=path_and_query,
-                                        client=(client[0], client[1])),
-                scheme=scheme,
-                authority=host,
-                client=(client[0], client[1]),
-                http_version=scope.get("http_version", "1.1"),
-                match=match,
-            )
-            trace = outcome.trace
-            if trace is None:
-                await target.executor.serve(request, receive, tracking_send)
-            else:
-                with trace.execute(self.app_id, target.executor):
-                    await target.executor.serve(request, receive, tracking_send)
+            await self._dispatch(gen, scope, path, receive, tracking_send, outcome)
         except UnicodeDecodeError:
             log.warning("%s: request %s has a header value that is not UTF-8: 500", self.app_id, path)
             if not outcome.status:
-                await _respond(tracking_send, 500)
+                await respond(tracking_send, 500)
         except GuestError as exc:
-            if exc.kind == "busy":  # the host is full, not the guest at fault: let the client retry
-                log.warning("%s/%s: %s %s: 503, every instance slot is in use (%s); raise "
-                            "--instance-pool if this persists", self.app_id, outcome.component,
-                            scope["method"], path, exc)
-                if not outcome.status:
-                    await _respond(tracking_send, 503, [("retry-after", "1")])
-                return
-            # Say which limit was hit in words an operator can act on; the guest's text follows.
-            why = {"timeout": f"exceeded the request timeout ({gen.plan.limits.request_timeout:g}s); ",
-                   "memory": f"exceeded the memory limit ({gen.plan.limits.max_memory // 2**20} MiB); "
-                   }.get(exc.kind, "")
-            log.error("%s/%s: %s %s failed: %s%s", self.app_id, outcome.component, scope["method"], path,
-                      why, exc)
+            self._log_failure(gen, scope, path, exc, outcome)
             if not outcome.status:
-                await _respond(tracking_send, 500)
+                status, headers = failure_status(exc)
+                await respond(tracking_send, status, headers)
         except Exception:
             log.exception("%s/%s: %s %s failed", self.app_id, outcome.component, scope["method"], path)
             if not outcome.status:
-                await _respond(tracking_send, 500)
+                await respond(tracking_send, 500)
+
+    async def _dispatch(self, gen: Generation, scope: Scope, path: str, receive: Receive, send: Send,
+                        outcome: _Outcome) -> None:
+        """Spin's pipeline after the connection headers: well-known routes, routing, then a static
+        response or the executor. Raises what the executor raises."""
+        headers, host = _client_headers(scope)
+        plan = gen.plan
+        known = well_known_response(path, name=plan.name, version=plan.version, oci_image_digest=plan.digest)
+        if known is not None:
+            outcome.route = path  # as Spin names the well-known routes
+            status, hdrs, body = known
+            await respond(send, status, hdrs, body)
+            return
+        match = gen.router.match(path)
+        if match is None:
+            await respond(send, 404)
+            return
+        target = match.target
+        if host is None:
+            # Spin drops the connection; HTTP/1.0 clients may omit Host, so say what is wrong.
+            await respond(send, 400)
+            return
+        if target.static is not None:
+            await respond(send, target.static.status, target.static.headers, target.static.body or b"")
+            return
+        assert target.executor is not None
+        outcome.component = target.executor.component_id
+        outcome.route = match.raw_route
+        client = scope.get("client") or ("0.0.0.0", 0)
+        request = routed_request(match, method=scope["method"], path=path,
+                                 query=scope.get("query_string", b"").decode("latin-1"),
+                                 headers=headers, scheme=scope.get("scheme", "http"), authority=host,
+                                 client=(client[0], client[1]), http_version=scope.get("http_version", "1.1"))
+        if outcome.trace is None:
+            await target.executor.serve(request, receive, send)
+        else:
+            with outcome.trace.execute(self.app_id, target.executor):
+                await target.executor.serve(request, receive, send)
+
+    def _log_failure(self, gen: Generation, scope: Scope, path: str, exc: GuestError,
+                     outcome: _Outcome) -> None:
+        if exc.kind == "busy":  # the host is full, not the guest at fault: let the client retry
+            log.warning("%s/%s: %s %s: 503, every instance slot is in use (%s); raise "
+                        "--instance-pool if this persists", self.app_id, outcome.component,
+                        scope["method"], path, exc)
+            return
+        # Say which limit was hit in words an operator can act on; the guest's text follows.
+        why = {"timeout": f"exceeded the request timeout ({gen.plan.limits.request_timeout:g}s); ",
+               "memory": f"exceeded the memory limit ({gen.plan.limits.max_memory // 2**20} MiB); "
+               }.get(exc.kind, "")
+        log.error("%s/%s: %s %s failed: %s%s", self.app_id, outcome.component, scope["method"], path,
+                  why, exc)
+
+
+def _client_headers(scope: Scope) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    """The client's headers as the guest sees them (lower-case names, `connection` stripped, a
+    `*.spin.internal` host dropped) and the Host. Raises UnicodeDecodeError (a 500, as in Spin)."""
+    headers: list[tuple[str, str]] = []
+    host: str | None = None
+    for name_b, value_b in scope["headers"]:
+        name = name_b.decode("latin-1").lower()
+        if name == "connection":
+            continue  # Spin always strips it
+        value = value_b.decode("utf-8")  # non-UTF-8 values are a 500, as in Spin
+        if name == "host":
+            if value.split(":", 1)[0].endswith(".spin.internal"):
+                continue
+            host = value
+        headers.append((name, value))
+    return tuple(headers), host

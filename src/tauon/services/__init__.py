@@ -23,11 +23,6 @@ from tauon.services.variables import ComponentVariables, VariableResolver
 __all__ = ["AppServices", "ComponentServices"]
 
 
-def _labels(component: ComponentPlan, key: str) -> frozenset[str]:
-    value = component.metadata.get(key) or ()
-    return frozenset(str(v) for v in value)
-
-
 @dataclass(frozen=True, slots=True)
 class ComponentServices:
     """What one component may reach: its config keys and the store/database labels it lists."""
@@ -75,11 +70,12 @@ class AppServices:
         databases = Databases.open(plan.state_dir)
         try:
             for component in plan.components.values():
-                for key, services, what in (
-                    ("key_value_stores", stores, "key_value_stores"),
-                    ("databases", databases, "sqlite_databases"),
+                meta = component.metadata
+                for key, services, what, labels in (
+                    ("key_value_stores", stores, "key_value_stores", meta.key_value_stores),
+                    ("databases", databases, "sqlite_databases", meta.databases),
                 ):
-                    unknown = services.undefined(sorted(_labels(component, key)))
+                    unknown = services.undefined(sorted(set(labels)))
                     if unknown:
                         raise LoadError(
                             f"component '{component.id}' uses unknown {what} label(s) "
@@ -97,9 +93,9 @@ class AppServices:
         return ComponentServices(
             component_id=component.id,
             variables=ComponentVariables(component.config, self.resolver, component_id=component.id),
-            key_value_labels=_labels(component, "key_value_stores"),
-            database_labels=_labels(component, "databases"),
-            ai_models=_labels(component, "ai_models"),
+            key_value_labels=frozenset(component.metadata.key_value_stores),
+            database_labels=frozenset(component.metadata.databases),
+            ai_models=frozenset(component.metadata.ai_models),
             stores=self.stores,
             databases=self.databases,
             outbound=self.outbound,

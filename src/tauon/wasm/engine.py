@@ -21,6 +21,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import wasmtime
 
@@ -207,6 +208,17 @@ class WasmEngine:
         for path in paths:
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def limited_store(engine: wasmtime.Engine, *, memory_limit: int, deadline_ticks: int,
+                  data: Any = None) -> wasmtime.Store:
+    """A fresh Store for one guest run (a request, a Redis message, a trial instantiation) with the
+    app's memory cap and epoch deadline: every guest Store, component or core module, starts here.
+    `data`: the run's state, which host functions of core modules reach through their Caller."""
+    store = wasmtime.Store(engine, data=data)
+    store.set_limits(memory_size=memory_limit)
+    store.set_epoch_deadline(deadline_ticks)
+    return store
 
 
 @contextlib.contextmanager

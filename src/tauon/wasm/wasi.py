@@ -10,6 +10,7 @@ import wasmtime
 from wasmtime import _ffi as ffi  # the C API function exists, its Python wrapper does not (50.0.1)
 
 from tauon.model.mount import Mount
+from tauon.wasm.engine import limited_store
 
 
 def set_stdin_bytes(config: wasmtime.WasiConfig, data: bytes) -> None:
@@ -41,8 +42,6 @@ def wasi_store(engine: wasmtime.Engine, *, env: list[tuple[str, str]], mounts: I
     config.stderr_file = stderr_path
     for mount in mounts:
         config.preopen_dir(mount.source, mount.guest_path, fs_mutable=False)
-    store = wasmtime.Store(engine, data=data)
+    store = limited_store(engine, memory_limit=memory_limit, deadline_ticks=deadline_ticks, data=data)
     store.set_wasi(config)
-    store.set_limits(memory_size=memory_limit)
-    store.set_epoch_deadline(deadline_ticks)
     return store
