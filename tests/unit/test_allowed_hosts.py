@@ -9,9 +9,9 @@ from tauon.app.allowed_hosts import (
     convert_allowed_http_hosts,
     parse_allowed_host,
     parse_allowed_hosts,
-    parse_host,
     validate_allowed_hosts,
 )
+from tauon.app.hosts import parse_host
 from tauon.errors import LoadError
 
 

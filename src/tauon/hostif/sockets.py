@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from tauon.app.allowed_hosts import parse_host
+from tauon.app.hosts import parse_host
 from tauon.hostif import sockets_tcp, sockets_udp
 from tauon.hostif.io import IoError, Pollable
 from tauon.hostif.netaddr import fail
