@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tauon.runtimeconfig.model import RuntimeConfig
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -117,6 +119,8 @@ class GenerationPlan:
     tls: tuple[str, str] | None = None
     """(certificate, key) PEM paths, absolute, when the app's listener serves HTTPS (server/tls.py)."""
     redis_triggers: tuple[RedisTriggerPlan, ...] = ()
+    runtime_config: RuntimeConfig | None = None
+    """The app's Spin runtime config (labelled stores and databases, variables providers), if any."""
 
     @property
     def listens(self) -> bool:

@@ -32,6 +32,7 @@ from tauon.control.spec import Address, AppSpec
 from tauon.errors import BindError, SpecError, TauonError
 from tauon.metrics import ByteCounter, Metrics
 from tauon.registry import pull_app
+from tauon.runtimeconfig.memory import has_memory_stores, memory_stores_in, store_dirs
 from tauon.server.generation import Generation, build_generation
 from tauon.server.listener import Listener
 from tauon.server.redis_subscriber import AppRedis
@@ -247,7 +248,7 @@ class Supervisor:
             except TlsError as exc:
                 raise exc.with_file(spec.id) from None
         slot.generations += 1
-        if self.workers is not None and plan.state_dir is None:
+        if self.workers is not None and (plan.state_dir is None or has_memory_stores(plan.runtime_config)):
             plan = self._shared_memory_state(plan, slot.generations)
         if slot.state == "pulling":
             slot.set_state("starting")
@@ -336,19 +337,22 @@ class Supervisor:
     def _shared_memory_state(self, plan: GenerationPlan, number: int) -> GenerationPlan:
         """Without a state_dir, Spin keeps key-value and SQLite data in memory, per generation. With
         worker processes that memory must be shared: it becomes SQLite files in a private directory
-        (under $RUNTIME_DIRECTORY or the temp dir), deleted when the generation retires."""
+        (under $RUNTIME_DIRECTORY or the temp dir), deleted when the generation retires. So do the
+        runtime config's stores and databases without a path."""
         assert self.workers is not None
         # Unique per generation: an app file removed and re-added starts again at generation 1
         # while the old one's directory may still be draining.
         path = tempfile.mkdtemp(prefix=f"{plan.app_id}.{number}.", dir=self.workers.runtime_dir)
-        return dataclasses.replace(plan, state_dir=path)
+        return dataclasses.replace(plan, state_dir=plan.state_dir or path,
+                                   runtime_config=memory_stores_in(plan.runtime_config, path))
 
     async def _retire(self, gen: Generation, drain_timeout: float) -> None:
         await gen.retire(drain_timeout)
-        if self.workers is not None and gen.plan.state_dir is not None:
-            path = Path(gen.plan.state_dir)
-            if path.parent == self.workers.runtime_dir:  # only a private in-memory substitute
-                shutil.rmtree(path, ignore_errors=True)
+        if self.workers is not None:
+            dirs = store_dirs(gen.plan.runtime_config) | {gen.plan.state_dir or ""}
+            for path in map(Path, dirs - {""}):
+                if path.parent == self.workers.runtime_dir:  # only a private in-memory substitute
+                    shutil.rmtree(path, ignore_errors=True)
 
     async def _start_listener(self, listener: Listener, previous: Listener | None) -> None:
         port = listener.address.port

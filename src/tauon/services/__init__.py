@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
 from tauon.outbound import OutboundServices
+from tauon.runtimeconfig.providers import variable_providers
+from tauon.services.configured import open_databases, open_key_value_stores
 from tauon.services.keyvalue import KeyValueStore, KeyValueStores
 from tauon.services.mysql import MysqlClients
 from tauon.services.postgres import PgClients
@@ -69,15 +71,16 @@ class AppServices:
 
         Raises LoadError (without the app file: the caller adds it with `with_file`).
         """
-        resolver = VariableResolver(plan.app_variables, plan.variables, env)
+        providers = variable_providers(plan.runtime_config, env)
+        resolver = VariableResolver(plan.app_variables, plan.variables, env, providers)
         resolver.validate()
-        stores = KeyValueStores.open(plan.state_dir)
-        databases = Databases.open(plan.state_dir)
+        stores = open_key_value_stores(plan.state_dir, plan.runtime_config)
+        databases = open_databases(plan.state_dir, plan.runtime_config)
         try:
             for component in plan.components.values():
-                for key, services, what in (
-                    ("key_value_stores", stores, "key_value_stores"),
-                    ("databases", databases, "sqlite_databases"),
+                for key, services, what, table in (
+                    ("key_value_stores", stores, "key_value_stores", "key_value_store"),
+                    ("databases", databases, "sqlite_databases", "sqlite_database"),
                 ):
                     unknown = services.undefined(sorted(_labels(component, key)))
                     if unknown:
@@ -85,7 +88,8 @@ class AppServices:
                             f"component '{component.id}' uses unknown {what} label(s) "
                             f"{', '.join(repr(u) for u in unknown)}",
                             field=f"components.{component.id}.{key}",
-                            hint="tauon defines only the 'default' store and database",
+                            hint=f"define each in the app's runtime config as [{table}.<label>] "
+                            "(the app file's runtime_config, or tauon's --runtime-config)",
                         )
         except BaseException:
             stores.close()
