@@ -54,6 +54,7 @@ def hammer(bases: list[str], route: str, per_replica: int) -> list[str]:
     return failures
 
 
+@pytest.mark.timeout(900)  # three tauon processes compile a 37 MB component each
 def test_three_replicas_share_one_redis_store(tmp_path: Path, registry: RegistryServer) -> None:
     ref = push_app(registry, "rc/kv", "redis", kv_app(["default"]))
     redis = RedisServer(tmp_path / "redis", password=PASSWORD)

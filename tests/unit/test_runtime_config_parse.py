@@ -16,6 +16,7 @@ from tauon.runtimeconfig.model import (
     SqliteDatabaseConfig,
     StaticProviderConfig,
     VaultProviderConfig,
+    redacted_url,
 )
 from tauon.runtimeconfig.parse import RuntimeConfigError, parse_runtime_config
 
@@ -69,9 +70,8 @@ type = "spin"
         VaultProviderConfig(url="http://127.0.0.1:8200", token="root-token-xyz", mount="secret",
                             prefix="shop"),
     )
-    shown = repr(rc) + rc.summary() + rc.key_value_stores[0].where
+    shown = repr(rc) + rc.summary()
     assert "hunter2" not in shown and "root-token-xyz" not in shown and "blue" not in shown
-    assert rc.key_value_stores[0].where == "Redis at redis://redis.internal:6380"
     assert rc.summary().startswith("[key_value_store.default: redis], [key_value_store.cache: spin]")
 
 
@@ -154,3 +154,7 @@ def test_daemon_default_applies_to_files_naming_none(tmp_path: Path) -> None:
 def test_runtime_config_field_must_be_a_path() -> None:
     with pytest.raises(SpecError, match="runtime_config"):
         parse_spec("a.json", b'{"reference": "r/a:1", "address": "127.0.0.1:1", "runtime_config": 3}')
+
+
+def test_redacted_url_drops_credentials() -> None:
+    assert redacted_url("redis://user:hunter2@[::1]:6380/2?x=y") == "redis://[::1]:6380"

@@ -139,6 +139,8 @@ def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> Generati
         raise LoadError(f"the locked app in {spec.reference}, {exc.field}: {exc.message}", file=spec.id,
                         hint=exc.hint) from None
     _check_address(spec, locked)
+    if spec.runtime is not None:  # as Spin's "Using runtime config [...] from ..." (no secrets in it)
+        log.info("%s: using runtime config %s from %s", spec.id, spec.runtime.summary(), spec.runtime.file)
     used = {t.config.component for t in locked.triggers if t.config.component is not None}
     used |= {t.config.component for t in locked.redis_triggers}
     components = {}

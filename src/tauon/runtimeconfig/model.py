@@ -21,14 +21,7 @@ class KeyValueStoreConfig:
     path: str | None = None
     """spin: the SQLite file, absolute; None: in memory."""
     url: str = field(default="", repr=False)
-    """redis: the server's URL (may hold a password: never shown, see `where`)."""
-
-    @property
-    def where(self) -> str:
-        """Where the store lives, for logs and /status: never the URL's credentials."""
-        if self.type == "redis":
-            return f"Redis at {redacted_url(self.url)}"
-        return f"SQLite file {self.path}" if self.path else "SQLite in memory"
+    """redis: the server's URL (may hold a password: never shown)."""
 
 
 @dataclass(frozen=True, slots=True)
