@@ -1,15 +1,21 @@
 """The Redis key-value backend (services/redis_kv.py) against a real redis-server: every operation,
 compare-and-swap semantics (absent vs present, a lost race), and exact counters when several OS
-processes increment and compare-and-swap one key at once."""
+processes increment and compare-and-swap one key at once. And the runtime config's `[outbound_redis]`
+connection bound."""
 
 from __future__ import annotations
 
 import multiprocessing
+import time
 from pathlib import Path
 
 import pytest
 
 from support.servers.redis import run_redis
+from tauon.app.plan import GenerationPlan
+from tauon.outbound.limits import OutboundError
+from tauon.runtimeconfig.parse import parse_runtime_config
+from tauon.services import AppServices
 from tauon.services.keyvalue import KeyValueError
 from tauon.services.redis_kv import RedisKeyValue
 
@@ -82,3 +88,28 @@ def test_processes_never_lose_an_update(tmp_path: Path) -> None:
         assert kv.get("default", "counter") == str(3 * ROUNDS).encode()
         assert kv.get("default", "cas") == str(3 * ROUNDS).encode()
         kv.close()
+
+
+def test_outbound_redis_max_connections_from_the_runtime_config(tmp_path: Path) -> None:
+    """`[outbound_redis] max_connections` bounds the guests' Redis connections of one app (Spin's
+    runtime config key); one more waits within the request's time, then is `too-many-connections`."""
+    rc_path = tmp_path / "rc.toml"
+    rc_path.write_text("[outbound_redis]\nmax_connections = 2\n[outbound_mqtt]\nmax_connections = 5\n")
+    rc = parse_runtime_config(rc_path, rc_path.read_bytes())
+    plan = GenerationPlan(app_id="a.json", reference="r/a:1", digest="sha256:0", name="a", version=None,
+                          triggers=(), components={}, runtime_config=rc)
+    services = AppServices.open(plan, {})
+    try:
+        assert services.outbound.mqtt.limit.limit == 5
+        with run_redis(tmp_path / "redis") as server:
+            deadline = time.monotonic() + 1.5
+            first = services.outbound.redis.open(server.address, deadline)
+            second = services.outbound.redis.open(server.address, deadline)
+            with pytest.raises(OutboundError) as info:
+                services.outbound.redis.open(server.address, deadline)
+            assert info.value.kind == "too-many-connections"
+            second.close()
+            services.outbound.redis.open(server.address, time.monotonic() + 1.5).close()  # a slot came free
+            first.close()
+    finally:
+        services.close()

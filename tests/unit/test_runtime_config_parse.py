@@ -102,6 +102,9 @@ def test_legacy_config_provider_and_empty_state_dir() -> None:
     ('[llm_compute]\ntype = "remote_http"\nurl = "http://x"\nauth_token = "t"\n', "llm_compute",
      "not supported"),
     ('colour = "blue"\n', "colour", "is not a runtime config key"),
+    ("[outbound_redis]\nmax_connections = 0\n", "outbound_redis.max_connections", "whole number >= 1"),
+    ("[outbound_mqtt]\nmax_conns = 3\n", "outbound_mqtt", "unknown key(s) 'max_conns'"),
+    ("[outbound_pg]\nmax_connections = 3\n", "outbound_pg", "not supported"),
     ("key_value_store = 3\n", "key_value_store", "must be tables"),
 ])
 def test_refusals_name_the_table_and_key(text: str, where: str, words: str) -> None:
@@ -158,3 +161,9 @@ def test_runtime_config_field_must_be_a_path() -> None:
 
 def test_redacted_url_drops_credentials() -> None:
     assert redacted_url("redis://user:hunter2@[::1]:6380/2?x=y") == "redis://[::1]:6380"
+
+
+def test_outbound_max_connections() -> None:
+    rc = parse("[outbound_redis]\nmax_connections = 4\n[outbound_mqtt]\n")
+    assert rc.max_connections == {"redis": 4}  # an empty table: unbounded in Spin, tauon's default here
+    assert "[outbound_redis: max_connections=4]" in rc.summary()

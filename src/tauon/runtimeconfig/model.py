@@ -74,12 +74,16 @@ class RuntimeConfig:
     key_value_stores: tuple[KeyValueStoreConfig, ...] = ()
     sqlite_databases: tuple[SqliteDatabaseConfig, ...] = ()
     variables_providers: tuple[ProviderConfig, ...] = ()
+    max_connections: dict[str, int] = field(default_factory=dict)
+    """`[outbound_redis]` / `[outbound_mqtt]` `max_connections`: 'redis' / 'mqtt' -> connections one app
+    may hold open at once (per process)."""
 
     def summary(self) -> str:
         """What the file configures, without secrets (as Spin's 'Using runtime config ...' line)."""
         parts = [f"[key_value_store.{s.label}: {s.type}]" for s in self.key_value_stores]
         parts += [f"[sqlite_database.{d.label}: spin]" for d in self.sqlite_databases]
         parts += [f"[variables_provider: {_provider_type(p)}]" for p in self.variables_providers]
+        parts += [f"[outbound_{kind}: max_connections={n}]" for kind, n in self.max_connections.items()]
         return ", ".join(parts) or "nothing"
 
 

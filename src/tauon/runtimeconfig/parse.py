@@ -39,14 +39,13 @@ UNSUPPORTED_TABLES = {
     "outbound_networking": "remove [outbound_networking]: limit hosts with the app's allowed_outbound_hosts",
     "client_tls": "remove [[client_tls]]: outbound TLS verifies against the system roots",
     "outbound_http": "remove [outbound_http]",
-    "outbound_redis": "remove [outbound_redis]: tauon bounds Redis connections itself (README, Limits)",
     "outbound_pg": "remove [outbound_pg]",
     "outbound_mysql": "remove [outbound_mysql]",
-    "outbound_mqtt": "remove [outbound_mqtt]: tauon bounds MQTT connections itself (README, Limits)",
     "otel": "configure tracing with the OTEL_* environment variables",
 }
 T = TypeVar("T")
-_KNOWN = ("state_dir", "key_value_store", "sqlite_database", "variables_provider", "config_provider")
+_KNOWN = ("state_dir", "key_value_store", "sqlite_database", "variables_provider", "config_provider",
+          "outbound_redis", "outbound_mqtt")
 
 
 class RuntimeConfigError(Exception):
@@ -87,7 +86,28 @@ def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
         sqlite_databases=_labelled(table, "sqlite_database", lambda w, label, t:
                                    _sqlite_database(w, label, t, base)),
         variables_providers=_providers(table.get(providers_key), providers_key, base),
+        max_connections={kind: n for kind in ("redis", "mqtt")
+                         if (n := _max_connections(table.get(f"outbound_{kind}"), f"outbound_{kind}"))},
     )
+
+
+def _max_connections(value: Any, where: str) -> int | None:
+    """`[outbound_redis]` / `[outbound_mqtt]`: only `max_connections` (Spin: optional, unlimited)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise RuntimeConfigError("must be a table", where=where, hint=f"[{where}] max_connections = 16")
+    _check_keys(where, value, ("max_connections",))
+    if "type" in value:
+        raise RuntimeConfigError("unknown key(s) 'type'", where=where,
+                                 hint="this table takes max_connections")
+    limit = value.get("max_connections")
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise RuntimeConfigError(f"must be a whole number >= 1, got {limit!r}",
+                                 where=f"{where}.max_connections")
+    return limit
 
 
 def _accepted_llm(key: str, value: Any) -> bool:

@@ -57,11 +57,12 @@ class ComponentServices:
 
 
 class AppServices:
-    def __init__(self, resolver: VariableResolver, stores: KeyValueStores, databases: Databases) -> None:
+    def __init__(self, resolver: VariableResolver, stores: KeyValueStores, databases: Databases,
+                 max_connections: dict[str, int] | None = None) -> None:
         self.resolver = resolver
         self.stores = stores
         self.databases = databases
-        self.outbound = OutboundServices()
+        self.outbound = OutboundServices(max_connections)
         self.postgres = PgClients()
         self.mysql = MysqlClients()
 
@@ -95,7 +96,8 @@ class AppServices:
             stores.close()
             databases.close()
             raise
-        return cls(resolver, stores, databases)
+        return cls(resolver, stores, databases,
+                   plan.runtime_config.max_connections if plan.runtime_config is not None else None)
 
     def component(self, component: ComponentPlan) -> ComponentServices:
         return ComponentServices(
