@@ -21,6 +21,7 @@ from tauon.model.address import Address
 from tauon.settings import (
     Settings,
     default_cache_dir,
+    default_runtime_config,
     default_state_root,
     default_watch_dir,
     home_dir,
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--apps", type=Path, default=None, metavar="FILE",
                    help="lepton mode: serve the apps listed in FILE ({\"apps\": [...]}) instead of watching "
                    "a directory; relative references resolve against FILE's directory")
+    p.add_argument("--runtime-config", type=Path, default=None, metavar="FILE",
+                   help="a Spin runtime-config.toml for every app whose file names no runtime_config "
+                   "(default: $TAUON_RUNTIME_CONFIG, else the systemd credential runtime-config.toml)")
     p.add_argument("--admin", default=env.get("TAUON_ADMIN") or None, metavar="HOST:PORT",
                    help="serve /healthz, /readyz, /status and /metrics on this address, e.g. "
                    "127.0.0.1:9180 (default: $TAUON_ADMIN, else off)")
@@ -179,6 +183,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise SystemExit(f"tauon: --max-request-head: {exc}") from None
     if args.apps is not None and args.directory is not None:
         raise SystemExit("tauon: give either a directory to watch or --apps FILE, not both")
+    runtime_config = args.runtime_config or default_runtime_config(env)
     return Settings(
         watch_dir=(args.directory or default_watch_dir(env)).absolute(),
         state_root=(args.state_root or default_state_root(env, home)).absolute(),
@@ -198,6 +203,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         admin=admin_address(args.admin, "--admin") if args.admin else None,
         access_log=args.access_log,
         apps_file=args.apps.absolute() if args.apps is not None else None,
+        runtime_config=runtime_config.absolute() if runtime_config is not None else None,
         pool=PoolSettings(instances=args.instance_pool, keep_resident_mib=args.keep_resident_mib,
                           warm_slots=warm_slots_per_process(workers)),
         running_guests=args.running_guests,

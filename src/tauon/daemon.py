@@ -27,6 +27,7 @@ from tauon.control.watcher import run_watcher
 from tauon.errors import BindError, SpecError, TauonError
 from tauon.metrics import Metrics
 from tauon.notify import Notifier, StatusReporter, run_watchdog, watchdog_interval
+from tauon.runtimeconfig.attach import attach_runtime_configs
 from tauon.server.listener import Listener
 from tauon.settings import Settings
 from tauon.status import pending_apps, summary
@@ -208,7 +209,9 @@ def _read_desired(settings: Settings, last_error: list[str]) -> Desired | None:
         else:
             last_error.clear()
         # A vanished directory is more likely a redeploy in progress than "delete every app".
-        return scan.apps if scan.directory_present else None
+        if not scan.directory_present:
+            return None
+        return attach_runtime_configs(scan.apps, settings.watch_dir, settings.runtime_config)
     try:
         parsed = read_apps_file(settings.apps_file)
     except SpecError as exc:
@@ -219,7 +222,7 @@ def _read_desired(settings: Settings, last_error: list[str]) -> Desired | None:
     last_error.clear()
     for warning in parsed.warnings:
         log.warning("%s", warning)
-    return parsed.apps
+    return attach_runtime_configs(parsed.apps, settings.apps_file.parent, settings.runtime_config)
 
 
 async def _reconcile_loop(settings: Settings, ticks: Ticks, supervisor: Supervisor, view: DaemonView,

@@ -72,6 +72,8 @@ class Settings:
     ca_bundle: Path | None = None
     """CA certificates (PEM file or directory) trusted for registries, unless an app file names its own."""
     apps_file: Path | None = None
+    runtime_config: Path | None = None
+    """A Spin runtime-config.toml for every app whose file names none (runtimeconfig/)."""
     """Lepton mode: serve the fixed list of apps in this file instead of watching `watch_dir`."""
     pool: PoolSettings = field(default_factory=PoolSettings)
     """The wasm instance pool (wasm/pool.py)."""
@@ -103,6 +105,16 @@ class Settings:
     def reference_base(self) -> Path:
         """Relative references (OCI layout directories) resolve against the file that names them."""
         return self.apps_file.parent if self.apps_file is not None else self.watch_dir
+
+
+def default_runtime_config(env: Mapping[str, str]) -> Path | None:
+    """$TAUON_RUNTIME_CONFIG, else a systemd credential named runtime-config.toml (LoadCredential=)."""
+    if env.get("TAUON_RUNTIME_CONFIG"):
+        return Path(env["TAUON_RUNTIME_CONFIG"])
+    credentials = _systemd_dir(env, "CREDENTIALS_DIRECTORY")
+    if credentials is not None and (credentials / "runtime-config.toml").is_file():
+        return credentials / "runtime-config.toml"
+    return None
 
 
 def _systemd_dir(env: Mapping[str, str], name: str) -> Path | None:

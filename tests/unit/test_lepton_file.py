@@ -74,7 +74,8 @@ def test_unknown_fields_warn() -> None:
     assert isinstance(parsed.apps["a"], AppSpec)
     assert parsed.warnings == ("lepton.json: ignoring unknown field(s) 'comment' (known: 'apps')",
                                "a (lepton.json apps[0]): ignoring unknown field(s) 'colour' (known fields: "
-                               "reference, address, state_dir, insecure, ca_bundle, variables, limits, tls)")
+                               "reference, address, state_dir, insecure, ca_bundle, variables, limits, tls, "
+                               "runtime_config)")
 
 
 @pytest.mark.parametrize(("data", "message"), [

@@ -161,3 +161,17 @@ def test_compile_limits_from_flag_or_env(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("TAUON_COMPILE_MEMORY_MIB", "lots")
     with pytest.raises(SystemExit):  # argparse: invalid int value
         build_parser().parse_args([])
+
+
+def test_runtime_config_from_flag_env_or_credential(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("TAUON_RUNTIME_CONFIG", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    assert settings_from_args(build_parser().parse_args([])).runtime_config is None
+    (tmp_path / "runtime-config.toml").write_text("")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    credential = settings_from_args(build_parser().parse_args([])).runtime_config
+    assert credential == tmp_path / "runtime-config.toml"
+    monkeypatch.setenv("TAUON_RUNTIME_CONFIG", "/etc/tauon/rc.toml")
+    assert settings_from_args(build_parser().parse_args([])).runtime_config == Path("/etc/tauon/rc.toml")
+    flag = settings_from_args(build_parser().parse_args(["--runtime-config", "/srv/rc.toml"]))
+    assert flag.runtime_config == Path("/srv/rc.toml")

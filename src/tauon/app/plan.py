@@ -12,6 +12,7 @@ from typing import Any
 
 from tauon.model.component_meta import ComponentMeta
 from tauon.model.mount import Mount
+from tauon.runtimeconfig.model import RuntimeConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,8 @@ class GenerationPlan:
     tls: tuple[str, str] | None = None
     """(certificate, key) PEM paths, absolute, when the app's listener serves HTTPS (server/tls.py)."""
     redis_triggers: tuple[RedisTriggerPlan, ...] = ()
+    runtime_config: RuntimeConfig | None = None
+    """The app's Spin runtime config (labelled stores and databases, variables providers), if any."""
 
     @property
     def listens(self) -> bool:

@@ -139,6 +139,8 @@ def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> Generati
         raise LoadError(f"the locked app in {spec.reference}, {exc.field}: {exc.message}", file=spec.id,
                         hint=exc.hint) from None
     _check_address(spec, locked)
+    if spec.runtime is not None:  # as Spin's "Using runtime config [...] from ..." (no secrets in it)
+        log.info("%s: using runtime config %s from %s", spec.id, spec.runtime.summary(), spec.runtime.file)
     used = {t.config.component for t in locked.triggers if t.config.component is not None}
     used |= {t.config.component for t in locked.redis_triggers}
     components = {}
@@ -150,8 +152,11 @@ def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> Generati
                 raise LoadError(f"the locked app in {spec.reference}, {exc.field}: {exc.message}",
                                 file=spec.id, hint=exc.hint) from None
     state_dir: str | None = None
-    if spec.state_dir is not None:
-        path = state_root / spec.state_dir  # an absolute state_dir replaces the root
+    # The app file's state_dir wins, as `spin up --state-dir` wins over the runtime config's.
+    chosen = spec.state_dir if spec.state_dir is not None else \
+        spec.runtime.state_dir if spec.runtime is not None else None
+    if chosen is not None:
+        path = state_root / chosen  # an absolute state_dir replaces the root
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -173,6 +178,7 @@ def load_plan(spec: AppSpec, pulled: PulledApp, *, state_root: Path) -> Generati
                        locked.variables.items()},
         self_origin=(spec.address.loopback_host(), spec.address.port) if spec.address else None,
         redis_triggers=_redis_triggers(locked),
+        runtime_config=spec.runtime,
         cache_refs=tuple(sorted(pulled.refs)),
         cache_assets=pulled.assets,
     )

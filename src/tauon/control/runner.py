@@ -31,6 +31,7 @@ from tauon.control.spec import AppSpec
 from tauon.errors import TauonError
 from tauon.metrics import ByteCounter, Metrics
 from tauon.registry import PulledApp, pull_app
+from tauon.runtimeconfig.memory import has_memory_stores, memory_stores_in
 from tauon.server.generation import Generation, build_generation
 from tauon.server.site import Site
 from tauon.server.tls import TlsError, build_context
@@ -182,7 +183,8 @@ class AppRunner:
             except TlsError as exc:
                 raise exc.with_file(spec.id) from None
         self.slot.generations += 1
-        if self.shared.host.pool is not None and plan.state_dir is None:
+        if self.shared.host.pool is not None and (plan.state_dir is None
+                                                   or has_memory_stores(plan.runtime_config)):
             plan = self._shared_memory_state(plan, self.slot.generations)
         return plan
 
@@ -200,13 +202,15 @@ class AppRunner:
     def _shared_memory_state(self, plan: GenerationPlan, number: int) -> GenerationPlan:
         """Without a state_dir, Spin keeps key-value and SQLite data in memory, per generation. With
         worker processes that memory must be shared: it becomes SQLite files in a private directory
-        (under $RUNTIME_DIRECTORY or the temp dir), deleted when the generation retires."""
+        (under $RUNTIME_DIRECTORY or the temp dir), deleted when the generation retires. So do the
+        runtime config's stores and databases without a path."""
         pool = self.shared.host.pool
         assert pool is not None
         # Unique per generation: an app file removed and re-added starts again at generation 1
         # while the old one's directory may still be draining.
         path = tempfile.mkdtemp(prefix=f"{plan.app_id}.{number}.", dir=pool.runtime_dir)
-        return dataclasses.replace(plan, state_dir=path)
+        return dataclasses.replace(plan, state_dir=plan.state_dir or path,
+                                   runtime_config=memory_stores_in(plan.runtime_config, path))
 
     async def _activate(self, spec: AppSpec, gen: Generation) -> None:
         slot, site, shared = self.slot, self.slot.site, self.shared

@@ -12,6 +12,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from tauon.errors import BindError
+from tauon.runtimeconfig.memory import store_dirs
 from tauon.server.generation import Generation
 from tauon.server.listener import Listener
 from tauon.workers.pool import ProcessPool
@@ -63,7 +64,8 @@ class DaemonSiteHost:
             tg.start_soon(self.close, listener)
 
     def retired(self, gen: Generation) -> None:
-        if self.pool is not None and gen.plan.state_dir is not None:
-            path = Path(gen.plan.state_dir)
-            if path.parent == self.pool.runtime_dir:  # only a private in-memory substitute
-                shutil.rmtree(path, ignore_errors=True)
+        if self.pool is not None:
+            dirs = store_dirs(gen.plan.runtime_config) | {gen.plan.state_dir or ""}
+            for path in map(Path, dirs - {""}):
+                if path.parent == self.pool.runtime_dir:  # only a private in-memory substitute
+                    shutil.rmtree(path, ignore_errors=True)

@@ -21,8 +21,10 @@ from tauon.app.plan import Limits
 from tauon.control.jsonfile import load_json
 from tauon.errors import SpecError
 from tauon.model.address import Address
+from tauon.runtimeconfig.model import RuntimeConfig
 
-KNOWN_FIELDS = ("reference", "address", "state_dir", "insecure", "ca_bundle", "variables", "limits", "tls")
+KNOWN_FIELDS = ("reference", "address", "state_dir", "insecure", "ca_bundle", "variables", "limits", "tls",
+                "runtime_config")
 LIMIT_FIELDS = {
     "request_timeout": "seconds of guest execution per request (number > 0)",
     "memory_mib": "MiB of linear memory per instance (integer >= 1)",
@@ -58,6 +60,10 @@ class AppSpec:
     limits: Limits = field(default_factory=Limits)
     tls: TlsSpec | None = None
     """Serve HTTPS with these files; None: plain HTTP."""
+    runtime_config: str | None = None
+    """A Spin runtime-config.toml, as written (relative to the app file's directory)."""
+    runtime: RuntimeConfig | None = None
+    """The parsed runtime config (this file's, else the daemon's), attached after parsing (attach.py)."""
     warnings: tuple[str, ...] = ()
     content_hash: str = ""
 
@@ -184,6 +190,15 @@ def _parse_tls(value: Any, file: str) -> TlsSpec | None:
     return TlsSpec(cert=paths["cert"], key=paths["key"])
 
 
+def _parse_runtime_config(value: Any, file: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"must be a path string, got {_short(value)}", file=file, field="runtime_config",
+                        hint="a Spin runtime-config.toml, relative to the app file's directory")
+    return value
+
+
 def _parse_variables(value: Any, file: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise SpecError("must be an object of name -> string", file=file, field="variables")
@@ -256,6 +271,7 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
         variables=_parse_variables(value.get("variables", {}), file),
         limits=_parse_limits(value.get("limits", {}), file),
         tls=_parse_tls(value.get("tls"), file),
+        runtime_config=_parse_runtime_config(value.get("runtime_config"), file),
         warnings=tuple(warnings),
         content_hash=content_hash(known),
     )

@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from tauon.outbound.limits import MAX_CONNECTIONS
+
 if TYPE_CHECKING:
     from tauon.outbound.mqtt_client import MqttClients
     from tauon.outbound.redis_client import RedisClients
@@ -22,7 +24,9 @@ __all__ = ["OutboundServices"]
 
 
 class OutboundServices:
-    def __init__(self) -> None:
+    def __init__(self, max_connections: dict[str, int] | None = None) -> None:
+        """`max_connections`: 'redis' / 'mqtt' -> the runtime config's bound (else limits.py's)."""
+        self._limits = max_connections or {}
         self._lock = threading.Lock()
         self._redis: RedisClients | None = None
         self._mqtt: MqttClients | None = None
@@ -34,7 +38,7 @@ class OutboundServices:
             if self._redis is None:
                 from tauon.outbound.redis_client import RedisClients
 
-                self._redis = RedisClients()
+                self._redis = RedisClients(self._limits.get("redis", MAX_CONNECTIONS))
                 if self._closed:
                     self._redis.close()
             return self._redis
@@ -45,7 +49,7 @@ class OutboundServices:
             if self._mqtt is None:
                 from tauon.outbound.mqtt_client import MqttClients
 
-                self._mqtt = MqttClients()
+                self._mqtt = MqttClients(self._limits.get("mqtt", MAX_CONNECTIONS))
                 if self._closed:
                     self._mqtt.close()
             return self._mqtt

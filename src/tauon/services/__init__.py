@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
 from tauon.outbound import OutboundServices
+from tauon.runtimeconfig.providers import variable_providers
+from tauon.services.configured import open_databases, open_key_value_stores
 from tauon.services.keyvalue import KeyValueStore, KeyValueStores
 from tauon.services.mysql import MysqlClients
 from tauon.services.postgres import PgClients
@@ -50,11 +52,12 @@ class ComponentServices:
 
 
 class AppServices:
-    def __init__(self, resolver: VariableResolver, stores: KeyValueStores, databases: Databases) -> None:
+    def __init__(self, resolver: VariableResolver, stores: KeyValueStores, databases: Databases,
+                 max_connections: dict[str, int] | None = None) -> None:
         self.resolver = resolver
         self.stores = stores
         self.databases = databases
-        self.outbound = OutboundServices()
+        self.outbound = OutboundServices(max_connections)
         self.postgres = PgClients()
         self.mysql = MysqlClients()
 
@@ -64,16 +67,18 @@ class AppServices:
 
         Raises LoadError (without the app file: the caller adds it with `with_file`).
         """
-        resolver = VariableResolver(plan.app_variables, plan.variables, env)
+        providers = variable_providers(plan.runtime_config, env)
+        resolver = VariableResolver(plan.app_variables, plan.variables, env, providers)
         resolver.validate()
-        stores = KeyValueStores.open(plan.state_dir)
-        databases = Databases.open(plan.state_dir)
+        stores = open_key_value_stores(plan.state_dir, plan.runtime_config)
+        databases = open_databases(plan.state_dir, plan.runtime_config)
         try:
             for component in plan.components.values():
                 meta = component.metadata
-                for key, services, what, labels in (
-                    ("key_value_stores", stores, "key_value_stores", meta.key_value_stores),
-                    ("databases", databases, "sqlite_databases", meta.databases),
+                for key, services, what, table, labels in (
+                    ("key_value_stores", stores, "key_value_stores", "key_value_store",
+                     meta.key_value_stores),
+                    ("databases", databases, "sqlite_databases", "sqlite_database", meta.databases),
                 ):
                     unknown = services.undefined(sorted(set(labels)))
                     if unknown:
@@ -81,13 +86,15 @@ class AppServices:
                             f"component '{component.id}' uses unknown {what} label(s) "
                             f"{', '.join(repr(u) for u in unknown)}",
                             field=f"components.{component.id}.{key}",
-                            hint="tauon defines only the 'default' store and database",
+                            hint=f"define each in the app's runtime config as [{table}.<label>] "
+                            "(the app file's runtime_config, or tauon's --runtime-config)",
                         )
         except BaseException:
             stores.close()
             databases.close()
             raise
-        return cls(resolver, stores, databases)
+        return cls(resolver, stores, databases,
+                   plan.runtime_config.max_connections if plan.runtime_config is not None else None)
 
     def component(self, component: ComponentPlan) -> ComponentServices:
         return ComponentServices(

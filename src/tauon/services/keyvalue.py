@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS spin_key_value ("
@@ -182,12 +182,28 @@ class SqliteKeyValue:
             self._conn.close()
 
 
+class Backend(Protocol):
+    """What a store's backend does: SqliteKeyValue here, RedisKeyValue (redis_kv.py)."""
+
+    def get(self, store: str, key: str) -> bytes | None: ...
+    def set(self, store: str, key: str, value: bytes) -> None: ...
+    def delete(self, store: str, key: str) -> None: ...
+    def exists(self, store: str, key: str) -> bool: ...
+    def get_keys(self, store: str) -> list[str]: ...
+    def get_many(self, store: str, keys: Sequence[str]) -> list[tuple[str, bytes | None]]: ...
+    def set_many(self, store: str, items: Iterable[tuple[str, bytes]]) -> None: ...
+    def delete_many(self, store: str, keys: Iterable[str]) -> None: ...
+    def increment(self, store: str, key: str, delta: int) -> int: ...
+    def compare_and_swap(self, store: str, key: str, expected: bytes | None, new: bytes) -> bool: ...
+    def close(self) -> None: ...
+
+
 class KeyValueStore:
     """One label of a backend, as a guest's open handle sees it."""
 
     __slots__ = ("backend", "label")
 
-    def __init__(self, label: str, backend: SqliteKeyValue) -> None:
+    def __init__(self, label: str, backend: Backend) -> None:
         self.label = label
         self.backend = backend
 
@@ -223,15 +239,28 @@ class KeyValueStore:
 
 
 class KeyValueStores:
-    """The stores one app generation defines (today only 'default'). Thread-safe."""
+    """The stores one app generation defines: 'default', and the runtime config's labels. Thread-safe."""
 
-    def __init__(self, backends: dict[str, SqliteKeyValue]) -> None:
+    def __init__(self, backends: dict[str, Backend]) -> None:
         self._backends = backends
 
     @classmethod
-    def open(cls, state_dir: str | Path | None) -> KeyValueStores:
-        path = Path(state_dir) / DEFAULT_FILE if state_dir is not None else None
-        return cls({DEFAULT_LABEL: SqliteKeyValue(path)})
+    def open(cls, state_dir: str | Path | None,
+             make: Callable[[str], Backend] | None = None, labels: Iterable[str] = ()) -> KeyValueStores:
+        """'default' in the state dir, unless `labels` (made by `make`) includes it."""
+        backends: dict[str, Backend] = {}
+        try:
+            for label in labels:
+                assert make is not None
+                backends[label] = make(label)
+            if DEFAULT_LABEL not in backends:
+                path = Path(state_dir) / DEFAULT_FILE if state_dir is not None else None
+                backends[DEFAULT_LABEL] = SqliteKeyValue(path)
+        except BaseException:
+            for backend in dict.fromkeys(backends.values()):
+                backend.close()
+            raise
+        return cls(backends)
 
     @property
     def labels(self) -> frozenset[str]:
@@ -254,5 +283,5 @@ class KeyValueStores:
         return KeyValueStore(label, backend)
 
     def close(self) -> None:
-        for backend in self._backends.values():
+        for backend in dict.fromkeys(self._backends.values()):  # labels may share a backend
             backend.close()

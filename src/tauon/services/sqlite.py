@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,8 +117,14 @@ class Databases:
         self._closed = False
 
     @classmethod
-    def open(cls, state_dir: str | Path | None) -> Databases:
-        return cls({DEFAULT_LABEL: Path(state_dir) / DEFAULT_FILE if state_dir is not None else None})
+    def open(cls, state_dir: str | Path | None,
+             configured: Mapping[str, Path | None] | None = None) -> Databases:
+        """'default' in the state dir (in memory without one), unless `configured` (label -> file,
+        None: in memory; the runtime config's databases) defines it."""
+        paths = dict(configured or {})
+        if DEFAULT_LABEL not in paths:
+            paths[DEFAULT_LABEL] = Path(state_dir) / DEFAULT_FILE if state_dir is not None else None
+        return cls(paths)
 
     @property
     def labels(self) -> frozenset[str]:

@@ -1,16 +1,18 @@
 """App variables and the component config keys a guest reads (spin-spec §2.3, §5.2). No wasm here.
 
 Providers, first value wins: the app file's `variables` map (tauon's stand-in for `spin up --variable`),
-then `SPIN_VARIABLE_<NAME UPPER>` in tauon's environment, then the variable's default. Spin's env
-provider also reads a `.env` file in its working directory; a daemon has no meaningful cwd, so tauon
-does not. Values are resolved once per generation (providers are static), so a request never waits on one.
+then the runtime config's `[[variables_provider]]`s in order, then `SPIN_VARIABLE_<NAME UPPER>` in
+tauon's environment, then the variable's default. Spin's implicit env provider also reads a `.env`
+file in its working directory; a daemon has no meaningful cwd, so tauon does not (a configured `env`
+provider's `dotenv_path` is read). Values are resolved once per generation, so a request never waits
+on a provider.
 
 Secret values must never reach a log line, an exception or a repr: only names appear in either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tauon.app.expressions import TemplateError, render_template, variable_name_error
@@ -52,9 +54,11 @@ class VariableResolver:
         app_variables: Mapping[str, Mapping[str, Any]],
         provided: Mapping[str, str],
         env: Mapping[str, str],
+        providers: Sequence[Callable[[str], str | None]] = (),
     ) -> None:
         """`app_variables`: name -> {"default": str | None, "secret": bool}; `provided`: the app file's
-        values; `env`: the process environment (only SPIN_VARIABLE_* entries are looked at)."""
+        values; `providers`: the runtime config's, in order (runtimeconfig/providers.py); `env`: the
+        process environment (only SPIN_VARIABLE_* entries are looked at)."""
         self._values: dict[str, str] = {}
         self._missing: list[str] = []
         self._secret: frozenset[str] = frozenset(
@@ -62,6 +66,10 @@ class VariableResolver:
         )
         for name, decl in app_variables.items():
             value = provided.get(name)
+            for provider in providers:
+                if value is not None:
+                    break
+                value = provider(name)
             if value is None:
                 value = env.get(env_variable_name(name))
             if value is None:

@@ -1,0 +1,105 @@
+"""A Spin runtime configuration (runtime-config.toml) as typed, picklable data.
+
+Paths are absolute by the time they are here (resolved as parse.py says). Secret fields (Redis URLs that
+may carry a password, Vault tokens, static values) are left out of every repr, so neither a log line
+nor an exception message can show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValueStoreConfig:
+    """One `[key_value_store.<label>]` table."""
+
+    label: str
+    type: str
+    """'spin' (SQLite) or 'redis'."""
+    path: str | None = None
+    """spin: the SQLite file, absolute; None: in memory."""
+    url: str = field(default="", repr=False)
+    """redis: the server's URL (may hold a password: never shown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteDatabaseConfig:
+    """One `[sqlite_database.<label>]` table (type 'spin')."""
+
+    label: str
+    path: str | None = None
+    """The database file, absolute; None: in memory."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvProviderConfig:
+    """`[[variables_provider]] type = "env"`: `<PREFIX>_<NAME UPPER>` in tauon's environment, then in
+    the dotenv file."""
+
+    prefix: str | None = None
+    """None: Spin's SPIN_VARIABLE."""
+    dotenv_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StaticProviderConfig:
+    """`[[variables_provider]] type = "static"` with a `values` table."""
+
+    values: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VaultProviderConfig:
+    """`[[variables_provider]] type = "vault"`: HashiCorp Vault's KV v2 engine."""
+
+    url: str
+    token: str = field(repr=False)
+    mount: str = ""
+    prefix: str | None = None
+
+
+ProviderConfig = EnvProviderConfig | StaticProviderConfig | VaultProviderConfig
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    file: str
+    """The TOML file, absolute (for errors and logs)."""
+    digest: str
+    """sha256 of the file's bytes: an edit is a change of the app."""
+    state_dir: str | None = None
+    """`state_dir` from the file, absolute; None when absent or empty (the app file's state_dir wins)."""
+    key_value_stores: tuple[KeyValueStoreConfig, ...] = ()
+    sqlite_databases: tuple[SqliteDatabaseConfig, ...] = ()
+    variables_providers: tuple[ProviderConfig, ...] = ()
+    max_connections: dict[str, int] = field(default_factory=dict)
+    """`[outbound_redis]` / `[outbound_mqtt]` `max_connections`: 'redis' / 'mqtt' -> connections one app
+    may hold open at once (per process)."""
+
+    def summary(self) -> str:
+        """What the file configures, without secrets (as Spin's 'Using runtime config ...' line)."""
+        parts = [f"[key_value_store.{s.label}: {s.type}]" for s in self.key_value_stores]
+        parts += [f"[sqlite_database.{d.label}: spin]" for d in self.sqlite_databases]
+        parts += [f"[variables_provider: {_provider_type(p)}]" for p in self.variables_providers]
+        parts += [f"[outbound_{kind}: max_connections={n}]" for kind, n in self.max_connections.items()]
+        return ", ".join(parts) or "nothing"
+
+
+def _provider_type(provider: ProviderConfig) -> str:
+    if isinstance(provider, EnvProviderConfig):
+        return "env"
+    return "static" if isinstance(provider, StaticProviderConfig) else "vault"
+
+
+def redacted_url(url: str) -> str:
+    """scheme://host:port of a URL: user names, passwords, paths and queries left out."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "(an unparsable URL)"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}{port}"
