@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -49,10 +49,19 @@ The first argument `status` always means this command; to watch a directory name
 
 
 def build_parser() -> argparse.ArgumentParser:
-    env = os.environ
-    home = home_dir(env)
     p = argparse.ArgumentParser(prog="tauon", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_places(p, os.environ)
+    _add_lifecycle(p, os.environ)
+    _add_capacity(p, os.environ)
+    _add_compile_limits(p, os.environ)
+    p.add_argument("--version", action="version", version=f"tauon {__version__}")
+    return p
+
+
+def _add_places(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """Where tauon reads app files and keeps state and cache, and how it logs."""
+    home = home_dir(env)
     p.add_argument("directory", nargs="?", type=Path, default=None, metavar="DIR",
                    help="watched directory of app files (default: $TAUON_WATCH_DIR, "
                    "$CONFIGURATION_DIRECTORY/apps.d under systemd, else ./tauon; created if missing)")
@@ -66,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["debug", "info", "warning", "error"], help="log level (default: info)")
     p.add_argument("--log-format", default=env.get("TAUON_LOG_FORMAT", "text"), choices=["text", "json"],
                    help="text lines for people, JSON lines for log shippers (default: text)")
+
+
+def _add_lifecycle(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """Swaps, pulls, the cache, retries, where the apps come from, and the admin endpoint."""
     p.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="how long in-flight requests may run after a swap, stop or shutdown (default: 30)")
     p.add_argument("--resync-interval", type=float, default=30.0, metavar="SECONDS",
@@ -104,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--access-log", action="store_true",
                    default=env.get("TAUON_ACCESS_LOG", "") not in ("", "0", "false", "no"),
                    help="log every request at info level (default: at debug; $TAUON_ACCESS_LOG=1)")
+
+
+def _add_capacity(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """What the serving processes hold at once, and the limits at the edge."""
     p.add_argument("--instance-pool", type=int, default=1000, metavar="N",
                    help="wasm instances alive at once across all apps, pre-reserved (4 GiB of address "
                    "space each) and reused between requests; a request finding the pool full gets 503; "
@@ -135,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", type=int, default=None, metavar="N",
                    help="open client connections per serving process; more are closed at once, with a "
                    "warning (default: three quarters of the descriptor limit, at most 10000)")
+
+
+def _add_compile_limits(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """The bounds of the child process that compiles an app's wasm."""
     defaults = CompileLimits()
     p.add_argument("--compile-memory-mib", type=int, metavar="MIB",
                    default=env.get("TAUON_COMPILE_MEMORY_MIB") or defaults.memory_mib,
@@ -146,24 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall-clock seconds compiling one app's wasm may take before its child process "
                    f"is killed and the app fails to load (default: {defaults.timeout:g}; "
                    "$TAUON_COMPILE_TIMEOUT)")
-    p.add_argument("--version", action="version", version=f"tauon {__version__}")
-    return p
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    env = os.environ
-    home = home_dir(env)
+def _check_bounds(args: argparse.Namespace) -> None:
+    """Refuse numbers out of range, naming the option."""
     for name in ("drain_timeout", "resync_interval", "pull_timeout", "pull_deadline", "start_grace",
                  "max_backoff", "head_timeout", "body_timeout", "compile_timeout"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be > 0")
-    cache_max = args.cache_max_gib if args.cache_max_gib is not None else env.get("TAUON_CACHE_MAX_GIB")
-    try:
-        cache_max_bytes = None if cache_max is None else int(float(cache_max) * 1024**3)
-    except ValueError:
-        raise SystemExit(f"tauon: $TAUON_CACHE_MAX_GIB must be a number, got {cache_max!r}") from None
-    if (cache_max_bytes is not None and cache_max_bytes <= 0) or args.max_blob_mib <= 0:
-        raise SystemExit("tauon: --cache-max-gib and --max-blob-mib must be > 0")
     for name in ("instance_pool", "keep_resident_mib"):
         if getattr(args, name) < 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be >= 0")
@@ -173,6 +184,26 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise SystemExit(f"tauon: --compile-memory-mib must be >= {MIN_MEMORY_MIB}")
     if args.running_guests is not None and args.running_guests < 1:
         raise SystemExit("tauon: --running-guests must be >= 1")
+    if args.max_blob_mib <= 0:
+        raise SystemExit("tauon: --cache-max-gib and --max-blob-mib must be > 0")
+
+
+def _cache_max_bytes(args: argparse.Namespace, env: Mapping[str, str]) -> int | None:
+    cache_max = args.cache_max_gib if args.cache_max_gib is not None else env.get("TAUON_CACHE_MAX_GIB")
+    try:
+        cache_max_bytes = None if cache_max is None else int(float(cache_max) * 1024**3)
+    except ValueError:
+        raise SystemExit(f"tauon: $TAUON_CACHE_MAX_GIB must be a number, got {cache_max!r}") from None
+    if cache_max_bytes is not None and cache_max_bytes <= 0:
+        raise SystemExit("tauon: --cache-max-gib and --max-blob-mib must be > 0")
+    return cache_max_bytes
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    env = os.environ
+    home = home_dir(env)
+    _check_bounds(args)
+    cache_max_bytes = _cache_max_bytes(args, env)
     try:
         workers = worker_count(args.workers)
     except ValueError as exc:

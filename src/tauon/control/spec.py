@@ -222,21 +222,7 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
             hint='e.g. {"reference": "ghcr.io/acme/shop:v3", "address": "0.0.0.0:8080"}',
         )
     unknown = sorted(set(value) - set(KNOWN_FIELDS))
-    reference = value.get("reference")
-    if reference is None:
-        raise SpecError(
-            "is required", file=file, field="reference",
-            hint=_did_you_mean("reference", unknown)
-            or "an OCI reference like \"ghcr.io/acme/shop:v3\" or a path to an OCI image layout directory",
-        )
-    if not isinstance(reference, str) or not reference.strip() or reference != reference.strip():
-        raise SpecError(
-            f"must be a non-empty string without surrounding spaces, got {_short(reference)}",
-            file=file, field="reference",
-        )
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in reference):  # NUL would fail every pull, forever
-        raise SpecError(f"contains control characters: {_short(reference)}", file=file, field="reference",
-                        hint="a reference is registry/repository:tag or a directory path")
+    reference = _parse_reference(value.get("reference"), file, unknown)
     if "address" not in value and (hint := _did_you_mean("address", unknown)):
         # A misspelt address is an error; a missing one is fine for a Redis-only app (checked at load).
         raise SpecError("is required (unless the app has only Redis triggers)", file=file, field="address",
@@ -275,6 +261,24 @@ def parse_spec(file: str, data: bytes) -> AppSpec:
         warnings=tuple(warnings),
         content_hash=content_hash(known),
     )
+
+
+def _parse_reference(reference: Any, file: str, unknown: list[str]) -> str:
+    if reference is None:
+        raise SpecError(
+            "is required", file=file, field="reference",
+            hint=_did_you_mean("reference", unknown)
+            or "an OCI reference like \"ghcr.io/acme/shop:v3\" or a path to an OCI image layout directory",
+        )
+    if not isinstance(reference, str) or not reference.strip() or reference != reference.strip():
+        raise SpecError(
+            f"must be a non-empty string without surrounding spaces, got {_short(reference)}",
+            file=file, field="reference",
+        )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in reference):  # NUL would fail every pull, forever
+        raise SpecError(f"contains control characters: {_short(reference)}", file=file, field="reference",
+                        hint="a reference is registry/repository:tag or a directory path")
+    return reference
 
 
 def _short(value: Any, limit: int = 200) -> str:
