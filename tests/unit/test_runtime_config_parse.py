@@ -10,6 +10,7 @@ import pytest
 from tauon.control.spec import parse_spec
 from tauon.errors import SpecError
 from tauon.runtimeconfig.attach import attach_runtime_configs
+from tauon.runtimeconfig.errors import RuntimeConfigError
 from tauon.runtimeconfig.model import (
     EnvProviderConfig,
     KeyValueStoreConfig,
@@ -18,7 +19,7 @@ from tauon.runtimeconfig.model import (
     VaultProviderConfig,
     redacted_url,
 )
-from tauon.runtimeconfig.parse import RuntimeConfigError, parse_runtime_config
+from tauon.runtimeconfig.parse import parse_runtime_config
 
 DIR = Path("/etc/tauon")
 
@@ -98,7 +99,13 @@ def test_legacy_config_provider_and_empty_state_dir() -> None:
     ('[[variables_provider]]\ntype = "azure_key_vault"\n', "variables_provider[0].type", "not available"),
     ('[[variables_provider]]\ntype = "vault"\nurl = "http://v"\nmount = "m"\n', "variables_provider[0].token",
      "is required"),
-    ('[outbound_networking]\nblock_networks = ["10.0.0.0/8"]\n', "outbound_networking", "not supported"),
+    ('[outbound_networking]\nblock_networks = ["10.0.0.0/33"]\n', "outbound_networking.block_networks[0]",
+     "neither an IP network in CIDR notation nor 'private'"),
+    ('[outbound_networking]\nblock_networks = "private"\n', "outbound_networking.block_networks",
+     "must be a list"),
+    ('[outbound_networking]\nmax_total_connections = 5\n', "outbound_networking.max_total_connections",
+     "not supported"),
+    ('[outbound_networking]\nblock = ["private"]\n', "outbound_networking", "unknown key 'block'"),
     ('[llm_compute]\ntype = "remote_http"\nurl = "http://x"\nauth_token = "t"\n', "llm_compute",
      "not supported"),
     ('colour = "blue"\n', "colour", "is not a runtime config key"),

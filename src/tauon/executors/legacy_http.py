@@ -39,6 +39,7 @@ from tauon.executors.legacy_abi import (
     write_u8,
 )
 from tauon.hostif.http_pool import HttpPool, Origin, open_connection
+from tauon.runtimeconfig.networks import BlockedNetworks
 from tauon.wasm.slots import blocked
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
@@ -65,6 +66,8 @@ class LegacyHttp:
     pool: HttpPool = field(default_factory=lambda: HttpPool(enabled=True))
     self_origin: tuple[str, int] | None = None
     """The app's own listener, where relative URIs go (None: they are `invalid-url`)."""
+    blocked: BlockedNetworks | None = None
+    """The runtime config's block_networks (None: none)."""
 
     def close(self) -> None:
         self.pool.close()
@@ -127,7 +130,8 @@ def _exchange(outbound: LegacyHttp, origin: Origin, method: str, path: str, head
     conn = outbound.pool.checkout(origin)
     try:
         if conn is None:
-            conn = open_connection(origin, timeout)
+            conn = open_connection(origin, timeout,
+                                   blocked=None if origin[1:] == outbound.self_origin else outbound.blocked)
         elif conn.sock is not None:
             conn.sock.settimeout(timeout)
         conn.putrequest(method, path, skip_accept_encoding=True)

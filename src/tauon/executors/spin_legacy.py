@@ -24,6 +24,7 @@ from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
 from tauon.executors.legacy_http import LegacyHttp
 from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports, set_context
+from tauon.hostif.netblock import blocked_reason
 from tauon.services import AppServices
 from tauon.services.variables import VariableError
 from tauon.wasm.capture import OutputCapture
@@ -116,6 +117,15 @@ class SpinLegacyExecutor:
             raise LoadError(f"component '{self.component_id}' exports no memory", field=field)
         self._allocator = allocator
 
+    def _allows_unblocked(self, url: str, scheme: str = "https") -> bool:
+        """For the Redis and RDBMS imports: allowed, and not only at addresses in block_networks."""
+        if not self._allowed.allows(url, scheme):
+            return False
+        reason = blocked_reason(self._services.blocked_networks, url, scheme)
+        if reason is not None:
+            self._log.info("%s: outbound connection refused: %s", self._label, reason)
+        return reason is None
+
     def _allowed_hosts(self, component: ComponentPlan, services: AppServices) -> AllowedHosts:
         entries = list(component.metadata.get("allowed_outbound_hosts") or ())
         entries += convert_allowed_http_hosts(list(component.metadata.get("allowed_http_hosts") or ()))
@@ -169,11 +179,11 @@ class SpinLegacyExecutor:
         if not self._engine.ticking:
             raise RuntimeError("WasmEngine.start() was not called: guests would run without a deadline")
         deadline = time.monotonic() + self._limits.request_timeout
-        context = RequestContext(self._services, self._label, self._log, self._allowed.allows,
+        context = RequestContext(self._services, self._label, self._log, self._allows_unblocked,
                                  deadline=deadline)
         allowed = self._allowed
         context.http = LegacyHttp(allowed.allows, lambda: allowed.allows_relative(["http", "https"]),
-                                  deadline)
+                                  deadline, blocked=self._services.blocked_networks)
         with OutputCapture("stdout", OUTPUT_LIMIT) as out, OutputCapture("stderr", OUTPUT_LIMIT) as err:
             store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
                                mounts=self._component.mounts, stdout_path=out.path,

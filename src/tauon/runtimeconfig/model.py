@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from tauon.runtimeconfig.networks import BlockedNetworks
+
 
 @dataclass(frozen=True, slots=True)
 class KeyValueStoreConfig:
@@ -77,6 +79,8 @@ class RuntimeConfig:
     max_connections: dict[str, int] = field(default_factory=dict)
     """`[outbound_redis]` / `[outbound_mqtt]` `max_connections`: 'redis' / 'mqtt' -> connections one app
     may hold open at once (per process)."""
+    blocked_networks: BlockedNetworks = field(default_factory=BlockedNetworks)
+    """`[outbound_networking] block_networks`."""
 
     def summary(self) -> str:
         """What the file configures, without secrets (as Spin's 'Using runtime config ...' line)."""
@@ -84,6 +88,8 @@ class RuntimeConfig:
         parts += [f"[sqlite_database.{d.label}: spin]" for d in self.sqlite_databases]
         parts += [f"[variables_provider: {_provider_type(p)}]" for p in self.variables_providers]
         parts += [f"[outbound_{kind}: max_connections={n}]" for kind, n in self.max_connections.items()]
+        if not self.blocked_networks.empty:
+            parts.append(f"[outbound_networking: block_networks={self.blocked_networks.summary()}]")
         return ", ".join(parts) or "nothing"
 
 

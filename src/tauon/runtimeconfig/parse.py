@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from tauon.outbound.limits import OutboundError
 from tauon.outbound.redis_client import parse_address
+from tauon.runtimeconfig.errors import RuntimeConfigError
 from tauon.runtimeconfig.model import (
     EnvProviderConfig,
     KeyValueStoreConfig,
@@ -25,6 +26,7 @@ from tauon.runtimeconfig.model import (
     StaticProviderConfig,
     VaultProviderConfig,
 )
+from tauon.runtimeconfig.networking import outbound_networking
 
 NOT_IN_TAUON = {
     "azure_cosmos": "Azure Cosmos DB",
@@ -36,7 +38,6 @@ UNSUPPORTED_TABLES = {
     "log_dir": "tauon logs guest output with its own log lines; remove log_dir",
     "max_instance_memory": "use the app file's limits.memory_mib",
     "llm_compute": "remove [llm_compute]: tauon answers LLM calls with Spin's local-model error",
-    "outbound_networking": "remove [outbound_networking]: limit hosts with the app's allowed_outbound_hosts",
     "client_tls": "remove [[client_tls]]: outbound TLS verifies against the system roots",
     "outbound_http": "remove [outbound_http]",
     "outbound_pg": "remove [outbound_pg]",
@@ -45,17 +46,7 @@ UNSUPPORTED_TABLES = {
 }
 T = TypeVar("T")
 _KNOWN = ("state_dir", "key_value_store", "sqlite_database", "variables_provider", "config_provider",
-          "outbound_redis", "outbound_mqtt")
-
-
-class RuntimeConfigError(Exception):
-    """A problem in a runtime config file: `where` is the table and key ('key_value_store.cache.type')."""
-
-    def __init__(self, message: str, where: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.where = where
-        self.hint = hint
+          "outbound_redis", "outbound_mqtt", "outbound_networking")
 
 
 def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
@@ -88,6 +79,7 @@ def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
         variables_providers=_providers(table.get(providers_key), providers_key, base),
         max_connections={kind: n for kind in ("redis", "mqtt")
                          if (n := _max_connections(table.get(f"outbound_{kind}"), f"outbound_{kind}"))},
+        blocked_networks=outbound_networking(table.get("outbound_networking")),
     )
 
 

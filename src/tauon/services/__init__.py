@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
 from tauon.outbound import OutboundServices
+from tauon.runtimeconfig.networks import BlockedNetworks
 from tauon.runtimeconfig.providers import variable_providers
 from tauon.services.configured import open_databases, open_key_value_stores
 from tauon.services.keyvalue import KeyValueStore, KeyValueStores
@@ -46,6 +47,8 @@ class ComponentServices:
     postgres: PgClients | None = field(default=None, compare=False)
     """The app generation's outbound PostgreSQL pools; None: no outbound database clients."""
     mysql: MysqlClients | None = field(default=None, compare=False)
+    blocked_networks: BlockedNetworks = field(default_factory=BlockedNetworks)
+    """The runtime config's `[outbound_networking] block_networks` (every outbound path checks it)."""
 
     def open_store(self, label: str) -> KeyValueStore:
         """Raises KeyValueError ('access-denied' for an unlisted label, 'no-such-store')."""
@@ -58,8 +61,10 @@ class ComponentServices:
 
 class AppServices:
     def __init__(self, resolver: VariableResolver, stores: KeyValueStores, databases: Databases,
-                 max_connections: dict[str, int] | None = None) -> None:
+                 max_connections: dict[str, int] | None = None,
+                 blocked_networks: BlockedNetworks | None = None) -> None:
         self.resolver = resolver
+        self.blocked_networks = blocked_networks or BlockedNetworks()
         self.stores = stores
         self.databases = databases
         self.outbound = OutboundServices(max_connections)
@@ -96,8 +101,9 @@ class AppServices:
             stores.close()
             databases.close()
             raise
-        return cls(resolver, stores, databases,
-                   plan.runtime_config.max_connections if plan.runtime_config is not None else None)
+        config = plan.runtime_config
+        return cls(resolver, stores, databases, config.max_connections if config is not None else None,
+                   config.blocked_networks if config is not None else None)
 
     def component(self, component: ComponentPlan) -> ComponentServices:
         return ComponentServices(
@@ -111,6 +117,7 @@ class AppServices:
             outbound=self.outbound,
             postgres=self.postgres,
             mysql=self.mysql,
+            blocked_networks=self.blocked_networks,
         )
 
     def close(self) -> None:
