@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import http.client
 import re
+import ssl
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -68,6 +69,8 @@ class LegacyHttp:
     """The app's own listener, where relative URIs go (None: they are `invalid-url`)."""
     blocked: BlockedNetworks | None = None
     """The runtime config's block_networks (None: none)."""
+    tls: Mapping[str, ssl.SSLContext] = field(default_factory=dict)
+    """host -> the runtime config's `[[client_tls]]` context for it."""
 
     def close(self) -> None:
         self.pool.close()
@@ -131,7 +134,8 @@ def _exchange(outbound: LegacyHttp, origin: Origin, method: str, path: str, head
     try:
         if conn is None:
             conn = open_connection(origin, timeout,
-                                   blocked=None if origin[1:] == outbound.self_origin else outbound.blocked)
+                                   blocked=None if origin[1:] == outbound.self_origin else outbound.blocked,
+                                   tls=outbound.tls.get(origin[1].lower()))
         elif conn.sock is not None:
             conn.sock.settimeout(timeout)
         conn.putrequest(method, path, skip_accept_encoding=True)

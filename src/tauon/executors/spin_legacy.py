@@ -183,7 +183,8 @@ class SpinLegacyExecutor:
                                  deadline=deadline)
         allowed = self._allowed
         context.http = LegacyHttp(allowed.allows, lambda: allowed.allows_relative(["http", "https"]),
-                                  deadline, blocked=self._services.blocked_networks)
+                                  deadline, blocked=self._services.blocked_networks,
+                                  tls=self._services.tls_contexts)
         with OutputCapture("stdout", OUTPUT_LIMIT) as out, OutputCapture("stderr", OUTPUT_LIMIT) as err:
             store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
                                mounts=self._component.mounts, stdout_path=out.path,

@@ -207,6 +207,12 @@ def _blocked(state: HostState, origin: Origin) -> BlockedNetworks | None:
     return services.blocked_networks
 
 
+def _tls(state: HostState, origin: Origin) -> ssl.SSLContext | None:
+    """The runtime config's `[[client_tls]]` context for this component and host (None: the default)."""
+    services = state.config.services
+    return services.tls_contexts.get(origin[1].lower()) if services is not None else None
+
+
 def _error_code(exc: BaseException, phase: str) -> tuple[str, Any]:
     """The wasi:http `error-code` of a failure while connecting (`phase` 'connect') or waiting for the
     response head ('response'), as Spin maps them."""
@@ -286,7 +292,8 @@ def send_request(state: HostState, request: OutgoingRequest, origin: Origin, tim
         reused = conn is not None
         if conn is None:
             try:
-                conn = open_connection(origin, timeouts.connect, blocked=_blocked(state, origin))
+                conn = open_connection(origin, timeouts.connect, blocked=_blocked(state, origin),
+                                       tls=_tls(state, origin))
             except BaseException as exc:
                 raise OutboundError(_error_code(exc, "connect")) from exc
             if pool is not None:

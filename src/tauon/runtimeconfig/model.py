@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from tauon.runtimeconfig.client_tls import ClientTlsConfig
 from tauon.runtimeconfig.networks import BlockedNetworks
 
 
@@ -81,6 +82,8 @@ class RuntimeConfig:
     may hold open at once (per process)."""
     blocked_networks: BlockedNetworks = field(default_factory=BlockedNetworks)
     """`[outbound_networking] block_networks`."""
+    client_tls: tuple[ClientTlsConfig, ...] = ()
+    """`[[client_tls]]` tables, in file order (the first naming a component and host wins)."""
 
     def summary(self) -> str:
         """What the file configures, without secrets (as Spin's 'Using runtime config ...' line)."""
@@ -90,6 +93,8 @@ class RuntimeConfig:
         parts += [f"[outbound_{kind}: max_connections={n}]" for kind, n in self.max_connections.items()]
         if not self.blocked_networks.empty:
             parts.append(f"[outbound_networking: block_networks={self.blocked_networks.summary()}]")
+        parts += [f"[client_tls: {', '.join(t.component_ids)} -> {', '.join(t.hosts)}]"
+                  for t in self.client_tls]
         return ", ".join(parts) or "nothing"
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from tauon.outbound.limits import OutboundError
 from tauon.outbound.redis_client import parse_address
+from tauon.runtimeconfig.client_tls import client_tls
 from tauon.runtimeconfig.errors import RuntimeConfigError
 from tauon.runtimeconfig.model import (
     EnvProviderConfig,
@@ -38,7 +39,6 @@ UNSUPPORTED_TABLES = {
     "log_dir": "tauon logs guest output with its own log lines; remove log_dir",
     "max_instance_memory": "use the app file's limits.memory_mib",
     "llm_compute": "remove [llm_compute]: tauon answers LLM calls with Spin's local-model error",
-    "client_tls": "remove [[client_tls]]: outbound TLS verifies against the system roots",
     "outbound_http": "remove [outbound_http]",
     "outbound_pg": "remove [outbound_pg]",
     "outbound_mysql": "remove [outbound_mysql]",
@@ -46,7 +46,8 @@ UNSUPPORTED_TABLES = {
 }
 T = TypeVar("T")
 _KNOWN = ("state_dir", "key_value_store", "sqlite_database", "variables_provider", "config_provider",
-          "outbound_redis", "outbound_mqtt", "outbound_networking")
+          "outbound_redis", "outbound_mqtt", "outbound_networking",
+          "client_tls")
 
 
 def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
@@ -80,6 +81,7 @@ def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
         max_connections={kind: n for kind in ("redis", "mqtt")
                          if (n := _max_connections(table.get(f"outbound_{kind}"), f"outbound_{kind}"))},
         blocked_networks=outbound_networking(table.get("outbound_networking")),
+        client_tls=client_tls(table.get("client_tls"), base),
     )
 
 

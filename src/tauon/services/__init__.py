@@ -8,12 +8,14 @@ LoadError when the app cannot run (a required variable without a value, an undef
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
 from tauon.outbound import OutboundServices
+from tauon.runtimeconfig.client_tls import ClientTlsConfig, component_contexts
 from tauon.runtimeconfig.networks import BlockedNetworks
 from tauon.runtimeconfig.providers import variable_providers
 from tauon.services.configured import open_databases, open_key_value_stores
@@ -49,6 +51,8 @@ class ComponentServices:
     mysql: MysqlClients | None = field(default=None, compare=False)
     blocked_networks: BlockedNetworks = field(default_factory=BlockedNetworks)
     """The runtime config's `[outbound_networking] block_networks` (every outbound path checks it)."""
+    tls_contexts: Mapping[str, ssl.SSLContext] = field(default_factory=dict, compare=False)
+    """host -> the TLS client context of the runtime config's `[[client_tls]]` for this component."""
 
     def open_store(self, label: str) -> KeyValueStore:
         """Raises KeyValueError ('access-denied' for an unlisted label, 'no-such-store')."""
@@ -62,8 +66,10 @@ class ComponentServices:
 class AppServices:
     def __init__(self, resolver: VariableResolver, stores: KeyValueStores, databases: Databases,
                  max_connections: dict[str, int] | None = None,
-                 blocked_networks: BlockedNetworks | None = None) -> None:
+                 blocked_networks: BlockedNetworks | None = None,
+                 client_tls: tuple[ClientTlsConfig, ...] = ()) -> None:
         self.resolver = resolver
+        self.client_tls = client_tls
         self.blocked_networks = blocked_networks or BlockedNetworks()
         self.stores = stores
         self.databases = databases
@@ -103,7 +109,8 @@ class AppServices:
             raise
         config = plan.runtime_config
         return cls(resolver, stores, databases, config.max_connections if config is not None else None,
-                   config.blocked_networks if config is not None else None)
+                   config.blocked_networks if config is not None else None,
+                   config.client_tls if config is not None else ())
 
     def component(self, component: ComponentPlan) -> ComponentServices:
         return ComponentServices(
@@ -118,7 +125,16 @@ class AppServices:
             postgres=self.postgres,
             mysql=self.mysql,
             blocked_networks=self.blocked_networks,
+            tls_contexts=self._tls_contexts(component.id),
         )
+
+    def _tls_contexts(self, component_id: str) -> Mapping[str, ssl.SSLContext]:
+        try:
+            return component_contexts(self.client_tls, component_id)
+        except (OSError, ssl.SSLError) as exc:  # a file changed since the runtime config was read
+            raise LoadError(f"[[client_tls]] for component '{component_id}': cannot load a certificate "
+                            f"or key file: {exc}", field="runtime_config",
+                            hint="fix the files the runtime config's [[client_tls]] names") from None
 
     def close(self) -> None:
         """Close the database and outbound connections once no request of this generation runs."""
