@@ -106,8 +106,12 @@ def test_legacy_config_provider_and_empty_state_dir() -> None:
     ('[outbound_networking]\nmax_total_connections = 5\n', "outbound_networking.max_total_connections",
      "not supported"),
     ('[outbound_networking]\nblock = ["private"]\n', "outbound_networking", "unknown key 'block'"),
-    ('[llm_compute]\ntype = "remote_http"\nurl = "http://x"\nauth_token = "t"\n', "llm_compute",
-     "not supported"),
+    ('[llm_compute]\ntype = "remote_http"\nurl = "ftp://x"\nauth_token = "t"\n', "llm_compute.url",
+     "must be an http:// or https:// URL"),
+    ('[llm_compute]\ntype = "remote_http"\nurl = "http://x"\n', "llm_compute.auth_token", "is required"),
+    ('[llm_compute]\ntype = "remote_http"\nurl = "http://x"\nauth_token = "t"\napi_type = "openai"\n',
+     "llm_compute.api_type", "unknown api_type 'openai'"),
+    ('[llm_compute]\ntype = "local"\n', "llm_compute.type", "unknown type 'local'"),
     ('[[client_tls]]\ncomponent_ids = []\nhosts = ["a.example"]\n', "client_tls[0].component_ids",
      "non-empty list"),
     ('[[client_tls]]\ncomponent_ids = ["web"]\nhosts = ["a.example:443"]\n', "client_tls[0].hosts",
@@ -186,3 +190,13 @@ def test_outbound_max_connections() -> None:
     rc = parse("[outbound_redis]\nmax_connections = 4\n[outbound_mqtt]\n")
     assert rc.max_connections == {"redis": 4}  # an empty table: unbounded in Spin, tauon's default here
     assert "[outbound_redis: max_connections=4]" in rc.summary()
+
+
+def test_remote_llm_token_never_shown() -> None:
+    rc = parse('[llm_compute]\ntype = "remote_http"\nurl = "https://u:pw@llm.example/x"\n'
+               'auth_token = "tok-s3cret"\napi_type = "open_ai"\n')
+    assert rc.llm is not None and (rc.llm.api_type, rc.llm.auth_token) == ("open_ai", "tok-s3cret")
+    shown = repr(rc) + rc.summary()
+    assert "tok-s3cret" not in shown and ":pw@" not in shown
+    assert "[llm_compute: remote_http https://llm.example api_type=open_ai]" in rc.summary()
+    assert parse('[llm_compute]\ntype = "spin"\n').llm is None

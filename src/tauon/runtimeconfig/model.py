@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from tauon.runtimeconfig.client_tls import ClientTlsConfig
+from tauon.runtimeconfig.llm import RemoteLlmConfig
 from tauon.runtimeconfig.networks import BlockedNetworks
 
 
@@ -84,6 +85,8 @@ class RuntimeConfig:
     """`[outbound_networking] block_networks`."""
     client_tls: tuple[ClientTlsConfig, ...] = ()
     """`[[client_tls]]` tables, in file order (the first naming a component and host wins)."""
+    llm: RemoteLlmConfig | None = None
+    """`[llm_compute] type = "remote_http"` (None: no table, or type "spin")."""
 
     def summary(self) -> str:
         """What the file configures, without secrets (as Spin's 'Using runtime config ...' line)."""
@@ -95,6 +98,9 @@ class RuntimeConfig:
             parts.append(f"[outbound_networking: block_networks={self.blocked_networks.summary()}]")
         parts += [f"[client_tls: {', '.join(t.component_ids)} -> {', '.join(t.hosts)}]"
                   for t in self.client_tls]
+        if self.llm is not None:
+            url = redacted_url(self.llm.url)
+            parts.append(f"[llm_compute: remote_http {url} api_type={self.llm.api_type}]")
         return ", ".join(parts) or "nothing"
 
 

@@ -18,6 +18,7 @@ from tauon.outbound.limits import OutboundError
 from tauon.outbound.redis_client import parse_address
 from tauon.runtimeconfig.client_tls import client_tls
 from tauon.runtimeconfig.errors import RuntimeConfigError
+from tauon.runtimeconfig.llm import llm_compute
 from tauon.runtimeconfig.model import (
     EnvProviderConfig,
     KeyValueStoreConfig,
@@ -38,7 +39,6 @@ NOT_IN_TAUON = {
 UNSUPPORTED_TABLES = {
     "log_dir": "tauon logs guest output with its own log lines; remove log_dir",
     "max_instance_memory": "use the app file's limits.memory_mib",
-    "llm_compute": "remove [llm_compute]: tauon answers LLM calls with Spin's local-model error",
     "outbound_http": "remove [outbound_http]",
     "outbound_pg": "remove [outbound_pg]",
     "outbound_mysql": "remove [outbound_mysql]",
@@ -47,7 +47,7 @@ UNSUPPORTED_TABLES = {
 T = TypeVar("T")
 _KNOWN = ("state_dir", "key_value_store", "sqlite_database", "variables_provider", "config_provider",
           "outbound_redis", "outbound_mqtt", "outbound_networking",
-          "client_tls")
+          "client_tls", "llm_compute")
 
 
 def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
@@ -60,7 +60,7 @@ def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
         raise RuntimeConfigError(f"is not valid TOML: {exc}", hint="fix the TOML syntax") from None
     base = path.parent
     for key in table:
-        if key in UNSUPPORTED_TABLES and not _accepted_llm(key, table[key]):
+        if key in UNSUPPORTED_TABLES:
             raise RuntimeConfigError("is not supported by tauon", where=key, hint=UNSUPPORTED_TABLES[key])
         if key not in _KNOWN and key not in UNSUPPORTED_TABLES:
             raise RuntimeConfigError("is not a runtime config key", where=key,
@@ -82,6 +82,7 @@ def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
                          if (n := _max_connections(table.get(f"outbound_{kind}"), f"outbound_{kind}"))},
         blocked_networks=outbound_networking(table.get("outbound_networking")),
         client_tls=client_tls(table.get("client_tls"), base),
+        llm=llm_compute(table.get("llm_compute")),
     )
 
 
@@ -102,11 +103,6 @@ def _max_connections(value: Any, where: str) -> int | None:
         raise RuntimeConfigError(f"must be a whole number >= 1, got {limit!r}",
                                  where=f"{where}.max_connections")
     return limit
-
-
-def _accepted_llm(key: str, value: Any) -> bool:
-    """`[llm_compute] type = "spin"` is what tauon does anyway (local models answer Spin's error)."""
-    return key == "llm_compute" and isinstance(value, dict) and value == {"type": "spin"}
 
 
 def _resolve(value: str, base: Path) -> str:

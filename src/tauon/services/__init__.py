@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
+from tauon.hostif.llm_remote import RemoteLlm
 from tauon.outbound import OutboundServices
 from tauon.runtimeconfig.client_tls import ClientTlsConfig, component_contexts
+from tauon.runtimeconfig.llm import RemoteLlmConfig
 from tauon.runtimeconfig.networks import BlockedNetworks
 from tauon.runtimeconfig.providers import variable_providers
 from tauon.services.configured import open_databases, open_key_value_stores
@@ -53,6 +55,8 @@ class ComponentServices:
     """The runtime config's `[outbound_networking] block_networks` (every outbound path checks it)."""
     tls_contexts: Mapping[str, ssl.SSLContext] = field(default_factory=dict, compare=False)
     """host -> the TLS client context of the runtime config's `[[client_tls]]` for this component."""
+    llm: RemoteLlm | None = field(default=None, compare=False)
+    """`[llm_compute] type = "remote_http"`: where LLM calls go (None: Spin's local-engine error)."""
 
     def open_store(self, label: str) -> KeyValueStore:
         """Raises KeyValueError ('access-denied' for an unlisted label, 'no-such-store')."""
@@ -67,8 +71,10 @@ class AppServices:
     def __init__(self, resolver: VariableResolver, stores: KeyValueStores, databases: Databases,
                  max_connections: dict[str, int] | None = None,
                  blocked_networks: BlockedNetworks | None = None,
-                 client_tls: tuple[ClientTlsConfig, ...] = ()) -> None:
+                 client_tls: tuple[ClientTlsConfig, ...] = (),
+                 llm: RemoteLlmConfig | None = None) -> None:
         self.resolver = resolver
+        self.llm = RemoteLlm(llm) if llm is not None else None
         self.client_tls = client_tls
         self.blocked_networks = blocked_networks or BlockedNetworks()
         self.stores = stores
@@ -110,7 +116,8 @@ class AppServices:
         config = plan.runtime_config
         return cls(resolver, stores, databases, config.max_connections if config is not None else None,
                    config.blocked_networks if config is not None else None,
-                   config.client_tls if config is not None else ())
+                   config.client_tls if config is not None else (),
+                   config.llm if config is not None else None)
 
     def component(self, component: ComponentPlan) -> ComponentServices:
         return ComponentServices(
@@ -126,6 +133,7 @@ class AppServices:
             mysql=self.mysql,
             blocked_networks=self.blocked_networks,
             tls_contexts=self._tls_contexts(component.id),
+            llm=self.llm,
         )
 
     def _tls_contexts(self, component_id: str) -> Mapping[str, ssl.SSLContext]:
