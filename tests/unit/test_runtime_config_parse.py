@@ -127,7 +127,8 @@ def test_legacy_config_provider_and_empty_state_dir() -> None:
     ('colour = "blue"\n', "colour", "is not a runtime config key"),
     ("[outbound_redis]\nmax_connections = 0\n", "outbound_redis.max_connections", "whole number >= 1"),
     ("[outbound_mqtt]\nmax_conns = 3\n", "outbound_mqtt", "unknown key(s) 'max_conns'"),
-    ("[outbound_pg]\nmax_connections = 3\n", "outbound_pg", "not supported"),
+    ("[outbound_pg]\nmax_conns = 3\n", "outbound_pg", "unknown key(s) 'max_conns'"),
+    ("[outbound_http]\nmax_connections = 3\n", "outbound_http", "not supported"),
     ("key_value_store = 3\n", "key_value_store", "must be tables"),
 ])
 def test_refusals_name_the_table_and_key(text: str, where: str, words: str) -> None:
@@ -187,8 +188,10 @@ def test_redacted_url_drops_credentials() -> None:
 
 
 def test_outbound_max_connections() -> None:
-    rc = parse("[outbound_redis]\nmax_connections = 4\n[outbound_mqtt]\n")
-    assert rc.max_connections == {"redis": 4}  # an empty table: unbounded in Spin, tauon's default here
+    rc = parse("[outbound_redis]\nmax_connections = 4\n[outbound_mqtt]\n[outbound_pg]\nmax_connections = 2\n"
+               "[outbound_mysql]\nmax_connections = 3\n")
+    # an empty table: unbounded in Spin, tauon's default here
+    assert rc.max_connections == {"redis": 4, "pg": 2, "mysql": 3}
     assert "[outbound_redis: max_connections=4]" in rc.summary()
 
 

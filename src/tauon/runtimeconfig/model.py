@@ -79,8 +79,8 @@ class RuntimeConfig:
     sqlite_databases: tuple[SqliteDatabaseConfig, ...] = ()
     variables_providers: tuple[ProviderConfig, ...] = ()
     max_connections: dict[str, int] = field(default_factory=dict)
-    """`[outbound_redis]` / `[outbound_mqtt]` `max_connections`: 'redis' / 'mqtt' -> connections one app
-    may hold open at once (per process)."""
+    """`[outbound_redis|mqtt|pg|mysql]` `max_connections`: 'redis' / 'mqtt' / 'pg' / 'mysql' ->
+    connections one app may hold open at once (per process)."""
     blocked_networks: BlockedNetworks = field(default_factory=BlockedNetworks)
     """`[outbound_networking] block_networks`."""
     client_tls: tuple[ClientTlsConfig, ...] = ()

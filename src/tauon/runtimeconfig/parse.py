@@ -40,14 +40,12 @@ UNSUPPORTED_TABLES = {
     "log_dir": "tauon logs guest output with its own log lines; remove log_dir",
     "max_instance_memory": "use the app file's limits.memory_mib",
     "outbound_http": "remove [outbound_http]",
-    "outbound_pg": "remove [outbound_pg]",
-    "outbound_mysql": "remove [outbound_mysql]",
     "otel": "configure tracing with the OTEL_* environment variables",
 }
 T = TypeVar("T")
 _KNOWN = ("state_dir", "key_value_store", "sqlite_database", "variables_provider", "config_provider",
           "outbound_redis", "outbound_mqtt", "outbound_networking",
-          "client_tls", "llm_compute")
+          "client_tls", "llm_compute", "outbound_pg", "outbound_mysql")
 
 
 def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
@@ -78,7 +76,7 @@ def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
         sqlite_databases=_labelled(table, "sqlite_database", lambda w, label, t:
                                    _sqlite_database(w, label, t, base)),
         variables_providers=_providers(table.get(providers_key), providers_key, base),
-        max_connections={kind: n for kind in ("redis", "mqtt")
+        max_connections={kind: n for kind in ("redis", "mqtt", "pg", "mysql")
                          if (n := _max_connections(table.get(f"outbound_{kind}"), f"outbound_{kind}"))},
         blocked_networks=outbound_networking(table.get("outbound_networking")),
         client_tls=client_tls(table.get("client_tls"), base),
@@ -87,7 +85,8 @@ def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
 
 
 def _max_connections(value: Any, where: str) -> int | None:
-    """`[outbound_redis]` / `[outbound_mqtt]`: only `max_connections` (Spin: optional, unlimited)."""
+    """`[outbound_redis]` / `[outbound_mqtt]` / `[outbound_pg]` / `[outbound_mysql]`: only
+    `max_connections` (Spin: optional, unlimited)."""
     if value is None:
         return None
     if not isinstance(value, dict):

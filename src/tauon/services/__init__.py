@@ -80,8 +80,9 @@ class AppServices:
         self.stores = stores
         self.databases = databases
         self.outbound = OutboundServices(max_connections)
-        self.postgres = PgClients()
-        self.mysql = MysqlClients()
+        limits = max_connections or {}
+        self.postgres = PgClients(max_connections=limits.get("pg"))
+        self.mysql = MysqlClients(max_connections=limits.get("mysql"))
 
     @classmethod
     def open(cls, plan: GenerationPlan, env: Mapping[str, str]) -> AppServices:
