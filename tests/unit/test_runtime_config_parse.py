@@ -128,7 +128,10 @@ def test_legacy_config_provider_and_empty_state_dir() -> None:
     ("[outbound_redis]\nmax_connections = 0\n", "outbound_redis.max_connections", "whole number >= 1"),
     ("[outbound_mqtt]\nmax_conns = 3\n", "outbound_mqtt", "unknown key(s) 'max_conns'"),
     ("[outbound_pg]\nmax_conns = 3\n", "outbound_pg", "unknown key(s) 'max_conns'"),
-    ("[outbound_http]\nmax_connections = 3\n", "outbound_http", "not supported"),
+    ("[outbound_http]\nmax_connections = 3\nmax_concurrent_requests = 2\n", "outbound_http.max_connections",
+     "both set"),
+    ("[outbound_http]\nmax_connections = 0\n", "outbound_http.max_connections", "whole number >= 1"),
+    ("[outbound_http]\npooling = true\n", "outbound_http", "unknown key(s) 'pooling'"),
     ("key_value_store = 3\n", "key_value_store", "must be tables"),
 ])
 def test_refusals_name_the_table_and_key(text: str, where: str, words: str) -> None:
@@ -203,3 +206,12 @@ def test_remote_llm_token_never_shown() -> None:
     assert "tok-s3cret" not in shown and ":pw@" not in shown
     assert "[llm_compute: remote_http https://llm.example api_type=open_ai]" in rc.summary()
     assert parse('[llm_compute]\ntype = "spin"\n').llm is None
+
+
+def test_outbound_http_as_spin_reads_it() -> None:
+    assert (parse("").http_pooling, parse("").max_connections) == (True, {})
+    rc = parse("[outbound_http]\nmax_connections = 5\n")  # Spin's serde default: pooling off
+    assert (rc.http_pooling, rc.max_connections) == (False, {"http": 5})
+    assert "[outbound_http: connection_pooling=false]" in rc.summary()
+    rc = parse("[outbound_http]\nconnection_pooling = true\nmax_concurrent_requests = 0\n")
+    assert (rc.http_pooling, rc.max_connections) == (True, {"http": 1})  # deprecated: n allows n + 1

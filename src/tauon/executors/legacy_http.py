@@ -24,6 +24,7 @@ import http.client
 import re
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from tauon.wasm.slots import blocked
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 MAX_BUFFERED = 128 << 20
 """Spin's MAX_HOST_BUFFERED_BYTES: headers plus body of one response."""
-DESTINATION_NOT_ALLOWED, INVALID_URL, RUNTIME_ERROR = 1, 2, 4
+DESTINATION_NOT_ALLOWED, INVALID_URL, RUNTIME_ERROR, TOO_MANY_REQUESTS = 1, 2, 4, 5
 _UNSAFE = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")
 """What the `http` crate's URI parser refuses: whitespace, controls, anything not ASCII."""
 
@@ -71,6 +72,8 @@ class LegacyHttp:
     """The runtime config's block_networks (None: none)."""
     tls: Mapping[str, ssl.SSLContext] = field(default_factory=dict)
     """host -> the runtime config's `[[client_tls]]` context for it."""
+    limit: threading.BoundedSemaphore | None = None
+    """`[outbound_http] max_connections`: the app's requests in flight (beyond: too-many-requests)."""
 
     def close(self) -> None:
         self.pool.close()
@@ -129,6 +132,19 @@ def send(outbound: LegacyHttp, method: str, uri: str, headers: list[tuple[str, s
 
 def _exchange(outbound: LegacyHttp, origin: Origin, method: str, path: str, headers: list[tuple[str, str]],
               body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
+    if outbound.limit is None:
+        return _exchange_now(outbound, origin, method, path, headers, body)
+    if not outbound.limit.acquire(timeout=max(0.0, outbound.deadline - time.monotonic())):
+        raise HttpError(TOO_MANY_REQUESTS, "[outbound_http] max_connections requests are in flight")
+    try:
+        return _exchange_now(outbound, origin, method, path, headers, body)
+    finally:
+        outbound.limit.release()
+
+
+def _exchange_now(outbound: LegacyHttp, origin: Origin, method: str, path: str,
+                  headers: list[tuple[str, str]],
+                  body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
     timeout = max(0.001, outbound.deadline - time.monotonic())
     conn = outbound.pool.checkout(origin)
     try:

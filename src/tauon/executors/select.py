@@ -149,7 +149,7 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         chain=chain,
         self_origin=self_origin,
         self_scheme=self_scheme,
-        http_pool=HttpPool(),
+        http_pool=HttpPool(enabled=None if services is None or services.http_pooling else False),
     )
     try:
         linked = build_linker(engine.engine, compiled)

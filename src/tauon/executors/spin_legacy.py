@@ -24,6 +24,7 @@ from tauon.executors.failures import classify_failure, last_line, memory_size
 from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, lower_request, method_index
 from tauon.executors.legacy_http import LegacyHttp
 from tauon.executors.legacy_imports import HostTrap, RequestContext, WasmMemory, define_imports, set_context
+from tauon.hostif.http_pool import HttpPool
 from tauon.hostif.netblock import blocked_reason
 from tauon.services import AppServices
 from tauon.services.variables import VariableError
@@ -184,7 +185,8 @@ class SpinLegacyExecutor:
         allowed = self._allowed
         context.http = LegacyHttp(allowed.allows, lambda: allowed.allows_relative(["http", "https"]),
                                   deadline, blocked=self._services.blocked_networks,
-                                  tls=self._services.tls_contexts)
+                                  pool=HttpPool(enabled=None if self._services.http_pooling else False),
+                                  tls=self._services.tls_contexts, limit=self._services.http_limit)
         with OutputCapture("stdout", OUTPUT_LIMIT) as out, OutputCapture("stderr", OUTPUT_LIMIT) as err:
             store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
                                mounts=self._component.mounts, stdout_path=out.path,

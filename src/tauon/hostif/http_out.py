@@ -120,7 +120,18 @@ def handle(state: HostState, req_rep: int, options_rep: int | None) -> tuple[str
 
     def run() -> None:
         try:
-            _exchange(state, request, scheme, future, timeouts, connect_to)
+            limit = config.services.http_limit if config.services is not None else None
+            if limit is None:
+                _exchange(state, request, scheme, future, timeouts, connect_to)
+            elif not limit.acquire(timeout=max(0.0, state.deadline - time.monotonic())):
+                with state.cond:  # [outbound_http] max_connections: none freed up in time
+                    future.result = ("err", ("connection-limit-reached", None))
+                    state.cond.notify_all()
+            else:
+                try:
+                    _exchange(state, request, scheme, future, timeouts, connect_to)
+                finally:
+                    limit.release()
         finally:
             release()
 

@@ -35,7 +35,7 @@ def _outbound(state: HostState) -> LegacyHttp:
     if services is None:
         return LegacyHttp(allows_url, allows_relative, state.deadline, pool, config.self_origin)
     return LegacyHttp(allows_url, allows_relative, state.deadline, pool, config.self_origin,
-                      services.blocked_networks, services.tls_contexts)
+                      services.blocked_networks, services.tls_contexts, services.http_limit)
 
 
 def send_request(state: HostState, request: dict[str, Any]) -> tuple[str, Any]:

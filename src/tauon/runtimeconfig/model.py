@@ -79,8 +79,10 @@ class RuntimeConfig:
     sqlite_databases: tuple[SqliteDatabaseConfig, ...] = ()
     variables_providers: tuple[ProviderConfig, ...] = ()
     max_connections: dict[str, int] = field(default_factory=dict)
-    """`[outbound_redis|mqtt|pg|mysql]` `max_connections`: 'redis' / 'mqtt' / 'pg' / 'mysql' ->
-    connections one app may hold open at once (per process)."""
+    """`[outbound_redis|mqtt|pg|mysql|http]` `max_connections`: 'redis' / 'mqtt' / 'pg' / 'mysql' /
+    'http' -> connections (HTTP: requests in flight) one app may hold at once (per process)."""
+    http_pooling: bool = True
+    """`[outbound_http] connection_pooling` (Spin: false when the table is there without the key)."""
     blocked_networks: BlockedNetworks = field(default_factory=BlockedNetworks)
     """`[outbound_networking] block_networks`."""
     client_tls: tuple[ClientTlsConfig, ...] = ()
@@ -94,6 +96,8 @@ class RuntimeConfig:
         parts += [f"[sqlite_database.{d.label}: spin]" for d in self.sqlite_databases]
         parts += [f"[variables_provider: {_provider_type(p)}]" for p in self.variables_providers]
         parts += [f"[outbound_{kind}: max_connections={n}]" for kind, n in self.max_connections.items()]
+        if not self.http_pooling:
+            parts.append("[outbound_http: connection_pooling=false]")
         if not self.blocked_networks.empty:
             parts.append(f"[outbound_networking: block_networks={self.blocked_networks.summary()}]")
         parts += [f"[client_tls: {', '.join(t.component_ids)} -> {', '.join(t.hosts)}]"

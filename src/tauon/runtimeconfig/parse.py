@@ -29,6 +29,7 @@ from tauon.runtimeconfig.model import (
     VaultProviderConfig,
 )
 from tauon.runtimeconfig.networking import outbound_networking
+from tauon.runtimeconfig.outbound_http import outbound_http
 
 NOT_IN_TAUON = {
     "azure_cosmos": "Azure Cosmos DB",
@@ -39,13 +40,13 @@ NOT_IN_TAUON = {
 UNSUPPORTED_TABLES = {
     "log_dir": "tauon logs guest output with its own log lines; remove log_dir",
     "max_instance_memory": "use the app file's limits.memory_mib",
-    "outbound_http": "remove [outbound_http]",
     "otel": "configure tracing with the OTEL_* environment variables",
 }
 T = TypeVar("T")
 _KNOWN = ("state_dir", "key_value_store", "sqlite_database", "variables_provider", "config_provider",
           "outbound_redis", "outbound_mqtt", "outbound_networking",
-          "client_tls", "llm_compute", "outbound_pg", "outbound_mysql")
+          "client_tls", "llm_compute", "outbound_pg", "outbound_mysql",
+          "outbound_http")
 
 
 def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
@@ -57,6 +58,7 @@ def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise RuntimeConfigError(f"is not valid TOML: {exc}", hint="fix the TOML syntax") from None
     base = path.parent
+    http = outbound_http(table.get("outbound_http"))
     for key in table:
         if key in UNSUPPORTED_TABLES:
             raise RuntimeConfigError("is not supported by tauon", where=key, hint=UNSUPPORTED_TABLES[key])
@@ -76,8 +78,10 @@ def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
         sqlite_databases=_labelled(table, "sqlite_database", lambda w, label, t:
                                    _sqlite_database(w, label, t, base)),
         variables_providers=_providers(table.get(providers_key), providers_key, base),
-        max_connections={kind: n for kind in ("redis", "mqtt", "pg", "mysql")
-                         if (n := _max_connections(table.get(f"outbound_{kind}"), f"outbound_{kind}"))},
+        max_connections={**{kind: n for kind in ("redis", "mqtt", "pg", "mysql")
+                            if (n := _max_connections(table.get(f"outbound_{kind}"), f"outbound_{kind}"))},
+                         **http.limit},
+        http_pooling=http.pooling,
         blocked_networks=outbound_networking(table.get("outbound_networking")),
         client_tls=client_tls(table.get("client_tls"), base),
         llm=llm_compute(table.get("llm_compute")),

@@ -9,6 +9,7 @@ LoadError when the app cannot run (a required variable without a value, an undef
 from __future__ import annotations
 
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -55,6 +56,10 @@ class ComponentServices:
     """The runtime config's `[outbound_networking] block_networks` (every outbound path checks it)."""
     tls_contexts: Mapping[str, ssl.SSLContext] = field(default_factory=dict, compare=False)
     """host -> the TLS client context of the runtime config's `[[client_tls]]` for this component."""
+    http_pooling: bool = True
+    """`[outbound_http] connection_pooling` (False: a new connection per outbound request)."""
+    http_limit: threading.BoundedSemaphore | None = field(default=None, compare=False)
+    """`[outbound_http] max_connections`: the app's outbound HTTP requests in flight (None: unbounded)."""
     llm: RemoteLlm | None = field(default=None, compare=False)
     """`[llm_compute] type = "remote_http"`: where LLM calls go (None: Spin's local-engine error)."""
 
@@ -75,6 +80,9 @@ class AppServices:
                  llm: RemoteLlmConfig | None = None) -> None:
         self.resolver = resolver
         self.llm = RemoteLlm(llm) if llm is not None else None
+        self.http_pooling = True
+        http_max = (max_connections or {}).get("http")
+        self.http_limit = threading.BoundedSemaphore(http_max) if http_max else None
         self.client_tls = client_tls
         self.blocked_networks = blocked_networks or BlockedNetworks()
         self.stores = stores
@@ -115,10 +123,12 @@ class AppServices:
             databases.close()
             raise
         config = plan.runtime_config
-        return cls(resolver, stores, databases, config.max_connections if config is not None else None,
+        app = cls(resolver, stores, databases, config.max_connections if config is not None else None,
                    config.blocked_networks if config is not None else None,
                    config.client_tls if config is not None else (),
                    config.llm if config is not None else None)
+        app.http_pooling = config.http_pooling if config is not None else True
+        return app
 
     def component(self, component: ComponentPlan) -> ComponentServices:
         return ComponentServices(
@@ -135,6 +145,8 @@ class AppServices:
             blocked_networks=self.blocked_networks,
             tls_contexts=self._tls_contexts(component.id),
             llm=self.llm,
+            http_pooling=self.http_pooling,
+            http_limit=self.http_limit,
         )
 
     def _tls_contexts(self, component_id: str) -> Mapping[str, ssl.SSLContext]:
