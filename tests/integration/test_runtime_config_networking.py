@@ -8,14 +8,17 @@ reaches it. Guests: the C wasi:http handler fixture and tests/fixtures/legacy/sp
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from test_daemon_outbound_http import _handler_wasm, _legacy_wasm
 
 from support.apps import app_file, push_app
+from support.components import component_path
 from support.daemon import TauonProcess, free_port, run_tauon, wait_http
 from support.registry import RegistryServer
+from support.servers.echo import TcpEchoServer, echo_servers
 from support.servers.upstream import CountingUpstream, counting_upstream
 from support.spinpush import SpinAppSpec, SpinComponent
 
@@ -82,3 +85,61 @@ def test_block_networks_for_the_spin_1_import(served: tuple[dict[str, str], Coun
     assert up.connections == before
 
 
+
+
+@pytest.fixture(scope="module")
+def clients(tmp_path_factory: pytest.TempPathFactory,
+            registry: RegistryServer) -> Iterator[tuple[dict[str, str], TcpEchoServer]]:
+    """The c-sockets guest (a real TCP echo server in this process) and the spin-sdk python-outbound
+    guest (Redis, MQTT, MySQL, PostgreSQL clients), each allowed every loopback port and each run
+    with and without `block_networks = ["private"]`."""
+    with echo_servers() as (tcp, _udp), \
+            run_tauon(tmp_path_factory.mktemp("blocknet-clients"), "--workers", "1") as tauon:
+        (tauon.watch_dir / "private.toml").write_text('[outbound_networking]\nblock_networks = ["private"]\n')
+        urls = {}
+        for name, fixture, rc in (("sockets", "c-sockets", "private.toml"),
+                                  ("sockets-open", "c-sockets", None),
+                                  ("clients", "python-outbound", "private.toml")):
+            app = SpinAppSpec(name=name, components=[SpinComponent(
+                id="test", wasm=component_path(fixture).read_bytes(),
+                metadata={"allowed_outbound_hosts": ["*://127.0.0.1:*"]})],
+                triggers=[{"route": "/...", "component": "test"}])
+            ref = push_app(registry, f"blocknet/{name}", "v1", app)
+            port = free_port()
+            extra: dict[str, Any] = {"runtime_config": rc} if rc else {}
+            (tauon.watch_dir / f"{name}.json").write_text(
+                app_file(ref, port, limits={"request_timeout": 10}, **extra))
+            urls[name] = f"http://127.0.0.1:{port}"
+        for url in urls.values():
+            wait_http(f"{url}/.well-known/spin/health", timeout=240)
+        yield urls, tcp
+
+
+def test_block_networks_for_sockets(clients: tuple[dict[str, str], TcpEchoServer]) -> None:
+    urls, tcp = clients
+    headers = {"host": "example.com", "address": f"127.0.0.1:{tcp.port}"}
+    r = httpx.get(f"{urls['sockets-open']}/tcp", headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    before = len(tcp.connections)
+    r = httpx.get(f"{urls['sockets']}/tcp", headers=headers, timeout=30)
+    assert (r.status_code, r.text) == (500, "access-denied (error 1)")
+    assert len(tcp.connections) == before
+
+
+def test_block_networks_for_redis_mqtt_mysql_postgres(clients: tuple[dict[str, str], TcpEchoServer]) -> None:
+    """Each client is refused before connecting (the port has no server: a connection attempt would
+    fail differently), with the interface's error naming block_networks and never the password."""
+    urls, _ = clients
+    base, port = urls["clients"], free_port()
+    blocked = (f"every address of 127.0.0.1:{port} is in the runtime config's [outbound_networking] "
+               "block_networks")
+    r = httpx.get(f"{base}/redis/conformance", headers={"redis-address": f"redis://127.0.0.1:{port}"},
+                  timeout=30)
+    assert (r.status_code, r.text) == (502, f"error: other: {blocked}")
+    r = httpx.get(f"{base}/mqtt/conformance", headers={"mqtt-address": f"mqtt://127.0.0.1:{port}"},
+                  timeout=30)
+    assert (r.status_code, r.text) == (502, f"error: connection-failed: {blocked}")
+    for path, scheme in (("/mysql/v2/batch", "mysql"), ("/pg/v4/batch", "postgres")):
+        r = httpx.post(f"{base}{path}", json={"address": f"{scheme}://u:pw-s3cret@127.0.0.1:{port}/db",
+                                              "steps": []}, timeout=30)
+        assert r.status_code == 502 and blocked in r.text and "pw-s3cret" not in r.text, r.text
