@@ -52,6 +52,22 @@ class TestCA:
         return Leaf(cert=chain, key=key, serial=serial)
 
 
+def issue_client(ca: TestCA, name: str) -> Leaf:
+    """A client certificate (extendedKeyUsage clientAuth) for `name`, signed by `ca`, in
+    `root/name/{fullchain,privkey}.pem`."""
+    out = ca.root / name
+    out.mkdir(parents=True, exist_ok=True)
+    key, csr, ext, leaf = out / "privkey.pem", out / "req.csr", out / "ext.cnf", out / "cert.pem"
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
+             f"/CN={name}", "-keyout", str(key), "-out", str(csr))
+    ext.write_text("extendedKeyUsage=clientAuth\n")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key),
+             "-set_serial", "0x7001", "-days", "2", "-extfile", str(ext), "-out", str(leaf))
+    chain = out / "fullchain.pem"
+    chain.write_bytes(leaf.read_bytes() + ca.cert.read_bytes())
+    return Leaf(cert=chain, key=key, serial="7001")
+
+
 def https_get(port: int, context: ssl.SSLContext, path: str = "/", *, host: str = "127.0.0.1",
               timeout: float = 20) -> tuple[str, int, bytes]:
     """One request on a new, verified TLS connection: (served certificate serial, status, body)."""

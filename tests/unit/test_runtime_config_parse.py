@@ -10,6 +10,7 @@ import pytest
 from tauon.control.spec import parse_spec
 from tauon.errors import SpecError
 from tauon.runtimeconfig.attach import attach_runtime_configs
+from tauon.runtimeconfig.errors import RuntimeConfigError
 from tauon.runtimeconfig.model import (
     EnvProviderConfig,
     KeyValueStoreConfig,
@@ -18,7 +19,7 @@ from tauon.runtimeconfig.model import (
     VaultProviderConfig,
     redacted_url,
 )
-from tauon.runtimeconfig.parse import RuntimeConfigError, parse_runtime_config
+from tauon.runtimeconfig.parse import parse_runtime_config
 
 DIR = Path("/etc/tauon")
 
@@ -98,13 +99,39 @@ def test_legacy_config_provider_and_empty_state_dir() -> None:
     ('[[variables_provider]]\ntype = "azure_key_vault"\n', "variables_provider[0].type", "not available"),
     ('[[variables_provider]]\ntype = "vault"\nurl = "http://v"\nmount = "m"\n', "variables_provider[0].token",
      "is required"),
-    ('[outbound_networking]\nblock_networks = ["10.0.0.0/8"]\n', "outbound_networking", "not supported"),
-    ('[llm_compute]\ntype = "remote_http"\nurl = "http://x"\nauth_token = "t"\n', "llm_compute",
+    ('[outbound_networking]\nblock_networks = ["10.0.0.0/33"]\n', "outbound_networking.block_networks[0]",
+     "neither an IP network in CIDR notation nor 'private'"),
+    ('[outbound_networking]\nblock_networks = "private"\n', "outbound_networking.block_networks",
+     "must be a list"),
+    ('[outbound_networking]\nmax_total_connections = 5\n', "outbound_networking.max_total_connections",
      "not supported"),
+    ('[outbound_networking]\nblock = ["private"]\n', "outbound_networking", "unknown key 'block'"),
+    ('[llm_compute]\ntype = "remote_http"\nurl = "ftp://x"\nauth_token = "t"\n', "llm_compute.url",
+     "must be an http:// or https:// URL"),
+    ('[llm_compute]\ntype = "remote_http"\nurl = "http://x"\n', "llm_compute.auth_token", "is required"),
+    ('[llm_compute]\ntype = "remote_http"\nurl = "http://x"\nauth_token = "t"\napi_type = "openai"\n',
+     "llm_compute.api_type", "unknown api_type 'openai'"),
+    ('[llm_compute]\ntype = "local"\n', "llm_compute.type", "unknown type 'local'"),
+    ('[[client_tls]]\ncomponent_ids = []\nhosts = ["a.example"]\n', "client_tls[0].component_ids",
+     "non-empty list"),
+    ('[[client_tls]]\ncomponent_ids = ["web"]\nhosts = ["a.example:443"]\n', "client_tls[0].hosts",
+     "ports are not supported"),
+    ('[[client_tls]]\ncomponent_ids = ["web"]\nhosts = ["a"]\nclient_key_file = "k.pem"\n', "client_tls[0]",
+     "unknown key(s) 'client_key_file'"),
+    ('[[client_tls]]\ncomponent_ids = ["web"]\nhosts = ["a"]\nclient_cert_file = "c.pem"\n',
+     "client_tls[0].client_private_key_file", "is required with client_cert_file"),
+    ('[[client_tls]]\ncomponent_ids = ["web"]\nhosts = ["a"]\nca_roots_file = "/nonexistent.pem"\n',
+     "client_tls[0].ca_roots_file", "failed to load certificate(s) from '/nonexistent.pem'"),
+    ('[[client_tls]]\ncomponent_ids = ["web"]\nhosts = ["a"]\nca_use_platform_roots = false\n',
+     "client_tls[0]", "trusts no roots"),
     ('colour = "blue"\n', "colour", "is not a runtime config key"),
     ("[outbound_redis]\nmax_connections = 0\n", "outbound_redis.max_connections", "whole number >= 1"),
     ("[outbound_mqtt]\nmax_conns = 3\n", "outbound_mqtt", "unknown key(s) 'max_conns'"),
-    ("[outbound_pg]\nmax_connections = 3\n", "outbound_pg", "not supported"),
+    ("[outbound_pg]\nmax_conns = 3\n", "outbound_pg", "unknown key(s) 'max_conns'"),
+    ("[outbound_http]\nmax_connections = 3\nmax_concurrent_requests = 2\n", "outbound_http.max_connections",
+     "both set"),
+    ("[outbound_http]\nmax_connections = 0\n", "outbound_http.max_connections", "whole number >= 1"),
+    ("[outbound_http]\npooling = true\n", "outbound_http", "unknown key(s) 'pooling'"),
     ("key_value_store = 3\n", "key_value_store", "must be tables"),
 ])
 def test_refusals_name_the_table_and_key(text: str, where: str, words: str) -> None:
@@ -164,6 +191,27 @@ def test_redacted_url_drops_credentials() -> None:
 
 
 def test_outbound_max_connections() -> None:
-    rc = parse("[outbound_redis]\nmax_connections = 4\n[outbound_mqtt]\n")
-    assert rc.max_connections == {"redis": 4}  # an empty table: unbounded in Spin, tauon's default here
+    rc = parse("[outbound_redis]\nmax_connections = 4\n[outbound_mqtt]\n[outbound_pg]\nmax_connections = 2\n"
+               "[outbound_mysql]\nmax_connections = 3\n")
+    # an empty table: unbounded in Spin, tauon's default here
+    assert rc.max_connections == {"redis": 4, "pg": 2, "mysql": 3}
     assert "[outbound_redis: max_connections=4]" in rc.summary()
+
+
+def test_remote_llm_token_never_shown() -> None:
+    rc = parse('[llm_compute]\ntype = "remote_http"\nurl = "https://u:pw@llm.example/x"\n'
+               'auth_token = "tok-s3cret"\napi_type = "open_ai"\n')
+    assert rc.llm is not None and (rc.llm.api_type, rc.llm.auth_token) == ("open_ai", "tok-s3cret")
+    shown = repr(rc) + rc.summary()
+    assert "tok-s3cret" not in shown and ":pw@" not in shown
+    assert "[llm_compute: remote_http https://llm.example api_type=open_ai]" in rc.summary()
+    assert parse('[llm_compute]\ntype = "spin"\n').llm is None
+
+
+def test_outbound_http_as_spin_reads_it() -> None:
+    assert (parse("").http_pooling, parse("").max_connections) == (True, {})
+    rc = parse("[outbound_http]\nmax_connections = 5\n")  # Spin's serde default: pooling off
+    assert (rc.http_pooling, rc.max_connections) == (False, {"http": 5})
+    assert "[outbound_http: connection_pooling=false]" in rc.summary()
+    rc = parse("[outbound_http]\nconnection_pooling = true\nmax_concurrent_requests = 0\n")
+    assert (rc.http_pooling, rc.max_connections) == (True, {"http": 1})  # deprecated: n allows n + 1

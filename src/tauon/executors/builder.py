@@ -124,7 +124,8 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         mounts=component.mounts,
         allowed_hosts=allowed_hosts_of(component, component_ids=app_components, resolve=resolve),
         outbound_timeout=limits.request_timeout, services=services, chain=chain,
-        self_origin=self_origin, self_scheme=self_scheme, http_pool=HttpPool())
+        self_origin=self_origin, self_scheme=self_scheme,
+        http_pool=HttpPool(enabled=None if services is None or services.http_pooling else False))
     linked = _link(engine, compiled, component.id)
     if linked.trapping:
         logger.debug("%s/%s: imports that trap when called: %s", app_id, component.id,

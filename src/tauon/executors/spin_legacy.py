@@ -24,6 +24,8 @@ from tauon.executors.legacy_abi import AbiError, LegacyResponse, lift_response, 
 from tauon.executors.legacy_imports import LegacyImportTrap, RequestContext, WasmMemory, define_imports
 from tauon.executors.responses import send_empty, send_response
 from tauon.hostif.http_buffered import LegacyHttp
+from tauon.hostif.http_pool import HttpPool
+from tauon.hostif.netblock import blocked_reason
 from tauon.services import AppServices
 from tauon.wasm.capture import OutputCapture
 from tauon.wasm.engine import watched
@@ -100,6 +102,15 @@ class SpinLegacyExecutor(GuestExecutor):
             raise LoadError(f"component '{self.component_id}' exports no memory", field=field)
         self._allocator = allocator
 
+    def _allows_unblocked(self, url: str, scheme: str = "https") -> bool:
+        """For the Redis and RDBMS imports: allowed, and not only at addresses in block_networks."""
+        if not self._allowed.allows(url, scheme):
+            return False
+        reason = blocked_reason(self._services.blocked_networks, url, scheme)
+        if reason is not None:
+            self._log.info("%s: outbound connection refused: %s", self._label, reason)
+        return reason is None
+
     async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         method = method_index(request.method)
         if method is None:
@@ -144,11 +155,13 @@ class SpinLegacyExecutor(GuestExecutor):
         if not self._engine.ticking:
             raise RuntimeError("WasmEngine.start() was not called: guests would run without a deadline")
         deadline = time.monotonic() + self._limits.request_timeout
-        context = RequestContext(self._services, self._label, self._log, self._allowed.allows,
+        context = RequestContext(self._services, self._label, self._log, self._allows_unblocked,
                                  deadline=deadline, slot=hold)
         allowed = self._allowed
         context.http = LegacyHttp(allowed.allows, lambda: allowed.allows_relative(["http", "https"]),
-                                  deadline)
+                                  deadline, blocked=self._services.blocked_networks,
+                                  pool=HttpPool(enabled=None if self._services.http_pooling else False),
+                                  tls=self._services.tls_contexts, limit=self._services.http_limit)
         with OutputCapture("stdout", OUTPUT_LIMIT) as out, OutputCapture("stderr", OUTPUT_LIMIT) as err:
             store = wasi_store(self._engine.engine, env=list(self._component.env.items()),
                                mounts=self._component.mounts, stdout_path=out.path,

@@ -21,16 +21,19 @@ from __future__ import annotations
 
 import http.client
 import re
+import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from tauon.hostif.http_pool import HttpPool, Origin, open_connection
+from tauon.runtimeconfig.networks import BlockedNetworks
 
 MAX_BUFFERED = 128 << 20
 """Spin's MAX_HOST_BUFFERED_BYTES: headers plus body of one response."""
-DESTINATION_NOT_ALLOWED, INVALID_URL, RUNTIME_ERROR = 1, 2, 4
+DESTINATION_NOT_ALLOWED, INVALID_URL, RUNTIME_ERROR, TOO_MANY_REQUESTS = 1, 2, 4, 5
 _UNSAFE = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")
 """What the `http` crate's URI parser refuses: whitespace, controls, anything not ASCII."""
 
@@ -51,6 +54,12 @@ class LegacyHttp:
     pool: HttpPool = field(default_factory=lambda: HttpPool(enabled=True))
     self_origin: tuple[str, int] | None = None
     """The app's own listener, where relative URIs go (None: they are `invalid-url`)."""
+    blocked: BlockedNetworks | None = None
+    """The runtime config's block_networks (None: none)."""
+    tls: Mapping[str, ssl.SSLContext] = field(default_factory=dict)
+    """host -> the runtime config's `[[client_tls]]` context for it."""
+    limit: threading.BoundedSemaphore | None = None
+    """`[outbound_http] max_connections`: the app's requests in flight (beyond: too-many-requests)."""
 
     def close(self) -> None:
         self.pool.close()
@@ -83,11 +92,26 @@ def send(outbound: LegacyHttp, method: str, uri: str, headers: list[tuple[str, s
 
 def _exchange(outbound: LegacyHttp, origin: Origin, method: str, path: str, headers: list[tuple[str, str]],
               body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
+    if outbound.limit is None:
+        return _exchange_now(outbound, origin, method, path, headers, body)
+    if not outbound.limit.acquire(timeout=max(0.0, outbound.deadline - time.monotonic())):
+        raise HttpError(TOO_MANY_REQUESTS, "[outbound_http] max_connections requests are in flight")
+    try:
+        return _exchange_now(outbound, origin, method, path, headers, body)
+    finally:
+        outbound.limit.release()
+
+
+def _exchange_now(outbound: LegacyHttp, origin: Origin, method: str, path: str,
+                  headers: list[tuple[str, str]],
+                  body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
     timeout = max(0.001, outbound.deadline - time.monotonic())
     conn = outbound.pool.checkout(origin)
     try:
         if conn is None:
-            conn = open_connection(origin, timeout)
+            conn = open_connection(origin, timeout,
+                                   blocked=None if origin[1:] == outbound.self_origin else outbound.blocked,
+                                   tls=outbound.tls.get(origin[1].lower()))
         elif conn.sock is not None:
             conn.sock.settimeout(timeout)
         conn.putrequest(method, path, skip_accept_encoding=True)

@@ -40,6 +40,7 @@ from tauon.hostif.io import Pollable
 from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.state import HostState
+from tauon.runtimeconfig.networks import BlockedNetworks, DestinationBlocked
 from tauon.wasm.component.codec import err, ok
 
 NS = 1_000_000_000
@@ -119,7 +120,18 @@ def handle(state: HostState, req_rep: int, options_rep: int | None) -> tuple[str
 
     def run() -> None:
         try:
-            _exchange(state, request, scheme, future, timeouts, connect_to)
+            limit = config.services.http_limit if config.services is not None else None
+            if limit is None:
+                _exchange(state, request, scheme, future, timeouts, connect_to)
+            elif not limit.acquire(timeout=max(0.0, state.deadline - time.monotonic())):
+                with state.cond:  # [outbound_http] max_connections: none freed up in time
+                    future.result = ("err", ("connection-limit-reached", None))
+                    state.cond.notify_all()
+            else:
+                try:
+                    _exchange(state, request, scheme, future, timeouts, connect_to)
+                finally:
+                    limit.release()
         finally:
             release()
 
@@ -197,9 +209,26 @@ def future_get(state: HostState, rep: int) -> tuple[str, Any] | None:
     return ok(ok(state.table.push(result[1])))
 
 
+def _blocked(state: HostState, origin: Origin) -> BlockedNetworks | None:
+    """The blocklist for a connection to `origin`; none for the app's own listener (a self-request,
+    which Spin serves in-process)."""
+    services = state.config.services
+    if services is None or origin[1:] == state.config.self_origin:
+        return None
+    return services.blocked_networks
+
+
+def _tls(state: HostState, origin: Origin) -> ssl.SSLContext | None:
+    """The runtime config's `[[client_tls]]` context for this component and host (None: the default)."""
+    services = state.config.services
+    return services.tls_contexts.get(origin[1].lower()) if services is not None else None
+
+
 def _error_code(exc: BaseException, phase: str) -> tuple[str, Any]:
     """The wasi:http `error-code` of a failure while connecting (`phase` 'connect') or waiting for the
     response head ('response'), as Spin maps them."""
+    if isinstance(exc, DestinationBlocked):
+        return ("destination-IP-prohibited", None)
     if isinstance(exc, ConnectionRefusedError):
         return ("connection-refused", None)
     if isinstance(exc, socket.gaierror):
@@ -274,7 +303,8 @@ def send_request(state: HostState, request: OutgoingRequest, origin: Origin, tim
         reused = conn is not None
         if conn is None:
             try:
-                conn = open_connection(origin, timeouts.connect)
+                conn = open_connection(origin, timeouts.connect, blocked=_blocked(state, origin),
+                                       tls=_tls(state, origin))
             except BaseException as exc:
                 raise OutboundError(_error_code(exc, "connect")) from exc
             if pool is not None:

@@ -22,6 +22,10 @@ import ssl
 import threading
 import time
 from collections import OrderedDict, deque
+from functools import partial
+
+from tauon.runtimeconfig import networks
+from tauon.runtimeconfig.networks import BlockedNetworks
 
 IDLE_TIMEOUT = 90.0
 """Seconds an idle connection is kept (hyper-util's default `pool_idle_timeout`)."""
@@ -37,14 +41,19 @@ def pooling_enabled() -> bool:
     return os.environ.get(POOLING_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def open_connection(origin: Origin, timeout: float) -> http.client.HTTPConnection:
-    """A new connection to `origin`, connected (raises OSError / ssl.SSLError)."""
+def open_connection(origin: Origin, timeout: float, *, blocked: BlockedNetworks | None = None,
+                    tls: ssl.SSLContext | None = None) -> http.client.HTTPConnection:
+    """A new connection to `origin`, connected (raises OSError / ssl.SSLError; DestinationBlocked when
+    every address of the host is in `blocked`). `tls`: the context for https (None: system roots)."""
     scheme, host, port = origin
     conn: http.client.HTTPConnection
     if scheme == "https":
-        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls_context())
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=tls or _tls_context())
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    if blocked is not None and not blocked.empty:
+        # http.client's hook for making the socket: connect only to addresses the blocklist keeps
+        conn._create_connection = partial(networks.connect, blocked)  # type: ignore[attr-defined]
     conn.connect()
     if conn.sock is not None:  # a streamed request body must not wait for the server's delayed ACK
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

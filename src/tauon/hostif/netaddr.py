@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tauon.hostif import netblock
 from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import err
 
@@ -147,7 +148,7 @@ def permitted(state: HostState, scheme: str, addr: SockAddr) -> bool:
     allowed = state.config.allowed_hosts
     url = f"{scheme}://{addr.text()}"
     if allowed is not None and allowed.allows(url):
-        return True
+        return not netblock.socket_refused(state, addr.ip, addr.port)
     state.config.logger.info("%s: socket address %s denied by allowed_outbound_hosts",
                              state.config.label, url)
     return False

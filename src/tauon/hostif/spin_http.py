@@ -30,7 +30,11 @@ def _outbound(state: HostState) -> LegacyHttp:
         return allowed is not None and allowed.allows_relative(["http", "https"])
 
     pool = config.http_pool if config.http_pool is not None else HttpPool(enabled=False)
-    return LegacyHttp(allows_url, allows_relative, state.deadline, pool, config.self_origin)
+    services = config.services
+    if services is None:
+        return LegacyHttp(allows_url, allows_relative, state.deadline, pool, config.self_origin)
+    return LegacyHttp(allows_url, allows_relative, state.deadline, pool, config.self_origin,
+                      services.blocked_networks, services.tls_contexts, services.http_limit)
 
 
 def send_request(state: HostState, request: dict[str, Any]) -> tuple[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tauon import tracing
+from tauon.hostif.netblock import refused
 from tauon.hostif.outbound_common import allowed, clients, log_failure
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import ConnectionHandle, Result, reserve
@@ -43,6 +44,8 @@ def _error(exc: OutboundError) -> Result:
 def _open(state: HostState, address: str, username: str, password: str, keep_alive: int) -> Result:
     if not allowed(state, address, "mqtt", "MQTT"):
         return ("err", ("connection-failed", f"address {address} is not permitted"))
+    if (reason := refused(state, address, "mqtt", "MQTT")) is not None:
+        return ("err", ("connection-failed", reason))
     try:
         with state.slot.blocked():
             conn = clients(state).mqtt.open(address, username, password,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tauon import tracing
+from tauon.hostif.netblock import refused
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import ConnectionHandle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
@@ -41,6 +42,8 @@ def connect(state: HostState, address: str) -> MysqlConnection:
     allowed = state.config.allowed_hosts
     if allowed is None or not allowed.allows(address, "mysql"):
         raise MysqlError("connection-failed", f"address {address} is not permitted")
+    if (reason := refused(state, address, "mysql", "MySQL")) is not None:
+        raise MysqlError("connection-failed", reason)
     before = state.before_block
     if before is not None:
         before()

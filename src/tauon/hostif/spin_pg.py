@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tauon import tracing
+from tauon.hostif.netblock import refused
 from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.spin_common import ConnectionHandle, Handle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
@@ -78,6 +79,9 @@ def connect(state: HostState, address: str, root_ca: str | None = None) -> PgCon
     """Check the address, then take a connection from the app's pool. Raises PgError."""
     allowed = state.config.allowed_hosts
     check_allowed(address, allowed.allows if allowed is not None else None)
+    for host in pg_hosts(address):
+        if (reason := refused(state, host, "postgres", "PostgreSQL")) is not None:
+            raise PgError("connection-failed", reason)
     before = state.before_block
     if before is not None:
         before()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tauon import tracing
+from tauon.hostif.netblock import refused
 from tauon.hostif.outbound_common import allowed, clients, log_failure
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import ConnectionHandle, Result, reserve
@@ -42,6 +43,8 @@ def _error(exc: OutboundError) -> Result:
 def _open(state: HostState, address: str) -> Result:
     if not allowed(state, address, "redis", "Redis"):
         return ("err", "invalid-address")
+    if (reason := refused(state, address, "redis", "Redis")) is not None:
+        return ("err", ("other", reason))
     try:
         with state.slot.blocked():  # connecting waits on the network: another guest may run
             conn = clients(state).redis.open(address, state.deadline)

@@ -1,6 +1,7 @@
-"""Spin's LLM interfaces, which tauon has no backend for.
+"""Spin's LLM interfaces: with a runtime config's `[llm_compute] type = "remote_http"` the calls go to
+that server (llm_remote.py); without one tauon has no backend for them.
 
-Each call fails the way Spin does when the feature is unavailable, with the interface's own error, so a
+Each call then fails the way Spin does when the feature is unavailable, with the interface's own error, so a
 guest sees a failed call it can handle (spin-spec §5.6): a model the component does not list in
 `ai_models` is `invalid-input` with Spin's access text; any other call is the `runtime-error` of a Spin
 built without local LLM support.
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tauon.hostif import llm_remote
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import NO_SERVICES, Result, services_of
 from tauon.hostif.state import HostState
@@ -29,7 +31,8 @@ def model_access_text(model: str) -> str:
 
 
 def llm_call(state: HostState, model: str, *_: Any) -> Result:
-    """infer(model, prompt, params) and generate-embeddings(model, text), v1 and v2."""
+    """infer(model, prompt, params) and generate-embeddings(model, text), v1 and v2, without a
+    remote engine."""
     services = services_of(state)
     if services is None:
         return ("err", ("runtime-error", NO_SERVICES))
@@ -38,7 +41,25 @@ def llm_call(state: HostState, model: str, *_: Any) -> Result:
     return ("err", ("runtime-error", LLM_UNSUPPORTED))
 
 
-LLM_FUNCS: dict[str, Callable[..., Result]] = {"infer": llm_call, "generate-embeddings": llm_call}
+def infer(state: HostState, model: str, prompt: str, params: dict[str, Any] | None) -> Result:
+    services = services_of(state)
+    if services is None or services.llm is None or model not in services.ai_models:
+        return llm_call(state, model)
+    remote = services.llm
+    with state.slot.blocked():
+        return llm_remote.call("infer", lambda: remote.infer(model, prompt, params, state.deadline))
+
+
+def generate_embeddings(state: HostState, model: str, data: list[str]) -> Result:
+    services = services_of(state)
+    if services is None or services.llm is None or model not in services.ai_models:
+        return llm_call(state, model)
+    remote = services.llm
+    with state.slot.blocked():
+        return llm_remote.call("embeddings", lambda: remote.embed(model, list(data), state.deadline))
+
+
+LLM_FUNCS: dict[str, Callable[..., Result]] = {"infer": infer, "generate-embeddings": generate_embeddings}
 
 INTERFACES = [
     HostInterface("fermyon:spin/llm@2.0.0", LLM_FUNCS),

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from tauon.control.spec import AppSpec
 from tauon.errors import SpecError
+from tauon.runtimeconfig.errors import RuntimeConfigError
 from tauon.runtimeconfig.model import RuntimeConfig
-from tauon.runtimeconfig.parse import RuntimeConfigError, parse_runtime_config
+from tauon.runtimeconfig.parse import parse_runtime_config
 
 MAX_FILE_BYTES = 1024 * 1024
 

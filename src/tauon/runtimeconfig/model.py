@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from tauon.runtimeconfig.client_tls import ClientTlsConfig
+from tauon.runtimeconfig.llm import RemoteLlmConfig
+from tauon.runtimeconfig.networks import BlockedNetworks
+
 
 @dataclass(frozen=True, slots=True)
 class KeyValueStoreConfig:
@@ -75,8 +79,16 @@ class RuntimeConfig:
     sqlite_databases: tuple[SqliteDatabaseConfig, ...] = ()
     variables_providers: tuple[ProviderConfig, ...] = ()
     max_connections: dict[str, int] = field(default_factory=dict)
-    """`[outbound_redis]` / `[outbound_mqtt]` `max_connections`: 'redis' / 'mqtt' -> connections one app
-    may hold open at once (per process)."""
+    """`[outbound_redis|mqtt|pg|mysql|http]` `max_connections`: 'redis' / 'mqtt' / 'pg' / 'mysql' /
+    'http' -> connections (HTTP: requests in flight) one app may hold at once (per process)."""
+    http_pooling: bool = True
+    """`[outbound_http] connection_pooling` (Spin: false when the table is there without the key)."""
+    blocked_networks: BlockedNetworks = field(default_factory=BlockedNetworks)
+    """`[outbound_networking] block_networks`."""
+    client_tls: tuple[ClientTlsConfig, ...] = ()
+    """`[[client_tls]]` tables, in file order (the first naming a component and host wins)."""
+    llm: RemoteLlmConfig | None = None
+    """`[llm_compute] type = "remote_http"` (None: no table, or type "spin")."""
 
     def summary(self) -> str:
         """What the file configures, without secrets (as Spin's 'Using runtime config ...' line)."""
@@ -84,6 +96,15 @@ class RuntimeConfig:
         parts += [f"[sqlite_database.{d.label}: spin]" for d in self.sqlite_databases]
         parts += [f"[variables_provider: {_provider_type(p)}]" for p in self.variables_providers]
         parts += [f"[outbound_{kind}: max_connections={n}]" for kind, n in self.max_connections.items()]
+        if not self.http_pooling:
+            parts.append("[outbound_http: connection_pooling=false]")
+        if not self.blocked_networks.empty:
+            parts.append(f"[outbound_networking: block_networks={self.blocked_networks.summary()}]")
+        parts += [f"[client_tls: {', '.join(t.component_ids)} -> {', '.join(t.hosts)}]"
+                  for t in self.client_tls]
+        if self.llm is not None:
+            url = redacted_url(self.llm.url)
+            parts.append(f"[llm_compute: remote_http {url} api_type={self.llm.api_type}]")
         return ", ".join(parts) or "nothing"
 
 

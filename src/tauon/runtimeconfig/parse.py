@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 
 from tauon.outbound.limits import OutboundError
 from tauon.outbound.redis_client import parse_address
+from tauon.runtimeconfig.client_tls import client_tls
+from tauon.runtimeconfig.errors import RuntimeConfigError
+from tauon.runtimeconfig.llm import llm_compute
 from tauon.runtimeconfig.model import (
     EnvProviderConfig,
     KeyValueStoreConfig,
@@ -25,6 +28,8 @@ from tauon.runtimeconfig.model import (
     StaticProviderConfig,
     VaultProviderConfig,
 )
+from tauon.runtimeconfig.networking import outbound_networking
+from tauon.runtimeconfig.outbound_http import outbound_http
 
 NOT_IN_TAUON = {
     "azure_cosmos": "Azure Cosmos DB",
@@ -35,27 +40,13 @@ NOT_IN_TAUON = {
 UNSUPPORTED_TABLES = {
     "log_dir": "tauon logs guest output with its own log lines; remove log_dir",
     "max_instance_memory": "use the app file's limits.memory_mib",
-    "llm_compute": "remove [llm_compute]: tauon answers LLM calls with Spin's local-model error",
-    "outbound_networking": "remove [outbound_networking]: limit hosts with the app's allowed_outbound_hosts",
-    "client_tls": "remove [[client_tls]]: outbound TLS verifies against the system roots",
-    "outbound_http": "remove [outbound_http]",
-    "outbound_pg": "remove [outbound_pg]",
-    "outbound_mysql": "remove [outbound_mysql]",
     "otel": "configure tracing with the OTEL_* environment variables",
 }
 T = TypeVar("T")
 _KNOWN = ("state_dir", "key_value_store", "sqlite_database", "variables_provider", "config_provider",
-          "outbound_redis", "outbound_mqtt")
-
-
-class RuntimeConfigError(Exception):
-    """A problem in a runtime config file: `where` is the table and key ('key_value_store.cache.type')."""
-
-    def __init__(self, message: str, where: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.where = where
-        self.hint = hint
+          "outbound_redis", "outbound_mqtt", "outbound_networking",
+          "client_tls", "llm_compute", "outbound_pg", "outbound_mysql",
+          "outbound_http")
 
 
 def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
@@ -67,8 +58,9 @@ def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise RuntimeConfigError(f"is not valid TOML: {exc}", hint="fix the TOML syntax") from None
     base = path.parent
+    http = outbound_http(table.get("outbound_http"))
     for key in table:
-        if key in UNSUPPORTED_TABLES and not _accepted_llm(key, table[key]):
+        if key in UNSUPPORTED_TABLES:
             raise RuntimeConfigError("is not supported by tauon", where=key, hint=UNSUPPORTED_TABLES[key])
         if key not in _KNOWN and key not in UNSUPPORTED_TABLES:
             raise RuntimeConfigError("is not a runtime config key", where=key,
@@ -86,13 +78,19 @@ def parse_runtime_config(path: Path, data: bytes) -> RuntimeConfig:
         sqlite_databases=_labelled(table, "sqlite_database", lambda w, label, t:
                                    _sqlite_database(w, label, t, base)),
         variables_providers=_providers(table.get(providers_key), providers_key, base),
-        max_connections={kind: n for kind in ("redis", "mqtt")
-                         if (n := _max_connections(table.get(f"outbound_{kind}"), f"outbound_{kind}"))},
+        max_connections={**{kind: n for kind in ("redis", "mqtt", "pg", "mysql")
+                            if (n := _max_connections(table.get(f"outbound_{kind}"), f"outbound_{kind}"))},
+                         **http.limit},
+        http_pooling=http.pooling,
+        blocked_networks=outbound_networking(table.get("outbound_networking")),
+        client_tls=client_tls(table.get("client_tls"), base),
+        llm=llm_compute(table.get("llm_compute")),
     )
 
 
 def _max_connections(value: Any, where: str) -> int | None:
-    """`[outbound_redis]` / `[outbound_mqtt]`: only `max_connections` (Spin: optional, unlimited)."""
+    """`[outbound_redis]` / `[outbound_mqtt]` / `[outbound_pg]` / `[outbound_mysql]`: only
+    `max_connections` (Spin: optional, unlimited)."""
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -108,11 +106,6 @@ def _max_connections(value: Any, where: str) -> int | None:
         raise RuntimeConfigError(f"must be a whole number >= 1, got {limit!r}",
                                  where=f"{where}.max_connections")
     return limit
-
-
-def _accepted_llm(key: str, value: Any) -> bool:
-    """`[llm_compute] type = "spin"` is what tauon does anyway (local models answer Spin's error)."""
-    return key == "llm_compute" and isinstance(value, dict) and value == {"type": "spin"}
 
 
 def _resolve(value: str, base: Path) -> str:

@@ -8,12 +8,18 @@ LoadError when the app cannot run (a required variable without a value, an undef
 
 from __future__ import annotations
 
+import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
+from tauon.hostif.llm_remote import RemoteLlm
 from tauon.outbound import OutboundServices
+from tauon.runtimeconfig.client_tls import ClientTlsConfig, component_contexts
+from tauon.runtimeconfig.llm import RemoteLlmConfig
+from tauon.runtimeconfig.networks import BlockedNetworks
 from tauon.runtimeconfig.providers import variable_providers
 from tauon.services.configured import open_databases, open_key_value_stores
 from tauon.services.keyvalue import KeyValueStore, KeyValueStores
@@ -41,6 +47,16 @@ class ComponentServices:
     postgres: PgClients | None = field(default=None, compare=False)
     """The app generation's outbound PostgreSQL pools; None: no outbound database clients."""
     mysql: MysqlClients | None = field(default=None, compare=False)
+    blocked_networks: BlockedNetworks = field(default_factory=BlockedNetworks)
+    """The runtime config's `[outbound_networking] block_networks` (every outbound path checks it)."""
+    tls_contexts: Mapping[str, ssl.SSLContext] = field(default_factory=dict, compare=False)
+    """host -> the TLS client context of the runtime config's `[[client_tls]]` for this component."""
+    http_pooling: bool = True
+    """`[outbound_http] connection_pooling` (False: a new connection per outbound request)."""
+    http_limit: threading.BoundedSemaphore | None = field(default=None, compare=False)
+    """`[outbound_http] max_connections`: the app's outbound HTTP requests in flight (None: unbounded)."""
+    llm: RemoteLlm | None = field(default=None, compare=False)
+    """`[llm_compute] type = "remote_http"`: where LLM calls go (None: Spin's local-engine error)."""
 
     def open_store(self, label: str) -> KeyValueStore:
         """Raises KeyValueError ('access-denied' for an unlisted label, 'no-such-store')."""
@@ -53,13 +69,23 @@ class ComponentServices:
 
 class AppServices:
     def __init__(self, resolver: VariableResolver, stores: KeyValueStores, databases: Databases,
-                 max_connections: dict[str, int] | None = None) -> None:
+                 max_connections: dict[str, int] | None = None,
+                 blocked_networks: BlockedNetworks | None = None,
+                 client_tls: tuple[ClientTlsConfig, ...] = (),
+                 llm: RemoteLlmConfig | None = None) -> None:
         self.resolver = resolver
+        self.llm = RemoteLlm(llm) if llm is not None else None
+        self.http_pooling = True
+        http_max = (max_connections or {}).get("http")
+        self.http_limit = threading.BoundedSemaphore(http_max) if http_max else None
+        self.client_tls = client_tls
+        self.blocked_networks = blocked_networks or BlockedNetworks()
         self.stores = stores
         self.databases = databases
         self.outbound = OutboundServices(max_connections)
-        self.postgres = PgClients()
-        self.mysql = MysqlClients()
+        limits = max_connections or {}
+        self.postgres = PgClients(max_connections=limits.get("pg"))
+        self.mysql = MysqlClients(max_connections=limits.get("mysql"))
 
     @classmethod
     def open(cls, plan: GenerationPlan, env: Mapping[str, str]) -> AppServices:
@@ -93,8 +119,13 @@ class AppServices:
             stores.close()
             databases.close()
             raise
-        return cls(resolver, stores, databases,
-                   plan.runtime_config.max_connections if plan.runtime_config is not None else None)
+        config = plan.runtime_config
+        app = cls(resolver, stores, databases, config.max_connections if config is not None else None,
+                   config.blocked_networks if config is not None else None,
+                   config.client_tls if config is not None else (),
+                   config.llm if config is not None else None)
+        app.http_pooling = config.http_pooling if config is not None else True
+        return app
 
     def component(self, component: ComponentPlan) -> ComponentServices:
         return ComponentServices(
@@ -108,7 +139,20 @@ class AppServices:
             outbound=self.outbound,
             postgres=self.postgres,
             mysql=self.mysql,
+            blocked_networks=self.blocked_networks,
+            tls_contexts=self._tls_contexts(component.id),
+            llm=self.llm,
+            http_pooling=self.http_pooling,
+            http_limit=self.http_limit,
         )
+
+    def _tls_contexts(self, component_id: str) -> Mapping[str, ssl.SSLContext]:
+        try:
+            return component_contexts(self.client_tls, component_id)
+        except (OSError, ssl.SSLError) as exc:  # a file changed since the runtime config was read
+            raise LoadError(f"[[client_tls]] for component '{component_id}': cannot load a certificate "
+                            f"or key file: {exc}", field="runtime_config",
+                            hint="fix the files the runtime config's [[client_tls]] names") from None
 
     def close(self) -> None:
         """Close the database and outbound connections once no request of this generation runs."""

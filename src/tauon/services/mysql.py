@@ -210,8 +210,10 @@ def _close_quietly(conn: pymysql.connections.Connection[Any]) -> None:
 class MysqlClients:
     """Every MySQL connection of one app generation. Thread-safe."""
 
-    def __init__(self, watchdog: Watchdog | None = None) -> None:
+    def __init__(self, watchdog: Watchdog | None = None, *, max_connections: int | None = None) -> None:
+        """`max_connections`: the runtime config's `[outbound_mysql]` bound (else MAX_CONNECTIONS)."""
         self.watchdog = watchdog or Watchdog.shared()
+        self._limit = max_connections or MAX_CONNECTIONS
         self._lock = threading.Condition()
         self._open: set[MysqlConnection] = set()
         self._pending = 0
@@ -221,7 +223,7 @@ class MysqlClients:
         """Raises MysqlError (connection-failed)."""
         options = parse_address(address)
         with self._lock:
-            while len(self._open) + self._pending >= MAX_CONNECTIONS:
+            while len(self._open) + self._pending >= self._limit:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed:
                     raise MysqlError("connection-failed", "too many connections")

@@ -233,8 +233,11 @@ class PgConnection:
 class PgClients:
     """The app generation's PostgreSQL pools. Thread-safe: guests call from their own threads."""
 
-    def __init__(self, watchdog: Watchdog | None = None) -> None:
+    def __init__(self, watchdog: Watchdog | None = None, *, max_connections: int | None = None) -> None:
+        """`max_connections`: the runtime config's `[outbound_pg]` bound on connections the app's
+        guests hold at once (None: only the per-address pool size)."""
         self.watchdog = watchdog or Watchdog.shared()
+        self._limit = max_connections
         self._lock = threading.Condition()
         self._pools: OrderedDict[str, _Pool] = OrderedDict()
         self._closed = False
@@ -251,7 +254,7 @@ class PgClients:
             options["sslrootcert"] = self._ca_file(digest, root_ca)
         with self._lock:
             pool = self._pool(key, options)
-            while not pool.idle and pool.busy >= POOL_SIZE:  # Spin waits for a free pooled connection
+            while (not pool.idle and pool.busy >= POOL_SIZE) or self._at_limit():  # Spin waits
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed:
                     raise _failed("too many connections")
@@ -266,9 +269,13 @@ class PgClients:
         except BaseException:
             with self._lock:
                 pool.busy -= 1
-                self._lock.notify()
+                self._lock.notify_all()
             raise
         return PgConnection(self, pool, conn)
+
+    def _at_limit(self) -> bool:
+        """The app holds `max_connections` (lock held)."""
+        return self._limit is not None and sum(p.busy for p in self._pools.values()) >= self._limit
 
     def _ca_file(self, digest: str, pem: str) -> str:
         """A guest-supplied CA as the file libpq wants (private to this process, named by its hash)."""
@@ -344,7 +351,7 @@ class PgClients:
                     and self._pools.get(pool.key) is pool)
             if keep:
                 pool.idle.append(conn)
-            self._lock.notify()
+            self._lock.notify_all()
         if not keep:
             conn.close()
 
