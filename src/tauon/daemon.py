@@ -21,13 +21,13 @@ from anyio.abc import TaskGroup
 from tauon.control.dirscan import scan_directory
 from tauon.control.lepton import read_apps_file
 from tauon.control.reconcile import reconcile
+from tauon.control.runtimeconfig import attach_runtime_configs
 from tauon.control.spec import AppSpec
 from tauon.control.supervisor import Supervisor
 from tauon.control.watcher import run_watcher
 from tauon.errors import BindError, SpecError, TauonError
 from tauon.metrics import Metrics
 from tauon.notify import Notifier, StatusReporter, run_watchdog, watchdog_interval
-from tauon.runtimeconfig.attach import attach_runtime_configs
 from tauon.server.listener import Listener
 from tauon.settings import Settings
 from tauon.status import pending_apps, summary

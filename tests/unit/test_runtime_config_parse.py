@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tauon.control.runtimeconfig import attach_runtime_configs
 from tauon.control.spec import parse_spec
 from tauon.errors import SpecError
-from tauon.runtimeconfig.attach import attach_runtime_configs
 from tauon.runtimeconfig.errors import RuntimeConfigError
 from tauon.runtimeconfig.model import (
     EnvProviderConfig,

@@ -8,11 +8,13 @@ plans to worker processes that share the listening sockets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tauon.model.component_meta import ComponentMeta
 from tauon.model.mount import Mount
-from tauon.runtimeconfig.model import RuntimeConfig
+
+if TYPE_CHECKING:  # a type only: app stays below the runtime config's I/O
+    from tauon.runtimeconfig.model import RuntimeConfig
 
 
 @dataclass(frozen=True, slots=True)

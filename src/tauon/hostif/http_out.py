@@ -117,27 +117,31 @@ def handle(state: HostState, req_rep: int, options_rep: int | None) -> tuple[str
         if future.span is not None:
             tracing.end_outbound_http(future.span, ("err", ("connection-limit-reached", None)))
         return err(("connection-limit-reached", None))
-
-    def run() -> None:
-        try:
-            limit = config.services.http_limit if config.services is not None else None
-            if limit is None:
-                _exchange(state, request, scheme, future, timeouts, connect_to)
-            elif not limit.acquire(timeout=max(0.0, state.deadline - time.monotonic())):
-                with state.cond:  # [outbound_http] max_connections: none freed up in time
-                    future.result = ("err", ("connection-limit-reached", None))
-                    state.cond.notify_all()
-            else:
-                try:
-                    _exchange(state, request, scheme, future, timeouts, connect_to)
-                finally:
-                    limit.release()
-        finally:
-            release()
-
-    thread = threading.Thread(target=run, name=f"tauon-http-out {config.label}", daemon=True)
+    thread = threading.Thread(target=_send, name=f"tauon-http-out {config.label}", daemon=True,
+                              args=(state, request, scheme, future, timeouts, connect_to, release))
     thread.start()
     return ok(state.table.push(future))
+
+
+def _send(state: HostState, request: OutgoingRequest, scheme: str, future: FutureIncomingResponse,
+          timeouts: Timeouts, connect_to: tuple[str, int] | None, release: Callable[[], None]) -> None:
+    """The request's own thread: the exchange, within `[outbound_http] max_connections` if set."""
+    services = state.config.services
+    try:
+        limit = services.http_limit if services is not None else None
+        if limit is None:
+            _exchange(state, request, scheme, future, timeouts, connect_to)
+        elif not limit.acquire(timeout=max(0.0, state.deadline - time.monotonic())):
+            with state.cond:  # none freed up in time
+                future.result = ("err", ("connection-limit-reached", None))
+                state.cond.notify_all()
+        else:
+            try:
+                _exchange(state, request, scheme, future, timeouts, connect_to)
+            finally:
+                limit.release()
+    finally:
+        release()
 
 
 PER_REQUEST = 64

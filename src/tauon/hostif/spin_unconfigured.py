@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tauon.hostif import llm_remote
 from tauon.hostif.registry import HostInterface
 from tauon.hostif.spin_common import NO_SERVICES, Result, services_of
 from tauon.hostif.state import HostState
+from tauon.services import llm_remote
 
 LLM_UNSUPPORTED = "Local LLM operations are not supported in this version of Spin."
 """What Spin answers an LLM call with when it is built without local LLM support (any ABI version)."""

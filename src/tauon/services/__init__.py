@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
-from tauon.hostif.llm_remote import RemoteLlm
 from tauon.outbound import OutboundServices
 from tauon.runtimeconfig.client_tls import ClientTlsConfig, component_contexts
 from tauon.runtimeconfig.llm import RemoteLlmConfig
@@ -23,6 +22,7 @@ from tauon.runtimeconfig.networks import BlockedNetworks
 from tauon.runtimeconfig.providers import variable_providers
 from tauon.services.configured import open_databases, open_key_value_stores
 from tauon.services.keyvalue import KeyValueStore, KeyValueStores
+from tauon.services.llm_remote import RemoteLlm
 from tauon.services.mysql import MysqlClients
 from tauon.services.postgres import PgClients
 from tauon.services.sqlite import Database, Databases
