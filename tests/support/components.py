@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+
+from support.ports import free_port as free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "build-components"
@@ -92,12 +93,6 @@ def reference_server() -> Path:
         raise RuntimeError(f"scripts/install-reference failed:\n{result.stdout}{result.stderr}")
     return Path(result.stdout.strip().splitlines()[-1])
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ import contextlib
 import http.server
 import json
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -19,17 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.ports import free_port as free_port
+
 BINARY = "docker-registry"
 REGISTRY_USER = "tauon"
 REGISTRY_PASSWORD = "s3cret:with-colon!"  # the colon checks that only the first one splits user:pass
 SETUP_HINT = "install it with the set-up command in README.md (apt-get install -y docker-registry)"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

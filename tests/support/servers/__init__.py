@@ -17,15 +17,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from support.ports import free_port as free_port
+
 SETUP_HINT = "install it with the set-up command in README.md (scripts/setup-dev)"
 UNPRIVILEGED_USER = "nobody"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def find_binary(name: str, *candidates: str) -> str:
