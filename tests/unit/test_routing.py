@@ -128,7 +128,7 @@ def test_wit_component_layouts_gain_the_import_and_others_are_left_alone() -> No
         original = component_path(name).read_bytes()
         other = route_streams(original)
         assert other is not None and route_streams(other) is None, name
-        # Their reads are routed too (their allocators cannot take rewrite.py's retyping); the JS
+        # Their reads are routed too (their allocators cannot take rewriting/reads.py's retyping); the JS
         # component's preview1 adapter reads into its caller's buffer, so those get the ASCII reads.
         added = other[len(original):]
         assert all(func.encode() in added for func in READ_FUNCS + WRITE_FUNCS), name
