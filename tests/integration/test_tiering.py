@@ -188,3 +188,32 @@ def test_a_module_winch_cannot_compile_falls_back_to_cranelift_with_a_log_line(
         assert "compiling with Cranelift instead" in log
         row = app_row(tauon)
         assert (row["tier"], row["generation"]) == ("cranelift", 1), row
+
+
+def test_in_memory_stores_survive_the_swap_to_cranelift_with_workers(
+        registry: RegistryServer, tmp_path: Path) -> None:
+    """Without a state_dir, worker processes keep the default store in a private SQLite file per
+    generation: the Cranelift generation of the same plan keeps the Winch generation's, so what a
+    guest stored on Winch's code is still there after the swap."""
+    app = SpinAppSpec(name="kv", components=[SpinComponent(
+        id="web", wasm=component_path("js-spin").read_bytes(), metadata={"key_value_stores": ["default"]})],
+        triggers=[{"route": "/...", "component": "web"}])
+    ref = push_app(registry, "tiering/kv", "v1", app)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    with run_tauon(tmp_path, "--workers", "2", "--log-level", "info", admin=True,
+                   env={**ON, "RUNTIME_DIRECTORY": str(runtime)}) as tauon:
+        (tauon.watch_dir / "kv.json").write_text(app_file(ref, port))
+        tauon.wait_log(r"kv\.json: serving: .*Winch's code", timeout=180)
+        assert httpx.put(f"{base}/kv?key=fruit", content=b"apple", timeout=30).status_code == 200
+        [private] = runtime.glob("*/kv.json.1.*")
+        tauon.wait_log(r"kv\.json: updated to generation 2: .*\(Cranelift's code\)", timeout=600)
+        wait_tier(tauon, "cranelift", 30)
+        time.sleep(3)  # past the drain of generation 1, when its private directory would go
+        # Still there: a process that opens the store anew (a restarted worker) finds the data.
+        assert (private / "sqlite_key_value.db").is_file(), sorted(private.parent.rglob("*"))
+        for _ in range(6):  # both processes
+            r = httpx.get(f"{base}/kv?key=fruit", timeout=30)
+            assert (r.status_code, r.content) == (200, b"apple")

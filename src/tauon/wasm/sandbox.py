@@ -65,7 +65,8 @@ def _has_compiled(engine: WasmEngine, component: ComponentPlan) -> bool:
 
 
 _compiling: dict[str, anyio.Lock] = {}
-"""wasm digest -> held while a child compiles it: apps sharing a component compile it once."""
+"""tier:wasm digest -> held while a child compiles it: apps sharing a component compile it once (a
+background Cranelift compile does not hold up another app's Winch compile of the same wasm)."""
 
 
 async def compile_missing(engine: WasmEngine, plan: GenerationPlan, limiter: anyio.CapacityLimiter,
@@ -79,7 +80,7 @@ async def compile_missing(engine: WasmEngine, plan: GenerationPlan, limiter: any
     components = missing(engine, plan)
     if not components:
         return
-    digests = sorted(c.wasm_digest for c in components)  # one order for every app: no deadlock
+    digests = sorted(f"{engine.tier}:{c.wasm_digest}" for c in components)  # one order: no deadlock
     locks = [_compiling.setdefault(digest, anyio.Lock()) for digest in digests]
     try:
         async with contextlib.AsyncExitStack() as held:
