@@ -46,10 +46,12 @@ def run(run_dir: Path, name: str, ref: str, args: argparse.Namespace, tiering: s
         began = time.perf_counter()
         staged.rename(tauon.watch_dir / staged.name)
         figures = {"first_200": first_200(url, began, timeout=900)}
+        tauon.wait_log(r": serving: ", timeout=60)  # logged once every process serves it
+        time.sleep(1)
         load = wrk(url, args.duration, args.connections, tauon.proc.pid)
         figures.update(rps=load["rps"], errors=load["errors"])
         if tiering == "on":
-            swapped = "updated to generation 2" in tauon.log()
+            swapped = "updated to generation 2" in tauon.log()  # during the Winch run: flagged
             tauon.wait_log(r"updated to generation 2", timeout=900)
             figures["swap_at"] = time.perf_counter() - began
             figures["winch_window_clean"] = 0.0 if swapped else 1.0
