@@ -163,8 +163,8 @@ class AppRunner:
 
     async def _optimize(self, spec: AppSpec, plan: GenerationPlan) -> None:
         """Compile the serving Winch generation's plan with Cranelift, niced and one app at a time,
-        and swap it in. A failure leaves Winch's code serving (logged; the next change or restart
-        tries again)."""
+        and swap it in. A failure leaves Winch's code serving (logged; the next change of the
+        file, SIGHUP or restart tries again)."""
         slot, shared = self.slot, self.shared
         started = time.monotonic()
         try:

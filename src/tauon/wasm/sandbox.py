@@ -111,7 +111,7 @@ async def _run_child(engine: WasmEngine, limits: CompileLimits, components: list
                "jobs": [{"component": c.id, "path": c.wasm_path, "digest": c.wasm_digest}
                         for c in components]}
     progress = _Progress(current=components[0].id)
-    log.debug("%s: compiling %s with %s in a child process", app_id,
+    log.debug("%s: compiling %s in a child process (%s)", app_id,
               ", ".join(c.id for c in components), engine.tier)
     process = await anyio.open_process([sys.executable, "-m", "tauon.wasm.compile_child"],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
