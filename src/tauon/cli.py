@@ -167,6 +167,10 @@ def _add_compile_limits(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
                    help="wall-clock seconds compiling one app's wasm may take before its child process "
                    f"is killed and the app fails to load (default: {defaults.timeout:g}; "
                    "$TAUON_COMPILE_TIMEOUT)")
+    p.add_argument("--tiering", choices=["on", "off"], default=env.get("TAUON_TIERING") or "on",
+                   help="on: an app whose compiled code is not cached is compiled with wasmtime's "
+                   "baseline compiler Winch first and served, then with Cranelift in the background "
+                   "and swapped over; off: wait for Cranelift (default: on; $TAUON_TIERING)")
 
 
 def _check_bounds(args: argparse.Namespace) -> None:
@@ -184,6 +188,8 @@ def _check_bounds(args: argparse.Namespace) -> None:
         raise SystemExit(f"tauon: --compile-memory-mib must be >= {MIN_MEMORY_MIB}")
     if args.running_guests is not None and args.running_guests < 1:
         raise SystemExit("tauon: --running-guests must be >= 1")
+    if args.tiering not in ("on", "off"):
+        raise SystemExit(f"tauon: --tiering (or $TAUON_TIERING) must be 'on' or 'off', got {args.tiering!r}")
     if args.max_blob_mib <= 0:
         raise SystemExit("tauon: --cache-max-gib and --max-blob-mib must be > 0")
 
@@ -244,6 +250,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         body_timeout=args.body_timeout,
         max_connections=args.max_connections,
         compile=CompileLimits(memory_mib=args.compile_memory_mib, timeout=args.compile_timeout),
+        tiering=args.tiering == "on",
     )
 
 

@@ -97,6 +97,9 @@ async def run_daemon(settings: Settings, notifier: Notifier | None = None) -> No
                 supervisor.on_change = reporter.poke
                 tg.start_soon(reporter.run)
             metrics.app_states = supervisor.counts
+            metrics.app_tiers = lambda: {app_id: slot.generation.plan.tier
+                                         for app_id, slot in supervisor.slots.items()
+                                         if slot.generation is not None}
             metrics.guest_capacity = lambda: _capacity(engine, workers)
             view = DaemonView(supervisor, metrics, mode, source, start_grace=settings.start_grace)
             try:

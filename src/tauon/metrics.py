@@ -95,6 +95,8 @@ class Metrics:
         self._requests: dict[str, RequestStats] = {}
         self.app_states: Callable[[], Mapping[str, int]] = dict
         """Set by the daemon: current number of apps in each state."""
+        self.app_tiers: Callable[[], Mapping[str, str]] = dict
+        """Set by the daemon: the compiler tier ('winch', 'cranelift') of each app's serving code."""
         self.guest_capacity: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
         """Set by the daemon: (guests holding a run slot, run slots, instance pool size; 0: no pool)."""
         self.remote_requests: Callable[[], Mapping[str, list[RequestStats]]] = dict
@@ -202,6 +204,11 @@ class _HotPathCollector(Collector):
         counts = self.metrics.app_states()
         for state in (*APP_STATES, *sorted(set(counts) - set(APP_STATES))):
             states.add_metric([state], counts.get(state, 0))
+        tiers = GaugeMetricFamily("tauon_app_tier", "1 for the compiler whose code an app serves "
+                                  "(winch: baseline, until Cranelift's is swapped in)",
+                                  labels=["app", "tier"])
+        for app_id, tier in sorted(self.metrics.app_tiers().items()):
+            tiers.add_metric([app_id, tier], 1)
         running_guests, slots, pool = self.metrics.guest_capacity()
         guests = GaugeMetricFamily("tauon_guests_running", "Guests executing wasm in a run slot "
                                    "(--running-guests; short guests and overflow run outside it)",
@@ -209,4 +216,4 @@ class _HotPathCollector(Collector):
         run_slots = GaugeMetricFamily("tauon_guest_run_slots", "Run slots (--running-guests)", value=slots)
         pool_size = GaugeMetricFamily("tauon_instance_pool_slots", "Instance pool size (--instance-pool; "
                                       "0: on-demand allocation); a full pool answers 503", value=pool)
-        return [requests, latency, inflight, states, guests, run_slots, pool_size]
+        return [requests, latency, inflight, states, tiers, guests, run_slots, pool_size]

@@ -82,6 +82,9 @@ class Settings:
     workers: int = 1
     """Processes serving requests: the daemon plus workers - 1 (workers/pool.py)."""
     compile: CompileLimits = field(default_factory=CompileLimits)
+    tiering: bool = True
+    """Serve uncached apps from Winch's code first and swap Cranelift's in when it is compiled
+    (control/runner.py); False: every app waits for Cranelift."""
     """Limits of the child process that compiles an app's wasm (wasm/sandbox.py)."""
     max_request_head: int = DEFAULT_MAX_REQUEST_HEAD
     """Bytes of request line and headers accepted; a larger head is answered 431 (server/httpproto.py)."""

@@ -37,6 +37,7 @@ def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
             "address": str(spec.address) if spec.address is not None else None,
             "state": slot.state,
             "generation": gen.number if gen is not None else None,
+            "tier": gen.plan.tier if gen is not None else None,
             "error": slot.error,
             "problem": supervisor.problems.get(app_id) or slot.tls_problem,
             "since": rfc3339(slot.since),
@@ -51,7 +52,7 @@ def app_rows(supervisor: Supervisor) -> list[dict[str, Any]]:
             continue  # the last good version serves; its row carries the problem
         rows.append({
             "app": app_id, "reference": None, "digest": None, "address": None, "state": "invalid",
-            "generation": None, "error": problem, "problem": problem,
+            "generation": None, "tier": None, "error": problem, "problem": problem,
             "since": rfc3339(supervisor.problem_since.get(app_id, 0.0)), "state_dir": None,
             "variables": [], "in_flight": 0, "triggers": [],
         })

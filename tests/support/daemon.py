@@ -97,7 +97,9 @@ def run_tauon(tmp: Path, *args: str, watch_dir: Path | None = None, cache_dir: P
     state_root = state_root or tmp / "state"
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / f"tauon-{time.monotonic_ns()}.log"
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # Tiering (on by default) swaps a second generation in after every cold start; tests that are not
+    # about it count generations and swaps, so they run with it off unless `env` turns it on.
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TAUON_TIERING": "off", **(env or {})}
     source = ["--apps", str(apps_file)] if apps_file is not None else [str(watch_dir)]
     admin_url: str | None = None
     if admin:

@@ -246,3 +246,31 @@ def test_a_hook_taken_off_is_no_longer_called(tmp_path: Path) -> None:
         engine.off_tick(hook)  # taking it off twice is harmless
     finally:
         engine.stop()
+
+
+def test_winch_tier_has_its_own_key_and_engine_and_shares_the_ticker(tmp_path: Path, wasm: Path) -> None:
+    """Winch's code loads only into a Winch engine, so it is cached under its own key; the sibling
+    engine shares the run slots and its epoch advances with the parent's ticker."""
+    engine = WasmEngine(tmp_path / "cache", epoch_interval=0.01)
+    winch = engine.for_tier("winch")
+    assert engine.for_tier("winch") is winch and engine.for_tier("cranelift") is engine
+    assert (engine.tier, winch.tier) == ("cranelift", "winch")
+    assert winch.slots is engine.slots and winch.pool.instances == 0
+    assert winch.cache_key(DIGEST) != engine.cache_key(DIGEST)
+    assert answer(winch, winch.compile_module(wasm, DIGEST)) == 42
+    assert answer(engine, engine.compile_module(wasm, DIGEST)) == 42
+    assert len(artifacts(tmp_path / "cache")) == 2
+    with pytest.raises(wasmtime.WasmtimeError, match="Winch"):  # why the key must differ
+        wasmtime.Module.deserialize_file(engine.engine, str(winch._paths(winch.cache_key(DIGEST))[0]))
+    engine.start()
+    try:
+        assert winch.ticking
+        started = time.monotonic()
+        with pytest.raises(wasmtime.Trap):
+            _spin_until_deadline(winch, 0.2)
+        assert 0.15 < time.monotonic() - started < 0.6
+    finally:
+        engine.stop()
+    assert not winch.ticking
+    with pytest.raises(ValueError, match="unknown compiler tier"):
+        engine.for_tier("singlepass")

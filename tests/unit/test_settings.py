@@ -175,3 +175,17 @@ def test_runtime_config_from_flag_env_or_credential(monkeypatch: pytest.MonkeyPa
     assert settings_from_args(build_parser().parse_args([])).runtime_config == Path("/etc/tauon/rc.toml")
     flag = settings_from_args(build_parser().parse_args(["--runtime-config", "/srv/rc.toml"]))
     assert flag.runtime_config == Path("/srv/rc.toml")
+
+
+def test_tiering_from_flag_or_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAUON_TIERING", raising=False)
+    assert settings_from_args(build_parser().parse_args([])).tiering is True
+    assert settings_from_args(build_parser().parse_args(["--tiering", "off"])).tiering is False
+    monkeypatch.setenv("TAUON_TIERING", "off")
+    assert settings_from_args(build_parser().parse_args([])).tiering is False
+    assert settings_from_args(build_parser().parse_args(["--tiering", "on"])).tiering is True
+    monkeypatch.setenv("TAUON_TIERING", "maybe")
+    with pytest.raises(SystemExit, match=r"TIERING\) must be 'on' or 'off', got 'maybe'"):
+        settings_from_args(build_parser().parse_args([]))
+    with pytest.raises(SystemExit):  # argparse: invalid choice
+        build_parser().parse_args(["--tiering", "maybe"])

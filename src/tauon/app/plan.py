@@ -118,6 +118,10 @@ class GenerationPlan:
     redis_triggers: tuple[RedisTriggerPlan, ...] = ()
     runtime_config: RuntimeConfig | None = None
     """The app's Spin runtime config (labelled stores and databases, variables providers), if any."""
+    tier: str = "cranelift"
+    """The compiler its code comes from: 'cranelift' (optimizing) or 'winch' (baseline: served while
+    Cranelift compiles in the background, control/tiering.py); every process loads it with an engine
+    of that strategy (WasmEngine.for_tier)."""
 
     @property
     def listens(self) -> bool:

@@ -83,10 +83,18 @@ def describe_failure(app_id: str, exc: Exception) -> str:
     return f"{app_id}: unexpected failure: {exc!r}"
 
 
+def _tier_note(gen: Generation, replaced: Generation | None) -> str:
+    if gen.plan.tier == "winch":
+        return " (Winch's code; Cranelift compiles in the background)"
+    if replaced is not None and replaced.plan.tier == "winch":
+        return " (Cranelift's code)"
+    return ""
+
+
 def banner(spec: AppSpec, gen: Generation, *, replaced: Generation | None) -> str:
     """What an app start prints, as Spin prints it: the serving URL, the routes, Redis channels."""
     verb = f"updated to generation {gen.number}" if replaced is not None else "serving"
-    lines = [f"{spec.id}: {verb}: {clip(gen.plan.name)} {gen.plan.digest[:19]}"]
+    lines = [f"{spec.id}: {verb}: {clip(gen.plan.name)} {gen.plan.digest[:19]}{_tier_note(gen, replaced)}"]
     if gen.plan.listens and spec.address is not None:
         url = spec.address.url("https" if spec.tls is not None else "http")
         lines += [f"Serving {url}", "Available Routes:"]

@@ -53,6 +53,9 @@ class RunnerShared:
     host: DaemonSiteHost
     pull_limiter: anyio.CapacityLimiter
     compile_limiter: anyio.CapacityLimiter
+    background_limiter: anyio.CapacityLimiter = dataclasses.field(
+        default_factory=lambda: anyio.CapacityLimiter(1))
+    """Cranelift compiles behind a Winch generation: one at a time, so serving keeps the CPU."""
 
 
 class AppRunner:
@@ -63,6 +66,9 @@ class AppRunner:
         site.on_tls_problem = self.slot.set_tls_problem
         self._run_scope: anyio.CancelScope | None = None
         """The current run's: a newer version of the file, or its removal, cancels it."""
+        self._upgrade: GenerationPlan | None = None
+        """The plan of the Winch generation serving, to build again with Cranelift (a run superseded
+        before that finished, by a SIGHUP say, picks it up again)."""
 
     def run(self, spec: AppSpec, *, reload: bool = False) -> None:
         """Start a run for this version of the app file, superseding an unfinished one. `reload`:
@@ -102,6 +108,10 @@ class AppRunner:
             try:
                 await self._deploy(spec, reload=reload)
                 slot.settled.set()
+                if self._upgrade is not None and slot.generation is not None \
+                        and slot.generation.plan.tier == "winch":
+                    done.set()  # serving: the optimized generation follows in the same cancel scope
+                    await self._optimize(spec, self._upgrade)
                 return
             except TauonError as exc:
                 error = str(exc.with_file(spec.id))
@@ -142,11 +152,36 @@ class AppRunner:
             slot.set_state("starting")
         started = time.monotonic()
         gen = await build_generation(plan, slot.generations, self.shared.engine,
-                                     self.shared.compile_limiter, redis=True)
+                                     self.shared.compile_limiter, redis=True,
+                                     tiering=self.shared.settings.tiering)
         self.shared.metrics.compile_duration.labels(spec.id).observe(time.monotonic() - started)
         with anyio.CancelScope(shield=True):
             async with slot.lock:
                 await self._activate(spec, gen)
+        if slot.generation is gen:
+            self._upgrade = plan if gen.plan.tier == "winch" else None
+
+    async def _optimize(self, spec: AppSpec, plan: GenerationPlan) -> None:
+        """Compile the serving Winch generation's plan with Cranelift, niced and one app at a time,
+        and swap it in. A failure leaves Winch's code serving (logged; the next change of the
+        file, SIGHUP or restart tries again)."""
+        slot, shared = self.slot, self.shared
+        started = time.monotonic()
+        try:
+            slot.generations += 1
+            # Its limiter (one token) runs one background compile child at a time across apps.
+            gen = await build_generation(plan, slot.generations, shared.engine,
+                                         shared.background_limiter, redis=True, nice=10)
+        except TauonError as exc:
+            log.error("%s; Winch's code keeps serving", exc.with_file(spec.id))
+            return
+        log.info("%s: compiled with Cranelift in %.1fs; swapping it in", spec.id,
+                 time.monotonic() - started)
+        with anyio.CancelScope(shield=True):
+            async with slot.lock:
+                await self._activate(spec, gen)
+        if slot.generation is gen:
+            self._upgrade = None
 
     async def _pull(self, spec: AppSpec) -> PulledApp:
         settings, metrics, cache = self.shared.settings, self.shared.metrics, self.shared.cache

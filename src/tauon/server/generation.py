@@ -17,6 +17,7 @@ import anyio
 
 from tauon.app.plan import GenerationPlan, StaticResponsePlan, TriggerPlan
 from tauon.app.routes import Router
+from tauon.errors import LoadError
 from tauon.executors import BuildContext, build
 from tauon.executors.base import Executor
 from tauon.server.chaining import ServiceChain
@@ -25,7 +26,7 @@ from tauon.services import AppServices
 from tauon.wasm.cacheuse import Hold, entries_of
 from tauon.wasm.engine import WasmEngine
 from tauon.wasm.prepare import prepare_component
-from tauon.wasm.sandbox import compile_missing
+from tauon.wasm.sandbox import compile_missing, missing
 
 log = logging.getLogger("tauon.app")
 
@@ -96,16 +97,33 @@ class Generation:
 
 
 async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine,
-                           compile_limiter: anyio.CapacityLimiter, *, redis: bool = False) -> Generation:
+                           compile_limiter: anyio.CapacityLimiter, *, redis: bool = False,
+                           nice: int = 0, tiering: bool = False) -> Generation:
     """Prepare every component as Spin's loader does (convert core modules, compose dependencies: a
     bounded encoder subprocess, wasm/prepare.py), compile what the cache lacks (in a bounded child
     process, wasm/sandbox.py, unless the engine compiles in process), then load them and wire the
     router in a worker thread. `redis`: also build the Redis triggers' handlers (the daemon does;
-    worker processes serve HTTP only)."""
+    worker processes serve HTTP only). The plan's `tier` picks the engine; `tiering`: a plan whose
+    Cranelift code is not all cached is built with Winch instead (its `tier` says so; the runner
+    swaps Cranelift's in later); `nice`: the compile child's niceness (a background compile yields
+    the CPU to serving)."""
     prepared = await anyio.to_thread.run_sync(_prepared, plan, engine, limiter=compile_limiter)
+    if tiering and prepared.tier == "cranelift" and engine.sandbox is not None and missing(engine, prepared):
+        prepared = dataclasses.replace(prepared, tier="winch")  # served first; Cranelift's follows
+    base, engine = engine, engine.for_tier(prepared.tier)
     hold = Hold(engine.cache_dir, entries_of(engine, plan, prepared))  # from here to its close()
     try:
-        await compile_missing(engine, prepared, compile_limiter)
+        try:
+            await compile_missing(engine, prepared, compile_limiter, nice=nice)
+        except LoadError as exc:
+            if prepared.tier != "winch":
+                raise
+            log.warning("%s: Winch could not compile it (%s); compiling with Cranelift instead",
+                        plan.app_id, exc)
+            hold.release()
+            prepared, engine = dataclasses.replace(prepared, tier="cranelift"), base
+            hold = Hold(engine.cache_dir, entries_of(engine, plan, prepared))
+            await compile_missing(engine, prepared, compile_limiter, nice=nice)
         limiter = anyio.CapacityLimiter(prepared.limits.max_concurrency)
         chain = ServiceChain(asyncio.get_running_loop())
         router, executors, services, routes = await anyio.to_thread.run_sync(

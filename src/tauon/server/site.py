@@ -152,6 +152,10 @@ class Site:
 
     async def _retire(self, gen: Generation, drain_timeout: float) -> None:
         await gen.retire(drain_timeout)
+        current = self.generation
+        if (current is not None and current is not gen and current.plan.state_dir == gen.plan.state_dir
+                and current.plan.runtime_config == gen.plan.runtime_config):
+            return  # a tier upgrade of the same plan: the serving generation keeps its private state
         self.host.retired(gen)
 
     async def close(self) -> None:

@@ -1,7 +1,7 @@
 """The compile child: compiles an app's missing wasm into the compile cache, under the limits it is given.
 
 Run as `python -m tauon.wasm.compile_child` by wasm/sandbox.py, never by hand. It reads one JSON
-request on stdin ({"cache_dir", "key_settings", "memory_mib", "timeout", "jobs": [{"component",
+request on stdin ({"cache_dir", "key_settings", "memory_mib", "timeout", "nice", "jobs": [{"component",
 "path", "digest"}]}), caps its own data segment before touching any wasm, and reports on stdout, one
 JSON object a line:
 {"compiling": id}, {"done": id}, {"log": [level, logger, message]}, {"error": {...}} (a LoadError,
@@ -107,6 +107,7 @@ def _out_of_memory(exc: BaseException) -> bool:
 def main() -> int:
     request = json.loads(sys.stdin.read())
     _limit(int(request["memory_mib"]), float(request["timeout"]))
+    os.nice(int(request.get("nice", 0)))  # a background (Cranelift) compile yields to serving
     _die_with_parent()
     reporter = _Reporter(sys.stdout)
     logging.basicConfig(level=logging.INFO, handlers=[reporter], force=True)

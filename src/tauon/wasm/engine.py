@@ -59,6 +59,10 @@ class WasmEngine:
         config = wasmtime.Config()
         config.epoch_interruption = True
         config.wasm_component_model = True
+        self.tier = self.settings.get("strategy", "cranelift")
+        """'cranelift' (optimizing) or 'winch' (baseline, compiles ~5x faster): code one compiled
+        loads only into an engine of the same strategy, so it is part of the cache key."""
+        _set_strategy(config, self.tier)
         pool = PoolSettings() if pool is None else pool
         if pool.enabled and not can_reserve(pool):
             log.warning("cannot reserve address space for a pool of %d instances; using on-demand "
@@ -77,6 +81,28 @@ class WasmEngine:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._tick_hooks: set[Callable[[], None]] = {self.watchdog.check}
+        self._winch: WasmEngine | None = None
+        self._parent: WasmEngine | None = None
+
+    def for_tier(self, tier: str) -> WasmEngine:
+        """The engine whose code is compiled with `tier`'s strategy: this one, or its Winch sibling
+        (made on first use). The sibling shares the run slots, the output watchdog and the epoch
+        ticker, and allocates instances on demand: its generations serve only until Cranelift's
+        replace them, not worth a second pool's address-space reservation."""
+        if tier == self.tier:
+            return self
+        if tier != "winch" or self.tier != "cranelift":
+            raise ValueError(f"unknown compiler tier {tier!r}")
+        with self._compiling.hold("tier:winch"):
+            if self._winch is None:
+                sibling = WasmEngine(self.cache_dir, epoch_interval=self.epoch_interval,
+                                     pool=PoolSettings(instances=0), sandbox=self.sandbox,
+                                     key_settings={**self.settings, "strategy": "winch"})
+                sibling.slots, sibling.watchdog = self.slots, self.watchdog
+                sibling._tick_hooks, sibling._parent = set(), self
+                self.on_tick(sibling.engine.increment_epoch)
+                self._winch = sibling
+            return self._winch
 
     # -- epoch ticker -------------------------------------------------------------------------
 
@@ -96,6 +122,8 @@ class WasmEngine:
 
     @property
     def ticking(self) -> bool:
+        if self._parent is not None:  # a Winch sibling ticks with the engine that made it
+            return self._parent.ticking
         return self._ticker is not None and self._ticker.is_alive()
 
     def on_tick(self, hook: Callable[[], None]) -> None:
@@ -208,6 +236,17 @@ class WasmEngine:
         for path in paths:
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def _set_strategy(config: wasmtime.Config, tier: str) -> None:
+    """The wasmtime package's `Config.strategy` accepts only "auto" and "cranelift"; its C API
+    (`wasmtime_config_strategy_set`: 0 auto, 1 cranelift, 2 winch) takes Winch too."""
+    codes = {"cranelift": 1, "winch": 2}
+    if tier not in codes:
+        raise ValueError(f"unknown compiler tier {tier!r}")
+    from wasmtime import _ffi
+
+    _ffi.wasmtime_config_strategy_set(config.ptr(), codes[tier])
 
 
 def limited_store(engine: wasmtime.Engine, *, memory_limit: int, deadline_ticks: int,

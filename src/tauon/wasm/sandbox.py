@@ -65,20 +65,22 @@ def _has_compiled(engine: WasmEngine, component: ComponentPlan) -> bool:
 
 
 _compiling: dict[str, anyio.Lock] = {}
-"""wasm digest -> held while a child compiles it: apps sharing a component compile it once."""
+"""tier:wasm digest -> held while a child compiles it: apps sharing a component compile it once (a
+background Cranelift compile does not hold up another app's Winch compile of the same wasm)."""
 
 
-async def compile_missing(engine: WasmEngine, plan: GenerationPlan, limiter: anyio.CapacityLimiter) -> None:
+async def compile_missing(engine: WasmEngine, plan: GenerationPlan, limiter: anyio.CapacityLimiter,
+                          *, nice: int = 0) -> None:
     """Compile what `plan` needs and the cache lacks in a child under `engine.sandbox`'s limits.
     No-op for an engine without a sandbox (it compiles in process) and when everything is cached.
-    Raises LoadError naming the component and the limit it overran."""
+    Raises LoadError naming the component and the limit it overran. `nice`: the child's niceness."""
     limits = engine.sandbox
     if limits is None:
         return
     components = missing(engine, plan)
     if not components:
         return
-    digests = sorted(c.wasm_digest for c in components)  # one order for every app: no deadlock
+    digests = sorted(f"{engine.tier}:{c.wasm_digest}" for c in components)  # one order: no deadlock
     locks = [_compiling.setdefault(digest, anyio.Lock()) for digest in digests]
     try:
         async with contextlib.AsyncExitStack() as held:
@@ -87,7 +89,7 @@ async def compile_missing(engine: WasmEngine, plan: GenerationPlan, limiter: any
             components = missing(engine, plan)  # another app's child may have compiled some
             if components:
                 async with limiter:
-                    await _run_child(engine, limits, components, plan.app_id)
+                    await _run_child(engine, limits, components, plan.app_id, nice)
     finally:
         for digest, lock in zip(digests, locks, strict=True):
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
@@ -103,13 +105,14 @@ class _Progress:
 
 
 async def _run_child(engine: WasmEngine, limits: CompileLimits, components: list[ComponentPlan],
-                     app_id: str) -> None:
-    request = {"cache_dir": str(engine.cache_dir), "key_settings": engine.settings,
+                     app_id: str, nice: int = 0) -> None:
+    request = {"cache_dir": str(engine.cache_dir), "key_settings": engine.settings, "nice": nice,
                "memory_mib": limits.memory_mib, "timeout": limits.timeout,
                "jobs": [{"component": c.id, "path": c.wasm_path, "digest": c.wasm_digest}
                         for c in components]}
     progress = _Progress(current=components[0].id)
-    log.debug("%s: compiling %s in a child process", app_id, ", ".join(c.id for c in components))
+    log.debug("%s: compiling %s in a child process (%s)", app_id,
+              ", ".join(c.id for c in components), engine.tier)
     process = await anyio.open_process([sys.executable, "-m", "tauon.wasm.compile_child"],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE)
