@@ -63,9 +63,16 @@ class DaemonSiteHost:
                 tg.start_soon(self.pool.remove, app_id, listener.key)
             tg.start_soon(self.close, listener)
 
-    def retired(self, gen: Generation) -> None:
-        if self.pool is not None:
-            dirs = store_dirs(gen.plan.runtime_config) | {gen.plan.state_dir or ""}
-            for path in map(Path, dirs - {""}):
-                if path.parent == self.pool.runtime_dir:  # only a private in-memory substitute
-                    shutil.rmtree(path, ignore_errors=True)
+    def retired(self, gen: Generation, serving: Generation | None) -> None:
+        """Remove the private directories (in-memory stores made files for the workers) that `gen` used
+        and the serving generation does not (a tier upgrade keeps the same ones)."""
+        if self.pool is None:
+            return
+        keep = _state_dirs(serving) if serving is not None else set()
+        for path in map(Path, _state_dirs(gen) - keep):
+            if path.parent == self.pool.runtime_dir:  # only a private in-memory substitute
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _state_dirs(gen: Generation) -> set[str]:
+    return (store_dirs(gen.plan.runtime_config) | {gen.plan.state_dir or ""}) - {""}

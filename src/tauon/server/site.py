@@ -49,8 +49,9 @@ class SiteHost(Protocol):
         """The app stops listening altogether (removed, or no HTTP triggers any more)."""
         ...
 
-    def retired(self, gen: Generation) -> None:
-        """`gen` has drained and released its executors."""
+    def retired(self, gen: Generation, serving: Generation | None) -> None:
+        """`gen` has drained and released its executors; `serving` is the site's generation now (None:
+        none, or `gen` itself), whose resources must outlive `gen`."""
         ...
 
 
@@ -153,10 +154,7 @@ class Site:
     async def _retire(self, gen: Generation, drain_timeout: float) -> None:
         await gen.retire(drain_timeout)
         current = self.generation
-        if (current is not None and current is not gen and current.plan.state_dir == gen.plan.state_dir
-                and current.plan.runtime_config == gen.plan.runtime_config):
-            return  # a tier upgrade of the same plan: the serving generation keeps its private state
-        self.host.retired(gen)
+        self.host.retired(gen, current if current is not gen else None)
 
     async def close(self) -> None:
         """The app is gone: unsubscribe, stop listening (every process at once), drain for at most

@@ -95,7 +95,7 @@ class HandedSockets:
     async def drop(self, app_id: str, listener: Listener) -> None:
         await self.close_key(listener.key)
 
-    def retired(self, gen: Generation) -> None:
+    def retired(self, gen: Generation, serving: Generation | None) -> None:
         pass  # the daemon removes private state directories
 
     async def close_key(self, key: int) -> None:
