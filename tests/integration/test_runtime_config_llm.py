@@ -12,33 +12,27 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import subprocess
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from support.apps import app_file, push_app
+from support.components import extra_component_path
 from support.daemon import TauonProcess, free_port, run_tauon, wait_http
 from support.registry import RegistryServer
 from support.spinpush import SpinAppSpec, SpinComponent
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "llm-token-s3cr3t"
 
 
 @functools.cache
 def _llm_wasm() -> bytes:
-    result = subprocess.run([str(ROOT / "scripts" / "build-components-extra"), "python-llm"],
-                            capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"building python-llm failed:\n{result.stdout}{result.stderr}")
-    return (ROOT / "tests/fixtures/build/components-extra/python-llm.wasm").read_bytes()
+    return extra_component_path("python-llm").read_bytes()
 
 
 class FakeLlm(http.server.ThreadingHTTPServer):

@@ -25,6 +25,8 @@ BUILD_SCRIPT = ROOT / "scripts" / "build-components"
 REFERENCE_SCRIPT = ROOT / "scripts" / "install-reference"
 BUILD_DIR = ROOT / "tests" / "fixtures" / "build" / "components"
 WASM_TOOLS = ROOT / ".cache" / "venv-tools" / "bin" / "wasm-tools"
+EXTRA_SCRIPT = ROOT / "scripts" / "build-components-extra"
+EXTRA_DIR = ROOT / "tests" / "fixtures" / "build" / "components-extra"
 
 COMPONENT_NAMES = ("python-sdk", "python-outbound", "python-raw", "js", "js-spin", "js-redis", "js-postgres",
                    "c", "c-sockets", "c-spin-http", "wagi-component", "spin-legacy", "python-redis",
@@ -47,6 +49,15 @@ def component_path(name: str) -> Path:
     if not artifact.is_file():
         raise RuntimeError(f"scripts/build-components reported success but {artifact} is missing")
     return artifact
+
+
+@functools.cache
+def extra_component_path(name: str) -> Path:
+    """Return the scripts/build-components-extra fixture `name`, building it first if it is stale."""
+    result = subprocess.run([str(EXTRA_SCRIPT), name], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/build-components-extra {name} failed:\n{result.stdout}{result.stderr}")
+    return EXTRA_DIR / f"{name}.wasm"
 
 
 def wasm_tools() -> Path:

@@ -13,15 +13,11 @@
 
 from __future__ import annotations
 
-import functools
-import subprocess
 from pathlib import Path
 
 import wasmtime
 
-ROOT = Path(__file__).resolve().parents[2]
-EXTRA_SCRIPT = ROOT / "scripts" / "build-components-extra"
-EXTRA_DIR = ROOT / "tests" / "fixtures" / "build" / "components-extra"
+from support.components import extra_component_path
 
 _START = '(func (export "_start") (drop (call $f (i64.const 0))))'
 
@@ -48,11 +44,5 @@ def slow_compile(loops: int = 5000) -> bytes:
         f"(local.get 0)) {_START})"))
 
 
-@functools.cache
 def looping_realloc() -> Path:
-    result = subprocess.run([str(EXTRA_SCRIPT), "looping-realloc"], capture_output=True, text=True,
-                            check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"scripts/build-components-extra looping-realloc failed:\n{result.stdout}"
-                           f"{result.stderr}")
-    return EXTRA_DIR / "looping-realloc.wasm"
+    return extra_component_path("looping-realloc")
