@@ -13,6 +13,7 @@ import httpx
 from support.apps import app_file, push_app, push_sleep_app
 from support.daemon import free_port, run_tauon, wait_http, wait_refused
 from support.fixtures import fixture_path
+from support.load import Load
 from support.registry import RegistryServer
 from support.spinpush import SpinAppSpec, SpinComponent, build_artifact, push
 
@@ -21,47 +22,22 @@ def test_zero_failed_requests_while_replaced_under_load(tmp_path: Path, registry
     port = free_port()
     url = f"http://127.0.0.1:{port}/?0"
     refs = [push_sleep_app(registry, "resilience/load", f"v{i}", version=f"v{i}") for i in range(2)]
-    stop = threading.Event()
-    results: dict[str, int] = {"ok": 0, "failed": 0}
-    versions: set[str] = set()
-    failures: list[str] = []
-    lock = threading.Lock()
-
-    def client() -> None:
-        with httpx.Client(timeout=10) as http:
-            while not stop.is_set():
-                try:
-                    r = http.get(url)
-                    ok = r.status_code == 200
-                    detail = f"{r.status_code} {r.text!r}"
-                except httpx.HTTPError as exc:
-                    ok, detail = False, repr(exc)
-                with lock:
-                    results["ok" if ok else "failed"] += 1
-                    if ok:
-                        versions.add(r.text.split(" in ")[-1].strip())
-                    else:
-                        failures.append(detail)
-
     with run_tauon(tmp_path) as tauon:
         path = tauon.watch_dir / "app.json"
         path.write_text(app_file(refs[0], port))
         wait_http(url, contains="in v0")
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for t in threads:
-            t.start()
-        swaps = 8
-        for i in range(1, swaps + 1):
+        # An answer's outcome is the version that served it: both must appear, and nothing else.
+        with Load(url, timeout=10, outcome=lambda r: f"{r.status_code} {r.text.split(' in ')[-1].strip()}") \
+                as load:
+            swaps = 8
+            for i in range(1, swaps + 1):
+                time.sleep(0.5)
+                path.write_text(app_file(refs[i % 2], port))
+            tauon.wait_log(r"updated to generation", count=swaps, timeout=30)
             time.sleep(0.5)
-            path.write_text(app_file(refs[i % 2], port))
-        tauon.wait_log(r"updated to generation", count=swaps, timeout=30)
-        time.sleep(0.5)
-        stop.set()
-        for t in threads:
-            t.join()
-    assert results["failed"] == 0, failures[:5]
-    assert results["ok"] > 100
-    assert versions == {"v0", "v1"}
+    assert load.unexpected("200 v0", "200 v1") == {}
+    assert load.count("200 v0") > 0 and load.count("200 v1") > 0
+    assert load.total() > 100
 
 
 def test_swap_lets_in_flight_requests_finish_on_the_old_generation(

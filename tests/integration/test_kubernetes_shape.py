@@ -7,17 +7,14 @@ replicas (what the Service does) while the ConfigMap is updated, kubelet-style, 
 
 from __future__ import annotations
 
-import itertools
 import os
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
-
 from support.apps import app_file, push_sleep_app
 from support.daemon import free_port, run_tauon, wait_http
+from support.load import Load
 from support.registry import RegistryServer
 
 
@@ -62,38 +59,12 @@ def test_replicas_behind_a_service_update_from_a_configmap_without_failures(
         for url in endpoints:
             wait_http(url, contains="in v1")
 
-        stop = threading.Event()
-        counts = {"ok": 0, "failed": 0}
-        errors: list[str] = []
-        lock = threading.Lock()
-
-        def service_client(offset: int) -> None:
-            with httpx.Client(timeout=10) as http:
-                for url in itertools.islice(itertools.cycle(endpoints), offset, None):
-                    if stop.is_set():
-                        return
-                    try:
-                        r = http.get(url)
-                        ok = r.status_code == 200
-                        detail = f"{url}: {r.status_code}"
-                    except httpx.HTTPError as exc:
-                        ok, detail = False, f"{url}: {exc!r}"
-                    with lock:
-                        counts["ok" if ok else "failed"] += 1
-                        if not ok:
-                            errors.append(detail)
-
-        clients = [threading.Thread(target=service_client, args=(i,)) for i in range(3)]
-        for t in clients:
-            t.start()
-        for i, host in enumerate(hosts):
-            time.sleep(0.7)  # kubelet updates each pod at its own moment
-            project_configmap(tmp_path / f"pod{i}" / "apps.d", configmap(v2, host), 2)
-        for url in endpoints:
-            wait_http(url, contains="in v2", timeout=30)
-        time.sleep(0.5)
-        stop.set()
-        for t in clients:
-            t.join()
-    assert counts["failed"] == 0, errors[:5]
-    assert counts["ok"] > 50
+        with Load(endpoints, clients=3, timeout=10) as load:
+            for i, host in enumerate(hosts):
+                time.sleep(0.7)  # kubelet updates each pod at its own moment
+                project_configmap(tmp_path / f"pod{i}" / "apps.d", configmap(v2, host), 2)
+            for url in endpoints:
+                wait_http(url, contains="in v2", timeout=30)
+            time.sleep(0.5)
+    assert load.unexpected("200") == {}
+    assert load.count("200") > 50

@@ -8,8 +8,6 @@ replica moves to a new generation, and the shared counter equals the number of s
 
 from __future__ import annotations
 
-import itertools
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,11 +19,16 @@ from test_kubernetes_shape import project_configmap
 from support.apps import app_file, push_app
 from support.daemon import free_port, run_tauon, wait_http
 from support.kvapp import kv_app
+from support.load import Load
 from support.registry import RegistryServer
 from support.servers.redis import RedisServer
 
 pytestmark = pytest.mark.integration
 PASSWORD = "k8s-redis-pass-0c1d"
+
+
+def _outcome(r: httpx.Response) -> str:
+    return "200" if r.status_code == 200 else f"{r.request.url}: {r.status_code} {r.text[:100]}"
 
 
 @pytest.mark.timeout(900)  # three tauon processes compile a 37 MB component each
@@ -54,45 +57,20 @@ def test_replicas_share_redis_while_the_runtime_config_secret_changes(
             for host in hosts:
                 wait_http(f"http://{host}:{port}/keys/cache", timeout=300)
 
-            stop = threading.Event()
-            counts = {"ok": 0, "failed": 0}
-            errors: list[str] = []
-            lock = threading.Lock()
-
-            def service_client(offset: int) -> None:
-                with httpx.Client(timeout=30) as http:
-                    for url in itertools.islice(itertools.cycle(endpoints), offset, None):
-                        if stop.is_set():
-                            return
-                        try:
-                            r = http.get(url)
-                            ok, detail = r.status_code == 200, f"{url}: {r.status_code} {r.text[:100]}"
-                        except httpx.HTTPError as exc:
-                            ok, detail = False, f"{url}: {exc!r}"
-                        with lock:
-                            counts["ok" if ok else "failed"] += 1
-                            if not ok:
-                                errors.append(detail)
-
-            clients = [threading.Thread(target=service_client, args=(i,)) for i in range(3)]
-            for t in clients:
-                t.start()
-            for i in range(len(pods)):
-                time.sleep(0.7)  # kubelet updates each pod at its own moment
-                project_configmap(tmp_path / f"pod{i}" / "runtime", {"runtime-config.toml": rc_v2}, 2)
-            for pod in pods:  # picked up at the next rescan (--resync-interval 5 in tests)
-                pod.wait_log(r"shop\.json: updated to generation \d+", timeout=300)
-            time.sleep(1.0)
-            stop.set()
-            for t in clients:
-                t.join()
+            with Load(endpoints, clients=3, outcome=_outcome) as load:
+                for i in range(len(pods)):
+                    time.sleep(0.7)  # kubelet updates each pod at its own moment
+                    project_configmap(tmp_path / f"pod{i}" / "runtime", {"runtime-config.toml": rc_v2}, 2)
+                for pod in pods:  # picked up at the next rescan (--resync-interval 5 in tests)
+                    pod.wait_log(r"shop\.json: updated to generation \d+", timeout=300)
+                time.sleep(1.0)
             logs = [pod.log() for pod in pods]
         hits = int(redis.command("GET", "hits").split(b"\r\n")[1])
     finally:
         redis.stop()
-    assert counts["failed"] == 0, errors[:5]
-    assert counts["ok"] > 30
-    assert hits == counts["ok"]  # every successful increment counted once, across replicas and swaps
+    assert load.unexpected("200") == {}
+    assert load.count("200") > 30
+    assert hits == load.count("200")  # every successful increment counted once, across replicas and swaps
     for i in range(len(hosts)):  # the new generation's store, next to the runtime config it came from
         assert (tmp_path / f"pod{i}" / "runtime" / "cache.db").is_file()
     for log in logs:

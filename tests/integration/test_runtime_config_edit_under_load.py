@@ -4,9 +4,7 @@ four client threads keep requests going before, during and after the swap."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 from support.apps import app_file, push_app
 from support.daemon import free_port, run_tauon, wait_http
 from support.kvapp import kv_app
+from support.load import Load
 from support.registry import RegistryServer
 
 pytestmark = pytest.mark.integration
@@ -35,37 +34,13 @@ def test_editing_the_runtime_config_under_load_fails_no_request(tmp_path: Path,
         wait_http(f"{base}/keys/default", timeout=240)
         assert httpx.put(f"{base}/kv/cache/which", content=b"first").status_code == 200
 
-        outcomes: Counter[str] = Counter()
-        lock, stop = threading.Lock(), threading.Event()
-
-        def load() -> None:
-            with httpx.Client(timeout=30) as client:
-                while not stop.is_set():
-                    try:
-                        r = client.get(f"{base}/kv/cache/which")
-                        seen = f"{r.status_code} {r.text}" if r.status_code in (200, 404) else \
-                            f"failed {r.status_code} {r.text[:200]}"
-                    except httpx.HTTPError as exc:
-                        seen = f"failed {type(exc).__name__}: {exc}"
-                    with lock:
-                        outcomes[seen] += 1
-
-        threads = [threading.Thread(target=load) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        try:
-            _wait_for(lambda: outcomes["200 first"] >= 20, "requests served before the edit")
+        with Load(f"{base}/kv/cache/which", outcome=lambda r: f"{r.status_code} {r.text[:200]}") as load:
+            _wait_for(lambda: load.count("200 first") >= 20, "requests served before the edit")
             (tauon.watch_dir / "rc.toml").write_text(RC.format(name="second"))
             tauon.wait_log(r"shop\.json: updated to generation \d+", timeout=240)
             # The new store is empty: the guest sees 'no such key' from the new generation on.
-            _wait_for(lambda: outcomes["404 no such key\n"] >= 20, "requests served after the swap")
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(60)
-    failed = {k: v for k, v in outcomes.items() if k.startswith("failed")}
-    assert failed == {}, failed
-    assert set(outcomes) == {"200 first", "404 no such key\n"}, outcomes
+            _wait_for(lambda: load.count("404 no such key\n") >= 20, "requests served after the swap")
+    assert load.unexpected("200 first", "404 no such key\n") == {}
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
