@@ -1,0 +1,176 @@
+"""Linear memory as the canonical ABI sees it: bounds-checked reads and writes of byte ranges and of
+little-endian packed values (`struct.Struct`), trapping (CanonTrap) outside the memory.
+
+Two implementations share the access code, which works on a writable memoryview of the whole memory:
+`BytesMemory` over a `bytearray` (tests, benchmarks) and `WasmtimeMemory` over a `wasmtime.Memory`,
+viewed through ctypes at its `data_ptr`/`data_len`. Byte ranges move with one `ctypes.memmove` /
+`ctypes.string_at` (or one slice copy), never a value per byte.
+
+A memory may grow (and, with some wasmtime configurations, move) whenever guest code runs: the
+guest's own code or a `realloc` call. `refresh()` re-fetches base and length; `CallContext` calls it
+after every realloc, and the call adapters (calls.py) at the start of every lift or lower, so a
+stale view is never used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+from tauon.wasm.canon.errors import CanonTrap
+
+if TYPE_CHECKING:
+    import wasmtime
+
+Buffer: TypeAlias = bytes | bytearray | memoryview
+
+
+class GuestMemory(Protocol):
+    """What lifting and lowering need from a linear memory. All methods trap outside the memory."""
+
+    def size(self) -> int:
+        """The current length in bytes."""
+        ...
+
+    def refresh(self) -> None:
+        """Re-read the memory's base and length (after guest code ran, e.g. a realloc call)."""
+        ...
+
+    def check(self, ptr: int, length: int, what: str) -> None:
+        """Trap unless [ptr, ptr+length) lies inside the memory; `what` names the range in the trap."""
+        ...
+
+    def read(self, ptr: int, length: int) -> bytes:
+        """A copy of [ptr, ptr+length)."""
+        ...
+
+    def write(self, ptr: int, data: Buffer) -> None:
+        """Copy `data` (bytes, bytearray, memoryview) to ptr."""
+        ...
+
+    def unpack(self, fmt: struct.Struct, ptr: int) -> tuple[Any, ...]:
+        """`fmt.unpack` of the bytes at ptr."""
+        ...
+
+    def pack(self, fmt: struct.Struct, ptr: int, *values: Any) -> None:
+        """`fmt.pack` the values into the bytes at ptr."""
+        ...
+
+    def load_u32(self, ptr: int) -> int:
+        ...
+
+    def store_u32(self, ptr: int, value: int) -> None:
+        ...
+
+
+_U32 = struct.Struct("<I")
+
+
+def outside(ptr: int, length: int, size: int, what: str = "address") -> CanonTrap:
+    return CanonTrap(f"{what} 0x{ptr:x} + {length} is outside linear memory ({size} bytes)")
+
+
+class _ViewMemory:
+    """The access code over `self._view` (a writable byte memoryview) and `self._len`."""
+
+    _view: memoryview
+    _len: int
+
+    def size(self) -> int:
+        return self._len
+
+    def check(self, ptr: int, length: int, what: str) -> None:
+        if ptr < 0 or length < 0 or ptr + length > self._len:
+            raise outside(ptr, length, self._len, what)
+
+    def read(self, ptr: int, length: int) -> bytes:
+        if ptr < 0 or length < 0 or ptr + length > self._len:
+            raise outside(ptr, length, self._len)
+        return self._view[ptr:ptr + length].tobytes()
+
+    def write(self, ptr: int, data: Buffer) -> None:
+        source = memoryview(data).cast("B")
+        length = source.nbytes
+        if ptr < 0 or ptr + length > self._len:
+            raise outside(ptr, length, self._len)
+        self._view[ptr:ptr + length] = source
+
+    def unpack(self, fmt: struct.Struct, ptr: int) -> tuple[Any, ...]:
+        if ptr < 0 or ptr + fmt.size > self._len:
+            raise outside(ptr, fmt.size, self._len)
+        return fmt.unpack_from(self._view, ptr)
+
+    def pack(self, fmt: struct.Struct, ptr: int, *values: Any) -> None:
+        if ptr < 0 or ptr + fmt.size > self._len:
+            raise outside(ptr, fmt.size, self._len)
+        fmt.pack_into(self._view, ptr, *values)
+
+    def load_u32(self, ptr: int) -> int:
+        if ptr < 0 or ptr + 4 > self._len:
+            raise outside(ptr, 4, self._len)
+        value: int = _U32.unpack_from(self._view, ptr)[0]
+        return value
+
+    def store_u32(self, ptr: int, value: int) -> None:
+        if ptr < 0 or ptr + 4 > self._len:
+            raise outside(ptr, 4, self._len)
+        _U32.pack_into(self._view, ptr, value)
+
+
+class BytesMemory(_ViewMemory):
+    """A linear memory held in a Python bytearray (tests and benchmarks)."""
+
+    def __init__(self, size_or_data: int | bytes | bytearray = 65536) -> None:
+        self.data = bytearray(size_or_data)
+        self._view = memoryview(self.data)
+        self._len = len(self.data)
+
+    def grow(self, extra: int) -> None:
+        """Append `extra` zero bytes (as memory.grow would), re-creating the view."""
+        self._view.release()
+        self.data.extend(bytes(extra))
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self._view.obj is not self.data or len(self._view) != len(self.data):
+            self._view.release()
+            self._view = memoryview(self.data)
+        self._len = len(self.data)
+
+
+class WasmtimeMemory(_ViewMemory):
+    """A wasmtime linear memory, accessed in place: a ctypes array at `data_ptr`, viewed as bytes."""
+
+    def __init__(self, memory: wasmtime.Memory, store: wasmtime.Store) -> None:
+        self._memory = memory
+        self._store = store
+        self._base = 0
+        self._len = 0
+        self._view = memoryview(b"")
+        self.refresh()
+
+    def refresh(self) -> None:
+        base = ctypes.cast(self._memory.data_ptr(self._store), ctypes.c_void_p).value or 0
+        length = self._memory.data_len(self._store)
+        if base == self._base and length == self._len:
+            return
+        self._base, self._len = base, length
+        if length == 0:
+            self._view = memoryview(bytearray())
+            return
+        self._view = memoryview((ctypes.c_ubyte * length).from_address(base)).cast("B")
+
+    def read(self, ptr: int, length: int) -> bytes:
+        if ptr < 0 or length < 0 or ptr + length > self._len:
+            raise outside(ptr, length, self._len)
+        return ctypes.string_at(self._base + ptr, length)
+
+    def write(self, ptr: int, data: Buffer) -> None:
+        if isinstance(data, bytes):
+            length = len(data)
+            if ptr < 0 or ptr + length > self._len:
+                raise outside(ptr, length, self._len)
+            ctypes.memmove(self._base + ptr, data, length)
+            return
+        super().write(ptr, data)
