@@ -75,9 +75,9 @@ class BorrowScope:
 
 def _describe(entry: object) -> str:
     if isinstance(entry, ResourceHandle):
-        kind = "own" if entry.own else "borrow"
+        kind = "an own" if entry.own else "a borrow"
         return f"{kind} handle of resource {entry.rtype.name!r}"
-    return type(entry).__name__
+    return f"a {type(entry).__name__}"
 
 
 class HandleTable:
@@ -139,7 +139,7 @@ class HandleTable:
         """The resource handle at `index`, trapping if it is something else or of another type."""
         entry = self.get(index)
         if not isinstance(entry, ResourceHandle) or entry.rtype is not rtype:
-            raise CanonTrap(f"handle index {index} is a {_describe(entry)}, expected a handle of "
+            raise CanonTrap(f"handle index {index} is {_describe(entry)}, expected a handle of "
                             f"resource {rtype.name!r}")
         return entry
 

@@ -128,15 +128,13 @@ class BytesMemory(_ViewMemory):
 
     def grow(self, extra: int) -> None:
         """Append `extra` zero bytes (as memory.grow would), re-creating the view."""
-        self._view.release()
+        self._view.release()  # a bytearray with a live view cannot be resized
         self.data.extend(bytes(extra))
-        self.refresh()
+        self._view = memoryview(self.data)
+        self._len = len(self.data)
 
     def refresh(self) -> None:
-        if self._view.obj is not self.data or len(self._view) != len(self.data):
-            self._view.release()
-            self._view = memoryview(self.data)
-        self._len = len(self.data)
+        pass  # only grow() changes the size, and it renews the view itself
 
 
 class WasmtimeMemory(_ViewMemory):
