@@ -13,7 +13,7 @@ from tauon.wasm.canon.context import CallContext
 from tauon.wasm.canon.errors import CanonTrap
 from tauon.wasm.canon.lift import compile_lifter
 from tauon.wasm.canon.lower import compile_lowerer
-from tauon.wasm.canon.memory import BytesMemory, WasmtimeMemory
+from tauon.wasm.canon.memory import BytesMemory, CoreRealloc, WasmtimeMemory
 from tauon.wasm.canon.types import ListType, Prim, TupleType
 
 # A bump allocator that grows memory by whole pages when a block does not fit, as a guest's would.
@@ -69,7 +69,7 @@ def test_lowering_a_mebibyte_grows_the_guest_memory_and_lifts_back(
         guest: tuple[wasmtime.Store, wasmtime.Memory, Any]) -> None:
     store, memory, realloc = guest
     mem = WasmtimeMemory(memory, store)
-    cx = CallContext(mem, lambda *args: realloc(store, *args))
+    cx = CallContext(mem, CoreRealloc(realloc, store))
     body = bytes(range(256)) * 4096
     t = TupleType((ListType(Prim("u8")), ListType(Prim("string")), ListType(Prim("u32"))))
     value = (body, ["a", "\u00e9t\u00e9"] * 1000, list(range(70000)))
@@ -89,3 +89,19 @@ def test_bytes_memory_grows_and_checks() -> None:
     mem.check(0, 16, "whole")
     with pytest.raises(CanonTrap, match="whole 0x0 \\+ 17"):
         mem.check(0, 17, "whole")
+
+
+def test_core_realloc_calls_the_guest_and_reports_its_traps(
+        guest: tuple[wasmtime.Store, wasmtime.Memory, Any]) -> None:
+    store, _, realloc = guest
+    fast = CoreRealloc(realloc, store)
+    assert fast(0, 0, 8, 100) == 16
+    assert realloc(store, 0, 0, 1, 0) == 116  # the same guest heap, moved on by the fast call
+    engine = store.engine
+    trapping = wasmtime.Instance(store, wasmtime.Module(engine, """(module (func (export "r")
+        (param i32 i32 i32 i32) (result i32) unreachable))"""), []).exports(store)["r"]
+    assert isinstance(trapping, wasmtime.Func)
+    with pytest.raises(wasmtime.Trap, match="unreachable"):
+        CoreRealloc(trapping, store)(0, 0, 1, 1)
+    with pytest.raises(wasmtime.WasmtimeError, match="must have type"):
+        CoreRealloc(wasmtime.Func(store, wasmtime.FuncType([], []), lambda: None), store)

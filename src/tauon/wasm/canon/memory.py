@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
+
+import wasmtime
+from wasmtime import _ffi
 
 from tauon.wasm.canon.errors import CanonTrap
-
-if TYPE_CHECKING:
-    import wasmtime
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
 
@@ -138,21 +138,24 @@ class BytesMemory(_ViewMemory):
 
 
 class WasmtimeMemory(_ViewMemory):
-    """A wasmtime linear memory, accessed in place: a ctypes array at `data_ptr`, viewed as bytes."""
+    """A wasmtime linear memory, accessed in place: a ctypes array at its data pointer, viewed as bytes.
+    `refresh()` is one C call when the memory has not grown (wasmtime moves a memory only to grow it)."""
 
     def __init__(self, memory: wasmtime.Memory, store: wasmtime.Store) -> None:
+        self._store = store  # keeps the context alive
+        self._context = store._context()
+        self._ref = ctypes.byref(memory._memory)
         self._memory = memory
-        self._store = store
         self._base = 0
-        self._len = 0
+        self._len = -1
         self._view = memoryview(b"")
         self.refresh()
 
     def refresh(self) -> None:
-        base = ctypes.cast(self._memory.data_ptr(self._store), ctypes.c_void_p).value or 0
-        length = self._memory.data_len(self._store)
-        if base == self._base and length == self._len:
+        length: int = _ffi.wasmtime_memory_data_size(self._context, self._ref)
+        if length == self._len:
             return
+        base = ctypes.cast(_ffi.wasmtime_memory_data(self._context, self._ref), ctypes.c_void_p).value or 0
         self._base, self._len = base, length
         if length == 0:
             self._view = memoryview(bytearray())
@@ -172,3 +175,33 @@ class WasmtimeMemory(_ViewMemory):
             ctypes.memmove(self._base + ptr, data, length)
             return
         super().write(ptr, data)
+
+
+class CoreRealloc:
+    """A component's `cabi_realloc` core function as a `Realloc` callable, called through wasmtime's
+    unchecked raw-value call: its type is checked once here, so a call converts no values and reflects
+    no types (the package's `Func.__call__` does both on every call, at ~100 times the cost).
+    A trap in the guest raises `wasmtime.Trap`, an error `wasmtime.WasmtimeError`."""
+
+    def __init__(self, func: wasmtime.Func, store: wasmtime.Store) -> None:
+        fty = func.type(store)
+        i32 = wasmtime.ValType.i32()
+        if list(fty.params) != [i32] * 4 or list(fty.results) != [i32]:
+            raise wasmtime.WasmtimeError("cabi_realloc must have type (i32, i32, i32, i32) -> i32")
+        self._store = store  # keeps the context alive
+        self._func = func
+        self._context = store._context()
+        self._ref = ctypes.byref(func._func)
+        self._args = (_ffi.wasmtime_val_raw_t * 4)()
+
+    def __call__(self, old_ptr: int, old_size: int, align: int, new_size: int) -> int:
+        args = self._args
+        args[0].i32, args[1].i32, args[2].i32, args[3].i32 = old_ptr, old_size, align, new_size
+        trap = ctypes.POINTER(_ffi.wasm_trap_t)()
+        error = _ffi.wasmtime_func_call_unchecked(self._context, self._ref, args, 4, ctypes.byref(trap))
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+        if trap:
+            raise wasmtime.Trap._from_ptr(trap)
+        result: int = args[0].i32
+        return result & 0xFFFFFFFF
