@@ -19,6 +19,7 @@ from tauon.wasm.canon import layout as L
 from tauon.wasm.canon.context import CallContext
 from tauon.wasm.canon.errors import CanonTrap, CanonUnsupported
 from tauon.wasm.canon.handles import GuestResource
+from tauon.wasm.canon.rows import row_codec
 from tauon.wasm.canon.scalars import (
     FLOATS,
     INTS,
@@ -170,7 +171,7 @@ def _string(enc: StringEncoding) -> tuple[Load, LiftFlat]:
 def list_range_loader(element: ValType, enc: StringEncoding) -> Callable[[CallContext, int, int], Any]:
     """(context, pointer, length) -> the list there, after the specification's checks."""
     size, align = L.elem_size(element), L.alignment(element)
-    read_items = _bulk_items(element) or _element_items(element, enc)
+    read_items = _bulk_items(element) or _row_items(element, enc) or _element_items(element, enc)
 
     def load_range(cx: CallContext, ptr: int, length: int) -> Any:
         byte_length = length * size
@@ -228,6 +229,24 @@ def _plain_struct(t: ValType) -> tuple[struct.Struct, tuple[str, ...], bool] | N
     return struct.Struct("".join(parts)), names, as_tuple
 
 
+def _row_items(element: ValType, enc: StringEncoding) -> Callable[[CallContext, int, int], Any] | None:
+    """Lists of one-struct records (rows.py): one read of the block, one unpack per element."""
+    rows = row_codec(element, enc)
+    if rows is None:
+        return None
+    fmt, decode = rows.fmt, rows.decode
+
+    def items(cx: CallContext, ptr: int, n: int) -> list[Any]:
+        out: list[Any] = []
+        try:
+            for row in fmt.iter_unpack(cx.mem().read(ptr, n * fmt.size)):
+                out.append(decode(cx, row))
+        except CanonTrap as exc:
+            raise exc.within(f"list element {len(out)}") from None
+        return out
+    return items
+
+
 def _element_items(element: ValType, enc: StringEncoding) -> Callable[[CallContext, int, int], Any]:
     eload = compile_lifter(element, enc).load
     size = L.elem_size(element)
@@ -277,12 +296,16 @@ def _record(names: tuple[str, ...], types: tuple[ValType, ...], enc: StringEncod
     fields = list(zip(names, L.field_offsets(types), [lf.load for lf in lifters], strict=True))
     flats = [(name, lf.lift_flat) for name, lf in zip(names, lifters, strict=True)]
     label = "tuple element" if as_tuple else "record field"
-    plain = _plain_struct(TupleType(types) if as_tuple else RecordType(tuple(zip(names, types, strict=True))))
+    whole = TupleType(types) if as_tuple else RecordType(tuple(zip(names, types, strict=True)))
+    plain = _plain_struct(whole)
+    rows = row_codec(whole, enc)
 
     def load(cx: CallContext, ptr: int) -> Any:
         if plain is not None:
             row = cx.mem().unpack(plain[0], ptr)
             return row if as_tuple else dict(zip(names, row, strict=True))
+        if rows is not None:
+            return rows.decode(cx, cx.mem().unpack(rows.fmt, ptr))
         out = {}
         name = ""
         try:

@@ -19,6 +19,7 @@ from tauon.wasm.canon import layout as L
 from tauon.wasm.canon.context import CallContext
 from tauon.wasm.canon.errors import CanonTrap, CanonUnsupported
 from tauon.wasm.canon.lower_compound import compile_compound
+from tauon.wasm.canon.rows import RowCodec, row_codec
 from tauon.wasm.canon.scalars import (
     FLOATS,
     INTS,
@@ -156,7 +157,41 @@ def list_range_storer(element: ValType, enc: StringEncoding) -> Callable[[CallCo
             cx.mem().write(ptr, data)
             return ptr, length
         return store_bulk
+    rows = row_codec(element, enc)
+    if rows is not None:
+        return _row_storer(rows, L.alignment(element))
     return _element_storer(element, enc)
+
+
+def _list_items(x: Any) -> list[Any] | tuple[Any, ...]:
+    if isinstance(x, (str, bytes, dict)) or not hasattr(x, "__iter__"):
+        raise CanonTrap(f"expected a list, got {type(x).__name__}")
+    return x if isinstance(x, (list, tuple)) else list(x)
+
+
+def _row_storer(rows: RowCodec, align: int) -> Callable[[CallContext, Any], tuple[int, int]]:
+    """Lists of one-struct records: the elements are packed in order (their strings and lists allocated
+    as they go, as the specification orders it) and the block written at once."""
+    fmt, encode = rows.fmt, rows.encode
+
+    def store_rows(cx: CallContext, x: Any) -> tuple[int, int]:
+        items = _list_items(x)
+        n = len(items)
+        if n * fmt.size > L.MAX_LIST_BYTE_LENGTH:
+            raise CanonTrap(f"a list of {n} elements is longer than the canonical ABI allows")
+        ptr = cx.allocate(align, n * fmt.size, "a list")
+        pack = fmt.pack
+        parts: list[bytes] = []
+        try:
+            for item in items:
+                slots: list[Any] = []
+                encode(cx, item, slots)
+                parts.append(pack(*slots))
+        except CanonTrap as exc:
+            raise exc.within(f"list element {len(parts)}") from None
+        cx.mem().write(ptr, b"".join(parts))
+        return ptr, n
+    return store_rows
 
 
 def _byte_data(x: Any) -> tuple[bytes | bytearray | memoryview, int]:
@@ -203,9 +238,7 @@ def _element_storer(element: ValType, enc: StringEncoding) -> Callable[[CallCont
     size, align = L.elem_size(element), L.alignment(element)
 
     def store_items(cx: CallContext, x: Any) -> tuple[int, int]:
-        if isinstance(x, (str, bytes, dict)) or not hasattr(x, "__iter__"):
-            raise CanonTrap(f"expected a list, got {type(x).__name__}")
-        items = x if isinstance(x, (list, tuple)) else list(x)
+        items = _list_items(x)
         n = len(items)
         if n * size > L.MAX_LIST_BYTE_LENGTH:
             raise CanonTrap(f"a list of {n} elements is longer than the canonical ABI allows")

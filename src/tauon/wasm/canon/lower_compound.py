@@ -11,6 +11,7 @@ from tauon.wasm.canon import layout as L
 from tauon.wasm.canon.context import CallContext
 from tauon.wasm.canon.errors import CanonTrap, CanonUnsupported
 from tauon.wasm.canon.handles import GuestResource
+from tauon.wasm.canon.rows import row_codec
 from tauon.wasm.canon.scalars import f32_bits, f64_bits
 from tauon.wasm.canon.types import (
     BorrowType,
@@ -37,10 +38,13 @@ _U32 = struct.Struct("<I")
 
 def compile_compound(t: ValType, enc: StringEncoding, compile_lowerer: Compiler) -> tuple[Store, LowerFlat]:
     if isinstance(t, RecordType):
-        return _record(tuple(n for n, _ in t.fields), tuple(ft for _, ft in t.fields), enc, compile_lowerer,
-                       False)
+        store, flat = _record(tuple(n for n, _ in t.fields), tuple(ft for _, ft in t.fields), enc,
+                              compile_lowerer, False)
+        return _row_store(t, enc) or store, flat
     if isinstance(t, TupleType):
-        return _record(tuple(str(i) for i in range(len(t.elements))), t.elements, enc, compile_lowerer, True)
+        store, flat = _record(tuple(str(i) for i in range(len(t.elements))), t.elements, enc,
+                              compile_lowerer, True)
+        return _row_store(t, enc) or store, flat
     if isinstance(t, (VariantType, EnumType, OptionType, ResultType)):
         return _variant(t, enc, compile_lowerer)
     if isinstance(t, FlagsType):
@@ -50,7 +54,21 @@ def compile_compound(t: ValType, enc: StringEncoding, compile_lowerer: Compiler)
     raise CanonUnsupported(f"unknown value type {t!r}")
 
 
-def _field_values(x: Any, names: tuple[str, ...], as_tuple: bool) -> Any:
+def _row_store(t: RecordType | TupleType, enc: StringEncoding) -> Store | None:
+    """The one-pack store of a record or tuple (rows.py), if its fields allow it."""
+    rows = row_codec(t, enc)
+    if rows is None:
+        return None
+    fmt, encode = rows.fmt, rows.encode
+
+    def store(cx: CallContext, x: Any, ptr: int) -> None:
+        slots: list[Any] = []
+        encode(cx, x, slots)
+        cx.mem().pack(fmt, ptr, *slots)
+    return store
+
+
+def field_values(x: Any, names: tuple[str, ...], as_tuple: bool) -> Any:
     """A record's field values in order: from a tuple (or list) in field order, a dict, or an object's
     attributes; a tuple type's from any sequence of the right length."""
     if isinstance(x, (tuple, list)):
@@ -79,7 +97,7 @@ def _record(names: tuple[str, ...], types: tuple[ValType, ...], enc: StringEncod
     count = len(names)
 
     def store(cx: CallContext, x: Any, ptr: int) -> None:
-        values = _field_values(x, names, as_tuple)
+        values = field_values(x, names, as_tuple)
         i = 0
         try:
             for i in range(count):
@@ -88,7 +106,7 @@ def _record(names: tuple[str, ...], types: tuple[ValType, ...], enc: StringEncod
             raise exc.within(f"{label} {names[i]}") from None
 
     def flat(cx: CallContext, x: Any, out: list[CoreValue]) -> None:
-        values = _field_values(x, names, as_tuple)
+        values = field_values(x, names, as_tuple)
         i = 0
         try:
             for i in range(count):

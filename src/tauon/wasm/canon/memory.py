@@ -19,7 +19,7 @@ import struct
 from typing import Any, Protocol, TypeAlias
 
 import wasmtime
-from wasmtime import _ffi
+from wasmtime import _bindings, _ffi
 
 from tauon.wasm.canon.errors import CanonTrap
 
@@ -193,15 +193,22 @@ class CoreRealloc:
         self._context = store._context()
         self._ref = ctypes.byref(func._func)
         self._args = (_ffi.wasmtime_val_raw_t * 4)()
+        self._trap = ctypes.POINTER(_ffi.wasm_trap_t)()  # stays NULL until a call traps
+        self._trap_ref = ctypes.byref(self._trap)
 
     def __call__(self, old_ptr: int, old_size: int, align: int, new_size: int) -> int:
         args = self._args
         args[0].i32, args[1].i32, args[2].i32, args[3].i32 = old_ptr, old_size, align, new_size
-        trap = ctypes.POINTER(_ffi.wasm_trap_t)()
-        error = _ffi.wasmtime_func_call_unchecked(self._context, self._ref, args, 4, ctypes.byref(trap))
+        error = _CALL_UNCHECKED(self._context, self._ref, args, 4, self._trap_ref)
         if error:
             raise wasmtime.WasmtimeError._from_ptr(error)
-        if trap:
+        if self._trap:
+            trap = self._trap
+            self._trap = ctypes.POINTER(_ffi.wasm_trap_t)()
+            self._trap_ref = ctypes.byref(self._trap)
             raise wasmtime.Trap._from_ptr(trap)
         result: int = args[0].i32
         return result & 0xFFFFFFFF
+
+
+_CALL_UNCHECKED = _bindings._wasmtime_func_call_unchecked  # the ctypes function, without its wrapper
