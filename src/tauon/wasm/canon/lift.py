@@ -19,16 +19,14 @@ from tauon.wasm.canon import layout as L
 from tauon.wasm.canon.context import CallContext
 from tauon.wasm.canon.errors import CanonTrap, CanonUnsupported
 from tauon.wasm.canon.handles import GuestResource
-from tauon.wasm.canon.rows import row_codec
+from tauon.wasm.canon.rows import bulk_list_reader, plain_struct, row_codec
 from tauon.wasm.canon.scalars import (
     FLOATS,
     INTS,
     M32,
     M64,
-    bulk_array,
     canon_nan32,
     canon_nan64,
-    canonicalize_floats,
     char_from_code,
     f32_from_bits,
     f64_from_bits,
@@ -171,7 +169,7 @@ def _string(enc: StringEncoding) -> tuple[Load, LiftFlat]:
 def list_range_loader(element: ValType, enc: StringEncoding) -> Callable[[CallContext, int, int], Any]:
     """(context, pointer, length) -> the list there, after the specification's checks."""
     size, align = L.elem_size(element), L.alignment(element)
-    read_items = _bulk_items(element) or _row_items(element, enc) or _element_items(element, enc)
+    read_items = bulk_list_reader(element, enc) or _element_items(element, enc)
 
     def load_range(cx: CallContext, ptr: int, length: int) -> Any:
         byte_length = length * size
@@ -183,68 +181,6 @@ def list_range_loader(element: ValType, enc: StringEncoding) -> Callable[[CallCo
         cx.mem().check(ptr, byte_length, "list pointer")
         return read_items(cx, ptr, length)
     return load_range
-
-
-def _bulk_items(element: ValType) -> Callable[[CallContext, int, int], Any] | None:
-    """Bulk readers of lists of numbers and of plain-integer records; None for other elements."""
-    if element == Prim("u8"):
-        return lambda cx, ptr, n: cx.mem().read(ptr, n)
-    if isinstance(element, Prim) and (element.name in INTS or element.name in FLOATS):
-        name = element.name
-        code = INTS[name].array_code if name in INTS else FLOATS[name][1]
-        size = L.elem_size(element)
-        if name in FLOATS:
-            return lambda cx, ptr, n: canonicalize_floats(
-                bulk_array(code, cx.mem().read(ptr, n * size)).tolist(), name)
-        return lambda cx, ptr, n: bulk_array(code, cx.mem().read(ptr, n * size)).tolist()
-    plain = _plain_struct(element)
-    if plain is None:
-        return None
-    fmt, names, as_tuple = plain
-    if as_tuple:
-        return lambda cx, ptr, n: list(fmt.iter_unpack(cx.mem().read(ptr, n * fmt.size)))
-    return lambda cx, ptr, n: [dict(zip(names, row, strict=True))
-                               for row in fmt.iter_unpack(cx.mem().read(ptr, n * fmt.size))]
-
-
-def _plain_struct(t: ValType) -> tuple[struct.Struct, tuple[str, ...], bool] | None:
-    """For a record or tuple of only integers and bools: one struct format covering its whole layout
-    (padding included), its field names, and whether it is a tuple. None for anything else."""
-    if isinstance(t, RecordType):
-        names, types, as_tuple = tuple(n for n, _ in t.fields), tuple(ft for _, ft in t.fields), False
-    elif isinstance(t, TupleType):
-        names, types, as_tuple = tuple(str(i) for i in range(len(t.elements))), t.elements, True
-    else:
-        return None
-    if not types or not all(isinstance(ft, Prim) and (ft.name in INTS or ft.name == "bool") for ft in types):
-        return None
-    parts, at = ["<"], 0
-    for ft, offset in zip(types, L.field_offsets(types), strict=True):
-        assert isinstance(ft, Prim)
-        parts.append(f"{offset - at}x" if offset > at else "")
-        parts.append("?" if ft.name == "bool" else INTS[ft.name].fmt)
-        at = offset + L.elem_size(ft)
-    size = L.elem_size(t)
-    parts.append(f"{size - at}x" if size > at else "")
-    return struct.Struct("".join(parts)), names, as_tuple
-
-
-def _row_items(element: ValType, enc: StringEncoding) -> Callable[[CallContext, int, int], Any] | None:
-    """Lists of one-struct records (rows.py): one read of the block, one unpack per element."""
-    rows = row_codec(element, enc)
-    if rows is None:
-        return None
-    fmt, decode = rows.fmt, rows.decode
-
-    def items(cx: CallContext, ptr: int, n: int) -> list[Any]:
-        out: list[Any] = []
-        try:
-            for row in fmt.iter_unpack(cx.mem().read(ptr, n * fmt.size)):
-                out.append(decode(cx, row))
-        except CanonTrap as exc:
-            raise exc.within(f"list element {len(out)}") from None
-        return out
-    return items
 
 
 def _element_items(element: ValType, enc: StringEncoding) -> Callable[[CallContext, int, int], Any]:
@@ -297,7 +233,7 @@ def _record(names: tuple[str, ...], types: tuple[ValType, ...], enc: StringEncod
     flats = [(name, lf.lift_flat) for name, lf in zip(names, lifters, strict=True)]
     label = "tuple element" if as_tuple else "record field"
     whole = TupleType(types) if as_tuple else RecordType(tuple(zip(names, types, strict=True)))
-    plain = _plain_struct(whole)
+    plain = plain_struct(whole)
     rows = row_codec(whole, enc)
 
     def load(cx: CallContext, ptr: int) -> Any:

@@ -4,6 +4,9 @@ one struct format, so loading it is one unpack and storing it one pack, with per
 where a field needs it (a string or list behind its pointer, a char or enum to check). Lists of such
 records read and write their elements in one block. Types holding variants or handles return None
 and take the field-by-field path (lift.py, lower_compound.py).
+
+`bulk_list_reader` picks the fastest reader of a list's elements: `array` for numbers, one struct per
+element for records of plain integers (`plain_struct`) or rows, else None.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from tauon.wasm.canon.errors import CanonTrap
 from tauon.wasm.canon.scalars import (
     FLOATS,
     INTS,
+    bulk_array,
     canon_nan32,
     canon_nan64,
+    canonicalize_floats,
     char_code,
     char_from_code,
     to_float,
@@ -218,3 +223,66 @@ def row_codec(t: ValType, enc: StringEncoding) -> RowCodec | None:
     fmt = struct.Struct("".join(builder.parts))
     assert fmt.size == size
     return RowCodec(fmt, built[0], built[1])
+
+
+def plain_struct(t: ValType) -> tuple[struct.Struct, tuple[str, ...], bool] | None:
+    """For a record or tuple of only integers and bools: one struct format covering its whole layout
+    (padding included), its field names, and whether it is a tuple. None for anything else."""
+    if isinstance(t, RecordType):
+        names, types, as_tuple = tuple(n for n, _ in t.fields), tuple(ft for _, ft in t.fields), False
+    elif isinstance(t, TupleType):
+        names, types, as_tuple = tuple(str(i) for i in range(len(t.elements))), t.elements, True
+    else:
+        return None
+    if not types or not all(isinstance(ft, Prim) and (ft.name in INTS or ft.name == "bool") for ft in types):
+        return None
+    parts, at = ["<"], 0
+    for ft, offset in zip(types, L.field_offsets(types), strict=True):
+        assert isinstance(ft, Prim)
+        parts.append(f"{offset - at}x" if offset > at else "")
+        parts.append("?" if ft.name == "bool" else INTS[ft.name].fmt)
+        at = offset + L.elem_size(ft)
+    size = L.elem_size(t)
+    parts.append(f"{size - at}x" if size > at else "")
+    return struct.Struct("".join(parts)), names, as_tuple
+
+
+def _row_items(element: ValType, enc: StringEncoding) -> Callable[[CallContext, int, int], Any] | None:
+    """Lists of one-struct records (rows.py): one read of the block, one unpack per element."""
+    rows = row_codec(element, enc)
+    if rows is None:
+        return None
+    fmt, decode = rows.fmt, rows.decode
+
+    def items(cx: CallContext, ptr: int, n: int) -> list[Any]:
+        out: list[Any] = []
+        try:
+            for row in fmt.iter_unpack(cx.mem().read(ptr, n * fmt.size)):
+                out.append(decode(cx, row))
+        except CanonTrap as exc:
+            raise exc.within(f"list element {len(out)}") from None
+        return out
+    return items
+
+
+def bulk_list_reader(element: ValType, enc: StringEncoding) -> Callable[[CallContext, int, int], Any] | None:
+    """A reader of a list's elements (context, pointer, length) in bulk: numbers through `array`,
+    records through their struct row; None for other elements (read one by one)."""
+    if element == Prim("u8"):
+        return lambda cx, ptr, n: cx.mem().read(ptr, n)
+    if isinstance(element, Prim) and (element.name in INTS or element.name in FLOATS):
+        name = element.name
+        code = INTS[name].array_code if name in INTS else FLOATS[name][1]
+        size = L.elem_size(element)
+        if name in FLOATS:
+            return lambda cx, ptr, n: canonicalize_floats(
+                bulk_array(code, cx.mem().read(ptr, n * size)).tolist(), name)
+        return lambda cx, ptr, n: bulk_array(code, cx.mem().read(ptr, n * size)).tolist()
+    plain = plain_struct(element)
+    if plain is None:
+        return _row_items(element, enc)
+    fmt, names, as_tuple = plain
+    if as_tuple:
+        return lambda cx, ptr, n: list(fmt.iter_unpack(cx.mem().read(ptr, n * fmt.size)))
+    return lambda cx, ptr, n: [dict(zip(names, row, strict=True))
+                               for row in fmt.iter_unpack(cx.mem().read(ptr, n * fmt.size))]
