@@ -14,7 +14,9 @@ CanonicalABI.md (sync ABI; 32-bit memories). Modules and their public API:
   MAX_FLAT_RESULTS (1), UTF16_TAG, MAX_STRING_BYTE_LENGTH, MAX_LIST_BYTE_LENGTH.
 - `memory`: the `GuestMemory` protocol (`size`, `refresh`, `check`, `read`, `write`, `unpack`, `pack`,
   `load_u32`, `store_u32`; all bounds-checked, trapping) with `BytesMemory(size_or_data)` (a bytearray;
-  `.data`, `.grow(n)`) and `WasmtimeMemory(memory, store)`.
+  `.data`, `.grow(n)`) and `WasmtimeMemory(memory, store)`; `CoreRealloc(func, store)`, a guest's
+  `cabi_realloc` as a `Realloc` through wasmtime's raw call (about 100 times cheaper than
+  `Func.__call__`; raises `wasmtime.Trap` when the guest traps).
 - `context`: `CallContext(memory, realloc, handles, scope)`; `Realloc` is
   `(old_ptr, old_size, align, new_size) -> ptr` (e.g. `lambda *a: realloc_func(store, *a)`).
   `allocate`/`reallocate` call it, refresh the memory, and check alignment and bounds of the result.
@@ -29,6 +31,9 @@ CanonicalABI.md (sync ABI; 32-bit memories). Modules and their public API:
   align)`; `list_range_loader(element, encoding)(cx, ptr, length)`.
 - `lower`: `compile_lowerer(t, encoding) -> Lowerer(type, store(cx, value, ptr), lower_flat(cx, value,
   out_list), size, align)`; `list_range_storer(element, encoding)(cx, value) -> (ptr, length)`.
+  Records, variants, flags and handles are in `lower_compound`; `rows` packs records and tuples of
+  numbers, strings, lists, enums and flags as one struct (and lists of them as one block); `scalars`
+  holds the primitive types' formats, ranges and float bit casts.
 - `calls`: `ImportCall(ft, encoding)` (`canon lower`: `.core` signature, `lift_params(cx, flat_args)`,
   `lower_result(cx, value, flat_args)`, `invoke(cx, impl, flat_args) -> flat results`) and
   `ExportCall(ft, encoding)` (`canon lift`: `lower_params(cx, args)`, `lift_result(cx, flat_results)`,
