@@ -38,11 +38,10 @@ def _has_borrow(t: ValType) -> bool:
     return any(c is not None and _has_borrow(c) for c in children)
 
 
-def _spill_check(ptr: int, t: ValType, cx: CallContext, what: str) -> None:
-    align = L.alignment(t)
+def _spill_check(ptr: int, align: int, size: int, cx: CallContext, what: str) -> None:
     if ptr % align:
         raise CanonTrap(f"{what} pointer 0x{ptr:x} is not aligned to {align}")
-    cx.mem().check(ptr, L.elem_size(t), f"{what} pointer")
+    cx.mem().check(ptr, size, f"{what} pointer")
 
 
 class _Signature:
@@ -71,8 +70,9 @@ class ImportCall(_Signature):
             cx.memory.refresh()
         if self._spilled_params is not None:
             ptr = int(flat_args[0]) & 0xFFFFFFFF
-            _spill_check(ptr, self.param_tuple, cx, "spilled parameters")
-            return list(self._spilled_params.load(cx, ptr))
+            spilled = self._spilled_params
+            _spill_check(ptr, spilled.align, spilled.size, cx, "spilled parameters")
+            return list(spilled.load(cx, ptr))
         it = iter(flat_args)
         args: list[Any] = []
         try:
@@ -91,8 +91,7 @@ class ImportCall(_Signature):
         try:
             if self.core.results_spilled:
                 ptr = int(flat_args[-1]) & 0xFFFFFFFF
-                assert self.type.result is not None
-                _spill_check(ptr, self.type.result, cx, "return")
+                _spill_check(ptr, result.align, result.size, cx, "return")
                 result.store(cx, value, ptr)
                 return []
             out: list[CoreValue] = []
@@ -156,7 +155,7 @@ class ExportCall(_Signature):
         try:
             if self.core.results_spilled:
                 ptr = int(flat_results[0]) & 0xFFFFFFFF
-                _spill_check(ptr, result.type, cx, "result")
+                _spill_check(ptr, result.align, result.size, cx, "result")
                 return result.load(cx, ptr)
             it: Iterator[CoreValue] = iter(flat_results)
             return result.lift_flat(cx, it)

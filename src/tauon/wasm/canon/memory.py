@@ -152,10 +152,10 @@ class WasmtimeMemory(_ViewMemory):
         self.refresh()
 
     def refresh(self) -> None:
-        length: int = _ffi.wasmtime_memory_data_size(self._context, self._ref)
+        length: int = _DATA_SIZE(self._context, self._ref)
         if length == self._len:
             return
-        base = ctypes.cast(_ffi.wasmtime_memory_data(self._context, self._ref), ctypes.c_void_p).value or 0
+        base = ctypes.cast(_DATA(self._context, self._ref), ctypes.c_void_p).value or 0
         self._base, self._len = base, length
         if length == 0:
             self._view = memoryview(bytearray())
@@ -211,4 +211,7 @@ class CoreRealloc:
         return result & 0xFFFFFFFF
 
 
-_CALL_UNCHECKED = _bindings._wasmtime_func_call_unchecked  # the ctypes function, without its wrapper
+# The ctypes functions themselves, without the package's Python wrappers around them.
+_CALL_UNCHECKED = _bindings._wasmtime_func_call_unchecked
+_DATA_SIZE = _bindings._wasmtime_memory_data_size
+_DATA = _bindings._wasmtime_memory_data
