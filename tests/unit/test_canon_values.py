@@ -212,7 +212,8 @@ def test_record_lowers_from_tuple_dict_or_attributes() -> None:
 def test_byte_lists_lower_from_bytes_bytearray_and_memoryview() -> None:
     heap = Heap()
     lifter, lowerer = compile_lifter(ListType(U8)), compile_lowerer(ListType(U8))
-    for value in (b"abc", bytearray(b"abc"), memoryview(b"xabc")[1:], memoryview(bytearray(b"abc"))):
+    for value in (b"abc", bytearray(b"abc"), memoryview(b"xabc")[1:], memoryview(bytearray(b"abc")),
+                  memoryview(b"a-b-c")[::2], memoryview(b"abc").cast("c")):
         out: list[Any] = []
         lowerer.lower_flat(heap.context(), value, out)
         assert lifter.lift_flat(heap.context(), iter(out)) == b"abc"
