@@ -63,8 +63,25 @@ class GuestMemory(Protocol):
     def store_u32(self, ptr: int, value: int) -> None:
         ...
 
+    def load_int(self, ptr: int, size: int, signed: bool = False) -> int:
+        """A little-endian integer of `size` bytes (1, 2, 4 or 8)."""
+        ...
+
+    def store_int(self, ptr: int, size: int, value: int, signed: bool = False) -> None:
+        ...
+
+    def load_float(self, ptr: int, size: int) -> float:
+        """A little-endian f32 (size 4) or f64 (size 8)."""
+        ...
+
+    def store_float(self, ptr: int, size: int, value: float) -> None:
+        ...
+
 
 _U32 = struct.Struct("<I")
+_INT_FORMATS = {(size, signed): struct.Struct("<" + (code.lower() if signed else code))
+                for size, code in ((1, "B"), (2, "H"), (4, "I"), (8, "Q")) for signed in (False, True)}
+_FLOAT_FORMATS = {4: struct.Struct("<f"), 8: struct.Struct("<d")}
 
 
 def outside(ptr: int, length: int, size: int, what: str = "address") -> CanonTrap:
@@ -116,6 +133,20 @@ class _ViewMemory:
         if ptr < 0 or ptr + 4 > self._len:
             raise outside(ptr, 4, self._len)
         _U32.pack_into(self._view, ptr, value)
+
+    def load_int(self, ptr: int, size: int, signed: bool = False) -> int:
+        value: int = self.unpack(_INT_FORMATS[size, signed], ptr)[0]
+        return value
+
+    def store_int(self, ptr: int, size: int, value: int, signed: bool = False) -> None:
+        self.pack(_INT_FORMATS[size, signed], ptr, value)
+
+    def load_float(self, ptr: int, size: int) -> float:
+        value: float = self.unpack(_FLOAT_FORMATS[size], ptr)[0]
+        return value
+
+    def store_float(self, ptr: int, size: int, value: float) -> None:
+        self.pack(_FLOAT_FORMATS[size], ptr, value)
 
 
 class BytesMemory(_ViewMemory):
