@@ -23,19 +23,35 @@ from tauon.wasm.canon.errors import CanonTrap
 from tauon.wasm.canon.handles import BorrowScope
 from tauon.wasm.canon.lift import CoreValue, Lifter, compile_lifter
 from tauon.wasm.canon.lower import Lowerer, compile_lowerer
-from tauon.wasm.canon.types import BorrowType, FuncType, StringEncoding, TupleType, ValType
+from tauon.wasm.canon.types import (
+    BorrowType,
+    FuncType,
+    ListType,
+    OptionType,
+    RecordType,
+    ResultType,
+    StringEncoding,
+    TupleType,
+    ValType,
+    VariantType,
+)
 
 
-def _has_borrow(t: ValType) -> bool:
-    if isinstance(t, BorrowType):
-        return True
-    children: list[ValType | None] = []
-    for attr in ("element", "ok", "err"):
-        children.append(getattr(t, attr, None))
-    children += [ft for _, ft in getattr(t, "fields", ())]
-    children += list(getattr(t, "elements", ()))
-    children += [ct for _, ct in getattr(t, "cases", ())]
-    return any(c is not None and _has_borrow(c) for c in children)
+def _has_borrow(t: ValType | None) -> bool:
+    """Whether a value of `t` can hold a borrow handle (then a call needs a borrow scope)."""
+    if t is None or isinstance(t, BorrowType):
+        return t is not None
+    if isinstance(t, (ListType, OptionType)):
+        return _has_borrow(t.element)
+    if isinstance(t, ResultType):
+        return _has_borrow(t.ok) or _has_borrow(t.err)
+    if isinstance(t, RecordType):
+        return any(_has_borrow(ft) for _, ft in t.fields)
+    if isinstance(t, TupleType):
+        return any(_has_borrow(et) for et in t.elements)
+    if isinstance(t, VariantType):
+        return any(_has_borrow(ct) for _, ct in t.cases)
+    return False
 
 
 def _spill_check(ptr: int, align: int, size: int, cx: CallContext, what: str) -> None:
