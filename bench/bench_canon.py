@@ -4,8 +4,8 @@
 Usage: .venv/bin/python bench/bench_canon.py [--repeat 7]
 
 Three values: a wasi:http-shaped header list (`list<tuple<string, list<u8>>>`, 24 headers), a 1 MiB
-`list<u8>`, and a 1000-row `list<record{id: u64, name: string, score: f64, active: bool}>`; and one
-host call's conversions (`get-random-bytes(16)`, see `call_ops`).
+`list<u8>`, and a 1000-row `list<record{id: u64, name: string, score: f64, active: bool}>`; and two
+host calls' conversions (`get-random-bytes(16)`, with a result through memory, and `now() -> u64`).
 
 - canon: lowering writes the value into a real wasmtime linear memory, allocating with the guest's
   own `cabi_realloc` (a core wasm bump allocator, called through wasmtime as `CoreRealloc` does), then
@@ -117,6 +117,23 @@ def canon_ops(t: ValType, value: Any) -> tuple[Callable[[], None], Callable[[], 
     return lower, lift
 
 
+def scalar_call_ops() -> tuple[Callable[[], None], Callable[[], None]]:
+    """One host call's conversions without memory, `now() -> u64` (as wasi:clocks' monotonic clock)."""
+    call = ImportCall(FuncType((), Prim("u64")))
+    cx = CallContext()
+    now = 123456789
+
+    def canon_call() -> None:
+        call.invoke(cx, lambda: now, ())
+
+    u64 = codec_basic.scalar(_capi.KIND_U64, "u64")
+
+    def codec_call() -> None:
+        out = _capi.Val()
+        u64.lower(0, now, out)
+    return canon_call, codec_call
+
+
 def call_ops() -> tuple[Callable[[], None], Callable[[], None]]:
     """One host call's conversions, `get-random-bytes(len: u64) -> list<u8>` answering 16 bytes:
     canon's ImportCall (lift the flat argument, run the host function, lower the result through the
@@ -172,9 +189,9 @@ def main() -> None:
         for op, mine, ref in (("lower", ours[0], theirs[0]), ("lift", ours[1], theirs[1])):
             a, b = median_seconds(mine, args.repeat), median_seconds(ref, args.repeat)
             print(f"{name:<14} {op:<6} {a * 1e6:>10.1f}us {b * 1e6:>10.1f}us {a / b:>12.3f}")
-    mine, ref = call_ops()
-    a, b = median_seconds(mine, args.repeat), median_seconds(ref, args.repeat)
-    print(f"{'host call':<14} {'call':<6} {a * 1e6:>10.1f}us {b * 1e6:>10.1f}us {a / b:>12.3f}")
+    for name, (mine, ref) in (("call bytes(16)", call_ops()), ("call now()", scalar_call_ops())):
+        a, b = median_seconds(mine, args.repeat), median_seconds(ref, args.repeat)
+        print(f"{name:<14} {'call':<6} {a * 1e6:>10.1f}us {b * 1e6:>10.1f}us {a / b:>12.3f}")
 
 
 if __name__ == "__main__":

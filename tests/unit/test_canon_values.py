@@ -184,6 +184,7 @@ def test_variant_case_out_of_range_in_memory_traps_with_the_path() -> None:
     (FlagsType(("a",)), {"z"}, "unknown flag 'z'"), (ResultType(U8, None), ("maybe", 1), "no case"),
     (RecordType((("x", U8),)), {"y": 1}, "no field 'x'"), (TupleType((U8, U8)), (1,), "expected 2 values"),
     (ListType(U16), [1, "2"], "not an int"), (ListType(U8), [256], "expected bytes"),
+    (ListType(BOOL), [True, 1], "an element is not a bool"),
     (ListType(ListType(U8, 2)), [[1]], "exactly 2"),
     (RecordType((("x", ListType(STRING)),)), {"x": ["a", 3]},
      "record field x: list element 1: expected a str"),

@@ -210,10 +210,21 @@ def _byte_data(x: Any) -> tuple[bytes | bytearray | memoryview, int]:
     return data, len(data)
 
 
+def _bool_bytes(x: Any) -> tuple[bytes, int]:
+    if isinstance(x, (str, bytes)) or not hasattr(x, "__iter__"):
+        raise CanonTrap(f"expected a list of bool, got {type(x).__name__}")
+    items = x if isinstance(x, list) else list(x)
+    if not all(isinstance(v, bool) for v in items):
+        raise CanonTrap("expected a list of bool: an element is not a bool")
+    return bytes(items), len(items)
+
+
 def _bulk_bytes(element: ValType) -> Callable[[Any], tuple[bytes | bytearray | memoryview, int]] | None:
     """The packed bytes (and element count) of a list of numbers; None for other elements."""
     if element == Prim("u8"):
         return _byte_data
+    if element == Prim("bool"):
+        return _bool_bytes
     if not isinstance(element, Prim) or (element.name not in INTS and element.name not in FLOATS):
         return None
     name = element.name

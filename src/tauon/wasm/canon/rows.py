@@ -266,10 +266,13 @@ def _row_items(element: ValType, enc: StringEncoding) -> Callable[[CallContext, 
 
 
 def bulk_list_reader(element: ValType, enc: StringEncoding) -> Callable[[CallContext, int, int], Any] | None:
-    """A reader of a list's elements (context, pointer, length) in bulk: numbers through `array`,
-    records through their struct row; None for other elements (read one by one)."""
+    """A reader of a list's elements (context, pointer, length) in bulk: bytes and bools in one read,
+    numbers through `array`, records through their struct row; None for other elements (read one by
+    one)."""
     if element == Prim("u8"):
         return lambda cx, ptr, n: cx.mem().read(ptr, n)
+    if element == Prim("bool"):  # any nonzero byte is true
+        return lambda cx, ptr, n: [b != 0 for b in cx.mem().read(ptr, n)]
     if isinstance(element, Prim) and (element.name in INTS or element.name in FLOATS):
         name = element.name
         code = INTS[name].array_code if name in INTS else FLOATS[name][1]
