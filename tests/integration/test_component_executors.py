@@ -1,5 +1,7 @@
 """The component executors end to end: real fixtures, built into generations by the real
 `build_generation` (so executor selection is under test too), served by the real switchboard on uvicorn.
+Every test runs with each component runtime (`--component-runtime wasmtime|tauon`); with tauon, each
+component executor must really run on tauon's runtime unless listed in TAUON_FALLBACK.
 
 Fixtures: tests/fixtures/components/ (scripts/build-components) and tests/fixtures/components-extra/
 (scripts/build-components-extra): js and python-files read the read-only `/` mount, wagi-component and
@@ -73,11 +75,34 @@ def component(cid: str, wasm: Path, mount: Path | None = None, **kw: Any) -> Com
     return ComponentPlan(id=cid, wasm_path=str(wasm), wasm_digest=digest, mounts=mounts, **kw)
 
 
+RUNTIME = ["wasmtime"]
+"""The component runtime of the test running (set by the `component_runtime` fixture)."""
+TAUON_FALLBACK: set[str] = set()
+"""Components (by id) the tauon runtime does not run yet: they fall back to the wasmtime path."""
+
+
+@pytest.fixture(autouse=True, params=["wasmtime", "tauon"])
+def component_runtime(request: pytest.FixtureRequest) -> Iterator[str]:
+    RUNTIME[0] = request.param
+    yield request.param
+    RUNTIME[0] = "wasmtime"
+
+
 def plan_of(cid: str, comp: ComponentPlan, executor: str = "http", limits: Limits = LIMITS) -> GenerationPlan:
     return GenerationPlan(
         app_id=f"{cid}.json", reference=f"localhost/{cid}:v1", digest="sha256:" + "1" * 64, name=cid,
         version="1", triggers=(TriggerPlan(id="t", route="/...", component=cid, executor=executor),),
-        components={cid: comp}, limits=limits)
+        components={cid: comp}, limits=limits, component_runtime=RUNTIME[0])
+
+
+def check_runners(generation: Any) -> None:
+    """Each component executor runs on the runtime the plan selected (or a declared fallback)."""
+    for executor in generation.executors.values():
+        runner = getattr(executor, "_runner", None)
+        if runner is None:  # core modules: no component runtime
+            continue
+        expected = "wasmtime" if executor.component_id in TAUON_FALLBACK else RUNTIME[0]
+        assert runner.name == expected, f"{executor.component_id} runs on {runner.name}, not {expected}"
 
 
 def build(engine: WasmEngine, plan: GenerationPlan) -> Any:
@@ -94,6 +119,7 @@ def serving(engine: WasmEngine, plan: GenerationPlan) -> Iterator[str]:
     async def main() -> None:
         try:
             generation = await build_generation(plan, 1, engine, anyio.CapacityLimiter(1))
+            check_runners(generation)
             server = uvicorn.Server(uvicorn.Config(Switchboard(plan.app_id, generation), host="127.0.0.1",
                                                    port=port, log_level="warning", lifespan="off"))
         except BaseException as exc:
