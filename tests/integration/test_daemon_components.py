@@ -1,4 +1,5 @@
-"""Components built with real SDKs, pushed to a real registry and served by the real tauon process."""
+"""Components built with real SDKs, pushed to a real registry and served by the real tauon process, with
+each component runtime (`--component-runtime wasmtime` and `tauon`)."""
 
 from __future__ import annotations
 
@@ -46,13 +47,14 @@ def upstream() -> Iterator[int]:
     server.shutdown()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
+@pytest.fixture(scope="module", params=["wasmtime", "tauon"])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
            upstream: int) -> Iterator[tuple[TauonProcess, dict[str, str]]]:
-    """One tauon serving the c, python-raw and js components, each allowed to call `upstream` only."""
+    """One tauon serving the c, python-raw, js and python-sdk components, each allowed to call `upstream`
+    only, on the component runtime of the parameter."""
     tmp = tmp_path_factory.mktemp("components")
     urls: dict[str, str] = {}
-    with run_tauon(tmp) as tauon:
+    with run_tauon(tmp, "--component-runtime", request.param) as tauon:
         for name in ("c", "python-raw", "js", "python-sdk"):
             app = SpinAppSpec(name=name, components=[SpinComponent(
                 id=name, wasm=component_path(name).read_bytes(), files=SITE,
@@ -65,6 +67,12 @@ def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
             urls[name] = f"http://127.0.0.1:{port}"
         for url in urls.values():
             wait_http(f"{url}/.well-known/spin/health", timeout=300)  # four cold compiles, two at a time
+        # No component fell back to the wasmtime path (that is logged, naming the component).
+        log = tauon.log()
+        assert "component runtime cannot run" not in log
+        if request.param == "tauon":
+            for name in urls:
+                assert f"{name}.json/{name}: runs on the tauon component runtime" in log
         yield tauon, urls
 
 

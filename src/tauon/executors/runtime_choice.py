@@ -43,6 +43,7 @@ def choose_runner(runtime: str, *, engine: WasmEngine, component: ComponentPlan,
         logger.info("%s/%s: the tauon component runtime cannot run this component (%s); it runs on the "
                     "wasmtime path", app_id, component.id, exc)
         return fallback
+    logger.debug("%s/%s: runs on the tauon component runtime", app_id, component.id)
     if links.trapping:
         logger.debug("%s/%s: imports that trap when called: %s", app_id, component.id,
                      ", ".join(links.trapping))

@@ -54,11 +54,32 @@ def load_component(engine: WasmEngine, wasm_path: Path, links: HostLinks) -> Run
     wasmtime path) or LoadError (a core module that cannot be compiled or loaded)."""
     plan = plan_component(wasm_path)
     modules = [compile_core_module(engine, data) for data in plan.modules]
+    plan.modules = []  # compiled: the bytes (tens of MB for an interpreter) are not kept
     return RuntimeComponent(plan, modules, links, _ADAPTERS)
 
 
+def compile_core_modules(engine: WasmEngine, wasm_path: Path) -> None:
+    """Compile (into the cache) the core modules of a component this runtime can run; nothing for one
+    it cannot (it runs on the wasmtime path). For the compile child (wasm/compile_child.py)."""
+    try:
+        plan = plan_component(wasm_path)
+    except UnsupportedComponent:
+        return
+    for data in plan.modules:
+        compile_core_module(engine, data)
+
+
 def module_key(engine: WasmEngine, data: bytes) -> str:
-    return f"runtime{CACHE_VERSION}-" + engine.cache_key("sha256:" + hashlib.sha256(data).hexdigest())
+    return _key(engine, hashlib.sha256(data).hexdigest())
+
+
+def _key(engine: WasmEngine, sha256: str) -> str:
+    return f"runtime{CACHE_VERSION}-" + engine.cache_key("sha256:" + sha256)
+
+
+_digests: dict[tuple[str, int, int], list[str]] = {}
+"""(path, size, mtime) -> the sha256 of each core module of the component, or [] if it cannot be
+planned: asked on every generation build (the cache's collector must keep these files)."""
 
 
 def _paths(engine: WasmEngine, key: str) -> tuple[Path, Path]:
@@ -66,14 +87,32 @@ def _paths(engine: WasmEngine, key: str) -> tuple[Path, Path]:
     return artifact, artifact.with_name(artifact.name + ".sha256")
 
 
-def has_compiled(engine: WasmEngine, wasm_path: Path) -> bool:
-    """Whether every core module of the component is compiled on disk (False if it cannot be planned:
-    then nothing needs compiling for this runtime)."""
+def cache_names(engine: WasmEngine, wasm_path: Path) -> list[str]:
+    """The compile-cache names (relative to `engine.cache_dir`) of the component's core modules as this
+    runtime caches them; none for a component it cannot plan."""
     try:
-        plan = plan_component(wasm_path)
-    except UnsupportedComponent:
-        return True
-    return all(all(p.is_file() for p in _paths(engine, module_key(engine, data))) for data in plan.modules)
+        stat = Path(wasm_path).stat()
+    except OSError:
+        return []
+    key = (str(wasm_path), stat.st_size, stat.st_mtime_ns)
+    with _guard:
+        digests = _digests.get(key)
+    if digests is None:
+        try:
+            digests = [hashlib.sha256(data).hexdigest() for data in plan_component(wasm_path).modules]
+        except UnsupportedComponent:
+            digests = []
+        with _guard:
+            if len(_digests) > 256:
+                _digests.clear()
+            _digests[key] = digests
+    return [f"modules/{_key(engine, sha)}.cwasm" for sha in digests]
+
+
+def has_compiled(engine: WasmEngine, wasm_path: Path) -> bool:
+    """Whether every core module of the component is compiled on disk (True for a component this
+    runtime cannot plan: nothing needs compiling for it)."""
+    return all((engine.cache_dir / name).is_file() for name in cache_names(engine, wasm_path))
 
 
 def compile_core_module(engine: WasmEngine, data: bytes) -> wasmtime.Module:

@@ -45,20 +45,21 @@ CORE_SORTS = {0x00: "core func", 0x01: "core table", 0x02: "core memory", 0x03: 
               0x10: "core type", 0x11: "core module", 0x12: "core instance"}
 CORE_VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128", 0x70: "funcref",
                  0x6F: "externref"}
-# Canonical builtins of component-model async and threads (WASIp3), by opcode: recognised, not run.
+# Canonical builtins of component-model async and threads (WASIp3), by opcode (as wasmtime 50's text
+# parser encodes them): recognised, reported, not run.
 ASYNC_BUILTINS = {
-    0x05: "thread.spawn_ref", 0x06: "thread.available_parallelism", 0x07: "resource.drop async",
-    0x08: "backpressure.set", 0x09: "task.return", 0x0A: "context.get/set", 0x0B: "yield",
-    0x0C: "subtask.drop", 0x0D: "stream.new", 0x0E: "stream.read", 0x0F: "stream.write",
-    0x10: "stream.cancel-read", 0x11: "stream.cancel-write", 0x12: "stream.drop-readable",
-    0x13: "stream.drop-writable", 0x14: "future.new", 0x15: "future.read", 0x16: "future.write",
-    0x17: "future.cancel-read", 0x18: "future.cancel-write", 0x19: "future.drop-readable",
-    0x1A: "future.drop-writable", 0x1C: "error-context.new", 0x1D: "error-context.debug-message",
-    0x1E: "error-context.drop", 0x1F: "waitable-set.new", 0x20: "waitable-set.wait",
-    0x21: "waitable-set.poll", 0x22: "waitable-set.drop", 0x23: "waitable.join",
-    0x24: "backpressure.inc", 0x25: "backpressure.dec", 0x26: "subtask.cancel", 0x27: "task.cancel",
-    0x28: "thread.index", 0x29: "thread.new-indirect", 0x2A: "thread.switch-to", 0x2B: "thread.suspend",
-    0x2C: "thread.resume-later", 0x2D: "thread.yield-to",
+    0x05: "task.cancel", 0x06: "subtask.cancel", 0x07: "resource.drop async", 0x09: "task.return",
+    0x0A: "context.get", 0x0B: "context.set", 0x0C: "thread.yield", 0x0D: "subtask.drop",
+    0x0E: "stream.new", 0x0F: "stream.read", 0x10: "stream.write", 0x11: "stream.cancel-read",
+    0x12: "stream.cancel-write", 0x13: "stream.drop-readable", 0x14: "stream.drop-writable",
+    0x15: "future.new", 0x16: "future.read", 0x17: "future.write", 0x18: "future.cancel-read",
+    0x19: "future.cancel-write", 0x1A: "future.drop-readable", 0x1B: "future.drop-writable",
+    0x1C: "error-context.new", 0x1D: "error-context.debug-message", 0x1E: "error-context.drop",
+    0x1F: "waitable-set.new", 0x20: "waitable-set.wait", 0x21: "waitable-set.poll",
+    0x22: "waitable-set.drop", 0x23: "waitable.join", 0x24: "backpressure.inc", 0x25: "backpressure.dec",
+    0x26: "thread.index", 0x28: "thread.resume-later", 0x29: "thread.suspend",
+    0x2B: "thread.yield-then-resume", 0x40: "thread.spawn-ref", 0x41: "thread.spawn-indirect",
+    0x42: "thread.available_parallelism",
 }
 
 
