@@ -22,6 +22,9 @@ from support.daemon import TauonProcess, free_port, run_tauon, wait_http
 from support.registry import RegistryServer
 from support.spinpush import SpinAppSpec, SpinComponent
 
+# Cold compiles of four components (the Python ones 20-40 MB) in the fixture, twice as much code with
+# the tauon runtime (it compiles the core modules too), on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
 PATTERN = bytes(i % 251 for i in range(1024 * 1024 + 251))
 SITE = {"index.html": b"<h1>static</h1>\n", "assets/big.bin": PATTERN[:300_000]}
 

@@ -3,6 +3,8 @@ malformed or unsupported input (which must give UnsupportedComponent, never anot
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import wasmtime
 from hypothesis import given, settings
@@ -86,7 +88,5 @@ def test_corrupted_bytes_never_raise_anything_else(flips: list[tuple[int, int]])
     data = bytearray(C_BYTES)
     for at, value in flips:
         data[at] = value
-    try:
+    with contextlib.suppress(UnsupportedComponent):
         plan_of(bytes(data))
-    except UnsupportedComponent:
-        pass

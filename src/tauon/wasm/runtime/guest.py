@@ -8,10 +8,12 @@ from typing import Any
 
 import wasmtime
 
+from tauon.wasm.canon.calls import ExportCall
+from tauon.wasm.canon.errors import CanonTrap, CanonUnsupported
+from tauon.wasm.canon.handles import BorrowScope
 from tauon.wasm.component.guest import Trap, classify, summarize
 from tauon.wasm.pool import is_exhausted
 from tauon.wasm.runtime import corefn
-from tauon.wasm.runtime.abi import CanonTrap
 from tauon.wasm.runtime.instance import RuntimeComponent, RuntimeInstance, running
 from tauon.wasm.runtime.model import UnsupportedComponent
 
@@ -32,31 +34,38 @@ class RuntimeGuestFunc:
     """One exported function of a component, callable on any instance of it (thread-safe)."""
 
     def __init__(self, component: RuntimeComponent, interface: str | None, name: str) -> None:
+        """Raises LookupError (no such export) or UnsupportedComponent (a type it cannot convert)."""
         lifted = component.plan.export_func(interface, name)
         self.label = f"{interface}#{name}" if interface else name
         self._lifted = lifted
-        self._adapter = component.adapters.lift(lifted.type)
+        try:
+            self._convert = ExportCall(lifted.type, lifted.opts.string_encoding)  # type: ignore[arg-type]
+        except CanonUnsupported as exc:
+            raise UnsupportedComponent(f"the export {self.label}: {exc}") from None
+        core = self._convert.core
+        self._call = corefn.GuestCall(core.params, core.results)
         post = lifted.opts.post_return
-        self._post = (post, corefn.GuestCall(self._adapter.core_results, ())) if post is not None else None
+        self._post = (post, corefn.GuestCall(core.results, ())) if post is not None else None
 
     def call(self, store: wasmtime.Store, instance: RuntimeInstance, state: Any, *args: Any) -> Any:
-        adapter = self._adapter
+        convert = self._convert
         instance.state = state
-        cx = instance.context(self._lifted.opts)
+        scope = BorrowScope()
+        cx = instance.context(self._lifted.opts).with_scope(scope)
         with running(instance):
             try:
-                flat, scope = adapter.lower_args(cx, args)
-                results = adapter.call.call(instance.ctx, instance.core_func(self._lifted.core), *flat)
-                value = adapter.lift_result(cx, results)
+                flat = convert.lower_params(cx, args)
+                results = self._call.call(instance.ctx, instance.core_func(self._lifted.core), *flat)
+                value = convert.lift_result(cx, results)
                 if self._post is not None:
-                    ref, call = self._post
-                    call.call(instance.ctx, instance.core_func(ref), *results)
-                if scope is not None:
-                    scope.end()
+                    ref, post = self._post
+                    post.call(instance.ctx, instance.core_func(ref), *results)
+                scope.end()
                 return value
             except corefn.CoreTrap as exc:
-                message = str(exc)
-                raise Trap(summarize(message), kind=classify(message, exc.host_error),
-                           host_error=exc.host_error) from exc.host_error
+                message, host_error = str(exc), exc.host_error
+                # A canonical ABI rule the guest broke in a host call traps the guest, as the spec says.
+                kind = "trap" if isinstance(host_error, CanonTrap) else classify(message, host_error)
+                raise Trap(summarize(message), kind=kind, host_error=host_error) from host_error
             except CanonTrap as exc:
                 raise Trap(f"{self.label}: {exc}", kind="trap") from exc

@@ -2,10 +2,12 @@
 to `canon lower` trampolines over host functions and to the resource builtins.
 
 `RuntimeComponent` is built once per component (core modules compiled, host functions resolved, the
-call adapters compiled, one trampoline slot per lowered function); `instantiate` then only creates
-core instances and trampolines in one Store. The instance being run is bound to the thread while
-guest code runs (`running`), which is how a trampoline finds its instance, handle table and request
-state: wasmtime hands a host function only its `env` slot and the caller.
+canonical ABI's converters compiled per function type, one trampoline slot per lowered function);
+`instantiate` then only creates core instances and trampolines in one Store. The instance being run is
+bound to the thread while guest code runs (`running`), which is how a trampoline finds its instance,
+handle table and request state: wasmtime hands a host function only its `env` slot and the caller.
+Values cross with `tauon.wasm.canon` (part A of issue 19): its `ImportCall` / `ExportCall`, handle
+tables, memory access and bounds checks.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime._extern import wrap_extern
 
-from tauon.wasm.canon.types import ResourceType
+from tauon.wasm.canon import layout
+from tauon.wasm.canon.calls import ImportCall
+from tauon.wasm.canon.context import CallContext
+from tauon.wasm.canon.errors import CanonTrap, CanonUnsupported
+from tauon.wasm.canon.handles import BorrowScope, HandleTable
+from tauon.wasm.canon.memory import WasmtimeMemory
+from tauon.wasm.canon.types import FuncType, ResourceType
 from tauon.wasm.runtime import corefn
-from tauon.wasm.runtime.abi import CallContext, HandleTable, StoreMemory
-from tauon.wasm.runtime.adapters import Adapters
 from tauon.wasm.runtime.model import UnsupportedComponent
 from tauon.wasm.runtime.plan import Bag, Builtin, CoreRef, HostFunc, Instantiate, Lower, Opts, Plan
 
@@ -68,12 +74,10 @@ def current() -> RuntimeInstance:
 class RuntimeComponent:
     """A component prepared for instantiation (thread-safe; shared by every instance of it)."""
 
-    def __init__(self, plan: Plan, modules: list[wasmtime.Module], links: HostLinks,
-                 adapters: Adapters) -> None:
+    def __init__(self, plan: Plan, modules: list[wasmtime.Module], links: HostLinks) -> None:
         self.plan = plan
         self.modules = modules
         self.links = links
-        self.adapters = adapters
         self.import_names = [[(imp.module, imp.name or "") for imp in module.imports] for module in modules]
         host_resources = [t for exports in plan.imports.values() for t in exports.values()
                           if isinstance(t, ResourceType)]
@@ -81,19 +85,30 @@ class RuntimeComponent:
         # A resource imported on its own, outside any interface: no host provides one.
         self.unsatisfied = [name for name, t in plan.imports.get("", {}).items()
                             if isinstance(t, ResourceType)]
+        self.defined = frozenset(b.resource for b in plan.builtins if not b.resource.host)
+        """Resource types the component implements (resource.new); others are the host's."""
         self._slots: list[int] = []
         self.lower_types: list[wasmtime.FuncType] = []
         for lower in plan.lowers:
-            adapter = adapters.lower(lower.host.type)
-            self.lower_types.append(corefn.functype(adapter.core_params, adapter.core_results))
-            self._slots.append(corefn.register(_lower_call(lower, links.impl(lower.host), adapter)))
+            ftype = lower.host.type
+            try:
+                core = layout.flatten_functype(ftype, "lower")
+            except CanonUnsupported as exc:
+                label = f"{lower.host.interface}#{lower.host.func}"
+                raise UnsupportedComponent(f"the import {label}: {exc}") from None
+            self.lower_types.append(corefn.functype(core.params, core.results))
+            impl = links.impl(lower.host)
+            try:
+                body = _lower_call(lower, impl, import_call(ftype, lower.opts.string_encoding))
+            except CanonUnsupported as exc:  # it traps when called, as on the wasmtime path
+                body = _unsupported_call(lower.host, str(exc))
+            self._slots.append(corefn.register(body))
         self.builtin_types: list[wasmtime.FuncType] = []
         self._builtin_slots: list[int] = []
         for builtin in plan.builtins:
             results = () if builtin.op == "resource.drop" else ("i32",)
             self.builtin_types.append(corefn.functype(("i32",), results))
-            host = builtin.resource.host or builtin.resource in self.host_resources
-            self._builtin_slots.append(corefn.register(_builtin_call(builtin, host, links)))
+            self._builtin_slots.append(corefn.register(_builtin_call(builtin)))
         # The slots' functions do not refer to this object: it goes with its last user.
         weakref.finalize(self, _unregister, [*self._slots, *self._builtin_slots])
 
@@ -123,11 +138,16 @@ class RuntimeInstance:
         self.store = store
         self.ctx = ctypes.cast(store._context(), ctypes.c_void_p).value or 0
         self.state = state
-        self.handles = HandleTable()
+        self.handles = HandleTable(component.defined)
+        drop_host = self._drop_host
+        for rtype in component.host_resources:
+            self.handles.set_destructor(rtype, drop_host)
+        for rtype in component.plan.dtors:
+            self.handles.set_destructor(rtype, self._dtor(rtype))
         self._core: list[wasmtime.Instance | dict[str, Any]] = []
         self._externs: dict[tuple[int, str], Any] = {}
         self._trampolines: dict[CoreRef, wasmtime.Func] = {}
-        self._memories: dict[CoreRef, StoreMemory] = {}
+        self._memories: dict[CoreRef, WasmtimeMemory] = {}
         self._contexts: dict[Opts, CallContext] = {}
 
     # -- instantiation
@@ -183,13 +203,13 @@ class RuntimeInstance:
             self._contexts[opts] = cx
         return cx
 
-    def _memory(self, ref: CoreRef) -> StoreMemory:
+    def _memory(self, ref: CoreRef) -> WasmtimeMemory:
         memory = self._memories.get(ref)
         if memory is None:
             extern = self.resolve(ref)
             if not isinstance(extern, wasmtime.Memory):
                 raise UnsupportedComponent("the memory option names something that is not a memory")
-            memory = StoreMemory(self.ctx, extern)
+            memory = WasmtimeMemory(extern, self.store)
             self._memories[ref] = memory
         return memory
 
@@ -204,11 +224,18 @@ class RuntimeInstance:
 
         return realloc
 
-    def drop_guest_resource(self, rtype: ResourceType, rep: int) -> None:
-        """`resource.drop` of the last own handle of a resource this component defines: its dtor."""
-        ref = self.component.plan.dtors.get(rtype)
-        if ref is not None:
+    def _drop_host(self, rep: int) -> None:
+        """The guest dropped its own handle to a host resource."""
+        self.component.links.drop(self.state, rep)
+
+    def _dtor(self, rtype: ResourceType) -> Callable[[int], None]:
+        """`resource.drop` of an own handle of a resource this component implements: its dtor."""
+        ref = self.component.plan.dtors[rtype]
+
+        def dtor(rep: int) -> None:
             _DTOR.call(self.ctx, self.core_func(ref), rep)
+
+        return dtor
 
     def core_func(self, ref: CoreRef) -> wasmtime.Func:
         func = self.resolve(ref)
@@ -230,31 +257,59 @@ def _export_get(ctx: int, instance: wasmtime.Instance, name: str) -> Any:
     return wrap_extern(item) if ok else None
 
 
-def _lower_call(lower: Lower, impl: HostImpl, adapter: Any) -> corefn.HostCall:
+_calls: dict[tuple[FuncType, str], ImportCall] = {}
+
+
+def import_call(ftype: FuncType, encoding: str) -> ImportCall:
+    """The canonical ABI's converters for a lowered function type (compiled once per type)."""
+    key = (ftype, encoding)
+    call = _calls.get(key)
+    if call is None:
+        call = _calls[key] = ImportCall(ftype, encoding)  # type: ignore[arg-type]
+    return call
+
+
+def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall) -> corefn.HostCall:
     """The trampoline body of one lowered host function."""
     opts = lower.opts
-    frame = ctypes.c_char * (corefn.RAW_SIZE * adapter.slots)
-    unpack = adapter.raw_params.unpack_from
-    pack = adapter.raw_results.pack_into
-    has_results = bool(adapter.core_results)
-    lift_args, lower_result = adapter.lift_args, adapter.lower_result
+    core = call.core
+    frame = ctypes.c_char * (corefn.RAW_SIZE * max(len(core.params), len(core.results), 1))
+    unpack = corefn.raw_format(core.params).unpack_from
+    pack = corefn.raw_format(core.results).pack_into
+    has_results = bool(core.results)
+    borrows = call.has_borrows
+    lift_params, lower_result = call.lift_params, call.lower_result
+    label = f"{lower.host.interface}#{lower.host.func}" if lower.host.interface else lower.host.func
 
-    def call(_ctx: int, args: int) -> None:
+    def run(_ctx: int, args: int) -> None:
         instance = current()
         cx = instance.context(opts)
         buf = frame.from_address(args)
         flat = unpack(buf, 0)
-        values, scope = lift_args(cx, flat)
+        scope = BorrowScope() if borrows else None
+        if scope is not None:
+            cx = cx.with_scope(scope)
         try:
-            result = impl(instance.state, *values)
+            result = impl(instance.state, *lift_params(cx, flat))
+            out = lower_result(cx, result, flat)
+        except CanonTrap as exc:  # the guest's bad data (or the host's bad value): name the import
+            raise exc.within(label) from None
         finally:
             if scope is not None:
                 scope.end()
-        out = lower_result(cx, result, flat)
         if has_results:
             pack(buf, 0, *out)
 
-    return call
+    return run
+
+
+def _unsupported_call(func: HostFunc, why: str) -> corefn.HostCall:
+    label = f"{func.interface}#{func.func}" if func.interface else func.func
+
+    def run(_ctx: int, _args: int) -> None:
+        raise UnsupportedComponent(f"{label} cannot be called through tauon's component runtime: {why}")
+
+    return run
 
 
 def _unregister(slots: list[int]) -> None:
@@ -262,24 +317,18 @@ def _unregister(slots: list[int]) -> None:
         corefn.unregister(slot)
 
 
-def _builtin_call(builtin: Builtin, host: bool, links: HostLinks) -> corefn.HostCall:
+def _builtin_call(builtin: Builtin) -> corefn.HostCall:
     rtype, op = builtin.resource, builtin.op
     u32 = ctypes.c_uint32
 
-    def call(_ctx: int, args: int) -> None:
-        instance = current()
-        handles = instance.handles
-        index = u32.from_address(args).value
+    def run(_ctx: int, args: int) -> None:
+        handles = current().handles
+        slot = u32.from_address(args)
         if op == "resource.new":
-            u32.from_address(args).value = handles.lower_own(rtype, index)
+            slot.value = handles.resource_new(rtype, slot.value)
         elif op == "resource.rep":
-            u32.from_address(args).value = handles.handle(rtype, index).rep
+            slot.value = handles.resource_rep(rtype, slot.value)
         else:
-            handle = handles.drop(rtype, index)
-            if handle is not None and handle.own:
-                if host:
-                    links.drop(instance.state, handle.rep)
-                else:
-                    instance.drop_guest_resource(rtype, handle.rep)
+            handles.resource_drop(rtype, slot.value)  # runs the destructor of an own handle
 
-    return call
+    return run

@@ -20,7 +20,6 @@ from tauon.errors import LoadError
 from tauon.fsutil import atomic_write
 from tauon.wasm.engine import WasmEngine, not_cached
 from tauon.wasm.keylocks import KeyedLocks
-from tauon.wasm.runtime.adapters import Adapters
 from tauon.wasm.runtime.instance import HostLinks, RuntimeComponent
 from tauon.wasm.runtime.model import UnsupportedComponent
 from tauon.wasm.runtime.parse import parse_component
@@ -32,7 +31,6 @@ CACHE_VERSION = "1"
 _modules: weakref.WeakKeyDictionary[WasmEngine, dict[str, wasmtime.Module]] = weakref.WeakKeyDictionary()
 _compiling = KeyedLocks()
 _guard = threading.Lock()
-_ADAPTERS = Adapters()
 
 
 def plan_component(wasm_path: Path) -> Plan:
@@ -55,7 +53,7 @@ def load_component(engine: WasmEngine, wasm_path: Path, links: HostLinks) -> Run
     plan = plan_component(wasm_path)
     modules = [compile_core_module(engine, data) for data in plan.modules]
     plan.modules = []  # compiled: the bytes (tens of MB for an interpreter) are not kept
-    return RuntimeComponent(plan, modules, links, _ADAPTERS)
+    return RuntimeComponent(plan, modules, links)
 
 
 def compile_core_modules(engine: WasmEngine, wasm_path: Path) -> None:

@@ -386,8 +386,6 @@ def _canon(plan: Plan, d: CanonDef, scope: _Scope) -> Item:
 def _opts(opts: CanonOpts, scope: _Scope) -> Opts:
     if opts.callback is not None:
         raise UnsupportedComponent("the callback canonical option (component-model async)")
-    if opts.string_encoding != "utf8":
-        raise UnsupportedComponent(f"the string encoding {opts.string_encoding}")
     return Opts(opts.string_encoding,
                 _core_ref(scope, "core memory", opts.memory) if opts.memory is not None else None,
                 _core_ref(scope, "core func", opts.realloc) if opts.realloc is not None else None,
