@@ -106,11 +106,15 @@ def unregister(slot: int) -> None:
         _free.append(slot)
 
 
-def new_host_func(ctx: int, ty: wasmtime.FuncType, slot: int) -> wasmtime.Func:
-    """A host function of the store `ctx` calling the slot's function."""
-    raw = ffi.wasmtime_func_t()
-    _func_new(ctx, ctypes.cast(ty.ptr(), c_void_p), _TRAMPOLINE, slot, None, ctypes.addressof(raw))
-    return wasmtime.Func._from_raw(raw)
+def host_func_extern(ctx: int, ty: wasmtime.FuncType, slot: int, extern: Any) -> None:
+    """Make `extern` (a `wasmtime_extern_t`) a new host function of the store `ctx` calling the slot's
+    function."""
+    _func_new(ctx, ctypes.cast(ty.ptr(), c_void_p), _TRAMPOLINE, slot, None,
+              ctypes.addressof(extern.of.func))
+    extern.kind = _EXTERN_FUNC
+
+
+_EXTERN_FUNC = ffi.WASMTIME_EXTERN_FUNC.value
 
 
 def take_error() -> BaseException | None:
@@ -159,16 +163,14 @@ class GuestCall:
         return self._out.unpack_from(buf, 0) if self._nresults else ()
 
 
-def instantiate_module(ctx: int, module: wasmtime.Module, imports: Sequence[Any]) -> wasmtime.Instance:
-    """Instantiate a core module; a trap in its start function or a link error raises CoreTrap."""
-    externs = (ffi.wasmtime_extern_t * len(imports))()
-    for i, item in enumerate(imports):
-        externs[i] = item._as_extern()
+def instantiate_module(ctx: int, module: wasmtime.Module, imports: Any) -> Any:
+    """Instantiate a core module with `imports` (an array of `wasmtime_extern_t`); returns its
+    `wasmtime_instance_t`. A trap in its start function or a link error raises CoreTrap."""
     instance = ffi.wasmtime_instance_t()
     _local.error = None
     trap = c_void_p()
-    error = _instance_new(ctx, ctypes.cast(module.ptr(), c_void_p), externs, len(imports),
+    error = _instance_new(ctx, ctypes.cast(module.ptr(), c_void_p), imports, len(imports),
                           ctypes.addressof(instance), ctypes.byref(trap))
     if error or trap:
         raise _failure(error, trap)
-    return wasmtime.Instance._from_raw(instance)
+    return instance

@@ -32,7 +32,8 @@ from tauon.wasm.canon.memory import WasmtimeMemory
 from tauon.wasm.canon.types import FuncType, ResourceType
 from tauon.wasm.runtime import corefn
 from tauon.wasm.runtime.model import UnsupportedComponent
-from tauon.wasm.runtime.plan import Bag, Builtin, CoreRef, HostFunc, Instantiate, Lower, Opts, Plan
+from tauon.wasm.runtime.plan import Builtin, CoreRef, HostFunc, Lifted, Lower, Opts, Plan
+from tauon.wasm.runtime.wiring import Wiring
 
 HostImpl = Callable[..., Any]
 
@@ -78,7 +79,11 @@ class RuntimeComponent:
         self.plan = plan
         self.modules = modules
         self.links = links
-        self.import_names = [[(imp.module, imp.name or "") for imp in module.imports] for module in modules]
+        import_names = [[(imp.module, imp.name or "") for imp in module.imports] for module in modules]
+        self.wiring = Wiring(plan, import_names)
+        self.ref_ids = {ref: self.wiring.id_of(self.wiring.source(ref)) for ref in _named_refs(plan)}
+        """Source ids of the core items canonical options, lifts and dtors name (fixed before any
+        instance exists: instances size their extern lists by the wiring's sources)."""
         host_resources = [t for exports in plan.imports.values() for t in exports.values()
                           if isinstance(t, ResourceType)]
         self.host_resources = frozenset(host_resources)
@@ -125,8 +130,7 @@ class RuntimeComponent:
                                        "does not provide")
         instance = RuntimeInstance(self, store, state)
         with running(instance):
-            for step in self.plan.core_instances:
-                instance.add_core_instance(step)
+            instance.instantiate_all()
         return instance
 
 
@@ -144,52 +148,54 @@ class RuntimeInstance:
             self.handles.set_destructor(rtype, drop_host)
         for rtype in component.plan.dtors:
             self.handles.set_destructor(rtype, self._dtor(rtype))
-        self._core: list[wasmtime.Instance | dict[str, Any]] = []
-        self._externs: dict[tuple[int, str], Any] = {}
-        self._trampolines: dict[CoreRef, wasmtime.Func] = {}
+        self._instances: list[Any] = []  # wasmtime_instance_t of each module instantiated, in order
+        self._externs: list[Any] = [None] * len(component.wiring.sources)  # wasmtime_extern_t by id
+        self._wrapped: dict[CoreRef, Any] = {}
         self._memories: dict[CoreRef, WasmtimeMemory] = {}
         self._contexts: dict[Opts, CallContext] = {}
 
     # -- instantiation
 
-    def add_core_instance(self, step: Instantiate | Bag) -> None:
-        if isinstance(step, Bag):
-            self._core.append({name: self.resolve(ref) for name, ref in step.exports})
-            return
-        args = dict(step.args)
-        imports = []
-        for module_name, name in self.component.import_names[step.module]:
-            if module_name not in args:
-                raise UnsupportedComponent(f"core import module {module_name!r} is not supplied")
-            imports.append(self.export(args[module_name], name))
-        self._core.append(corefn.instantiate_module(self.ctx, self.component.modules[step.module], imports))
+    def instantiate_all(self) -> None:
+        """Every core module, in order, with its imports from the externs of earlier steps."""
+        modules = self.component.modules
+        externs, make = self._externs, self._make_extern
+        for step in self.component.wiring.steps:
+            imports = (ffi.wasmtime_extern_t * len(step.sources))()
+            for i, source in enumerate(step.sources):
+                found = externs[source]
+                imports[i] = found if found is not None else make(source)
+            self._instances.append(corefn.instantiate_module(self.ctx, modules[step.module], imports))
 
-    def export(self, core_index: int, name: str) -> Any:
-        key = (core_index, name)
-        found = self._externs.get(key)
-        if found is not None:
-            return found
-        core = self._core[core_index]
-        found = core.get(name) if isinstance(core, dict) else _export_get(self.ctx, core, name)
-        if found is None:
-            raise UnsupportedComponent(f"core instance {core_index} has no export {name!r}")
-        self._externs[key] = found
+    def extern(self, source_id: int) -> Any:
+        """The `wasmtime_extern_t` of a source in this Store (trampolines are made on first use)."""
+        found = self._externs[source_id]
+        return found if found is not None else self._make_extern(source_id)
+
+    def _make_extern(self, source_id: int) -> Any:
+        component = self.component
+        source = component.wiring.sources[source_id]
+        found = ffi.wasmtime_extern_t()
+        if source.kind == "export":
+            name = source.name
+            if not _export_get(self.ctx, ctypes.addressof(self._instances[source.index]), name, len(name),
+                               ctypes.addressof(found)):
+                raise UnsupportedComponent(f"a core module has no export {name.decode()!r}")
+        elif source.kind == "lower":
+            corefn.host_func_extern(self.ctx, component.lower_types[source.index],
+                                    component.lower_slot(source.index), found)
+        else:
+            corefn.host_func_extern(self.ctx, component.builtin_types[source.index],
+                                    component.builtin_slot(source.index), found)
+        self._externs[source_id] = found
         return found
 
     def resolve(self, ref: CoreRef) -> Any:
-        if ref.kind == "export":
-            return self.export(ref.index, ref.name)
-        func = self._trampolines.get(ref)
-        if func is None:
-            component = self.component
-            if ref.kind == "lower":
-                func = corefn.new_host_func(self.ctx, component.lower_types[ref.index],
-                                            component.lower_slot(ref.index))
-            else:
-                func = corefn.new_host_func(self.ctx, component.builtin_types[ref.index],
-                                            component.builtin_slot(ref.index))
-            self._trampolines[ref] = func
-        return func
+        """The item `ref` names as a wasmtime object (memories, realloc, lifted core functions)."""
+        item = self._wrapped.get(ref)
+        if item is None:
+            item = self._wrapped[ref] = wrap_extern(self.extern(self.component.ref_ids[ref]))
+        return item
 
     # -- calls
 
@@ -244,17 +250,29 @@ class RuntimeInstance:
         return func
 
 
+def _named_refs(plan: Plan) -> list[CoreRef]:
+    """Every core item named by canonical options, lifted exports and resource dtors."""
+    opts: list[Opts] = [lower.opts for lower in plan.lowers]
+    refs: list[CoreRef] = list(plan.dtors.values())
+    pending: list[Any] = [plan.exports]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, Lifted):
+            refs.append(item.core)
+            opts.append(item.opts)
+    for o in opts:
+        refs.extend(r for r in (o.memory, o.realloc, o.post_return) if r is not None)
+    return refs
+
+
 _REALLOC = corefn.GuestCall(("i32", "i32", "i32", "i32"), ("i32",))
 _DTOR = corefn.GuestCall(("i32",), ())
 
 
-def _export_get(ctx: int, instance: wasmtime.Instance, name: str) -> Any:
-    raw = name.encode()
-    item = ffi.wasmtime_extern_t()
-    ok = ffi.wasmtime_instance_export_get(ctypes.cast(ctx, ctypes.POINTER(ffi.wasmtime_context_t)),
-                                          ctypes.byref(instance._instance), raw, len(raw),
-                                          ctypes.byref(item))
-    return wrap_extern(item) if ok else None
+_export_get = ctypes.PYFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p,
+                               ctypes.c_size_t, ctypes.c_void_p)(("wasmtime_instance_export_get", ffi.dll))
 
 
 _calls: dict[tuple[FuncType, str], ImportCall] = {}
