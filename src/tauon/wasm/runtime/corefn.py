@@ -53,8 +53,8 @@ def masks(types: Sequence[str]) -> tuple[int | None, ...]:
 # ---- host functions -----------------------------------------------------------------------------------
 
 HostCall = Callable[[int, int], None]
-"""Called as fn(caller context address, args_and_results address): reads its arguments from the raw
-values there and writes its results over them."""
+"""Called as fn(caller address, args_and_results address): reads its arguments from the raw values
+there and writes its results over them."""
 
 
 class _Local(threading.local):
@@ -67,7 +67,6 @@ _free: list[int] = []
 _slots_lock = threading.Lock()
 
 _Callback = ctypes.CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t)
-_caller_context = ctypes.PYFUNCTYPE(c_void_p, c_void_p)(("wasmtime_caller_context", ffi.dll))
 _trap_new = ctypes.PYFUNCTYPE(c_void_p, ctypes.c_char_p, c_size_t)(("wasmtime_trap_new", ffi.dll))
 _func_new = ctypes.PYFUNCTYPE(None, c_void_p, c_void_p, _Callback, c_void_p, c_void_p, c_void_p)(
     ("wasmtime_func_new_unchecked", ffi.dll))
@@ -77,7 +76,7 @@ def _trampoline(env: int, caller: int, args: int, _n: int) -> int | None:
     fn = _slots[env]
     try:
         assert fn is not None
-        fn(_caller_context(caller) or 0, args)
+        fn(caller, args)
         return None
     except BaseException as exc:  # nothing may unwind through C: everything becomes a trap
         _local.error = exc

@@ -152,7 +152,7 @@ class RuntimeInstance:
         self._externs: list[Any] = [None] * len(component.wiring.sources)  # wasmtime_extern_t by id
         self._wrapped: dict[CoreRef, Any] = {}
         self._memories: dict[CoreRef, WasmtimeMemory] = {}
-        self._contexts: dict[Opts, CallContext] = {}
+        self._contexts: dict[int, CallContext] = {}  # by id(opts): the plan's options live as long
 
     # -- instantiation
 
@@ -201,12 +201,12 @@ class RuntimeInstance:
 
     def context(self, opts: Opts) -> CallContext:
         """The call context of these canonical options (memory, realloc) in this instance."""
-        cx = self._contexts.get(opts)
+        cx = self._contexts.get(id(opts))  # a frozen dataclass hashes its fields on every call
         if cx is None:
             memory = self._memory(opts.memory) if opts.memory is not None else None
             realloc = self._realloc(opts.realloc) if opts.realloc is not None else None
             cx = CallContext(memory, realloc, self.handles)
-            self._contexts[opts] = cx
+            self._contexts[id(opts)] = cx
         return cx
 
     def _memory(self, ref: CoreRef) -> WasmtimeMemory:
