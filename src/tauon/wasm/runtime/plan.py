@@ -11,26 +11,11 @@ Types are resolved into `tauon.wasm.canon.types`; every imported `(sub resource)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any
 
 from tauon.wasm.canon.types import (
-    BorrowType,
-    EnumType,
-    ErrorContextType,
-    FlagsType,
     FuncType,
-    FutureType,
-    ListType,
-    OptionType,
-    OwnType,
-    Prim,
-    RecordType,
     ResourceType,
-    ResultType,
-    StreamType,
-    TupleType,
-    ValType,
-    VariantType,
 )
 from tauon.wasm.runtime.model import (
     AliasDef,
@@ -45,17 +30,13 @@ from tauon.wasm.runtime.model import (
     ExportDef,
     ImportDef,
     InstanceDef,
-    RawComponentType,
-    RawFuncType,
     RawInstanceType,
     RawResourceType,
-    RawType,
-    RawValType,
     TypeDef,
-    TypeRef,
     UnsupportedComponent,
     sort_of,
 )
+from tauon.wasm.runtime.scope import Item, Scope, TypeScope, resolve_deftype
 
 # ---- the plan -----------------------------------------------------------------------------------------
 
@@ -142,49 +123,15 @@ class Plan:
 
 # ---- elaboration --------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class _TypeScope:
-    """A type's own scope (an instance type's declarations), for resolving outer aliases."""
-
-    raw: RawInstanceType | RawComponentType
-    scope: _Scope
-
-
-Item: TypeAlias = Any
-
-
-@dataclass
-class _Scope:
-    parent: _Scope | None
-    spaces: dict[str, list[Item]] = field(default_factory=dict)
-
-    def space(self, sort: str) -> list[Item]:
-        return self.spaces.setdefault(sort, [])
-
-    def get(self, sort: str, index: int) -> Item:
-        items = self.space(sort)
-        if index >= len(items):
-            raise UnsupportedComponent(f"{sort} index {index} out of range")
-        return items[index]
-
-    def outer(self, count: int) -> _Scope:
-        scope: _Scope | None = self
-        for _ in range(count):
-            scope = scope.parent if scope is not None else None
-        if scope is None:
-            raise UnsupportedComponent("outer alias past the outermost component")
-        return scope
-
-
 def build_plan(model: ComponentModel) -> Plan:
     """The flat plan of a top-level component. Raises UnsupportedComponent."""
     plan = Plan()
-    scope = _Scope(None)
+    scope = Scope(None)
     _elaborate(plan, model, scope, None)
     return plan
 
 
-def _elaborate(plan: Plan, model: ComponentModel, scope: _Scope,
+def _elaborate(plan: Plan, model: ComponentModel, scope: Scope,
                args: dict[str, tuple[str, Item]] | None) -> dict[str, Any]:
     """Run a component's definitions in `scope`; `args` None: the top level (imports from the host).
     Returns its exports (name -> item)."""
@@ -215,10 +162,10 @@ class _Instance:
 @dataclass(frozen=True, slots=True)
 class _Component:
     model: ComponentModel
-    scope: _Scope
+    scope: Scope
 
 
-def _define(plan: Plan, d: Any, scope: _Scope, args: dict[str, tuple[str, Item]] | None) -> Item:
+def _define(plan: Plan, d: Any, scope: Scope, args: dict[str, tuple[str, Item]] | None) -> Item:
     match d:
         case CoreModuleDef(data=data):
             plan.modules.append(data)
@@ -234,7 +181,7 @@ def _define(plan: Plan, d: Any, scope: _Scope, args: dict[str, tuple[str, Item]]
         case AliasDef():
             return _alias(d, scope)
         case TypeDef(type=raw):
-            resolved = _resolve_deftype(raw, scope)
+            resolved = resolve_deftype(raw, scope)
             if isinstance(raw, RawResourceType) and raw.destructor is not None:
                 plan.dtors[resolved] = _core_ref(scope, "core func", raw.destructor)
             return resolved
@@ -247,7 +194,7 @@ def _define(plan: Plan, d: Any, scope: _Scope, args: dict[str, tuple[str, Item]]
     raise UnsupportedComponent(f"definition {type(d).__name__}")
 
 
-def _core_instance(plan: Plan, d: CoreInstanceDef, scope: _Scope) -> int:
+def _core_instance(plan: Plan, d: CoreInstanceDef, scope: Scope) -> int:
     if d.module is not None:
         module = scope.get("core module", d.module)
         plan.core_instances.append(Instantiate(module, tuple((name, scope.get("core instance", i))
@@ -258,24 +205,24 @@ def _core_instance(plan: Plan, d: CoreInstanceDef, scope: _Scope) -> int:
     return len(plan.core_instances) - 1
 
 
-def _core_ref(scope: _Scope, sort: str, index: int) -> CoreRef:
+def _core_ref(scope: Scope, sort: str, index: int) -> CoreRef:
     ref = scope.get(sort, index)
     if not isinstance(ref, CoreRef):
         raise UnsupportedComponent(f"{sort} {index} is not a core item this runtime can pass")
     return ref
 
 
-def _instance(plan: Plan, d: InstanceDef, scope: _Scope) -> _Instance:
+def _instance(plan: Plan, d: InstanceDef, scope: Scope) -> _Instance:
     items = {name: (sort, scope.get(sort, index)) for name, sort, index in d.args}
     if d.component is None:
         return _Instance({name: item for name, (_, item) in items.items()})
     component = scope.get("component", d.component)
     if not isinstance(component, _Component):
         raise UnsupportedComponent("instantiating something that is not a component")
-    return _Instance(_elaborate(plan, component.model, _Scope(component.scope), items))
+    return _Instance(_elaborate(plan, component.model, Scope(component.scope), items))
 
 
-def _alias(d: AliasDef, scope: _Scope) -> Item:
+def _alias(d: AliasDef, scope: Scope) -> Item:
     if d.target == "core export":
         return CoreRef("export", scope.get("core instance", d.instance), d.name)
     if d.target == "outer":
@@ -288,7 +235,7 @@ def _alias(d: AliasDef, scope: _Scope) -> Item:
     return instance.exports[d.name]
 
 
-def _import(plan: Plan, d: ImportDef, scope: _Scope, args: dict[str, tuple[str, Item]] | None) -> Item:
+def _import(plan: Plan, d: ImportDef, scope: Scope, args: dict[str, tuple[str, Item]] | None) -> Item:
     desc = d.desc
     if args is not None:  # a nested component: bound by its instantiation
         if desc.sort == "type" and desc.bound == "eq":
@@ -298,7 +245,7 @@ def _import(plan: Plan, d: ImportDef, scope: _Scope, args: dict[str, tuple[str, 
         return args[d.name][1]
     if desc.sort == "instance":
         itype = scope.get("type", desc.index or 0)
-        if not isinstance(itype, _TypeScope) or not isinstance(itype.raw, RawInstanceType):
+        if not isinstance(itype, TypeScope) or not isinstance(itype.raw, RawInstanceType):
             raise UnsupportedComponent(f"import {d.name!r} is not typed by an instance type")
         exports = _instance_type_exports(d.name, itype)
         plan.imports[d.name] = exports
@@ -319,20 +266,20 @@ def _import(plan: Plan, d: ImportDef, scope: _Scope, args: dict[str, tuple[str, 
     raise UnsupportedComponent(f"import {d.name!r} of a {desc.sort}")
 
 
-def _instance_type_exports(import_name: str, itype: _TypeScope) -> dict[str, Any]:
-    local = _Scope(itype.scope)
+def _instance_type_exports(import_name: str, itype: TypeScope) -> dict[str, Any]:
+    local = Scope(itype.scope)
     exports: dict[str, Any] = {}
     for decl in itype.raw.decls:
         _instance_decl(import_name, decl, local, exports)
     return exports
 
 
-def _instance_decl(import_name: str, decl: Decl, local: _Scope, exports: dict[str, Any]) -> None:
+def _instance_decl(import_name: str, decl: Decl, local: Scope, exports: dict[str, Any]) -> None:
     if decl.tag == "core type":
         local.space("core type").append(None)
     elif decl.tag == "type":
         assert decl.deftype is not None
-        local.space("type").append(_resolve_deftype(decl.deftype, local))
+        local.space("type").append(resolve_deftype(decl.deftype, local))
     elif decl.tag == "alias":
         assert decl.alias is not None
         if decl.alias.target != "outer":
@@ -357,7 +304,7 @@ def _instance_decl(import_name: str, decl: Decl, local: _Scope, exports: dict[st
         raise UnsupportedComponent(f"declaration {decl.tag!r} in the type of import {import_name!r}")
 
 
-def _canon(plan: Plan, d: CanonDef, scope: _Scope) -> Item:
+def _canon(plan: Plan, d: CanonDef, scope: Scope) -> Item:
     if d.op == "lift":
         ftype = scope.get("type", d.type_index or 0)
         if not isinstance(ftype, FuncType):
@@ -383,7 +330,7 @@ def _canon(plan: Plan, d: CanonDef, scope: _Scope) -> Item:
     return CoreRef("builtin", len(plan.builtins) - 1)
 
 
-def _opts(opts: CanonOpts, scope: _Scope) -> Opts:
+def _opts(opts: CanonOpts, scope: Scope) -> Opts:
     if opts.callback is not None:
         raise UnsupportedComponent("the callback canonical option (component-model async)")
     return Opts(opts.string_encoding,
@@ -392,64 +339,3 @@ def _opts(opts: CanonOpts, scope: _Scope) -> Opts:
                 _core_ref(scope, "core func", opts.post_return) if opts.post_return is not None else None)
 
 
-# ---- types --------------------------------------------------------------------------------------------
-
-def _resolve_deftype(raw: RawType, scope: _Scope) -> Item:
-    if isinstance(raw, RawValType):
-        return _valtype_of(raw, scope)
-    if isinstance(raw, RawFuncType):
-        return FuncType(tuple((name, _ref(t, scope)) for name, t in raw.params),
-                        _ref(raw.result, scope) if raw.result is not None else None, raw.is_async)
-    if isinstance(raw, RawResourceType):
-        return ResourceType("resource", host=False, destructor=raw.destructor)
-    return _TypeScope(raw, scope)
-
-
-def _ref(ref: TypeRef, scope: _Scope) -> ValType:
-    if isinstance(ref, str):
-        return ErrorContextType() if ref == "error-context" else Prim(ref)  # type: ignore[arg-type]
-    ty = scope.get("type", ref)
-    if isinstance(ty, ResourceType | FuncType | _TypeScope):
-        raise UnsupportedComponent(f"type {ref} is used as a value type but is not one")
-    return ty  # type: ignore[no-any-return]
-
-
-def _opt_ref(ref: TypeRef | None, scope: _Scope) -> ValType | None:
-    return _ref(ref, scope) if ref is not None else None
-
-
-def _valtype_of(raw: RawValType, scope: _Scope) -> ValType:
-    kind, refs = raw.kind, raw.refs
-    if kind == "record":
-        return RecordType(tuple((n, _ref(t, scope)) for n, t in zip(raw.names, refs, strict=True)
-                                if t is not None))
-    if kind == "variant":
-        return VariantType(tuple((n, _opt_ref(t, scope)) for n, t in zip(raw.names, refs, strict=True)))
-    if kind == "list":
-        return ListType(_ref(_some(refs[0]), scope), raw.length)
-    if kind == "tuple":
-        return TupleType(tuple(_ref(_some(t), scope) for t in refs))
-    if kind == "flags":
-        return FlagsType(raw.names)
-    if kind == "enum":
-        return EnumType(raw.names)
-    if kind == "option":
-        return OptionType(_ref(_some(refs[0]), scope))
-    if kind == "result":
-        return ResultType(_opt_ref(refs[0], scope), _opt_ref(refs[1], scope))
-    if kind in ("own", "borrow"):
-        resource = scope.get("type", int(_some(refs[0])))
-        if not isinstance(resource, ResourceType):
-            raise UnsupportedComponent(f"{kind} of a type that is not a resource")
-        return OwnType(resource) if kind == "own" else BorrowType(resource)
-    if kind == "stream":
-        return StreamType(_opt_ref(refs[0], scope))
-    if kind == "future":
-        return FutureType(_opt_ref(refs[0], scope))
-    return _ref(kind, scope)
-
-
-def _some(ref: TypeRef | None) -> TypeRef:
-    if ref is None:
-        raise UnsupportedComponent("a missing element type")
-    return ref
