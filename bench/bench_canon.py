@@ -4,7 +4,8 @@
 Usage: .venv/bin/python bench/bench_canon.py [--repeat 7]
 
 Three values: a wasi:http-shaped header list (`list<tuple<string, list<u8>>>`, 24 headers), a 1 MiB
-`list<u8>`, and a 1000-row `list<record{id: u64, name: string, score: f64, active: bool}>`.
+`list<u8>`, and a 1000-row `list<record{id: u64, name: string, score: f64, active: bool}>`; and two
+host calls' conversions (`get-random-bytes(16)`, with a result through memory, and `now() -> u64`).
 
 - canon: lowering writes the value into a real wasmtime linear memory, allocating with the guest's
   own `cabi_realloc` (a core wasm bump allocator, called through wasmtime as `CoreRealloc` does), then
@@ -13,7 +14,8 @@ Three values: a wasi:http-shaped header list (`list<tuple<string, list<u8>>>`, 2
   path wasmtime then copies between the tree and linear memory in Rust, which is not counted: the
   codec figures are a lower bound of the current path's cost.
 
-Prints the median time per operation of each and the ratio canon/codec (< 1: canon is faster).
+Prints the median CPU time per operation of each (process time, which a loaded machine disturbs less
+than wall time) and the ratio canon/codec (< 1: canon is faster).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from typing import Any
 
 import wasmtime
 
+from tauon.wasm.canon.calls import ImportCall
 from tauon.wasm.canon.context import CallContext
 from tauon.wasm.canon.lift import compile_lifter
 from tauon.wasm.canon.lower import compile_lowerer
 from tauon.wasm.canon.memory import CoreRealloc, WasmtimeMemory
-from tauon.wasm.canon.types import ListType, Prim, RecordType, TupleType, ValType
+from tauon.wasm.canon.types import FuncType, ListType, Prim, RecordType, TupleType, ValType
 from tauon.wasm.component import _capi, codec, codec_basic
 
 GUEST = """
@@ -81,11 +84,11 @@ def median_seconds(fn: Callable[[], None], repeat: int) -> float:
     fn()  # warm up
     runs = []
     for _ in range(repeat):
-        n, start = 0, time.perf_counter()
+        n, start = 0, time.process_time()
         while True:
             fn()
             n += 1
-            elapsed = time.perf_counter() - start
+            elapsed = time.process_time() - start
             if elapsed > 0.2:
                 break
         runs.append(elapsed / n)
@@ -114,6 +117,53 @@ def canon_ops(t: ValType, value: Any) -> tuple[Callable[[], None], Callable[[], 
     return lower, lift
 
 
+def scalar_call_ops() -> tuple[Callable[[], None], Callable[[], None]]:
+    """One host call's conversions without memory, `now() -> u64` (as wasi:clocks' monotonic clock)."""
+    call = ImportCall(FuncType((), Prim("u64")))
+    cx = CallContext()
+    now = 123456789
+
+    def canon_call() -> None:
+        call.invoke(cx, lambda: now, ())
+
+    u64 = codec_basic.scalar(_capi.KIND_U64, "u64")
+
+    def codec_call() -> None:
+        out = _capi.Val()
+        u64.lower(0, now, out)
+    return canon_call, codec_call
+
+
+def call_ops() -> tuple[Callable[[], None], Callable[[], None]]:
+    """One host call's conversions, `get-random-bytes(len: u64) -> list<u8>` answering 16 bytes:
+    canon's ImportCall (lift the flat argument, run the host function, lower the result through the
+    return pointer with the guest's realloc) against the codec lifting the argument from a C value and
+    lowering the result into one."""
+    engine = wasmtime.Engine()
+    store = wasmtime.Store(engine)
+    exports = wasmtime.Instance(store, wasmtime.Module(engine, GUEST), []).exports(store)
+    memory, realloc = exports["memory"], exports["cabi_realloc"]
+    assert isinstance(memory, wasmtime.Memory) and isinstance(realloc, wasmtime.Func)
+    cx = CallContext(WasmtimeMemory(memory, store), CoreRealloc(realloc, store))
+    answer = bytes(16)
+    call = ImportCall(FuncType((("len", Prim("u64")),), BODY_T))
+    retptr = cx.allocate(4, 8, "return area")
+
+    def canon_call() -> None:
+        call.invoke(cx, lambda n: answer, [16, retptr])
+
+    u64, byte_list = codec_basic.scalar(_capi.KIND_U64, "u64"), codec_basic.byte_list()
+    arg = _capi.Val()
+    u64.lower(0, 16, arg)
+
+    def codec_call() -> None:
+        n = u64.lift(0, arg)
+        out = _capi.Val()
+        byte_list.lower(0, answer[:n], out)
+        _capi.val_delete(ctypes.byref(out))
+    return canon_call, codec_call
+
+
 def codec_ops(c: codec.Codec, value: Any) -> tuple[Callable[[], None], Callable[[], None]]:
     lowered = _capi.Val()
     c.lower(0, value, lowered)
@@ -139,6 +189,9 @@ def main() -> None:
         for op, mine, ref in (("lower", ours[0], theirs[0]), ("lift", ours[1], theirs[1])):
             a, b = median_seconds(mine, args.repeat), median_seconds(ref, args.repeat)
             print(f"{name:<14} {op:<6} {a * 1e6:>10.1f}us {b * 1e6:>10.1f}us {a / b:>12.3f}")
+    for name, (mine, ref) in (("call bytes(16)", call_ops()), ("call now()", scalar_call_ops())):
+        a, b = median_seconds(mine, args.repeat), median_seconds(ref, args.repeat)
+        print(f"{name:<14} {'call':<6} {a * 1e6:>10.1f}us {b * 1e6:>10.1f}us {a / b:>12.3f}")
 
 
 if __name__ == "__main__":

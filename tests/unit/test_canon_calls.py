@@ -16,8 +16,10 @@ from tauon.wasm.canon.types import (
     BorrowType,
     FuncType,
     ListType,
+    OptionType,
     OwnType,
     Prim,
+    RecordType,
     ResourceType,
     ResultType,
     TupleType,
@@ -80,6 +82,19 @@ def test_import_borrows_are_lent_for_the_call_only() -> None:
     ImportCall(_ft([BorrowType(STREAM)], None)).invoke(heap.context(table), seen.append, [index])
     assert seen == [9]
     assert ImportCall(_ft([OwnType(STREAM)], None)).lift_params(heap.context(table), [index]) == [9]
+
+
+def test_borrows_nested_in_parameters_get_a_scope_too() -> None:
+    heap = Heap()
+    table = HandleTable()
+    index = table.lower_own(STREAM, 9)
+    nested = RecordType((("target", OptionType(BorrowType(STREAM))), ("n", U32)))
+    call = ImportCall(_ft([ListType(U8), nested], None))
+    assert call.has_borrows and not ImportCall(_ft([OptionType(OwnType(STREAM))], None)).has_borrows
+    seen: list[Any] = []
+    call.invoke(heap.context(table), lambda data, rec: seen.append(rec), [0, 0, 1, index, 5])
+    assert seen == [{"target": 9, "n": 5}]
+    assert table.lift_own(STREAM, index) == 9  # the lend ended with the call
 
 
 def test_flat_export_call_and_post_return_values() -> None:

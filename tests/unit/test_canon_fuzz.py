@@ -22,7 +22,8 @@ from tauon.wasm.canon.lift import compile_lifter
 from tauon.wasm.canon.lower import compile_lowerer
 from tauon.wasm.canon.types import FuncType, StringEncoding, ValType
 
-BOUNDED = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+BOUNDED = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FEWER = settings(BOUNDED, max_examples=50)  # whole signatures: each example is a dozen values
 ENCODINGS = st.sampled_from(["utf8", "utf16", "latin1+utf16"])
 
 
@@ -66,7 +67,7 @@ def test_flat_round_trip_with_well_typed_core_values(tv: tuple[ValType, Any],
     assert compile_lifter(t, encoding).lift_flat(cx, iter(out)) == value
 
 
-@BOUNDED
+@FEWER
 @given(st.lists(typed_value(), min_size=0, max_size=20), typed_value(), ENCODINGS)
 def test_call_adapters_round_trip(params: list[tuple[ValType, Any]], result: tuple[ValType, Any],
                                   encoding: StringEncoding) -> None:

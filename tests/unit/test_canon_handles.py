@@ -129,3 +129,11 @@ def test_handles_in_values_cross_as_reps_and_guest_resources() -> None:
         compile_lowerer(OwnType(HOST)).lower_flat(cx, GuestResource(GUEST, 5), [])
     with pytest.raises(CanonTrap, match="no borrow scope"):
         compile_lowerer(BorrowType(HOST)).lower_flat(heap.context(table), 1, [])
+
+
+def test_built_ins_take_indexes_as_core_i32_values() -> None:
+    table = HandleTable()
+    with pytest.raises(CanonTrap, match="handle index 4294967295 is not in use"):
+        table.resource_drop(HOST, -1)
+    with pytest.raises(CanonTrap, match="handle index 4294967295 is not in use"):
+        table.resource_rep(HOST, -1)

@@ -79,6 +79,21 @@ def test_lowering_a_mebibyte_grows_the_guest_memory_and_lifts_back(
     assert compile_lifter(t).lift_flat(cx, iter(out)) == value
 
 
+def test_scalar_loads_and_stores_are_little_endian() -> None:
+    mem = BytesMemory(16)
+    mem.store_int(0, 2, -2, signed=True)
+    mem.store_int(2, 4, 0x01020304)
+    mem.store_float(8, 8, -1.5)
+    assert bytes(mem.data[:6]) == b"\xfe\xff\x04\x03\x02\x01"
+    assert (mem.load_int(0, 2), mem.load_int(0, 2, signed=True)) == (0xFFFE, -2)
+    assert mem.load_int(2, 4) == 0x01020304
+    assert (mem.load_float(8, 8), mem.load_u32(2)) == (-1.5, 0x01020304)
+    mem.store_float(4, 4, 0.5)
+    assert mem.load_float(4, 4) == 0.5
+    with pytest.raises(CanonTrap, match="0xc \\+ 8 is outside linear memory \\(16 bytes\\)"):
+        mem.load_int(12, 8)
+
+
 def test_bytes_memory_grows_and_checks() -> None:
     mem = BytesMemory(8)
     with pytest.raises(CanonTrap, match="0x6 \\+ 4"):

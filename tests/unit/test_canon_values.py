@@ -212,7 +212,8 @@ def test_record_lowers_from_tuple_dict_or_attributes() -> None:
 def test_byte_lists_lower_from_bytes_bytearray_and_memoryview() -> None:
     heap = Heap()
     lifter, lowerer = compile_lifter(ListType(U8)), compile_lowerer(ListType(U8))
-    for value in (b"abc", bytearray(b"abc"), memoryview(b"xabc")[1:], memoryview(bytearray(b"abc"))):
+    for value in (b"abc", bytearray(b"abc"), memoryview(b"xabc")[1:], memoryview(bytearray(b"abc")),
+                  memoryview(b"a-b-c")[::2], memoryview(b"abc").cast("c")):
         out: list[Any] = []
         lowerer.lower_flat(heap.context(), value, out)
         assert lifter.lift_flat(heap.context(), iter(out)) == b"abc"
@@ -225,3 +226,49 @@ def test_async_values_are_refused_when_compiling(t: ValType) -> None:
         compile_lifter(t)
     with pytest.raises(CanonUnsupported, match="not supported yet"):
         compile_lowerer(ListType(t))
+
+
+ROW = RecordType((("id", U64), ("name", STRING), ("tags", ListType(U8)), ("kind", EnumType(("a", "b"))),
+                  ("mark", CHAR), ("on", BOOL)))
+
+
+def test_a_list_of_records_allocates_as_the_specification_orders_it() -> None:
+    """The list's block first, then each element's string and list, element by element."""
+    heap = Heap()
+    rows = [{"id": 1, "name": "ab", "tags": b"xyz", "kind": "b", "mark": "\u00e9", "on": True},
+            {"id": 2, "name": "c", "tags": b"", "kind": "a", "mark": "z", "on": False}]
+    out: list[Any] = []
+    compile_lowerer(ListType(ROW)).lower_flat(heap.context(), rows, out)
+    assert [call[2:] for call in heap.calls] == [(8, 2 * 40), (1, 2), (1, 3), (1, 1), (1, 0)]
+    assert compile_lifter(ListType(ROW)).lift_flat(heap.context(), iter(out)) == rows
+    ptr = out[0]
+    assert struct.unpack_from("<Q", heap.memory.data, ptr)[0] == 1
+    # id at 0, name at 8, tags at 16, kind at 24, mark at 28 (aligned to 4), on at 32; 40 bytes a row
+    assert struct.unpack_from("<B3xIB", heap.memory.data, ptr + 24) == (1, 0xE9, 1)
+
+
+@pytest.mark.parametrize(("patch", "message"), [
+    ({"kind": 2}, "list element 1: record field kind: enum case index 2 is out of range"),
+    ({"mark": 0xD800}, "list element 1: record field mark: 0xd800 is not a Unicode scalar value"),
+    ({"name": (5000, 1)}, "list element 1: record field name: string pointer 0x1388 \\+ 1 is outside"),
+])
+def test_bad_fields_in_a_list_of_records_trap_with_the_path(patch: dict[str, Any], message: str) -> None:
+    heap = Heap(size=4096, grow=False)
+    rows = [{"id": 1, "name": "ab", "tags": b"", "kind": "b", "mark": "m", "on": True}] * 2
+    out: list[Any] = []
+    compile_lowerer(ListType(ROW)).lower_flat(heap.context(), rows, out)
+    second = out[0] + 40
+    fields = {"kind": (24, "<B"), "mark": (28, "<I"), "name": (8, "<II")}
+    for name, value in patch.items():
+        offset, fmt = fields[name]
+        values = value if isinstance(value, tuple) else (value,)
+        struct.pack_into(fmt, heap.memory.data, second + offset, *values)
+    with pytest.raises(CanonTrap, match=message):
+        compile_lifter(ListType(ROW)).lift_flat(heap.context(), iter(out))
+
+
+def test_bad_host_values_in_a_list_of_records_trap_with_the_path() -> None:
+    rows = [{"id": 1, "name": "ab", "tags": b"", "kind": "b", "mark": "m", "on": True},
+            {"id": 1, "name": "ab", "tags": b"", "kind": "c", "mark": "m", "on": True}]
+    with pytest.raises(CanonTrap, match="list element 1: record field kind: no enum case 'c'"):
+        compile_lowerer(ListType(ROW)).lower_flat(Heap().context(), rows, [])

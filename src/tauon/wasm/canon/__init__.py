@@ -13,7 +13,8 @@ CanonicalABI.md (sync ABI; 32-bit memories). Modules and their public API:
   -> CoreSignature(params, results, params_spilled, results_spilled)`; constants MAX_FLAT_PARAMS (16),
   MAX_FLAT_RESULTS (1), UTF16_TAG, MAX_STRING_BYTE_LENGTH, MAX_LIST_BYTE_LENGTH.
 - `memory`: the `GuestMemory` protocol (`size`, `refresh`, `check`, `read`, `write`, `unpack`, `pack`,
-  `load_u32`, `store_u32`; all bounds-checked, trapping) with `BytesMemory(size_or_data)` (a bytearray;
+  `load_u32`, `store_u32`, `load_int`, `store_int`, `load_float`, `store_float`; all bounds-checked,
+  trapping) with `BytesMemory(size_or_data)` (a bytearray;
   `.data`, `.grow(n)`) and `WasmtimeMemory(memory, store)`; `CoreRealloc(func, store)`, a guest's
   `cabi_realloc` as a `Realloc` through wasmtime's raw call (about 100 times cheaper than
   `Func.__call__`; raises `wasmtime.Trap` when the guest traps).

@@ -23,26 +23,41 @@ from tauon.wasm.canon.errors import CanonTrap
 from tauon.wasm.canon.handles import BorrowScope
 from tauon.wasm.canon.lift import CoreValue, Lifter, compile_lifter
 from tauon.wasm.canon.lower import Lowerer, compile_lowerer
-from tauon.wasm.canon.types import BorrowType, FuncType, StringEncoding, TupleType, ValType
+from tauon.wasm.canon.types import (
+    BorrowType,
+    FuncType,
+    ListType,
+    OptionType,
+    RecordType,
+    ResultType,
+    StringEncoding,
+    TupleType,
+    ValType,
+    VariantType,
+)
 
 
-def _has_borrow(t: ValType) -> bool:
-    if isinstance(t, BorrowType):
-        return True
-    children: list[ValType | None] = []
-    for attr in ("element", "ok", "err"):
-        children.append(getattr(t, attr, None))
-    children += [ft for _, ft in getattr(t, "fields", ())]
-    children += list(getattr(t, "elements", ()))
-    children += [ct for _, ct in getattr(t, "cases", ())]
-    return any(c is not None and _has_borrow(c) for c in children)
+def _has_borrow(t: ValType | None) -> bool:
+    """Whether a value of `t` can hold a borrow handle (then a call needs a borrow scope)."""
+    if t is None or isinstance(t, BorrowType):
+        return t is not None
+    if isinstance(t, (ListType, OptionType)):
+        return _has_borrow(t.element)
+    if isinstance(t, ResultType):
+        return _has_borrow(t.ok) or _has_borrow(t.err)
+    if isinstance(t, RecordType):
+        return any(_has_borrow(ft) for _, ft in t.fields)
+    if isinstance(t, TupleType):
+        return any(_has_borrow(et) for et in t.elements)
+    if isinstance(t, VariantType):
+        return any(_has_borrow(ct) for _, ct in t.cases)
+    return False
 
 
-def _spill_check(ptr: int, t: ValType, cx: CallContext, what: str) -> None:
-    align = L.alignment(t)
+def _spill_check(ptr: int, align: int, size: int, cx: CallContext, what: str) -> None:
     if ptr % align:
         raise CanonTrap(f"{what} pointer 0x{ptr:x} is not aligned to {align}")
-    cx.mem().check(ptr, L.elem_size(t), f"{what} pointer")
+    cx.mem().check(ptr, size, f"{what} pointer")
 
 
 class _Signature:
@@ -71,8 +86,9 @@ class ImportCall(_Signature):
             cx.memory.refresh()
         if self._spilled_params is not None:
             ptr = int(flat_args[0]) & 0xFFFFFFFF
-            _spill_check(ptr, self.param_tuple, cx, "spilled parameters")
-            return list(self._spilled_params.load(cx, ptr))
+            spilled = self._spilled_params
+            _spill_check(ptr, spilled.align, spilled.size, cx, "spilled parameters")
+            return list(spilled.load(cx, ptr))
         it = iter(flat_args)
         args: list[Any] = []
         try:
@@ -91,8 +107,7 @@ class ImportCall(_Signature):
         try:
             if self.core.results_spilled:
                 ptr = int(flat_args[-1]) & 0xFFFFFFFF
-                assert self.type.result is not None
-                _spill_check(ptr, self.type.result, cx, "return")
+                _spill_check(ptr, result.align, result.size, cx, "return")
                 result.store(cx, value, ptr)
                 return []
             out: list[CoreValue] = []
@@ -156,7 +171,7 @@ class ExportCall(_Signature):
         try:
             if self.core.results_spilled:
                 ptr = int(flat_results[0]) & 0xFFFFFFFF
-                _spill_check(ptr, result.type, cx, "result")
+                _spill_check(ptr, result.align, result.size, cx, "result")
                 return result.load(cx, ptr)
             it: Iterator[CoreValue] = iter(flat_results)
             return result.lift_flat(cx, it)

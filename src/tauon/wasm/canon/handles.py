@@ -179,11 +179,12 @@ class HandleTable:
 
     def resource_rep(self, rtype: ResourceType, index: int) -> int:
         """`canon resource.rep`."""
-        return self.handle(rtype, index).rep
+        return self.handle(rtype, index & 0xFFFFFFFF).rep
 
     def resource_drop(self, rtype: ResourceType, index: int) -> None:
         """`canon resource.drop`: remove the handle; an own handle's resource is destroyed (its
         destructor runs), a borrow handle ends its borrow."""
+        index &= 0xFFFFFFFF  # a core i32, possibly signed
         handle = self.handle(rtype, index)
         if handle.lends:
             raise CanonTrap(f"handle index {index} ({_describe(handle)}) is lent to a call in progress "

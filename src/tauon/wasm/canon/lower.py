@@ -198,6 +198,9 @@ def _byte_data(x: Any) -> tuple[bytes | bytearray | memoryview, int]:
     if isinstance(x, (bytes, bytearray)):
         return x, len(x)
     if isinstance(x, memoryview):
+        if not x.c_contiguous:  # a strided view: gather it once
+            data = x.tobytes()
+            return data, len(data)
         view = x.cast("B") if x.format != "B" or x.ndim != 1 else x
         return view, view.nbytes
     try:

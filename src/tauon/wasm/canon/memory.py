@@ -63,8 +63,25 @@ class GuestMemory(Protocol):
     def store_u32(self, ptr: int, value: int) -> None:
         ...
 
+    def load_int(self, ptr: int, size: int, signed: bool = False) -> int:
+        """A little-endian integer of `size` bytes (1, 2, 4 or 8)."""
+        ...
+
+    def store_int(self, ptr: int, size: int, value: int, signed: bool = False) -> None:
+        ...
+
+    def load_float(self, ptr: int, size: int) -> float:
+        """A little-endian f32 (size 4) or f64 (size 8)."""
+        ...
+
+    def store_float(self, ptr: int, size: int, value: float) -> None:
+        ...
+
 
 _U32 = struct.Struct("<I")
+_INT_FORMATS = {(size, signed): struct.Struct("<" + (code.lower() if signed else code))
+                for size, code in ((1, "B"), (2, "H"), (4, "I"), (8, "Q")) for signed in (False, True)}
+_FLOAT_FORMATS = {4: struct.Struct("<f"), 8: struct.Struct("<d")}
 
 
 def outside(ptr: int, length: int, size: int, what: str = "address") -> CanonTrap:
@@ -117,6 +134,20 @@ class _ViewMemory:
             raise outside(ptr, 4, self._len)
         _U32.pack_into(self._view, ptr, value)
 
+    def load_int(self, ptr: int, size: int, signed: bool = False) -> int:
+        value: int = self.unpack(_INT_FORMATS[size, signed], ptr)[0]
+        return value
+
+    def store_int(self, ptr: int, size: int, value: int, signed: bool = False) -> None:
+        self.pack(_INT_FORMATS[size, signed], ptr, value)
+
+    def load_float(self, ptr: int, size: int) -> float:
+        value: float = self.unpack(_FLOAT_FORMATS[size], ptr)[0]
+        return value
+
+    def store_float(self, ptr: int, size: int, value: float) -> None:
+        self.pack(_FLOAT_FORMATS[size], ptr, value)
+
 
 class BytesMemory(_ViewMemory):
     """A linear memory held in a Python bytearray (tests and benchmarks)."""
@@ -152,10 +183,10 @@ class WasmtimeMemory(_ViewMemory):
         self.refresh()
 
     def refresh(self) -> None:
-        length: int = _ffi.wasmtime_memory_data_size(self._context, self._ref)
+        length: int = _DATA_SIZE(self._context, self._ref)
         if length == self._len:
             return
-        base = ctypes.cast(_ffi.wasmtime_memory_data(self._context, self._ref), ctypes.c_void_p).value or 0
+        base = ctypes.cast(_DATA(self._context, self._ref), ctypes.c_void_p).value or 0
         self._base, self._len = base, length
         if length == 0:
             self._view = memoryview(bytearray())
@@ -211,4 +242,7 @@ class CoreRealloc:
         return result & 0xFFFFFFFF
 
 
-_CALL_UNCHECKED = _bindings._wasmtime_func_call_unchecked  # the ctypes function, without its wrapper
+# The ctypes functions themselves, without the package's Python wrappers around them.
+_CALL_UNCHECKED = _bindings._wasmtime_func_call_unchecked
+_DATA_SIZE = _bindings._wasmtime_memory_data_size
+_DATA = _bindings._wasmtime_memory_data

@@ -30,14 +30,14 @@ class IntInfo:
     bits: int
     signed: bool
     array_code: str  # an `array` type code of the same size and signedness
+    low: int = 0  # the range, filled in by _int (kept as fields: checked on every lowered integer)
+    high: int = 0
 
-    @property
-    def low(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
 
-    @property
-    def high(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+def _int(fmt: str, bits: int, signed: bool, array_code: str) -> IntInfo:
+    low = -(1 << (bits - 1)) if signed else 0
+    high = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+    return IntInfo(fmt, bits, signed, array_code, low, high)
 
 
 def _code(candidates: str, size: int) -> str:
@@ -45,10 +45,10 @@ def _code(candidates: str, size: int) -> str:
 
 
 INTS: dict[str, IntInfo] = {
-    "u8": IntInfo("B", 8, False, "B"), "s8": IntInfo("b", 8, True, "b"),
-    "u16": IntInfo("H", 16, False, _code("HIL", 2)), "s16": IntInfo("h", 16, True, _code("hil", 2)),
-    "u32": IntInfo("I", 32, False, _code("ILQ", 4)), "s32": IntInfo("i", 32, True, _code("ilq", 4)),
-    "u64": IntInfo("Q", 64, False, _code("QL", 8)), "s64": IntInfo("q", 64, True, _code("ql", 8)),
+    "u8": _int("B", 8, False, "B"), "s8": _int("b", 8, True, "b"),
+    "u16": _int("H", 16, False, _code("HIL", 2)), "s16": _int("h", 16, True, _code("hil", 2)),
+    "u32": _int("I", 32, False, _code("ILQ", 4)), "s32": _int("i", 32, True, _code("ilq", 4)),
+    "u64": _int("Q", 64, False, _code("QL", 8)), "s64": _int("q", 64, True, _code("ql", 8)),
 }
 FLOATS: dict[str, tuple[str, str]] = {"f32": ("f", "f"), "f64": ("d", "d")}
 """float type -> (struct format character, array type code)."""
