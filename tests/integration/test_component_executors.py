@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import socket
 import subprocess
@@ -28,6 +29,7 @@ import httpx
 import pytest
 import uvicorn
 
+from support.componentize import fixture as componentize_fixture
 from support.components import component_path
 from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, TriggerPlan
 from tauon.errors import LoadError
@@ -77,7 +79,7 @@ def component(cid: str, wasm: Path, mount: Path | None = None, **kw: Any) -> Com
 
 RUNTIME = ["wasmtime"]
 """The component runtime of the test running (set by the `component_runtime` fixture)."""
-TAUON_FALLBACK: set[str] = set()
+TAUON_FALLBACK: set[str] = {"composed"}
 """Components (by id) the tauon runtime does not run yet: they fall back to the wasmtime path."""
 
 
@@ -343,3 +345,24 @@ def test_missing_files_directory_fails_the_load(engine: WasmEngine, tmp_path: Pa
     comp = component("js", component_path("js"), tmp_path / "absent")
     with pytest.raises(LoadError, match=r"files directory .* does not exist"):
         build(engine, plan_of("js", comp))
+
+
+# -- what tauon's component runtime does not run yet ------------------------------------------------
+
+def test_a_component_the_tauon_runtime_cannot_run_falls_back_saying_why(
+        engine: WasmEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A composition (a dependency's export lowered into the main component: a fused adapter) runs on
+    the wasmtime path under either setting; with tauon, one line names the app, component and feature."""
+    wasm = tmp_path / "composed.wasm"
+    wasm.write_bytes(componentize_fixture("dep-composed"))
+    plan = plan_of("composed", component("composed", wasm))
+    caplog.set_level(logging.INFO)
+    with serving(engine, plan) as url:  # check_runners: wasmtime here, whatever the runtime
+        r = httpx.get(f"{url}/hello/tauon", timeout=30)
+        assert (r.status_code, r.text) == (200, "hello, tauon, from the greeter dependency")
+    lines = [r.getMessage() for r in caplog.records if "runtime cannot run" in r.getMessage()]
+    if RUNTIME[0] == "tauon":
+        assert len(lines) == 1 and lines[0].startswith("composed.json/composed: ")
+        assert "fused adapter" in lines[0] and "wasmtime path" in lines[0]
+    else:
+        assert lines == []
