@@ -167,6 +167,12 @@ def _add_compile_limits(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
                    help="wall-clock seconds compiling one app's wasm may take before its child process "
                    f"is killed and the app fails to load (default: {defaults.timeout:g}; "
                    "$TAUON_COMPILE_TIMEOUT)")
+    p.add_argument("--component-runtime", default=env.get("TAUON_COMPONENT_RUNTIME") or "wasmtime",
+                   metavar="RUNTIME",
+                   help="what runs components: 'wasmtime' (wasmtime's component API) or 'tauon' (tauon's "
+                   "own component runtime over wasmtime's core API, for the components it supports; the "
+                   "others run on wasmtime and say so at load) (default: wasmtime; "
+                   "$TAUON_COMPONENT_RUNTIME)")
     p.add_argument("--tiering", choices=["on", "off"], default=env.get("TAUON_TIERING") or "on",
                    help="on: an app whose compiled code is not cached is compiled with wasmtime's "
                    "baseline compiler Winch first and served, then with Cranelift in the background "
@@ -188,6 +194,9 @@ def _check_bounds(args: argparse.Namespace) -> None:
         raise SystemExit(f"tauon: --compile-memory-mib must be >= {MIN_MEMORY_MIB}")
     if args.running_guests is not None and args.running_guests < 1:
         raise SystemExit("tauon: --running-guests must be >= 1")
+    if args.component_runtime not in ("wasmtime", "tauon"):
+        raise SystemExit("tauon: --component-runtime (or $TAUON_COMPONENT_RUNTIME) must be 'wasmtime' or "
+                         f"'tauon', got {args.component_runtime!r}")
     if args.tiering not in ("on", "off"):
         raise SystemExit(f"tauon: --tiering (or $TAUON_TIERING) must be 'on' or 'off', got {args.tiering!r}")
     if args.max_blob_mib <= 0:
@@ -251,6 +260,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_connections=args.max_connections,
         compile=CompileLimits(memory_mib=args.compile_memory_mib, timeout=args.compile_timeout),
         tiering=args.tiering == "on",
+        component_runtime=args.component_runtime,
     )
 
 

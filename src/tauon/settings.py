@@ -86,6 +86,8 @@ class Settings:
     """Serve uncached apps from Winch's code first and swap Cranelift's in when it is compiled
     (control/runner.py); False: every app waits for Cranelift."""
     """Limits of the child process that compiles an app's wasm (wasm/sandbox.py)."""
+    component_runtime: str = "wasmtime"
+    """What runs components: 'wasmtime' or 'tauon' (tauon's own runtime where it supports them)."""
     max_request_head: int = DEFAULT_MAX_REQUEST_HEAD
     """Bytes of request line and headers accepted; a larger head is answered 431 (server/httpproto.py)."""
     head_timeout: float = 30.0

@@ -1,5 +1,7 @@
 """The component executors end to end: real fixtures, built into generations by the real
 `build_generation` (so executor selection is under test too), served by the real switchboard on uvicorn.
+Every test runs with each component runtime (`--component-runtime wasmtime|tauon`); with tauon, each
+component executor must really run on tauon's runtime unless listed in TAUON_FALLBACK.
 
 Fixtures: tests/fixtures/components/ (scripts/build-components) and tests/fixtures/components-extra/
 (scripts/build-components-extra): js and python-files read the read-only `/` mount, wagi-component and
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import socket
 import subprocess
@@ -26,6 +29,7 @@ import httpx
 import pytest
 import uvicorn
 
+from support.componentize import fixture as componentize_fixture
 from support.components import component_path
 from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, TriggerPlan
 from tauon.errors import LoadError
@@ -73,11 +77,34 @@ def component(cid: str, wasm: Path, mount: Path | None = None, **kw: Any) -> Com
     return ComponentPlan(id=cid, wasm_path=str(wasm), wasm_digest=digest, mounts=mounts, **kw)
 
 
+RUNTIME = ["wasmtime"]
+"""The component runtime of the test running (set by the `component_runtime` fixture)."""
+TAUON_FALLBACK: set[str] = {"composed"}
+"""Components (by id) the tauon runtime does not run yet: they fall back to the wasmtime path."""
+
+
+@pytest.fixture(autouse=True, params=["wasmtime", "tauon"])
+def component_runtime(request: pytest.FixtureRequest) -> Iterator[str]:
+    RUNTIME[0] = request.param
+    yield request.param
+    RUNTIME[0] = "wasmtime"
+
+
 def plan_of(cid: str, comp: ComponentPlan, executor: str = "http", limits: Limits = LIMITS) -> GenerationPlan:
     return GenerationPlan(
         app_id=f"{cid}.json", reference=f"localhost/{cid}:v1", digest="sha256:" + "1" * 64, name=cid,
         version="1", triggers=(TriggerPlan(id="t", route="/...", component=cid, executor=executor),),
-        components={cid: comp}, limits=limits)
+        components={cid: comp}, limits=limits, component_runtime=RUNTIME[0])
+
+
+def check_runners(generation: Any) -> None:
+    """Each component executor runs on the runtime the plan selected (or a declared fallback)."""
+    for executor in generation.executors.values():
+        runner = getattr(executor, "_runner", None)
+        if runner is None:  # core modules: no component runtime
+            continue
+        expected = "wasmtime" if executor.component_id in TAUON_FALLBACK else RUNTIME[0]
+        assert runner.name == expected, f"{executor.component_id} runs on {runner.name}, not {expected}"
 
 
 def build(engine: WasmEngine, plan: GenerationPlan) -> Any:
@@ -94,6 +121,7 @@ def serving(engine: WasmEngine, plan: GenerationPlan) -> Iterator[str]:
     async def main() -> None:
         try:
             generation = await build_generation(plan, 1, engine, anyio.CapacityLimiter(1))
+            check_runners(generation)
             server = uvicorn.Server(uvicorn.Config(Switchboard(plan.app_id, generation), host="127.0.0.1",
                                                    port=port, log_level="warning", lifespan="off"))
         except BaseException as exc:
@@ -317,3 +345,24 @@ def test_missing_files_directory_fails_the_load(engine: WasmEngine, tmp_path: Pa
     comp = component("js", component_path("js"), tmp_path / "absent")
     with pytest.raises(LoadError, match=r"files directory .* does not exist"):
         build(engine, plan_of("js", comp))
+
+
+# -- what tauon's component runtime does not run yet ------------------------------------------------
+
+def test_a_component_the_tauon_runtime_cannot_run_falls_back_saying_why(
+        engine: WasmEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A composition (a dependency's export lowered into the main component: a fused adapter) runs on
+    the wasmtime path under either setting; with tauon, one line names the app, component and feature."""
+    wasm = tmp_path / "composed.wasm"
+    wasm.write_bytes(componentize_fixture("dep-composed"))
+    plan = plan_of("composed", component("composed", wasm))
+    caplog.set_level(logging.INFO)
+    with serving(engine, plan) as url:  # check_runners: wasmtime here, whatever the runtime
+        r = httpx.get(f"{url}/hello/tauon", timeout=30)
+        assert (r.status_code, r.text) == (200, "hello, tauon, from the greeter dependency")
+    lines = [r.getMessage() for r in caplog.records if "runtime cannot run" in r.getMessage()]
+    if RUNTIME[0] == "tauon":
+        assert len(lines) == 1 and lines[0].startswith("composed.json/composed: ")
+        assert "fused adapter" in lines[0] and "wasmtime path" in lines[0]
+    else:
+        assert lines == []

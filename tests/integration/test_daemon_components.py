@@ -1,4 +1,5 @@
-"""Components built with real SDKs, pushed to a real registry and served by the real tauon process."""
+"""Components built with real SDKs, pushed to a real registry and served by the real tauon process, with
+each component runtime (`--component-runtime wasmtime` and `tauon`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from support.daemon import TauonProcess, free_port, run_tauon, wait_http
 from support.registry import RegistryServer
 from support.spinpush import SpinAppSpec, SpinComponent
 
+# Cold compiles of four components (the Python ones 20-40 MB) in the fixture, twice as much code with
+# the tauon runtime (it compiles the core modules too), on a loaded machine.
+pytestmark = pytest.mark.timeout(900)
 PATTERN = bytes(i % 251 for i in range(1024 * 1024 + 251))
 SITE = {"index.html": b"<h1>static</h1>\n", "assets/big.bin": PATTERN[:300_000]}
 
@@ -46,13 +50,14 @@ def upstream() -> Iterator[int]:
     server.shutdown()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
+@pytest.fixture(scope="module", params=["wasmtime", "tauon"])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
            upstream: int) -> Iterator[tuple[TauonProcess, dict[str, str]]]:
-    """One tauon serving the c, python-raw and js components, each allowed to call `upstream` only."""
+    """One tauon serving the c, python-raw, js and python-sdk components, each allowed to call `upstream`
+    only, on the component runtime of the parameter."""
     tmp = tmp_path_factory.mktemp("components")
     urls: dict[str, str] = {}
-    with run_tauon(tmp) as tauon:
+    with run_tauon(tmp, "--component-runtime", request.param) as tauon:
         for name in ("c", "python-raw", "js", "python-sdk"):
             app = SpinAppSpec(name=name, components=[SpinComponent(
                 id=name, wasm=component_path(name).read_bytes(), files=SITE,
@@ -65,6 +70,12 @@ def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
             urls[name] = f"http://127.0.0.1:{port}"
         for url in urls.values():
             wait_http(f"{url}/.well-known/spin/health", timeout=300)  # four cold compiles, two at a time
+        # No component fell back to the wasmtime path (that is logged, naming the component).
+        log = tauon.log()
+        assert "component runtime cannot run" not in log
+        if request.param == "tauon":
+            for name in urls:
+                assert f"{name}.json/{name}: runs on the tauon component runtime" in log
         yield tauon, urls
 
 

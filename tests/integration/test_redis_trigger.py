@@ -109,16 +109,22 @@ def client(server: RedisServer) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=server.port, password=server.password, socket_timeout=5)
 
 
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("runtime", ["wasmtime", "tauon"])
 def test_publish_is_handled_by_a_redis_only_app(tmp_path: Path, registry: RegistryServer,
-                                                 redis_server: RedisServer, shared_cache: Path) -> None:
+                                                 redis_server: RedisServer, shared_cache: Path,
+                                                 runtime: str) -> None:
     """No address in the app file, no port bound; each message runs the guest once (with a worker
     process too: only the daemon subscribes), which writes it to the state dir's key-value file;
-    /status, `tauon status` and /metrics show the trigger."""
+    /status, `tauon status` and /metrics show the trigger. On both component runtimes."""
     ref = push_app(registry, "redis/only", "v1", redis_app(redis_server.address))
     state = tmp_path / "state" / "w"
-    with run_tauon(tmp_path, "--workers", "2", cache_dir=shared_cache, admin=True) as tauon:
+    with run_tauon(tmp_path, "--workers", "2", "--component-runtime", runtime, cache_dir=shared_cache,
+                   admin=True) as tauon:
         (tauon.watch_dir / "w.json").write_text(app_file(ref, state_dir="w"))
         tauon.wait_log(r"w\.json: serving", timeout=600)
+        if runtime == "tauon":
+            assert "w.json/worker: runs on the tauon component runtime" in tauon.log()
         log = tauon.wait_log(r"Active Channels on redis://127\.0\.0\.1:\d+:\n"
                              r"\tredis://127\.0\.0\.1:\d+/orders: \[worker\]")
         assert "Serving http" not in log.split("w.json: serving", 1)[1]

@@ -2,7 +2,8 @@
 behind a real uvicorn, with tauon's services on a real state dir.
 
 Several executors of the same component (different variables / ACLs) sit behind one server; the first path
-segment picks one ('/main/kv?key=a' reaches the 'main' executor as '/kv?key=a').
+segment picks one ('/main/kv?key=a' reaches the 'main' executor as '/kv?key=a'). The tests using them run
+on both component runtimes (wasmtime's component API and tauon's own).
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ def component_plan(wasm: Path, **metadata: Any) -> ComponentPlan:
                          metadata=parse_component_meta(metadata, "metadata"))
 
 
-def build_executor(engine: WasmEngine, comp: ComponentPlan, services: ComponentServices) -> Executor:
-    return build_component_executor(app_id="app.json", component=comp, engine=engine, limits=LIMITS,
-                                    limiter=anyio.CapacityLimiter(LIMITS.max_concurrency),
-                                    logger=logging.getLogger(LOGGER), trigger_executor="http", wagi_argv="",
-                                    services=services)
+def build_executor(engine: WasmEngine, comp: ComponentPlan, services: ComponentServices,
+                   runtime: str = "wasmtime") -> Executor:
+    executor = build_component_executor(app_id="app.json", component=comp, engine=engine, limits=LIMITS,
+                                        limiter=anyio.CapacityLimiter(LIMITS.max_concurrency),
+                                        logger=logging.getLogger(LOGGER), trigger_executor="http",
+                                        wagi_argv="", services=services, component_runtime=runtime)
+    assert executor._runner.name == runtime  # type: ignore[attr-defined]  # no silent fallback
+    return executor
 
 
 def shim(executors: Mapping[str, Executor]) -> Any:
@@ -90,8 +94,9 @@ class Apps:
         self.wasm = wasm
 
 
-@pytest.fixture(scope="module")
-def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
+@pytest.fixture(scope="module", params=["wasmtime", "tauon"])
+def apps(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
+    runtime = request.param
     wasm = component_path("python-sdk")
     engine = WasmEngine(tmp_path_factory.mktemp("cache"))
     engine.start()
@@ -107,9 +112,9 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
                               app_variables=GREETING), {}),
     ]
     executors = {
-        "main": build_executor(engine, listed, opened[0].component(listed)),
-        "env": build_executor(engine, listed, opened[1].component(listed)),
-        "denied": build_executor(engine, unlisted, opened[2].component(unlisted)),
+        "main": build_executor(engine, listed, opened[0].component(listed), runtime),
+        "env": build_executor(engine, listed, opened[1].component(listed), runtime),
+        "denied": build_executor(engine, unlisted, opened[2].component(unlisted), runtime),
     }
     server = uvicorn.Server(uvicorn.Config(shim(executors), host="127.0.0.1", port=0, log_level="warning",
                                            lifespan="off"))

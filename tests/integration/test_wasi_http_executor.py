@@ -2,6 +2,7 @@
 
 The component is tests/fixtures/wasi-http/handler.c (built by scripts/build-wasi-http-fixtures); each
 path exercises one behaviour. The ASGI shim stands in for the switchboard (routing is not under test).
+Every test runs on both component runtimes (wasmtime's component API and tauon's own).
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def upstream() -> Iterator[int]:
     server.shutdown()
 
 
-@pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["wasmtime", "tauon"])
+def base_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             upstream: int) -> Iterator[str]:
     wasm = build_fixture()
     engine = WasmEngine(tmp_path_factory.mktemp("cache"))
     engine.start()
@@ -123,7 +125,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterato
     executor = build_component_executor(
         app_id="app.json", component=plan, engine=engine, limits=LIMITS,
         limiter=anyio.CapacityLimiter(LIMITS.max_concurrency), logger=logging.getLogger(LOGGER),
-        trigger_executor="http", wagi_argv="")
+        trigger_executor="http", wagi_argv="", component_runtime=request.param)
+    assert executor._runner.name == request.param  # type: ignore[attr-defined]  # no silent fallback
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(shim(executor), host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="off"))

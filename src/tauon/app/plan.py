@@ -122,6 +122,9 @@ class GenerationPlan:
     """The compiler its code comes from: 'cranelift' (optimizing) or 'winch' (baseline: served while
     Cranelift compiles in the background, control/tiering.py); every process loads it with an engine
     of that strategy (WasmEngine.for_tier)."""
+    component_runtime: str = "wasmtime"
+    """What runs its components: 'wasmtime' (wasmtime's component API) or 'tauon' (tauon's own
+    component runtime where it supports the component; `--component-runtime`)."""
 
     @property
     def listens(self) -> bool:

@@ -22,10 +22,12 @@ from tauon.errors import LoadError
 from tauon.executors.allowed import allowed_hosts_of
 from tauon.executors.base import Executor, ExecutorSetup, check_mounts
 from tauon.executors.context import BuildContext
-from tauon.executors.oneshot import Trap, trial_instantiate
+from tauon.executors.oneshot import GuestRunner, Trap, trial_instantiate
 from tauon.executors.redis_component import EXPORT as REDIS_EXPORT
+from tauon.executors.redis_component import FUNCTION as REDIS_FUNCTION
 from tauon.executors.redis_component import RedisComponentHandler, RedisHandler
 from tauon.executors.redis_legacy import RedisLegacyHandler, is_legacy_redis_module
+from tauon.executors.runtime_choice import choose_runner
 from tauon.executors.select import (
     SPIN_INBOUND,
     component_exports,
@@ -33,6 +35,8 @@ from tauon.executors.select import (
     select_handler,
     select_redis_export,
 )
+from tauon.executors.spin_inbound import EXPORT as SPIN_EXPORT
+from tauon.executors.spin_inbound import FUNCTION as SPIN_FUNCTION
 from tauon.executors.spin_inbound import SpinInboundExecutor
 from tauon.executors.spin_legacy import SpinLegacyExecutor, is_legacy_spin_module
 from tauon.executors.wagi import WagiExecutor
@@ -62,7 +66,8 @@ def build_executor(plan: GenerationPlan, trigger: TriggerPlan | RedisTriggerPlan
         limiter=context.limiter, logger=context.logger, trigger_executor=trigger.executor,
         wagi_argv=trigger.wagi_argv, services=services.component(component), chain=context.chain,
         self_origin=plan.self_origin, self_scheme="https" if plan.tls else "http",
-        app_components=tuple(plan.components), resolve=services.resolver.resolve)
+        app_components=tuple(plan.components), resolve=services.resolver.resolve,
+        component_runtime=plan.component_runtime)
 
 
 def _core_module_executor(plan: GenerationPlan, trigger: TriggerPlan, component: ComponentPlan,
@@ -108,9 +113,11 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
                              services: ComponentServices | None = None, chain: ChainTarget | None = None,
                              self_origin: tuple[str, int] | None = None, self_scheme: str = "http",
                              app_components: tuple[str, ...] = (),
-                             resolve: Callable[[str], str] | None = None) -> Executor:
+                             resolve: Callable[[str], str] | None = None,
+                             component_runtime: str = "wasmtime") -> Executor:
     """Compile (or load from the cache) a component and build the executor its exports call for.
-    `services`: the component's view of the app's variables, key-value stores and databases."""
+    `services`: the component's view of the app's variables, key-value stores and databases.
+    `component_runtime`: 'tauon' runs it with tauon's own component runtime where that can."""
     check_version()
     check_mounts(component)
     compiled = compile_component(engine, Path(component.wasm_path), component.wasm_digest)
@@ -127,17 +134,19 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         self_origin=self_origin, self_scheme=self_scheme,
         http_pool=HttpPool(enabled=None if services is None or services.http_pooling else False))
     linked = _link(engine, compiled, component.id)
-    if linked.trapping:
-        logger.debug("%s/%s: imports that trap when called: %s", app_id, component.id,
-                     ", ".join(linked.trapping))
-    _trial(engine, compiled, linked, config, limits, component.id)
+    entries = {"wagi": (export, "run"), SPIN_INBOUND: (SPIN_EXPORT, SPIN_FUNCTION)}
+    entry = entries.get(kind, (export, "handle"))
+    runner = choose_runner(component_runtime, engine=engine, component=component, compiled=compiled,
+                           linked=linked, entry=entry, logger=logger, app_id=app_id)
+    _trial(engine, runner, config, limits, component.id)
     setup = ExecutorSetup(app_id, component.id, engine, limits, limiter, logger)
     if kind == "wagi":
         return WagiComponentExecutor(setup, component=compiled, export=export, linked=linked, config=config,
-                                     component_env=component.env, argv_template=wagi_argv)
+                                     component_env=component.env, argv_template=wagi_argv, runner=runner)
     if kind == SPIN_INBOUND:
-        return SpinInboundExecutor(setup, component=compiled, linked=linked, config=config)
-    return WasiHttpExecutor(setup, component=compiled, export=export, linked=linked, config=config)
+        return SpinInboundExecutor(setup, component=compiled, linked=linked, config=config, runner=runner)
+    return WasiHttpExecutor(setup, component=compiled, export=export, linked=linked, config=config,
+                            runner=runner)
 
 
 def _redis_handler(plan: GenerationPlan, component: ComponentPlan, context: BuildContext) -> RedisHandler:
@@ -163,15 +172,18 @@ def _redis_handler(plan: GenerationPlan, component: ComponentPlan, context: Buil
                                        resolve=services.resolver.resolve),
         outbound_timeout=min(30.0, limits.request_timeout), services=services.component(component))
     linked = _link(engine, compiled, component.id)
-    _trial(engine, compiled, linked, config, limits, component.id)
+    runner = choose_runner(plan.component_runtime, engine=engine, component=component, compiled=compiled,
+                           linked=linked, entry=(REDIS_EXPORT, REDIS_FUNCTION), logger=context.logger,
+                           app_id=plan.app_id)
+    _trial(engine, runner, config, limits, component.id)
     return RedisComponentHandler(_setup(plan, component, context), component=compiled, linked=linked,
-                                 config=config)
+                                 config=config, runner=runner)
 
 
-def _trial(engine: WasmEngine, compiled: Component, linked: LinkedComponent, config: HostConfig,
-           limits: Limits, component_id: str) -> None:
+def _trial(engine: WasmEngine, runner: GuestRunner, config: HostConfig, limits: Limits,
+           component_id: str) -> None:
     try:
-        trial_instantiate(engine, compiled, linked, config, limits)
+        trial_instantiate(engine, runner, config, limits)
     except Trap as exc:
         if exc.host_error is not None:  # start-up code called an import that failed: name it
             reason = str(exc.host_error)

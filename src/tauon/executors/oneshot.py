@@ -7,7 +7,7 @@ instantiated (a missing import, a trap in its start-up code) fails the load, not
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import wasmtime
 from wasmtime.component import Component, ComponentInstanceType, FuncType
@@ -19,6 +19,55 @@ from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.component.guest import GuestFunc, Trap, instantiate
 from tauon.wasm.component.host import bound_state
 from tauon.wasm.engine import WasmEngine, limited_store
+from tauon.wasm.runtime.guest import RuntimeGuestFunc
+from tauon.wasm.runtime.guest import instantiate as runtime_instantiate
+from tauon.wasm.runtime.instance import RuntimeComponent
+
+
+class GuestCallable(Protocol):
+    label: str
+
+    def call(self, store: wasmtime.Store, instance: Any, state: Any, *args: Any) -> Any: ...
+
+
+class GuestRunner(Protocol):
+    """How an executor instantiates its component and calls its exports: through wasmtime's component
+    API (`WasmtimeRunner`) or tauon's own component runtime (`TauonRunner`, `--component-runtime
+    tauon`). Both raise `Trap` with the same kinds."""
+
+    name: str
+
+    def instantiate(self, store: wasmtime.Store, state: Any) -> Any: ...
+
+    def func(self, interface: str, name: str) -> GuestCallable: ...
+
+
+class WasmtimeRunner:
+    name = "wasmtime"
+
+    def __init__(self, component: Component, engine: wasmtime.Engine, linked: LinkedComponent) -> None:
+        self._component = component
+        self._engine = engine
+        self._linked = linked
+
+    def instantiate(self, store: wasmtime.Store, state: Any) -> Any:
+        return instantiate(self._linked.linker, store, self._component, state)
+
+    def func(self, interface: str, name: str) -> GuestCallable:
+        return export_func(self._component, self._engine, interface, name, self._linked)
+
+
+class TauonRunner:
+    name = "tauon"
+
+    def __init__(self, component: RuntimeComponent) -> None:
+        self.component = component
+
+    def instantiate(self, store: wasmtime.Store, state: Any) -> Any:
+        return runtime_instantiate(self.component, store, state)
+
+    def func(self, interface: str, name: str) -> GuestCallable:
+        return RuntimeGuestFunc(self.component, interface, name)
 
 
 def export_func(component: Component, engine: wasmtime.Engine, interface: str, name: str,
@@ -37,27 +86,26 @@ class ComponentExecutor(GuestExecutor):
     """An executor of a compiled component: its linker and host configuration, shared by its calls."""
 
     def __init__(self, setup: ExecutorSetup, *, component: Component, linked: LinkedComponent,
-                 config: HostConfig) -> None:
+                 config: HostConfig, runner: GuestRunner | None = None) -> None:
         super().__init__(setup)
         self._component = component
         self._linked = linked
         self._config = config
+        self._runner = runner or WasmtimeRunner(component, setup.engine.engine, linked)
 
     def _oneshot(self, interface: str, name: str) -> OneShot:
         """Calls of the export `interface#name`, each on a fresh Store and instance."""
-        func = export_func(self._component, self._engine.engine, interface, name, self._linked)
-        return OneShot(component=self._component, linked=self._linked, engine=self._engine,
-                       limits=self._limits, func=func)
+        return OneShot(runner=self._runner, engine=self._engine, limits=self._limits,
+                       func=self._runner.func(interface, name))
 
     def close(self) -> None:
         self._config.close()  # pooled outbound connections; compiled code goes with the generation
 
 
 class OneShot:
-    def __init__(self, *, component: Component, linked: LinkedComponent, engine: WasmEngine,
-                 limits: Limits, func: GuestFunc) -> None:
-        self._component = component
-        self._linked = linked
+    def __init__(self, *, runner: GuestRunner, engine: WasmEngine, limits: Limits,
+                 func: GuestCallable) -> None:
+        self._runner = runner
         self._engine = engine
         self._limits = limits
         self._func = func
@@ -66,7 +114,7 @@ class OneShot:
         """Worker thread: instantiate, call, release the request's resources. Raises Trap."""
         store = new_store(self._engine, self._limits)
         try:
-            instance = instantiate(self._linked.linker, store, self._component, state)
+            instance = self._runner.instantiate(store, state)
             return self._func.call(store, instance, state, *args)
         finally:
             with bound_state(state):
@@ -80,17 +128,18 @@ def new_store(engine: WasmEngine, limits: Limits) -> wasmtime.Store:
                          deadline_ticks=engine.deadline_ticks(limits.request_timeout))
 
 
-def trial_instantiate(engine: WasmEngine, component: Component, linked: LinkedComponent, config: HostConfig,
-                      limits: Limits, extensions: dict[str, Any] | None = None) -> None:
+def trial_instantiate(engine: WasmEngine, runner: GuestRunner, config: HostConfig, limits: Limits,
+                      extensions: dict[str, Any] | None = None) -> None:
     """Instantiate once in a throw-away Store. Raises Trap (kind 'instantiate' or the start-up trap)."""
     state = HostState(config, timeout=limits.request_timeout, extensions=extensions)
     store = new_store(engine, limits)
     try:
-        instantiate(linked.linker, store, component, state)
+        runner.instantiate(store, state)
     finally:
         with bound_state(state):
             state.finish()
         del store
 
 
-__all__ = ["ComponentExecutor", "OneShot", "Trap", "export_func", "new_store", "trial_instantiate"]
+__all__ = ["ComponentExecutor", "GuestRunner", "OneShot", "TauonRunner", "Trap", "WasmtimeRunner",
+           "export_func", "new_store", "trial_instantiate"]

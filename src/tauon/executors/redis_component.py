@@ -15,7 +15,7 @@ from wasmtime.component import Component
 
 from tauon.executors.base import ExecutorSetup, GuestError
 from tauon.executors.buffered import guest_error_kind
-from tauon.executors.oneshot import ComponentExecutor, Trap
+from tauon.executors.oneshot import ComponentExecutor, GuestRunner, Trap
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.slots import SlotHold
@@ -45,8 +45,8 @@ def check_result(label: str, result: Any) -> None:
 
 class RedisComponentHandler(ComponentExecutor):
     def __init__(self, setup: ExecutorSetup, *, component: Component, linked: LinkedComponent,
-                 config: HostConfig) -> None:
-        super().__init__(setup, component=component, linked=linked, config=config)
+                 config: HostConfig, runner: GuestRunner | None = None) -> None:
+        super().__init__(setup, component=component, linked=linked, config=config, runner=runner)
         self._handle = self._oneshot(EXPORT, FUNCTION)
 
     async def handle(self, payload: bytes) -> None:

@@ -17,7 +17,7 @@ from wasmtime.component import Component
 
 from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
 from tauon.executors.buffered import guest_error_kind, receive_body
-from tauon.executors.oneshot import ComponentExecutor, Trap
+from tauon.executors.oneshot import ComponentExecutor, GuestRunner, Trap
 from tauon.executors.responses import send_empty, send_response
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
@@ -62,8 +62,8 @@ def response_parts(response: dict[str, Any]) -> tuple[int, list[tuple[bytes, byt
 
 class SpinInboundExecutor(ComponentExecutor):
     def __init__(self, setup: ExecutorSetup, *, component: Component, linked: LinkedComponent,
-                 config: HostConfig) -> None:
-        super().__init__(setup, component=component, linked=linked, config=config)
+                 config: HostConfig, runner: GuestRunner | None = None) -> None:
+        super().__init__(setup, component=component, linked=linked, config=config, runner=runner)
         self.export = EXPORT
         self._handle = self._oneshot(EXPORT, FUNCTION)
 

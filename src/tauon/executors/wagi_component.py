@@ -16,7 +16,7 @@ from wasmtime.component import Component
 from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
 from tauon.executors.buffered import guest_error_kind, receive_body
 from tauon.executors.cgi import CgiOutputError, build_argv, build_env, parse_output, response_headers
-from tauon.executors.oneshot import ComponentExecutor, Trap
+from tauon.executors.oneshot import ComponentExecutor, GuestRunner, Trap
 from tauon.executors.responses import send_response
 from tauon.hostif.cli import EXTENSION, CapturedOutput, CommandIO, GuestExit
 from tauon.hostif.linker import LinkedComponent
@@ -29,8 +29,9 @@ STDOUT_LIMIT = 64 * 1024 * 1024
 
 class WagiComponentExecutor(ComponentExecutor):
     def __init__(self, setup: ExecutorSetup, *, component: Component, export: str, linked: LinkedComponent,
-                 config: HostConfig, component_env: dict[str, str], argv_template: str) -> None:
-        super().__init__(setup, component=component, linked=linked, config=config)
+                 config: HostConfig, component_env: dict[str, str], argv_template: str,
+                 runner: GuestRunner | None = None) -> None:
+        super().__init__(setup, component=component, linked=linked, config=config, runner=runner)
         self.export = export
         self._env = component_env
         self._argv_template = argv_template

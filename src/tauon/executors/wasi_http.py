@@ -18,7 +18,7 @@ from wasmtime.component import Component
 
 from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
 from tauon.executors.guestthreads import GuestThreads
-from tauon.executors.oneshot import ComponentExecutor, export_func, new_store
+from tauon.executors.oneshot import ComponentExecutor, GuestRunner, new_store
 from tauon.executors.responses import send_empty
 from tauon.hostif.http import IncomingBody, ResponseOutparam
 from tauon.hostif.http import IncomingRequest as GuestRequest
@@ -26,7 +26,7 @@ from tauon.hostif.http_fields import FORBIDDEN_HEADERS
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.state import HostConfig, HostState
-from tauon.wasm.component.guest import Trap, instantiate
+from tauon.wasm.component.guest import Trap
 from tauon.wasm.component.host import bound_state
 from tauon.wasm.engine import WasmEngine
 
@@ -111,10 +111,10 @@ class _Exchange:
 
 class WasiHttpExecutor(ComponentExecutor):
     def __init__(self, setup: ExecutorSetup, *, component: Component, export: str, linked: LinkedComponent,
-                 config: HostConfig) -> None:
-        super().__init__(setup, component=component, linked=linked, config=config)
+                 config: HostConfig, runner: GuestRunner | None = None) -> None:
+        super().__init__(setup, component=component, linked=linked, config=config, runner=runner)
         self.export = export
-        self._handle = export_func(component, setup.engine.engine, export, "handle", linked)
+        self._handle = self._runner.func(export, "handle")
 
     async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         declared_too_large, has_body = _framing(request, self._limits.max_request_body)
@@ -184,7 +184,7 @@ class WasiHttpExecutor(ComponentExecutor):
         """Worker thread: a fresh store and instance, then `handle`."""
         store = new_store(self._engine, self._limits)
         try:
-            instance = instantiate(self._linked.linker, store, self._component, state)
+            instance = self._runner.instantiate(store, state)
             req = state.table.push(request)
             out = state.table.push(ResponseOutparam(exchange))
             self._handle.call(store, instance, state, req, out)

@@ -25,6 +25,7 @@ from tauon.app.plan import GenerationPlan
 from tauon.wasm.component.cache import component_key
 from tauon.wasm.componentize import conversion_key
 from tauon.wasm.engine import WasmEngine
+from tauon.wasm.runtime import load as runtime_load
 
 _lock = threading.Lock()
 _held: Counter[str] = Counter()
@@ -44,6 +45,8 @@ def entries_of(engine: WasmEngine, original: GenerationPlan, prepared: Generatio
         names.add(f"modules/{engine.cache_key(digest)}.cwasm")
         names.add(f"components/{component_key(engine, digest)}.cwasm")
         path = Path(component.wasm_path)
+        if prepared.component_runtime == "tauon":
+            names.update(runtime_load.cache_names(engine, path))
         if path.parent == converted:  # composed (or converted) at load: its source is cached too
             names.add(f"converted/{path.name}")
     return frozenset(names)

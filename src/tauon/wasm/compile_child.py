@@ -2,7 +2,8 @@
 
 Run as `python -m tauon.wasm.compile_child` by wasm/sandbox.py, never by hand. It reads one JSON
 request on stdin ({"cache_dir", "key_settings", "memory_mib", "timeout", "nice", "jobs": [{"component",
-"path", "digest"}]}), caps its own data segment before touching any wasm, and reports on stdout, one
+"path", "digest", "runtime"}]}; runtime "tauon" compiles the core modules of tauon's component runtime
+too), caps its own data segment before touching any wasm, and reports on stdout, one
 JSON object a line:
 {"compiling": id}, {"done": id}, {"log": [level, logger, message]}, {"error": {...}} (a LoadError,
 after which it exits 1) or {"memory": id} (Python ran out of memory; Rust's allocator aborts the
@@ -80,6 +81,11 @@ def _compile(cache_dir: Path, key_settings: dict[str, str], jobs: list[dict[str,
 
                 cache.compile_component(engine, path, digest)
                 cached = cache.has_compiled(engine, digest)
+                if job.get("runtime") == "tauon":  # tauon's component runtime: the core modules too
+                    from tauon.wasm.runtime import load as runtime_load
+
+                    runtime_load.compile_core_modules(engine, path)
+                    cached = cached and runtime_load.has_compiled(engine, path)
         except LoadError as exc:
             if _out_of_memory(exc):  # an mmap refused under the limit, reported as an error
                 reporter.send(memory=component)

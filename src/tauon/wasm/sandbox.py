@@ -33,6 +33,7 @@ from tauon.wasm.compile_limits import CompileLimits
 from tauon.wasm.component import cache
 from tauon.wasm.engine import WasmEngine
 from tauon.wasm.kind import classify_file
+from tauon.wasm.runtime import load as runtime_load
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +52,18 @@ def missing(engine: WasmEngine, plan: GenerationPlan) -> list[ComponentPlan]:
     for component_id in used:
         component = plan.components[component_id]
         needed.setdefault(component.wasm_digest, component)
-    return [c for c in needed.values() if not _has_compiled(engine, c)]
+    return [c for c in needed.values() if not _has_compiled(engine, c, plan.component_runtime)]
 
 
-def _has_compiled(engine: WasmEngine, component: ComponentPlan) -> bool:
+def _has_compiled(engine: WasmEngine, component: ComponentPlan, runtime: str) -> bool:
     try:
         kind = classify_file(Path(component.wasm_path))
     except LoadError:
         return False  # the child reports it, naming the component
     if kind == "module":
         return engine.has_compiled(component.wasm_digest)
+    if runtime == "tauon" and not runtime_load.has_compiled(engine, Path(component.wasm_path)):
+        return False  # tauon's component runtime compiles the component's core modules itself
     return cache.has_compiled(engine, component.wasm_digest)
 
 
@@ -89,7 +92,8 @@ async def compile_missing(engine: WasmEngine, plan: GenerationPlan, limiter: any
             components = missing(engine, plan)  # another app's child may have compiled some
             if components:
                 async with limiter:
-                    await _run_child(engine, limits, components, plan.app_id, nice)
+                    await _run_child(engine, limits, components, plan.app_id, nice,
+                                     runtime=plan.component_runtime)
     finally:
         for digest, lock in zip(digests, locks, strict=True):
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
@@ -105,11 +109,11 @@ class _Progress:
 
 
 async def _run_child(engine: WasmEngine, limits: CompileLimits, components: list[ComponentPlan],
-                     app_id: str, nice: int = 0) -> None:
+                     app_id: str, nice: int = 0, *, runtime: str = "wasmtime") -> None:
     request = {"cache_dir": str(engine.cache_dir), "key_settings": engine.settings, "nice": nice,
                "memory_mib": limits.memory_mib, "timeout": limits.timeout,
-               "jobs": [{"component": c.id, "path": c.wasm_path, "digest": c.wasm_digest}
-                        for c in components]}
+               "jobs": [{"component": c.id, "path": c.wasm_path, "digest": c.wasm_digest,
+                         "runtime": runtime} for c in components]}
     progress = _Progress(current=components[0].id)
     log.debug("%s: compiling %s in a child process (%s)", app_id,
               ", ".join(c.id for c in components), engine.tier)

@@ -1,0 +1,352 @@
+"""Instantiating a planned component in a wasmtime Store: its core modules in order, wired to each other,
+to `canon lower` trampolines over host functions and to the resource builtins.
+
+`RuntimeComponent` is built once per component (core modules compiled, host functions resolved, the
+canonical ABI's converters compiled per function type, one trampoline slot per lowered function);
+`instantiate` then only creates core instances and trampolines in one Store. The instance being run is
+bound to the thread while guest code runs (`running`), which is how a trampoline finds its instance,
+handle table and request state: wasmtime hands a host function only its `env` slot and the caller.
+Values cross with `tauon.wasm.canon` (part A of issue 19): its `ImportCall` / `ExportCall`, handle
+tables, memory access and bounds checks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime._extern import wrap_extern
+
+from tauon.wasm.canon import layout
+from tauon.wasm.canon.calls import ImportCall
+from tauon.wasm.canon.context import CallContext
+from tauon.wasm.canon.errors import CanonTrap, CanonUnsupported
+from tauon.wasm.canon.handles import BorrowScope, HandleTable
+from tauon.wasm.canon.memory import WasmtimeMemory
+from tauon.wasm.canon.types import FuncType, ResourceType
+from tauon.wasm.runtime import corefn
+from tauon.wasm.runtime.model import UnsupportedComponent
+from tauon.wasm.runtime.plan import Builtin, CoreRef, HostFunc, Lifted, Lower, Opts, Plan
+from tauon.wasm.runtime.wiring import Wiring
+
+HostImpl = Callable[..., Any]
+
+
+class HostLinks(Protocol):
+    """What the host provides (hostif/runtime_link.py): an implementation per imported function
+    (`impl(state, *args)`; one that traps for what the host lacks), and the drop of a host resource."""
+
+    def impl(self, func: HostFunc) -> HostImpl: ...
+
+    def drop(self, state: Any, rep: int) -> None: ...
+
+
+class _Current(threading.local):
+    instance: RuntimeInstance | None = None
+
+
+_current = _Current()
+
+
+@contextmanager
+def running(instance: RuntimeInstance) -> Iterator[None]:
+    """Bind `instance` to this thread while its guest code runs (re-entrant)."""
+    previous = _current.instance
+    _current.instance = instance
+    try:
+        yield
+    finally:
+        _current.instance = previous
+
+
+def current() -> RuntimeInstance:
+    instance = _current.instance
+    if instance is None:
+        raise RuntimeError("a component trampoline ran outside a guest call")
+    return instance
+
+
+class RuntimeComponent:
+    """A component prepared for instantiation (thread-safe; shared by every instance of it)."""
+
+    def __init__(self, plan: Plan, modules: list[wasmtime.Module], links: HostLinks) -> None:
+        self.plan = plan
+        self.modules = modules
+        self.links = links
+        import_names = [[(imp.module, imp.name or "") for imp in module.imports] for module in modules]
+        self.wiring = Wiring(plan, import_names)
+        self.ref_ids = {ref: self.wiring.id_of(self.wiring.source(ref)) for ref in _named_refs(plan)}
+        """Source ids of the core items canonical options, lifts and dtors name (fixed before any
+        instance exists: instances size their extern lists by the wiring's sources)."""
+        host_resources = [t for exports in plan.imports.values() for t in exports.values()
+                          if isinstance(t, ResourceType)]
+        self.host_resources = frozenset(host_resources)
+        # A resource imported on its own, outside any interface: no host provides one.
+        self.unsatisfied = [name for name, t in plan.imports.get("", {}).items()
+                            if isinstance(t, ResourceType)]
+        self.defined = frozenset(b.resource for b in plan.builtins if not b.resource.host)
+        """Resource types the component implements (resource.new); others are the host's."""
+        self._slots: list[int] = []
+        self.lower_types: list[wasmtime.FuncType] = []
+        for lower in plan.lowers:
+            ftype = lower.host.type
+            try:
+                core = layout.flatten_functype(ftype, "lower")
+            except CanonUnsupported as exc:
+                label = f"{lower.host.interface}#{lower.host.func}"
+                raise UnsupportedComponent(f"the import {label}: {exc}") from None
+            self.lower_types.append(corefn.functype(core.params, core.results))
+            impl = links.impl(lower.host)
+            try:
+                body = _lower_call(lower, impl, import_call(ftype, lower.opts.string_encoding))
+            except CanonUnsupported as exc:  # it traps when called, as on the wasmtime path
+                body = _unsupported_call(lower.host, str(exc))
+            self._slots.append(corefn.register(body))
+        self.builtin_types: list[wasmtime.FuncType] = []
+        self._builtin_slots: list[int] = []
+        for builtin in plan.builtins:
+            results = () if builtin.op == "resource.drop" else ("i32",)
+            self.builtin_types.append(corefn.functype(("i32",), results))
+            self._builtin_slots.append(corefn.register(_builtin_call(builtin)))
+        # The slots' functions do not refer to this object: it goes with its last user.
+        weakref.finalize(self, _unregister, [*self._slots, *self._builtin_slots])
+
+    def lower_slot(self, index: int) -> int:
+        return self._slots[index]
+
+    def builtin_slot(self, index: int) -> int:
+        return self._builtin_slots[index]
+
+    def instantiate(self, store: wasmtime.Store, state: Any) -> RuntimeInstance:
+        """Core instances in order. Raises corefn.CoreTrap (a start function trapped, a link error)."""
+        if self.unsatisfied:
+            raise UnsupportedComponent(f"component imports resource `{self.unsatisfied[0]}`, which tauon "
+                                       "does not provide")
+        instance = RuntimeInstance(self, store, state)
+        with running(instance):
+            instance.instantiate_all()
+        return instance
+
+
+class RuntimeInstance:
+    """One instance of a component in one Store: its core instances, handle table and request state."""
+
+    def __init__(self, component: RuntimeComponent, store: wasmtime.Store, state: Any) -> None:
+        self.component = component
+        self.store = store
+        self.ctx = ctypes.cast(store._context(), ctypes.c_void_p).value or 0
+        self.state = state
+        self.handles = HandleTable(component.defined)
+        drop_host = self._drop_host
+        for rtype in component.host_resources:
+            self.handles.set_destructor(rtype, drop_host)
+        for rtype in component.plan.dtors:
+            self.handles.set_destructor(rtype, self._dtor(rtype))
+        self._instances: list[Any] = []  # wasmtime_instance_t of each module instantiated, in order
+        self._externs: list[Any] = [None] * len(component.wiring.sources)  # wasmtime_extern_t by id
+        self._wrapped: dict[CoreRef, Any] = {}
+        self._memories: dict[CoreRef, WasmtimeMemory] = {}
+        self._contexts: dict[int, CallContext] = {}  # by id(opts): the plan's options live as long
+
+    # -- instantiation
+
+    def instantiate_all(self) -> None:
+        """Every core module, in order, with its imports from the externs of earlier steps."""
+        modules = self.component.modules
+        externs, make = self._externs, self._make_extern
+        for step in self.component.wiring.steps:
+            imports = (ffi.wasmtime_extern_t * len(step.sources))()
+            for i, source in enumerate(step.sources):
+                found = externs[source]
+                imports[i] = found if found is not None else make(source)
+            self._instances.append(corefn.instantiate_module(self.ctx, modules[step.module], imports))
+
+    def extern(self, source_id: int) -> Any:
+        """The `wasmtime_extern_t` of a source in this Store (trampolines are made on first use)."""
+        found = self._externs[source_id]
+        return found if found is not None else self._make_extern(source_id)
+
+    def _make_extern(self, source_id: int) -> Any:
+        component = self.component
+        source = component.wiring.sources[source_id]
+        found = ffi.wasmtime_extern_t()
+        if source.kind == "export":
+            name = source.name
+            if not _export_get(self.ctx, ctypes.addressof(self._instances[source.index]), name, len(name),
+                               ctypes.addressof(found)):
+                raise UnsupportedComponent(f"a core module has no export {name.decode()!r}")
+        elif source.kind == "lower":
+            corefn.host_func_extern(self.ctx, component.lower_types[source.index],
+                                    component.lower_slot(source.index), found)
+        else:
+            corefn.host_func_extern(self.ctx, component.builtin_types[source.index],
+                                    component.builtin_slot(source.index), found)
+        self._externs[source_id] = found
+        return found
+
+    def resolve(self, ref: CoreRef) -> Any:
+        """The item `ref` names as a wasmtime object (memories, realloc, lifted core functions)."""
+        item = self._wrapped.get(ref)
+        if item is None:
+            item = self._wrapped[ref] = wrap_extern(self.extern(self.component.ref_ids[ref]))
+        return item
+
+    # -- calls
+
+    def context(self, opts: Opts) -> CallContext:
+        """The call context of these canonical options (memory, realloc) in this instance."""
+        cx = self._contexts.get(id(opts))  # a frozen dataclass hashes its fields on every call
+        if cx is None:
+            memory = self._memory(opts.memory) if opts.memory is not None else None
+            realloc = self._realloc(opts.realloc) if opts.realloc is not None else None
+            cx = CallContext(memory, realloc, self.handles)
+            self._contexts[id(opts)] = cx
+        return cx
+
+    def _memory(self, ref: CoreRef) -> WasmtimeMemory:
+        memory = self._memories.get(ref)
+        if memory is None:
+            extern = self.resolve(ref)
+            if not isinstance(extern, wasmtime.Memory):
+                raise UnsupportedComponent("the memory option names something that is not a memory")
+            memory = WasmtimeMemory(extern, self.store)
+            self._memories[ref] = memory
+        return memory
+
+    def _realloc(self, ref: CoreRef) -> Callable[[int, int, int, int], int]:
+        func = self.resolve(ref)
+        call = _REALLOC.call
+        ctx = self.ctx
+
+        def realloc(old: int, old_size: int, align: int, size: int) -> int:
+            result: int = call(ctx, func, old, old_size, align, size)[0]
+            return result
+
+        return realloc
+
+    def _drop_host(self, rep: int) -> None:
+        """The guest dropped its own handle to a host resource."""
+        self.component.links.drop(self.state, rep)
+
+    def _dtor(self, rtype: ResourceType) -> Callable[[int], None]:
+        """`resource.drop` of an own handle of a resource this component implements: its dtor."""
+        ref = self.component.plan.dtors[rtype]
+
+        def dtor(rep: int) -> None:
+            _DTOR.call(self.ctx, self.core_func(ref), rep)
+
+        return dtor
+
+    def core_func(self, ref: CoreRef) -> wasmtime.Func:
+        func = self.resolve(ref)
+        if not isinstance(func, wasmtime.Func):
+            raise UnsupportedComponent("a lifted function that is not a core function")
+        return func
+
+
+def _named_refs(plan: Plan) -> list[CoreRef]:
+    """Every core item named by canonical options, lifted exports and resource dtors."""
+    opts: list[Opts] = [lower.opts for lower in plan.lowers]
+    refs: list[CoreRef] = list(plan.dtors.values())
+    pending: list[Any] = [plan.exports]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, Lifted):
+            refs.append(item.core)
+            opts.append(item.opts)
+    for o in opts:
+        refs.extend(r for r in (o.memory, o.realloc, o.post_return) if r is not None)
+    return refs
+
+
+_REALLOC = corefn.GuestCall(("i32", "i32", "i32", "i32"), ("i32",))
+_DTOR = corefn.GuestCall(("i32",), ())
+
+
+_export_get = ctypes.PYFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p,
+                               ctypes.c_size_t, ctypes.c_void_p)(("wasmtime_instance_export_get", ffi.dll))
+
+
+_calls: dict[tuple[FuncType, str], ImportCall] = {}
+
+
+def import_call(ftype: FuncType, encoding: str) -> ImportCall:
+    """The canonical ABI's converters for a lowered function type (compiled once per type)."""
+    key = (ftype, encoding)
+    call = _calls.get(key)
+    if call is None:
+        call = _calls[key] = ImportCall(ftype, encoding)  # type: ignore[arg-type]
+    return call
+
+
+def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall) -> corefn.HostCall:
+    """The trampoline body of one lowered host function."""
+    opts = lower.opts
+    core = call.core
+    frame = ctypes.c_char * (corefn.RAW_SIZE * max(len(core.params), len(core.results), 1))
+    unpack = corefn.raw_format(core.params).unpack_from
+    pack = corefn.raw_format(core.results).pack_into
+    has_results = bool(core.results)
+    borrows = call.has_borrows
+    lift_params, lower_result = call.lift_params, call.lower_result
+    label = f"{lower.host.interface}#{lower.host.func}" if lower.host.interface else lower.host.func
+
+    def run(_ctx: int, args: int) -> None:
+        instance = current()
+        cx = instance.context(opts)
+        buf = frame.from_address(args)
+        flat = unpack(buf, 0)
+        scope = BorrowScope() if borrows else None
+        if scope is not None:
+            cx = cx.with_scope(scope)
+        try:
+            result = impl(instance.state, *lift_params(cx, flat))
+            out = lower_result(cx, result, flat)
+        except CanonTrap as exc:  # the guest's bad data (or the host's bad value): name the import
+            raise exc.within(label) from None
+        finally:
+            if scope is not None:
+                scope.end()
+        if has_results:
+            pack(buf, 0, *out)
+
+    return run
+
+
+def _unsupported_call(func: HostFunc, why: str) -> corefn.HostCall:
+    label = f"{func.interface}#{func.func}" if func.interface else func.func
+
+    def run(_ctx: int, _args: int) -> None:
+        raise UnsupportedComponent(f"{label} cannot be called through tauon's component runtime: {why}")
+
+    return run
+
+
+def _unregister(slots: list[int]) -> None:
+    for slot in slots:
+        corefn.unregister(slot)
+
+
+def _builtin_call(builtin: Builtin) -> corefn.HostCall:
+    rtype, op = builtin.resource, builtin.op
+    u32 = ctypes.c_uint32
+
+    def run(_ctx: int, args: int) -> None:
+        handles = current().handles
+        slot = u32.from_address(args)
+        if op == "resource.new":
+            slot.value = handles.resource_new(rtype, slot.value)
+        elif op == "resource.rep":
+            slot.value = handles.resource_rep(rtype, slot.value)
+        else:
+            handles.resource_drop(rtype, slot.value)  # runs the destructor of an own handle
+
+    return run
