@@ -124,8 +124,28 @@ def report_processes(label: str, tauon: TauonProcess, smaps: bool = False) -> fl
         print(f"      pid {pid:7d}  Pss {pss:8.1f} MiB (anon {anon:7.1f}, file {file:7.1f})  fds {fds:6d}  "
               f"threads {threads:4d}  mappings {mappings:6d}")
         if smaps:
+            print_fds(pid)
             print_mappings(pid)
     return total
+
+
+def print_fds(pid: int) -> None:
+    """Open descriptors of one process by what they are (`--smaps`)."""
+    kinds: dict[str, int] = {}
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = str(fd.readlink())
+            except OSError:
+                continue
+            kind = target.split(":")[0] if ":" in target else "file"
+            if kind == "file" and ("/compiled/" in target or "/components/" in target
+                                   or "/modules/" in target):
+                kind = "compiled code"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    except OSError:
+        return
+    print("          fds: " + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())))
 
 
 def print_mappings(pid: int, top: int = 8) -> None:
