@@ -27,6 +27,7 @@ Usage: .venv/bin/python bench/bench_scale.py [--apps 100] [--js 0] [--mixed] [--
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -156,17 +157,39 @@ def print_mappings(pid: int, top: int = 8) -> None:
         text = (Path(f"/proc/{pid}") / "smaps").read_text()
     except OSError:
         return
+    compiled: set[str] = set()
     for line in text.splitlines():
         head = line.split()
         if head and "-" in head[0] and ":" not in head[0]:
             name = head[5] if len(head) > 5 else "[anonymous]"
+            if "/compiled/" in name:
+                compiled.add(name)
             if "/compiled/" in name or "/blobs/" in name:
                 name = str(Path(name).parent) + "/*"
             by_name.setdefault(name, [0, 0])[1] += 1
         elif head and head[0] == "Pss:":
             by_name[name][0] += int(head[1])
+    print(f"          compiled code files mapped: {len(compiled)}")
     for name, (pss, count) in sorted(by_name.items(), key=lambda item: -item[1][0])[:top]:
         print(f"          {pss / 1024:8.1f} MiB in {count:6d} mappings  {name}")
+
+
+def settle(tauon: TauonProcess, args: argparse.Namespace, *, updates: int = 0) -> None:
+    """Until every worker process serves all the apps (they start once the daemon's first apps
+    serve, then are sent everything), `updates` swaps are logged (each logged once every process
+    serves it), and the processes' mappings have not changed for 3 s: an idle figure taken earlier
+    catches a worker still loading."""
+    timeout = args.timeout
+    workers = (args.workers if args.workers is not None else len(os.sched_getaffinity(0))) - 1
+    if workers > 0:
+        tauon.wait_log(rf"worker \d+ \(pid \d+\) serves {args.apps} apps", timeout=timeout, count=workers)
+    if updates:
+        tauon.wait_log(r"updated to generation", timeout=timeout, count=updates)
+    deadline, last, steady = time.perf_counter() + 120, -1, 0
+    while steady < 3 and time.perf_counter() < deadline:
+        time.sleep(1.0)
+        now = sum(process_figures(pid)[5] for pid in tauon_pids(tauon.proc.pid))
+        steady, last = (steady + 1, last) if now == last else (0, now)
 
 
 def wait_tiers(admin: str, count: int, timeout: float) -> None:
@@ -314,7 +337,7 @@ def main() -> None:
                     assert tauon.admin is not None
                     wait_tiers(tauon.admin, args.apps, args.timeout)
                     print(f"  every app serves Cranelift's code after {time.perf_counter() - start:.1f} s")
-                time.sleep(2.0)  # workers resync after their first answers
+                settle(tauon, args, updates=args.apps if args.tiering == "on" else 0)
                 cold_pss = report_processes("idle after the cold start", tauon, args.smaps)
                 print(f"  next request per app (ms):  {summary(one_request_each(urls))}")
                 cold_used = report_processes("after one request per app", tauon, args.smaps)
@@ -325,7 +348,7 @@ def main() -> None:
                 print(f"== warm restart (cached blobs and compiled code): every app answered 200 "
                       f"after {warm:.1f} s (load average {load_average()})")
                 print(f"  first request per app (ms): {summary(firsts)}")
-                time.sleep(2.0)
+                settle(tauon, args)
                 warm_pss = report_processes("idle after the warm restart", tauon, args.smaps)
                 print(f"  idle Pss cold/warm: {cold_pss / warm_pss:.2f}x")
                 print(f"  next request per app (ms):  {summary(one_request_each(urls))}")
