@@ -89,6 +89,19 @@ def tauon_pids(root: int) -> list[int]:
     return found
 
 
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) `root` and its descendants have used, the exited ones (compile
+    children) included: a figure that other load on the machine disturbs less than wall-clock time."""
+    total = 0
+    for pid in tauon_pids(root):
+        try:
+            fields = (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rollup_kib(pid: int) -> dict[str, int]:
     """smaps_rollup's kB fields of one process."""
     fields = {}
@@ -331,12 +344,13 @@ def main() -> None:
             with serving(tmp, "cold", watch, cache, args) as tauon:
                 cold, firsts = wait_all(urls, start, args.timeout)
                 print(f"== cold start (empty cache): every app answered 200 after {cold:.1f} s "
-                      f"(load average {load_average()})")
+                      f"(load average {load_average()}; tauon's CPU {tree_cpu(tauon.proc.pid):.1f} s)")
                 print(f"  first request per app (ms): {summary(firsts)}")
                 if args.tiering == "on":
                     assert tauon.admin is not None
                     wait_tiers(tauon.admin, args.apps, args.timeout)
-                    print(f"  every app serves Cranelift's code after {time.perf_counter() - start:.1f} s")
+                    print(f"  every app serves Cranelift's code after {time.perf_counter() - start:.1f} s "
+                          f"(tauon's CPU {tree_cpu(tauon.proc.pid):.1f} s)")
                 settle(tauon, args, updates=args.apps if args.tiering == "on" else 0)
                 cold_pss = report_processes("idle after the cold start", tauon, args.smaps)
                 print(f"  next request per app (ms):  {summary(one_request_each(urls))}")
@@ -346,7 +360,8 @@ def main() -> None:
             with serving(tmp, "warm", watch, cache, args) as tauon:
                 warm, firsts = wait_all(urls, start, args.timeout)
                 print(f"== warm restart (cached blobs and compiled code): every app answered 200 "
-                      f"after {warm:.1f} s (load average {load_average()})")
+                      f"after {warm:.1f} s (load average {load_average()}; tauon's CPU "
+                      f"{tree_cpu(tauon.proc.pid):.1f} s)")
                 print(f"  first request per app (ms): {summary(firsts)}")
                 settle(tauon, args)
                 warm_pss = report_processes("idle after the warm restart", tauon, args.smaps)

@@ -12,7 +12,8 @@ overrun), and every request keeps its own outcome:
 - a component that fails to compile fails its own app only (the child goes on with the next app);
 - a child that overruns a budget, aborts (memory) or crashes fails the app it was compiling then;
   the apps it had finished are done, and the ones it had not started go back to the queue;
-- an app goes on building as soon as its own components are cached, not when the child exits.
+- an app goes on building as soon as its own components are cached, not when the child exits (except
+  the leader's, whose task runs the child).
 
 A leader whose own attempt is cancelled (a newer app file, shutdown) kills the child; the other apps of
 its batch go back to the queue.
