@@ -158,9 +158,11 @@ async def _run_child(engine: WasmEngine, limits: CompileLimits, progress: _Progr
     """Run one child over the batch; the error of the request it was on when it failed, if it did."""
     request = {"cache_dir": str(engine.cache_dir), "key_settings": engine.settings, "nice": nice,
                "memory_mib": limits.memory_mib, "timeout": limits.timeout, "jobs": progress.jobs}
+    others = len(progress.batch) - 1
+    shared = f" with {others} other app{'s' if others > 1 else ''}" if others else ""
     for r in progress.batch:
-        log.debug("%s: compiling %s in a child process (%s; %d apps in it)", r.app_id,
-                  ", ".join(c.id for c in r.components), engine.tier, len(progress.batch))
+        log.debug("%s: compiling %s in a child process (%s)%s", r.app_id,
+                  ", ".join(c.id for c in r.components), engine.tier, shared)
     process = await anyio.open_process([sys.executable, "-m", "tauon.wasm.compile_child"],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE)
