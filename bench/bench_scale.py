@@ -188,21 +188,30 @@ def print_mappings(pid: int, top: int = 8) -> None:
 
 
 def settle(tauon: TauonProcess, args: argparse.Namespace, *, updates: int = 0) -> None:
-    """Until every worker process serves all the apps (they start once the daemon's first apps
-    serve, then are sent everything), `updates` swaps are logged (each logged once every process
-    serves it), and the processes' mappings have not changed for 3 s: an idle figure taken earlier
-    catches a worker still loading."""
+    """Until every worker process has been sent what the daemon serves (they start once its first
+    apps serve), `updates` swaps are logged (each logged once every process serves it), and the
+    processes' compiled-code mappings have not changed for 3 s: an idle figure taken earlier catches
+    a worker still loading."""
     timeout = args.timeout
     workers = (args.workers if args.workers is not None else len(os.sched_getaffinity(0))) - 1
     if workers > 0:
-        tauon.wait_log(rf"worker \d+ \(pid \d+\) serves {args.apps} apps", timeout=timeout, count=workers)
+        tauon.wait_log(r"worker \d+ \(pid \d+\) serves \d+ apps", timeout=timeout, count=workers)
     if updates:
         tauon.wait_log(r"updated to generation", timeout=timeout, count=updates)
-    deadline, last, steady = time.perf_counter() + 120, -1, 0
+    deadline, last, steady = time.perf_counter() + 300, -1, 0
     while steady < 3 and time.perf_counter() < deadline:
         time.sleep(1.0)
-        now = sum(process_figures(pid)[5] for pid in tauon_pids(tauon.proc.pid))
+        now = sum(compiled_files(pid) for pid in tauon_pids(tauon.proc.pid))
         steady, last = (steady + 1, last) if now == last else (0, now)
+
+
+def compiled_files(pid: int) -> int:
+    """Compiled-code files one process maps."""
+    try:
+        with (Path(f"/proc/{pid}") / "maps").open() as maps:
+            return len({line.split()[-1] for line in maps if "/compiled/" in line})
+    except OSError:
+        return 0
 
 
 def wait_tiers(admin: str, count: int, timeout: float) -> None:
