@@ -1,27 +1,33 @@
 #!/usr/bin/env python3
-"""N distinct tiny apps in one daemon: ready times, memory, descriptors, first requests, swaps.
+"""N distinct apps in one daemon: ready times, memory, descriptors, first requests, swaps.
 
-Every app is the C wasi:http fixture with its own custom section appended (a distinct blob digest, so
-no compiled code or cache entry is shared by accident), pushed to a local docker-registry as its own
-repository. The script prints:
+Every app is the C wasi:http fixture (or, for `--js K` of them, the 13 MB JS one) with its own custom
+section appended (a distinct blob digest, so no compiled code or cache entry is shared by accident),
+pushed to a local docker-registry as its own repository. `--mixed` is issue 17's mixed set: 80 C and
+20 JS apps. The script prints:
 
 1. cold start: `tauon` started on a watched directory holding all N app files, empty cache; seconds
-   until every app answered 200;
-2. Pss (from /proc/PID/smaps_rollup), open descriptors and threads of every tauon process, idle after
-   the cold start, then after one request per app, and the first-request latency per app (median, p99,
-   max of the N first requests);
+   until every app answered 200 (with tiering on, from Winch's code) and, with tiering on, until every
+   app serves Cranelift's code (the background compiles done);
+2. Pss (from /proc/PID/smaps_rollup; anonymous and file-backed apart), open descriptors and threads of
+   every tauon process, idle after the cold start (once every app serves Cranelift's code), then after
+   one request per app, and the first-request latency per app (median, p99, max of the N first
+   requests);
 3. warm restart: the same directory and cache, a new process; seconds until every app answered 200, and
-   the idle Pss after it (the ratio cold/warm is issue 17's memory target);
+   the idle Pss after it, and after one request per app (the ratios cold/warm are issue 17's memory
+   target);
 4. swaps under load: one app's file rewritten every 0.5 s to alternate between two images while client
    threads send requests to random other apps; failed requests of the others (target: zero).
 
-Needs: docker-registry (Debian), scripts/build-components (the `c` fixture).
-Usage: .venv/bin/python bench/bench_scale.py [--apps 100] [--workers N] [--swap-seconds 10]
+Never asserts. Needs: docker-registry (Debian), scripts/build-components (the `c` and `js` fixtures).
+Usage: .venv/bin/python bench/bench_scale.py [--apps 100] [--js 0] [--mixed] [--workers N]
+       [--tiering on|off] [--swap-seconds 10] [--smaps]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -39,33 +45,28 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.apps import app_file, push_app  # noqa: E402
 from support.components import component_path  # noqa: E402
 from support.daemon import TauonProcess, free_port, run_tauon  # noqa: E402
+from support.distinct import distinct  # noqa: E402
 from support.registry import RegistryServer, run_registry  # noqa: E402
 from support.spinpush import SpinAppSpec, SpinComponent  # noqa: E402
 
-
-def leb128(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
+PATHS = {"c": "/", "js": "/echo"}
+"""The path each fixture answers 200 on."""
 
 
-def distinct(wasm: bytes, marker: str) -> bytes:
-    """`wasm` with a custom section named `marker` appended (custom sections may end a component)."""
-    name = marker.encode()
-    body = leb128(len(name)) + name
-    return wasm + b"\x00" + leb128(len(body)) + body
+def kinds(count: int, js: int) -> list[str]:
+    """The fixture of each app: `js` JS apps spread evenly among the C ones (app 0 is C: it swaps)."""
+    every = count / js if js else 0.0
+    chosen = {min(count - 1, int(1 + k * every)) for k in range(js)} if js else set()
+    return ["js" if i in chosen else "c" for i in range(count)]
 
 
-def push_apps(registry: RegistryServer, count: int) -> list[str]:
-    base = component_path("c").read_bytes()
+def push_apps(registry: RegistryServer, fixtures: list[str]) -> list[str]:
+    bases = {name: component_path(name).read_bytes() for name in set(fixtures)}
     refs = []
-    for i in range(count):
+    for i, name in enumerate(fixtures):
         app = SpinAppSpec(name=f"scale{i}", components=[
-            SpinComponent(id="c", wasm=distinct(base, f"tauon-bench-scale-{i}"))],
-            triggers=[{"route": "/...", "component": "c"}])
+            SpinComponent(id=name, wasm=distinct(bases[name], f"tauon-bench-scale-{i}"))],
+            triggers=[{"route": "/...", "component": name}])
         refs.append(push_app(registry, f"scale/app{i}", "v1", app))
     return refs
 
@@ -88,28 +89,142 @@ def tauon_pids(root: int) -> list[int]:
     return found
 
 
-def process_figures(pid: int) -> tuple[float, int, int]:
-    """(Pss MiB, open fds, threads) of one process; zeros if it exited meanwhile."""
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) `root` and its descendants have used, the exited ones (compile
+    children) included: a figure that other load on the machine disturbs less than wall-clock time."""
+    total = 0
+    for pid in tauon_pids(root):
+        try:
+            fields = (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rollup_kib(pid: int) -> dict[str, int]:
+    """smaps_rollup's kB fields of one process."""
+    fields = {}
+    for line in (Path(f"/proc/{pid}") / "smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split()[:2]
+        fields[name.rstrip(":")] = int(value)
+    return fields
+
+
+def process_figures(pid: int) -> tuple[float, float, float, int, int, int]:
+    """(Pss, anonymous Pss, file-backed Pss MiB, open fds, threads, mappings) of one process; zeros if
+    it exited meanwhile."""
     try:
-        rollup = (Path(f"/proc/{pid}") / "smaps_rollup").read_text()
-        pss = next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+        rollup = rollup_kib(pid)
         fds = len(list(Path(f"/proc/{pid}/fd").iterdir()))
         status = (Path(f"/proc/{pid}") / "status").read_text()
         threads = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("Threads:"))
-    except (OSError, StopIteration):
-        return 0.0, 0, 0
-    return pss / 1024, fds, threads
+        with (Path(f"/proc/{pid}") / "maps").open() as maps:
+            mappings = sum(1 for _ in maps)
+    except (OSError, StopIteration, ValueError):
+        return 0.0, 0.0, 0.0, 0, 0, 0
+    return (rollup["Pss"] / 1024, rollup.get("Pss_Anon", 0) / 1024, rollup.get("Pss_File", 0) / 1024,
+            fds, threads, mappings)
 
 
-def report_processes(label: str, tauon: TauonProcess) -> float:
+def report_processes(label: str, tauon: TauonProcess, smaps: bool = False) -> float:
     pids = tauon_pids(tauon.proc.pid)
     rows = [(pid, *process_figures(pid)) for pid in pids]
     total = sum(row[1] for row in rows)
-    print(f"  {label}: {len(rows)} processes, Pss {total:8.1f} MiB, fds {sum(r[2] for r in rows):6d}, "
-          f"threads {sum(r[3] for r in rows):5d}")
-    for pid, pss, fds, threads in rows:
-        print(f"      pid {pid:7d}  Pss {pss:8.1f} MiB  fds {fds:6d}  threads {threads:4d}")
+    print(f"  {label}: {len(rows)} processes, Pss {total:8.1f} MiB (anon {sum(r[2] for r in rows):.1f}, "
+          f"file {sum(r[3] for r in rows):.1f}), fds {sum(r[4] for r in rows):6d}, "
+          f"threads {sum(r[5] for r in rows):5d}, mappings {sum(r[6] for r in rows):7d}")
+    for pid, pss, anon, file, fds, threads, mappings in rows:
+        print(f"      pid {pid:7d}  Pss {pss:8.1f} MiB (anon {anon:7.1f}, file {file:7.1f})  fds {fds:6d}  "
+              f"threads {threads:4d}  mappings {mappings:6d}")
+        if smaps:
+            print_fds(pid)
+            print_mappings(pid)
     return total
+
+
+def print_fds(pid: int) -> None:
+    """Open descriptors of one process by what they are (`--smaps`)."""
+    kinds: dict[str, int] = {}
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = str(fd.readlink())
+            except OSError:
+                continue
+            kind = target.split(":")[0] if ":" in target else "file"
+            if kind == "file" and ("/compiled/" in target or "/components/" in target
+                                   or "/modules/" in target):
+                kind = "compiled code"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    except OSError:
+        return
+    print("          fds: " + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())))
+
+
+def print_mappings(pid: int, top: int = 8) -> None:
+    """The mappings with the most Pss of one process, summed by what backs them (`--smaps`)."""
+    by_name: dict[str, list[int]] = {}
+    name = ""
+    try:
+        text = (Path(f"/proc/{pid}") / "smaps").read_text()
+    except OSError:
+        return
+    compiled: set[str] = set()
+    for line in text.splitlines():
+        head = line.split()
+        if head and "-" in head[0] and ":" not in head[0]:
+            name = head[5] if len(head) > 5 else "[anonymous]"
+            if "/compiled/" in name:
+                compiled.add(name)
+            if "/compiled/" in name or "/blobs/" in name:
+                name = str(Path(name).parent) + "/*"
+            by_name.setdefault(name, [0, 0])[1] += 1
+        elif head and head[0] == "Pss:":
+            by_name[name][0] += int(head[1])
+    print(f"          compiled code files mapped: {len(compiled)}")
+    for name, (pss, count) in sorted(by_name.items(), key=lambda item: -item[1][0])[:top]:
+        print(f"          {pss / 1024:8.1f} MiB in {count:6d} mappings  {name}")
+
+
+def settle(tauon: TauonProcess, args: argparse.Namespace, *, updates: int = 0) -> None:
+    """Until every worker process has been sent what the daemon serves (they start once its first
+    apps serve), `updates` swaps are logged (each logged once every process serves it), and the
+    processes' compiled-code mappings have not changed for 3 s: an idle figure taken earlier catches
+    a worker still loading."""
+    timeout = args.timeout
+    workers = (args.workers if args.workers is not None else len(os.sched_getaffinity(0))) - 1
+    if workers > 0:
+        tauon.wait_log(r"worker \d+ \(pid \d+\) serves \d+ apps", timeout=timeout, count=workers)
+    if updates:
+        tauon.wait_log(r"updated to generation", timeout=timeout, count=updates)
+    deadline, last, steady = time.perf_counter() + 300, -1, 0
+    while steady < 3 and time.perf_counter() < deadline:
+        time.sleep(1.0)
+        now = sum(compiled_files(pid) for pid in tauon_pids(tauon.proc.pid))
+        steady, last = (steady + 1, last) if now == last else (0, now)
+
+
+def compiled_files(pid: int) -> int:
+    """Compiled-code files one process maps."""
+    try:
+        with (Path(f"/proc/{pid}") / "maps").open() as maps:
+            return len({line.split()[-1] for line in maps if "/compiled/" in line})
+    except OSError:
+        return 0
+
+
+def wait_tiers(admin: str, count: int, timeout: float) -> None:
+    """Until /status shows all `count` apps serving Cranelift's code (tiering's background compiles)."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        apps = httpx.get(f"{admin}/status", timeout=30).json()["apps"]
+        tiers = [app.get("tier") for app in apps]
+        if len(tiers) == count and all(tier == "cranelift" for tier in tiers):
+            return
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"not every app serves Cranelift's code after {timeout} s: {tiers}")
+        time.sleep(0.5)
 
 
 def wait_all(urls: list[str], start: float, timeout: float) -> tuple[float, list[float]]:
@@ -193,28 +308,42 @@ def serving(tmp: Path, label: str, watch: Path, cache: Path,
             args: argparse.Namespace) -> AbstractContextManager[TauonProcess]:
     extra = ["--workers", str(args.workers)] if args.workers is not None else []
     return run_tauon(tmp / label, *extra, log_level="info", watch_dir=watch, cache_dir=cache,
-                     wait_started=False)
+                     wait_started=False, admin=True, env={"TAUON_TIERING": args.tiering})
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--apps", type=int, default=100)
+    parser.add_argument("--js", type=int, default=0, help="how many of the apps are the JS fixture")
+    parser.add_argument("--mixed", action="store_true", help="issue 17's set: --apps 100 --js 20")
+    parser.add_argument("--tiering", choices=("on", "off"), default="on", help="tauon --tiering")
+    parser.add_argument("--smaps", action="store_true", help="each process's largest mappings too")
     parser.add_argument("--workers", type=int, default=None, help="tauon --workers (default: its own)")
     parser.add_argument("--swap-seconds", type=float, default=10.0)
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args()
+    if args.mixed:
+        args.apps, args.js = 100, 20
+    fixtures = kinds(args.apps, args.js)
 
     with tempfile.TemporaryDirectory(prefix="tauon-bench-scale-") as tmpdir:
         tmp = Path(tmpdir)
         with run_registry(tmp / "registry") as registry:
             start = time.perf_counter()
-            refs = push_apps(registry, args.apps)
+            refs = push_apps(registry, fixtures)
             alternate = push_apps_alternate(registry)
-            print(f"== {args.apps} distinct apps (C fixture, {component_path('c').stat().st_size} B each) "
-                  f"pushed in {time.perf_counter() - start:.1f} s")
+            sizes = ", ".join(f"{fixtures.count(name)} x {name} ({component_path(name).stat().st_size} B)"
+                              for name in sorted(set(fixtures)))
+            print(f"== {args.apps} distinct apps ({sizes}), tiering {args.tiering}, pushed in "
+                  f"{time.perf_counter() - start:.1f} s; load average {load_average()}")
             ports = [free_port() for _ in refs]
-            urls = [f"http://127.0.0.1:{port}/" for port in ports]
+            urls = [f"http://127.0.0.1:{port}{PATHS[name]}"
+                    for port, name in zip(ports, fixtures, strict=True)]
             watch, cache = tmp / "apps", tmp / "cache"
             watch.mkdir()
             for i, (ref, port) in enumerate(zip(refs, ports, strict=True)):
@@ -223,24 +352,32 @@ def main() -> None:
             start = time.perf_counter()
             with serving(tmp, "cold", watch, cache, args) as tauon:
                 cold, firsts = wait_all(urls, start, args.timeout)
-                print(f"== cold start (empty cache): every app answered 200 after {cold:.1f} s")
+                print(f"== cold start (empty cache): every app answered 200 after {cold:.1f} s "
+                      f"(load average {load_average()}; tauon's CPU {tree_cpu(tauon.proc.pid):.1f} s)")
                 print(f"  first request per app (ms): {summary(firsts)}")
-                time.sleep(2.0)  # workers resync after their first answers
-                cold_pss = report_processes("idle after the cold start", tauon)
+                if args.tiering == "on":
+                    assert tauon.admin is not None
+                    wait_tiers(tauon.admin, args.apps, args.timeout)
+                    print(f"  every app serves Cranelift's code after {time.perf_counter() - start:.1f} s "
+                          f"(tauon's CPU {tree_cpu(tauon.proc.pid):.1f} s)")
+                settle(tauon, args, updates=args.apps if args.tiering == "on" else 0)
+                cold_pss = report_processes("idle after the cold start", tauon, args.smaps)
                 print(f"  next request per app (ms):  {summary(one_request_each(urls))}")
-                report_processes("after one request per app", tauon)
+                cold_used = report_processes("after one request per app", tauon, args.smaps)
 
             start = time.perf_counter()
             with serving(tmp, "warm", watch, cache, args) as tauon:
                 warm, firsts = wait_all(urls, start, args.timeout)
                 print(f"== warm restart (cached blobs and compiled code): every app answered 200 "
-                      f"after {warm:.1f} s")
+                      f"after {warm:.1f} s (load average {load_average()}; tauon's CPU "
+                      f"{tree_cpu(tauon.proc.pid):.1f} s)")
                 print(f"  first request per app (ms): {summary(firsts)}")
-                time.sleep(2.0)
-                warm_pss = report_processes("idle after the warm restart", tauon)
+                settle(tauon, args)
+                warm_pss = report_processes("idle after the warm restart", tauon, args.smaps)
                 print(f"  idle Pss cold/warm: {cold_pss / warm_pss:.2f}x")
                 print(f"  next request per app (ms):  {summary(one_request_each(urls))}")
-                report_processes("after one request per app", tauon)
+                warm_used = report_processes("after one request per app", tauon, args.smaps)
+                print(f"  Pss after one request each, cold/warm: {cold_used / warm_used:.2f}x")
                 requests, failures, swaps = swaps_under_load(tauon, refs, ports, urls,
                                                              args.swap_seconds, alternate)
                 print(f"== {swaps} swaps of app0 in {args.swap_seconds:.0f} s while 4 clients hit the "

@@ -3,7 +3,8 @@
 off (Cranelift only), and requests/s on Winch's code, after the swap to Cranelift's, and with
 tiering off (the reference), all in one invocation.
 
-For each app, two daemons on fresh caches: tiering off (drop -> first 200, then wrk: the Cranelift-only
+For each app, two daemons on fresh caches, each running (its worker processes up) before the app file
+is dropped in: tiering off (drop -> first 200, then wrk: the Cranelift-only
 figure), and tiering on (drop -> first 200 on Winch's code, wrk at once, while Cranelift compiles in
 the background at nice 10; then, after `updated to generation 2`, wrk again). Never asserts.
 
@@ -41,6 +42,10 @@ def run(run_dir: Path, name: str, ref: str, args: argparse.Namespace, tiering: s
     url = f"http://127.0.0.1:{port}{PATHS[name]}"
     with run_tauon(run_dir, "--log-level", "info", "--workers", str(args.workers),
                    cache_dir=run_dir / "cache", env={"TAUON_TIERING": tiering}) as tauon:
+        # A running daemon, as an app dropped in production meets it: its workers start a second after
+        # it is ready, and their start-up (importing tauon) would otherwise share the CPU with the compile.
+        if args.workers > 1:
+            tauon.wait_log(r"worker \d+ \(pid \d+\) serving", timeout=120, count=args.workers - 1)
         staged = run_dir / f"{name}.json"
         staged.write_text(app_file(ref, port))
         began = time.perf_counter()
@@ -81,8 +86,9 @@ def main() -> None:
                 off = run(tmp / f"{name}-off", name, ref, args, "off")
                 on = run(tmp / f"{name}-on", name, ref, args, "on")
                 results[name] = (off, on)
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(f"== drop -> first 200 on an empty cache, then wrk -c{args.connections} -d{args.duration}s "
-          f"(--workers {args.workers})")
+          f"(--workers {args.workers}); load average at the end {load}")
     for name, (off, on) in results.items():
         size = component_path(name).stat().st_size / 1e6
         print(f"-- {name} ({size:.1f} MB)")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -157,3 +158,25 @@ def test_progress_tracker_throttles_and_survives_a_broken_sink() -> None:
     failing = ProgressTracker(broken)
     failing.plan([1], [False])  # logged, not raised
     failing.blob_done()
+
+
+def test_a_warm_resolve_rewrites_neither_the_manifest_nor_the_tag_index(tmp_path: Path) -> None:
+    """A restart resolves every tag to a manifest the cache has: storing it again, or the same index
+    entry, would be a temp file, a write and a rename per app for nothing."""
+    cache = Cache(tmp_path)
+    data = b'{"schemaVersion": 2}'
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    path = cache.store_bytes(digest, data, what="m")
+    os.utime(path, (1000, 1000))
+    assert cache.store_bytes(digest, data, what="m") == path
+    assert path.stat().st_mtime == 1000
+    cache.write_index("r.example", "acme/shop", "v1", digest)
+    first = cache.read_index("r.example", "acme/shop", "v1")
+    cache.write_index("r.example", "acme/shop", "v1", digest)
+    assert cache.read_index("r.example", "acme/shop", "v1") == first
+    other = "sha256:" + "0" * 64
+    cache.write_index("r.example", "acme/shop", "v1", other)
+    entry = cache.read_index("r.example", "acme/shop", "v1")
+    assert entry is not None and entry.digest == other
+    with pytest.raises(DigestMismatch):  # a stored blob never vouches for other bytes
+        cache.store_bytes(digest, b"something else", what="m")

@@ -181,3 +181,17 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path, generations: int) -> No
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     total = threads_n * writes * 2
     print(f"{total} writes from {threads_n} threads, {generations} handle(s): {elapsed:.2f}s")
+
+
+def test_the_default_store_opens_its_database_on_first_use(tmp_path: Path) -> None:
+    """As Spin's SQLite store does: an app that never touches its store holds no database (three
+    descriptors and a mapping per app with WAL) and its generation builds without opening one."""
+    stores = KeyValueStores.open(tmp_path / "state")
+    assert not (tmp_path / "state" / "sqlite_key_value.db").exists()
+    store = stores.open_store("default", {"default"})
+    assert not (tmp_path / "state" / "sqlite_key_value.db").exists()
+    assert store.get("k") is None
+    assert (tmp_path / "state" / "sqlite_key_value.db").is_file()
+    stores.close()
+    with pytest.raises(KeyValueError):
+        store.get("k")  # closed stays closed

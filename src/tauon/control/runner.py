@@ -53,6 +53,10 @@ class RunnerShared:
     host: DaemonSiteHost
     pull_limiter: anyio.CapacityLimiter
     compile_limiter: anyio.CapacityLimiter
+    """Compile children at once (each may compile several apps: wasm/compile_batch.py)."""
+    build_limiter: anyio.CapacityLimiter = dataclasses.field(
+        default_factory=lambda: anyio.CapacityLimiter(2))
+    """Threads preparing a plan or loading its compiled code at once, foreground and background."""
     background_limiter: anyio.CapacityLimiter = dataclasses.field(
         default_factory=lambda: anyio.CapacityLimiter(1))
     """Cranelift compiles behind a Winch generation: one at a time, so serving keeps the CPU."""
@@ -153,7 +157,8 @@ class AppRunner:
         started = time.monotonic()
         gen = await build_generation(plan, slot.generations, self.shared.engine,
                                      self.shared.compile_limiter, redis=True,
-                                     tiering=self.shared.settings.tiering)
+                                     tiering=self.shared.settings.tiering,
+                                     build_limiter=self.shared.build_limiter)
         self.shared.metrics.compile_duration.labels(spec.id).observe(time.monotonic() - started)
         with anyio.CancelScope(shield=True):
             async with slot.lock:
@@ -162,16 +167,17 @@ class AppRunner:
             self._upgrade = plan if gen.plan.tier == "winch" else None
 
     async def _optimize(self, spec: AppSpec, plan: GenerationPlan) -> None:
-        """Compile the serving Winch generation's plan with Cranelift, niced and one app at a time,
-        and swap it in. A failure leaves Winch's code serving (logged; the next change of the
-        file, SIGHUP or restart tries again)."""
+        """Compile the serving Winch generation's plan with Cranelift, niced, in one compile child at
+        a time (shared by the apps waiting for it), and swap it in. A failure leaves Winch's code
+        serving (logged; the next change of the file, SIGHUP or restart tries again)."""
         slot, shared = self.slot, self.shared
         started = time.monotonic()
         try:
             slot.generations += 1
             # Its limiter (one token) runs one background compile child at a time across apps.
             gen = await build_generation(plan, slot.generations, shared.engine,
-                                         shared.background_limiter, redis=True, nice=10)
+                                         shared.background_limiter, redis=True, nice=10,
+                                         build_limiter=shared.build_limiter)
         except TauonError as exc:
             log.error("%s; Winch's code keeps serving", exc.with_file(spec.id))
             return

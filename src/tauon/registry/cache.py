@@ -106,6 +106,13 @@ class Cache:
         return final
 
     def store_bytes(self, digest: str, data: bytes, *, what: str) -> Path:
+        """Like store_stream; content already stored under `digest` is not written again (a warm
+        restart resolves every tag to a manifest it has)."""
+        final = self.blob_path(digest)
+        alg, _, hexpart = digest.partition(":")
+        with contextlib.suppress(OSError, ValueError):
+            if final.stat().st_size == len(data) and hashlib.new(alg, data).hexdigest() == hexpart:
+                return final  # these bytes are the digest's, and the stored blob was checked going in
         return self.store_stream(digest, [data], size=len(data), what=what)
 
     def store_computed(self, chunks: Iterable[bytes], *, what: str, alg: str = "sha256",
@@ -158,6 +165,11 @@ class Cache:
             return None
 
     def write_index(self, registry: str, repository: str, tag: str, digest: str) -> None:
+        """Record what `tag` resolved to; unchanged, the entry is left as it is (its `resolved_at`
+        says when it first resolved so)."""
+        entry = self.read_index(registry, repository, tag)
+        if entry is not None and entry.digest == digest:
+            return
         path = self._index_path(registry, repository, tag)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps({"digest": digest, "resolved_at": time.time()}).encode())

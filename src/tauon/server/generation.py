@@ -98,7 +98,8 @@ class Generation:
 
 async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine,
                            compile_limiter: anyio.CapacityLimiter, *, redis: bool = False,
-                           nice: int = 0, tiering: bool = False) -> Generation:
+                           nice: int = 0, tiering: bool = False,
+                           build_limiter: anyio.CapacityLimiter | None = None) -> Generation:
     """Prepare every component as Spin's loader does (convert core modules, compose dependencies: a
     bounded encoder subprocess, wasm/prepare.py), compile what the cache lacks (in a bounded child
     process, wasm/sandbox.py, unless the engine compiles in process), then load them and wire the
@@ -106,8 +107,11 @@ async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine
     worker processes serve HTTP only). The plan's `tier` picks the engine; `tiering`: a plan whose
     Cranelift code is not all cached is built with Winch instead (its `tier` says so; the runner
     swaps Cranelift's in later); `nice`: the compile child's niceness (a background compile yields
-    the CPU to serving)."""
-    prepared = await anyio.to_thread.run_sync(_prepared, plan, engine, limiter=compile_limiter)
+    the CPU to serving). `compile_limiter` bounds the compile children; `build_limiter` (default: the
+    same) the threads that prepare and load: apart, an app whose code a shared child has compiled
+    loads while that child compiles the others'."""
+    build_limiter = build_limiter or compile_limiter
+    prepared = await anyio.to_thread.run_sync(_prepared, plan, engine, limiter=build_limiter)
     if tiering and prepared.tier == "cranelift" and engine.sandbox is not None and missing(engine, prepared):
         prepared = dataclasses.replace(prepared, tier="winch")  # served first; Cranelift's follows
     base, engine = engine, engine.for_tier(prepared.tier)
@@ -127,7 +131,7 @@ async def build_generation(plan: GenerationPlan, number: int, engine: WasmEngine
         limiter = anyio.CapacityLimiter(prepared.limits.max_concurrency)
         chain = ServiceChain(asyncio.get_running_loop())
         router, executors, services, routes = await anyio.to_thread.run_sync(
-            _build_parts, prepared, engine, limiter, chain, redis, limiter=compile_limiter
+            _build_parts, prepared, engine, limiter, chain, redis, limiter=build_limiter
         )
     except BaseException:
         hold.release()

@@ -10,11 +10,13 @@ the daemon's sockets.
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 from collections.abc import Callable
 from typing import Protocol
 
+import anyio
 from anyio.abc import TaskGroup
 
 from tauon.metrics import Metrics
@@ -53,6 +55,38 @@ class SiteHost(Protocol):
         """`gen` has drained and released its executors; `serving` is the site's generation now (None:
         none, or `gen` itself), whose resources must outlive `gen`."""
         ...
+
+
+COLLECT_DELAY = 3.0
+"""Seconds between a generation's retirement and the collection that frees it."""
+
+
+class _DeferredCollection:
+    """A retired generation's wasmtime objects sit in reference cycles (its executors, linkers and
+    host-function closures), which only Python's cyclic collector frees, and that runs on allocation
+    counts an idle process does not reach: after tiering's swaps every process kept Winch's code
+    mapped, its file open and the pages a request touched resident. So one full collection follows
+    retirements, a few seconds after the first of a burst (the generation's own frames are gone by
+    then), whatever their number."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def soon(self, tg: TaskGroup) -> None:
+        if not self.pending:
+            self.pending = True
+            tg.start_soon(self._run)
+
+    async def _run(self) -> None:
+        try:
+            await anyio.sleep(COLLECT_DELAY)
+        finally:
+            self.pending = False
+        gc.collect()
+
+
+_COLLECTION = _DeferredCollection()
+"""One per process: the daemon and each worker collect their own."""
 
 
 def _no_problem(problem: str | None) -> None:
@@ -155,6 +189,7 @@ class Site:
         await gen.retire(drain_timeout)
         current = self.generation
         self.host.retired(gen, current if current is not gen else None)
+        _COLLECTION.soon(self.tg)
 
     async def close(self) -> None:
         """The app is gone: unsubscribe, stop listening (every process at once), drain for at most

@@ -49,24 +49,39 @@ class SqliteKeyValue:
         self.path = path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # Opened on first use, as Spin does: most apps never touch their default store, and an open
+        # WAL database costs every app three descriptors, a mapping and a warm restart's time.
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
         # check_same_thread=False: the lock, not the thread, guards the connection.
-        self._conn = sqlite3.connect(
-            str(path) if path is not None else ":memory:",
+        conn = sqlite3.connect(
+            str(self.path) if self.path is not None else ":memory:",
             timeout=BUSY_TIMEOUT_MS / 1000,
             isolation_level=None,
             check_same_thread=False,
         )
-        self._lock = threading.Lock()
-        if path is not None:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # In WAL, NORMAL keeps the database consistent across crashes; only the last commits can be
-            # lost on power failure, a fair trade for not fsyncing every write.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(SCHEMA)
+        try:
+            if self.path is not None:
+                conn.execute("PRAGMA journal_mode=WAL")
+                # In WAL, NORMAL keeps the database consistent across crashes; only the last commits
+                # can be lost on power failure, a fair trade for not fsyncing every write.
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             try:
+                if self._conn is None:
+                    if self._closed:
+                        raise sqlite3.ProgrammingError("the store is closed")
+                    self._conn = self._connect()
                 return work(self._conn)
             except sqlite3.Error as exc:
                 raise KeyValueError("other", f"key-value database error: {exc}") from None
@@ -179,7 +194,10 @@ class SqliteKeyValue:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 class Backend(Protocol):

@@ -1,13 +1,14 @@
-"""The compile child: compiles an app's missing wasm into the compile cache, under the limits it is given.
+"""The compile child: compiles apps' missing wasm into the compile cache, under the limits it is given.
 
-Run as `python -m tauon.wasm.compile_child` by wasm/sandbox.py, never by hand. It reads one JSON
+Run as `python -m tauon.wasm.compile_child` by wasm/compile_batch.py, never by hand. It reads one JSON
 request on stdin ({"cache_dir", "key_settings", "memory_mib", "timeout", "nice", "jobs": [{"component",
-"path", "digest", "runtime"}]}; runtime "tauon" compiles the core modules of tauon's component runtime
-too), caps its own data segment before touching any wasm, and reports on stdout, one
-JSON object a line:
-{"compiling": id}, {"done": id}, {"log": [level, logger, message]}, {"error": {...}} (a LoadError,
-after which it exits 1) or {"memory": id} (Python ran out of memory; Rust's allocator aborts the
-process instead, which the parent recognises by the signal).
+"path", "digest", "request", "runtime"}]}: the jobs of one or more apps' requests, in order; runtime
+"tauon" compiles the core modules of tauon's component runtime too), caps its own data
+segment before touching any wasm, and reports on stdout, one JSON object a line (`job`: the index of a
+job): {"compiling": id, "job": n}, {"done": id, "job": n}, {"log": [level, logger, message]},
+{"error": {...}, "job": n} (a LoadError: the rest of that request's jobs are skipped, the next
+request's follow) or {"memory": id} (Python ran out of memory, after which it exits 3; Rust's
+allocator aborts the process instead, which the parent recognises by the signal).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import resource
 import signal
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # a type only: the module loads wasmtime, which waits for the limit
+    from tauon.wasm.engine import WasmEngine
 
 _PR_SET_PDEATHSIG = 1
 
@@ -30,7 +34,12 @@ def _limit(memory_mib: int, timeout: float) -> None:
     limit = memory_mib << 20
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an aborted compile leaves no core file
-    # The parent kills it at `timeout`; this ends it too should the parent have lost track of it.
+    _alarm(timeout)
+
+
+def _alarm(timeout: float) -> None:
+    """The parent kills it past each request's `timeout`; this ends it too should the parent have
+    lost track of it."""
     signal.alarm(math.ceil(timeout) + 5)
 
 
@@ -60,7 +69,7 @@ class _Reporter(logging.Handler):
         self.send(log=[record.levelno, record.name, record.getMessage()])
 
 
-def _compile(cache_dir: Path, key_settings: dict[str, str], jobs: list[dict[str, str]],
+def _compile(cache_dir: Path, key_settings: dict[str, str], jobs: list[dict[str, Any]], timeout: float,
              reporter: _Reporter) -> int:
     # Imported only now, under the limit: these load wasmtime.
     from tauon.errors import LoadError
@@ -69,29 +78,24 @@ def _compile(cache_dir: Path, key_settings: dict[str, str], jobs: list[dict[str,
 
     # Compiles only (no pool); the parent's key settings, so the parent finds what this writes.
     engine = WasmEngine(cache_dir, pool=PoolSettings(instances=0), run_slots=1, key_settings=key_settings)
-    for job in jobs:
+    current, failed = jobs[0]["request"] if jobs else None, None
+    for index, job in enumerate(jobs):
         component, path, digest = job["component"], Path(job["path"]), job["digest"]
-        reporter.send(compiling=component)
+        if job["request"] == failed:
+            continue  # its app has failed already
+        if job["request"] != current:
+            current = job["request"]
+            _alarm(timeout)  # each app's own budget
+        reporter.send(compiling=component, job=index)
         try:
-            if engine.classify(path) == "module":
-                engine.compile_module(path, digest)
-                cached = engine.has_compiled(digest)
-            else:  # the component binding and bulk-body rewriting: imported only when needed
-                from tauon.wasm.component import cache
-
-                cache.compile_component(engine, path, digest)
-                cached = cache.has_compiled(engine, digest)
-                if job.get("runtime") == "tauon":  # tauon's component runtime: the core modules too
-                    from tauon.wasm.runtime import load as runtime_load
-
-                    runtime_load.compile_core_modules(engine, path)
-                    cached = cached and runtime_load.has_compiled(engine, path)
+            cached = _compile_one(engine, path, digest, job.get("runtime", "wasmtime"))
         except LoadError as exc:
             if _out_of_memory(exc):  # an mmap refused under the limit, reported as an error
                 reporter.send(memory=component)
                 return 3
-            reporter.send(error={"message": exc.message, "field": exc.field, "hint": exc.hint})
-            return 1
+            reporter.send(error={"message": exc.message, "field": exc.field, "hint": exc.hint}, job=index)
+            failed = current
+            continue
         except MemoryError:
             reporter.send(memory=component)
             return 3
@@ -99,10 +103,27 @@ def _compile(cache_dir: Path, key_settings: dict[str, str], jobs: list[dict[str,
             reporter.send(error={"message": f"{path}: its compiled code could not be written to the "
                                  f"cache under {cache_dir}", "field": None,
                                  "hint": "tauon compiles wasm in a child process and needs --cache-dir "
-                                         "writable"})
-            return 1
-        reporter.send(done=component)
+                                         "writable"}, job=index)
+            failed = current
+            continue
+        reporter.send(done=component, job=index)
     return 0
+
+
+def _compile_one(engine: WasmEngine, path: Path, digest: str, runtime: str) -> bool:
+    """Compile one wasm file into the cache; whether it is there now."""
+    if engine.classify(path) == "module":
+        engine.compile_module(path, digest)
+        return engine.has_compiled(digest)
+    from tauon.wasm.component import cache  # the binding and rewriting: imported only when needed
+
+    cache.compile_component(engine, path, digest)
+    if runtime == "tauon":  # tauon's component runtime: the core modules too
+        from tauon.wasm.runtime import load as runtime_load
+
+        runtime_load.compile_core_modules(engine, path)
+        return cache.has_compiled(engine, digest) and runtime_load.has_compiled(engine, path)
+    return cache.has_compiled(engine, digest)
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -118,7 +139,8 @@ def main() -> int:
     reporter = _Reporter(sys.stdout)
     logging.basicConfig(level=logging.INFO, handlers=[reporter], force=True)
     try:
-        return _compile(Path(request["cache_dir"]), request["key_settings"], request["jobs"], reporter)
+        return _compile(Path(request["cache_dir"]), request["key_settings"], request["jobs"],
+                        float(request["timeout"]), reporter)
     except MemoryError:
         reporter.send(memory=None)
         return 3
