@@ -27,8 +27,8 @@ BUILD_DIR = ROOT / "tests" / "fixtures" / "build" / "components"
 WASM_TOOLS = ROOT / ".cache" / "venv-tools" / "bin" / "wasm-tools"
 
 COMPONENT_NAMES = ("python-sdk", "python-outbound", "python-raw", "js", "js-spin", "js-redis", "js-postgres",
-                   "c", "c-sockets", "c-spin-http", "wagi-component", "spin-legacy", "python-redis",
-                   "redis-legacy")
+                   "c", "c-sockets", "c-spin-http", "c-postgres", "wagi-component", "spin-legacy",
+                   "python-redis", "redis-legacy")
 
 
 @functools.cache
