@@ -4,7 +4,8 @@ recycling), closed when the generation retires.
 
 Client: psycopg 3 (its binary wheel: libpq plus a C extension). It is the maintained PostgreSQL driver
 for Python, speaks the extended protocol with binary results (so each column type is read exactly, as
-Spin's tokio-postgres reads it), and `RawCursor` takes the guest's `$1` placeholders unchanged. asyncpg
+Spin's tokio-postgres reads it); guests' statements go to libpq with their `$1` placeholders unchanged
+(`services/pg_exec.py`, which runs them below psycopg's cursors, for speed). asyncpg
 is faster on bulk rows but async-only, while guests call from their own threads and block anyway.
 
 Guest addresses are untrusted: only the connection options tokio-postgres knows are accepted, and every
@@ -27,6 +28,7 @@ import socket
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from tauon.services import pg_types
+from tauon.services.pg_exec import CopyRefused, Statements
 from tauon.services.watchdog import LateResult, Watchdog, call_before
 
 POOL_SIZE = 64
@@ -129,37 +132,42 @@ class PgConnection:
         self.conn = conn
         self.broken = False
         self.timed_out = False
-        self._cursor: psycopg.Cursor[Any] | None = None
-        """One binary cursor for all of this handle's statements: making one per statement costs
-        about as much client CPU as the statement's own round trip."""
+        self._statements: Statements | None = None
+        """The connection's runner (with its prepared statements), which outlives this handle."""
 
-    def _cur(self) -> psycopg.Cursor[Any]:
-        """The handle's cursor (a RawCursor: the connection's cursor_factory)."""
-        cur = self._cursor
-        if cur is None or cur.closed:
-            cur = self._cursor = self.conn.cursor(binary=True)
-        return cur
-
-    def query(self, statement: str, params: Sequence[Any], deadline: float) -> tuple[list[Any], list[Any]]:
-        """(columns as (name, v4 data type), rows of v4 db-values). Raises PgError."""
+    def _run(self, statement: str, params: Sequence[Any], deadline: float,
+             bad: str) -> tuple[Statements, Any]:
+        """Run a statement, cut at the deadline's cutoff: (its runner, libpq's result). `bad`: the
+        error kind of a parameter Spin cannot send. Raises PgError."""
         try:
             values = [pg_types.to_param(p) for p in params]
         except pg_types.ParamError as exc:
-            raise PgError("bad-parameter", str(exc)) from None
+            raise PgError(bad, str(exc)) from None
+        statements = self._statements
+        if statements is None:
+            statements = self._statements = self._clients.statements(self.conn)
         watchdog = self._clients.watchdog
         token = watchdog.arm(cutoff(deadline), self._shutdown)
         try:
-            cur = self._cur()
-            cur.execute(statement.encode(), values)
-            rows = cur.fetchall()
-            result = cur.pgresult
-            if not rows or result is None:  # Spin reads the column types from the first row: no row,
-                return [], []  # no columns
-            columns = pg_types.columns(result, self._type_name)
+            return statements, statements.run(statement.encode(), values)
+        except CopyRefused as exc:
+            self.broken = True
+            raise PgError("query-failed", ("text", str(exc))) from None
         except psycopg.Error as exc:
             raise self._query_failed(exc) from None
         finally:
             watchdog.disarm(token)
+
+    def query(self, statement: str, params: Sequence[Any], deadline: float) -> tuple[list[Any], list[Any]]:
+        """(columns as (name, v4 data type), rows of v4 db-values). Raises PgError."""
+        statements, result = self._run(statement, params, deadline, "bad-parameter")
+        if not result.ntuples:  # Spin reads the column types from the first row: no row, no columns
+            return [], []
+        try:
+            rows = statements.rows(result)
+            columns = pg_types.columns(result, self._type_name)
+        except psycopg.Error as exc:
+            raise self._query_failed(exc) from None
         convert = pg_types.converters(tuple(t for _, t in columns))
         size = 0
         out = []
@@ -174,26 +182,15 @@ class PgConnection:
 
     def execute(self, statement: str, params: Sequence[Any], deadline: float) -> int:
         """Rows affected. Raises PgError."""
-        try:
-            values = [pg_types.to_param(p) for p in params]
-        except pg_types.ParamError as exc:  # Spin's execute path reports these as conversion failures
-            raise PgError("value-conversion-failed", str(exc)) from None
-        watchdog = self._clients.watchdog
-        token = watchdog.arm(cutoff(deadline), self._shutdown)
-        try:
-            cur = self._cur()
-            cur.execute(statement.encode(), values)
-            return max(cur.rowcount, 0)
-        except psycopg.Error as exc:
-            raise self._query_failed(exc) from None
-        finally:
-            watchdog.disarm(token)
+        # Spin's execute path reports unsendable parameters as conversion failures
+        _, result = self._run(statement, params, deadline, "value-conversion-failed")
+        return max(result.command_tuples or 0, 0)
 
     def _type_name(self, oid: int) -> str:
         info = psycopg.postgres.types.get(oid)
         if info is not None:
             return info.name
-        row = self.conn.execute("SELECT typname FROM pg_type WHERE oid = $1", [oid]).fetchone()
+        row = self.conn.execute("SELECT typname FROM pg_type WHERE oid = %s", [oid]).fetchone()
         return str(row[0]) if row else str(oid)
 
     def _shutdown(self) -> None:
@@ -225,8 +222,6 @@ class PgConnection:
                                                      extras)))
 
     def release(self) -> None:
-        if self._cursor is not None:
-            self._cursor.close()
         self._clients.release(self)
 
 
@@ -242,6 +237,17 @@ class PgClients:
         self._pools: OrderedDict[str, _Pool] = OrderedDict()
         self._closed = False
         self._ca_dir: str | None = None
+        self._statements: weakref.WeakKeyDictionary[psycopg.Connection[Any], Statements] = (
+            weakref.WeakKeyDictionary())
+
+    def statements(self, conn: psycopg.Connection[Any]) -> Statements:
+        """The runner of a pooled connection: kept as long as the connection, since the statements it
+        prepared live as long as the server session."""
+        with self._lock:
+            found = self._statements.get(conn)
+            if found is None:
+                found = self._statements[conn] = Statements(conn)
+            return found
 
     def acquire(self, address: str, deadline: float, root_ca: str | None = None) -> PgConnection:
         """A connection to `address` (pooled, else new); `root_ca` (PEM) is trusted besides the system
@@ -340,7 +346,7 @@ class PgClients:
     @staticmethod
     def _open(options: dict[str, str]) -> psycopg.Connection[Any]:
         conninfo = psycopg.conninfo.make_conninfo("", **options)
-        return psycopg.connect(conninfo, autocommit=True, cursor_factory=psycopg.RawCursor, context=_ADAPTERS)
+        return psycopg.connect(conninfo, autocommit=True, context=_ADAPTERS)
 
     def release(self, handle: PgConnection) -> None:
         conn = handle.conn
