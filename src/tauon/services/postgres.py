@@ -8,11 +8,12 @@ Spin's tokio-postgres reads it); guests' statements go to libpq with their `$1` 
 (`services/pg_exec.py`, which runs them below psycopg's cursors, for speed). asyncpg
 is faster on bulk rows but async-only, while guests call from their own threads and block anyway.
 
-Guest addresses are untrusted: only the connection options tokio-postgres knows are accepted, and every
-option libpq would otherwise take from tauon's environment or files (PGPASSWORD, ~/.pgpass, service
-files, client certificates) is set explicitly. TLS follows tokio-postgres with native-tls: `sslmode`
-`disable`, `prefer` (the default: TLS with a verified certificate when the server offers it) or
-`require` (verified TLS); certificates are checked against the system roots and the host name.
+Guest addresses are untrusted (services/pg_address.py): only the connection options tokio-postgres
+knows are accepted, and every option libpq would otherwise take from tauon's environment or files
+(PGPASSWORD, ~/.pgpass, service files, client certificates) is set explicitly. TLS follows
+tokio-postgres with native-tls: `sslmode` `disable`, `prefer` (the default: TLS with a verified
+certificate when the server offers it) or `require` (verified TLS); certificates are checked against
+the system roots and the host name.
 
 Every wait is bounded: connecting by `CONNECT_TIMEOUT` (and the request's deadline), a statement by
 the request's deadline, after which its socket is shut down so libpq returns at once.
@@ -36,9 +37,11 @@ from typing import Any
 
 import psycopg
 from psycopg import pq
-from psycopg.conninfo import conninfo_to_dict
 
 from tauon.services import pg_types
+from tauon.services.pg_address import PgError as PgError
+from tauon.services.pg_address import connection_failed
+from tauon.services.pg_address import parse_address as parse_address
 from tauon.services.pg_exec import CopyRefused, Statements
 from tauon.services.watchdog import LateResult, Watchdog, call_before
 
@@ -52,67 +55,7 @@ GUEST_MARGIN = 0.25
 _CLEAN = ("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
           "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;")
 """deadpool-postgres' RecyclingMethod::Clean, run when a connection is taken from the pool again."""
-_OPTIONS = frozenset({
-    "host", "port", "user", "password", "dbname", "options", "application_name", "sslmode",
-    "connect_timeout", "keepalives", "keepalives_idle", "target_session_attrs", "channel_binding",
-    "load_balance_hosts",
-})
-"""The connection options tokio-postgres accepts, less `hostaddr` (it would connect somewhere other than
-the host the allow-list checked); libpq's others read host files or change the transport."""
-_NO_PASSFILE = "/proc/self/tauon-no-pgpass"
-"""A path that cannot exist: libpq must not read ~/.pgpass for a guest."""
-_SSLMODES = frozenset({"disable", "prefer", "require"})
 _ADAPTERS = pg_types.make_adapters()
-
-
-class PgError(Exception):
-    """A failed call, as the v4 `error` variant: kind plus payload (a string, or for query-failed a
-    v4 `query-error`)."""
-
-    def __init__(self, kind: str, payload: Any) -> None:
-        super().__init__(kind, payload)
-        self.kind = kind
-        self.payload = payload
-
-    def variant(self) -> tuple[str, Any]:
-        return (self.kind, self.payload)
-
-
-def _failed(text: str) -> PgError:
-    return PgError("connection-failed", text)
-
-
-def parse_address(address: str) -> dict[str, str]:
-    """The libpq options to connect to `address` (URL or key=value). Raises PgError (connection-failed)."""
-    try:
-        given = {k: str(v) for k, v in conninfo_to_dict(address).items()}
-    except psycopg.ProgrammingError as exc:
-        raise _failed(f"invalid connection string: {exc}") from None
-    unknown = sorted(set(given) - _OPTIONS)
-    if unknown:
-        raise _failed(f"invalid connection string: unknown option `{unknown[0]}`")
-    hosts = given.get("host", "")
-    if not hosts:
-        raise _failed("invalid connection string: host missing")
-    if any(h.startswith("/") or h.startswith("@") for h in hosts.split(",")):
-        raise _failed("Unix sockets are not supported on WebAssembly")
-    if not given.get("user"):
-        raise _failed("invalid connection string: user missing")
-    sslmode = given.pop("sslmode", "prefer")
-    if sslmode not in _SSLMODES:
-        raise _failed(f"invalid connection string: invalid value for option `sslmode`: {sslmode}")
-    # Everything libpq would otherwise read from tauon's environment or from files, set explicitly.
-    options = {"port": "5432", "dbname": given["user"], "password": "", "passfile": _NO_PASSFILE,
-               "sslcertmode": "disable", "gssencmode": "disable", "sslnegotiation":
-               "postgres", "sslrootcert": "system", "client_encoding": "UTF8", **given}
-    if sslmode == "disable":
-        options["sslmode"] = "disable"
-        del options["sslrootcert"]
-    else:
-        options["sslmode"] = "verify-full"
-    options["_spin_sslmode"] = sslmode
-    options["_spin_ports"] = given.get("port", "")  # what the allow-list check sees (no default port)
-    return options
 
 
 @dataclass
@@ -263,7 +206,7 @@ class PgClients:
             while (not pool.idle and pool.busy >= POOL_SIZE) or self._at_limit():  # Spin waits
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed:
-                    raise _failed("too many connections")
+                    raise connection_failed("too many connections")
                 self._lock.wait(left)
             pool.busy += 1
             conn = pool.idle.pop() if pool.idle else None
@@ -320,11 +263,11 @@ class PgClients:
     def _connect(self, options: dict[str, str], deadline: float) -> psycopg.Connection[Any]:
         """A new connection, given up on at the statement cutoff (libpq counts whole seconds)."""
         if cutoff(deadline) <= time.monotonic():
-            raise _failed("connection timed out: the request's time is up")
+            raise connection_failed("connection timed out: the request's time is up")
         try:
             return call_before(cutoff(deadline), lambda: self._connect_now(options), _close_late)
         except LateResult:
-            raise _failed("connection timed out: the request's time is up") from None
+            raise connection_failed("connection timed out: the request's time is up") from None
 
     def _connect_now(self, options: dict[str, str]) -> psycopg.Connection[Any]:
         given = {k: v for k, v in options.items() if not k.startswith("_spin")}
@@ -341,7 +284,7 @@ class PgClients:
                     return self._open(given)
                 except psycopg.OperationalError as again:
                     text = str(again).strip()
-            raise _failed(text) from None
+            raise connection_failed(text) from None
 
     @staticmethod
     def _open(options: dict[str, str]) -> psycopg.Connection[Any]:
