@@ -81,3 +81,20 @@ def test_a_value_failing_half_way_raises_and_leaves_its_outer_value_unset(bad_ro
     with pytest.raises(TypeError):
         record.lower(0, ("n", [[("str", "a")], [("bad", "b")]]), inner)
     assert inner.kind == _capi.KIND_BOOL
+
+
+def test_frozen_lists_lower_from_their_kept_copy() -> None:
+    """A Frozen value's lowering is kept and copied: the copies are equal and independent (each freed
+    on its own), past the memo's bound too, and for values longer than it keeps."""
+    columns = codec._list(codec._record([("name", codec_basic.string()), ("data-type", codec._variant(
+        [("str", None), ("other", codec_basic.string())]))]))
+    value = codec.Frozen([("v", "str"), ("w", ("other", "circle"))])
+    expected = [{"name": "v", "data-type": ("str", None)}, {"name": "w", "data-type": ("other", "circle")}]
+    for _ in range(3):
+        assert roundtrip(columns, value) == expected
+    for i in range(codec.MEMO_ENTRIES + 10):
+        lifted = roundtrip(columns, codec.Frozen([(f"c{i}", "str")]))
+        assert lifted == [{"name": f"c{i}", "data-type": ("str", None)}]
+    long = codec.Frozen([(f"c{i}", "str") for i in range(codec.MEMO_ITEMS + 1)])
+    assert len(roundtrip(columns, long)) == codec.MEMO_ITEMS + 1
+    assert roundtrip(columns, value) == expected

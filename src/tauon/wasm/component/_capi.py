@@ -106,6 +106,8 @@ val_new = _fn("wasmtime_component_val_new", ValPtr, ValPtr)
 val_new_at = _fn("wasmtime_component_val_new", c_void_p, c_void_p)
 """val_new on and to plain addresses (no pointer objects made)."""
 val_delete = _fn("wasmtime_component_val_delete", None, ValPtr)
+val_clone = _fn("wasmtime_component_val_clone", None, c_void_p, c_void_p)
+"""(source, destination): a deep copy."""
 vallist_new = _fn("wasmtime_component_vallist_new", None, c_void_p, c_size_t, c_void_p)
 vallist_new_uninit = _fn("wasmtime_component_vallist_new_uninit", None, c_void_p, c_size_t)
 valrecord_new_uninit = _fn("wasmtime_component_valrecord_new_uninit", None, c_void_p, c_size_t)

@@ -61,8 +61,8 @@ from tauon.wasm.component.codec_basic import (
     string,
 )
 
-__all__ = ["Codec", "Lift", "Lower", "ResourceError", "ResourceIds", "UnsupportedType", "compile_type", "err",
-           "ok"]
+__all__ = ["Codec", "Frozen", "Lift", "Lower", "ResourceError", "ResourceIds", "UnsupportedType",
+           "compile_type", "err", "ok"]
 # Lowering writes through raw addresses: each ctypes attribute step (`v.of.record.data[i].val`) makes
 # an object, and a row set of a few values took ~25 us that way.
 _PAYLOAD = c.VAL_PAYLOAD
@@ -80,8 +80,33 @@ def _pointer_at(address: int) -> int:
     return VOIDP.from_address(address).value or 0
 
 
+class Frozen(tuple[Any, ...]):
+    """A tuple a host function returns for a `list<T>` and promises never to change, holding no
+    resources (e.g. a query's columns, the same for every run of a statement): its lowering is kept,
+    per function, and copied with one C call the next time (a few us saved per value)."""
+
+
+MEMO_ENTRIES = 64
+"""Frozen values kept per list type; beyond, they are lowered as plain tuples (never evicted: a
+thread may be copying from one)."""
+MEMO_ITEMS = 64
+"""Longest Frozen value kept."""
+
+
+class _Template:
+    """A lowered value owned by a memo; freed when the memo (its function's linker) goes."""
+
+    def __init__(self) -> None:
+        self.val = c.Val()
+
+    def __del__(self) -> None:
+        if self.val.kind != c.KIND_BOOL:
+            c.val_delete(ctypes.byref(self.val))
+
+
 def _list(element: Codec) -> Codec:
     elift, elower = element.lift, element.lower
+    memo: dict[Frozen, _Template] = {}
 
     def lift(ctx: int, v: Any) -> list[Any]:
         lst = v.of.list
@@ -89,6 +114,18 @@ def _list(element: Codec) -> Codec:
         return [elift(ctx, data[i]) for i in range(lst.size)]
 
     def lower(ctx: int, x: Any, v: Any) -> None:
+        if type(x) is Frozen and len(x) <= MEMO_ITEMS:
+            template = memo.get(x)
+            if template is None and len(memo) < MEMO_ENTRIES:
+                template = _Template()
+                lower_items(ctx, x, template.val)
+                memo[x] = template
+            if template is not None:
+                c.val_clone(ctypes.addressof(template.val), ctypes.addressof(v))
+                return
+        lower_items(ctx, x, v)
+
+    def lower_items(ctx: int, x: Any, v: Any) -> None:
         items = x if isinstance(x, (list, tuple)) else list(x)
         n = len(items)
         at = ctypes.addressof(v) + _PAYLOAD
@@ -119,16 +156,17 @@ def _tuple(elements: Sequence[Codec]) -> Codec:
     def lower(ctx: int, x: Any, v: Any) -> None:
         if len(x) != n:
             raise TypeError(f"expected a tuple of {n}, got {len(x)} values")
-        tup = v.of.tuple
-        c.valtuple_new_uninit(ctypes.addressof(tup), n)
-        data = tup.data
+        at = ctypes.addressof(v) + _PAYLOAD
+        c.valtuple_new_uninit(at, n)
+        base = _pointer_at(at + _VEC_DATA)
         done = 0
         try:
             for f, item in zip(lowers, x, strict=True):
-                f(ctx, item, data[done])
+                f(ctx, item, _val_at(base + done * _VAL_SIZE))
                 done += 1
         finally:
-            fill_rest(data, done, n)
+            if done < n:
+                fill_rest(c.ValPtr.from_address(at + _VEC_DATA), done, n)
         v.kind = c.KIND_TUPLE
 
     return Codec(lift, lower)
