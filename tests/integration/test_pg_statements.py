@@ -114,6 +114,18 @@ def test_a_plan_whose_result_type_changed_runs_again(conn: PgConnection) -> None
     assert (columns, rows) == ([("v", "int64")], [[("int64", 30)]])
 
 
+def test_inside_a_transaction_statements_run_unprepared(conn: PgConnection) -> None:
+    """A plan made stale inside the guest's own transaction must not abort it."""
+    select(conn, 1)
+    select(conn, 2)  # prepared now
+    deadline = time.monotonic() + 30
+    conn.execute("BEGIN", [], deadline)
+    conn.execute("ALTER TABLE kv ALTER COLUMN v TYPE int8 USING k * 10", [], deadline)
+    assert conn.query(STATEMENT, [("int32", 3)], deadline) == ([("v", "int64")], [[("int64", 30)]])
+    conn.execute("ROLLBACK", [], deadline)
+    assert select(conn, 4) == [[("str", "value 4")]]
+
+
 def test_server_errors_keep_their_shape(conn: PgConnection) -> None:
     for _ in range(3):  # unprepared, then prepared: the same error
         with pytest.raises(PgError) as caught:

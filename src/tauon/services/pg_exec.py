@@ -7,9 +7,11 @@ point select on these machines. libpq's blocking calls release the GIL, and the 
 shutdown (services/postgres.py) makes them return at once, as it did the cursor's wait.
 
 Statements are prepared on their second run on a connection, under names of tauon's own, at most
-`PREPARED` per connection (the least recently used is deallocated). A prepared statement the server
-no longer has (the guest ran DEALLOCATE or DISCARD ALL) or whose cached plan no longer fits (its table
-changed) is forgotten and the statement runs once more, unprepared: the guest sees no difference.
+`PREPARED` per connection (the least recently used is deallocated), and run prepared only outside a
+transaction (inside one, a failing prepare or a stale plan would abort the guest's transaction). A
+prepared statement the server no longer has (the guest ran DEALLOCATE or DISCARD ALL) or whose cached
+plan no longer fits (its table changed) is forgotten and the statement runs once more, unprepared: the
+guest sees no difference.
 Spin's tokio-postgres prepares an unnamed statement on every call; a named one saves the server a parse
 and plan per call and changes nothing a guest observes.
 """
@@ -33,6 +35,7 @@ not change result type")."""
 _OK = frozenset({pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK, pq.ExecStatus.EMPTY_QUERY})
 _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
 _BINARY = pq.Format.BINARY
+_IDLE = pq.TransactionStatus.IDLE
 
 Key = tuple[bytes, tuple[int, ...]]
 
@@ -64,9 +67,12 @@ class Statements:
             types = tuple(tx.types or ())
             formats = list(tx.formats or ())
         key = (statement, types)
-        name = self._prepared.get(key)
-        if name is None and key in self._seen:
-            name = self._prepare(key)
+        name = None
+        # Outside a transaction only: a failed prepare or a stale plan would abort the guest's one.
+        if self._pgconn.transaction_status == _IDLE:
+            name = self._prepared.get(key)
+            if name is None and key in self._seen:
+                name = self._prepare(key)
         if name is not None:
             self._prepared.move_to_end(key)
             result = self._pgconn.exec_prepared(name, params, formats, result_format=_BINARY)
