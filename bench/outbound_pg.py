@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import statistics
 import sys
 import tempfile
 import threading
@@ -51,22 +52,44 @@ def run_clients(clients: int, duration: float, work: Callable[[int], Callable[[]
                 cpu: Callable[[], float] = time.process_time) -> tuple[float, float]:
     """`clients` threads each calling its `work(i)()` (which returns operations done) for `duration`
     seconds: (operations per second over all of them, `cpu` seconds spent per operation)."""
+    rate, cpus = run_measured(clients, duration, work, {"cpu": cpu})
+    return rate, cpus["cpu"]
+
+
+def run_measured(clients: int, duration: float, work: Callable[[int], Callable[[], int]],
+                 cpus: dict[str, Callable[[], float]]) -> tuple[float, dict[str, float]]:
+    """run_clients with several CPU meters: (operations per second, CPU seconds per operation by meter)."""
     done = [0] * clients
     stop = time.monotonic() + duration
 
+    steps: list[Callable[[], int]] = []  # kept past the join: their connections (and the server's
+    # backends, whose CPU is counted while they live) close only after the meters are read
+
     def loop(i: int) -> None:
         step = work(i)
+        steps.append(step)
         while time.monotonic() < stop:
             done[i] += step()
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
-    start, cpu_start = time.monotonic(), cpu()
+    start, cpu_start = time.monotonic(), {name: meter() for name, meter in cpus.items()}
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     ops = max(sum(done), 1)
-    return ops / (time.monotonic() - start), (cpu() - cpu_start) / ops
+    elapsed = time.monotonic() - start
+    spent = {name: (meter() - cpu_start[name]) / ops for name, meter in cpus.items()}
+    steps.clear()
+    return ops / elapsed, spent
+
+
+def family_cpu_seconds(pid: int) -> float:
+    """CPU of a server process and every child it ever had: the live ones' own, the exited ones' as
+    the parent's cutime/cstime (PostgreSQL's postmaster reaps its backends), so it never goes back."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+    return cpu_seconds(pid) + reaped
 
 
 def push_guest(registry: RegistryServer, fixture: str, allowed: list[str]) -> str:
@@ -132,8 +155,9 @@ def create_table(pg: PostgresServer) -> None:
     pg.sql("INSERT INTO kv SELECT i, 'value ' || i FROM generate_series(0, 99) i")
 
 
-Run = tuple[float, float]
-"""(selects per second, CPU seconds per select)."""
+Run = tuple[float, dict[str, float]]
+"""(selects per second, CPU seconds per select by meter: `client` (this process: psycopg, or the
+guests' HTTP clients), `server` (PostgreSQL's processes), `tauon` (tauon's, for guests))."""
 
 
 def postgres(args: argparse.Namespace) -> None:
@@ -150,8 +174,10 @@ def postgres(args: argparse.Namespace) -> None:
             create_table(pg)
             urls = serve_guests(tauon, registry, pg, names)
 
-            def tauon_cpu() -> float:
-                return cpu_seconds(tauon.proc.pid)
+            assert pg.process.pid is not None
+            server_pid, tauon_pid = pg.process.pid, tauon.proc.pid
+            direct_meters = {"client": time.process_time, "server": lambda: family_cpu_seconds(server_pid)}
+            guest_meters = {**direct_meters, "tauon": lambda: cpu_seconds(tauon_pid)}
 
             for url in urls.values():  # warm-up: instances, pools, prepared statements
                 run_clients(args.clients, 2.0, guest_client(url, pg.url, n))
@@ -161,30 +187,46 @@ def postgres(args: argparse.Namespace) -> None:
                 guests: dict[str, Run] = {}
                 half = (len(names) + 1) // 2
                 for name in names[:half]:
-                    guests[name] = run_clients(args.clients, args.duration,
-                                               guest_client(urls[name], pg.url, n), tauon_cpu)
-                direct = run_clients(args.clients, args.duration, direct_client(pg.url, n))
+                    guests[name] = run_measured(args.clients, args.duration,
+                                                guest_client(urls[name], pg.url, n), guest_meters)
+                direct = run_measured(args.clients, args.duration, direct_client(pg.url, n), direct_meters)
                 for name in names[half:]:
-                    guests[name] = run_clients(args.clients, args.duration,
-                                               guest_client(urls[name], pg.url, n), tauon_cpu)
+                    guests[name] = run_measured(args.clients, args.duration,
+                                                guest_client(urls[name], pg.url, n), guest_meters)
                 rounds.append((direct, guests))
     report(args, names, rounds)
 
 
+def _us(cpus: dict[str, float]) -> str:
+    return "+".join(f"{cpus[k] * 1e6:.0f}" for k in ("tauon", "client", "server") if k in cpus)
+
+
 def report(args: argparse.Namespace, names: list[str], rounds: list[tuple[Run, dict[str, Run]]]) -> None:
     print(f"== PostgreSQL point selects: {args.clients} clients, {args.selects} selects per guest request, "
-          f"{args.duration:.0f} s per run, loopback, load average {os.getloadavg()[0]:.1f} (CPU: tauon's "
-          "processes for the guests, this process for psycopg; the server's own CPU is not counted)")
-    for i, ((direct_rate, direct_cpu), guests) in enumerate(rounds, 1):
-        line = f"  round {i}: psycopg directly {direct_rate:7.0f}/s {direct_cpu * 1e6:4.0f} us CPU/select"
+          f"{args.duration:.0f} s per run, loopback, load average {os.getloadavg()[0]:.1f}")
+    print("   rate (ratio to psycopg), then CPU us per select: [tauon +] client + server, where client is"
+          " this process (psycopg, or the guests' HTTP clients)")
+    for i, ((direct_rate, direct_cpus), guests) in enumerate(rounds, 1):
+        line = f"  round {i}: psycopg {direct_rate:6.0f}/s {_us(direct_cpus)}"
         for name in names:
-            rate, cpu = guests[name]
-            line += f"   {GUESTS[name][0]} {rate:6.0f}/s ({rate / direct_rate:.2f}x) {cpu * 1e6:4.0f} us"
+            rate, cpus = guests[name]
+            line += f" | {GUESTS[name][0]} {rate:6.0f}/s ({rate / direct_rate:.2f}x) {_us(cpus)}"
         print(line)
     total_direct = sum(direct[0] for direct, _ in rounds)
-    overall = ", ".join(f"{GUESTS[name][0]} guest {sum(g[name][0] for _, g in rounds) / total_direct:.2f}x"
+    overall = ", ".join(f"{GUESTS[name][0]} {sum(g[name][0] for _, g in rounds) / total_direct:.2f}x"
                         for name in names)
-    print(f"  overall: {overall} of psycopg directly (target >= 0.5x)")
+    print(f"  overall rate: {overall} of psycopg directly (target >= 0.5x)")
+    # On a machine whose CPUs are saturated (by these runs or by others), the rate follows the CPU all
+    # processes spend per select; this ratio does not move with other load the way the rates do. The
+    # server's share is the psycopg run's for both sides: its meter also catches backends of earlier
+    # runs as they exit, which can land in a guest's run.
+    server = statistics.median(d[1]["server"] for d, _ in rounds)
+    direct_total = statistics.median(d[1]["client"] for d, _ in rounds) + server
+    guest_totals = {name: statistics.median(g[name][1]["tauon"] + g[name][1]["client"] for _, g in rounds)
+                    + server for name in names}
+    by_cpu = ", ".join(f"{GUESTS[name][0]} {direct_total / guest_totals[name]:.2f}x" for name in names)
+    print(f"  CPU-bound ratio (psycopg + server CPU per select / tauon + HTTP client + server, medians): "
+          f"{by_cpu}")
 
 
 def client(args: argparse.Namespace) -> None:
