@@ -63,6 +63,7 @@ from tauon.wasm.component.codec_basic import (
 
 __all__ = ["Codec", "Frozen", "Lift", "Lower", "ResourceError", "ResourceIds", "UnsupportedType",
            "compile_type", "err", "ok"]
+
 # Lowering writes through raw addresses: each ctypes attribute step (`v.of.record.data[i].val`) makes
 # an object, and a row set of a few values took ~25 us that way.
 _PAYLOAD = c.VAL_PAYLOAD
