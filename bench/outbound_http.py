@@ -2,10 +2,13 @@
 
 Usage: .venv/bin/python bench/bench_outbound.py http --http-args '...', or directly:
   .venv/bin/python bench/outbound_http.py [SECTION ...] [--requests N] [--rounds R]
+      [--per-request N] [--upstreams python,nginx]
 Sections (default: all): http. Other outbound families add a function here and a name in SECTIONS.
 
-http: outbound HTTP requests/s to a keep-alive HTTP/1.1 server on loopback (its own process), from two
-guests: the C wasi:http fixture (`/outbound?<url>`, one guest request = one outbound GET through
+http: outbound HTTP requests/s to a keep-alive HTTP/1.1 server on loopback (its own process: Python's
+ThreadingHTTPServer, whose own cost per request is large, and nginx, a native server whose is not, so
+the client's cost of a new connection shows; --upstreams picks), from two guests: the C wasi:http
+fixture (`/outbound?<url>`, one guest request = one outbound GET through
 `wasi:http/outgoing-handler`, so the guest's own request weighs as much as the outbound one), and the
 C `fermyon:spin/http` fixture c-spin-http sending --per-request GETs one after another from each guest
 request (which isolates the outbound cost the pool is about); each with tauon's
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import http.client
 import logging
@@ -34,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +56,7 @@ MIB = 1024 * 1024
 sys.path.insert(0, str(ROOT / "tests"))
 from support.components import component_path  # noqa: E402
 from support.direct import serve_direct  # noqa: E402  (the tests' in-process request helper)
+from support.servers.nginx import run_nginx  # noqa: E402
 
 UPSTREAM = r"""
 import http.server, socket, ssl, sys
@@ -110,24 +115,31 @@ class Guest:
     outbound: int
 
 
-def _rates(pooled: Executor, unpooled: Executor, guest: Guest, url: str,
-           requests: int) -> tuple[float, float]:
-    """Outbound requests/s of each executor over `requests` guest requests each, taken in turns
-    (pooled, unpooled, pooled, ...) so that load from elsewhere on the machine falls on both alike."""
+Rates = tuple[float, float, float, float]
+"""(pooled requests/s, unpooled requests/s, pooled CPU s/request, unpooled CPU s/request)."""
+
+
+def _rates(pooled: Executor, unpooled: Executor, guest: Guest, url: str, requests: int) -> Rates:
+    """Outbound requests/s, and this process's CPU per outbound request (tauon's executor runs
+    here), of each executor over `requests` guest requests each, taken in turns (pooled, unpooled,
+    pooled, ...) so that load from elsewhere on the machine falls on both alike. CPU does not count
+    the time spent waiting for a CPU, which on a busy machine dominates the wall-clock rates."""
     target, headers = guest.target(url), guest.headers(url)
 
-    async def run() -> tuple[float, float]:
+    async def run() -> Rates:
         spent = {True: 0.0, False: 0.0}
+        cpu = {True: 0.0, False: 0.0}
         for i in range(2 * requests):
             pooling = i % 2 == 0
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             status, body = await serve_direct(pooled if pooling else unpooled, "GET", target,
                                               headers=headers)
             spent[pooling] += time.perf_counter() - started
+            cpu[pooling] += time.process_time() - cpu_started
             if status != 200 or not body.endswith(b"pong"):
                 raise RuntimeError(f"unexpected answer {status} {body[:80]!r}")
         done = requests * guest.outbound
-        return done / spent[True], done / spent[False]
+        return done / spent[True], done / spent[False], cpu[True] / done, cpu[False] / done
 
     return asyncio.run(run())
 
@@ -140,7 +152,7 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def _direct_rates(scheme: str, port: int, requests: int) -> tuple[float, float]:
+def _direct_rates(scheme: str, port: int, requests: int) -> Rates:
     """The reference with no guest and no tauon: Python's http.client GETting from the same server,
     over one kept-alive connection vs a new connection per request, taken in turns. Its ratio is what
     pooling can give at best against this server on this machine."""
@@ -152,9 +164,10 @@ def _direct_rates(scheme: str, port: int, requests: int) -> tuple[float, float]:
             raise RuntimeError("unexpected answer from the upstream")
 
     spent = {True: 0.0, False: 0.0}
+    cpu = {True: 0.0, False: 0.0}
     for i in range(2 * requests):
         pooling = i % 2 == 0
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         if pooling:
             get(kept)
         else:
@@ -162,8 +175,9 @@ def _direct_rates(scheme: str, port: int, requests: int) -> tuple[float, float]:
             get(fresh)
             fresh.close()
         spent[pooling] += time.perf_counter() - started
+        cpu[pooling] += time.process_time() - cpu_started
     kept.close()
-    return requests / spent[True], requests / spent[False]
+    return requests / spent[True], requests / spent[False], cpu[True] / requests, cpu[False] / requests
 
 
 def _compare_direct(scheme: str, port: int, requests: int, rounds: int) -> None:
@@ -174,6 +188,14 @@ def _compare_direct(scheme: str, port: int, requests: int, rounds: int) -> None:
     print(f"  new connection per request:  {statistics.median(r[1] for r in runs):7.0f} req/s median")
     print(f"  ratio:                       {statistics.median(r[0] / r[1] for r in runs):7.2f}x median "
           f"({', '.join(f'{r[0] / r[1]:.2f}' for r in runs)}): the most a pool can give here")
+    _print_cpu(runs)
+
+
+def _print_cpu(runs: list[Rates]) -> None:
+    on, off = statistics.median(r[2] for r in runs), statistics.median(r[3] for r in runs)
+    print(f"  client CPU per request:      {on * 1e6:7.0f} us kept-alive / pooled, {off * 1e6:.0f} us new "
+          f"connection: {statistics.median(r[3] / r[2] for r in runs):.2f}x median "
+          f"({', '.join(f'{r[3] / r[2]:.2f}' for r in runs)})")
 
 
 def _compare(engine: WasmEngine, guest: Guest, scheme: str, port: int, requests: int, rounds: int) -> None:
@@ -182,9 +204,11 @@ def _compare(engine: WasmEngine, guest: Guest, scheme: str, port: int, requests:
     unpooled = _executor(engine, guest.wasm, allowed, pooling=False)
     url = f"{scheme}://127.0.0.1:{port}/ping"
     _rates(pooled, unpooled, guest, url, 30)  # warm-up: compile cache, first connection
-    ratios, on_rates, off_rates = [], [], []
+    ratios, on_rates, off_rates, runs = [], [], [], []
     for _ in range(rounds):
-        on, off = _rates(pooled, unpooled, guest, url, requests)
+        run = _rates(pooled, unpooled, guest, url, requests)
+        on, off = run[0], run[1]
+        runs.append(run)
         on_rates.append(on)
         off_rates.append(off)
         ratios.append(on / off)
@@ -196,11 +220,37 @@ def _compare(engine: WasmEngine, guest: Guest, scheme: str, port: int, requests:
           f"({', '.join(f'{r:.0f}' for r in off_rates)})")
     print(f"  ratio pooled / unpooled:     {statistics.median(ratios):7.2f}x median "
           f"({', '.join(f'{r:.2f}' for r in ratios)}); target >= 2x")
+    _print_cpu(runs)
     pooled.close()
     unpooled.close()
 
 
-def http(requests: int, rounds: int, per_request: int) -> None:
+@contextlib.contextmanager
+def _python_upstream(work: Path, scheme: str, cert: Path, key: Path) -> Iterator[int]:
+    extra = [str(cert), str(key)] if scheme == "https" else []
+    server = subprocess.Popen([sys.executable, "-c", UPSTREAM, *extra], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        yield int(server.stdout.readline())
+    finally:
+        server.terminate()
+        server.wait()
+
+
+@contextlib.contextmanager
+def _nginx_upstream(work: Path, scheme: str, cert: Path, key: Path) -> Iterator[int]:
+    tls = {"cert": cert, "key": key} if scheme == "https" else {}
+    with run_nginx(work / f"nginx-{scheme}", **tls) as server:
+        yield server.port
+
+
+UPSTREAMS: dict[str, Callable[[Path, str, Path, Path], contextlib.AbstractContextManager[int]]] = {
+    "python": _python_upstream, "nginx": _nginx_upstream}
+"""Upstream servers: Python's ThreadingHTTPServer (slow per request: its own cost hides the client's)
+and nginx (native: what a new connection costs the client shows)."""
+
+
+def http(requests: int, rounds: int, per_request: int, upstreams: list[str]) -> None:
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build-wasi-http-fixtures")], check=True,
                    capture_output=True)
     guests = [
@@ -214,25 +264,21 @@ def http(requests: int, rounds: int, per_request: int) -> None:
     os.environ["SSL_CERT_FILE"] = str(cert)  # before tauon's TLS context is first made
     engine = WasmEngine(work / "cache")
     engine.start()
-    servers = []
+    print(f"load average {os.getloadavg()[0]:.1f}")
     try:
-        for scheme, extra in (("http", []), ("https", [str(cert), str(key)])):
-            server = subprocess.Popen([sys.executable, "-c", UPSTREAM, *extra], stdout=subprocess.PIPE,
-                                      text=True)
-            servers.append(server)
-            assert server.stdout is not None
-            port = int(server.stdout.readline())
-            _compare_direct(scheme, port, requests * 20, rounds)
-            for guest in guests:
-                _compare(engine, guest, scheme, port, requests, rounds)
+        for upstream in upstreams:
+            for scheme in ("http", "https"):
+                with UPSTREAMS[upstream](work, scheme, cert, key) as port:
+                    print(f"== upstream {upstream}, {scheme}")
+                    _compare_direct(scheme, port, requests * 20, rounds)
+                    for guest in guests:
+                        _compare(engine, guest, scheme, port, requests, rounds)
     finally:
         engine.stop()
-        for server in servers:
-            server.terminate()
-            server.wait()
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
-SECTIONS: dict[str, Callable[[int, int, int], None]] = {"http": http}
+SECTIONS: dict[str, Callable[[int, int, int, list[str]], None]] = {"http": http}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,9 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-request", type=int, default=20,
                         help="outbound GETs per guest request of the fermyon:spin/http guest")
+    parser.add_argument("--upstreams", default=",".join(UPSTREAMS),
+                        help=f"comma-separated upstream servers (default: all of {', '.join(UPSTREAMS)})")
     args = parser.parse_args(argv)
+    upstreams = [name for name in args.upstreams.split(",") if name]
+    if unknown := [name for name in upstreams if name not in UPSTREAMS]:
+        parser.error(f"unknown upstream(s) {', '.join(unknown)}; known: {', '.join(UPSTREAMS)}")
     for name in args.sections or list(SECTIONS):
-        SECTIONS[name](args.requests, args.rounds, args.per_request)
+        SECTIONS[name](args.requests, args.rounds, args.per_request, upstreams)
     return 0
 
 

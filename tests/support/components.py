@@ -29,8 +29,8 @@ EXTRA_SCRIPT = ROOT / "scripts" / "build-components-extra"
 EXTRA_DIR = ROOT / "tests" / "fixtures" / "build" / "components-extra"
 
 COMPONENT_NAMES = ("python-sdk", "python-outbound", "python-raw", "js", "js-spin", "js-redis", "js-postgres",
-                   "c", "c-sockets", "c-spin-http", "wagi-component", "spin-legacy", "python-redis",
-                   "redis-legacy")
+                   "c", "c-sockets", "c-spin-http", "c-postgres", "wagi-component", "spin-legacy",
+                   "python-redis", "redis-legacy")
 
 
 @functools.cache

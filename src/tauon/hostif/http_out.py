@@ -36,6 +36,7 @@ from tauon.hostif.http import (
     scheme_text,
 )
 from tauon.hostif.http_pool import Origin, open_connection
+from tauon.hostif.http_senders import Senders
 from tauon.hostif.io import Pollable
 from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.registry import HostInterface
@@ -117,9 +118,7 @@ def handle(state: HostState, req_rep: int, options_rep: int | None) -> tuple[str
         if future.span is not None:
             tracing.end_outbound_http(future.span, ("err", ("connection-limit-reached", None)))
         return err(("connection-limit-reached", None))
-    thread = threading.Thread(target=_send, name=f"tauon-http-out {config.label}", daemon=True,
-                              args=(state, request, scheme, future, timeouts, connect_to, release))
-    thread.start()
+    _senders.run(_send, state, request, scheme, future, timeouts, connect_to, release)
     return ok(state.table.push(future))
 
 
@@ -150,6 +149,8 @@ the guest until the remote answers, within the request's deadline)."""
 PER_PROCESS = 512
 """...and all guests of this process together."""
 _process_slots = threading.BoundedSemaphore(PER_PROCESS)
+_senders = Senders()
+"""The threads exchanges run on (each request its own, reused afterwards)."""
 _REQUEST_SLOTS = "outbound-http-slots"
 
 

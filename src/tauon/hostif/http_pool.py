@@ -24,6 +24,7 @@ import time
 from collections import OrderedDict, deque
 from functools import partial
 
+from tauon.hostif.http_response import FastResponse
 from tauon.runtimeconfig import networks
 from tauon.runtimeconfig.networks import BlockedNetworks
 
@@ -51,6 +52,7 @@ def open_connection(origin: Origin, timeout: float, *, blocked: BlockedNetworks 
         conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=tls or _tls_context())
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn.response_class = FastResponse
     if blocked is not None and not blocked.empty:
         # http.client's hook for making the socket: connect only to addresses the blocklist keeps
         conn._create_connection = partial(networks.connect, blocked)  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.spin_common import ConnectionHandle, Handle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
 from tauon.services.postgres import PgClients, PgConnection, PgError, parse_address
+from tauon.wasm.component.codec import Frozen
 
 _V3_TYPES = frozenset({"boolean", "int8", "int16", "int32", "int64", "floating32", "floating64", "str",
                        "binary", "date", "time", "datetime", "timestamp"})
@@ -179,6 +180,12 @@ def _query(state: HostState, rep: int, statement: str, params: Sequence[Any]) ->
         return conn.query(statement, params, state.deadline)
 
 
+def _v4_query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
+    columns, rows = _query(state, rep, statement, params)
+    # the same columns come back from every run of a statement: their lowering is kept
+    return (Frozen(columns), rows)
+
+
 def _execute(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> int:
     conn = _conn(state, rep)
     with state.slot.blocked():
@@ -194,7 +201,7 @@ def _funcs(query: Callable[..., Any], execute: Callable[..., Any],
     }
 
 
-V4_FUNCS = _funcs(_query, _execute, PgError.variant)
+V4_FUNCS = _funcs(_v4_query, _execute, PgError.variant)
 V3_FUNCS = _funcs(lambda s, r, q, p: _row_set(_query(s, r, q, p), _v3_type, _v3_value), _execute, _text_error)
 V2_FUNCS = _funcs(lambda s, r, q, p: _row_set(_query(s, r, q, v2_params(p)), _v2_type, _v2_value),
                   lambda s, r, q, p: _execute(s, r, q, v2_params(p)), _text_error)

@@ -4,14 +4,16 @@ recycling), closed when the generation retires.
 
 Client: psycopg 3 (its binary wheel: libpq plus a C extension). It is the maintained PostgreSQL driver
 for Python, speaks the extended protocol with binary results (so each column type is read exactly, as
-Spin's tokio-postgres reads it), and `RawCursor` takes the guest's `$1` placeholders unchanged. asyncpg
+Spin's tokio-postgres reads it); guests' statements go to libpq with their `$1` placeholders unchanged
+(`services/pg_exec.py`, which runs them below psycopg's cursors, for speed). asyncpg
 is faster on bulk rows but async-only, while guests call from their own threads and block anyway.
 
-Guest addresses are untrusted: only the connection options tokio-postgres knows are accepted, and every
-option libpq would otherwise take from tauon's environment or files (PGPASSWORD, ~/.pgpass, service
-files, client certificates) is set explicitly. TLS follows tokio-postgres with native-tls: `sslmode`
-`disable`, `prefer` (the default: TLS with a verified certificate when the server offers it) or
-`require` (verified TLS); certificates are checked against the system roots and the host name.
+Guest addresses are untrusted (services/pg_address.py): only the connection options tokio-postgres
+knows are accepted, and every option libpq would otherwise take from tauon's environment or files
+(PGPASSWORD, ~/.pgpass, service files, client certificates) is set explicitly. TLS follows
+tokio-postgres with native-tls: `sslmode` `disable`, `prefer` (the default: TLS with a verified
+certificate when the server offers it) or `require` (verified TLS); certificates are checked against
+the system roots and the host name.
 
 Every wait is bounded: connecting by `CONNECT_TIMEOUT` (and the request's deadline), a statement by
 the request's deadline, after which its socket is shut down so libpq returns at once.
@@ -27,6 +29,7 @@ import socket
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,9 +37,12 @@ from typing import Any
 
 import psycopg
 from psycopg import pq
-from psycopg.conninfo import conninfo_to_dict
 
 from tauon.services import pg_types
+from tauon.services.pg_address import PgError as PgError
+from tauon.services.pg_address import connection_failed
+from tauon.services.pg_address import parse_address as parse_address
+from tauon.services.pg_exec import CopyRefused, Statements
 from tauon.services.watchdog import LateResult, Watchdog, call_before
 
 POOL_SIZE = 64
@@ -49,67 +55,7 @@ GUEST_MARGIN = 0.25
 _CLEAN = ("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
           "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;")
 """deadpool-postgres' RecyclingMethod::Clean, run when a connection is taken from the pool again."""
-_OPTIONS = frozenset({
-    "host", "port", "user", "password", "dbname", "options", "application_name", "sslmode",
-    "connect_timeout", "keepalives", "keepalives_idle", "target_session_attrs", "channel_binding",
-    "load_balance_hosts",
-})
-"""The connection options tokio-postgres accepts, less `hostaddr` (it would connect somewhere other than
-the host the allow-list checked); libpq's others read host files or change the transport."""
-_NO_PASSFILE = "/proc/self/tauon-no-pgpass"
-"""A path that cannot exist: libpq must not read ~/.pgpass for a guest."""
-_SSLMODES = frozenset({"disable", "prefer", "require"})
 _ADAPTERS = pg_types.make_adapters()
-
-
-class PgError(Exception):
-    """A failed call, as the v4 `error` variant: kind plus payload (a string, or for query-failed a
-    v4 `query-error`)."""
-
-    def __init__(self, kind: str, payload: Any) -> None:
-        super().__init__(kind, payload)
-        self.kind = kind
-        self.payload = payload
-
-    def variant(self) -> tuple[str, Any]:
-        return (self.kind, self.payload)
-
-
-def _failed(text: str) -> PgError:
-    return PgError("connection-failed", text)
-
-
-def parse_address(address: str) -> dict[str, str]:
-    """The libpq options to connect to `address` (URL or key=value). Raises PgError (connection-failed)."""
-    try:
-        given = {k: str(v) for k, v in conninfo_to_dict(address).items()}
-    except psycopg.ProgrammingError as exc:
-        raise _failed(f"invalid connection string: {exc}") from None
-    unknown = sorted(set(given) - _OPTIONS)
-    if unknown:
-        raise _failed(f"invalid connection string: unknown option `{unknown[0]}`")
-    hosts = given.get("host", "")
-    if not hosts:
-        raise _failed("invalid connection string: host missing")
-    if any(h.startswith("/") or h.startswith("@") for h in hosts.split(",")):
-        raise _failed("Unix sockets are not supported on WebAssembly")
-    if not given.get("user"):
-        raise _failed("invalid connection string: user missing")
-    sslmode = given.pop("sslmode", "prefer")
-    if sslmode not in _SSLMODES:
-        raise _failed(f"invalid connection string: invalid value for option `sslmode`: {sslmode}")
-    # Everything libpq would otherwise read from tauon's environment or from files, set explicitly.
-    options = {"port": "5432", "dbname": given["user"], "password": "", "passfile": _NO_PASSFILE,
-               "sslcertmode": "disable", "gssencmode": "disable", "sslnegotiation":
-               "postgres", "sslrootcert": "system", "client_encoding": "UTF8", **given}
-    if sslmode == "disable":
-        options["sslmode"] = "disable"
-        del options["sslrootcert"]
-    else:
-        options["sslmode"] = "verify-full"
-    options["_spin_sslmode"] = sslmode
-    options["_spin_ports"] = given.get("port", "")  # what the allow-list check sees (no default port)
-    return options
 
 
 @dataclass
@@ -129,37 +75,42 @@ class PgConnection:
         self.conn = conn
         self.broken = False
         self.timed_out = False
-        self._cursor: psycopg.Cursor[Any] | None = None
-        """One binary cursor for all of this handle's statements: making one per statement costs
-        about as much client CPU as the statement's own round trip."""
+        self._statements: Statements | None = None
+        """The connection's runner (with its prepared statements), which outlives this handle."""
 
-    def _cur(self) -> psycopg.Cursor[Any]:
-        """The handle's cursor (a RawCursor: the connection's cursor_factory)."""
-        cur = self._cursor
-        if cur is None or cur.closed:
-            cur = self._cursor = self.conn.cursor(binary=True)
-        return cur
-
-    def query(self, statement: str, params: Sequence[Any], deadline: float) -> tuple[list[Any], list[Any]]:
-        """(columns as (name, v4 data type), rows of v4 db-values). Raises PgError."""
+    def _run(self, statement: str, params: Sequence[Any], deadline: float,
+             bad: str) -> tuple[Statements, Any]:
+        """Run a statement, cut at the deadline's cutoff: (its runner, libpq's result). `bad`: the
+        error kind of a parameter Spin cannot send. Raises PgError."""
         try:
             values = [pg_types.to_param(p) for p in params]
         except pg_types.ParamError as exc:
-            raise PgError("bad-parameter", str(exc)) from None
+            raise PgError(bad, str(exc)) from None
+        statements = self._statements
+        if statements is None:
+            statements = self._statements = self._clients.statements(self.conn)
         watchdog = self._clients.watchdog
         token = watchdog.arm(cutoff(deadline), self._shutdown)
         try:
-            cur = self._cur()
-            cur.execute(statement.encode(), values)
-            rows = cur.fetchall()
-            result = cur.pgresult
-            if not rows or result is None:  # Spin reads the column types from the first row: no row,
-                return [], []  # no columns
-            columns = pg_types.columns(result, self._type_name)
+            return statements, statements.run(statement.encode(), values)
+        except CopyRefused as exc:
+            self.broken = True
+            raise PgError("query-failed", ("text", str(exc))) from None
         except psycopg.Error as exc:
             raise self._query_failed(exc) from None
         finally:
             watchdog.disarm(token)
+
+    def query(self, statement: str, params: Sequence[Any], deadline: float) -> tuple[list[Any], list[Any]]:
+        """(columns as (name, v4 data type), rows of v4 db-values). Raises PgError."""
+        statements, result = self._run(statement, params, deadline, "bad-parameter")
+        if not result.ntuples:  # Spin reads the column types from the first row: no row, no columns
+            return [], []
+        try:
+            rows = statements.rows(result)
+            columns = pg_types.columns(result, self._type_name)
+        except psycopg.Error as exc:
+            raise self._query_failed(exc) from None
         convert = pg_types.converters(tuple(t for _, t in columns))
         size = 0
         out = []
@@ -174,26 +125,15 @@ class PgConnection:
 
     def execute(self, statement: str, params: Sequence[Any], deadline: float) -> int:
         """Rows affected. Raises PgError."""
-        try:
-            values = [pg_types.to_param(p) for p in params]
-        except pg_types.ParamError as exc:  # Spin's execute path reports these as conversion failures
-            raise PgError("value-conversion-failed", str(exc)) from None
-        watchdog = self._clients.watchdog
-        token = watchdog.arm(cutoff(deadline), self._shutdown)
-        try:
-            cur = self._cur()
-            cur.execute(statement.encode(), values)
-            return max(cur.rowcount, 0)
-        except psycopg.Error as exc:
-            raise self._query_failed(exc) from None
-        finally:
-            watchdog.disarm(token)
+        # Spin's execute path reports unsendable parameters as conversion failures
+        _, result = self._run(statement, params, deadline, "value-conversion-failed")
+        return max(result.command_tuples or 0, 0)
 
     def _type_name(self, oid: int) -> str:
         info = psycopg.postgres.types.get(oid)
         if info is not None:
             return info.name
-        row = self.conn.execute("SELECT typname FROM pg_type WHERE oid = $1", [oid]).fetchone()
+        row = self.conn.execute("SELECT typname FROM pg_type WHERE oid = %s", [oid]).fetchone()
         return str(row[0]) if row else str(oid)
 
     def _shutdown(self) -> None:
@@ -225,8 +165,6 @@ class PgConnection:
                                                      extras)))
 
     def release(self) -> None:
-        if self._cursor is not None:
-            self._cursor.close()
         self._clients.release(self)
 
 
@@ -242,6 +180,17 @@ class PgClients:
         self._pools: OrderedDict[str, _Pool] = OrderedDict()
         self._closed = False
         self._ca_dir: str | None = None
+        self._statements: weakref.WeakKeyDictionary[psycopg.Connection[Any], Statements] = (
+            weakref.WeakKeyDictionary())
+
+    def statements(self, conn: psycopg.Connection[Any]) -> Statements:
+        """The runner of a pooled connection: kept as long as the connection, since the statements it
+        prepared live as long as the server session."""
+        with self._lock:
+            found = self._statements.get(conn)
+            if found is None:
+                found = self._statements[conn] = Statements(conn)
+            return found
 
     def acquire(self, address: str, deadline: float, root_ca: str | None = None) -> PgConnection:
         """A connection to `address` (pooled, else new); `root_ca` (PEM) is trusted besides the system
@@ -257,7 +206,7 @@ class PgClients:
             while (not pool.idle and pool.busy >= POOL_SIZE) or self._at_limit():  # Spin waits
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed:
-                    raise _failed("too many connections")
+                    raise connection_failed("too many connections")
                 self._lock.wait(left)
             pool.busy += 1
             conn = pool.idle.pop() if pool.idle else None
@@ -314,11 +263,11 @@ class PgClients:
     def _connect(self, options: dict[str, str], deadline: float) -> psycopg.Connection[Any]:
         """A new connection, given up on at the statement cutoff (libpq counts whole seconds)."""
         if cutoff(deadline) <= time.monotonic():
-            raise _failed("connection timed out: the request's time is up")
+            raise connection_failed("connection timed out: the request's time is up")
         try:
             return call_before(cutoff(deadline), lambda: self._connect_now(options), _close_late)
         except LateResult:
-            raise _failed("connection timed out: the request's time is up") from None
+            raise connection_failed("connection timed out: the request's time is up") from None
 
     def _connect_now(self, options: dict[str, str]) -> psycopg.Connection[Any]:
         given = {k: v for k, v in options.items() if not k.startswith("_spin")}
@@ -335,12 +284,12 @@ class PgClients:
                     return self._open(given)
                 except psycopg.OperationalError as again:
                     text = str(again).strip()
-            raise _failed(text) from None
+            raise connection_failed(text) from None
 
     @staticmethod
     def _open(options: dict[str, str]) -> psycopg.Connection[Any]:
         conninfo = psycopg.conninfo.make_conninfo("", **options)
-        return psycopg.connect(conninfo, autocommit=True, cursor_factory=psycopg.RawCursor, context=_ADAPTERS)
+        return psycopg.connect(conninfo, autocommit=True, context=_ADAPTERS)
 
     def release(self, handle: PgConnection) -> None:
         conn = handle.conn

@@ -27,6 +27,14 @@ VAL_PAYLOAD = Val.of.offset
 """Byte offset of the payload union inside a value (the kind byte is at 0)."""
 ValPtr = POINTER(Val)
 Name = ffi.wasm_byte_vec_t
+RecordEntry = ffi.wasmtime_component_valrecord_entry_t
+RECORD_ENTRY_SIZE = ctypes.sizeof(RecordEntry)
+RECORD_ENTRY_VAL = ctypes.sizeof(Name)
+"""Offset of a record entry's value (after its name)."""
+VARIANT_VAL = ctypes.sizeof(Name)
+"""Offset of a variant's payload pointer (after its case name)."""
+RESULT_VAL = ctypes.alignment(c_void_p)
+"""Offset of a result's payload pointer (after its `is_ok` byte, aligned)."""
 
 KIND_BOOL = ffi.WASMTIME_COMPONENT_BOOL.value
 KIND_S8 = ffi.WASMTIME_COMPONENT_S8.value
@@ -95,7 +103,11 @@ resource_any_to_host = _fn("wasmtime_component_resource_any_to_host", c_void_p,
 resource_any_delete = _fn("wasmtime_component_resource_any_delete", None, c_void_p)
 
 val_new = _fn("wasmtime_component_val_new", ValPtr, ValPtr)
+val_new_at = _fn("wasmtime_component_val_new", c_void_p, c_void_p)
+"""val_new on and to plain addresses (no pointer objects made)."""
 val_delete = _fn("wasmtime_component_val_delete", None, ValPtr)
+val_clone = _fn("wasmtime_component_val_clone", None, c_void_p, c_void_p)
+"""(source, destination): a deep copy."""
 vallist_new = _fn("wasmtime_component_vallist_new", None, c_void_p, c_size_t, c_void_p)
 vallist_new_uninit = _fn("wasmtime_component_vallist_new_uninit", None, c_void_p, c_size_t)
 valrecord_new_uninit = _fn("wasmtime_component_valrecord_new_uninit", None, c_void_p, c_size_t)

@@ -61,10 +61,53 @@ from tauon.wasm.component.codec_basic import (
     string,
 )
 
-__all__ = ["Codec", "Lift", "Lower", "ResourceError", "ResourceIds", "UnsupportedType", "compile_type", "err",
-           "ok"]
+__all__ = ["Codec", "Frozen", "Lift", "Lower", "ResourceError", "ResourceIds", "UnsupportedType",
+           "compile_type", "err", "ok"]
+
+# Lowering writes through raw addresses: each ctypes attribute step (`v.of.record.data[i].val`) makes
+# an object, and a row set of a few values took ~25 us that way.
+_PAYLOAD = c.VAL_PAYLOAD
+_VAL_SIZE = c.VAL_SIZE
+_VEC_DATA = ctypes.sizeof(ctypes.c_size_t)
+"""Offset of `data` in a size + data vector (lists, records, tuples, names)."""
+_ENTRY_SIZE = c.RECORD_ENTRY_SIZE
+_ENTRY_VAL = c.RECORD_ENTRY_VAL
+_VARIANT_VAL = c.VARIANT_VAL
+_RESULT_VAL = c.RESULT_VAL
+_val_at = c.Val.from_address
+
+
+def _pointer_at(address: int) -> int:
+    return VOIDP.from_address(address).value or 0
+
+
+class Frozen(tuple[Any, ...]):
+    """A tuple a host function returns for a `list<T>` and promises never to change, holding no
+    resources (e.g. a query's columns, the same for every run of a statement): its lowering is kept,
+    per function, and copied with one C call the next time (a few us saved per value)."""
+
+
+MEMO_ENTRIES = 64
+"""Frozen values kept per list type; beyond, they are lowered as plain tuples (never evicted: a
+thread may be copying from one)."""
+MEMO_ITEMS = 64
+"""Longest Frozen value kept."""
+
+
+class _Template:
+    """A lowered value owned by a memo; freed when the memo (its function's linker) goes."""
+
+    def __init__(self) -> None:
+        self.val = c.Val()
+
+    def __del__(self) -> None:
+        if self.val.kind != c.KIND_BOOL:
+            c.val_delete(ctypes.byref(self.val))
+
+
 def _list(element: Codec) -> Codec:
     elift, elower = element.lift, element.lower
+    memo: dict[Frozen, _Template] = {}
 
     def lift(ctx: int, v: Any) -> list[Any]:
         lst = v.of.list
@@ -72,17 +115,31 @@ def _list(element: Codec) -> Codec:
         return [elift(ctx, data[i]) for i in range(lst.size)]
 
     def lower(ctx: int, x: Any, v: Any) -> None:
-        items = list(x)
-        lst = v.of.list
-        c.vallist_new_uninit(ctypes.addressof(lst), len(items))
-        data = lst.data
+        if type(x) is Frozen and len(x) <= MEMO_ITEMS:
+            template = memo.get(x)
+            if template is None and len(memo) < MEMO_ENTRIES:
+                template = _Template()
+                lower_items(ctx, x, template.val)
+                memo[x] = template
+            if template is not None:
+                c.val_clone(ctypes.addressof(template.val), ctypes.addressof(v))
+                return
+        lower_items(ctx, x, v)
+
+    def lower_items(ctx: int, x: Any, v: Any) -> None:
+        items = x if isinstance(x, (list, tuple)) else list(x)
+        n = len(items)
+        at = ctypes.addressof(v) + _PAYLOAD
+        c.vallist_new_uninit(at, n)
+        base = _pointer_at(at + _VEC_DATA)
         done = 0
         try:
             for item in items:
-                elower(ctx, item, data[done])
+                elower(ctx, item, _val_at(base + done * _VAL_SIZE))
                 done += 1
         finally:
-            fill_rest(data, done, len(items))
+            if done < n:
+                fill_rest(c.ValPtr.from_address(at + _VEC_DATA), done, n)
         v.kind = c.KIND_LIST
 
     return Codec(lift, lower)
@@ -100,16 +157,17 @@ def _tuple(elements: Sequence[Codec]) -> Codec:
     def lower(ctx: int, x: Any, v: Any) -> None:
         if len(x) != n:
             raise TypeError(f"expected a tuple of {n}, got {len(x)} values")
-        tup = v.of.tuple
-        c.valtuple_new_uninit(ctypes.addressof(tup), n)
-        data = tup.data
+        at = ctypes.addressof(v) + _PAYLOAD
+        c.valtuple_new_uninit(at, n)
+        base = _pointer_at(at + _VEC_DATA)
         done = 0
         try:
             for f, item in zip(lowers, x, strict=True):
-                f(ctx, item, data[done])
+                f(ctx, item, _val_at(base + done * _VAL_SIZE))
                 done += 1
         finally:
-            fill_rest(data, done, n)
+            if done < n:
+                fill_rest(c.ValPtr.from_address(at + _VEC_DATA), done, n)
         v.kind = c.KIND_TUPLE
 
     return Codec(lift, lower)
@@ -133,41 +191,42 @@ def _record(fields: Sequence[tuple[str, Codec]]) -> Codec:
             values = [x[name] for name in names]
         else:
             values = [getattr(x, name) for name in names]
-        rec = v.of.record
-        c.valrecord_new_uninit(ctypes.addressof(rec), n)
-        data = rec.data
+        at = ctypes.addressof(v) + _PAYLOAD
+        c.valrecord_new_uninit(at, n)
+        base = _pointer_at(at + _VEC_DATA)
         done = 0
         try:
             for i in range(n):
-                lowers[i](ctx, values[i], data[i].val)
-                c.set_name(data[i].name, encoded[i])
+                entry = base + i * _ENTRY_SIZE
+                lowers[i](ctx, values[i], _val_at(entry + _ENTRY_VAL))
+                name = encoded[i]
+                c.byte_vec_new(entry, len(name), name)
                 done += 1
         finally:
             for i in range(done, n):
-                data[i].val.kind = c.KIND_BOOL
-                c.set_name(data[i].name, b"")
+                entry = base + i * _ENTRY_SIZE
+                _val_at(entry + _ENTRY_VAL).kind = c.KIND_BOOL
+                c.byte_vec_new(entry, 0, b"")
         v.kind = c.KIND_RECORD
 
     return Codec(lift, lower)
 
 
-def _boxed(ctx: int, lower: Lower, x: Any) -> Any:
-    """Lower `x` into a fresh heap value (the C API's `val_new` moves it)."""
+def _boxed(ctx: int, lower: Lower, x: Any) -> int:
+    """Lower `x` into a fresh heap value (the C API's `val_new` moves it): its address."""
     tmp = c.Val()
     lower(ctx, x, tmp)
-    return c.val_new(ctypes.byref(tmp))
+    return int(c.val_new_at(ctypes.addressof(tmp)))
 
 
 def _variant(cases: Sequence[tuple[str, Codec | None]]) -> Codec:
     table = {name: (name.encode(), codec) for name, codec in cases}
-    lifts = {name: (codec.lift if codec else None) for name, codec in cases}
-    null = c.ValPtr()
+    by_name = {name.encode(): (name, codec.lift if codec else None) for name, codec in cases}
 
     def lift(ctx: int, v: Any) -> tuple[str, Any]:
         var = v.of.variant
         disc = var.discriminant
-        tag = ctypes.string_at(disc.data, disc.size).decode()
-        f = lifts[tag]
+        tag, f = by_name[ctypes.string_at(disc.data, disc.size)]
         return (tag, f(ctx, var.val.contents) if f is not None else None)
 
     def lower(ctx: int, x: Any, v: Any) -> None:
@@ -179,10 +238,10 @@ def _variant(cases: Sequence[tuple[str, Codec | None]]) -> Codec:
             encoded, codec = table[tag]
         except KeyError:
             raise TypeError(f"no variant case {tag!r}; cases are {', '.join(table)}") from None
-        boxed = _boxed(ctx, codec.lower, payload) if codec is not None else null
-        var = v.of.variant
-        c.set_name(var.discriminant, encoded)
-        var.val = boxed
+        boxed = _boxed(ctx, codec.lower, payload) if codec is not None else None
+        at = ctypes.addressof(v) + _PAYLOAD
+        c.byte_vec_new(at, len(encoded), encoded)
+        VOIDP.from_address(at + _VARIANT_VAL).value = boxed
         v.kind = c.KIND_VARIANT
 
     return Codec(lift, lower)
@@ -208,21 +267,20 @@ def _enum(names: Sequence[str]) -> Codec:
 
 def _option(payload: Codec) -> Codec:
     plift, plower = payload.lift, payload.lower
-    null = c.ValPtr()
 
     def lift(ctx: int, v: Any) -> Any:
         p = v.of.option
         return plift(ctx, p.contents) if p else None
 
     def lower(ctx: int, x: Any, v: Any) -> None:
-        v.of.option = null if x is None else _boxed(ctx, plower, x)
+        VOIDP.from_address(ctypes.addressof(v) + _PAYLOAD).value = (
+            None if x is None else _boxed(ctx, plower, x))
         v.kind = c.KIND_OPTION
 
     return Codec(lift, lower)
 
 
 def _result(ok_codec: Codec | None, err_codec: Codec | None) -> Codec:
-    null = c.ValPtr()
 
     def lift(ctx: int, v: Any) -> tuple[str, Any]:
         r = v.of.result
@@ -238,9 +296,10 @@ def _result(ok_codec: Codec | None, err_codec: Codec | None) -> Codec:
             codec, is_ok = err_codec, False
         else:
             raise TypeError(f"expected ('ok', value) or ('err', error), got {x!r}")
-        r = v.of.result
-        r.val = _boxed(ctx, codec.lower, payload) if codec is not None else null
-        r.is_ok = is_ok
+        at = ctypes.addressof(v) + _PAYLOAD
+        VOIDP.from_address(at + _RESULT_VAL).value = (
+            _boxed(ctx, codec.lower, payload) if codec is not None else None)
+        ctypes.c_bool.from_address(at).value = is_ok
         v.kind = c.KIND_RESULT
 
     return Codec(lift, lower)

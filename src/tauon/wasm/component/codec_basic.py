@@ -94,12 +94,16 @@ def char() -> Codec:
 
 
 def string() -> Codec:
+    payload = c.VAL_PAYLOAD
+    byte_vec_new = c.byte_vec_new
+
     def lift(ctx: int, v: Any) -> str:
         s = v.of.string
         return ctypes.string_at(s.data, s.size).decode("utf-8") if s.size else ""
 
     def lower(ctx: int, x: Any, v: Any) -> None:
-        c.set_name(v.of.string, x.encode("utf-8"))
+        raw = x.encode("utf-8")
+        byte_vec_new(ctypes.addressof(v) + payload, len(raw), raw)
         v.kind = c.KIND_STRING
 
     return Codec(lift, lower)
