@@ -87,7 +87,9 @@ def urls(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
             "other-port": [f"http://127.0.0.1:{upstream.port + 1}"],
             "none": []}
     out: dict[str, str] = {}
-    with run_tauon(tmp_path_factory.mktemp("spin-http")) as tauon:
+    # One process: the pool is per process, and the reuse test counts the upstream's connections
+    # (with --workers auto a request may land on a second process and open its own).
+    with run_tauon(tmp_path_factory.mktemp("spin-http"), "--workers", "1") as tauon:
         for name, allowed in apps.items():
             app = SpinAppSpec(name=f"spin-http-{name}", components=[SpinComponent(
                 id="test", wasm=wasm, metadata={"allowed_outbound_hosts": allowed})],
