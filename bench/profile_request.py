@@ -4,15 +4,18 @@ wrk load, summed by stage of the request path.
 
 Serves one fixture (default: the 7 KB C component) from a local docker-registry with tauon's defaults
 (or `--tauon-args`), loads it with `wrk -t2 -c<connections>` for `--duration` seconds, and meanwhile
-runs `py-spy record --native --idle=false --format raw` on the daemon and each worker. Each sample is
-charged to the first stage (in the order below) whose pattern appears in its stack, so a host function
-called from inside the guest counts as "host functions", not "guest call". Prints the stages' shares of
-the samples, the functions with most own samples, and the requests/s and CPU per request of the same
-run (the profiler slows both: compare shares, not absolute figures, against a run without it).
+runs `py-spy record --nonblocking --format raw` on the daemon and each worker (Python frames only:
+`--native` needs py-spy to stop the process at every sample, which cut the rate to a sixth). With
+`--gil`, only the thread holding the GIL is sampled, which is the Python work that serializes a
+process; without it, threads waiting in C (idle guest threads, the loop in epoll) are counted too.
+Each sample is charged to the first stage (in the order below) whose pattern appears in its stack, so
+a host function called from inside the guest counts as "host functions", not "guest call". Prints the
+stages' shares of the samples, the functions with most own samples, and the requests/s and CPU per
+request of the same run (the profiler slows both: compare shares, not absolute figures).
 
 Needs: docker-registry and wrk (Debian), py-spy (dev extra), root or ptrace rights.
 Usage: .venv/bin/python bench/profile_request.py [--component c] [--duration 10] [--connections 8]
-       [--tauon-args '--workers 1'] [--top 25] [--keep DIR]
+       [--gil] [--tauon-args '--workers 1'] [--top 25] [--keep DIR]
 """
 
 from __future__ import annotations
