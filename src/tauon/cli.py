@@ -16,6 +16,7 @@ import anyio
 from tauon import __version__, tracing
 from tauon.control.spec import parse_address
 from tauon.errors import SpecError, TauonError
+from tauon.gctune import freeze_startup_heap
 from tauon.log import setup_logging
 from tauon.model.address import Address
 from tauon.settings import (
@@ -310,10 +311,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     from tauon.daemon import run_daemon  # imported late so --help stays fast
 
+    options = loop_options()
+    freeze_startup_heap()  # everything serving needs is imported by now
     # SIGINT is handled inside the daemon (drain, exit 0); this only covers a second, impatient ^C.
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(run_daemon, settings, backend="asyncio", backend_options=loop_options())
+            anyio.run(run_daemon, settings, backend="asyncio", backend_options=options)
     except TauonError as exc:
         print(f"tauon: {exc}", file=sys.stderr)
         return 1

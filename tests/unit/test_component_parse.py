@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 import wasmtime
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from support.components import component_path
@@ -82,7 +82,7 @@ def test_every_truncation_is_an_unsupported_component() -> None:
         # A cut at a section boundary is a (smaller) well-formed component: that may plan.
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(8, len(C_BYTES) - 1), st.integers(0, 255)), min_size=1, max_size=8))
 def test_corrupted_bytes_never_raise_anything_else(flips: list[tuple[int, int]]) -> None:
     data = bytearray(C_BYTES)

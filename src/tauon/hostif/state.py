@@ -68,11 +68,24 @@ class ChainTarget(Protocol):
     def start(self, component_id: str, request: Any, future: Any, state: HostState) -> None: ...
 
 
-class GuestLog:
-    """A guest output stream (stdout/stderr) logged line by line, tagged with app and component."""
+class OutputBudget:
+    """The guest output one request may still log (stdout and stderr together, LOG_LIMIT)."""
 
-    def __init__(self, state: HostState, name: str) -> None:
-        self._state = state
+    __slots__ = ("config", "logged")
+
+    def __init__(self, config: HostConfig) -> None:
+        self.config = config
+        self.logged = 0
+
+
+class GuestLog:
+    """A guest output stream (stdout/stderr) logged line by line, tagged with app and component.
+
+    It holds the request's OutputBudget, not its HostState: a reference back to the state would be a
+    cycle per request, garbage only the cyclic collector frees (see HostState)."""
+
+    def __init__(self, budget: OutputBudget, name: str) -> None:
+        self._budget = budget
         self._name = name
         self._partial = bytearray()
 
@@ -94,12 +107,12 @@ class GuestLog:
             self._partial.clear()
 
     def _emit(self, line: bytes | bytearray) -> None:
-        state = self._state
-        if state.logged > LOG_LIMIT:
+        budget = self._budget
+        if budget.logged > LOG_LIMIT:
             return
-        state.logged += len(line) + LINE_COST
-        config = state.config
-        if state.logged > LOG_LIMIT:
+        budget.logged += len(line) + LINE_COST
+        config = budget.config
+        if budget.logged > LOG_LIMIT:
             config.logger.warning("%s: guest output over %d bytes for this request; dropping the rest",
                                   config.label, LOG_LIMIT)
             return
@@ -108,7 +121,11 @@ class GuestLog:
 
 class HostState:
     """Everything the host functions of one request share. Used by the guest's thread only, except
-    `cond`, which other threads (event loop, HTTP clients) use to wake a guest blocked in a host call."""
+    `cond`, which other threads (event loop, HTTP clients) use to wake a guest blocked in a host call.
+
+    Nothing it holds points back to it: freed by reference counting when the request ends, a state
+    never waits for the cyclic garbage collector (whose full passes over a daemon's heap stall every
+    request in the process; see tauon.gctune)."""
 
     def __init__(self, config: HostConfig, *, timeout: float,
                  extensions: dict[str, Any] | None = None, slot: SlotHold | None = None) -> None:
@@ -119,9 +136,9 @@ class HostState:
         self.table = ResourceTable()
         self.cond = threading.Condition()
         self.deadline = time.monotonic() + timeout
-        self.logged = 0
-        self.stdout = GuestLog(self, "stdout")
-        self.stderr = GuestLog(self, "stderr")
+        budget = OutputBudget(config)
+        self.stdout = GuestLog(budget, "stdout")
+        self.stderr = GuestLog(budget, "stderr")
         self.extensions: dict[str, Any] = extensions or {}
         """Per-executor state, e.g. 'http' for the incoming request of a wasi:http call."""
         self.exit_code: int | None = None

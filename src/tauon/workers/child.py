@@ -24,6 +24,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from tauon import tracing
+from tauon.gctune import freeze_startup_heap
 from tauon.log import setup_logging, tag_worker
 from tauon.metrics import Metrics
 from tauon.server.generation import Generation, build_generation
@@ -284,8 +285,10 @@ def main(argv: list[str]) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     sock = socket.socket(fileno=int(argv[1]))
+    options = loop_options()
+    freeze_startup_heap()
     try:
-        anyio.run(run, sock, backend="asyncio", backend_options=loop_options())
+        anyio.run(run, sock, backend="asyncio", backend_options=options)
     except* ChannelClosed:
         pass  # the daemon went away (a stop) before this worker was serving: nothing to drain
     return 0

@@ -48,7 +48,9 @@ def summarize(message: str) -> str:
 
 
 def context_address(store: wasmtime.Store) -> int:
-    return ctypes.cast(store._context(), ctypes.c_void_p).value or 0
+    # Not ctypes.cast: it stores the pointer object in its own `_objects`, a reference cycle per
+    # Store that only the cyclic garbage collector frees (a full pass stalls the whole process).
+    return ctypes.c_void_p.from_buffer(store._context()).value or 0
 
 
 def instantiate(linker: Linker, store: wasmtime.Store, component: Component, state: Any) -> Instance:

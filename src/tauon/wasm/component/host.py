@@ -153,7 +153,7 @@ _RELEASE_DTOR = c.Finalizer(_release_dtor)
 
 
 def _ptr(li: LinkerInstance) -> int:
-    return ctypes.cast(li.ptr(), ctypes.c_void_p).value or 0
+    return ctypes.c_void_p.from_buffer(li.ptr()).value or 0  # not ctypes.cast: see guest.context_address
 
 
 def compile_signature(fty: FuncType, resources: ResourceIds, *, latin1_bytes: bool = False
