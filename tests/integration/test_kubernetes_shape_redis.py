@@ -64,6 +64,9 @@ def test_replicas_share_redis_while_the_runtime_config_secret_changes(
                 for pod in pods:  # picked up at the next rescan (--resync-interval 5 in tests)
                     pod.wait_log(r"shop\.json: updated to generation \d+", timeout=300)
                 time.sleep(1.0)
+            for host in hosts:  # the new generation's cache store: opening it creates its file
+                r = httpx.get(f"http://{host}:{port}/keys/cache", timeout=30)
+                assert r.status_code == 200, r.text
             logs = [pod.log() for pod in pods]
         hits = int(redis.command("GET", "hits").split(b"\r\n")[1])
     finally:

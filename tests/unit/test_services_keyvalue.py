@@ -183,15 +183,25 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path, generations: int) -> No
     print(f"{total} writes from {threads_n} threads, {generations} handle(s): {elapsed:.2f}s")
 
 
-def test_the_default_store_opens_its_database_on_first_use(tmp_path: Path) -> None:
-    """As Spin's SQLite store does: an app that never touches its store holds no database (three
-    descriptors and a mapping per app with WAL) and its generation builds without opening one."""
+def test_the_default_store_opens_its_database_when_a_guest_opens_it(tmp_path: Path) -> None:
+    """As Spin's SQLite store manager does: an app that never opens its store holds no database (three
+    descriptors and a mapping per app with WAL) and its generation builds without opening one; the
+    guest's `open` opens it, so a database that cannot be opened fails the open."""
     stores = KeyValueStores.open(tmp_path / "state")
     assert not (tmp_path / "state" / "sqlite_key_value.db").exists()
     store = stores.open_store("default", {"default"})
-    assert not (tmp_path / "state" / "sqlite_key_value.db").exists()
-    assert store.get("k") is None
     assert (tmp_path / "state" / "sqlite_key_value.db").is_file()
+    assert store.get("k") is None
     stores.close()
     with pytest.raises(KeyValueError):
         store.get("k")  # closed stays closed
+
+
+def test_a_database_that_cannot_be_opened_fails_the_guests_open(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "sqlite_key_value.db").mkdir()  # a directory where the database file goes
+    stores = KeyValueStores.open(tmp_path / "state")
+    with pytest.raises(KeyValueError) as info:
+        stores.open_store("default", {"default"})
+    assert info.value.kind == "other"
+    stores.close()

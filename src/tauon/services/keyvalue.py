@@ -75,6 +75,11 @@ class SqliteKeyValue:
             raise
         return conn
 
+    def connect(self) -> None:
+        """Open the database now if it is not open yet (a guest opening a store: Spin's store manager
+        opens its connection there, so an unopenable database fails the open). Raises KeyValueError."""
+        self._run(lambda conn: None)
+
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             try:
@@ -298,6 +303,8 @@ class KeyValueStores:
         backend = self._backends.get(label)
         if backend is None:
             raise KeyValueError("no-such-store", f"no key-value store {label!r} is defined")
+        if isinstance(backend, SqliteKeyValue):
+            backend.connect()
         return KeyValueStore(label, backend)
 
     def close(self) -> None:
