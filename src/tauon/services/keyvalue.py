@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -64,16 +65,35 @@ class SqliteKeyValue:
             check_same_thread=False,
         )
         try:
-            if self.path is not None:
-                conn.execute("PRAGMA journal_mode=WAL")
-                # In WAL, NORMAL keeps the database consistent across crashes; only the last commits
-                # can be lost on power failure, a fair trade for not fsyncing every write.
-                conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(SCHEMA)
+            self._set_up(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL and create the table, retrying while another connection does the same.
+
+        Two generations opening a new file at once race here: switching to WAL and creating the table
+        upgrade a read lock to a write lock, and SQLite answers a contended upgrade with SQLITE_BUSY at
+        once rather than calling the busy handler (waiting could deadlock). Retrying is safe: both
+        statements are idempotent."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.001
+        while True:
+            try:
+                if self.path is not None:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    # In WAL, NORMAL keeps the database consistent across crashes; only the last
+                    # commits can be lost on power failure, a fair trade for not fsyncing every write.
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     def connect(self) -> None:
         """Open the database now if it is not open yet (a guest opening a store: Spin's store manager
