@@ -30,6 +30,7 @@ from tauon.hostif import (
     filesystem,
     http,
     http_out,
+    http_p3,
     io,
     random,
     sockets,
@@ -51,7 +52,7 @@ from tauon.wasm.component.rewriting.contract import latin1_bytes
 
 ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     iface
-    for module in (io, clocks, random, cli, filesystem, sockets, http, http_out,
+    for module in (io, clocks, random, cli, filesystem, sockets, http, http_out, http_p3,
                    spin_variables, spin_kv, spin_sqlite, spin_http, spin_redis, spin_mqtt, spin_pg,
                    spin_mysql, spin_unconfigured)
     for iface in module.INTERFACES
