@@ -8,6 +8,7 @@ from tauon.errors import LoadError
 from tauon.executors.select import (
     SPIN_INBOUND,
     WASI_HTTP_02,
+    WASI_HTTP_03,
     WASI_HTTP_RC,
     handler_kind,
     select_command,
@@ -48,11 +49,11 @@ def test_several_handlers_are_refused() -> None:
         select_handler(["wasi:http/incoming-handler@0.2.0", "fermyon:spin/inbound-http"], component_id="c")
 
 
-def test_wasip3_is_refused_with_the_reason_and_the_fix() -> None:
-    with pytest.raises(LoadError) as info:
-        select_handler(["wasi:http/handler@0.3.0"], component_id="c")
-    assert "component-model async" in str(info.value)
-    assert "wasi:http 0.2" in str(info.value)
+def test_wasip3_is_selected_for_the_p3_executor() -> None:
+    """Whether the component's async parts are supported is the builder's check (on tauon's runtime)."""
+    assert select_handler(["wasi:http/handler@0.3.0"], component_id="c") == (
+        WASI_HTTP_03, "wasi:http/handler@0.3.0")
+    assert select_handler(["wasi:http/handler@0.3.0-rc-2026-03-15"], component_id="c")[0] == WASI_HTTP_03
 
 
 def test_spin_inbound_http_is_selected() -> None:

@@ -27,9 +27,10 @@ from tauon.executors.redis_component import EXPORT as REDIS_EXPORT
 from tauon.executors.redis_component import FUNCTION as REDIS_FUNCTION
 from tauon.executors.redis_component import RedisComponentHandler, RedisHandler
 from tauon.executors.redis_legacy import RedisLegacyHandler, is_legacy_redis_module
-from tauon.executors.runtime_choice import choose_runner
+from tauon.executors.runtime_choice import choose_runner, p3_runner
 from tauon.executors.select import (
     SPIN_INBOUND,
+    WASI_HTTP_03,
     component_exports,
     select_command,
     select_handler,
@@ -42,6 +43,7 @@ from tauon.executors.spin_legacy import SpinLegacyExecutor, is_legacy_spin_modul
 from tauon.executors.wagi import WagiExecutor
 from tauon.executors.wagi_component import WagiComponentExecutor
 from tauon.executors.wasi_http import WasiHttpExecutor
+from tauon.executors.wasi_http_p3 import WasiHttpP3Executor
 from tauon.hostif.http_pool import HttpPool
 from tauon.hostif.linker import LinkedComponent, build_linker
 from tauon.hostif.state import ChainTarget, HostConfig
@@ -133,13 +135,17 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         outbound_timeout=limits.request_timeout, services=services, chain=chain,
         self_origin=self_origin, self_scheme=self_scheme,
         http_pool=HttpPool(enabled=None if services is None or services.http_pooling else False))
+    setup = ExecutorSetup(app_id, component.id, engine, limits, limiter, logger)
+    if kind == WASI_HTTP_03:  # component-model async: only tauon's own runtime hosts it
+        p3 = p3_runner(engine=engine, component=component, export=export)
+        _trial(engine, p3, config, limits, component.id)
+        return WasiHttpP3Executor(setup, component=compiled, export=export, runner=p3, config=config)
     linked = _link(engine, compiled, component.id)
     entries = {"wagi": (export, "run"), SPIN_INBOUND: (SPIN_EXPORT, SPIN_FUNCTION)}
     entry = entries.get(kind, (export, "handle"))
     runner = choose_runner(component_runtime, engine=engine, component=component, compiled=compiled,
                            linked=linked, entry=entry, logger=logger, app_id=app_id)
     _trial(engine, runner, config, limits, component.id)
-    setup = ExecutorSetup(app_id, component.id, engine, limits, limiter, logger)
     if kind == "wagi":
         return WagiComponentExecutor(setup, component=compiled, export=export, linked=linked, config=config,
                                      component_env=component.env, argv_template=wagi_argv, runner=runner)

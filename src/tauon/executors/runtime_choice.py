@@ -21,6 +21,7 @@ from tauon.hostif.runtime_link import RuntimeLinks
 from tauon.wasm.engine import WasmEngine
 from tauon.wasm.runtime.load import load_component
 from tauon.wasm.runtime.model import UnsupportedComponent
+from tauon.wasm.runtime.tasks import AsyncGuestFunc
 
 RUNTIMES = ("wasmtime", "tauon")
 
@@ -47,4 +48,20 @@ def choose_runner(runtime: str, *, engine: WasmEngine, component: ComponentPlan,
     if links.trapping:
         logger.debug("%s/%s: imports that trap when called: %s", app_id, component.id,
                      ", ".join(links.trapping))
+    return runner
+
+
+def p3_runner(*, engine: WasmEngine, component: ComponentPlan, export: str) -> TauonRunner:
+    """The runner of a WASIp3 component (`wasi:http/handler@0.3.x`): always tauon's own runtime, the
+    only one that hosts component-model async. Raises LoadError naming what it does not support."""
+    field = f"components.{component.id}.source"
+    try:
+        runner = TauonRunner(load_component(engine, Path(component.wasm_path), RuntimeLinks()))
+        AsyncGuestFunc(runner.component, export, "handle")
+    except (UnsupportedComponent, LookupError) as exc:
+        raise LoadError(
+            f"component '{component.id}' exports {export} (WASIp3, component-model async), but uses "
+            f"something tauon's component runtime does not support yet: {exc}", field=field,
+            hint="build the component for wasi:http 0.2 (e.g. spin-sdk 3.x for Python, wasi:http/proxy@0.2.x "
+                 "worlds), which exports wasi:http/incoming-handler@0.2.x") from None
     return runner

@@ -52,14 +52,7 @@ def select_handler(exports: list[str], *, component_id: str) -> tuple[str, str]:
             f"component '{component_id}' exports multiple different handlers: "
             f"{', '.join(name for _, name in found)}", field=field,
             hint="build the component with exactly one HTTP handler export")
-    kind, export = found[0]
-    if kind == WASI_HTTP_03:
-        raise LoadError(
-            f"component '{component_id}' exports {export} (WASIp3, component-model async), which tauon "
-            "cannot host: the wasmtime Python binding has no component-model async support", field=field,
-            hint="build the component for wasi:http 0.2 (e.g. spin-sdk 3.x for Python, "
-                 "wasi:http/proxy@0.2.x worlds), which exports wasi:http/incoming-handler@0.2.x")
-    return kind, export
+    return found[0]
 
 
 def select_command(exports: list[str], *, component_id: str) -> str:

@@ -45,7 +45,7 @@ def entries_of(engine: WasmEngine, original: GenerationPlan, prepared: Generatio
         names.add(f"modules/{engine.cache_key(digest)}.cwasm")
         names.add(f"components/{component_key(engine, digest)}.cwasm")
         path = Path(component.wasm_path)
-        if prepared.component_runtime == "tauon":
+        if runtime_load.compiles_core_modules(path, prepared.component_runtime):
             names.update(runtime_load.cache_names(engine, path))
         if path.parent == converted:  # composed (or converted) at load: its source is cached too
             names.add(f"converted/{path.name}")

@@ -118,9 +118,9 @@ def _compile_one(engine: WasmEngine, path: Path, digest: str, runtime: str) -> b
     from tauon.wasm.component import cache  # the binding and rewriting: imported only when needed
 
     cache.compile_component(engine, path, digest)
-    if runtime == "tauon":  # tauon's component runtime: the core modules too
-        from tauon.wasm.runtime import load as runtime_load
+    from tauon.wasm.runtime import load as runtime_load
 
+    if runtime_load.compiles_core_modules(path, runtime):  # tauon's component runtime: core modules too
         runtime_load.compile_core_modules(engine, path)
         return cache.has_compiled(engine, digest) and runtime_load.has_compiled(engine, path)
     return cache.has_compiled(engine, digest)

@@ -46,7 +46,8 @@ def _has_compiled(engine: WasmEngine, component: ComponentPlan, runtime: str) ->
         return False  # the child reports it, naming the component
     if kind == "module":
         return engine.has_compiled(component.wasm_digest)
-    if runtime == "tauon" and not runtime_load.has_compiled(engine, Path(component.wasm_path)):
+    path = Path(component.wasm_path)
+    if runtime_load.compiles_core_modules(path, runtime) and not runtime_load.has_compiled(engine, path):
         return False  # tauon's component runtime compiles the component's core modules itself
     return cache.has_compiled(engine, component.wasm_digest)
 

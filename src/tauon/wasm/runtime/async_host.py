@@ -104,6 +104,23 @@ class Deferred:
         callback()
 
 
+class _Listener:
+    __slots__ = ("wake",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.wake = callback
+
+
+def listen(end: StreamReader | StreamWriter | FutureReader | FutureWriter,
+           callback: Callable[[], None]) -> None:
+    """Call `callback` (from whichever thread changes it, with the pipe's lock held: keep it short, e.g.
+    `loop.call_soon_threadsafe`) whenever the stream or future `end` belongs to changes: for host
+    code that does not block on `read` / `write`, like an asyncio event loop using `try_read` /
+    `try_write`."""
+    with end.pipe.cond:
+        end.pipe.wakers.append(_Listener(callback))  # type: ignore[arg-type]
+
+
 class StreamReader:
     """The readable end of a stream, held by the host."""
 
@@ -111,6 +128,19 @@ class StreamReader:
 
     def __init__(self, pipe: Pipe) -> None:
         self.pipe = pipe
+
+    def try_read(self, n: int = DEFAULT_CAPACITY) -> Any:
+        """Without waiting: up to `n` elements, an empty result if none are there yet, or None at the
+        end of the stream."""
+        pipe = self.pipe
+        with pipe.cond:
+            if not pipe.data:
+                return None if pipe.writer_gone or pipe.reader_gone else pipe.data[:0]
+            data = pipe.data
+            taken = bytes(data[:n]) if pipe.is_bytes else list(data[:n])
+            del data[:n]
+            pipe.notify()
+            return taken
 
     def read(self, n: int = DEFAULT_CAPACITY, timeout: float | None = None) -> Any:
         """Up to `n` (> 0) elements once some are there; None at the end of the stream."""
@@ -171,6 +201,21 @@ class StreamWriter:
                 written += len(chunk)
                 pipe.notify()
         return written
+
+    def try_write(self, data: Any) -> int:
+        """Without waiting: write as much of `data` as there is room for; how many elements went in."""
+        pipe = self.pipe
+        with pipe.cond:
+            if pipe.writer_gone:
+                raise RuntimeError("write to a stream writer that was closed")
+            room = pipe.room()
+            if pipe.reader_gone or room <= 0:
+                return 0
+            chunk = memoryview(data).cast("B")[:room] if pipe.is_bytes else list(data)[:room]
+            pipe.data.extend(chunk)
+            if len(chunk):
+                pipe.notify()
+            return len(chunk)
 
     @property
     def reader_gone(self) -> bool:

@@ -1,0 +1,268 @@
+"""The wasi:http 0.3 executor (WASIp3, Spin 4: `wasi:http/handler@0.3.x`, spin-spec §4.4): `handle` on a
+fresh instance per request, on tauon's own component runtime (the wasmtime binding has no
+component-model async).
+
+The guest runs in a worker thread (under the app's limiter) with a memory limit, an epoch deadline
+and, for its waits in the async ABI's event loop, the request's deadline. The request body is a
+stream the event loop feeds as the client sends it (bounded: the feeder waits while the guest does not
+read); the guest's `task.return` hands over the response, whose head is sent at once and whose body
+stream is sent to the client as the guest writes it, while the guest's task goes on running. A
+failure before the head is a GuestError (the switchboard answers 500); after it, the response is cut
+short and the error logged, as in Spin. Response trailers are not sent (tauon's HTTP/1.1 server has
+none); request trailers are never delivered (the trailers future says there are none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio
+from starlette.types import Receive, Send
+from wasmtime.component import Component
+
+from tauon.executors.base import ExecutorSetup, GuestError, GuestExecutor, RoutedRequest
+from tauon.executors.guestthreads import GuestThreads
+from tauon.executors.oneshot import TauonRunner, new_store
+from tauon.executors.responses import send_empty
+from tauon.executors.wasi_http import _framing, _join
+from tauon.hostif.http import method_variant
+from tauon.hostif.http_fields import FORBIDDEN_HEADERS, Fields
+from tauon.hostif.http_p3 import NO_TRAILERS, Request, Response, ready_future
+from tauon.hostif.state import HostConfig, HostState
+from tauon.wasm.component.guest import Trap
+from tauon.wasm.component.host import bound_state
+from tauon.wasm.runtime.async_host import FutureWriter, StreamReader, StreamWriter, listen, stream
+from tauon.wasm.runtime.tasks import AsyncGuestFunc, release
+
+REQUEST_BUFFER = 1 << 20
+"""Request body bytes buffered ahead of the guest's reads."""
+RESPONSE_CHUNK = 1 << 20
+
+_GUEST_THREADS = GuestThreads()
+
+
+class _Exchange:
+    """What the guest thread tells the event loop: the response, or a failure."""
+
+    def __init__(self, wake: Any) -> None:
+        self.wake = wake
+        self.head: tuple[int, list[tuple[str, bytes]]] | None = None
+        self.body: StreamReader | None = None
+        self.sent: FutureWriter | None = None
+        self.failure: str | None = None
+        self.done = False
+        self.error: BaseException | None = None
+
+    def respond(self, result: Any) -> None:
+        """`task.return` of `handle` (guest thread): result<response, error-code>."""
+        tag, payload = result
+        if tag != "ok":
+            self.failure = f"the guest returned the error {_error_text(payload)}"
+            self.wake()
+            return
+        response: Response = payload
+        self.body = response.body
+        self.sent = response.done
+        if response.trailers is not None:
+            response.trailers.close()  # tauon sends no trailers (see the module docstring)
+        if self.body is not None:
+            listen(self.body, self.wake)
+        self.head = (response.status, list(response.headers.entries))
+        self.wake()
+
+
+def _error_text(code: Any) -> str:
+    if isinstance(code, tuple) and code:
+        return str(code[0]) if code[1] is None else f"{code[0]}({code[1]!r})"
+    return repr(code)
+
+
+class WasiHttpP3Executor(GuestExecutor):
+    """Serves `wasi:http/handler@0.3.x#handle`."""
+
+    def __init__(self, setup: ExecutorSetup, *, component: Component, export: str, runner: TauonRunner,
+                 config: HostConfig) -> None:
+        super().__init__(setup)
+        self._component = component  # the validated, compiled component (kept for the cache's sake)
+        self._runner = runner
+        self._config = config
+        self.export = export
+        self._handle = AsyncGuestFunc(runner.component, export, "handle")
+
+    def close(self) -> None:
+        self._config.close()
+
+    async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
+        declared_too_large, has_body = _framing(request, self._limits.max_request_body)
+        if declared_too_large:
+            await send_empty(send, 413)
+            return
+        loop = asyncio.get_running_loop()
+        wake, feed = asyncio.Event(), asyncio.Event()
+        pending = [False]
+
+        def notify() -> None:  # any thread: a burst of changes is one wake-up of the loop
+            if not pending[0]:
+                pending[0] = True
+                loop.call_soon_threadsafe(_set, wake, feed, pending)
+
+        state = HostState(self._config, timeout=self._limits.request_timeout)
+        body_reader, body_writer = stream(capacity=REQUEST_BUFFER)
+        listen(body_writer, notify)
+        if not has_body:
+            body_writer.close()
+        exchange = _Exchange(notify)
+        guest_request = self._guest_request(request, body_reader)
+        too_large = [False]
+
+        def finished(_: Any) -> None:  # event loop
+            exchange.done = True
+            wake.set()
+            feed.set()
+
+        cut_short: GuestError | None = None
+        try:
+            self._limiter.acquire_on_behalf_of_nowait(state)
+        except anyio.WouldBlock:
+            await self._limiter.acquire_on_behalf_of(state)
+        try:
+            worker = _GUEST_THREADS.run(self._in_slot, state.slot, self._run, state, guest_request, exchange)
+            worker.add_done_callback(finished)
+            feeder = (loop.create_task(self._feed(receive, body_writer, feed, wake, too_large))
+                      if has_body else None)
+            try:
+                await self._respond(send, exchange, wake, too_large)
+            except GuestError as exc:
+                cut_short = exc
+            finally:
+                if feeder is not None:
+                    feeder.cancel()
+                if exchange.body is not None:
+                    exchange.body.close()  # nobody reads the rest: a writing guest sees DROPPED
+                await _join(worker, feeder)
+        finally:
+            self._limiter.release_on_behalf_of(state)
+        if cut_short is not None:
+            raise cut_short
+        if exchange.head is None and not too_large[0]:
+            error = exchange.error
+            if error is not None:
+                raise GuestError(f"{self._label}: {error}", kind=getattr(error, "kind", "trap")) from error
+            raise GuestError(f"{self._label}: {exchange.failure or 'the guest returned no response'}",
+                             kind="no-response")
+
+    def _guest_request(self, request: RoutedRequest, body: StreamReader) -> Request:
+        headers = [(name, value.encode("utf-8")) for name, value in request.headers
+                   if name not in FORBIDDEN_HEADERS]
+        headers += [(v.header, v.value.encode("utf-8")) for v in request.spin_values]
+        path = request.path + (f"?{request.query}" if request.query else "")
+        return Request(Fields(headers, immutable=True), body, ready_future(NO_TRAILERS), None,
+                       method=method_variant(request.method), path_with_query=path, scheme=("HTTP", None),
+                       authority=request.authority)
+
+    def _run(self, state: HostState, request: Request, exchange: _Exchange) -> None:
+        """Worker thread: a fresh store and instance, then `handle` until its task exits."""
+        store = new_store(self._engine, self._limits)
+        instance = None
+        try:
+            instance = self._runner.instantiate(store, state)
+            rep = state.table.push(request)
+            self._handle.call(instance, state, (rep,), lambda result: self._returned(state, exchange, result),
+                              deadline=state.deadline)
+        except Trap as exc:
+            exchange.error = exc
+            if exchange.head is not None:
+                self._log.error("%s: guest failed after the response started: %s", self._label, exc)
+        except Exception as exc:  # a host-side bug: still a 500 for this request only
+            self._log.exception("%s: executor failure", self._label)
+            exchange.error = exc
+        finally:
+            if instance is not None:
+                release(instance)  # the guest's ends of streams go: the body reader sees the end
+            if request.body is not None:
+                request.body.close()  # never consumed: the feeder stops
+            with bound_state(state):
+                state.finish()
+            exchange.wake()
+            del store
+
+    def _returned(self, state: HostState, exchange: _Exchange, result: Any) -> None:
+        tag, payload = result
+        if tag == "ok":
+            payload = state.table.take(payload, Response)  # the guest gave the response away
+        exchange.respond((tag, payload))
+
+    async def _feed(self, receive: Receive, writer: StreamWriter, feed: asyncio.Event, wake: asyncio.Event,
+                    too_large: list[bool]) -> None:
+        """Client body -> guest, as fast as the guest reads it; enforces the app's body limit."""
+        total = 0
+        limit = self._limits.max_request_body
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                writer.close()
+                return
+            chunk: bytes = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                too_large[0] = True
+                writer.close()
+                wake.set()
+                return
+            view = memoryview(chunk)
+            while view:
+                feed.clear()
+                if writer.reader_gone:
+                    return
+                view = view[writer.try_write(view):]
+                if view:
+                    await feed.wait()  # the guest reads: the pipe's listener sets it
+            if not message.get("more_body", False):
+                writer.close()
+                return
+
+    async def _respond(self, send: Send, exchange: _Exchange, wake: asyncio.Event,
+                       too_large: list[bool]) -> None:
+        started = False
+        while True:
+            wake.clear()
+            if not started and too_large[0]:
+                await send_empty(send, 413)
+                return
+            if not started and exchange.head is not None:
+                status, headers = exchange.head
+                if status > 600:  # wasi:http allows up to 999; the HTTP server sends 100-600 (as Spin)
+                    raise GuestError(f"{self._label}: the guest answered status {status}, which tauon's "
+                                     "HTTP server cannot send (100-600); answering 500", kind="output")
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [(k.encode("latin-1"), v) for k, v in headers]})
+                started = True
+            if started:
+                if await self._send_body(send, exchange):
+                    return
+            elif exchange.done or exchange.failure is not None:
+                return
+            await wake.wait()
+
+    async def _send_body(self, send: Send, exchange: _Exchange) -> bool:
+        """Send what the guest has written; True once the body is complete."""
+        body = exchange.body
+        while True:
+            data = body.try_read(RESPONSE_CHUNK) if body is not None else None
+            if data is None:
+                if exchange.error is not None:
+                    raise GuestError(f"{self._label}: response body cut short: {exchange.error}")
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if exchange.sent is not None:
+                    exchange.sent.write(("ok", None))
+                return True
+            if not data:
+                return False
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+def _set(wake: asyncio.Event, feed: asyncio.Event, pending: list[bool]) -> None:
+    pending[0] = False
+    wake.set()
+    feed.set()
