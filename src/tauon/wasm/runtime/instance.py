@@ -31,9 +31,10 @@ from tauon.wasm.canon.handles import BorrowScope, HandleTable
 from tauon.wasm.canon.memory import WasmtimeMemory
 from tauon.wasm.canon.types import FuncType, ResourceType
 from tauon.wasm.runtime import corefn
+from tauon.wasm.runtime.linking import ComponentLinker
 from tauon.wasm.runtime.model import UnsupportedComponent
-from tauon.wasm.runtime.plan import Builtin, CoreRef, HostFunc, Lifted, Lower, Opts, Plan
-from tauon.wasm.runtime.wiring import Wiring
+from tauon.wasm.runtime.plan import Builtin, CoreRef, HostFunc, Lower, Opts, Plan
+from tauon.wasm.runtime.wiring import Source, Wiring, host_link_name
 
 HostImpl = Callable[..., Any]
 
@@ -75,15 +76,14 @@ def current() -> RuntimeInstance:
 class RuntimeComponent:
     """A component prepared for instantiation (thread-safe; shared by every instance of it)."""
 
-    def __init__(self, plan: Plan, modules: list[wasmtime.Module], links: HostLinks) -> None:
+    def __init__(self, plan: Plan, wiring: Wiring, modules: list[wasmtime.Module], links: HostLinks,
+                 engine: wasmtime.Engine) -> None:
+        """`modules`: the compiled `wiring.modules`."""
         self.plan = plan
         self.modules = modules
         self.links = links
-        import_names = [[(imp.module, imp.name or "") for imp in module.imports] for module in modules]
-        self.wiring = Wiring(plan, import_names)
-        self.ref_ids = {ref: self.wiring.id_of(self.wiring.source(ref)) for ref in _named_refs(plan)}
-        """Source ids of the core items canonical options, lifts and dtors name (fixed before any
-        instance exists: instances size their extern lists by the wiring's sources)."""
+        self.wiring = wiring
+        self.ref_ids = wiring.ref_ids
         host_resources = [t for exports in plan.imports.values() for t in exports.values()
                           if isinstance(t, ResourceType)]
         self.host_resources = frozenset(host_resources)
@@ -116,6 +116,11 @@ class RuntimeComponent:
             self._builtin_slots.append(corefn.register(_builtin_call(builtin)))
         # The slots' functions do not refer to this object: it goes with its last user.
         weakref.finalize(self, _unregister, [*self._slots, *self._builtin_slots])
+        host_funcs = [(*host_link_name(Source(kind, i)), ty, slot)
+                      for kind, types, slots in (("lower", self.lower_types, self._slots),
+                                                 ("builtin", self.builtin_types, self._builtin_slots))
+                      for i, (ty, slot) in enumerate(zip(types, slots, strict=True))]
+        self.linker = ComponentLinker(engine, wiring.steps, modules, host_funcs)
 
     def lower_slot(self, index: int) -> int:
         return self._slots[index]
@@ -157,15 +162,8 @@ class RuntimeInstance:
     # -- instantiation
 
     def instantiate_all(self) -> None:
-        """Every core module, in order, with its imports from the externs of earlier steps."""
-        modules = self.component.modules
-        externs, make = self._externs, self._make_extern
-        for step in self.component.wiring.steps:
-            imports = (ffi.wasmtime_extern_t * len(step.sources))()
-            for i, source in enumerate(step.sources):
-                found = externs[source]
-                imports[i] = found if found is not None else make(source)
-            self._instances.append(corefn.instantiate_module(self.ctx, modules[step.module], imports))
+        """Every core module, in order, linked to the trampolines and to earlier instances."""
+        self._instances = self.component.linker.instantiate_steps(self.ctx)
 
     def extern(self, source_id: int) -> Any:
         """The `wasmtime_extern_t` of a source in this Store (trampolines are made on first use)."""
@@ -177,16 +175,12 @@ class RuntimeInstance:
         source = component.wiring.sources[source_id]
         found = ffi.wasmtime_extern_t()
         if source.kind == "export":
-            name = source.name
+            name = component.wiring.link_name(source)[1].encode()
             if not _export_get(self.ctx, ctypes.addressof(self._instances[source.index]), name, len(name),
                                ctypes.addressof(found)):
-                raise UnsupportedComponent(f"a core module has no export {name.decode()!r}")
-        elif source.kind == "lower":
-            corefn.host_func_extern(self.ctx, component.lower_types[source.index],
-                                    component.lower_slot(source.index), found)
+                raise UnsupportedComponent(f"a core module has no export {source.name.decode()!r}")
         else:
-            corefn.host_func_extern(self.ctx, component.builtin_types[source.index],
-                                    component.builtin_slot(source.index), found)
+            found = component.linker.host_extern(self.ctx, *host_link_name(source))
         self._externs[source_id] = found
         return found
 
@@ -248,23 +242,6 @@ class RuntimeInstance:
         if not isinstance(func, wasmtime.Func):
             raise UnsupportedComponent("a lifted function that is not a core function")
         return func
-
-
-def _named_refs(plan: Plan) -> list[CoreRef]:
-    """Every core item named by canonical options, lifted exports and resource dtors."""
-    opts: list[Opts] = [lower.opts for lower in plan.lowers]
-    refs: list[CoreRef] = list(plan.dtors.values())
-    pending: list[Any] = [plan.exports]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, Lifted):
-            refs.append(item.core)
-            opts.append(item.opts)
-    for o in opts:
-        refs.extend(r for r in (o.memory, o.realloc, o.post_return) if r is not None)
-    return refs
 
 
 _REALLOC = corefn.GuestCall(("i32", "i32", "i32", "i32"), ("i32",))
