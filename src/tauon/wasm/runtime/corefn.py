@@ -148,3 +148,36 @@ class GuestCall:
         if error or trap:
             raise failure(error, trap)
         return self._out.unpack_from(buf, 0) if self._nresults else ()
+
+
+_REALLOC_ARGS = raw_format(("i32", "i32", "i32", "i32"))
+_I32_RESULT = raw_format(("i32",))
+
+
+class GuestRealloc:
+    """A component's `cabi_realloc` in one Store, called for every string or list lowered into the guest:
+    one preallocated raw-value frame, no per-call masking (its arguments are the host's own unsigned
+    sizes and pointers). A nested call (guest code inside realloc calling the host) may reuse the frame:
+    wasmtime reads the arguments before running the guest and writes the result after it returns."""
+
+    __slots__ = ("_args", "_ctx", "_frame", "_func", "_trap", "_trap_ref")
+
+    def __init__(self, ctx: int, func: wasmtime.Func) -> None:
+        self._ctx = ctx
+        self._func = func  # keeps its handle alive
+        self._frame = ctypes.create_string_buffer(4 * RAW_SIZE)
+        self._args = ctypes.addressof(self._frame)
+        self._trap = c_void_p()
+        self._trap_ref = ctypes.byref(self._trap)
+
+    def __call__(self, old: int, old_size: int, align: int, size: int) -> int:
+        frame = self._frame
+        _REALLOC_ARGS.pack_into(frame, 0, old, old_size, align, size)
+        _local.error = None
+        error = _call_unchecked(self._ctx, ctypes.addressof(self._func._func), self._args, 4, self._trap_ref)
+        if error or self._trap:
+            trap, self._trap = self._trap, c_void_p()
+            self._trap_ref = ctypes.byref(self._trap)
+            raise failure(error, trap)
+        result: int = _I32_RESULT.unpack_from(frame, 0)[0]
+        return result

@@ -92,6 +92,7 @@ class RuntimeComponent:
                             if isinstance(t, ResourceType)]
         self.defined = frozenset(b.resource for b in plan.builtins if not b.resource.host)
         """Resource types the component implements (resource.new); others are the host's."""
+        self._context_ids: dict[tuple[CoreRef | None, CoreRef | None], int] = {}
         self._slots: list[int] = []
         self.lower_types: list[wasmtime.FuncType] = []
         for lower in plan.lowers:
@@ -104,7 +105,8 @@ class RuntimeComponent:
             self.lower_types.append(corefn.functype(core.params, core.results))
             impl = links.impl(lower.host)
             try:
-                body = _lower_call(lower, impl, import_call(ftype, lower.opts.string_encoding))
+                body = _lower_call(lower, impl, import_call(ftype, lower.opts.string_encoding),
+                                   self.context_index(lower.opts))
             except CanonUnsupported as exc:  # it traps when called, as on the wasmtime path
                 body = _unsupported_call(lower.host, str(exc))
             self._slots.append(corefn.register(body))
@@ -121,6 +123,15 @@ class RuntimeComponent:
                                                  ("builtin", self.builtin_types, self._builtin_slots))
                       for i, (ty, slot) in enumerate(zip(types, slots, strict=True))]
         self.linker = ComponentLinker(engine, wiring.steps, modules, host_funcs)
+
+    def context_index(self, opts: Opts) -> int:
+        """The index of the call context (memory and realloc) of these options: calls with the same
+        memory and realloc share one per instance, made on first use."""
+        key = (opts.memory, opts.realloc)
+        found = self._context_ids.get(key)
+        if found is None:
+            found = self._context_ids[key] = len(self._context_ids)
+        return found
 
     def lower_slot(self, index: int) -> int:
         return self._slots[index]
@@ -157,7 +168,7 @@ class RuntimeInstance:
         self._externs: list[Any] = [None] * len(component.wiring.sources)  # wasmtime_extern_t by id
         self._wrapped: dict[CoreRef, Any] = {}
         self._memories: dict[CoreRef, WasmtimeMemory] = {}
-        self._contexts: dict[int, CallContext] = {}  # by id(opts): the plan's options live as long
+        self._contexts: dict[int, CallContext] = {}  # by the component's context_index
 
     # -- instantiation
 
@@ -193,14 +204,15 @@ class RuntimeInstance:
 
     # -- calls
 
-    def context(self, opts: Opts) -> CallContext:
-        """The call context of these canonical options (memory, realloc) in this instance."""
-        cx = self._contexts.get(id(opts))  # a frozen dataclass hashes its fields on every call
+    def context(self, opts: Opts, index: int) -> CallContext:
+        """The call context of these canonical options (memory, realloc) in this instance; `index`
+        is the component's `context_index(opts)`."""
+        cx = self._contexts.get(index)
         if cx is None:
             memory = self._memory(opts.memory) if opts.memory is not None else None
             realloc = self._realloc(opts.realloc) if opts.realloc is not None else None
             cx = CallContext(memory, realloc, self.handles)
-            self._contexts[id(opts)] = cx
+            self._contexts[index] = cx
         return cx
 
     def _memory(self, ref: CoreRef) -> WasmtimeMemory:
@@ -214,15 +226,7 @@ class RuntimeInstance:
         return memory
 
     def _realloc(self, ref: CoreRef) -> Callable[[int, int, int, int], int]:
-        func = self.resolve(ref)
-        call = _REALLOC.call
-        ctx = self.ctx
-
-        def realloc(old: int, old_size: int, align: int, size: int) -> int:
-            result: int = call(ctx, func, old, old_size, align, size)[0]
-            return result
-
-        return realloc
+        return corefn.GuestRealloc(self.ctx, self.core_func(ref))
 
     def _drop_host(self, rep: int) -> None:
         """The guest dropped its own handle to a host resource."""
@@ -244,7 +248,6 @@ class RuntimeInstance:
         return func
 
 
-_REALLOC = corefn.GuestCall(("i32", "i32", "i32", "i32"), ("i32",))
 _DTOR = corefn.GuestCall(("i32",), ())
 
 
@@ -264,8 +267,8 @@ def import_call(ftype: FuncType, encoding: str) -> ImportCall:
     return call
 
 
-def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall) -> corefn.HostCall:
-    """The trampoline body of one lowered host function."""
+def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall, context: int) -> corefn.HostCall:
+    """The trampoline body of one lowered host function (`context`: its options' context index)."""
     opts = lower.opts
     core = call.core
     frame = ctypes.c_char * (corefn.RAW_SIZE * max(len(core.params), len(core.results), 1))
@@ -277,8 +280,10 @@ def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall) -> corefn.HostCa
     label = f"{lower.host.interface}#{lower.host.func}" if lower.host.interface else lower.host.func
 
     def run(_ctx: int, args: int) -> None:
-        instance = current()
-        cx = instance.context(opts)
+        instance = _current.instance
+        if instance is None:
+            raise RuntimeError("a component trampoline ran outside a guest call")
+        cx = instance._contexts.get(context) or instance.context(opts, context)
         buf = frame.from_address(args)
         flat = unpack(buf, 0)
         scope = BorrowScope() if borrows else None
