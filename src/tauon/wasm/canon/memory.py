@@ -244,5 +244,9 @@ class CoreRealloc:
 
 # The ctypes functions themselves, without the package's Python wrappers around them.
 _CALL_UNCHECKED = _bindings._wasmtime_func_call_unchecked
-_DATA_SIZE = _bindings._wasmtime_memory_data_size
-_DATA = _bindings._wasmtime_memory_data
+# Called without releasing the GIL (PYFUNCTYPE): they only read two fields, and a release and re-acquire
+# per call cost more than the call (the epoch thread may take the GIL in between).
+_CONTEXT, _MEMORY = ctypes.POINTER(_ffi.wasmtime_context_t), ctypes.POINTER(_ffi.wasmtime_memory_t)
+_DATA_SIZE = ctypes.PYFUNCTYPE(ctypes.c_size_t, _CONTEXT, _MEMORY)(("wasmtime_memory_data_size", _ffi.dll))
+_DATA = ctypes.PYFUNCTYPE(ctypes.POINTER(ctypes.c_uint8), _CONTEXT, _MEMORY)(
+    ("wasmtime_memory_data", _ffi.dll))

@@ -102,7 +102,7 @@ def _task_return(b: AsyncBuiltin) -> Body:
             raise CanonTrap(f"task.return with {task.scope.borrows} borrow handle(s) not dropped")
         value = None
         if b.type is not None:
-            cx = instance.context(opts).with_scope(task.scope)
+            cx = instance.component.call_context(instance, opts).with_scope(task.scope)
             if cx.memory is not None:
                 cx.memory.refresh()
             lifter = compile_lifter(b.type, opts.string_encoding)
@@ -186,7 +186,7 @@ def _wait(op: str, opts: Opts) -> Body:
         wset = waitable_set(table, args[0])
         state = state_of(table)
         code, p1, p2 = wset.wait(state.waker, state.deadline) if op.endswith("wait") else wset.poll()
-        memory = instance.context(opts).mem()
+        memory = instance.component.call_context(instance, opts).mem()
         ptr = args[1]
         if ptr % 4:
             raise CanonTrap(f"{op} event pointer 0x{ptr:x} is not aligned to 4")
@@ -230,7 +230,7 @@ def _copy(kind: str, readable: bool, t: StreamType | FutureType, opts: Opts | No
         end = end_at(table, args[0], kind, readable, t)
         if end.wset is not None and not opts.is_async:
             raise CanonTrap(f"a synchronous {kind} copy on {end.describe()}, which is in a waitable set")
-        cx: CallContext = instance.context(opts)
+        cx: CallContext = instance.component.call_context(instance, opts)
         n = args[2] if kind == "stream" else 1
         result = end.start(cx, args[1], n, opts.string_encoding)
         if result is None and not opts.is_async:

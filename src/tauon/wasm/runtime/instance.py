@@ -32,11 +32,10 @@ from tauon.wasm.canon.handles import BorrowScope, HandleTable
 from tauon.wasm.canon.memory import WasmtimeMemory
 from tauon.wasm.canon.types import FuncType, ResourceType
 from tauon.wasm.runtime import corefn
+from tauon.wasm.runtime.linking import ComponentLinker
 from tauon.wasm.runtime.model import UnsupportedComponent
-from tauon.wasm.runtime.plan import Builtin, CoreRef, HostFunc, Lifted, Lower, Opts, Plan
-from tauon.wasm.runtime.wiring import Wiring
-
-# The async ABI builds on this module's `current`; imported at the end (see there).
+from tauon.wasm.runtime.plan import Builtin, CoreRef, HostFunc, Lower, Opts, Plan
+from tauon.wasm.runtime.wiring import Source, Wiring, host_link_name
 
 HostImpl = Callable[..., Any]
 
@@ -78,15 +77,14 @@ def current() -> RuntimeInstance:
 class RuntimeComponent:
     """A component prepared for instantiation (thread-safe; shared by every instance of it)."""
 
-    def __init__(self, plan: Plan, modules: list[wasmtime.Module], links: HostLinks) -> None:
+    def __init__(self, plan: Plan, wiring: Wiring, modules: list[wasmtime.Module], links: HostLinks,
+                 engine: wasmtime.Engine) -> None:
+        """`modules`: the compiled `wiring.modules`."""
         self.plan = plan
         self.modules = modules
         self.links = links
-        import_names = [[(imp.module, imp.name or "") for imp in module.imports] for module in modules]
-        self.wiring = Wiring(plan, import_names)
-        self.ref_ids = {ref: self.wiring.id_of(self.wiring.source(ref)) for ref in _named_refs(plan)}
-        """Source ids of the core items canonical options, lifts and dtors name (fixed before any
-        instance exists: instances size their extern lists by the wiring's sources)."""
+        self.wiring = wiring
+        self.ref_ids = wiring.ref_ids
         host_resources = [t for exports in plan.imports.values() for t in exports.values()
                           if isinstance(t, ResourceType)]
         self.host_resources = frozenset(host_resources)
@@ -95,6 +93,7 @@ class RuntimeComponent:
                             if isinstance(t, ResourceType)]
         self.defined = frozenset(b.resource for b in plan.builtins if not b.resource.host)
         """Resource types the component implements (resource.new); others are the host's."""
+        self._context_ids: dict[tuple[CoreRef | None, CoreRef | None], int] = {}
         self._slots: list[int] = []
         self.lower_types: list[wasmtime.FuncType] = []
         for lower in plan.lowers:
@@ -111,7 +110,8 @@ class RuntimeComponent:
             self.lower_types.append(corefn.functype(core.params, core.results))
             impl = links.impl(lower.host)
             try:
-                body = _lower_call(lower, impl, import_call(ftype, lower.opts.string_encoding))
+                body = _lower_call(lower, impl, import_call(ftype, lower.opts.string_encoding),
+                                   self.context_index(lower.opts))
             except CanonUnsupported as exc:  # it traps when called, as on the wasmtime path
                 body = _unsupported_call(lower.host, str(exc))
             self._slots.append(corefn.register(body))
@@ -123,15 +123,21 @@ class RuntimeComponent:
             self._builtin_slots.append(corefn.register(_builtin_call(builtin)))
         self.async_types: list[wasmtime.FuncType] = []
         self._async_slots: list[int] = []
-        for abuiltin in plan.async_builtins:
+        for abuiltin in plan.async_builtins:  # component-model async (async_builtins.py)
             try:
-                params, aresults, body = compile_builtin(abuiltin, current)
+                params, aresults, abody = compile_builtin(abuiltin, current)
             except CanonUnsupported as exc:
                 raise UnsupportedComponent(f"the builtin {abuiltin.op}: {exc}") from None
             self.async_types.append(corefn.functype(params, aresults))
-            self._async_slots.append(corefn.register(body))
+            self._async_slots.append(corefn.register(abody))
         # The slots' functions do not refer to this object: it goes with its last user.
         weakref.finalize(self, _unregister, [*self._slots, *self._builtin_slots, *self._async_slots])
+        host_funcs = [(*host_link_name(Source(kind, i)), ty, slot)
+                      for kind, types, slots in (("lower", self.lower_types, self._slots),
+                                                 ("builtin", self.builtin_types, self._builtin_slots),
+                                                 ("async", self.async_types, self._async_slots))
+                      for i, (ty, slot) in enumerate(zip(types, slots, strict=True))]
+        self.linker = ComponentLinker(engine, wiring.steps, modules, host_funcs)
 
     def _async_lower(self, lower: Lower, links: HostLinks) -> int:
         host = lower.host
@@ -143,6 +149,19 @@ class RuntimeComponent:
             raise UnsupportedComponent(f"the import {label}: {exc}") from None
         self.lower_types.append(corefn.functype(params, ("i32",)))
         return corefn.register(body)
+
+    def call_context(self, instance: RuntimeInstance, opts: Opts) -> CallContext:
+        """`instance`'s call context of `opts` (for the async ABI's trampolines)."""
+        return instance.context(opts, self.context_index(opts))
+
+    def context_index(self, opts: Opts) -> int:
+        """The index of the call context (memory and realloc) of these options: calls with the same
+        memory and realloc share one per instance, made on first use."""
+        key = (opts.memory, opts.realloc)
+        found = self._context_ids.get(key)
+        if found is None:
+            found = self._context_ids[key] = len(self._context_ids)
+        return found
 
     def lower_slot(self, index: int) -> int:
         return self._slots[index]
@@ -179,20 +198,13 @@ class RuntimeInstance:
         self._externs: list[Any] = [None] * len(component.wiring.sources)  # wasmtime_extern_t by id
         self._wrapped: dict[CoreRef, Any] = {}
         self._memories: dict[CoreRef, WasmtimeMemory] = {}
-        self._contexts: dict[int, CallContext] = {}  # by id(opts): the plan's options live as long
+        self._contexts: dict[int, CallContext] = {}  # by the component's context_index
 
     # -- instantiation
 
     def instantiate_all(self) -> None:
-        """Every core module, in order, with its imports from the externs of earlier steps."""
-        modules = self.component.modules
-        externs, make = self._externs, self._make_extern
-        for step in self.component.wiring.steps:
-            imports = (ffi.wasmtime_extern_t * len(step.sources))()
-            for i, source in enumerate(step.sources):
-                found = externs[source]
-                imports[i] = found if found is not None else make(source)
-            self._instances.append(corefn.instantiate_module(self.ctx, modules[step.module], imports))
+        """Every core module, in order, linked to the trampolines and to earlier instances."""
+        self._instances = self.component.linker.instantiate_steps(self.ctx)
 
     def extern(self, source_id: int) -> Any:
         """The `wasmtime_extern_t` of a source in this Store (trampolines are made on first use)."""
@@ -204,19 +216,12 @@ class RuntimeInstance:
         source = component.wiring.sources[source_id]
         found = ffi.wasmtime_extern_t()
         if source.kind == "export":
-            name = source.name
+            name = component.wiring.link_name(source)[1].encode()
             if not _export_get(self.ctx, ctypes.addressof(self._instances[source.index]), name, len(name),
                                ctypes.addressof(found)):
-                raise UnsupportedComponent(f"a core module has no export {name.decode()!r}")
-        elif source.kind == "lower":
-            corefn.host_func_extern(self.ctx, component.lower_types[source.index],
-                                    component.lower_slot(source.index), found)
-        elif source.kind == "async":
-            corefn.host_func_extern(self.ctx, component.async_types[source.index],
-                                    component._async_slots[source.index], found)
+                raise UnsupportedComponent(f"a core module has no export {source.name.decode()!r}")
         else:
-            corefn.host_func_extern(self.ctx, component.builtin_types[source.index],
-                                    component.builtin_slot(source.index), found)
+            found = component.linker.host_extern(self.ctx, *host_link_name(source))
         self._externs[source_id] = found
         return found
 
@@ -229,14 +234,15 @@ class RuntimeInstance:
 
     # -- calls
 
-    def context(self, opts: Opts) -> CallContext:
-        """The call context of these canonical options (memory, realloc) in this instance."""
-        cx = self._contexts.get(id(opts))  # a frozen dataclass hashes its fields on every call
+    def context(self, opts: Opts, index: int) -> CallContext:
+        """The call context of these canonical options (memory, realloc) in this instance; `index`
+        is the component's `context_index(opts)`."""
+        cx = self._contexts.get(index)
         if cx is None:
             memory = self._memory(opts.memory) if opts.memory is not None else None
             realloc = self._realloc(opts.realloc) if opts.realloc is not None else None
             cx = CallContext(memory, realloc, self.handles)
-            self._contexts[id(opts)] = cx
+            self._contexts[index] = cx
         return cx
 
     def _memory(self, ref: CoreRef) -> WasmtimeMemory:
@@ -250,15 +256,7 @@ class RuntimeInstance:
         return memory
 
     def _realloc(self, ref: CoreRef) -> Callable[[int, int, int, int], int]:
-        func = self.resolve(ref)
-        call = _REALLOC.call
-        ctx = self.ctx
-
-        def realloc(old: int, old_size: int, align: int, size: int) -> int:
-            result: int = call(ctx, func, old, old_size, align, size)[0]
-            return result
-
-        return realloc
+        return corefn.GuestRealloc(self.ctx, self.core_func(ref))
 
     def _drop_host(self, rep: int) -> None:
         """The guest dropped its own handle to a host resource."""
@@ -280,27 +278,6 @@ class RuntimeInstance:
         return func
 
 
-def _named_refs(plan: Plan) -> list[CoreRef]:
-    """Every core item named by canonical options, lifted exports and resource dtors."""
-    opts: list[Opts] = [lower.opts for lower in plan.lowers]
-    refs: list[CoreRef] = list(plan.dtors.values())
-    pending: list[Any] = [plan.exports]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, Lifted):
-            refs.append(item.core)
-            opts.append(item.opts)
-    for b in plan.async_builtins:
-        opts.extend(o for o in (b.opts,) if o is not None)
-        refs.extend(r for r in (b.memory,) if r is not None)
-    for o in opts:
-        refs.extend(r for r in (o.memory, o.realloc, o.post_return, o.callback) if r is not None)
-    return refs
-
-
-_REALLOC = corefn.GuestCall(("i32", "i32", "i32", "i32"), ("i32",))
 _DTOR = corefn.GuestCall(("i32",), ())
 
 
@@ -320,8 +297,8 @@ def import_call(ftype: FuncType, encoding: str) -> ImportCall:
     return call
 
 
-def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall) -> corefn.HostCall:
-    """The trampoline body of one lowered host function."""
+def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall, context: int) -> corefn.HostCall:
+    """The trampoline body of one lowered host function (`context`: its options' context index)."""
     opts = lower.opts
     core = call.core
     frame = ctypes.c_char * (corefn.RAW_SIZE * max(len(core.params), len(core.results), 1))
@@ -333,8 +310,10 @@ def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall) -> corefn.HostCa
     label = f"{lower.host.interface}#{lower.host.func}" if lower.host.interface else lower.host.func
 
     def run(_ctx: int, args: int) -> None:
-        instance = current()
-        cx = instance.context(opts)
+        instance = _current.instance
+        if instance is None:
+            raise RuntimeError("a component trampoline ran outside a guest call")
+        cx = instance._contexts.get(context) or instance.context(opts, context)
         buf = frame.from_address(args)
         flat = unpack(buf, 0)
         scope = BorrowScope() if borrows else None

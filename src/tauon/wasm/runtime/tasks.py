@@ -130,7 +130,7 @@ class AsyncGuestFunc:
                 astate.task = None
 
     def _run(self, instance: RuntimeInstance, task: Task, astate: AsyncState, args: tuple[Any, ...]) -> None:
-        cx = instance.context(self.lifted.opts).with_scope(task.scope)
+        cx = instance.component.call_context(instance, self.lifted.opts).with_scope(task.scope)
         if cx.memory is not None:
             cx.memory.refresh()
         if self._spilled:
