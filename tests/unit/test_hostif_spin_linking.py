@@ -17,7 +17,7 @@ def test_spin_interfaces_match_their_exact_version_only() -> None:
     assert served("fermyon:spin/key-value") == "fermyon:spin/key-value"  # v1, unversioned
     assert served("fermyon:spin/config") == "fermyon:spin/config"
     assert served("spin:sqlite/sqlite@3.0.0") == "spin:sqlite/sqlite@3.0.0"
-    assert served("spin:sqlite/sqlite@3.1.0") is None  # async: not provided
+    assert served("spin:sqlite/sqlite@3.1.0") == "spin:sqlite/sqlite@3.1.0"
     assert served("spin:variables/variables@3.0.0") is None
     assert served("spin:key-value/key-value@3.0.0") is None
     assert served("fermyon:spin/key-value@2.0.1") is None
