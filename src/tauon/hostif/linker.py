@@ -33,11 +33,14 @@ from tauon.hostif import (
     io,
     p3_cli,
     p3_clocks,
+    p3_filesystem,
     p3_random,
+    p3_stdio,
     random,
     sockets,
     spin_http,
     spin_kv,
+    spin_kv_p3,
     spin_mqtt,
     spin_mysql,
     spin_pg,
@@ -46,6 +49,7 @@ from tauon.hostif import (
     spin_sqlite_p3,
     spin_unconfigured,
     spin_variables,
+    spin_variables_p3,
 )
 from tauon.hostif.registry import P3, HostInterface, HostTrap, resource_id
 from tauon.hostif.state import HostState
@@ -57,7 +61,8 @@ ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     iface
     for module in (io, clocks, random, cli, filesystem, sockets, http, http_out,
                    spin_variables, spin_kv, spin_sqlite, spin_http, spin_redis, spin_mqtt, spin_pg,
-                   spin_mysql, spin_unconfigured, p3_clocks, p3_random, p3_cli, spin_sqlite_p3)
+                   spin_mysql, spin_unconfigured, p3_clocks, p3_random, p3_cli, p3_stdio, p3_filesystem,
+                   spin_kv_p3, spin_variables_p3, spin_sqlite_p3)
     for iface in module.INTERFACES
 )
 

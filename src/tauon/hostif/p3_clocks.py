@@ -1,8 +1,9 @@
 """wasi:clocks 0.3 (and its 2026-03-15 release candidate), as Spin 4 links it from wasmtime-wasi.
 
 0.3 changed the shapes: `monotonic-clock` has `get-resolution` (a duration in nanoseconds) and the
-async `wait-until` / `wait-for` instead of pollables; `wall-clock` became `system-clock`, whose `now`
-is an `instant` (seconds as s64, nanoseconds) and whose resolution is a duration in nanoseconds.
+async `wait-until` / `wait-for` instead of pollables (completed by one timer thread,
+`p3_streams.TIMERS`); `wall-clock` became `system-clock`, whose `now` is an `instant` (seconds as
+s64, nanoseconds) and whose resolution is a duration in nanoseconds.
 """
 
 from __future__ import annotations
@@ -10,11 +11,28 @@ from __future__ import annotations
 import time
 
 from tauon.hostif.clocks import monotonic_now, monotonic_resolution
+from tauon.hostif.p3_streams import TIMERS
 from tauon.hostif.registry import HostInterface, p3_name
 from tauon.hostif.state import HostState
+from tauon.wasm.runtime.async_host import Deferred
 
 SYSTEM_RESOLUTION_NS = 1000
 """What tauon's wasi 0.2 wall clock reports too (1 µs)."""
+PAST_DEADLINE = 1.0
+"""A wait reaching past the request's deadline completes this long after it: the guest has been
+stopped by then, and the timer does not hold the request's memory for the rest of the wait."""
+
+
+def wait_until(state: HostState, when_ns: int) -> Deferred:
+    """`wait-until: async func(when: mark)`: completes once the monotonic clock reaches `when`
+    (at once if it has). The guest keeps running meanwhile if it lowered the call async."""
+    when = min(when_ns / 1e9, state.deadline + PAST_DEADLINE)
+    return TIMERS.at(when)
+
+
+def wait_for(state: HostState, duration_ns: int) -> Deferred:
+    """`wait-for: async func(how-long: duration)`."""
+    return wait_until(state, time.monotonic_ns() + duration_ns)
 
 
 def system_now(state: HostState) -> tuple[int, int]:
@@ -31,6 +49,8 @@ INTERFACES = [
     HostInterface(p3_name("wasi:clocks/monotonic-clock"), {
         "now": monotonic_now,
         "get-resolution": monotonic_resolution,
+        "wait-until": wait_until,
+        "wait-for": wait_for,
     }),
     HostInterface(p3_name("wasi:clocks/system-clock"), {
         "now": system_now,
