@@ -62,13 +62,22 @@ def test_malformed_binaries_are_unsupported_components(data: bytes, message: str
         plan_of(data)
 
 
-@pytest.mark.parametrize("text, feature", [
+@pytest.mark.parametrize("text, op", [
     ("(component (core func (canon task.return (result u32))))", "task.return"),
     ("(component (type $s (stream u8)) (core func (canon stream.new $s)))", "stream.new"),
     ("(component (core func (canon waitable-set.new)))", "waitable-set.new"),
     ("(component (core func (canon backpressure.inc)))", "backpressure.inc"),
 ])
-def test_async_builtins_are_reported_by_name(text: str, feature: str) -> None:
+def test_async_builtins_are_planned(text: str, op: str) -> None:
+    assert [b.op for b in plan_of(wasmtime.wat2wasm(text)).async_builtins] == [op]
+
+
+@pytest.mark.parametrize("text, feature", [
+    ("(component (core func (canon task.cancel)))", "task.cancel"),
+    ("(component (core func (canon thread.index)))", "thread.index"),
+    ("(component (core func (canon error-context.drop)))", "error-context.drop"),
+])
+def test_unsupported_async_builtins_are_reported_by_name(text: str, feature: str) -> None:
     with pytest.raises(UnsupportedComponent, match=rf"{feature} \(component-model async"):
         plan_of(wasmtime.wat2wasm(text))
 

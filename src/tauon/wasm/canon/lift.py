@@ -92,7 +92,9 @@ def _compile(t: ValType, enc: StringEncoding) -> tuple[Load, LiftFlat]:
         return _flags(t)
     if isinstance(t, (OwnType, BorrowType)):
         return _resource(t)
-    if isinstance(t, (StreamType, FutureType, ErrorContextType)):
+    if isinstance(t, (StreamType, FutureType)):
+        return _async_end(t)
+    if isinstance(t, ErrorContextType):
         raise CanonUnsupported(f"{type(t).__name__} values (component-model async) are not supported yet")
     raise CanonUnsupported(f"unknown value type {t!r}")
 
@@ -344,6 +346,19 @@ def _flags(t: FlagsType) -> tuple[Load, LiftFlat]:
 
     def flat(cx: CallContext, it: Iterator[CoreValue]) -> set[str]:
         return unpack(int(next(it)) & M32)
+    return load, flat
+
+
+def _async_end(t: StreamType | FutureType) -> tuple[Load, LiftFlat]:
+    """A stream or future: its readable end leaves the guest's table for the host (the component
+    runtime's `streams` module owns the ends; imported late, as it builds on this layer)."""
+    from tauon.wasm.runtime.streams import lift_end
+
+    def load(cx: CallContext, ptr: int) -> Any:
+        return lift_end(cx.table(), t, cx.mem().unpack(_U32, ptr)[0])
+
+    def flat(cx: CallContext, it: Iterator[CoreValue]) -> Any:
+        return lift_end(cx.table(), t, int(next(it)) & M32)
     return load, flat
 
 

@@ -72,9 +72,25 @@ def _compile(t: ValType, enc: StringEncoding) -> tuple[Store, LowerFlat]:
         return _prim(t.name, enc)
     if isinstance(t, ListType):
         return _list(t, enc)
-    if isinstance(t, (StreamType, FutureType, ErrorContextType)):
+    if isinstance(t, (StreamType, FutureType)):
+        return _async_end(t)
+    if isinstance(t, ErrorContextType):
         raise CanonUnsupported(f"{type(t).__name__} values (component-model async) are not supported yet")
     return compile_compound(t, enc, compile_lowerer)
+
+
+def _async_end(t: StreamType | FutureType) -> tuple[Store, LowerFlat]:
+    """A stream or future the host gives the guest (a host reader): a new readable end in its table
+    (the component runtime's `streams` module owns the ends; imported late, as it builds on this
+    layer)."""
+    from tauon.wasm.runtime.streams import lower_end
+
+    def store(cx: CallContext, value: Any, ptr: int) -> None:
+        cx.mem().store_u32(ptr, lower_end(cx.table(), t, value))
+
+    def flat(cx: CallContext, value: Any, out: list[CoreValue]) -> None:
+        out.append(lower_end(cx.table(), t, value))
+    return store, flat
 
 
 def _prim(name: str, enc: StringEncoding) -> tuple[Store, LowerFlat]:

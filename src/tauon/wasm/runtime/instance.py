@@ -17,6 +17,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Protocol
 
 import wasmtime
@@ -34,6 +35,8 @@ from tauon.wasm.runtime import corefn
 from tauon.wasm.runtime.model import UnsupportedComponent
 from tauon.wasm.runtime.plan import Builtin, CoreRef, HostFunc, Lifted, Lower, Opts, Plan
 from tauon.wasm.runtime.wiring import Wiring
+
+# The async ABI builds on this module's `current`; imported at the end (see there).
 
 HostImpl = Callable[..., Any]
 
@@ -96,6 +99,10 @@ class RuntimeComponent:
         self.lower_types: list[wasmtime.FuncType] = []
         for lower in plan.lowers:
             ftype = lower.host.type
+            if lower.opts.is_async:  # component-model async: its own trampoline (subtasks.py)
+                self._slots.append(self._async_lower(lower, links))
+                continue
+            ftype = replace(ftype, is_async=False)  # a synchronous lower of an `async func` blocks
             try:
                 core = layout.flatten_functype(ftype, "lower")
             except CanonUnsupported as exc:
@@ -114,8 +121,28 @@ class RuntimeComponent:
             results = () if builtin.op == "resource.drop" else ("i32",)
             self.builtin_types.append(corefn.functype(("i32",), results))
             self._builtin_slots.append(corefn.register(_builtin_call(builtin)))
+        self.async_types: list[wasmtime.FuncType] = []
+        self._async_slots: list[int] = []
+        for abuiltin in plan.async_builtins:
+            try:
+                params, aresults, body = compile_builtin(abuiltin, current)
+            except CanonUnsupported as exc:
+                raise UnsupportedComponent(f"the builtin {abuiltin.op}: {exc}") from None
+            self.async_types.append(corefn.functype(params, aresults))
+            self._async_slots.append(corefn.register(body))
         # The slots' functions do not refer to this object: it goes with its last user.
-        weakref.finalize(self, _unregister, [*self._slots, *self._builtin_slots])
+        weakref.finalize(self, _unregister, [*self._slots, *self._builtin_slots, *self._async_slots])
+
+    def _async_lower(self, lower: Lower, links: HostLinks) -> int:
+        host = lower.host
+        label = f"{host.interface}#{host.func}" if host.interface else host.func
+        try:
+            params, body = async_lower_call(host.type, lower.opts, links.impl(host),
+                                            lower.opts.string_encoding, label, current)
+        except CanonUnsupported as exc:
+            raise UnsupportedComponent(f"the import {label}: {exc}") from None
+        self.lower_types.append(corefn.functype(params, ("i32",)))
+        return corefn.register(body)
 
     def lower_slot(self, index: int) -> int:
         return self._slots[index]
@@ -184,6 +211,9 @@ class RuntimeInstance:
         elif source.kind == "lower":
             corefn.host_func_extern(self.ctx, component.lower_types[source.index],
                                     component.lower_slot(source.index), found)
+        elif source.kind == "async":
+            corefn.host_func_extern(self.ctx, component.async_types[source.index],
+                                    component._async_slots[source.index], found)
         else:
             corefn.host_func_extern(self.ctx, component.builtin_types[source.index],
                                     component.builtin_slot(source.index), found)
@@ -262,8 +292,11 @@ def _named_refs(plan: Plan) -> list[CoreRef]:
         elif isinstance(item, Lifted):
             refs.append(item.core)
             opts.append(item.opts)
+    for b in plan.async_builtins:
+        opts.extend(o for o in (b.opts,) if o is not None)
+        refs.extend(r for r in (b.memory,) if r is not None)
     for o in opts:
-        refs.extend(r for r in (o.memory, o.realloc, o.post_return) if r is not None)
+        refs.extend(r for r in (o.memory, o.realloc, o.post_return, o.callback) if r is not None)
     return refs
 
 
@@ -309,6 +342,8 @@ def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall) -> corefn.HostCa
             cx = cx.with_scope(scope)
         try:
             result = impl(instance.state, *lift_params(cx, flat))
+            if isinstance(result, Deferred):  # a blocking host function, lowered synchronously
+                result = wait_deferred(result, None)
             out = lower_result(cx, result, flat)
         except CanonTrap as exc:  # the guest's bad data (or the host's bad value): name the import
             raise exc.within(label) from None
@@ -350,3 +385,8 @@ def _builtin_call(builtin: Builtin) -> corefn.HostCall:
             handles.resource_drop(rtype, slot.value)  # runs the destructor of an own handle
 
     return run
+
+
+from tauon.wasm.runtime.async_builtins import compile_builtin  # noqa: E402  (they import `current`)
+from tauon.wasm.runtime.async_host import Deferred  # noqa: E402
+from tauon.wasm.runtime.subtasks import async_lower_call, wait_deferred  # noqa: E402

@@ -167,6 +167,23 @@ class CanonDef:
 
 
 @dataclass(frozen=True, slots=True)
+class AsyncCanonDef:
+    """A canonical builtin of component-model async (`op` as Binary.md names it, e.g. 'stream.read'):
+    `type_index` the stream / future type it works on, `result` / `has_result` task.return's result
+    type, `opts` its canonical options, `flag` its async? / cancel? immediate, `slot` context.get/set's
+    index, `memory` waitable-set.wait/poll's memory. Defines a core func."""
+
+    op: str
+    type_index: int | None = None
+    result: TypeRef | None = None
+    has_result: bool = False
+    opts: CanonOpts = CanonOpts()
+    flag: bool = False
+    slot: int = 0
+    memory: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ImportDef:
     name: str
     desc: ExternDesc
@@ -181,7 +198,7 @@ class ExportDef:
 
 
 Definition: TypeAlias = (CoreModuleDef | CoreInstanceDef | CoreTypeDef | ComponentDef | InstanceDef | AliasDef
-                         | TypeDef | CanonDef | ImportDef | ExportDef)
+                         | TypeDef | CanonDef | AsyncCanonDef | ImportDef | ExportDef)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +225,7 @@ def sort_of(definition: Definition) -> str | None:
             return "type"
         case CanonDef(op="lift"):
             return "func"
-        case CanonDef():
+        case CanonDef() | AsyncCanonDef():
             return "core func"
         case ImportDef(desc=desc):
             return desc.sort

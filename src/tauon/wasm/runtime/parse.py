@@ -1,7 +1,7 @@
 """Parse a component binary (already validated by wasmtime) into `model.ComponentModel`.
 
 The grammar is the component model's Binary.md as wasmtime 50 reads it. Anything this runtime does not
-run (component-model async builtins, value imports, a start function, GC core types) raises
+run (the threads and error-context builtins, value imports, a start function, GC core types) raises
 `UnsupportedComponent` naming the feature; so does malformed input (a truncated section, a bad tag),
 never another exception.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from tauon.wasm.component.rewriting.binfmt import HEADER, Section
 from tauon.wasm.component.rewriting.reader import Reader, Unsupported
 from tauon.wasm.runtime.model import (
+    AsyncCanonDef,
     CanonDef,
     CanonOpts,
     ComponentDef,
@@ -32,6 +33,7 @@ from tauon.wasm.runtime.parse_types import (
     externdesc,
     read_alias,
     read_sort,
+    valtype_ref,
 )
 
 # Canonical builtins of component-model async and threads (WASIp3), by opcode (as wasmtime 50's text
@@ -141,7 +143,7 @@ def _type_def(r: Reader) -> TypeDef:
     return TypeDef(deftype(r))
 
 
-def _canon(r: Reader) -> CanonDef:
+def _canon(r: Reader) -> CanonDef | AsyncCanonDef:
     op = r.byte()
     if op == 0x00:
         if r.byte() != 0x00:
@@ -157,9 +159,39 @@ def _canon(r: Reader) -> CanonDef:
     if op in (0x02, 0x03, 0x04):
         return CanonDef({0x02: "resource.new", 0x03: "resource.drop", 0x04: "resource.rep"}[op], r.u32())
     name = ASYNC_BUILTINS.get(op)
-    if name is not None:
+    if name is None:
+        raise UnsupportedComponent(f"canonical builtin 0x{op:02x}")
+    return _async_builtin(r, op, name)
+
+
+_TYPED = frozenset(range(0x0E, 0x1C))  # stream.* and future.*: a type index first
+_WITH_OPTS = frozenset({0x0F, 0x10, 0x16, 0x17})
+_WITH_FLAG = frozenset({0x06, 0x11, 0x12, 0x18, 0x19, 0x0C})
+
+
+def _async_builtin(r: Reader, op: int, name: str) -> AsyncCanonDef:
+    """The builtins of component-model async the runtime runs; threads and error-context are refused."""
+    if op in (0x1C, 0x1D, 0x1E) or op >= 0x26 or op in (0x05, 0x06, 0x07):
         raise UnsupportedComponent(f"the canonical builtin {name} (component-model async / threads)")
-    raise UnsupportedComponent(f"canonical builtin 0x{op:02x}")
+    if op == 0x09:
+        form = r.byte()
+        result = None
+        if form == 0x00:
+            result = valtype_ref(r)
+        elif r.byte() != 0x00:
+            raise Unsupported("task.return result list")
+        return AsyncCanonDef(name, result=result, has_result=form == 0x00, opts=_opts(r))
+    if op in (0x0A, 0x0B):
+        if r.byte() != 0x7F:
+            raise UnsupportedComponent(f"{name} of a 64-bit context slot")
+        return AsyncCanonDef(name, slot=r.u32())
+    if op in (0x20, 0x21):
+        flag = r.byte() == 0x01
+        return AsyncCanonDef(name, flag=flag, memory=r.u32())
+    type_index = r.u32() if op in _TYPED else None
+    opts = _opts(r) if op in _WITH_OPTS else CanonOpts()
+    flag = r.byte() == 0x01 if op in _WITH_FLAG else False
+    return AsyncCanonDef(name, type_index=type_index, opts=opts, flag=flag)
 
 
 def _opts(r: Reader) -> CanonOpts:

@@ -134,6 +134,11 @@ def _valtype(r: Reader) -> TypeRef:
     return r.u32()
 
 
+def valtype_ref(r: Reader) -> TypeRef:
+    """A valtype (a primitive's name or a type index)."""
+    return _valtype(r)
+
+
 def _opt_valtype(r: Reader) -> TypeRef | None:
     flag = r.byte()
     if flag == 0x00:

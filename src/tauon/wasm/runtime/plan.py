@@ -15,10 +15,13 @@ from typing import Any
 
 from tauon.wasm.canon.types import (
     FuncType,
+    FutureType,
     ResourceType,
+    StreamType,
 )
 from tauon.wasm.runtime.model import (
     AliasDef,
+    AsyncCanonDef,
     CanonDef,
     CanonOpts,
     ComponentDef,
@@ -36,7 +39,7 @@ from tauon.wasm.runtime.model import (
     UnsupportedComponent,
     sort_of,
 )
-from tauon.wasm.runtime.scope import Item, Scope, TypeScope, resolve_deftype
+from tauon.wasm.runtime.scope import Item, Scope, TypeScope, resolve_deftype, value_type
 
 # ---- the plan -----------------------------------------------------------------------------------------
 
@@ -44,7 +47,8 @@ from tauon.wasm.runtime.scope import Item, Scope, TypeScope, resolve_deftype
 @dataclass(frozen=True, slots=True)
 class CoreRef:
     """A core item at run time: `kind` 'export' (export `name` of core instance `index`), 'lower'
-    (trampoline `index` of the plan) or 'builtin' (resource builtin `index` of the plan)."""
+    (trampoline `index` of the plan), 'builtin' (resource builtin `index` of the plan) or 'async' (async
+    builtin `index`)."""
 
     kind: str
     index: int
@@ -57,6 +61,8 @@ class Opts:
     memory: CoreRef | None
     realloc: CoreRef | None
     post_return: CoreRef | None
+    is_async: bool = False
+    callback: CoreRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +105,27 @@ class Builtin:
     resource: ResourceType
 
 
+@dataclass(frozen=True, slots=True)
+class AsyncBuiltin:
+    """A builtin of component-model async (`op` as Binary.md names it): `type` the stream / future type
+    (or task.return's result type), `opts` its canonical options, `flag` its async? / cancel?
+    immediate, `slot` a context slot, `memory` waitable-set.wait/poll's memory."""
+
+    op: str
+    type: Any = None
+    opts: Opts | None = None
+    flag: bool = False
+    slot: int = 0
+    memory: CoreRef | None = None
+
+
 @dataclass
 class Plan:
     modules: list[bytes] = field(default_factory=list)
     core_instances: list[Instantiate | Bag] = field(default_factory=list)
     lowers: list[Lower] = field(default_factory=list)
     builtins: list[Builtin] = field(default_factory=list)
+    async_builtins: list[AsyncBuiltin] = field(default_factory=list)
     exports: dict[str, Any] = field(default_factory=dict)
     """Top-level exports: name -> `Lifted` or `dict` (an instance: name -> Lifted / type / dict)."""
     imports: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -187,6 +208,8 @@ def _define(plan: Plan, d: Any, scope: Scope, args: dict[str, tuple[str, Item]] 
             return resolved
         case CanonDef():
             return _canon(plan, d, scope)
+        case AsyncCanonDef():
+            return _async_builtin(plan, d, scope)
         case ImportDef():
             return _import(plan, d, scope, args)
         case ExportDef(sort=sort, index=index):
@@ -309,18 +332,15 @@ def _canon(plan: Plan, d: CanonDef, scope: Scope) -> Item:
         ftype = scope.get("type", d.type_index or 0)
         if not isinstance(ftype, FuncType):
             raise UnsupportedComponent("canon lift with a type that is not a function type")
-        if ftype.is_async or d.opts.is_async:
-            raise UnsupportedComponent("an async lift (component-model async)")
+        if d.opts.is_async and d.opts.callback is None:
+            raise UnsupportedComponent("an async lift without a callback (the stackful form of "
+                                       "component-model async)")
         return Lifted(_core_ref(scope, "core func", d.index), ftype, _opts(d.opts, scope))
     if d.op == "lower":
         func = scope.get("func", d.index)
-        if d.opts.is_async:
-            raise UnsupportedComponent("an async lower (component-model async)")
         if not isinstance(func, HostFunc):
             raise UnsupportedComponent("lowering a function another guest component exports (a fused "
                                        "adapter between components)")
-        if func.type.is_async:
-            raise UnsupportedComponent(f"the async import {func.interface}#{func.func}")
         plan.lowers.append(Lower(func, _opts(d.opts, scope)))
         return CoreRef("lower", len(plan.lowers) - 1)
     resource = scope.get("type", d.index)
@@ -331,11 +351,25 @@ def _canon(plan: Plan, d: CanonDef, scope: Scope) -> Item:
 
 
 def _opts(opts: CanonOpts, scope: Scope) -> Opts:
-    if opts.callback is not None:
-        raise UnsupportedComponent("the callback canonical option (component-model async)")
     return Opts(opts.string_encoding,
                 _core_ref(scope, "core memory", opts.memory) if opts.memory is not None else None,
                 _core_ref(scope, "core func", opts.realloc) if opts.realloc is not None else None,
-                _core_ref(scope, "core func", opts.post_return) if opts.post_return is not None else None)
+                _core_ref(scope, "core func", opts.post_return) if opts.post_return is not None else None,
+                opts.is_async,
+                _core_ref(scope, "core func", opts.callback) if opts.callback is not None else None)
+
+
+def _async_builtin(plan: Plan, d: AsyncCanonDef, scope: Scope) -> CoreRef:
+    if d.type_index is not None:
+        vtype: Any = scope.get("type", d.type_index)
+        if not isinstance(vtype, StreamType | FutureType):
+            raise UnsupportedComponent(f"{d.op} of a type that is not a {d.op.split('.')[0]}")
+    elif d.has_result:
+        vtype = value_type(d.result, scope) if d.result is not None else None
+    else:
+        vtype = None
+    memory = _core_ref(scope, "core memory", d.memory) if d.memory is not None else None
+    plan.async_builtins.append(AsyncBuiltin(d.op, vtype, _opts(d.opts, scope), d.flag, d.slot, memory))
+    return CoreRef("async", len(plan.async_builtins) - 1)
 
 
