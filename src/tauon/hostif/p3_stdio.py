@@ -12,13 +12,14 @@ from __future__ import annotations
 import threading
 
 from tauon.hostif.cli import CommandIO
-from tauon.hostif.p3_streams import U8, enum_variant, future_of, remaining, run_worker, stream_of, unit_result
+from tauon.hostif.p3_streams import U8, future_of, remaining, run_worker, stream_of, unit_result
 from tauon.hostif.registry import HostInterface, p3_name
 from tauon.hostif.state import GuestLog, HostState
+from tauon.wasm.canon.types import EnumType
 from tauon.wasm.runtime.async_host import FutureReader, FutureWriter, StreamReader, future
 
-ERROR_CODE = enum_variant("io", "illegal-byte-sequence", "pipe")
-"""wasi:cli/types@0.3 `error-code` (an enum: a variant without payloads)."""
+ERROR_CODE = EnumType(("io", "illegal-byte-sequence", "pipe"))
+"""wasi:cli/types@0.3 `error-code`."""
 DONE = unit_result(ERROR_CODE)
 _LOCK = "p3-stdio-lock"
 

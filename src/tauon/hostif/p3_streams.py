@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tauon.hostif.http_senders import Senders
-from tauon.wasm.canon.types import ListType, Prim, ResultType, ValType, VariantType
+from tauon.wasm.canon.types import ListType, Prim, ResultType, ValType
 from tauon.wasm.runtime.async_host import Deferred, FutureReader, StreamReader, future, stream
 
 U8 = Prim("u8")
@@ -32,10 +32,6 @@ UNIT_RESULT_OK: tuple[str, None] = ("ok", None)
 def unit_result(err: ValType | None) -> ResultType:
     """`result<_, err>`, the element type of the futures that end a 0.3 stream."""
     return ResultType(None, err)
-
-
-def enum_variant(*cases: str) -> VariantType:
-    return VariantType(tuple((case, None) for case in cases))
 
 
 def stream_of(elem: ValType | None, items: Sequence[Any] | bytes) -> StreamReader:
