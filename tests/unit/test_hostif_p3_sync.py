@@ -231,3 +231,11 @@ def test_sqlite_3_1_sync_open_and_execute_on_a_state_dir(tmp_path: Path) -> None
             assert sqlite["[static]connection.open"](state, "other") == ("err", "access-denied")
         finally:
             state.finish()
+
+
+def test_name_lookup_fails_as_spin_never_enables_it() -> None:
+    lookup = BY_NAME["wasi:sockets/ip-name-lookup@0.3"].funcs["resolve-addresses"]
+    assert lookup(None, "example.com") == ("err", "permanent-resolver-failure")
+    assert lookup(None, "127.0.0.1") == ("err", "permanent-resolver-failure")
+    assert lookup(None, "not a host") == ("err", "invalid-argument")
+    assert served("wasi:sockets/types@0.3.0") is None  # 0.3 sockets: not provided yet
