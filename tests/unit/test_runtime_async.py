@@ -147,7 +147,7 @@ COMPONENT = r"""(component
         (local.set $n (global.get $left))
         (if (i32.gt_u (local.get $n) (i32.const 30000)) (then (local.set $n (i32.const 30000))))
         (local.set $r (call $sw (global.get $end)
-          (i32.add (i32.const 1024) (i32.rem_u (global.get $total) (i32.const 251))) (local.get $n)))
+          (i32.add (i32.const 524288) (i32.rem_u (global.get $total) (i32.const 251))) (local.get $n)))
         (if (i32.eq (local.get $r) (i32.const -1)) (then
           (return (i32.or (i32.const 2) (i32.shl (global.get $set) (i32.const 4))))))
         (if (i32.ne (i32.and (local.get $r) (i32.const 15)) (i32.const 0)) (then unreachable))
@@ -156,13 +156,16 @@ COMPONENT = r"""(component
         (br $again))
       unreachable)
     (func (export "produce") (param $n i32) (result i32) (local $pair i64) (local $i i32)
-      (loop $fill  ;; 1024.. holds 0,1,..,250,0,1,.. for 60 KB: any window starting at k mod 251
-        (i32.store8 (i32.add (i32.const 1024) (local.get $i)) (i32.rem_u (local.get $i) (i32.const 251)))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br_if $fill (i32.lt_u (local.get $i) (i32.const 31000))))
       (local.set $pair (call $sn))
       (global.set $end (i32.wrap_i64 (i64.shr_u (local.get $pair) (i64.const 32))))
       (call $sink (i32.wrap_i64 (local.get $pair)))
+      ;; the buffer is in memory grown after the runtime last looked at it: it must see the growth
+      (if (i32.ne (call $sw (global.get $end) (i32.const 0) (i32.const 0)) (i32.const 0)) (then unreachable))
+      (drop (memory.grow (i32.const 2)))
+      (loop $fill  ;; 524288.. holds 0,1,..,250,0,1,.. for 31 KB: any window starting at k mod 251
+        (i32.store8 (i32.add (i32.const 524288) (local.get $i)) (i32.rem_u (local.get $i) (i32.const 251)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $fill (i32.lt_u (local.get $i) (i32.const 31000))))
       (global.set $total (i32.const 0))
       (global.set $left (local.get $n))
       (global.set $set (call $wsn))

@@ -30,6 +30,7 @@ from tauon.hostif import (
     filesystem,
     http,
     http_out,
+    http_p3,
     io,
     p3_cli,
     p3_clocks,
@@ -60,7 +61,7 @@ from tauon.wasm.component.rewriting.contract import latin1_bytes
 
 ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     iface
-    for module in (io, clocks, random, cli, filesystem, sockets, http, http_out,
+    for module in (io, clocks, random, cli, filesystem, sockets, http, http_out, http_p3,
                    spin_variables, spin_kv, spin_sqlite, spin_http, spin_redis, spin_mqtt, spin_pg,
                    spin_mysql, spin_unconfigured, p3_clocks, p3_random, p3_cli, p3_stdio, p3_filesystem,
                    p3_sockets, spin_kv_p3, spin_variables_p3, spin_sqlite_p3)

@@ -35,7 +35,8 @@ Values of `stream<T>` and `future<T>` cross the canonical ABI as host objects:
   is gone. Always `close()` a writer when done: the guest's read then reports DROPPED (end of stream).
 
 Element types are `tauon.wasm.canon.types` values (`U8` below for bodies); a type of `None` is the
-payload-less `stream` / `future`. All of these objects are thread-safe. When the guest instance goes
+payload-less `stream` / `future`; `UNTYPED` (the default of `future()`) takes the type of the guest end
+it is handed to. All of these objects are thread-safe. When the guest instance goes
 away, every end it still held is dropped, so blocked host readers and writers return.
 """
 
@@ -46,7 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tauon.wasm.canon.types import Prim, ValType
-from tauon.wasm.runtime.pipes import DEFAULT_CAPACITY, Pipe
+from tauon.wasm.runtime.pipes import DEFAULT_CAPACITY, UNTYPED, Pipe
 
 U8 = Prim("u8")
 
@@ -241,7 +242,9 @@ def stream(elem: ValType | None = U8, capacity: int = DEFAULT_CAPACITY) -> tuple
     return StreamReader(pipe), StreamWriter(pipe)
 
 
-def future(elem: ValType | None) -> tuple[FutureReader, FutureWriter]:
-    """A new future of `elem`: (reader, writer)."""
+def future(elem: ValType | None = UNTYPED) -> tuple[FutureReader, FutureWriter]:
+    """A new future of `elem`: (reader, writer). By default (UNTYPED) it takes the type of the guest
+    end it is handed to, so host code need not spell out types like `result<_, error-code>`; write
+    a value of that type."""
     pipe = Pipe("future", elem)
     return FutureReader(pipe), FutureWriter(pipe)

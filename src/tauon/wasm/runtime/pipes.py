@@ -24,6 +24,17 @@ DEFAULT_CAPACITY = 64 * 1024
 """Elements (bytes, for `stream<u8>`) buffered between a stream's ends before its writer waits."""
 
 
+class Untyped:
+    """The element type of a host-made stream or future whose exact type the host leaves to the
+    guest: it takes the type of the guest's end it is handed over as (`Pipe.adopt`)."""
+
+    def __repr__(self) -> str:
+        return "T"
+
+
+UNTYPED: Any = Untyped()
+
+
 class Pipe:
     """One stream (`kind` 'stream') or future ('future') of element type `elem` (None: no payload)."""
 
@@ -41,6 +52,15 @@ class Pipe:
         self.reader_gone = False
         self.has_value = False  # a future's value was written (it may already have been read)
         self.wakers: list[Waker] = []
+
+    def adopt(self, elem: ValType | None) -> None:
+        """Give an UNTYPED pipe the element type of the guest end it is handed over as."""
+        with self.cond:
+            if self.elem is UNTYPED:
+                self.elem = elem
+                self.is_bytes = self.kind == "stream" and elem == Prim("u8")
+                if self.is_bytes:
+                    self.data = bytearray(self.data)
 
     def notify(self) -> None:
         """Call with `cond` held, after any change."""

@@ -83,6 +83,8 @@ class GuestEnd(Waitable):
         if n > MAX_LENGTH:
             raise CanonTrap(f"a copy of {n} elements (at most {MAX_LENGTH})")
         elem = self.pipe.elem
+        if cx.memory is not None:
+            cx.memory.refresh()  # the guest may have grown its memory since its last host call
         if elem is not None and n > 0:
             align, size = layout.alignment(elem), layout.elem_size(elem)
             if ptr % align:
@@ -94,6 +96,11 @@ class GuestEnd(Waitable):
 
     def attempt(self) -> int | None:
         """Try the pending copy (on the guest's thread); the packed result or None."""
+        if self.cx is not None and self.cx.memory is not None:
+            self.cx.memory.refresh()  # memory may have grown (and moved) while the copy waited
+        return self._attempt()
+
+    def _attempt(self) -> int | None:
         raise NotImplementedError
 
     def ready(self) -> bool:
@@ -147,7 +154,7 @@ class GuestStreamEnd(GuestEnd):
     def event_code(self) -> int:
         return EventCode.STREAM_READ if self.readable else EventCode.STREAM_WRITE
 
-    def attempt(self) -> int | None:
+    def _attempt(self) -> int | None:
         pipe, cx = self.pipe, self.cx
         assert cx is not None
         with pipe.cond:
@@ -201,7 +208,7 @@ class GuestFutureEnd(GuestEnd):
     def event_code(self) -> int:
         return EventCode.FUTURE_READ if self.readable else EventCode.FUTURE_WRITE
 
-    def attempt(self) -> int | None:
+    def _attempt(self) -> int | None:
         pipe, cx = self.pipe, self.cx
         assert cx is not None
         with pipe.cond:
@@ -291,6 +298,7 @@ def lower_end(table: HandleTable, t: StreamType | FutureType, value: Any) -> int
             raise CanonTrap(f"expected a FutureReader for a future<{t.element}>, got {type(value).__name__}")
         cls = GuestFutureEnd
     pipe = value.pipe
+    pipe.adopt(t.element)
     if pipe.elem != t.element:
         raise CanonTrap(f"a {pipe.type_name()} given where a {t} is expected")
     end = cls(pipe, True, waker_of(table))
