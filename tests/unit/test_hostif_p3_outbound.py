@@ -17,10 +17,7 @@ import pytest
 from tauon.app.allowed_hosts import parse_allowed_hosts
 from tauon.hostif.p3_outbound_http import OutboundRequest, OutboundResponse, send
 from tauon.hostif.state import HostConfig, HostState
-from tauon.wasm.canon.types import Prim, ResultType
 from tauon.wasm.runtime.async_host import Deferred, future, stream
-
-TRAILERS = ResultType(None, Prim("string"))  # stands in for result<option<trailers>, error-code>
 
 
 class Upstream(http.server.BaseHTTPRequestHandler):
@@ -81,7 +78,7 @@ def request(port: int, path: str, **kw: Any) -> OutboundRequest:
 
 def test_an_allowed_get_answers_status_headers_and_a_body_stream(upstream: int) -> None:
     state = make_state(upstream)
-    got = finished(send(state, request(upstream, "/hello?q=1"), TRAILERS, lambda r: r))
+    got = finished(send(state, request(upstream, "/hello?q=1"), lambda r: r))
     assert got[0] == "ok"
     response = got[1]
     assert isinstance(response, OutboundResponse)
@@ -95,18 +92,18 @@ def test_an_allowed_get_answers_status_headers_and_a_body_stream(upstream: int) 
 def test_request_and_response_bodies_stream_through(upstream: int) -> None:
     state = make_state(upstream)
     body_reader, body_writer = stream()
-    sent_reader, sent_writer = future(TRAILERS)
+    sent_reader, sent_writer = future()
     payload = b"x" * 300_000  # more than the pipes between guest and exchange hold at once
     started = send(state, request(upstream, "/post", method=("post", None), body=body_reader,
                                   sent=sent_writer, headers=[("content-length", str(len(payload)).encode())]),
-                   TRAILERS, lambda r: r)
+                   lambda r: r)
     assert isinstance(started, Deferred)  # the guest keeps running: it writes the body after send
     assert body_writer.write(payload, timeout=10) == len(payload)
     body_writer.close()
     got = finished(started)
     assert got[1].body.read_all(timeout=10) == b"echo:" + payload
     assert sent_reader.read(timeout=10) == ("ok", None)
-    big = finished(send(state, request(upstream, "/big"), TRAILERS, lambda r: r))[1]
+    big = finished(send(state, request(upstream, "/big"), lambda r: r))[1]
     assert big.body.read_all(timeout=10) == bytes(range(256)) * 2048
     state.finish()
 
@@ -115,10 +112,10 @@ def test_a_denied_host_is_refused_before_any_connection(upstream: int,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     state = make_state(upstream)
     before = len(Upstream.seen)
-    sent_reader, sent_writer = future(TRAILERS)
+    sent_reader, sent_writer = future()
     with caplog.at_level(logging.INFO, logger="tauon.test.p3-outbound"):
         got = send(state, request(upstream, "/secret?token=abc", authority=f"user:pw@localhost:{upstream}",
-                                  sent=sent_writer), TRAILERS, lambda r: r)
+                                  sent=sent_writer), lambda r: r)
     assert got == ("err", ("HTTP-request-denied", None))
     assert sent_reader.read(timeout=5) == got
     assert len(Upstream.seen) == before
@@ -131,7 +128,7 @@ def test_a_refused_connection_is_the_error_code(upstream: int) -> None:
     config = HostConfig(label="a/c", logger=logging.getLogger("test"),
                         allowed_hosts=parse_allowed_hosts(["http://127.0.0.1:1"]))
     state = HostState(config, timeout=20.0)
-    got = finished(send(state, request(1, "/"), TRAILERS, lambda r: r))
+    got = finished(send(state, request(1, "/"), lambda r: r))
     assert got == ("err", ("connection-refused", None))
     state.finish()
 
@@ -144,6 +141,6 @@ def test_finish_runs_on_the_thread_that_takes_the_outcome(upstream: int) -> None
         threads.append(threading.current_thread().name)
         return ("ok", 7) if result[0] == "ok" else result
 
-    assert finished(send(state, request(upstream, "/"), TRAILERS, finish)) == ("ok", 7)
+    assert finished(send(state, request(upstream, "/"), finish)) == ("ok", 7)
     assert threads == [threading.current_thread().name]
     state.finish()

@@ -35,6 +35,7 @@ from tauon.hostif import (
     p3_cli,
     p3_clocks,
     p3_filesystem,
+    p3_outbound_http,
     p3_random,
     p3_sockets,
     p3_stdio,
@@ -64,7 +65,7 @@ ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     for module in (io, clocks, random, cli, filesystem, sockets, http, http_out, http_p3,
                    spin_variables, spin_kv, spin_sqlite, spin_http, spin_redis, spin_mqtt, spin_pg,
                    spin_mysql, spin_unconfigured, p3_clocks, p3_random, p3_cli, p3_stdio, p3_filesystem,
-                   p3_sockets, spin_kv_p3, spin_variables_p3, spin_sqlite_p3)
+                   p3_sockets, p3_outbound_http, spin_kv_p3, spin_variables_p3, spin_sqlite_p3)
     for iface in module.INTERFACES
 )
 

@@ -11,7 +11,9 @@ Two pooled worker threads move the bodies between the component runtime's stream
 byte pipes, each at its reader's pace and within the request's deadline.
 
 `send` takes an `OutboundRequest` and answers an `OutboundResponse`: plain data, which wasi:http 0.3's
-request and response resources (the types interface) are read into and built from.
+request and response resources (`http_p3`, the types interface) are read into and built from by
+`client_send`, the `wasi:http/client` import. tauon sends no request trailers (the guest's trailers
+future is dropped) and receives none (the response's trailers future is ok(none) at the body's end).
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tauon import tracing
-from tauon.hostif import http_out
+from tauon.hostif import http_out, http_p3
 from tauon.hostif.http import IncomingResponse, OutgoingRequest, RequestOptions
 from tauon.hostif.http_fields import Fields
 from tauon.hostif.p3_streams import U8, remaining, run_worker
 from tauon.hostif.pipe import BytePipe, PipeError
+from tauon.hostif.registry import HostInterface
 from tauon.hostif.state import HostState
-from tauon.wasm.canon.types import ValType
 from tauon.wasm.runtime.async_host import Deferred, FutureReader, FutureWriter, StreamReader, future, stream
 
 Header = tuple[str, bytes]
@@ -76,8 +78,27 @@ class OnGuestThread(Deferred):
         return self._finish_value(super().outcome())
 
 
-def send(state: HostState, request: OutboundRequest, trailers_type: ValType | None,
-         finish: Callable[[Result], Any]) -> Result | Deferred:
+def client_send(state: HostState, rep: int) -> Result | Deferred:
+    """`wasi:http/client.send: async func(request) -> result<response, error-code>`."""
+    request = state.table.take(rep, http_p3.Request)
+    if request.trailers is not None:
+        request.trailers.close()
+    outbound = OutboundRequest(method=request.method, scheme=request.scheme, authority=request.authority,
+                               path_with_query=request.path_with_query, headers=list(request.headers.entries),
+                               body=request.body, timeouts=dict(request.options or {}), sent=request.done)
+
+    def finish(result: Result) -> Result:
+        if result[0] != "ok":
+            return result
+        got: OutboundResponse = result[1]
+        response = http_p3.Response(Fields(got.headers, immutable=True), got.body, got.trailers,
+                                    status=got.status)
+        return ("ok", state.table.push(response))
+
+    return send(state, outbound, finish)
+
+
+def send(state: HostState, request: OutboundRequest, finish: Callable[[Result], Any]) -> Result | Deferred:
     """Start `request`: an `err` error-code at once if it may not or cannot go out (denied, bounds),
     else a Deferred completing with `finish(("ok", OutboundResponse) | ("err", error-code))`."""
     outgoing = OutgoingRequest(headers=Fields(list(request.headers)), pipe=BytePipe(state.cond),
@@ -96,7 +117,7 @@ def send(state: HostState, request: OutboundRequest, trailers_type: ValType | No
     else:
         _complete(request.sent, ("ok", None))
     deferred = OnGuestThread(finish)
-    run_worker(_await_response, state.cond, pending, state.deadline, trailers_type, deferred)
+    run_worker(_await_response, state.cond, pending, state.deadline, deferred)
     return deferred
 
 
@@ -128,7 +149,7 @@ def _pump_request_body(cond: threading.Condition, body: StreamReader, pipe: Byte
 
 
 def _await_response(cond: threading.Condition, pending: http_out.FutureIncomingResponse, deadline: float,
-                    trailers_type: ValType | None, deferred: Deferred) -> None:
+                    deferred: Deferred) -> None:
     with cond:
         arrived = cond.wait_for(pending.ready, remaining(deadline))
         result = pending.result
@@ -143,7 +164,7 @@ def _await_response(cond: threading.Condition, pending: http_out.FutureIncomingR
         return
     response: IncomingResponse = result[1]
     body_reader, body_writer = stream(U8)
-    trailers_reader, trailers_writer = future(trailers_type)
+    trailers_reader, trailers_writer = future()
     deferred.resolve(("ok", OutboundResponse(response.status, list(response.headers), body_reader,
                                             trailers_reader)))
     pipe = response.body.pipe if response.body is not None else None
@@ -174,3 +195,7 @@ def _pump_response_body(cond: threading.Condition, pipe: BytePipe | None, writer
         return ("err", ("connection-read-timeout", None))
     finally:
         writer.close()
+
+
+INTERFACES = [HostInterface(f"wasi:http/client@{version}", {"send": client_send})
+              for version in http_p3.VERSIONS]
