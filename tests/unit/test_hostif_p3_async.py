@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 
 from support.spin_services import app_services, component, host_state
-from tauon.hostif import p3_clocks, p3_filesystem, p3_stdio, spin_kv_p3, spin_sqlite_p3, spin_variables_p3
+from tauon.hostif import (
+    p3_clocks,
+    p3_filesystem,
+    p3_stdio,
+    p3_streams,
+    spin_kv_p3,
+    spin_sqlite_p3,
+    spin_variables_p3,
+)
 from tauon.hostif.spin_kv import _store
 from tauon.hostif.state import HostConfig, HostState
 from tauon.model.mount import Mount
@@ -210,3 +218,23 @@ def test_mounts_are_read_only_and_errors_are_0_3_codes(mount_state: HostState) -
     assert stat["type"] == "symbolic-link"
     assert p3_filesystem.descriptor_type("unknown") == ("other", None)
     assert p3_filesystem.error_code("would-block") == ("other", None)
+
+
+def test_a_request_moves_at_most_so_many_streams_on_worker_threads_at_once(mount_state: HostState) -> None:
+    root = preopen(mount_state)
+    big = ok(open_at(mount_state, root, "big.bin"))
+    held = [FS["read-via-stream"](mount_state, big, 0) for _ in range(p3_streams.WORKERS_PER_REQUEST)]
+    data, done = FS["read-via-stream"](mount_state, big, 0)  # each of those waits for its reader
+    assert drained(data) == b""
+    assert done.read(timeout=10) == ("err", "insufficient-memory")
+    reader, _writer = stream()
+    assert p3_stdio._stdout(mount_state, reader).read(timeout=10) == ("err", "pipe")
+    for data, _ in held:  # the guest drops them: the workers end and give their slots back
+        data.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        data, done = FS["read-via-stream"](mount_state, big, 299_990)
+        if done.read(timeout=10) == ("ok", None):
+            break
+        time.sleep(0.05)
+    assert len(drained(data)) == 10

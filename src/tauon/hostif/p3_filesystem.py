@@ -16,7 +16,15 @@ from collections.abc import Callable
 from typing import Any
 
 from tauon.hostif import filesystem as p2
-from tauon.hostif.p3_streams import STRING, U8, future_of, remaining, run_worker, stream_of, unit_result
+from tauon.hostif.p3_streams import (
+    STRING,
+    U8,
+    future_of,
+    remaining,
+    run_stream_worker,
+    stream_of,
+    unit_result,
+)
 from tauon.hostif.registry import HostInterface, p3_name
 from tauon.hostif.sandbox import FsError, code_of
 from tauon.hostif.state import HostState
@@ -86,7 +94,10 @@ def read_via_stream(state: HostState, rep: int, offset: int) -> tuple[StreamRead
         return stream_of(U8, b""), future_of(DONE, ("err", error_code(code_of(exc))))
     reader, writer = stream(U8)
     done_reader, done_writer = future(DONE)
-    run_worker(_pump_file, fd, offset, writer, done_writer, state.deadline)
+    if not run_stream_worker(state, _pump_file, fd, offset, writer, done_writer, state.deadline):
+        os.close(fd)  # too many streams at once in this request
+        writer.close()
+        done_writer.write(("err", "insufficient-memory"))
     return reader, done_reader
 
 

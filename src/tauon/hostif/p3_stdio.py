@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 
 from tauon.hostif.cli import CommandIO
-from tauon.hostif.p3_streams import U8, future_of, remaining, run_worker, stream_of, unit_result
+from tauon.hostif.p3_streams import U8, future_of, remaining, run_stream_worker, stream_of, unit_result
 from tauon.hostif.registry import HostInterface, p3_name
 from tauon.hostif.state import GuestLog, HostState
 from tauon.wasm.canon.types import EnumType
@@ -34,7 +34,9 @@ def read_via_stream(state: HostState) -> tuple[StreamReader, FutureReader]:
 def _write_via_stream(state: HostState, data: StreamReader, log: GuestLog) -> FutureReader:
     done_reader, done_writer = future(DONE)
     lock: threading.Lock = state.extensions.setdefault(_LOCK, threading.Lock())
-    run_worker(_drain, data, log, lock, state.deadline, done_writer)
+    if not run_stream_worker(state, _drain, data, log, lock, state.deadline, done_writer):
+        data.close()  # too many streams at once in this request: refused, as a broken pipe
+        done_writer.write(("err", "pipe"))
     return done_reader
 
 

@@ -5,8 +5,9 @@ component runtime's host API (`tauon.wasm.runtime.async_host`).
   rows, directory entries, a future's result): a pipe sized to its contents, written and closed
   before the host function returns, so no thread is needed and nothing waits.
 - Streams the host produces or consumes over time (a file's bytes, the guest's stdout): a worker
-  thread from a shared pool, bounded by the request's deadline, since the guest cannot read or write
-  them until the host function has returned.
+  thread from a shared pool, bounded by the request's deadline (and, per request, by
+  WORKERS_PER_REQUEST), since the guest cannot read or write them until the host function has
+  returned.
 - `Timers`: one thread completing `Deferred`s at their time (wasi:clocks `wait-for` / `wait-until`).
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tauon.hostif.http_senders import Senders
+from tauon.hostif.state import HostState
 from tauon.wasm.canon.types import ListType, Prim, ResultType, ValType
 from tauon.wasm.runtime.async_host import Deferred, FutureReader, StreamReader, future, stream
 
@@ -51,11 +53,32 @@ def future_of(elem: ValType | None, value: Any) -> FutureReader:
 
 
 _workers = Senders(name="tauon-p3-host")
+WORKERS_PER_REQUEST = 32
+"""Streams one request may have a worker thread moving at once (files read, stdout/stderr streams):
+each holds a thread (and a file a descriptor) until its reader or writer is done or the deadline."""
+_SLOTS = "p3-stream-workers"
 
 
 def run_worker(fn: Callable[..., None], *args: Any) -> None:
     """Run `fn(*args)` on a pooled thread (it must catch what it can and finish by the deadline)."""
     _workers.run(fn, *args)
+
+
+def run_stream_worker(state: HostState, fn: Callable[..., None], *args: Any) -> bool:
+    """`run_worker` within the request's WORKERS_PER_REQUEST; False (nothing started) past it."""
+    slots: threading.BoundedSemaphore = state.extensions.setdefault(
+        _SLOTS, threading.BoundedSemaphore(WORKERS_PER_REQUEST))
+    if not slots.acquire(blocking=False):
+        return False
+
+    def bounded() -> None:
+        try:
+            fn(*args)
+        finally:
+            slots.release()
+
+    _workers.run(bounded)
+    return True
 
 
 def remaining(deadline: float) -> float:
