@@ -25,6 +25,7 @@ from tauon.hostif import (
     spin_sqlite_p3,
     spin_variables_p3,
 )
+from tauon.hostif.registry import HostTrap
 from tauon.hostif.spin_kv import _store
 from tauon.hostif.state import HostConfig, HostState
 from tauon.model.mount import Mount
@@ -238,3 +239,16 @@ def test_a_request_moves_at_most_so_many_streams_on_worker_threads_at_once(mount
             break
         time.sleep(0.05)
     assert len(drained(data)) == 10
+
+
+def test_pending_waits_are_bounded_per_request() -> None:
+    state = HostState(HostConfig(label="a/c", logger=logging.getLogger("test")), timeout=0.5)
+    waits = [p3_clocks.wait_for(state, 10**9) for _ in range(p3_clocks.MAX_PENDING_WAITS)]
+    with pytest.raises(HostTrap, match="waits pending"):
+        p3_clocks.wait_for(state, 10**9)
+    assert p3_clocks.wait_for(state, 0).done  # one that needs no timer is not counted against it
+    deadline = time.monotonic() + 20  # they fire (at the request's deadline): the count goes down
+    while not all(w.done for w in waits) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(w.done for w in waits)
+    assert not p3_clocks.wait_for(state, 10**9).done

@@ -8,11 +8,12 @@ s64, nanoseconds) and whose resolution is a duration in nanoseconds.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from tauon.hostif.clocks import monotonic_now, monotonic_resolution
 from tauon.hostif.p3_streams import TIMERS
-from tauon.hostif.registry import HostInterface, p3_name
+from tauon.hostif.registry import HostInterface, HostTrap, p3_name
 from tauon.hostif.state import HostState
 from tauon.wasm.runtime.async_host import Deferred
 
@@ -23,11 +24,35 @@ PAST_DEADLINE = 1.0
 stopped by then, and the timer does not hold the request's memory for the rest of the wait."""
 
 
+MAX_PENDING_WAITS = 1024
+"""Waits one request may have pending at once (each holds a timer entry until it fires)."""
+_WAITS = "p3-pending-waits"
+
+
+class _Pending:
+    """A request's count of pending waits (the timer thread decrements it)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def fired(self) -> None:
+        with self.lock:
+            self.count -= 1
+
+
 def wait_until(state: HostState, when_ns: int) -> Deferred:
     """`wait-until: async func(when: mark)`: completes once the monotonic clock reaches `when`
     (at once if it has). The guest keeps running meanwhile if it lowered the call async."""
     when = min(when_ns / 1e9, state.deadline + PAST_DEADLINE)
-    return TIMERS.at(when)
+    if when <= time.monotonic():
+        return TIMERS.at(when)  # complete already: no timer
+    pending: _Pending = state.extensions.setdefault(_WAITS, _Pending())
+    with pending.lock:
+        if pending.count >= MAX_PENDING_WAITS:
+            raise HostTrap(f"the guest has more than {MAX_PENDING_WAITS} waits pending in one request")
+        pending.count += 1
+    return TIMERS.at(when, pending.fired)
 
 
 def wait_for(state: HostState, duration_ns: int) -> Deferred:

@@ -90,19 +90,22 @@ class Timers:
     """Completes Deferreds at monotonic times, on one thread for the whole process."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Deferred]] = []
+        self._heap: list[tuple[float, int, Deferred, Callable[[], None] | None]] = []
         self._count = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def at(self, when: float) -> Deferred:
-        """A Deferred resolved (with None) once `time.monotonic()` reaches `when`."""
+    def at(self, when: float, fired: Callable[[], None] | None = None) -> Deferred:
+        """A Deferred resolved (with None) once `time.monotonic()` reaches `when`; `fired()` is called
+        just before (it must not block)."""
         deferred = Deferred()
         if when <= time.monotonic():
+            if fired is not None:
+                fired()
             deferred.resolve(None)
             return deferred
         with self._cond:
-            heapq.heappush(self._heap, (when, next(self._count), deferred))
+            heapq.heappush(self._heap, (when, next(self._count), deferred, fired))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tauon-p3-timers", daemon=True)
                 self._thread.start()
@@ -123,7 +126,9 @@ class Timers:
                 if when > now:
                     self._cond.wait(when - now)
                     continue
-                _, _, deferred = heapq.heappop(self._heap)
+                _, _, deferred, fired = heapq.heappop(self._heap)
+            if fired is not None:
+                fired()
             deferred.resolve(None)
 
 
