@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tauon.hostif.linker import ALL_INTERFACES, merge
+from tauon.hostif.linker import ALL_INTERFACES, merge, p3_version
+from tauon.hostif.registry import P3
 from tauon.wasm.component.rewriting.contract import BYTES_IMPORT
 
 TAUON_OWN = {BYTES_IMPORT}
@@ -57,8 +58,12 @@ def wit_functions() -> dict[str, set[str]]:
 
 def candidates(host_name: str) -> list[str]:
     """The WIT interfaces a host interface name stands for: its exact name, or for versionless WASI
-    names (which serve any 0.2.x) every 0.2 version in the reference WIT."""
+    names (which serve any 0.2.x) every 0.2 version in the reference WIT, or for WASI names ending in
+    '@0.3' (which serve 0.3.x and its release candidate) every such version."""
     known = wit_functions()
+    if host_name.endswith(P3):
+        base = host_name.removesuffix(P3) + "@"
+        return [key for key in known if key.startswith(base) and p3_version(key.removeprefix(base))]
     if "@" in host_name or not host_name.startswith("wasi:"):
         return [host_name] if host_name in known else []
     return [key for key in known if re.fullmatch(re.escape(host_name) + r"@0\.2\.\d+", key)]

@@ -1,4 +1,5 @@
-"""Which host interface serves an import name: exact Spin/draft versions, unversioned v1, wasi 0.2.x."""
+"""Which host interface serves an import name: exact Spin/draft versions, unversioned v1, wasi 0.2.x
+(0.3 in test_hostif_p3_sync.py)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ def test_spin_interfaces_match_their_exact_version_only() -> None:
     assert served("fermyon:spin/key-value") == "fermyon:spin/key-value"  # v1, unversioned
     assert served("fermyon:spin/config") == "fermyon:spin/config"
     assert served("spin:sqlite/sqlite@3.0.0") == "spin:sqlite/sqlite@3.0.0"
-    assert served("spin:sqlite/sqlite@3.1.0") is None  # async: not provided
-    assert served("spin:variables/variables@3.0.0") is None
-    assert served("spin:key-value/key-value@3.0.0") is None
+    assert served("spin:sqlite/sqlite@3.1.0") == "spin:sqlite/sqlite@3.1.0"
+    assert served("spin:variables/variables@3.0.0") == "spin:variables/variables@3.0.0"
+    assert served("spin:key-value/key-value@3.0.0") == "spin:key-value/key-value@3.0.0"
+    assert served("spin:key-value/key-value@3.1.0") is None
     assert served("fermyon:spin/key-value@2.0.1") is None
 
 
@@ -34,4 +36,4 @@ def test_standard_wasi_keeps_the_0_2_rule() -> None:
     assert served("wasi:io/streams@0.2.9") == "wasi:io/streams"
     assert served("wasi:io/streams@0.2.0-rc-2023-11-10") == "wasi:io/streams"
     assert served("wasi:io/streams") is None
-    assert served("wasi:io/streams@0.3.0") is None
+    assert served("wasi:io/streams@0.3.0") is None  # 0.3 has no wasi:io

@@ -245,17 +245,21 @@ def read_directory_entry(state: HostState, rep: int) -> tuple[str, Any]:
         entry = next(entries.entries, None)
         if entry is None:
             return ok(None)
-        if entry.is_symlink():
-            kind = "symbolic-link"
-        elif entry.is_dir(follow_symlinks=False):
-            kind = "directory"
-        elif entry.is_file(follow_symlinks=False):
-            kind = "regular-file"
-        else:
-            kind = _type_of(entry.stat(follow_symlinks=False).st_mode)
+        kind = entry_type(entry)
     except OSError as exc:
         return err(code_of(exc))
     return ok({"type": kind, "name": entry.name})
+
+
+def entry_type(entry: os.DirEntry[str]) -> str:
+    """A directory entry's descriptor-type case, without following a symlink. Raises OSError."""
+    if entry.is_symlink():
+        return "symbolic-link"
+    if entry.is_dir(follow_symlinks=False):
+        return "directory"
+    if entry.is_file(follow_symlinks=False):
+        return "regular-file"
+    return _type_of(entry.stat(follow_symlinks=False).st_mode)
 
 
 @_fs_result

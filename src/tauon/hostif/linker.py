@@ -32,19 +32,29 @@ from tauon.hostif import (
     http_out,
     http_p3,
     io,
+    p3_cli,
+    p3_clocks,
+    p3_filesystem,
+    p3_outbound_http,
+    p3_random,
+    p3_sockets,
+    p3_stdio,
     random,
     sockets,
     spin_http,
     spin_kv,
+    spin_kv_p3,
     spin_mqtt,
     spin_mysql,
     spin_pg,
     spin_redis,
     spin_sqlite,
+    spin_sqlite_p3,
     spin_unconfigured,
     spin_variables,
+    spin_variables_p3,
 )
-from tauon.hostif.registry import HostInterface, HostTrap, resource_id
+from tauon.hostif.registry import P3, HostInterface, HostTrap, resource_id
 from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import UnsupportedType
 from tauon.wasm.component.host import define_func, define_resource
@@ -54,12 +64,14 @@ ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     iface
     for module in (io, clocks, random, cli, filesystem, sockets, http, http_out, http_p3,
                    spin_variables, spin_kv, spin_sqlite, spin_http, spin_redis, spin_mqtt, spin_pg,
-                   spin_mysql, spin_unconfigured)
+                   spin_mysql, spin_unconfigured, p3_clocks, p3_random, p3_cli, p3_stdio, p3_filesystem,
+                   p3_sockets, p3_outbound_http, spin_kv_p3, spin_variables_p3, spin_sqlite_p3)
     for iface in module.INTERFACES
 )
 
 _NAME = re.compile(r"^(?P<base>[^@]+)(?:@(?P<version>.+))?$")
 SUPPORTED_PRERELEASES = ("0.2.0-rc-2023-10-18", "0.2.0-rc-2023-11-10")
+P3_PRERELEASES = ("0.3.0-rc-2026-03-15",)
 
 
 class UnimplementedImport(HostTrap):
@@ -75,15 +87,25 @@ def supported_version(version: str | None) -> bool:
     return re.fullmatch(r"0\.2\.\d+", version) is not None
 
 
+def p3_version(version: str | None) -> bool:
+    """wasi 0.3.x and the release candidate Spin 4 links (crates/factor-wasi: `wasi_2026_03_15`)."""
+    if version is None:
+        return False
+    return version in P3_PRERELEASES or re.fullmatch(r"0\.3\.\d+", version) is not None
+
+
 def interface_for(by_name: dict[str, HostInterface], import_name: str) -> HostInterface | None:
     """The interface serving `import_name`. One declared under the exact import name wins: Spin and
     draft interfaces name their one version ('fermyon:spin/key-value@2.0.0',
     'wasi:keyvalue/store@0.2.0-draft2') or none ('fermyon:spin/config', Spin's unversioned v1).
-    Versionless wasi names serve any supported 0.2 version (see `supported_version`)."""
+    Versionless wasi names serve any supported 0.2 version (see `supported_version`); wasi names
+    ending in `P3` serve 0.3.x and its release candidate (see `p3_version`)."""
     base, version = split_name(import_name)
     exact = by_name.get(import_name)
     if exact is not None and (version is not None or not base.startswith("wasi:")):
         return exact
+    if p3_version(version):
+        return by_name.get(base + P3) if base.startswith("wasi:") else None
     return by_name.get(base) if supported_version(version) else None
 
 

@@ -22,6 +22,16 @@ class HostInterface:
     """Resources this interface defines (not the ones it `use`s)."""
 
 
+P3 = "@0.3"
+"""Suffix of the names WASI 0.3 interfaces are declared under ('wasi:clocks/monotonic-clock@0.3'):
+0.3 changed signatures, so a 0.3 import must never resolve to the 0.2 interface of the same name
+(`linker.interface_for` maps 0.3.x and its release candidate to these)."""
+
+
+def p3_name(base: str) -> str:
+    return base + P3
+
+
 _ids: dict[str, int] = {}
 _ids_lock = threading.Lock()
 

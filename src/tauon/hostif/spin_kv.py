@@ -3,8 +3,8 @@ unversioned v1 fermyon:spin/key-value (u32 handles), and wasi:keyvalue/{store,at
 
 All three open stores by label with the component's ACL (an unlisted label is `access-denied` even when
 the store exists; an undefined one `no-such-store`). The error mappings are Spin's
-(crates/factor-key-value/src/host.rs). spin:key-value/key-value@3.0.0 is component-model async, which
-this host cannot call, so it is not provided.
+(crates/factor-key-value/src/host.rs). spin:key-value/key-value@3.0.0 (component-model async) is in
+spin_kv_p3.py, for tauon's component runtime.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 Databases open by label with the component's ACL (unlisted: `access-denied`; undefined:
 `no-such-database`). Values cross as Spin's `value` variant: integer(s64), real(f64), text, blob, null.
-spin:sqlite@3.1.0 is component-model async, which this host cannot call, so it is not provided.
+spin:sqlite@3.1.0 (its async functions are component-model async) is in spin_sqlite_p3.py.
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@ fermyon:spin/config, and wasi:config/store@0.2.0-draft-2024-09-27.
 
 A guest reads its component's `config` keys, rendered over the app variables (ComponentVariables).
 The error mappings are Spin's (crates/factor-variables/src/host.rs). Values never reach a log line:
-errors name keys only. spin:variables/variables@3.0.0 is component-model async, which this host cannot
-call, so it is not provided.
+errors name keys only. spin:variables/variables@3.0.0 (component-model async) is in spin_variables_p3.py.
 """
 
 from __future__ import annotations
