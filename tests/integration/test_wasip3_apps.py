@@ -59,8 +59,8 @@ def test_the_fixture_is_a_wasip3_spin4_component() -> None:
     assert any(name.startswith("wasi:http/client@0.3.") for name in world.imports)
 
 
-def _app(name: str, wasm: bytes) -> SpinAppSpec:
-    return SpinAppSpec(name=name, components=[SpinComponent(id=name, wasm=wasm)],
+def _app(name: str, wasm: bytes, **metadata: object) -> SpinAppSpec:
+    return SpinAppSpec(name=name, components=[SpinComponent(id=name, wasm=wasm, metadata=dict(metadata))],
                        triggers=[{"route": "/...", "component": name}])
 
 
@@ -70,7 +70,7 @@ def served(tmp_path_factory: pytest.TempPathFactory,
     """The python-p3 app served by one tauon process (the 25 MB component compiles once)."""
     tmp = tmp_path_factory.mktemp("p3")
     wasm = extra_component_path("python-p3").read_bytes()
-    ref = push_app(registry, "wasip3/python", "v1", _app("p3", wasm))
+    ref = push_app(registry, "wasip3/python", "v1", _app("p3", wasm, key_value_stores=["default"]))
     port = free_port()
     with run_tauon(tmp) as tauon:
         (tauon.watch_dir / "p3.json").write_text(app_file(ref, port))
@@ -161,3 +161,15 @@ def test_a_failing_p3_guest_is_a_500_and_the_app_keeps_serving(
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=30).status_code == 500
         assert first.status_code == 500
         assert why in tauon.wait_log(re.escape(why), timeout=30)
+
+
+def test_key_value_through_the_p3_host_interfaces(served: tuple[str, TauonProcess]) -> None:
+    """key-value@3 (the p3host branch's interface) under the default `--component-runtime`: a p3 app
+    always runs on tauon's runtime."""
+    url, _ = served
+    assert httpx.get(f"{url}/kv/k1", timeout=60).status_code == 404
+    assert httpx.put(f"{url}/kv/k1", content=b"v\x00\xff", timeout=60).text == "stored"
+    reply = httpx.get(f"{url}/kv/k1", timeout=60)
+    assert (reply.status_code, reply.content) == (200, b"v\x00\xff")
+    assert httpx.delete(f"{url}/kv/k1", timeout=60).text == "deleted"
+    assert httpx.get(f"{url}/kv/k1", timeout=60).status_code == 404
