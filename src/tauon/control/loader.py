@@ -73,14 +73,15 @@ def _dependency_plan(name: str, dep: Dependency, where: str) -> DependencyPlan:
 
 
 def refuse_middleware(locked: LockedApp) -> None:
-    """Spin composes `trigger_dependencies` (HTTP middleware) only for wasi:http 0.3 (spin-spec §4.7),
-    which tauon cannot host, so an app that has them is refused rather than served without them."""
+    """Spin composes `trigger_dependencies` (HTTP middleware) only for wasi:http 0.3 (spin-spec §4.7);
+    tauon runs those components but does not compose middleware yet, so an app that has some is
+    refused rather than served without it."""
     for i, component in enumerate(locked.components):
         if any(component.trigger_dependencies.values()):
             raise LoadError(
                 f"component '{component.id}' has trigger_dependencies (HTTP middleware), which tauon "
                 "does not run: Spin composes middleware only for wasi:http/handler@0.3 (WASIp3) "
-                "components, and the wasmtime Python binding cannot host component-model async",
+                "components, and tauon does not compose middleware for them yet",
                 field=f"components[{i}].trigger_dependencies",
                 hint="remove the middleware, or serve this app with Spin")
     for trigger in locked.triggers:
