@@ -19,22 +19,28 @@ import pytest
 import wasmtime
 import wasmtime.component
 
+from tauon.wasm.canon.types import Prim
 from tauon.wasm.component.guest import Trap
 from tauon.wasm.engine import WasmEngine, limited_store
-from tauon.wasm.runtime.async_host import Deferred, StreamReader, stream
+from tauon.wasm.runtime.async_host import Deferred, FutureReader, StreamReader, future, stream
 from tauon.wasm.runtime.guest import instantiate
 from tauon.wasm.runtime.instance import HostImpl, RuntimeComponent
 from tauon.wasm.runtime.load import load_component
 from tauon.wasm.runtime.plan import HostFunc
 from tauon.wasm.runtime.tasks import AsyncGuestFunc, release
 
+U32 = Prim("u32")
+
 COMPONENT = r"""(component
   (type $st (stream u8))
+  (type $fu (future u32))
   (import "test:host/api" (instance $h
     (export "quick" (func async (param "n" u32) (result u32)))
     (export "slow" (func async (param "n" u32) (result u32)))
     (export "source" (func (param "n" u32) (result (stream u8))))
     (export "sink" (func (param "s" (stream u8))))
+    (export "take-future" (func (param "f" (future u32))))
+    (export "give-future" (func (result (future u32))))
   ))
   (core module $libc
     (memory (export "memory") 8)
@@ -46,10 +52,20 @@ COMPONENT = r"""(component
   (alias export $h "slow" (func $slow))
   (alias export $h "source" (func $source))
   (alias export $h "sink" (func $sink))
+  (alias export $h "take-future" (func $take_future))
+  (alias export $h "give-future" (func $give_future))
   (core func $quick_l (canon lower (func $quick) async (memory $mem)))
   (core func $slow_l (canon lower (func $slow) async (memory $mem)))
   (core func $source_l (canon lower (func $source)))
   (core func $sink_l (canon lower (func $sink)))
+  (core func $take_future_l (canon lower (func $take_future)))
+  (core func $give_future_l (canon lower (func $give_future)))
+  (core func $fn (canon future.new $fu))
+  (core func $fr (canon future.read $fu async (memory $mem)))
+  (core func $fw (canon future.write $fu async (memory $mem)))
+  (core func $fdr (canon future.drop-readable $fu))
+  (core func $fdw (canon future.drop-writable $fu))
+  (core func $bpd (canon backpressure.dec))
   (core func $tr (canon task.return (result u32)))
   (core func $sn (canon stream.new $st))
   (core func $sr (canon stream.read $st async (memory $mem)))
@@ -80,6 +96,14 @@ COMPONENT = r"""(component
     (import "host" "std" (func $std (param i32)))
     (import "host" "cg" (func $cg (result i32)))
     (import "host" "cs" (func $cs (param i32)))
+    (import "host" "take-future" (func $take_future (param i32)))
+    (import "host" "give-future" (func $give_future (result i32)))
+    (import "host" "fn" (func $fn (result i64)))
+    (import "host" "fr" (func $fr (param i32 i32) (result i32)))
+    (import "host" "fw" (func $fw (param i32 i32) (result i32)))
+    (import "host" "fdr" (func $fdr (param i32)))
+    (import "host" "fdw" (func $fdw (param i32)))
+    (import "host" "bpd" (func $bpd))
     ;; globals of the stream tasks: the waitable set, the stream end, bytes so far, bytes to go
     (global $set (mut i32) (i32.const 0))
     (global $end (mut i32) (i32.const 0))
@@ -177,7 +201,39 @@ COMPONENT = r"""(component
       (global.set $left (i32.sub (global.get $left) (i32.shr_u (local.get $p) (i32.const 4))))
       (call $produce-step))
 
+    ;; future-out: a future the guest writes and the host reads
+    (func (export "future-out") (param $v i32) (result i32) (local $pair i64) (local $w i32)
+      (local.set $pair (call $fn))
+      (local.set $w (i32.wrap_i64 (i64.shr_u (local.get $pair) (i64.const 32))))
+      (call $take_future (i32.wrap_i64 (local.get $pair)))
+      (i32.store (i32.const 300) (local.get $v))
+      (if (i32.ne (call $fw (local.get $w) (i32.const 300)) (i32.const 0)) (then unreachable))
+      (call $fdw (local.get $w))
+      (call $tr (i32.const 0))
+      (i32.const 0))
+    ;; future-in: a future the host writes later, read by the guest through a waitable set
+    (func (export "future-in") (param i32) (result i32) (local $r i32) (local $s i32)
+      (global.set $end (call $give_future))
+      (local.set $r (call $fr (global.get $end) (i32.const 400)))
+      (if (i32.ne (local.get $r) (i32.const -1)) (then unreachable))
+      (local.set $s (call $wsn))
+      (call $wj (global.get $end) (local.get $s))
+      (i32.or (i32.const 2) (i32.shl (local.get $s) (i32.const 4))))
+    (func (export "future-in-cb") (param $ev i32) (param $i i32) (param $p i32) (result i32)
+      (if (i32.ne (local.get $ev) (i32.const 4)) (then unreachable))
+      (if (i32.ne (local.get $i) (global.get $end)) (then unreachable))
+      (if (i32.ne (local.get $p) (i32.const 0)) (then unreachable))
+      (call $wj (global.get $end) (i32.const 0))
+      (call $fdr (global.get $end))
+      (call $tr (i32.load (i32.const 400)))
+      (i32.const 0))
+
     ;; rule breakers
+    (func (export "drop-unwritten") (param i32) (result i32) (local $pair i64)
+      (local.set $pair (call $fn))
+      (call $fdw (i32.wrap_i64 (i64.shr_u (local.get $pair) (i64.const 32))))
+      (i32.const 0))
+    (func (export "bp-under") (param i32) (result i32) (call $bpd) (i32.const 0))
     (func (export "twice") (param i32) (result i32)
       (call $tr (i32.const 1)) (call $tr (i32.const 2)) (i32.const 0))
     (func (export "never") (param i32) (result i32) (i32.const 0))
@@ -201,7 +257,10 @@ COMPONENT = r"""(component
     (export "sink" (func $sink_l)) (export "tr" (func $tr)) (export "sn" (func $sn))
     (export "sr" (func $sr)) (export "sw" (func $sw)) (export "sdr" (func $sdr)) (export "sdw" (func $sdw))
     (export "wsn" (func $wsn)) (export "wsd" (func $wsd)) (export "wj" (func $wj))
-    (export "std" (func $std)) (export "cg" (func $cg)) (export "cs" (func $cs))))))
+    (export "std" (func $std)) (export "cg" (func $cg)) (export "cs" (func $cs))
+    (export "take-future" (func $take_future_l)) (export "give-future" (func $give_future_l))
+    (export "fn" (func $fn)) (export "fr" (func $fr)) (export "fw" (func $fw)) (export "fdr" (func $fdr))
+    (export "fdw" (func $fdw)) (export "bpd" (func $bpd))))))
   (func (export "double") async (param "n" u32) (result u32)
     (canon lift (core func $i "double") async (callback (core func $i "no-event"))))
   (func (export "wait-slow") async (param "n" u32) (result u32)
@@ -210,6 +269,14 @@ COMPONENT = r"""(component
     (canon lift (core func $i "count") async (callback (core func $i "count-cb"))))
   (func (export "produce") async (param "n" u32) (result u32)
     (canon lift (core func $i "produce") async (callback (core func $i "produce-cb"))))
+  (func (export "future-out") async (param "n" u32) (result u32)
+    (canon lift (core func $i "future-out") async (callback (core func $i "no-event"))))
+  (func (export "future-in") async (param "n" u32) (result u32)
+    (canon lift (core func $i "future-in") async (callback (core func $i "future-in-cb"))))
+  (func (export "drop-unwritten") async (param "n" u32) (result u32)
+    (canon lift (core func $i "drop-unwritten") async (callback (core func $i "no-event"))))
+  (func (export "bp-under") async (param "n" u32) (result u32)
+    (canon lift (core func $i "bp-under") async (callback (core func $i "no-event"))))
   (func (export "twice") async (param "n" u32) (result u32)
     (canon lift (core func $i "twice") async (callback (core func $i "no-event"))))
   (func (export "never") async (param "n" u32) (result u32)
@@ -235,10 +302,12 @@ class Host:
         self.received = b""
         self.sink_done = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.future_value: Any = None
 
     def impl(self, func: HostFunc) -> HostImpl:
         impls: dict[str, HostImpl] = {"quick": lambda state, n: n * 2, "slow": self._slow,
-                                      "source": self._source, "sink": self._sink}
+                                      "source": self._source, "sink": self._sink,
+                                      "take-future": self._take_future, "give-future": self._give_future}
         return impls[func.func]
 
     def _spawn(self, target: Any) -> None:
@@ -270,6 +339,20 @@ class Host:
             self.received = reader.read_all(timeout=30)
             self.sink_done.set()
         self._spawn(consume)
+
+    def _take_future(self, state: Any, reader: FutureReader) -> None:
+        def consume() -> None:  # the guest writes it after this call returns
+            self.future_value = reader.read(timeout=30)
+        self._spawn(consume)
+
+    def _give_future(self, state: Any) -> FutureReader:
+        reader, writer = future(U32)
+
+        def later() -> None:
+            time.sleep(0.05)
+            writer.write(4242)
+        self._spawn(later)
+        return reader
 
     def drop(self, state: Any, rep: int) -> None:
         pass
@@ -332,6 +415,18 @@ def test_the_guest_writes_a_stream_the_host_reads_with_backpressure(
     assert host.received == bytes(i % 251 for i in range(n))
 
 
+def test_a_future_the_guest_writes_reaches_the_host(engine: WasmEngine, component: RuntimeComponent,
+                                                    host: Host) -> None:
+    assert run(engine, component, "future-out", 77) == [0]
+    host.threads[0].join(30)
+    assert host.future_value == 77
+
+
+def test_a_future_the_host_writes_later_reaches_the_waiting_guest(engine: WasmEngine,
+                                                                  component: RuntimeComponent) -> None:
+    assert run(engine, component, "future-in", 0) == [4242]
+
+
 @pytest.mark.parametrize(("name", "message"), [
     ("twice", "task.return called twice"),
     ("never", "exited without calling task.return"),
@@ -340,6 +435,8 @@ def test_the_guest_writes_a_stream_the_host_reads_with_backpressure(
     ("drop-busy", "subtask.drop of the call to test:host/api#slow before it returned"),
     ("read-writable", "expected the readable end of a stream"),
     ("read-oob", "stream buffer"),
+    ("drop-unwritten", "before a value was written"),
+    ("bp-under", "backpressure counter underflow"),
 ])
 def test_rule_breaking_guests_trap(engine: WasmEngine, component: RuntimeComponent, name: str,
                                    message: str) -> None:
