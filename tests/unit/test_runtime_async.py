@@ -9,8 +9,10 @@ through.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -379,9 +381,12 @@ def component(engine: WasmEngine, tmp_path: Path, host: Host) -> RuntimeComponen
     return load_component(engine, path, host)
 
 
-def run(engine: WasmEngine, component: RuntimeComponent, name: str, *args: Any) -> list[Any]:
+def run(engine: WasmEngine, component: RuntimeComponent, name: str, *args: Any,
+        refs: list[weakref.ref[Any]] | None = None) -> list[Any]:
     store = limited_store(engine.engine, memory_limit=64 << 20, deadline_ticks=1 << 30)
     instance = instantiate(component, store, state=object())
+    if refs is not None:
+        refs.extend([weakref.ref(instance), weakref.ref(store)])
     returned: list[Any] = []
     try:
         AsyncGuestFunc(component, None, name).call(instance, instance.state, args, returned.append,
@@ -425,6 +430,23 @@ def test_a_future_the_guest_writes_reaches_the_host(engine: WasmEngine, componen
 def test_a_future_the_host_writes_later_reaches_the_waiting_guest(engine: WasmEngine,
                                                                   component: RuntimeComponent) -> None:
     assert run(engine, component, "future-in", 0) == [4242]
+
+
+@pytest.mark.parametrize(("name", "arg"), [("wait-slow", 1), ("count", 100_000), ("produce", 100_000),
+                                           ("future-in", 0), ("future-out", 1)])
+def test_the_instance_and_store_are_freed_without_the_cyclic_collector(
+        engine: WasmEngine, component: RuntimeComponent, host: Host, name: str, arg: int) -> None:
+    """Subtasks, stream and future ends and waitable sets refer back to the instance's handle table:
+    release() must break those cycles, or the Store (and its pool slot) waits for a full collection."""
+    refs: list[weakref.ref[Any]] = []
+    gc.disable()
+    try:
+        run(engine, component, name, arg, refs=refs)
+        for t in host.threads:
+            t.join(30)
+        assert [r() for r in refs] == [None, None]
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize(("name", "message"), [

@@ -23,7 +23,7 @@ from tauon.wasm.canon.lower import compile_lowerer
 from tauon.wasm.canon.types import FutureType, StreamType
 from tauon.wasm.runtime.async_host import FutureReader, StreamReader
 from tauon.wasm.runtime.pipes import Pipe
-from tauon.wasm.runtime.waitables import Event, EventCode, Waitable, Waker
+from tauon.wasm.runtime.waitables import Event, EventCode, Waitable, WaitableSet, Waker
 
 MAX_LENGTH = (1 << 28) - 1
 
@@ -98,7 +98,7 @@ class GuestEnd(Waitable):
         """Try the pending copy (on the guest's thread); the packed result or None."""
         if self.cx is not None and self.cx.memory is not None:
             self.cx.memory.refresh()  # memory may have grown (and moved) while the copy waited
-        return self._attempt()
+        return self.finished(self._attempt())
 
     def _attempt(self) -> int | None:
         raise NotImplementedError
@@ -116,6 +116,13 @@ class GuestEnd(Waitable):
         assert result is not None
         return (self.event_code(), self.index, result)
 
+    def finished(self, result: int | None) -> int | None:
+        """After an attempt: a completed copy lets go of its call context (which holds the handle
+        table holding this end: no reference cycle outlives the copy)."""
+        if result is not None:
+            self.cx = None
+        return result
+
     def event_code(self) -> int:
         raise NotImplementedError
 
@@ -127,7 +134,7 @@ class GuestEnd(Waitable):
         result = self.attempt()
         if result is not None:
             return result
-        self.state = IDLE
+        self.state, self.cx = IDLE, None
         return int(CopyResult.CANCELLED)
 
     def drop(self) -> None:
@@ -146,6 +153,7 @@ class GuestEnd(Waitable):
         else:
             pipe.close_writer()
         self.forget()
+        self.cx = None
 
 
 class GuestStreamEnd(GuestEnd):
@@ -308,7 +316,15 @@ def lower_end(table: HandleTable, t: StreamType | FutureType, value: Any) -> int
 
 def close_all(table: HandleTable) -> None:
     """The instance is going away: release every end it still holds (host readers see the end of
-    their streams, host writers see their reader gone)."""
+    their streams, host writers see their reader gone), and break the references between waitables,
+    their sets and the table, so the instance (and its Store's pool slot) is freed by reference
+    counting rather than left to the cyclic collector."""
     for _, entry in table.entries():
         if isinstance(entry, GuestEnd):
             entry.close()
+        elif isinstance(entry, Waitable):
+            entry.forget()
+            entry.release()
+        elif isinstance(entry, WaitableSet):
+            entry.elems.clear()
+    _wakers.pop(table, None)

@@ -50,7 +50,7 @@ class Subtask(Waitable):
                  scope: BorrowScope | None, label: str) -> None:
         super().__init__()
         self.deferred = deferred
-        self.cx = cx
+        self.cx: CallContext | None = cx
         self.retptr = retptr
         self.lowerer = lowerer
         self.scope = scope
@@ -62,8 +62,13 @@ class Subtask(Waitable):
 
     def take_event(self) -> Event:
         self.delivered = True
-        finish(self.cx, self.deferred.outcome(), self.lowerer, self.retptr, self.scope, self.label)
+        cx, self.cx = self.cx, None  # it holds the handle table holding this subtask: no cycle kept
+        assert cx is not None
+        finish(cx, self.deferred.outcome(), self.lowerer, self.retptr, self.scope, self.label)
         return (EventCode.SUBTASK, self.index, SubtaskState.RETURNED)
+
+    def release(self) -> None:
+        self.cx = None
 
     def drop(self) -> None:
         if not self.delivered:

@@ -163,5 +163,6 @@ class AsyncGuestFunc:
 
 def release(instance: RuntimeInstance) -> None:
     """The instance is done: drop the stream and future ends it still holds, so host threads reading
-    or writing them see the end."""
+    or writing them see the end, and break the async ABI's references back to the instance."""
     close_all(instance.handles)
+    _states.pop(instance.handles, None)

@@ -90,6 +90,9 @@ class Waitable:
         """Leave any set (when the guest drops this waitable)."""
         self.join(None)
 
+    def release(self) -> None:
+        """The instance is going away: let go of what refers back to it."""
+
 
 class WaitableSet:
     __slots__ = ("elems", "num_waiting")
