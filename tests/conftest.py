@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from support import runtimes
 from support.registry import REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer, make_htpasswd, run_registry
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
@@ -22,6 +23,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in item.path.parents:
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that uses `component_runtime` (directly or through a fixture) runs once per runtime, or on
+    those its `runtimes` marker names (see support/runtimes.py)."""
+    if "component_runtime" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("runtimes")
+    names = tuple(marker.args) if marker is not None else runtimes.RUNTIMES
+    unknown = set(names) - set(runtimes.RUNTIMES)
+    if unknown or not names:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: runtimes{names}: not among {runtimes.RUNTIMES}")
+    metafunc.parametrize("component_runtime", names, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def component_runtime(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The component runtime this test runs on; `run_tauon` passes it to the daemon meanwhile."""
+    with runtimes.selecting(request.param) as runtime:
+        yield runtime
 
 
 _exit_status = 0
