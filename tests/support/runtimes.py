@@ -31,8 +31,9 @@ def selected() -> str | None:
 
 
 @contextmanager
-def selecting(runtime: str) -> Iterator[str]:
-    if runtime not in RUNTIMES:
+def selecting(runtime: str | None) -> Iterator[str | None]:
+    """Select `runtime` (None: the default, nothing passed to the daemon) while in the block."""
+    if runtime is not None and runtime not in RUNTIMES:
         raise ValueError(f"unknown component runtime {runtime!r}")
     previous = _selected[0]
     _selected[0] = runtime
@@ -53,10 +54,18 @@ def on_tauon(log: str) -> set[str]:
     return set(ON_TAUON.findall(log))
 
 
-def check_no_fallback(log: str) -> None:
-    """On the tauon runtime, no component fell back to the wasmtime path (that would let a test pass
-    without exercising the runtime it claims to)."""
+def check_daemon_log(log: str) -> None:
+    """On the tauon runtime: some component ran on it, and none fell back to the wasmtime path (either
+    would let a test pass without exercising the runtime it claims to)."""
     if _selected[0] != "tauon":
         return
     lines = [line for line in log.splitlines() if FALLBACK in line]
     assert not lines, "component(s) fell back to the wasmtime path:\n" + "\n".join(lines)
+    assert on_tauon(log), "no component ran on the tauon runtime (the log never says one does)"
+
+
+def check_on_tauon(log: str, *names: str) -> None:
+    """On the tauon runtime, each `app.json/component` in `names` runs on it."""
+    if _selected[0] == "tauon":
+        missing = set(names) - on_tauon(log)
+        assert not missing, f"not on the tauon runtime: {sorted(missing)}"
