@@ -6,6 +6,7 @@ The component tests run on both component runtimes (`component_runtime`), sharin
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -75,6 +76,8 @@ def test_component_state_survives_restart_and_update(tmp_path: Path, registry: R
         rows = httpx.post(f"{base}/sqlite", content=b"SELECT x FROM t").json()["rows"]
         assert rows == [[42]]
         log2 = tauon.log()
+    # Warm: the restart compiled nothing (on tauon's runtime, nor the component's core modules).
+    assert not re.search(r"compiling .* in a child process", log2), log2
     # Spin's schema and file name: the data is readable by Spin itself.
     with sqlite3.connect(tmp_path / "state" / "shop" / "sqlite_key_value.db") as db:
         assert db.execute("SELECT value FROM spin_key_value WHERE store='default' AND key='fruit'"
