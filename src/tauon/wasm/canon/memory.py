@@ -181,7 +181,7 @@ def _memory_view(base: int, length: int) -> memoryview:
 
 
 class WasmtimeMemory(_ViewMemory):
-    """A wasmtime linear memory, accessed in place: a ctypes array at its data pointer, viewed as bytes.
+    """A wasmtime linear memory, accessed in place: a memoryview of the bytes at its data pointer.
     `refresh()` is one C call when the memory has not grown (wasmtime moves a memory only to grow it)."""
 
     def __init__(self, memory: wasmtime.Memory, store: wasmtime.Store) -> None:
@@ -257,5 +257,9 @@ class CoreRealloc:
 
 # The ctypes functions themselves, without the package's Python wrappers around them.
 _CALL_UNCHECKED = _bindings._wasmtime_func_call_unchecked
-_DATA_SIZE = _bindings._wasmtime_memory_data_size
-_DATA = _bindings._wasmtime_memory_data
+# Called without releasing the GIL (PYFUNCTYPE): they only read two fields, and a release and re-acquire
+# per call cost more than the call (the epoch thread may take the GIL in between).
+_CONTEXT, _MEMORY = ctypes.POINTER(_ffi.wasmtime_context_t), ctypes.POINTER(_ffi.wasmtime_memory_t)
+_DATA_SIZE = ctypes.PYFUNCTYPE(ctypes.c_size_t, _CONTEXT, _MEMORY)(("wasmtime_memory_data_size", _ffi.dll))
+_DATA = ctypes.PYFUNCTYPE(ctypes.POINTER(ctypes.c_uint8), _CONTEXT, _MEMORY)(
+    ("wasmtime_memory_data", _ffi.dll))

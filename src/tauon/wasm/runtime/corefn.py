@@ -1,11 +1,11 @@
 """Core wasm functions through wasmtime's C API, without the package's Python layer on the hot path.
 
-Host functions are `wasmtime_func_new_unchecked` functions that all enter Python through one shared
-ctypes trampoline, with a slot index as their `env`: arguments and results travel as raw 16-byte
-values (`wasmtime_val_raw_t`), unpacked with one precompiled `struct` format per signature. An
-exception a host function raises becomes a wasm trap, and the exception is kept in a thread-local for
-the caller on the same thread to re-raise (the package keeps it in a module global, which other
-threads see).
+Host functions are unchecked functions (defined once per component on a linker, linking.py) that all
+enter Python through one shared ctypes trampoline, with a slot index as their `env`: arguments and
+results travel as raw 16-byte values (`wasmtime_val_raw_t`), unpacked with one precompiled `struct`
+format per signature. An exception a host function raises becomes a wasm trap, and the exception is
+kept in a thread-local for the caller on the same thread to re-raise (the package keeps it in a module
+global, which other threads see).
 Guest functions are called with `wasmtime_func_call_unchecked`, releasing the GIL while wasm runs.
 """
 
@@ -66,10 +66,8 @@ _slots: list[HostCall | None] = [None]
 _free: list[int] = []
 _slots_lock = threading.Lock()
 
-_Callback = ctypes.CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t)
+Callback = ctypes.CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c_size_t)
 _trap_new = ctypes.PYFUNCTYPE(c_void_p, ctypes.c_char_p, c_size_t)(("wasmtime_trap_new", ffi.dll))
-_func_new = ctypes.PYFUNCTYPE(None, c_void_p, c_void_p, _Callback, c_void_p, c_void_p, c_void_p)(
-    ("wasmtime_func_new_unchecked", ffi.dll))
 
 
 def _trampoline(env: int, caller: int, args: int, _n: int) -> int | None:
@@ -84,7 +82,7 @@ def _trampoline(env: int, caller: int, args: int, _n: int) -> int | None:
         return int(_trap_new(text, len(text)) or 0)
 
 
-_TRAMPOLINE = _Callback(_trampoline)
+TRAMPOLINE = Callback(_trampoline)
 
 
 def register(fn: HostCall) -> int:
@@ -105,15 +103,8 @@ def unregister(slot: int) -> None:
         _free.append(slot)
 
 
-def host_func_extern(ctx: int, ty: wasmtime.FuncType, slot: int, extern: Any) -> None:
-    """Make `extern` (a `wasmtime_extern_t`) a new host function of the store `ctx` calling the slot's
-    function."""
-    _func_new(ctx, ctypes.cast(ty.ptr(), c_void_p), _TRAMPOLINE, slot, None,
-              ctypes.addressof(extern.of.func))
-    extern.kind = _EXTERN_FUNC
-
-
-_EXTERN_FUNC = ffi.WASMTIME_EXTERN_FUNC.value
+def clear_error() -> None:
+    _local.error = None
 
 
 def take_error() -> BaseException | None:
@@ -126,12 +117,9 @@ def take_error() -> BaseException | None:
 _call_unchecked = ffi.dll["wasmtime_func_call_unchecked"]  # a fresh object: our own argument types
 _call_unchecked.restype = c_void_p
 _call_unchecked.argtypes = (c_void_p, c_void_p, c_void_p, c_size_t, POINTER(c_void_p))
-_instance_new = ffi.dll["wasmtime_instance_new"]
-_instance_new.restype = c_void_p
-_instance_new.argtypes = (c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, POINTER(c_void_p))
 
 
-def _failure(error: int | None, trap: c_void_p) -> CoreTrap:
+def failure(error: int | None, trap: c_void_p) -> CoreTrap:
     host_error = take_error()
     if error:
         message = str(wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, POINTER(ffi.wasmtime_error_t))))
@@ -158,18 +146,38 @@ class GuestCall:
         trap = c_void_p()
         error = _call_unchecked(ctx, ctypes.addressof(func._func), buf, self.slots, ctypes.byref(trap))
         if error or trap:
-            raise _failure(error, trap)
+            raise failure(error, trap)
         return self._out.unpack_from(buf, 0) if self._nresults else ()
 
 
-def instantiate_module(ctx: int, module: wasmtime.Module, imports: Any) -> Any:
-    """Instantiate a core module with `imports` (an array of `wasmtime_extern_t`); returns its
-    `wasmtime_instance_t`. A trap in its start function or a link error raises CoreTrap."""
-    instance = ffi.wasmtime_instance_t()
-    _local.error = None
-    trap = c_void_p()
-    error = _instance_new(ctx, ctypes.cast(module.ptr(), c_void_p), imports, len(imports),
-                          ctypes.addressof(instance), ctypes.byref(trap))
-    if error or trap:
-        raise _failure(error, trap)
-    return instance
+_REALLOC_ARGS = raw_format(("i32", "i32", "i32", "i32"))
+_I32_RESULT = raw_format(("i32",))
+
+
+class GuestRealloc:
+    """A component's `cabi_realloc` in one Store, called for every string or list lowered into the guest:
+    one preallocated raw-value frame, no per-call masking (its arguments are the host's own unsigned
+    sizes and pointers). A nested call (guest code inside realloc calling the host) may reuse the frame:
+    wasmtime reads the arguments before running the guest and writes the result after it returns."""
+
+    __slots__ = ("_args", "_ctx", "_frame", "_func", "_trap", "_trap_ref")
+
+    def __init__(self, ctx: int, func: wasmtime.Func) -> None:
+        self._ctx = ctx
+        self._func = func  # keeps its handle alive
+        self._frame = ctypes.create_string_buffer(4 * RAW_SIZE)
+        self._args = ctypes.addressof(self._frame)
+        self._trap = c_void_p()
+        self._trap_ref = ctypes.byref(self._trap)
+
+    def __call__(self, old: int, old_size: int, align: int, size: int) -> int:
+        frame = self._frame
+        _REALLOC_ARGS.pack_into(frame, 0, old, old_size, align, size)
+        _local.error = None
+        error = _call_unchecked(self._ctx, ctypes.addressof(self._func._func), self._args, 4, self._trap_ref)
+        if error or self._trap:
+            trap, self._trap = self._trap, c_void_p()
+            self._trap_ref = ctypes.byref(self._trap)
+            raise failure(error, trap)
+        result: int = _I32_RESULT.unpack_from(frame, 0)[0]
+        return result

@@ -38,6 +38,7 @@ class RuntimeGuestFunc:
         lifted = component.plan.export_func(interface, name)
         self.label = f"{interface}#{name}" if interface else name
         self._lifted = lifted
+        self._context = component.context_index(lifted.opts)
         try:
             self._convert = ExportCall(lifted.type, lifted.opts.string_encoding)  # type: ignore[arg-type]
         except CanonUnsupported as exc:
@@ -51,7 +52,7 @@ class RuntimeGuestFunc:
         convert = self._convert
         instance.state = state
         scope = BorrowScope()
-        cx = instance.context(self._lifted.opts).with_scope(scope)
+        cx = instance.context(self._lifted.opts, self._context).with_scope(scope)
         with running(instance):
             try:
                 flat = convert.lower_params(cx, args)

@@ -32,9 +32,10 @@ from tauon.wasm.canon.memory import WasmtimeMemory
 from tauon.wasm.canon.types import FuncType, ResourceType
 from tauon.wasm.component.guest import context_address
 from tauon.wasm.runtime import corefn
+from tauon.wasm.runtime.linking import ComponentLinker
 from tauon.wasm.runtime.model import UnsupportedComponent
-from tauon.wasm.runtime.plan import Builtin, CoreRef, HostFunc, Lifted, Lower, Opts, Plan
-from tauon.wasm.runtime.wiring import Wiring
+from tauon.wasm.runtime.plan import Builtin, CoreRef, HostFunc, Lower, Opts, Plan
+from tauon.wasm.runtime.wiring import Source, Wiring, host_link_name
 
 HostImpl = Callable[..., Any]
 
@@ -76,17 +77,14 @@ def current() -> RuntimeInstance:
 class RuntimeComponent:
     """A component prepared for instantiation (thread-safe; shared by every instance of it)."""
 
-    def __init__(self, plan: Plan, modules: list[wasmtime.Module], links: HostLinks) -> None:
+    def __init__(self, plan: Plan, wiring: Wiring, modules: list[wasmtime.Module], links: HostLinks,
+                 engine: wasmtime.Engine) -> None:
+        """`modules`: the compiled `wiring.modules`."""
         self.plan = plan
         self.modules = modules
         self.links = links
-        import_names = [[(imp.module, imp.name or "") for imp in module.imports] for module in modules]
-        self.wiring = Wiring(plan, import_names)
-        # ctypes keeps array types only weakly: made per instantiation, each would be cyclic garbage.
-        self.import_arrays = [ffi.wasmtime_extern_t * len(step.sources) for step in self.wiring.steps]
-        self.ref_ids = {ref: self.wiring.id_of(self.wiring.source(ref)) for ref in _named_refs(plan)}
-        """Source ids of the core items canonical options, lifts and dtors name (fixed before any
-        instance exists: instances size their extern lists by the wiring's sources)."""
+        self.wiring = wiring
+        self.ref_ids = wiring.ref_ids
         host_resources = [t for exports in plan.imports.values() for t in exports.values()
                           if isinstance(t, ResourceType)]
         self.host_resources = frozenset(host_resources)
@@ -95,6 +93,7 @@ class RuntimeComponent:
                             if isinstance(t, ResourceType)]
         self.defined = frozenset(b.resource for b in plan.builtins if not b.resource.host)
         """Resource types the component implements (resource.new); others are the host's."""
+        self._context_ids: dict[tuple[CoreRef | None, CoreRef | None], int] = {}
         self._slots: list[int] = []
         self.lower_types: list[wasmtime.FuncType] = []
         for lower in plan.lowers:
@@ -107,7 +106,8 @@ class RuntimeComponent:
             self.lower_types.append(corefn.functype(core.params, core.results))
             impl = links.impl(lower.host)
             try:
-                body = _lower_call(lower, impl, import_call(ftype, lower.opts.string_encoding))
+                body = _lower_call(lower, impl, import_call(ftype, lower.opts.string_encoding),
+                                   self.context_index(lower.opts))
             except CanonUnsupported as exc:  # it traps when called, as on the wasmtime path
                 body = _unsupported_call(lower.host, str(exc))
             self._slots.append(corefn.register(body))
@@ -119,6 +119,20 @@ class RuntimeComponent:
             self._builtin_slots.append(corefn.register(_builtin_call(builtin)))
         # The slots' functions do not refer to this object: it goes with its last user.
         weakref.finalize(self, _unregister, [*self._slots, *self._builtin_slots])
+        host_funcs = [(*host_link_name(Source(kind, i)), ty, slot)
+                      for kind, types, slots in (("lower", self.lower_types, self._slots),
+                                                 ("builtin", self.builtin_types, self._builtin_slots))
+                      for i, (ty, slot) in enumerate(zip(types, slots, strict=True))]
+        self.linker = ComponentLinker(engine, wiring.steps, modules, host_funcs)
+
+    def context_index(self, opts: Opts) -> int:
+        """The index of the call context (memory and realloc) of these options: calls with the same
+        memory and realloc share one per instance, made on first use."""
+        key = (opts.memory, opts.realloc)
+        found = self._context_ids.get(key)
+        if found is None:
+            found = self._context_ids[key] = len(self._context_ids)
+        return found
 
     def lower_slot(self, index: int) -> int:
         return self._slots[index]
@@ -159,20 +173,13 @@ class RuntimeInstance:
         self._externs: list[Any] = [None] * len(component.wiring.sources)  # wasmtime_extern_t by id
         self._wrapped: dict[CoreRef, Any] = {}
         self._memories: dict[CoreRef, WasmtimeMemory] = {}
-        self._contexts: dict[int, CallContext] = {}  # by id(opts): the plan's options live as long
+        self._contexts: dict[int, CallContext] = {}  # by the component's context_index
 
     # -- instantiation
 
     def instantiate_all(self) -> None:
-        """Every core module, in order, with its imports from the externs of earlier steps."""
-        modules = self.component.modules
-        externs, make = self._externs, self._make_extern
-        for step, array in zip(self.component.wiring.steps, self.component.import_arrays, strict=True):
-            imports = array()
-            for i, source in enumerate(step.sources):
-                found = externs[source]
-                imports[i] = found if found is not None else make(source)
-            self._instances.append(corefn.instantiate_module(self.ctx, modules[step.module], imports))
+        """Every core module, in order, linked to the trampolines and to earlier instances."""
+        self._instances = self.component.linker.instantiate_steps(self.ctx)
 
     def extern(self, source_id: int) -> Any:
         """The `wasmtime_extern_t` of a source in this Store (trampolines are made on first use)."""
@@ -184,16 +191,12 @@ class RuntimeInstance:
         source = component.wiring.sources[source_id]
         found = ffi.wasmtime_extern_t()
         if source.kind == "export":
-            name = source.name
+            name = component.wiring.link_name(source)[1].encode()
             if not _export_get(self.ctx, ctypes.addressof(self._instances[source.index]), name, len(name),
                                ctypes.addressof(found)):
-                raise UnsupportedComponent(f"a core module has no export {name.decode()!r}")
-        elif source.kind == "lower":
-            corefn.host_func_extern(self.ctx, component.lower_types[source.index],
-                                    component.lower_slot(source.index), found)
+                raise UnsupportedComponent(f"a core module has no export {source.name.decode()!r}")
         else:
-            corefn.host_func_extern(self.ctx, component.builtin_types[source.index],
-                                    component.builtin_slot(source.index), found)
+            found = component.linker.host_extern(self.ctx, *host_link_name(source))
         self._externs[source_id] = found
         return found
 
@@ -206,14 +209,15 @@ class RuntimeInstance:
 
     # -- calls
 
-    def context(self, opts: Opts) -> CallContext:
-        """The call context of these canonical options (memory, realloc) in this instance."""
-        cx = self._contexts.get(id(opts))  # a frozen dataclass hashes its fields on every call
+    def context(self, opts: Opts, index: int) -> CallContext:
+        """The call context of these canonical options (memory, realloc) in this instance; `index`
+        is the component's `context_index(opts)`."""
+        cx = self._contexts.get(index)
         if cx is None:
             memory = self._memory(opts.memory) if opts.memory is not None else None
             realloc = self._realloc(opts.realloc) if opts.realloc is not None else None
             cx = CallContext(memory, realloc, self.handles)
-            self._contexts[id(opts)] = cx
+            self._contexts[index] = cx
         return cx
 
     def _memory(self, ref: CoreRef) -> WasmtimeMemory:
@@ -227,15 +231,7 @@ class RuntimeInstance:
         return memory
 
     def _realloc(self, ref: CoreRef) -> Callable[[int, int, int, int], int]:
-        func = self.resolve(ref)
-        call = _REALLOC.call
-        ctx = self.ctx
-
-        def realloc(old: int, old_size: int, align: int, size: int) -> int:
-            result: int = call(ctx, func, old, old_size, align, size)[0]
-            return result
-
-        return realloc
+        return corefn.GuestRealloc(self.ctx, self.core_func(ref))
 
     def core_func(self, ref: CoreRef) -> wasmtime.Func:
         func = self.resolve(ref)
@@ -266,24 +262,6 @@ def _dtor(me: weakref.ref[RuntimeInstance], ref: CoreRef) -> Callable[[int], Non
     return dtor
 
 
-def _named_refs(plan: Plan) -> list[CoreRef]:
-    """Every core item named by canonical options, lifted exports and resource dtors."""
-    opts: list[Opts] = [lower.opts for lower in plan.lowers]
-    refs: list[CoreRef] = list(plan.dtors.values())
-    pending: list[Any] = [plan.exports]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, Lifted):
-            refs.append(item.core)
-            opts.append(item.opts)
-    for o in opts:
-        refs.extend(r for r in (o.memory, o.realloc, o.post_return) if r is not None)
-    return refs
-
-
-_REALLOC = corefn.GuestCall(("i32", "i32", "i32", "i32"), ("i32",))
 _DTOR = corefn.GuestCall(("i32",), ())
 
 
@@ -303,8 +281,8 @@ def import_call(ftype: FuncType, encoding: str) -> ImportCall:
     return call
 
 
-def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall) -> corefn.HostCall:
-    """The trampoline body of one lowered host function."""
+def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall, context: int) -> corefn.HostCall:
+    """The trampoline body of one lowered host function (`context`: its options' context index)."""
     opts = lower.opts
     core = call.core
     frame = ctypes.c_char * (corefn.RAW_SIZE * max(len(core.params), len(core.results), 1))
@@ -316,8 +294,10 @@ def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall) -> corefn.HostCa
     label = f"{lower.host.interface}#{lower.host.func}" if lower.host.interface else lower.host.func
 
     def run(_ctx: int, args: int) -> None:
-        instance = current()
-        cx = instance.context(opts)
+        instance = _current.instance
+        if instance is None:
+            raise RuntimeError("a component trampoline ran outside a guest call")
+        cx = instance._contexts.get(context) or instance.context(opts, context)
         buf = frame.from_address(args)
         flat = unpack(buf, 0)
         scope = BorrowScope() if borrows else None

@@ -24,10 +24,11 @@ from tauon.wasm.runtime.instance import HostLinks, RuntimeComponent
 from tauon.wasm.runtime.model import UnsupportedComponent
 from tauon.wasm.runtime.parse import parse_component
 from tauon.wasm.runtime.plan import Plan, build_plan
+from tauon.wasm.runtime.wiring import Wiring
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: modules with their imports renamed (wiring.py)
 _modules: weakref.WeakKeyDictionary[WasmEngine, dict[str, wasmtime.Module]] = weakref.WeakKeyDictionary()
 _compiling = KeyedLocks()
 _guard = threading.Lock()
@@ -51,20 +52,26 @@ def load_component(engine: WasmEngine, wasm_path: Path, links: HostLinks) -> Run
     """A component ready to instantiate. Raises UnsupportedComponent (the caller falls back to the
     wasmtime path) or LoadError (a core module that cannot be compiled or loaded)."""
     plan = plan_component(wasm_path)
-    modules = [compile_core_module(engine, data) for data in plan.modules]
-    plan.modules = []  # compiled: the bytes (tens of MB for an interpreter) are not kept
-    return RuntimeComponent(plan, modules, links)
+    wiring = Wiring(plan)
+    modules = [compile_core_module(engine, data) for data in wiring.modules]
+    plan.modules = wiring.modules = []  # compiled: the bytes (tens of MB for an interpreter) are not kept
+    return RuntimeComponent(plan, wiring, modules, links, engine.engine)
 
 
 def compile_core_modules(engine: WasmEngine, wasm_path: Path) -> None:
     """Compile (into the cache) the core modules of a component this runtime can run; nothing for one
     it cannot (it runs on the wasmtime path). For the compile child (wasm/compile_child.py)."""
     try:
-        plan = plan_component(wasm_path)
+        modules = linked_modules(wasm_path)
     except UnsupportedComponent:
         return
-    for data in plan.modules:
+    for data in modules:
         compile_core_module(engine, data)
+
+
+def linked_modules(wasm_path: Path) -> list[bytes]:
+    """The core modules of a component as this runtime compiles them (imports renamed by the wiring)."""
+    return Wiring(plan_component(wasm_path)).modules
 
 
 def module_key(engine: WasmEngine, data: bytes) -> str:
@@ -97,7 +104,7 @@ def cache_names(engine: WasmEngine, wasm_path: Path) -> list[str]:
         digests = _digests.get(key)
     if digests is None:
         try:
-            digests = [hashlib.sha256(data).hexdigest() for data in plan_component(wasm_path).modules]
+            digests = [hashlib.sha256(data).hexdigest() for data in linked_modules(wasm_path)]
         except UnsupportedComponent:
             digests = []
         with _guard:
