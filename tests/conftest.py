@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from support import runtimes
 from support.registry import REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer, make_htpasswd, run_registry
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
@@ -22,6 +23,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in item.path.parents:
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that uses `component_runtime` (directly or through a fixture) runs once per runtime, or on
+    those its `runtimes` marker names (see support/runtimes.py)."""
+    if "component_runtime" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("runtimes")
+    names = tuple(marker.args) if marker is not None else runtimes.RUNTIMES
+    unknown = set(names) - set(runtimes.RUNTIMES)
+    if unknown or not names:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: runtimes{names}: "
+                                f"not among {runtimes.RUNTIMES}")
+    metafunc.parametrize("component_runtime", names, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def component_runtime(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The component runtime this test runs on; `run_tauon` passes it to the daemon meanwhile."""
+    with runtimes.selecting(request.param):
+        yield request.param
+
+
+@pytest.fixture(autouse=True)
+def _runtime_only_where_asked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A module-scoped `component_runtime` stays set up between its tests: a test of the module that
+    does not use it gets the default runtime, not the last one selected."""
+    if "component_runtime" in request.fixturenames:
+        yield
+        return
+    with runtimes.selecting(None):
+        yield
 
 
 _exit_status = 0
@@ -64,6 +97,14 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
     htpasswd = make_htpasswd(root / "htpasswd", REGISTRY_USER, REGISTRY_PASSWORD)
     with run_registry(root / "server", htpasswd=htpasswd) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `--cache-dir` for the daemon tests that are not about the cache or cold starts: each
+    fixture (the Python ones are 20-40 MB) compiles once per session on each component runtime,
+    not once per test. Content-addressed, so tests cannot see each other's apps through it."""
+    return tmp_path_factory.mktemp("shared-cache")
 
 
 @pytest.fixture

@@ -78,15 +78,15 @@ def component(cid: str, wasm: Path, mount: Path | None = None, **kw: Any) -> Com
 
 
 RUNTIME = ["wasmtime"]
-"""The component runtime of the test running (set by the `component_runtime` fixture)."""
+"""The component runtime of the test running (from the `component_runtime` fixture, tests/conftest.py)."""
 TAUON_FALLBACK: set[str] = {"composed"}
 """Components (by id) the tauon runtime does not run yet: they fall back to the wasmtime path."""
 
 
-@pytest.fixture(autouse=True, params=["wasmtime", "tauon"])
-def component_runtime(request: pytest.FixtureRequest) -> Iterator[str]:
-    RUNTIME[0] = request.param
-    yield request.param
+@pytest.fixture(autouse=True)
+def runtime_of_plans(component_runtime: str) -> Iterator[str]:
+    RUNTIME[0] = component_runtime
+    yield component_runtime
     RUNTIME[0] = "wasmtime"
 
 

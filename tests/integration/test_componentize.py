@@ -4,6 +4,10 @@ pushes them and served by the real tauon process after it componentizes them (sp
 Fixtures (scripts/build-componentize-fixtures): a wasi-libc reactor module exporting wasi:http with
 wit-bindgen-c 0.16.0 metadata, the same module componentized at build time (as a Spin 2.x push stored
 it), one importing fermyon:spin key-value and variables, and one marked wit-bindgen-c 0.4.0.
+
+The serving tests run on both component runtimes (`component_runtime`): a converted module is a
+component of the adapter's shape (its core module, the adapter and the shim modules that tie them);
+the conversion's failures and cache are the same whichever runtime runs the result.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from support import runtimes
 from support.apps import app_file, push_app
 from support.componentize import fixture
 from support.daemon import TauonProcess, free_port, run_tauon, wait_http
@@ -70,8 +75,8 @@ def images(registry: RegistryServer) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory,
-           images: dict[str, str]) -> Iterator[tuple[TauonProcess, dict[str, int], Path]]:
+def served(tmp_path_factory: pytest.TempPathFactory, images: dict[str, str],
+           component_runtime: str) -> Iterator[tuple[TauonProcess, dict[str, int], Path]]:
     tmp = tmp_path_factory.mktemp("componentize")
     ports = {name: free_port() for name in images}
     with run_tauon(tmp, "--workers", "1", admin=True) as tauon:
@@ -80,6 +85,7 @@ def served(tmp_path_factory: pytest.TempPathFactory,
         for name in images:
             if name != "unsupported":
                 wait_http(f"http://127.0.0.1:{ports[name]}/.well-known/spin/health", timeout=120)
+        runtimes.check_on_tauon(tauon.log(), *(f"{n}.json/{n}" for n in images if n != "unsupported"))
         yield tauon, ports, tmp
 
 
@@ -105,6 +111,7 @@ def test_adapter_reaches_spin_interfaces(served: tuple[TauonProcess, dict[str, i
         assert httpx.get(url).text == "greeting=hi;count=2"
 
 
+@pytest.mark.runtimes("wasmtime")
 def test_unsupported_bindgen_version_is_refused(served: tuple[TauonProcess, dict[str, int], Path]) -> None:
     tauon, ports, _ = served
     row = _wait_state(tauon, "unsupported.json", "failed")
@@ -116,6 +123,7 @@ def test_unsupported_bindgen_version_is_refused(served: tuple[TauonProcess, dict
     assert httpx.get(f"http://127.0.0.1:{ports['reactor']}/").status_code == 200
 
 
+@pytest.mark.runtimes("wasmtime")
 def test_encoder_failure_keeps_the_last_good_generation(
         served: tuple[TauonProcess, dict[str, int], Path], registry: RegistryServer) -> None:
     """v2's module names an export its component-type world does not have: wasm-tools refuses it."""
@@ -142,6 +150,7 @@ def test_encoder_failure_keeps_the_last_good_generation(
     assert httpx.get(f"http://127.0.0.1:{port}/still").text == "hello from a C reactor: /still"
 
 
+@pytest.mark.runtimes("wasmtime")
 def test_warm_restart_does_not_convert_again(served: tuple[TauonProcess, dict[str, int], Path],
                                              images: dict[str, str]) -> None:
     tauon, _, tmp = served

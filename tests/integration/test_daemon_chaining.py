@@ -1,4 +1,5 @@
-"""Service chaining and self-requests (spin-spec §3.8) through the real tauon process and registry."""
+"""Service chaining and self-requests (spin-spec §3.8) through the real tauon process and registry, on both
+component runtimes (`component_runtime`), sharing one compile cache."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support import runtimes
 from support.apps import app_file, push_app
 from support.components import component_path
 from support.daemon import free_port, run_tauon, wait_http
@@ -18,7 +20,8 @@ from support.spinpush import SpinAppSpec, SpinComponent
 
 
 @pytest.fixture(scope="module")
-def bases(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) -> Iterator[dict[str, str]]:
+def bases(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer, component_runtime: str,
+          shared_cache: Path) -> Iterator[dict[str, str]]:
     """Two apps. 'chain': front (python-raw on /..., may chain and self-request) and back (the C
     component on a private route: reachable by chaining only). 'plain': python-raw, no outbound."""
     raw = component_path("python-raw").read_bytes()
@@ -31,7 +34,7 @@ def bases(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) ->
     plain = SpinAppSpec(name="plain", components=[SpinComponent(id="plain", wasm=raw)],
                         triggers=[{"route": "/...", "component": "plain"}])
     urls = {}
-    with run_tauon(tmp_path_factory.mktemp("chaining")) as tauon:
+    with run_tauon(tmp_path_factory.mktemp("chaining"), cache_dir=shared_cache) as tauon:
         for name, app in (("front", chain), ("plain", plain)):
             port = free_port()
             ref = push_app(registry, f"chaining/{name}", "v1", app)
@@ -39,6 +42,7 @@ def bases(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) ->
             urls[name] = f"http://127.0.0.1:{port}"
         for url in urls.values():
             wait_http(f"{url}/.well-known/spin/health", timeout=120)
+        runtimes.check_on_tauon(tauon.log(), "front.json/front", "front.json/back", "plain.json/plain")
         yield urls
 
 
@@ -95,7 +99,8 @@ def test_a_large_chained_response_streams_through(bases: dict[str, str]) -> None
     assert r.content == bytes(i % 251 for i in range(n))
 
 
-def test_a_chained_request_finding_the_pool_full_gets_503(tmp_path: Path, registry: RegistryServer) -> None:
+def test_a_chained_request_finding_the_pool_full_gets_503(tmp_path: Path, registry: RegistryServer,
+                                                          component_runtime: str, shared_cache: Path) -> None:
     # With one instance slot the caller holds it, so the component it chains to cannot get one.
     app = SpinAppSpec(name="tight", components=[
         SpinComponent(id="front", wasm=component_path("python-raw").read_bytes(),
@@ -104,7 +109,7 @@ def test_a_chained_request_finding_the_pool_full_gets_503(tmp_path: Path, regist
     ], triggers=[{"route": "/...", "component": "front"}, {"route": {"private": True}, "component": "back"}])
     ref = push_app(registry, "chaining/tight", "v1", app)
     port = free_port()
-    with run_tauon(tmp_path, "--instance-pool", "1") as tauon:
+    with run_tauon(tmp_path, "--instance-pool", "1", cache_dir=shared_cache) as tauon:
         (tauon.watch_dir / "tight.json").write_text(app_file(ref, port))
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/.well-known/spin/health", timeout=120)

@@ -5,6 +5,10 @@ seen from the upstream, the app's request timeout governing a slow upstream, and
 The wasi:http guest is the C handler fixture (tests/fixtures/wasi-http/handler.c: `/outbound?<url>`);
 the Spin 1.x guest is tests/fixtures/legacy/spin-legacy-outbound.wat, a core module calling
 `wasi-outbound-http.request` through the wit-bindgen 0.2 ABI.
+
+The wasi:http tests run on both component runtimes (`component_runtime`): on tauon's, the guest waits for
+the slow upstream in a host call it made through a trampoline, and the request deadline must still end
+it. The Spin 1.x module is a core module, which no component runtime runs: its tests run once.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import httpx
 import pytest
 import wasmtime
 
+from support import runtimes
 from support.apps import app_file, push_app
 from support.daemon import TauonProcess, free_port, run_tauon, wait_http
 from support.registry import RegistryServer
@@ -64,13 +69,14 @@ def _deploy(tauon: TauonProcess, registry: RegistryServer, name: str, wasm: byte
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
-           upstreams: tuple[CountingUpstream, CountingUpstream]) -> Iterator[dict[str, str]]:
+           upstreams: tuple[CountingUpstream, CountingUpstream], component_runtime: str,
+           shared_cache: Path) -> Iterator[dict[str, str]]:
     fast, slow = upstreams
     allowed = [f"http://127.0.0.1:{fast.port}", f"http://127.0.0.1:{slow.port}"]
     legacy_allowed = [f"127.0.0.1:{fast.port}", f"127.0.0.1:{slow.port}", f"127.0.0.1:{CLOSED_PORT}"]
     handler = _handler_wasm()
     # One serving process: each process keeps its own pool, and the test counts connections.
-    with run_tauon(tmp_path_factory.mktemp("outbound"), "--workers", "1") as tauon:
+    with run_tauon(tmp_path_factory.mktemp("outbound"), "--workers", "1", cache_dir=shared_cache) as tauon:
         urls = {
             "wasi": _deploy(tauon, registry, "wasi", handler, allowed, 10),
             "short": _deploy(tauon, registry, "short", handler, allowed, 1.5),
@@ -78,6 +84,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
         }
         for url in urls.values():
             wait_http(f"{url}/.well-known/spin/health", timeout=120)
+        runtimes.check_on_tauon(tauon.log(), "wasi.json/wasi", "short.json/short")
         yield urls
 
 
@@ -104,6 +111,7 @@ def test_the_app_request_timeout_governs_a_slow_upstream(
     assert time.monotonic() - start < 3.0
 
 
+@pytest.mark.runtimes("wasmtime")
 def test_legacy_outbound_http_sends(served: dict[str, str],
                                     upstreams: tuple[CountingUpstream, CountingUpstream]) -> None:
     fast, _ = upstreams
@@ -111,6 +119,7 @@ def test_legacy_outbound_http_sends(served: dict[str, str],
     assert (r.status_code, r.text) == (200, "status=200 body=upstream saw /legacy/path?x=1")
 
 
+@pytest.mark.runtimes("wasmtime")
 def test_legacy_outbound_http_errors(served: dict[str, str]) -> None:
     """Spin's v1 http-error cases: a host not allowed, or a URI that does not parse, is
     destination-not-allowed (1); an allowed host that refuses the connection is runtime-error (4)."""

@@ -3,16 +3,19 @@
 `tcp-sockets-no-ip-permission` and `tcp-sockets-no-port-permission` run them, plus UDP, name lookup,
 listening, socket options and sockets left open. The guest is the hand-written C component
 (tests/fixtures/components/c-sockets); it talks to real TCP and UDP echo servers in this process.
+Every test runs on both component runtimes (`component_runtime`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from support import runtimes
 from support.apps import app_file, push_app
 from support.components import component_path
 from support.daemon import TauonProcess, free_port, run_tauon, wait_http
@@ -48,11 +51,12 @@ def servers() -> Iterator[tuple[TcpEchoServer, UdpEchoServer]]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
-           servers: tuple[TcpEchoServer, UdpEchoServer]) -> Iterator[tuple[TauonProcess, dict[str, str]]]:
+           servers: tuple[TcpEchoServer, UdpEchoServer], component_runtime: str,
+           shared_cache: Path) -> Iterator[tuple[TauonProcess, dict[str, str]]]:
     tcp, udp = servers
     wasm = component_path("c-sockets").read_bytes()
     urls: dict[str, str] = {}
-    with run_tauon(tmp_path_factory.mktemp("sockets")) as tauon:
+    with run_tauon(tmp_path_factory.mktemp("sockets"), cache_dir=shared_cache) as tauon:
         for name, (allowed, variables) in _apps(tcp.port, udp.port).items():
             app = SpinAppSpec(name=name, variables=variables, components=[SpinComponent(
                 id="test", wasm=wasm, metadata={"allowed_outbound_hosts": allowed})],
@@ -63,6 +67,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
             urls[name] = f"http://127.0.0.1:{port}"
         for url in urls.values():
             wait_http(f"{url}/.well-known/spin/health", timeout=120)
+        runtimes.check_on_tauon(tauon.log(), *(f"{name}.json/test" for name in urls))
         yield tauon, urls
 
 
@@ -101,14 +106,15 @@ def test_tcp_shutdown_send_then_read_to_the_end(served: tuple[TauonProcess, dict
     assert (r.status_code, r.text) == (200, message)
 
 
-def test_tcp_connection_refused(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) -> None:
+def test_tcp_connection_refused(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
+                                component_runtime: str, shared_cache: Path) -> None:
     closed = free_port()
     app = SpinAppSpec(name="refused", components=[SpinComponent(
         id="test", wasm=component_path("c-sockets").read_bytes(),
         metadata={"allowed_outbound_hosts": [f"tcp://127.0.0.1:{closed}"]})],
         triggers=[{"route": "/...", "component": "test"}])
     ref = push_app(registry, "sockets/refused", "v1", app)
-    with run_tauon(tmp_path_factory.mktemp("refused")) as tauon:
+    with run_tauon(tmp_path_factory.mktemp("refused"), cache_dir=shared_cache) as tauon:
         port = free_port()
         (tauon.watch_dir / "refused.json").write_text(app_file(ref, port))
         wait_http(f"http://127.0.0.1:{port}/.well-known/spin/health", timeout=120)

@@ -1,17 +1,20 @@
 """wasi:sockets over IPv6 through the registry and the real tauon process: the C guest
 (tests/fixtures/components/c-sockets) opens an IPv6 TCP socket to `[::1]` and echoes through a real
 server listening on the IPv6 loopback, when `allowed_outbound_hosts` allows it (exactly, by CIDR, by
-`*`), and gets Spin's `access-denied` when it does not (other address, other port, IPv4 only).
+`*`), and gets Spin's `access-denied` when it does not (other address, other port, IPv4 only). Every
+test runs on both component runtimes (`component_runtime`): IPv6 addresses are their own variant case.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from support import runtimes
 from support.apps import app_file, push_app
 from support.components import component_path
 from support.daemon import free_port, run_tauon, wait_http
@@ -59,13 +62,13 @@ def _apps(port: int) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def urls(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
-         echo6: TcpEchoServer) -> Iterator[dict[str, str]]:
+def urls(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer, echo6: TcpEchoServer,
+         component_runtime: str, shared_cache: Path) -> Iterator[dict[str, str]]:
     from support.spinpush import SpinAppSpec, SpinComponent
 
     wasm = component_path("c-sockets").read_bytes()
     out: dict[str, str] = {}
-    with run_tauon(tmp_path_factory.mktemp("sockets6")) as tauon:
+    with run_tauon(tmp_path_factory.mktemp("sockets6"), cache_dir=shared_cache) as tauon:
         for name, allowed in _apps(echo6.port).items():
             app = SpinAppSpec(name=f"v6-{name}", components=[SpinComponent(
                 id="test", wasm=wasm, metadata={"allowed_outbound_hosts": allowed})],
@@ -76,6 +79,7 @@ def urls(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
             out[name] = f"http://127.0.0.1:{port}"
         for url in out.values():
             wait_http(f"{url}/.well-known/spin/health", timeout=120)
+        runtimes.check_on_tauon(tauon.log(), *(f"{name}.json/test" for name in out))
         yield out
 
 

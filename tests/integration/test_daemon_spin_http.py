@@ -1,7 +1,7 @@
 """`fermyon:spin/http` send-request from a real guest, through the registry and the real tauon process:
 the hand-written C component tests/fixtures/components/c-spin-http sends to a loopback upstream in this
 process when `allowed_outbound_hosts` allows it, and gets Spin's `destination-not-allowed` (with no
-connection made) when it does not.
+connection made) when it does not. Every test runs on both component runtimes (`component_runtime`).
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import http.server
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from support import runtimes
 from support.apps import app_file, push_app
 from support.components import component_path
 from support.daemon import free_port, run_tauon, wait_http
@@ -79,8 +81,8 @@ def upstream() -> Iterator[EchoUpstream]:
 
 
 @pytest.fixture(scope="module")
-def urls(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
-         upstream: EchoUpstream) -> Iterator[dict[str, str]]:
+def urls(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer, upstream: EchoUpstream,
+         component_runtime: str, shared_cache: Path) -> Iterator[dict[str, str]]:
     wasm = component_path("c-spin-http").read_bytes()
     apps = {"allowed": [f"http://127.0.0.1:{upstream.port}"],
             "closed": [f"http://127.0.0.1:{CLOSED_PORT}"],
@@ -89,7 +91,7 @@ def urls(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
     out: dict[str, str] = {}
     # One process: the pool is per process, and the reuse test counts the upstream's connections
     # (with --workers auto a request may land on a second process and open its own).
-    with run_tauon(tmp_path_factory.mktemp("spin-http"), "--workers", "1") as tauon:
+    with run_tauon(tmp_path_factory.mktemp("spin-http"), "--workers", "1", cache_dir=shared_cache) as tauon:
         for name, allowed in apps.items():
             app = SpinAppSpec(name=f"spin-http-{name}", components=[SpinComponent(
                 id="test", wasm=wasm, metadata={"allowed_outbound_hosts": allowed})],
@@ -100,6 +102,7 @@ def urls(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
             out[name] = f"http://127.0.0.1:{port}"
         for url in out.values():
             wait_http(f"{url}/.well-known/spin/health", timeout=120)
+        runtimes.check_on_tauon(tauon.log(), *(f"{name}.json/test" for name in apps))
         yield out
 
 

@@ -1,10 +1,12 @@
 """Spin state through the real registry and the real tauon process: key-value and SQLite data that
 survive restarts and updates, variables (secret values never logged), access-denied, missing variables.
+The component tests run on both component runtimes (`component_runtime`), sharing one compile cache.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -47,13 +49,14 @@ def app_file(ref: str, port: int, **extra: object) -> str:
     return json.dumps({"reference": ref, "address": f"127.0.0.1:{port}", "insecure": True, **extra})
 
 
-def test_component_state_survives_restart_and_update(tmp_path: Path, registry: RegistryServer) -> None:
+def test_component_state_survives_restart_and_update(tmp_path: Path, registry: RegistryServer,
+                                                     component_runtime: str, shared_cache: Path) -> None:
     v1 = push_app(registry, "state/sdk", "v1", sdk_app(stores=["default"], marker="one"))
     v2 = push_app(registry, "state/sdk", "v2", sdk_app(stores=["default"], marker="two"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     spec = {"state_dir": "shop", "variables": {"greeting": SECRET}}
-    cache = tmp_path / "cache"
+    cache = shared_cache
     with run_tauon(tmp_path / "run1", cache_dir=cache, state_root=tmp_path / "state") as tauon:
         (tauon.watch_dir / "shop.json").write_text(app_file(v1, port, **spec))
         wait_http(f"{base}/echo", timeout=120)
@@ -73,6 +76,8 @@ def test_component_state_survives_restart_and_update(tmp_path: Path, registry: R
         rows = httpx.post(f"{base}/sqlite", content=b"SELECT x FROM t").json()["rows"]
         assert rows == [[42]]
         log2 = tauon.log()
+    # Warm: the restart compiled nothing (on tauon's runtime, nor the component's core modules).
+    assert not re.search(r"compiling .* in a child process", log2), log2
     # Spin's schema and file name: the data is readable by Spin itself.
     with sqlite3.connect(tmp_path / "state" / "shop" / "sqlite_key_value.db") as db:
         assert db.execute("SELECT value FROM spin_key_value WHERE store='default' AND key='fruit'"
@@ -81,10 +86,11 @@ def test_component_state_survives_restart_and_update(tmp_path: Path, registry: R
         assert SECRET not in log
 
 
-def test_access_denied_and_missing_variable(tmp_path: Path, registry: RegistryServer) -> None:
+def test_access_denied_and_missing_variable(tmp_path: Path, registry: RegistryServer,
+                                            component_runtime: str, shared_cache: Path) -> None:
     no_stores = push_app(registry, "state/sdk", "nostores", sdk_app(stores=[], marker="x"))
     port, other = free_port(), free_port()
-    with run_tauon(tmp_path) as tauon:
+    with run_tauon(tmp_path, cache_dir=shared_cache) as tauon:
         (tauon.watch_dir / "denied.json").write_text(
             app_file(no_stores, port, variables={"greeting": SECRET}))
         wait_http(f"http://127.0.0.1:{port}/echo", timeout=120)

@@ -1,6 +1,7 @@
 """Spin state from a JavaScript component (j2w, fermyon:spin/{key-value,variables,sqlite}@2.0.0) through the
 real registry and the real tauon process: data that survives restarts and updates, variables (secret values
-never logged), access-denied for stores and databases the component does not list.
+never logged), access-denied for stores and databases the component does not list. The daemon tests run
+on both component runtimes (`component_runtime`), sharing one compile cache.
 """
 
 from __future__ import annotations
@@ -54,13 +55,14 @@ def test_fixture_imports_only_sync_spin_2_interfaces() -> None:
     assert world.exports == ("wasi:http/incoming-handler@0.2.3",)
 
 
-def test_js_state_survives_restart_and_update(tmp_path: Path, registry: RegistryServer) -> None:
+def test_js_state_survives_restart_and_update(tmp_path: Path, registry: RegistryServer,
+                                              component_runtime: str, shared_cache: Path) -> None:
     v1 = push_app(registry, "state/js", "v1", js_app(stores=["default"], databases=["default"], marker="one"))
     v2 = push_app(registry, "state/js", "v2", js_app(stores=["default"], databases=["default"], marker="two"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     spec = {"state_dir": "shop", "variables": {"greeting": SECRET}}
-    cache = tmp_path / "cache"
+    cache = shared_cache
     with run_tauon(tmp_path / "run1", cache_dir=cache, state_root=tmp_path / "state") as tauon:
         (tauon.watch_dir / "shop.json").write_text(app_file(v1, port, **spec))
         wait_http(f"{base}/", timeout=120)
@@ -100,11 +102,12 @@ def test_js_state_survives_restart_and_update(tmp_path: Path, registry: Registry
         assert SECRET not in log
 
 
-def test_js_access_denied(tmp_path: Path, registry: RegistryServer) -> None:
+def test_js_access_denied(tmp_path: Path, registry: RegistryServer, component_runtime: str,
+                          shared_cache: Path) -> None:
     denied = push_app(registry, "state/js", "denied", js_app(stores=[], databases=[], marker="x"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with run_tauon(tmp_path) as tauon:
+    with run_tauon(tmp_path, cache_dir=shared_cache) as tauon:
         (tauon.watch_dir / "denied.json").write_text(app_file(denied, port, variables={"greeting": SECRET}))
         wait_http(f"{base}/", timeout=120)
         for method in ("GET", "PUT"):

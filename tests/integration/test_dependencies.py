@@ -10,9 +10,11 @@ composed with `wasm-tools compose` at build time.
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +22,10 @@ import pytest
 
 from support.apps import app_file, push_app
 from support.componentize import fixture
+from support.components import component_path
 from support.daemon import TauonProcess, free_port, run_tauon, wait_http
 from support.registry import RegistryServer
+from support.runtimes import FALLBACK
 from support.spinpush import SpinAppSpec, SpinComponent, SpinDependency
 
 pytestmark = pytest.mark.integration
@@ -204,3 +208,35 @@ def test_bad_update_keeps_the_last_good_generation(served: tuple[TauonProcess, d
     assert row["state"] == "running" and row["generation"] == 1
     assert "dependency 'unknown-plain' doesn't match any imports of component 'main'" in row["error"]
     assert httpx.get(f"http://127.0.0.1:{port}/hello/v1").text == "hello, v1, from the greeter dependency"
+
+
+def test_compositions_fall_back_to_the_wasmtime_path_on_the_tauon_runtime(
+        tmp_path: Path, registry: RegistryServer, upstream: int) -> None:
+    """tauon's own component runtime does not run compositions (a fused adapter) yet: under
+    `--component-runtime tauon` both the image composed at build and the app tauon composes at load say
+    so once at load, naming app, component and feature, and serve on the wasmtime path as they would
+    by default; a plain component beside them runs on the tauon runtime."""
+    c_wasm = component_path("c").read_bytes()
+    apps = {"composed": _app("composed", {}, upstream=upstream, wasm=fixture("dep-composed")),
+            "uncomposed": _app("uncomposed", GOOD["uncomposed"], upstream=upstream),
+            "plain": SpinAppSpec(name="plain", components=[SpinComponent(id="main", wasm=c_wasm)],
+                                 triggers=[{"route": "/...", "component": "main"}])}
+    urls = {}
+    with run_tauon(tmp_path, "--component-runtime", "tauon", fallback_ok=True) as tauon:
+        for name, app in apps.items():
+            port = free_port()
+            ref = push_app(registry, f"deps/fallback-{name}", "v1", app)
+            (tauon.watch_dir / f"{name}.json").write_text(app_file(ref, port))
+            urls[name] = f"http://127.0.0.1:{port}"
+        for url in urls.values():
+            wait_http(f"{url}/.well-known/spin/health", timeout=120)
+        for name in ("composed", "uncomposed"):
+            r = httpx.get(f"{urls[name]}/hello/tauon")
+            assert (r.status_code, r.text) == (200, "hello, tauon, from the greeter dependency")
+        log = tauon.log()
+    fallbacks = [line for line in log.splitlines() if FALLBACK in line]
+    assert len(fallbacks) == 2, fallbacks
+    for name in ("composed", "uncomposed"):
+        [line] = [line for line in fallbacks if re.search(rf"(?<![\w-]){name}\.json/main: ", line)]
+        assert "fused adapter" in line and "it runs on the wasmtime path" in line
+    assert "plain.json/main: runs on the tauon component runtime" in log

@@ -1,7 +1,8 @@
 """Outbound MQTT from a spin-sdk 3.4.1 Python app (fermyon:spin/mqtt@2.0.0) through the real registry,
 the real `tauon` process and a real Mosquitto broker (with a password file, anonymous clients allowed,
 like the conformance suite's), as Spin's conformance tests outbound-mqtt and outbound-mqtt-no-permission
-do; a paho subscriber in the test checks what the guest published, with each QoS.
+do; a paho subscriber in the test checks what the guest published, with each QoS. Every test runs on
+both component runtimes (`component_runtime`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -54,7 +56,8 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer, component_runtime: str,
+           shared_cache: Path) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("outbound-mqtt")
     broker = MosquittoServer(root / "mosquitto", users={USER: PASSWORD})
     broker.start()
@@ -65,7 +68,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) -
     }
     ports = {name: free_port() for name in apps}
     try:
-        with run_tauon(root / "tauon") as tauon:
+        with run_tauon(root / "tauon", cache_dir=shared_cache) as tauon:
             for name, app in apps.items():
                 ref = push_app(registry, f"outbound/mqtt-{name}", "v1", app)
                 (tauon.watch_dir / f"{name}.json").write_text(

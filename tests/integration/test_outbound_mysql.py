@@ -3,6 +3,7 @@ pushed to the real registry, served by the real `tauon` process, against a real 
 
 Spin's mapping by column type and flags, its error shapes, the app without permission, faults (server
 stopped mid-request, a server that never answers) and connections closed with each request and swap.
+Every test runs on both component runtimes (`component_runtime`).
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory, component_runtime: str,
+           shared_cache: Path) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("outbound-mysql")
     with server_root("mysql") as root, run_mysql(root / "my") as my, \
-            run_tauon(tmp / "tauon", "--workers", "1") as tauon:
+            run_tauon(tmp / "tauon", "--workers", "1", cache_dir=shared_cache) as tauon:
         ref = push_outbound(registry, "outbound/mysql", [f"mysql://127.0.0.1:{my.port}"])
         denied_ref = push_outbound(registry, "outbound/mysql-denied", [])
         urls = []

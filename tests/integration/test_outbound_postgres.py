@@ -4,6 +4,8 @@ registry, served by the real `tauon` process, talking to a real PostgreSQL 15 on
 
 Also: the app without permission, errors in each version's shape, TLS modes, and faults (server stopped
 mid-request, a server that never answers, 100 swaps with pooled connections open).
+Every test but the swaps one runs on both component runtimes (`component_runtime`); the swaps test is
+about the host's connection pool across generations, the same whichever runtime runs the guest.
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory, component_runtime: str,
+           shared_cache: Path) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("outbound-pg")
     with server_root("pg") as root, run_postgres(root / "pg") as pg, \
-            run_tauon(tmp / "tauon", "--workers", "1", admin=True) as tauon:
+            run_tauon(tmp / "tauon", "--workers", "1", admin=True, cache_dir=shared_cache) as tauon:
         # localhost (any port): the TLS cases' second server
         ref = push_outbound(registry, "outbound/pg",
                             [f"postgres://127.0.0.1:{pg.port}", "postgres://localhost:*"])
@@ -252,6 +255,7 @@ def test_a_server_that_never_answers_is_bounded_by_the_timeout(served: Served) -
     assert result["rows"] == [[["int32", 2]]]
 
 
+@pytest.mark.runtimes("wasmtime")
 def test_swaps_with_pooled_connections_leak_nothing(served: Served) -> None:
     def settled(limit: int) -> int:
         deadline = time.monotonic() + 60

@@ -2,7 +2,9 @@
 the real `tauon` process and a real redis-server, as Spin's conformance tests outbound-redis,
 outbound-redis-no-permission and outbound-redis-variable-permission do, plus every operation and
 parameter/result kind, Spin's error cases and the faults (server stopped mid-request, a server that
-never answers, too many connections). The swap-leak test is in test_outbound_redis_swaps.py.
+never answers, too many connections). The swap-leak test is in test_outbound_redis_swaps.py. Every
+test runs on both component runtimes (`component_runtime`): each operation and value kind is lowered and
+lifted by tauon's canonical ABI on the tauon runtime.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,7 +71,8 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer, component_runtime: str,
+           shared_cache: Path) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("outbound-redis")
     server = RedisServer(root / "redis", password=PASSWORD)
     server.start()
@@ -81,7 +85,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) -
     }
     ports = {name: free_port() for name in apps}
     try:
-        with run_tauon(root / "tauon") as tauon:
+        with run_tauon(root / "tauon", cache_dir=shared_cache) as tauon:
             for name, app in apps.items():
                 ref = push_app(registry, f"outbound/redis-{name}", "v1", app)
                 extra: dict[str, Any] = {"limits": {"request_timeout": REQUEST_TIMEOUT}}

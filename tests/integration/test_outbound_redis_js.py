@@ -1,11 +1,13 @@
 """Outbound Redis from a JavaScript component (j2w; fermyon:spin/redis@2.0.0 and the unversioned v1
-fermyon:spin/redis) through the real registry, the real `tauon` process and a real redis-server."""
+fermyon:spin/redis) through the real registry, the real `tauon` process and a real redis-server, on both
+component runtimes (`component_runtime`)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -43,12 +45,13 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer, component_runtime: str,
+           shared_cache: Path) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("outbound-redis-js")
     server = RedisServer(root / "redis", password=PASSWORD)
     server.start()
     try:
-        with run_tauon(root / "tauon") as tauon:
+        with run_tauon(root / "tauon", cache_dir=shared_cache) as tauon:
             bases = {}
             # Allowed without a port: redis' default 6379 would not match, so give the port; the
             # host-only form is checked by the denied app.

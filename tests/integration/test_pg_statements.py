@@ -1,7 +1,8 @@
 """Outbound PostgreSQL's statement runner (services/pg_exec.py, under services/postgres.py) against a
 real PostgreSQL 15: statements are prepared on their second run, a prepared statement the server lost
 or whose plan no longer fits runs again unprepared, COPY is refused without poisoning the pool; and the
-C benchmark guest (tests/fixtures/components/c-postgres) end to end through the real `tauon` process.
+C benchmark guest (tests/fixtures/components/c-postgres) end to end through the real `tauon` process,
+on both component runtimes (`component_runtime`).
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ def test_copy_is_refused_and_the_connection_is_not_pooled_again(pg: PostgresServ
 
 
 def test_the_c_guest_runs_point_selects_through_tauon(registry: RegistryServer, pg: PostgresServer,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, component_runtime: str,
+                                                       shared_cache: Path) -> None:
     """The benchmark's C guest: N selects per request, each answer checked by the guest; a host error
     reaches it in the v4 shape."""
     make_table(pg)
@@ -162,7 +164,7 @@ def test_the_c_guest_runs_point_selects_through_tauon(registry: RegistryServer, 
         metadata={"allowed_outbound_hosts": [f"postgres://127.0.0.1:{pg.port}"]})],
         triggers=[{"route": "/...", "component": "c"}])
     reference = push_app(registry, "outbound/c-postgres", "v1", app)
-    with run_tauon(tmp_path / "tauon", "--workers", "1") as tauon:
+    with run_tauon(tmp_path / "tauon", "--workers", "1", cache_dir=shared_cache) as tauon:
         port = free_port()
         (tauon.watch_dir / "c.json").write_text(app_file(reference, port))
         url = f"http://127.0.0.1:{port}"

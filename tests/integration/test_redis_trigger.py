@@ -1,6 +1,8 @@
 """Spin's Redis trigger end to end: a real redis-server, apps pushed to the real registry, the real tauon
 process. PUBLISH -> the guest runs (it writes what it got to key-value); Redis restarted -> tauon
 reconnects; a swap under a stream of messages loses none; other trigger types are load errors.
+The Redis-only and mixed apps run on both component runtimes (`component_runtime`): the Redis-component
+executor and an HTTP component beside a Spin 1.x module; reconnects and swaps are the host's alone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import httpx
 import pytest
 import redis
 
+from support import runtimes
 from support.apps import push_app
 from support.components import component_path
 from support.daemon import TauonProcess, free_port, run_tauon, wait_http
@@ -110,21 +113,19 @@ def client(server: RedisServer) -> redis.Redis:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("runtime", ["wasmtime", "tauon"])
 def test_publish_is_handled_by_a_redis_only_app(tmp_path: Path, registry: RegistryServer,
                                                  redis_server: RedisServer, shared_cache: Path,
-                                                 runtime: str) -> None:
+                                                 component_runtime: str) -> None:
     """No address in the app file, no port bound; each message runs the guest once (with a worker
     process too: only the daemon subscribes), which writes it to the state dir's key-value file;
     /status, `tauon status` and /metrics show the trigger. On both component runtimes."""
     ref = push_app(registry, "redis/only", "v1", redis_app(redis_server.address))
     state = tmp_path / "state" / "w"
-    with run_tauon(tmp_path, "--workers", "2", "--component-runtime", runtime, cache_dir=shared_cache,
+    with run_tauon(tmp_path, "--workers", "2", cache_dir=shared_cache,
                    admin=True) as tauon:
         (tauon.watch_dir / "w.json").write_text(app_file(ref, state_dir="w"))
         tauon.wait_log(r"w\.json: serving", timeout=600)
-        if runtime == "tauon":
-            assert "w.json/worker: runs on the tauon component runtime" in tauon.log()
+        runtimes.check_on_tauon(tauon.log(), "w.json/worker")
         log = tauon.wait_log(r"Active Channels on redis://127\.0\.0\.1:\d+:\n"
                              r"\tredis://127\.0\.0\.1:\d+/orders: \[worker\]")
         assert "Serving http" not in log.split("w.json: serving", 1)[1]
@@ -153,7 +154,7 @@ def test_publish_is_handled_by_a_redis_only_app(tmp_path: Path, registry: Regist
 
 
 def test_mixed_app_serves_both_halves_and_hides_the_password(
-        tmp_path: Path, registry: RegistryServer, shared_cache: Path) -> None:
+        tmp_path: Path, registry: RegistryServer, shared_cache: Path, component_runtime: str) -> None:
     """HTTP and Redis components of one app share its (in-memory) key-value store; the address is a
     template whose password comes from a secret variable and is never logged or shown; a Spin 1.x
     core module on the same channel handles each message too."""

@@ -5,7 +5,9 @@ The LLM server is a fake at the boundary tests cannot reach (a real model server
 server in the test process speaking exactly the documented APIs Spin's crates/llm-remote-http
 speaks, Spin's own (/infer, /embed, camelCase usage) and OpenAI's (/v1/chat/completions,
 /v1/embeddings). It records each request, so the tests check what tauon sent (path, bearer token,
-JSON body with the guest's params) as well as what the guest got back. The token appears in no log."""
+JSON body with the guest's params) as well as what the guest got back. The token appears in no log.
+Every test runs on both component runtimes (`component_runtime`): the LLM interface's records, float
+lists and lists of lists cross tauon's canonical ABI on its runtime."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -85,13 +88,13 @@ def _deploy(tauon: TauonProcess, registry: RegistryServer, name: str, rc: str | 
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory,
-           registry: RegistryServer) -> Iterator[tuple[dict[str, str], FakeLlm, TauonProcess]]:
+def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer, component_runtime: str,
+           shared_cache: Path) -> Iterator[tuple[dict[str, str], FakeLlm, TauonProcess]]:
     server = FakeLlm()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        with run_tauon(tmp_path_factory.mktemp("llm"), "--workers", "1") as tauon:
+        with run_tauon(tmp_path_factory.mktemp("llm"), "--workers", "1", cache_dir=shared_cache) as tauon:
             for name, api in (("spin", None), ("openai", "open_ai")):
                 text = (f'[llm_compute]\ntype = "remote_http"\nurl = "http://127.0.0.1:{server.port}/ignored"\n'
                         f'auth_token = "{TOKEN}"\n' + (f'api_type = "{api}"\n' if api else ""))

@@ -1,6 +1,7 @@
 """Labelled key-value stores and SQLite databases from a runtime config, through the real registry and
 the real tauon process with the spin-sdk 3.4.1 python-kv fixture: labels other than 'default', Spin's
-file layout, the TOML edited while serving (new generation; a broken edit keeps the last good one)."""
+file layout, the TOML edited while serving (new generation; a broken edit keeps the last good one).
+On both component runtimes (`component_runtime`)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,12 @@ path = "data/reports.db"
 '''
 
 
-def test_labelled_stores_and_databases(tmp_path: Path, registry: RegistryServer) -> None:
+def test_labelled_stores_and_databases(tmp_path: Path, registry: RegistryServer, component_runtime: str,
+                                       shared_cache: Path) -> None:
     ref = push_app(registry, "rc/kv", "v1", kv_app(["default", "cache"], ["default", "reports"]))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with run_tauon(tmp_path) as tauon:
+    with run_tauon(tmp_path, cache_dir=shared_cache) as tauon:
         # No runtime config: the component's 'cache' label is unknown, as in Spin.
         (tauon.watch_dir / "shop.json").write_text(app_file(ref, port, state_dir="shop"))
         tauon.wait_log(r"unknown key_value_stores label\(s\) 'cache'.*\[key_value_store\.<label>\]",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from support import runtimes
 from support.ports import free_port as free_port
 
 
@@ -86,11 +87,14 @@ def run_tauon(tmp: Path, *args: str, watch_dir: Path | None = None, cache_dir: P
               state_root: Path | None = None, env: dict[str, str] | None = None,
               apps_file: Path | None = None, admin: bool = False, cwd: Path | None = None,
               log_level: str = "debug", wait_started: bool = True,
-              wrapper: tuple[str, ...] = ()) -> Iterator[TauonProcess]:
+              wrapper: tuple[str, ...] = (), fallback_ok: bool = False) -> Iterator[TauonProcess]:
     """Start tauon watching `watch_dir` (default tmp/apps), or in lepton mode with `apps_file`.
 
     `admin=True` adds `--admin` on a free port (`TauonProcess.admin` is its URL). `wrapper` is a command
     prefix (e.g. `NO_DAC_OVERRIDE`: root without the capabilities that ignore file permissions).
+    Under the `component_runtime` fixture the daemon runs that runtime (`args` may still override it);
+    on tauon, a component falling back to the wasmtime path (or none running on tauon) fails the test
+    unless `fallback_ok`.
     """
     watch_dir = watch_dir or tmp / "apps"
     cache_dir = cache_dir or tmp / "cache"
@@ -108,7 +112,7 @@ def run_tauon(tmp: Path, *args: str, watch_dir: Path | None = None, cache_dir: P
         source += ["--admin", f"127.0.0.1:{port}"]
     cmd = [sys.executable, "-m", "tauon", *source, "--cache-dir", str(cache_dir), "--state-root",
            str(state_root), "--log-level", log_level, "--progress", "log", "--resync-interval", "5",
-           "--max-backoff", "2", *args]
+           "--max-backoff", "2", *runtimes.daemon_args(), *args]
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen([*wrapper, *cmd], stdout=log_file, stderr=subprocess.STDOUT, env=full_env,
                                 cwd=cwd)
@@ -119,6 +123,8 @@ def run_tauon(tmp: Path, *args: str, watch_dir: Path | None = None, cache_dir: P
         yield tp
     finally:
         tp.stop()
+    if not fallback_ok:
+        runtimes.check_daemon_log(tp.log())
 
 
 @contextmanager

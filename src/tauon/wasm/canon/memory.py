@@ -168,8 +168,20 @@ class BytesMemory(_ViewMemory):
         pass  # only grow() changes the size, and it renews the view itself
 
 
+_PyBUF_WRITE = 0x200
+_from_memory = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)(
+    ("PyMemoryView_FromMemory", ctypes.pythonapi))
+"""A writable memoryview of `length` bytes at an address. Not `(c_ubyte * length).from_address(...)`:
+that makes a ctypes array type per distinct length, each a reference cycle left to the collector."""
+
+
+def _memory_view(base: int, length: int) -> memoryview:
+    view: memoryview = _from_memory(base, length, _PyBUF_WRITE)
+    return view
+
+
 class WasmtimeMemory(_ViewMemory):
-    """A wasmtime linear memory, accessed in place: a ctypes array at its data pointer, viewed as bytes.
+    """A wasmtime linear memory, accessed in place: a memoryview of the bytes at its data pointer.
     `refresh()` is one C call when the memory has not grown (wasmtime moves a memory only to grow it)."""
 
     def __init__(self, memory: wasmtime.Memory, store: wasmtime.Store) -> None:
@@ -186,12 +198,13 @@ class WasmtimeMemory(_ViewMemory):
         length: int = _DATA_SIZE(self._context, self._ref)
         if length == self._len:
             return
-        base = ctypes.cast(_DATA(self._context, self._ref), ctypes.c_void_p).value or 0
+        # Not ctypes.cast, whose result holds itself (a cycle per call, left to the cyclic collector).
+        base = ctypes.c_void_p.from_buffer(_DATA(self._context, self._ref)).value or 0
         self._base, self._len = base, length
         if length == 0:
             self._view = memoryview(bytearray())
             return
-        self._view = memoryview((ctypes.c_ubyte * length).from_address(base)).cast("B")
+        self._view = _memory_view(base, length)
 
     def read(self, ptr: int, length: int) -> bytes:
         if ptr < 0 or length < 0 or ptr + length > self._len:

@@ -18,6 +18,7 @@ from tauon.wasm.runtime.model import UnsupportedComponent
 
 _IMPORT_SECTION = 2
 _EXPORT_SECTION = 7
+_START_SECTION = 8
 _HEADER = b"\0asm\x01\0\0\0"
 
 
@@ -124,6 +125,11 @@ def _entries(data: bytes) -> tuple[tuple[int, int, int] | None, list[tuple[str, 
     if c.pos != span[2]:
         raise UnsupportedComponent("a core module's import section has trailing bytes")
     return span, entries
+
+
+def has_start(data: bytes) -> bool:
+    """Whether the module has a start function (instantiating it runs guest code)."""
+    return _section(data, _START_SECTION) is not None
 
 
 def read_imports(data: bytes) -> list[tuple[str, str]]:

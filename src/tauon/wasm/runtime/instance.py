@@ -31,6 +31,7 @@ from tauon.wasm.canon.errors import CanonTrap, CanonUnsupported
 from tauon.wasm.canon.handles import BorrowScope, HandleTable
 from tauon.wasm.canon.memory import WasmtimeMemory
 from tauon.wasm.canon.types import FuncType, ResourceType
+from tauon.wasm.component.guest import context_address
 from tauon.wasm.runtime import corefn
 from tauon.wasm.runtime.linking import ComponentLinker
 from tauon.wasm.runtime.model import UnsupportedComponent
@@ -186,14 +187,18 @@ class RuntimeInstance:
     def __init__(self, component: RuntimeComponent, store: wasmtime.Store, state: Any) -> None:
         self.component = component
         self.store = store
-        self.ctx = ctypes.cast(store._context(), ctypes.c_void_p).value or 0
+        self.ctx = context_address(store)  # not ctypes.cast: a cycle per Store
         self.state = state
         self.handles = HandleTable(component.defined)
-        drop_host = self._drop_host
+        # The destructors reach this instance through a weak reference: the handle table is this
+        # instance's, so a strong one would be a cycle, and the Store (with its pool slot) would
+        # live on until the cyclic collector ran, not end with the request.
+        me = weakref.ref(self)
+        drop_host = _drop_host(me)
         for rtype in component.host_resources:
             self.handles.set_destructor(rtype, drop_host)
         for rtype in component.plan.dtors:
-            self.handles.set_destructor(rtype, self._dtor(rtype))
+            self.handles.set_destructor(rtype, _dtor(me, component.plan.dtors[rtype]))
         self._instances: list[Any] = []  # wasmtime_instance_t of each module instantiated, in order
         self._externs: list[Any] = [None] * len(component.wiring.sources)  # wasmtime_extern_t by id
         self._wrapped: dict[CoreRef, Any] = {}
@@ -258,24 +263,33 @@ class RuntimeInstance:
     def _realloc(self, ref: CoreRef) -> Callable[[int, int, int, int], int]:
         return corefn.GuestRealloc(self.ctx, self.core_func(ref))
 
-    def _drop_host(self, rep: int) -> None:
-        """The guest dropped its own handle to a host resource."""
-        self.component.links.drop(self.state, rep)
-
-    def _dtor(self, rtype: ResourceType) -> Callable[[int], None]:
-        """`resource.drop` of an own handle of a resource this component implements: its dtor."""
-        ref = self.component.plan.dtors[rtype]
-
-        def dtor(rep: int) -> None:
-            _DTOR.call(self.ctx, self.core_func(ref), rep)
-
-        return dtor
-
     def core_func(self, ref: CoreRef) -> wasmtime.Func:
         func = self.resolve(ref)
         if not isinstance(func, wasmtime.Func):
             raise UnsupportedComponent("a lifted function that is not a core function")
         return func
+
+
+def _drop_host(me: weakref.ref[RuntimeInstance]) -> Callable[[int], None]:
+    """The guest dropped its own handle to a host resource."""
+
+    def drop(rep: int) -> None:
+        instance = me()
+        if instance is not None:  # else the instance is gone, and its request's state with it
+            instance.component.links.drop(instance.state, rep)
+
+    return drop
+
+
+def _dtor(me: weakref.ref[RuntimeInstance], ref: CoreRef) -> Callable[[int], None]:
+    """`resource.drop` of an own handle of a resource this component implements: its dtor."""
+
+    def dtor(rep: int) -> None:
+        instance = me()
+        if instance is not None:  # else its core instances (and the dtor) are gone too
+            _DTOR.call(instance.ctx, instance.core_func(ref), rep)
+
+    return dtor
 
 
 _DTOR = corefn.GuestCall(("i32",), ())

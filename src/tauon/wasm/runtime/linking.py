@@ -47,10 +47,14 @@ _linker_get = _fn("wasmtime_linker_get", ctypes.c_bool, c_void_p, c_void_p, c_ch
                   c_size_t, c_void_p)
 _instantiate_pre = _fn("wasmtime_linker_instantiate_pre", c_void_p, c_void_p, c_void_p, POINTER(c_void_p))
 _pre_delete = _fn("wasmtime_instance_pre_delete", None, c_void_p)
-_linker_instantiate = _fn("wasmtime_linker_instantiate", c_void_p, c_void_p, c_void_p, c_void_p, c_void_p,
-                          POINTER(c_void_p), release_gil=True)
-_pre_instantiate = _fn("wasmtime_instance_pre_instantiate", c_void_p, c_void_p, c_void_p, c_void_p,
-                       POINTER(c_void_p), release_gil=True)
+_INSTANTIATE = (c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, POINTER(c_void_p))
+_PRE_INSTANTIATE = (c_void_p, c_void_p, c_void_p, c_void_p, POINTER(c_void_p))
+# A start function is guest code: the GIL is released around it, so the epoch thread can interrupt it.
+# Without one, instantiating runs no guest code, and keeping the GIL saves a hand-over per module.
+_linker_instantiate = {starts: _fn("wasmtime_linker_instantiate", *_INSTANTIATE, release_gil=starts)
+                       for starts in (False, True)}
+_pre_instantiate = {starts: _fn("wasmtime_instance_pre_instantiate", *_PRE_INSTANTIATE, release_gil=starts)
+                    for starts in (False, True)}
 
 
 def _check(error: int | None, what: str) -> None:
@@ -85,6 +89,7 @@ class ComponentLinker:
                 owned.pres.append(pre)
             self._pres.append(pre)
         self._names = [str(index).encode() for index in range(len(self.steps))]
+        self._module_ptrs = [ctypes.cast(module.ptr(), c_void_p) for module in self.modules]
 
     def instantiate_steps(self, ctx: int) -> list[Any]:
         """Every core instance of the component in the Store `ctx`, in order (`wasmtime_instance_t`s).
@@ -99,10 +104,10 @@ class ComponentLinker:
                 corefn.clear_error()
                 pre = self._pres[index]
                 if pre is not None:
-                    error = _pre_instantiate(pre, ctx, at, ctypes.byref(trap))
+                    error = _pre_instantiate[step.starts](pre, ctx, at, ctypes.byref(trap))
                 else:
-                    error = _linker_instantiate(linker, ctx, ctypes.cast(self.modules[step.module].ptr(),
-                                                                        c_void_p), at, ctypes.byref(trap))
+                    error = _linker_instantiate[step.starts](linker, ctx, self._module_ptrs[step.module], at,
+                                                             ctypes.byref(trap))
                 if error or trap:
                     raise corefn.failure(error, trap)
                 if step.exported:

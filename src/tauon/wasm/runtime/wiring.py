@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tauon.wasm.runtime.core_names import read_imports, rename_exports, rename_imports
+from tauon.wasm.runtime.core_names import has_start, read_imports, rename_exports, rename_imports
 from tauon.wasm.runtime.model import UnsupportedComponent
 from tauon.wasm.runtime.plan import Bag, CoreRef, Lifted, Opts, Plan
 
@@ -57,6 +57,8 @@ class Step:
     sources: tuple[int, ...]
     host_only: bool = False
     exported: bool = False
+    starts: bool = True
+    """The module has a start function (so instantiating it runs guest code)."""
 
 
 class Wiring:
@@ -113,6 +115,7 @@ class Wiring:
                 data = rename_imports(plan.modules[modules[k]], list(names))
                 self.modules.append(rename_exports(data, used[k]))
             st.module = variants[key]
+            st.starts = has_start(plan.modules[modules[k]])
             st.exported = k in imported_from
 
     def link_name(self, source: Source) -> tuple[str, str]:
