@@ -230,6 +230,15 @@ COMPONENT = r"""(component
       (call $tr (i32.load (i32.const 400)))
       (i32.const 0))
 
+    ;; leave-pending: returns while a read waits in a waitable set (the instance goes with them)
+    (func (export "leave-pending") (param i32) (result i32) (local $pair i64) (local $r i32)
+      (local.set $pair (call $fn))
+      (local.set $r (i32.wrap_i64 (local.get $pair)))
+      (if (i32.ne (call $fr (local.get $r) (i32.const 400)) (i32.const -1)) (then unreachable))
+      (call $wj (local.get $r) (call $wsn))
+      (call $tr (i32.const 5))
+      (i32.const 0))
+
     ;; rule breakers
     (func (export "drop-unwritten") (param i32) (result i32) (local $pair i64)
       (local.set $pair (call $fn))
@@ -275,6 +284,8 @@ COMPONENT = r"""(component
     (canon lift (core func $i "future-out") async (callback (core func $i "no-event"))))
   (func (export "future-in") async (param "n" u32) (result u32)
     (canon lift (core func $i "future-in") async (callback (core func $i "future-in-cb"))))
+  (func (export "leave-pending") async (param "n" u32) (result u32)
+    (canon lift (core func $i "leave-pending") async (callback (core func $i "no-event"))))
   (func (export "drop-unwritten") async (param "n" u32) (result u32)
     (canon lift (core func $i "drop-unwritten") async (callback (core func $i "no-event"))))
   (func (export "bp-under") async (param "n" u32) (result u32)
@@ -433,7 +444,7 @@ def test_a_future_the_host_writes_later_reaches_the_waiting_guest(engine: WasmEn
 
 
 @pytest.mark.parametrize(("name", "arg"), [("wait-slow", 1), ("count", 100_000), ("produce", 100_000),
-                                           ("future-in", 0), ("future-out", 1)])
+                                           ("future-in", 0), ("future-out", 1), ("leave-pending", 0)])
 def test_the_instance_and_store_are_freed_without_the_cyclic_collector(
         engine: WasmEngine, component: RuntimeComponent, host: Host, name: str, arg: int) -> None:
     """Subtasks, stream and future ends and waitable sets refer back to the instance's handle table:
