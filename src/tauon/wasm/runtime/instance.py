@@ -124,13 +124,7 @@ class RuntimeComponent:
             self._builtin_slots.append(corefn.register(_builtin_call(builtin)))
         self.async_types: list[wasmtime.FuncType] = []
         self._async_slots: list[int] = []
-        for abuiltin in plan.async_builtins:  # component-model async (async_builtins.py)
-            try:
-                params, aresults, abody = compile_builtin(abuiltin, current)
-            except CanonUnsupported as exc:
-                raise UnsupportedComponent(f"the builtin {abuiltin.op}: {exc}") from None
-            self.async_types.append(corefn.functype(params, aresults))
-            self._async_slots.append(corefn.register(abody))
+        self._compile_async_builtins(plan)
         # The slots' functions do not refer to this object: it goes with its last user.
         weakref.finalize(self, _unregister, [*self._slots, *self._builtin_slots, *self._async_slots])
         host_funcs = [(*host_link_name(Source(kind, i)), ty, slot)
@@ -139,6 +133,16 @@ class RuntimeComponent:
                                                  ("async", self.async_types, self._async_slots))
                       for i, (ty, slot) in enumerate(zip(types, slots, strict=True))]
         self.linker = ComponentLinker(engine, wiring.steps, modules, host_funcs)
+
+    def _compile_async_builtins(self, plan: Plan) -> None:
+        """Component-model async's builtins (async_builtins.py), one trampoline each."""
+        for abuiltin in plan.async_builtins:
+            try:
+                params, results, body = compile_builtin(abuiltin, current)
+            except CanonUnsupported as exc:
+                raise UnsupportedComponent(f"the builtin {abuiltin.op}: {exc}") from None
+            self.async_types.append(corefn.functype(params, results))
+            self._async_slots.append(corefn.register(body))
 
     def _async_lower(self, lower: Lower, links: HostLinks) -> int:
         host = lower.host
