@@ -116,12 +116,14 @@ def cache_names(engine: WasmEngine, wasm_path: Path) -> list[str]:
 
 
 _async: dict[tuple[str, int, int], bool] = {}
+P3_HANDLER = "wasi:http/handler@0.3."
+"""An export the builder always runs on this runtime (executors/select.py), whatever it uses."""
 
 
 def compiles_core_modules(wasm_path: Path, runtime: str) -> bool:
     """Whether tauon's component runtime runs this component (so its core modules must be compiled):
-    with `--component-runtime tauon`, and always for one using component-model async (WASIp3), which
-    only this runtime hosts."""
+    with `--component-runtime tauon`, and always for one using component-model async or exporting
+    the WASIp3 HTTP handler, which only this runtime hosts."""
     if runtime == "tauon":
         return True
     try:
@@ -135,7 +137,8 @@ def compiles_core_modules(wasm_path: Path, runtime: str) -> bool:
         try:
             plan = plan_component(wasm_path)
             found = (bool(plan.async_builtins) or any(lower.opts.is_async for lower in plan.lowers)
-                     or any(lifted.opts.is_async for lifted in _lifted(plan.exports)))
+                     or any(lifted.opts.is_async for lifted in _lifted(plan.exports))
+                     or any(name.startswith(P3_HANDLER) for name in plan.exports))
         except UnsupportedComponent:
             found = False
         with _guard:
