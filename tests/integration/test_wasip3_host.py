@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from support.apps import app_file, push_app
-from support.components import extra_component_path
+from support.components import component_path, extra_component_path
 from support.daemon import free_port, run_tauon, wait_http
 from support.registry import RegistryServer
 from support.spinpush import SpinAppSpec, SpinComponent
@@ -118,3 +118,24 @@ def test_outbound_http_to_an_allowed_host_and_a_denied_one(tmp_path: Path, regis
         assert len(_Upstream.paths) == seen  # no connection was made
         log = tauon.wait_log(r"outbound request to http://localhost:\d+/no denied by allowed_outbound_hosts")
         assert "t0k" not in log
+
+
+def test_a_p3_guest_chains_to_a_private_component(tmp_path: Path, registry: RegistryServer) -> None:
+    """`*.spin.internal` from wasi:http/client@0.3 is served in-process by the app's component, as
+    Spin chains service requests, here a private C component that echoes the path it got."""
+    app = SpinAppSpec(name="p3chain", components=[
+        SpinComponent(id="web", wasm=extra_component_path("python-p3").read_bytes(),
+                      metadata={"allowed_outbound_hosts": ["http://*.spin.internal"]}),
+        SpinComponent(id="back", wasm=component_path("c").read_bytes()),
+    ], triggers=[{"route": "/...", "component": "web"}, {"route": {"private": True}, "component": "back"}])
+    ref = push_app(registry, "wasip3/chain", "v1", app)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with run_tauon(tmp_path, *RUNTIME) as tauon:
+        (tauon.watch_dir / "chain.json").write_text(app_file(ref, port))
+        wait_http(f"{base}/echo", timeout=LOAD_TIMEOUT)
+        r = httpx.get(f"{base}/outbound", params={"url": "http://back.spin.internal/echo-path/deep?q=1"},
+                      timeout=60)
+        assert r.status_code == 200 and r.text == "upstream 200 /echo-path/deep?q=1"
+        denied = httpx.get(f"{base}/outbound", params={"url": "http://127.0.0.1:9/"}, timeout=60)
+        assert denied.status_code == 500  # not in allowed_outbound_hosts

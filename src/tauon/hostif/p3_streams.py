@@ -28,7 +28,6 @@ from tauon.wasm.runtime.async_host import Deferred, FutureReader, StreamReader, 
 U8 = Prim("u8")
 STRING = Prim("string")
 BYTES = ListType(U8)
-UNIT_RESULT_OK: tuple[str, None] = ("ok", None)
 
 
 def unit_result(err: ValType | None) -> ResultType:
