@@ -126,7 +126,10 @@ class WasiHttpExecutor(ComponentExecutor):
         self._teardown = 0.0
         """Moving average of the seconds a request's Store takes to free (no lock: a lost update only
         makes it staler)."""
-        self.inline = InlinePolicy(pure_imports(linked.implemented + linked.trapping))
+        # Only through wasmtime's component API: tauon's own runtime keeps per-thread state of its
+        # own, which the event loop's thread should not collect.
+        self.inline = InlinePolicy(self._runner.name == "wasmtime"
+                                   and pure_imports(linked.implemented + linked.trapping))
         """Whether a request's guest may run on the event loop (executors/inline.py)."""
         self.inline_runs = 0
         """Requests served by a guest run on the event loop."""
