@@ -29,7 +29,7 @@ EXTRA_SCRIPT = ROOT / "scripts" / "build-components-extra"
 EXTRA_DIR = ROOT / "tests" / "fixtures" / "build" / "components-extra"
 
 COMPONENT_NAMES = ("python-sdk", "python-outbound", "python-raw", "js", "js-spin", "js-redis", "js-postgres",
-                   "c", "c-sockets", "c-spin-http", "c-postgres", "wagi-component", "spin-legacy",
+                   "c", "c-sockets", "c-spin-http", "c-postgres", "c-inline", "wagi-component", "spin-legacy",
                    "python-redis", "redis-legacy")
 
 

@@ -19,6 +19,7 @@ from wasmtime.component import Component
 
 from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
 from tauon.executors.guestthreads import GuestThreads
+from tauon.executors.inline import INLINE_TICKS, InlinePolicy, WouldBlock, pure_imports
 from tauon.executors.oneshot import ComponentExecutor, GuestRunner, new_store
 from tauon.executors.responses import send_empty
 from tauon.hostif.http import IncomingBody, ResponseOutparam
@@ -29,7 +30,7 @@ from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.component.guest import Trap
 from tauon.wasm.component.host import bound_state
-from tauon.wasm.engine import WasmEngine
+from tauon.wasm.engine import WasmEngine, limited_store
 
 REQUEST_BUFFER = 1 << 20
 """Request body bytes buffered ahead of the guest's reads."""
@@ -125,11 +126,23 @@ class WasiHttpExecutor(ComponentExecutor):
         self._teardown = 0.0
         """Moving average of the seconds a request's Store takes to free (no lock: a lost update only
         makes it staler)."""
+        # Only through wasmtime's component API: tauon's own runtime keeps per-thread state of its
+        # own, which the event loop's thread should not collect.
+        self.inline = InlinePolicy(self._runner.name == "wasmtime"
+                                   and pure_imports(linked.implemented + linked.trapping))
+        """Whether a request's guest may run on the event loop (executors/inline.py)."""
+        self.inline_runs = 0
+        """Requests served by a guest run on the event loop."""
+        self._request_ticks = self._engine.deadline_ticks(self._limits.request_timeout)
+        self._inline_ticks = min(INLINE_TICKS, self._request_ticks)
+        """A run on the loop is abandoned at this deadline, unless it is the request's own."""
 
     async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
         declared_too_large, has_body = _framing(request, self._limits.max_request_body)
         if declared_too_large:
             await send_empty(send, 413)
+            return
+        if not has_body and self.inline.wanted() and await self._serve_inline(request, send):
             return
         loop = asyncio.get_running_loop()
         waker = _Waker(loop)
@@ -190,9 +203,51 @@ class WasiHttpExecutor(ComponentExecutor):
         return GuestRequest(request.method, path, ("HTTP", None), request.authority, headers,
                             IncomingBody(body))
 
-    def _run(self, state: HostState, request: GuestRequest, exchange: _Exchange) -> None:
-        """Worker thread: a fresh store and instance, then `handle`."""
-        store = new_store(self._engine, self._limits)
+    async def _serve_inline(self, request: RoutedRequest, send: Send) -> bool:
+        """Run the guest on the event loop, then send its response. False: not done (the app is at
+        its concurrency limit, or the run was abandoned): the caller serves the request on a thread."""
+        state = HostState(self._config, timeout=self._limits.request_timeout)
+        try:
+            self._limiter.acquire_on_behalf_of_nowait(state)
+        except anyio.WouldBlock:
+            return False  # waiting is the thread path's business
+        try:
+            state.inline = True
+            state.budget.held = []
+            body_in = BytePipe(state.cond, REQUEST_BUFFER)
+            body_in.close()
+            exchange = _Exchange(_nothing, _nothing)  # the loop runs the guest: nobody to wake
+            self._run(state, self._guest_request(request, body_in), exchange, inline=True)
+        finally:
+            self._limiter.release_on_behalf_of(state)
+        error = exchange.error
+        if isinstance(error, Trap) and (isinstance(error.host_error, WouldBlock) or (
+                error.kind == "timeout" and self._inline_ticks < self._request_ticks)):
+            self.inline.abandoned()
+            self._log.debug("%s: a guest run on the event loop was abandoned (%s); the request and "
+                            "the next ones run on guest threads", self._label, error)
+            return False
+        state.budget.release()
+        self.inline_runs += 1
+        exchange.done = True
+        if exchange.head is not None:
+            # Everything is final: the body pipe is closed, so this never waits on `wake`.
+            await self._respond(send, exchange, _NEVER_SET, [False])
+        elif error is not None:
+            raise GuestError(f"{self._label}: {error}", kind=getattr(error, "kind", "trap")) from error
+        return True
+
+    def _run(self, state: HostState, request: GuestRequest, exchange: _Exchange, *,
+             inline: bool = False) -> None:
+        """Worker thread, or the event loop (`inline`, with a short deadline): a fresh store and
+        instance, then `handle`."""
+        measured = not inline or self.inline.sample()
+        started = time.thread_time() if measured else 0.0
+        if inline:
+            store = limited_store(self._engine.engine, memory_limit=self._limits.max_memory,
+                                  deadline_ticks=self._inline_ticks)
+        else:
+            store = new_store(self._engine, self._limits)
         try:
             instance = self._runner.instantiate(store, state)
             req = state.table.push(request)
@@ -214,9 +269,11 @@ class WasiHttpExecutor(ComponentExecutor):
                 state.finish()  # unfinished bodies end with an error; output lines are flushed
             if self._teardown > SLOW_TEARDOWN:
                 exchange.flush()  # the response goes out while the instance is freed
-            started = time.perf_counter()
+            freeing = time.perf_counter()
             del store
-            self._teardown += (time.perf_counter() - started - self._teardown) * 0.1
+            self._teardown += (time.perf_counter() - freeing - self._teardown) * 0.1
+            if measured:
+                self.inline.record(time.thread_time() - started)
 
     async def _feed(self, receive: Receive, pipe: BytePipe, wake: asyncio.Event,
                     too_large: list[bool]) -> None:
@@ -288,6 +345,14 @@ class WasiHttpExecutor(ComponentExecutor):
             elif exchange.done:
                 return
             await wake.wait()
+
+
+def _nothing() -> None:
+    pass
+
+
+_NEVER_SET = asyncio.Event()
+"""The wake-up of a response that is complete before it is sent (never awaited: see _serve_inline)."""
 
 
 def _framing(request: RoutedRequest, limit: int) -> tuple[bool, bool]:

@@ -31,6 +31,11 @@ class DeadlineExceeded(HostTrap):
     """The request's time ran out while the guest was blocked in a host call."""
 
 
+class WouldBlock(HostTrap):
+    """A host call of a guest running on the event loop would have to wait: the run is abandoned and
+    the request served again on a guest thread (executors/inline.py)."""
+
+
 @dataclass(frozen=True, slots=True)
 class HostConfig:
     """What a component may see and do; shared by all its requests (immutable)."""
@@ -71,11 +76,26 @@ class ChainTarget(Protocol):
 class OutputBudget:
     """The guest output one request may still log (stdout and stderr together, LOG_LIMIT)."""
 
-    __slots__ = ("config", "logged")
+    __slots__ = ("config", "held", "logged")
 
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         self.logged = 0
+        self.held: list[tuple[int, str, tuple[Any, ...]]] | None = None
+        """Log records held back while the guest runs on the event loop (None: log at once): a run
+        abandoned there is run again, and its lines must appear once."""
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        if self.held is None:
+            self.config.logger.log(level, message, *args)
+        else:
+            self.held.append((level, message, args))
+
+    def release(self) -> None:
+        """Log what was held back, and log at once from now on."""
+        held, self.held = self.held, None
+        for level, message, args in held or ():
+            self.config.logger.log(level, message, *args)
 
 
 class GuestLog:
@@ -113,10 +133,10 @@ class GuestLog:
         budget.logged += len(line) + LINE_COST
         config = budget.config
         if budget.logged > LOG_LIMIT:
-            config.logger.warning("%s: guest output over %d bytes for this request; dropping the rest",
-                                  config.label, LOG_LIMIT)
+            budget.log(logging.WARNING, "%s: guest output over %d bytes for this request; dropping "
+                       "the rest", config.label, LOG_LIMIT)
             return
-        config.logger.info("%s %s: %s", config.label, self._name, line.decode("utf-8", "replace"))
+        budget.log(logging.INFO, "%s %s: %s", config.label, self._name, line.decode("utf-8", "replace"))
 
 
 class HostState:
@@ -137,6 +157,7 @@ class HostState:
         self.cond = threading.Condition()
         self.deadline = time.monotonic() + timeout
         budget = OutputBudget(config)
+        self.budget = budget
         self.stdout = GuestLog(budget, "stdout")
         self.stderr = GuestLog(budget, "stderr")
         self.extensions: dict[str, Any] = extensions or {}
@@ -145,6 +166,8 @@ class HostState:
         self.trace: Any = None if tracing.ACTIVE is None else tracing.current_context()
         """The trace context of the guest's execution span (None: tracing is off), captured where
         the executor creates this state, for the spans host calls open on the guest's thread."""
+        self.inline = False
+        """The guest runs on the event loop: a host call that would wait raises WouldBlock."""
         self.before_block: Callable[[], None] | None = None
         """Called on the guest's thread just before a host call blocks (wasi_http: send what the
         guest has produced so far, since it will not return soon)."""
@@ -155,6 +178,8 @@ class HostState:
         with self.cond:
             if ready():  # the common case: no wait, so no run-slot hand-off either
                 return True
+        if self.inline:
+            raise WouldBlock(f"{what} would wait on the event loop")
         if self.before_block is not None:
             self.before_block()
         with self.slot.blocked(), self.cond:

@@ -53,8 +53,9 @@ class Generation:
         self.services = services
         """Spin state services (variables, key-value, SQLite) shared by the executors."""
         self.inflight = 0
-        self._idle = anyio.Event()
-        self._idle.set()
+        self._idle: anyio.Event | None = None
+        """Set when the last request leaves; made only by `retire` (an event per request that
+        finds the generation idle was a measurable share of a small request)."""
         self.retired = False
 
     @property
@@ -62,18 +63,20 @@ class Generation:
         return f"{self.plan.app_id} generation {self.number} ({self.plan.digest[:19]})"
 
     def enter(self) -> None:
-        if self.inflight == 0:
-            self._idle = anyio.Event()
         self.inflight += 1
 
     def leave(self) -> None:
         self.inflight -= 1
-        if self.inflight == 0:
+        if self.inflight == 0 and self._idle is not None:
             self._idle.set()
 
     async def retire(self, drain_timeout: float) -> None:
         """Wait (bounded) for in-flight requests, then release the executors."""
         self.retired = True
+        if self._idle is None:
+            self._idle = anyio.Event()
+        if self.inflight == 0:
+            self._idle.set()
         with anyio.move_on_after(drain_timeout, shield=True) as scope:
             await self._idle.wait()
         if scope.cancelled_caught:

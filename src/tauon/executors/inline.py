@@ -1,0 +1,98 @@
+"""When a wasi:http guest may run on the event loop itself instead of a guest thread.
+
+Handing a request to a guest thread and back costs a small guest more than the guest itself: a
+thread wake-up, a loop wake-up, and a GIL hand-off at every host call while the loop serves other
+connections (py-spy --gil on the 7 KB C fixture: a sixth of the process's Python time; running it on
+the loop cut the CPU per request by a quarter). A guest may run on the loop only when that can never
+stall the loop or be seen by anyone:
+
+- its component imports only interfaces whose calls touch nothing outside the request (`PURE`: the
+  wasi:http types, streams, clocks, random, environment, stdout/stderr): a run can then be abandoned
+  and run again on a thread without anyone noticing. Its log lines are held until the run ends;
+- its runs are measured fast: the average CPU time of its runs is under `FAST_RUN`, after `WARMUP`
+  runs on threads;
+- the request has no body (nothing to wait for from the client);
+- the run is abandoned, and the request served again from the start on a guest thread, as soon as a
+  host call would have to wait (a full response pipe, a timer, poll) or the guest runs past
+  `INLINE_TICKS` epoch ticks (10-20 ms). Nothing has been sent by then: the loop sends only after the
+  run. The component then runs on threads for the next `BACKOFF` requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tauon.hostif.state import WouldBlock
+
+PURE = frozenset({
+    "wasi:http/types", "wasi:io/streams", "wasi:io/error", "wasi:io/poll",
+    "tauon:bytes/streams",  # wasi:io/streams' writes with bytes in place of list<u8> (rewriting/routing.py)
+    "wasi:clocks/monotonic-clock", "wasi:clocks/wall-clock",
+    "wasi:random/random", "wasi:random/insecure", "wasi:random/insecure-seed",
+    "wasi:cli/environment", "wasi:cli/exit", "wasi:cli/stdin", "wasi:cli/stdout", "wasi:cli/stderr",
+    "wasi:cli/terminal-input", "wasi:cli/terminal-output", "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout", "wasi:cli/terminal-stderr",
+})
+"""Interfaces (without version) whose calls affect only the request's own resources and output.
+Not here: outbound HTTP and databases, key-value, variables (a provider may be remote), sockets,
+files (a read of a mounted file may wait on the disk)."""
+
+FAST_RUN = 0.0005
+"""Average CPU seconds per run under which a component's guests run on the event loop."""
+WARMUP = 8
+"""Runs measured on threads before the first run on the loop."""
+INLINE_TICKS = 2
+"""Epoch deadline of a run on the loop: after one whole tick (10 ms) it is abandoned."""
+BACKOFF = 1000
+"""Requests served on threads after a run on the loop was abandoned."""
+SAMPLE_EVERY = 8
+"""Runs on the loop per run whose CPU time is measured."""
+
+
+def pure_imports(functions: Iterable[str]) -> bool:
+    """Whether every imported function ('<interface>@<version>#<name>') belongs to a `PURE` interface."""
+    return all(label.split("#", 1)[0].split("@", 1)[0] in PURE for label in functions)
+
+
+class InlinePolicy:
+    """One executor's decision, per request, whether its guest runs on the loop (no lock: a lost
+    update between threads only makes the average a little staler)."""
+
+    __slots__ = ("average", "backoff", "pure", "runs", "skipped")
+
+    def __init__(self, pure: bool) -> None:
+        self.pure = pure
+        self.runs = 0
+        self.average = 0.0
+        self.backoff = 0
+        self.skipped = 0
+
+    def sample(self) -> bool:
+        """Whether to measure this run on the loop: one in `SAMPLE_EVERY` (a thread's CPU clock is a
+        system call, which cost 7 % of a small request measured every time)."""
+        self.skipped += 1
+        if self.skipped < SAMPLE_EVERY:
+            return False
+        self.skipped = 0
+        return True
+
+    def wanted(self) -> bool:
+        if not self.pure or self.runs < WARMUP:
+            return False
+        if self.backoff:
+            self.backoff -= 1
+            return False
+        return self.average < FAST_RUN
+
+    def record(self, cpu: float) -> None:
+        """A run (on a thread or the loop) took `cpu` seconds of its thread's CPU time."""
+        self.runs += 1
+        weight = 0.1 if self.runs > WARMUP else 1 / self.runs
+        self.average += (cpu - self.average) * weight
+
+    def abandoned(self) -> None:
+        self.backoff = BACKOFF
+
+
+__all__ = ["BACKOFF", "FAST_RUN", "INLINE_TICKS", "PURE", "SAMPLE_EVERY", "WARMUP", "InlinePolicy",
+           "WouldBlock", "pure_imports"]

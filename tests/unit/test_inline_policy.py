@@ -1,0 +1,65 @@
+"""When a wasi:http guest may run on the event loop (tauon.executors.inline): pure logic."""
+
+from __future__ import annotations
+
+from tauon.executors.inline import BACKOFF, FAST_RUN, SAMPLE_EVERY, WARMUP, InlinePolicy, pure_imports
+
+C_FIXTURE = [  # what the 7 KB C fixture imports, as LinkedComponent lists it
+    "wasi:io/streams@0.2.0#[method]output-stream.blocking-write-and-flush",
+    "wasi:http/types@0.2.0#[static]fields.from-list",
+    "wasi:http/types@0.2.0#[static]response-outparam.set",
+    "tauon:bytes/streams@0.1.0#[method]output-stream.blocking-write-and-flush",
+]
+
+
+def test_only_request_local_interfaces_are_pure() -> None:
+    assert pure_imports(C_FIXTURE)
+    assert pure_imports([])
+    assert pure_imports(["wasi:cli/stdout@0.2.12#get-stdout", "wasi:clocks/monotonic-clock@0.2.9#now"])
+    for other in ("wasi:http/outgoing-handler@0.2.0#handle",
+                  "wasi:filesystem/types@0.2.0#[method]descriptor.read",
+                  "fermyon:spin/key-value@2.0.0#[method]store.set", "fermyon:spin/variables@2.0.0#get",
+                  "wasi:sockets/tcp@0.2.0#[method]tcp-socket.start-connect", "custom-top-level-function"):
+        assert not pure_imports([*C_FIXTURE, other]), other
+
+
+def warmed(cpu: float) -> InlinePolicy:
+    policy = InlinePolicy(pure=True)
+    for _ in range(WARMUP):
+        assert not policy.wanted()  # measured on threads first
+        policy.record(cpu)
+    return policy
+
+
+def test_fast_pure_guests_run_inline_after_warmup() -> None:
+    assert warmed(FAST_RUN / 4).wanted()
+    assert not warmed(FAST_RUN * 2).wanted()
+
+
+def test_impure_guests_never_run_inline() -> None:
+    policy = InlinePolicy(pure=False)
+    for _ in range(WARMUP * 4):
+        policy.record(FAST_RUN / 100)
+    assert not policy.wanted()
+
+
+def test_a_slower_phase_moves_the_guest_back_to_threads() -> None:
+    policy = warmed(FAST_RUN / 4)
+    for _ in range(40):
+        policy.record(FAST_RUN * 3)
+    assert not policy.wanted()
+    for _ in range(80):
+        policy.record(FAST_RUN / 10)
+    assert policy.wanted()
+
+
+def test_an_abandoned_run_backs_off_for_a_while() -> None:
+    policy = warmed(FAST_RUN / 4)
+    policy.abandoned()
+    assert [policy.wanted() for _ in range(BACKOFF)] == [False] * BACKOFF
+    assert policy.wanted()
+
+
+def test_runs_on_the_loop_are_sampled() -> None:
+    policy = InlinePolicy(pure=True)
+    assert [policy.sample() for _ in range(3 * SAMPLE_EVERY)].count(True) == 3
