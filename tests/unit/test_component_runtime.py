@@ -7,6 +7,8 @@ the components are real, compiled and run by wasmtime.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,3 +215,21 @@ def test_a_module_instantiated_twice_with_different_imports(engine: WasmEngine, 
     for _ in range(2):  # a second Store links the same way
         assert call(engine, component, "first") == 42
         assert call(engine, component, "second") == 8
+
+
+def test_an_instance_and_its_store_go_without_the_cyclic_gc(engine: WasmEngine, tmp_path: Path) -> None:
+    """Each request's Store holds a pooling slot: it must go when the request drops it, not when the
+    cyclic GC next runs (the handle table's destructors once referred back to the instance)."""
+    component = load(engine, tmp_path, COMPONENT, Host())
+    gc.collect()
+    gc.disable()
+    try:
+        store = limited_store(engine.engine, memory_limit=64 << 20, deadline_ticks=1 << 30)
+        instance = instantiate(component, store, state=object())
+        assert RuntimeGuestFunc(component, None, "roundtrip").call(store, instance, None, 3) == 6
+        assert RuntimeGuestFunc(component, None, "shout").call(store, instance, None, "a") == "A"
+        gone = weakref.ref(instance)
+        del instance, store
+        assert gone() is None
+    finally:
+        gc.enable()

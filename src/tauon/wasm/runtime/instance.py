@@ -156,14 +156,18 @@ class RuntimeInstance:
     def __init__(self, component: RuntimeComponent, store: wasmtime.Store, state: Any) -> None:
         self.component = component
         self.store = store
-        self.ctx = ctypes.cast(store._context(), ctypes.c_void_p).value or 0
+        # from_buffer, not ctypes.cast: a cast result refers to itself (garbage for the cyclic GC)
+        self.ctx = ctypes.c_void_p.from_buffer(store._context()).value or 0
         self.state = state
         self.handles = HandleTable(component.defined)
-        drop_host = self._drop_host
+        # The destructors reach this instance through a weak reference: a cycle through its handle
+        # table would keep every request's Store (and its pooling slot) until the cyclic GC runs.
+        me = weakref.ref(self)
+        drop_host = _host_dropper(me)
         for rtype in component.host_resources:
             self.handles.set_destructor(rtype, drop_host)
-        for rtype in component.plan.dtors:
-            self.handles.set_destructor(rtype, self._dtor(rtype))
+        for rtype, ref in component.plan.dtors.items():
+            self.handles.set_destructor(rtype, _guest_dtor(me, ref))
         self._instances: list[Any] = []  # wasmtime_instance_t of each module instantiated, in order
         self._externs: list[Any] = [None] * len(component.wiring.sources)  # wasmtime_extern_t by id
         self._wrapped: dict[CoreRef, Any] = {}
@@ -228,19 +232,6 @@ class RuntimeInstance:
     def _realloc(self, ref: CoreRef) -> Callable[[int, int, int, int], int]:
         return corefn.GuestRealloc(self.ctx, self.core_func(ref))
 
-    def _drop_host(self, rep: int) -> None:
-        """The guest dropped its own handle to a host resource."""
-        self.component.links.drop(self.state, rep)
-
-    def _dtor(self, rtype: ResourceType) -> Callable[[int], None]:
-        """`resource.drop` of an own handle of a resource this component implements: its dtor."""
-        ref = self.component.plan.dtors[rtype]
-
-        def dtor(rep: int) -> None:
-            _DTOR.call(self.ctx, self.core_func(ref), rep)
-
-        return dtor
-
     def core_func(self, ref: CoreRef) -> wasmtime.Func:
         func = self.resolve(ref)
         if not isinstance(func, wasmtime.Func):
@@ -249,6 +240,26 @@ class RuntimeInstance:
 
 
 _DTOR = corefn.GuestCall(("i32",), ())
+
+
+def _host_dropper(me: weakref.ref[RuntimeInstance]) -> Callable[[int], None]:
+    def drop(rep: int) -> None:
+        """The guest dropped its own handle to a host resource."""
+        instance = me()
+        if instance is not None:
+            instance.component.links.drop(instance.state, rep)
+
+    return drop
+
+
+def _guest_dtor(me: weakref.ref[RuntimeInstance], ref: CoreRef) -> Callable[[int], None]:
+    def dtor(rep: int) -> None:
+        """`resource.drop` of an own handle of a resource this component implements: its dtor."""
+        instance = me()
+        if instance is not None:
+            _DTOR.call(instance.ctx, instance.core_func(ref), rep)
+
+    return dtor
 
 
 _export_get = ctypes.PYFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p,
