@@ -169,7 +169,7 @@ class RuntimeInstance:
         for rtype, ref in component.plan.dtors.items():
             self.handles.set_destructor(rtype, _guest_dtor(me, ref))
         self._instances: list[Any] = []  # wasmtime_instance_t of each module instantiated, in order
-        self._externs: list[Any] = [None] * len(component.wiring.sources)  # wasmtime_extern_t by id
+        self._externs: dict[int, Any] = {}  # wasmtime_extern_t by source id, of the few items named
         self._wrapped: dict[CoreRef, Any] = {}
         self._memories: dict[CoreRef, WasmtimeMemory] = {}
         self._contexts: dict[int, CallContext] = {}  # by the component's context_index
@@ -182,7 +182,7 @@ class RuntimeInstance:
 
     def extern(self, source_id: int) -> Any:
         """The `wasmtime_extern_t` of a source in this Store (trampolines are made on first use)."""
-        found = self._externs[source_id]
+        found = self._externs.get(source_id)
         return found if found is not None else self._make_extern(source_id)
 
     def _make_extern(self, source_id: int) -> Any:
