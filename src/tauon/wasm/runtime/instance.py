@@ -1,11 +1,13 @@
 """Instantiating a planned component in a wasmtime Store: its core modules in order, wired to each other,
 to `canon lower` trampolines over host functions and to the resource builtins.
 
-`RuntimeComponent` is built once per component (core modules compiled, host functions resolved, the
-canonical ABI's converters compiled per function type, one trampoline slot per lowered function);
-`instantiate` then only creates core instances and trampolines in one Store. The instance being run is
-bound to the thread while guest code runs (`running`), which is how a trampoline finds its instance,
-handle table and request state: wasmtime hands a host function only its `env` slot and the caller.
+`RuntimeComponent` is built once per component (core modules compiled with their imports renamed by
+the wiring, host functions resolved, the canonical ABI's converters compiled per function type, one
+trampoline slot per lowered function, all defined on the component's linker, `linking.py`);
+`instantiate` then only creates the core instances in one Store, through a clone of that linker. The
+instance being run is bound to the thread while guest code runs (`running`), which is how a trampoline
+finds its instance, handle table and request state: wasmtime hands a host function only its `env` slot
+and the caller.
 Values cross with `tauon.wasm.canon` (part A of issue 19): its `ImportCall` / `ExportCall`, handle
 tables, memory access and bounds checks.
 """
