@@ -7,6 +7,8 @@ the components are real, compiled and run by wasmtime.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -184,3 +186,50 @@ def test_a_missing_export_is_a_lookup_error(engine: WasmEngine, tmp_path: Path) 
     component = load(engine, tmp_path, COMPONENT, Host())
     with pytest.raises(LookupError, match="does not export"):
         RuntimeGuestFunc(component, "wasi:http/incoming-handler@0.2.0", "handle")
+
+
+# One core module instantiated twice with different imports (so the wiring compiles it twice, renamed
+# for each), and a module whose start function runs while it is instantiated.
+TWICE = """(component
+  (core module $one
+    (global $g (export "n") (mut i32) (i32.const 0))
+    (func $start (global.set $g (i32.const 41)))
+    (start $start)
+    (func (export "unused") (result i32) (i32.const 5)))
+  (core module $two (global (export "n") (mut i32) (i32.const 7)))
+  (core module $m (import "src" "n" (global $n (mut i32)))
+    (func (export "get") (result i32) (i32.add (global.get $n) (i32.const 1))))
+  (core instance $one (instantiate $one))
+  (core instance $two (instantiate $two))
+  (core instance $a (instantiate $m (with "src" (instance $one))))
+  (core instance $b (instantiate $m (with "src" (instance (export "n" (global $two "n"))))))
+  (func (export "first") (result u32) (canon lift (core func $a "get")))
+  (func (export "second") (result u32) (canon lift (core func $b "get")))
+)"""
+
+
+def test_a_module_instantiated_twice_with_different_imports(engine: WasmEngine, tmp_path: Path) -> None:
+    component = load(engine, tmp_path, TWICE, Host())
+    assert len(component.modules) == 4  # $one, $two, and $m renamed once per import list
+    assert [step.starts for step in component.wiring.steps] == [True, False, False, False]
+    for _ in range(2):  # a second Store links the same way
+        assert call(engine, component, "first") == 42
+        assert call(engine, component, "second") == 8
+
+
+def test_an_instance_and_its_store_go_without_the_cyclic_gc(engine: WasmEngine, tmp_path: Path) -> None:
+    """Each request's Store holds a pooling slot: it must go when the request drops it, not when the
+    cyclic GC next runs (the handle table's destructors once referred back to the instance)."""
+    component = load(engine, tmp_path, COMPONENT, Host())
+    gc.collect()
+    gc.disable()
+    try:
+        store = limited_store(engine.engine, memory_limit=64 << 20, deadline_ticks=1 << 30)
+        instance = instantiate(component, store, state=object())
+        assert RuntimeGuestFunc(component, None, "roundtrip").call(store, instance, None, 3) == 6
+        assert RuntimeGuestFunc(component, None, "shout").call(store, instance, None, "a") == "A"
+        gone = weakref.ref(instance)
+        del instance, store
+        assert gone() is None
+    finally:
+        gc.enable()

@@ -198,8 +198,7 @@ class WasmtimeMemory(_ViewMemory):
         length: int = _DATA_SIZE(self._context, self._ref)
         if length == self._len:
             return
-        # Not ctypes.cast, whose result holds itself (a cycle per call, left to the cyclic collector).
-        base = ctypes.c_void_p.from_buffer(_DATA(self._context, self._ref)).value or 0
+        base: int = _DATA(self._context, self._ref) or 0
         self._base, self._len = base, length
         if length == 0:
             self._view = memoryview(bytearray())
@@ -261,5 +260,5 @@ _CALL_UNCHECKED = _bindings._wasmtime_func_call_unchecked
 # per call cost more than the call (the epoch thread may take the GIL in between).
 _CONTEXT, _MEMORY = ctypes.POINTER(_ffi.wasmtime_context_t), ctypes.POINTER(_ffi.wasmtime_memory_t)
 _DATA_SIZE = ctypes.PYFUNCTYPE(ctypes.c_size_t, _CONTEXT, _MEMORY)(("wasmtime_memory_data_size", _ffi.dll))
-_DATA = ctypes.PYFUNCTYPE(ctypes.POINTER(ctypes.c_uint8), _CONTEXT, _MEMORY)(
-    ("wasmtime_memory_data", _ffi.dll))
+# The base as an int (a ctypes.cast of a pointer result would leave a reference cycle per refresh).
+_DATA = ctypes.PYFUNCTYPE(ctypes.c_void_p, _CONTEXT, _MEMORY)(("wasmtime_memory_data", _ffi.dll))

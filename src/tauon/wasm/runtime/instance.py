@@ -1,11 +1,13 @@
 """Instantiating a planned component in a wasmtime Store: its core modules in order, wired to each other,
 to `canon lower` trampolines over host functions and to the resource builtins.
 
-`RuntimeComponent` is built once per component (core modules compiled, host functions resolved, the
-canonical ABI's converters compiled per function type, one trampoline slot per lowered function);
-`instantiate` then only creates core instances and trampolines in one Store. The instance being run is
-bound to the thread while guest code runs (`running`), which is how a trampoline finds its instance,
-handle table and request state: wasmtime hands a host function only its `env` slot and the caller.
+`RuntimeComponent` is built once per component (core modules compiled with their imports renamed by
+the wiring, host functions resolved, the canonical ABI's converters compiled per function type, one
+trampoline slot per lowered function, all defined on the component's linker, `linking.py`);
+`instantiate` then only creates the core instances in one Store, through a clone of that linker. The
+instance being run is bound to the thread while guest code runs (`running`), which is how a trampoline
+finds its instance, handle table and request state: wasmtime hands a host function only its `env` slot
+and the caller.
 Values cross with `tauon.wasm.canon` (part A of issue 19): its `ImportCall` / `ExportCall`, handle
 tables, memory access and bounds checks.
 """
@@ -204,7 +206,7 @@ class RuntimeInstance:
         for rtype in component.plan.dtors:
             self.handles.set_destructor(rtype, _dtor(me, component.plan.dtors[rtype]))
         self._instances: list[Any] = []  # wasmtime_instance_t of each module instantiated, in order
-        self._externs: list[Any] = [None] * len(component.wiring.sources)  # wasmtime_extern_t by id
+        self._externs: dict[int, Any] = {}  # wasmtime_extern_t by source id, of the few items named
         self._wrapped: dict[CoreRef, Any] = {}
         self._memories: dict[CoreRef, WasmtimeMemory] = {}
         self._contexts: dict[int, CallContext] = {}  # by the component's context_index
@@ -217,7 +219,7 @@ class RuntimeInstance:
 
     def extern(self, source_id: int) -> Any:
         """The `wasmtime_extern_t` of a source in this Store (trampolines are made on first use)."""
-        found = self._externs[source_id]
+        found = self._externs.get(source_id)
         return found if found is not None else self._make_extern(source_id)
 
     def _make_extern(self, source_id: int) -> Any:
