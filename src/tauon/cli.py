@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 
 from tauon import __version__, tracing
+from tauon.app.plan import InstanceReuse
 from tauon.control.spec import parse_address
 from tauon.errors import SpecError, TauonError
 from tauon.gctune import freeze_startup_heap
@@ -174,6 +175,13 @@ def _add_compile_limits(p: argparse.ArgumentParser, env: Mapping[str, str]) -> N
                    "own component runtime over wasmtime's core API, for the components it supports; the "
                    "others run on wasmtime and say so at load) (default: wasmtime; "
                    "$TAUON_COMPONENT_RUNTIME)")
+    p.add_argument("--max-instance-reuse-count", type=int, default=128, metavar="N",
+                   help="requests one instance of a WASIp3 component (wasi:http/handler@0.3.x) serves, "
+                   "one at a time, before a fresh one is made; 1: a fresh instance per request, as for "
+                   "every other component (default: 128, Spin's)")
+    p.add_argument("--idle-instance-timeout", type=float, default=1.0, metavar="SECONDS",
+                   help="how long an unused WASIp3 instance is kept for the next request (default: 1, "
+                   "Spin's)")
     p.add_argument("--tiering", choices=["on", "off"], default=env.get("TAUON_TIERING") or "on",
                    help="on: an app whose compiled code is not cached is compiled with wasmtime's "
                    "baseline compiler Winch first and served, then with Cranelift in the background "
@@ -186,6 +194,10 @@ def _check_bounds(args: argparse.Namespace) -> None:
                  "max_backoff", "head_timeout", "body_timeout", "compile_timeout"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be > 0")
+    if args.max_instance_reuse_count < 1:
+        raise SystemExit("tauon: --max-instance-reuse-count must be >= 1")
+    if args.idle_instance_timeout < 0:
+        raise SystemExit("tauon: --idle-instance-timeout must be >= 0")
     for name in ("instance_pool", "keep_resident_mib"):
         if getattr(args, name) < 0:
             raise SystemExit(f"tauon: --{name.replace('_', '-')} must be >= 0")
@@ -262,6 +274,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         compile=CompileLimits(memory_mib=args.compile_memory_mib, timeout=args.compile_timeout),
         tiering=args.tiering == "on",
         component_runtime=args.component_runtime,
+        instance_reuse=InstanceReuse(max_requests=args.max_instance_reuse_count,
+                                     idle_timeout=args.idle_instance_timeout),
     )
 
 

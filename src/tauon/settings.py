@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tauon.app.plan import InstanceReuse
 from tauon.cpus import usable_cpus
 from tauon.model.address import Address
 from tauon.registry.gc import CacheLimits, default_max_bytes
@@ -88,6 +89,8 @@ class Settings:
     """Limits of the child process that compiles an app's wasm (wasm/sandbox.py)."""
     component_runtime: str = "wasmtime"
     """What runs components: 'wasmtime' or 'tauon' (tauon's own runtime where it supports them)."""
+    instance_reuse: InstanceReuse = field(default_factory=InstanceReuse)
+    """Reuse of WASIp3 handler instances between requests (executors/reuse.py)."""
     max_request_head: int = DEFAULT_MAX_REQUEST_HEAD
     """Bytes of request line and headers accepted; a larger head is answered 431 (server/httpproto.py)."""
     head_timeout: float = 30.0

@@ -32,6 +32,17 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceReuse:
+    """How long a `wasi:http/handler@0.3.x` instance is kept for later requests (Spin's instance reuse,
+    spin-spec §3.7: every other handler type gets a fresh instance per request)."""
+
+    max_requests: int = 128
+    """Requests one instance serves, the first included (1: a fresh instance per request)."""
+    idle_timeout: float = 1.0
+    """Seconds an unused instance is kept before it is dropped."""
+
+
+@dataclass(frozen=True, slots=True)
 class DependencyPlan:
     """One of a component's `dependencies` (spin-spec §2.5), composed into it before it runs."""
 
@@ -125,6 +136,8 @@ class GenerationPlan:
     component_runtime: str = "wasmtime"
     """What runs its components: 'wasmtime' (wasmtime's component API) or 'tauon' (tauon's own
     component runtime where it supports the component; `--component-runtime`)."""
+    instance_reuse: InstanceReuse = field(default_factory=InstanceReuse)
+    """Reuse of WASIp3 handler instances (`--max-instance-reuse-count`, `--idle-instance-timeout`)."""
 
     @property
     def listens(self) -> bool:

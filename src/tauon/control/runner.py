@@ -218,7 +218,8 @@ class AppRunner:
     def _plan(self, spec: AppSpec, pulled: PulledApp) -> GenerationPlan:
         plan = load_plan(spec, pulled, state_root=self.shared.settings.state_root)
         plan = dataclasses.replace(plan, tls=self._tls_paths(spec),
-                                   component_runtime=self.shared.settings.component_runtime)
+                                   component_runtime=self.shared.settings.component_runtime,
+                                   instance_reuse=self.shared.settings.instance_reuse)
         if plan.tls is not None:  # a bad pair fails the attempt before compiling
             try:
                 build_context(Path(plan.tls[0]), Path(plan.tls[1]))

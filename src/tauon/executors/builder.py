@@ -17,7 +17,7 @@ import anyio
 import wasmtime
 from wasmtime.component import Component
 
-from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, RedisTriggerPlan, TriggerPlan
+from tauon.app.plan import ComponentPlan, GenerationPlan, InstanceReuse, Limits, RedisTriggerPlan, TriggerPlan
 from tauon.errors import LoadError
 from tauon.executors.allowed import allowed_hosts_of
 from tauon.executors.base import Executor, ExecutorSetup, check_mounts
@@ -69,7 +69,7 @@ def build_executor(plan: GenerationPlan, trigger: TriggerPlan | RedisTriggerPlan
         wagi_argv=trigger.wagi_argv, services=services.component(component), chain=context.chain,
         self_origin=plan.self_origin, self_scheme="https" if plan.tls else "http",
         app_components=tuple(plan.components), resolve=services.resolver.resolve,
-        component_runtime=plan.component_runtime)
+        component_runtime=plan.component_runtime, instance_reuse=plan.instance_reuse)
 
 
 def _core_module_executor(plan: GenerationPlan, trigger: TriggerPlan, component: ComponentPlan,
@@ -116,10 +116,12 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
                              self_origin: tuple[str, int] | None = None, self_scheme: str = "http",
                              app_components: tuple[str, ...] = (),
                              resolve: Callable[[str], str] | None = None,
-                             component_runtime: str = "wasmtime") -> Executor:
+                             component_runtime: str = "wasmtime",
+                             instance_reuse: InstanceReuse | None = None) -> Executor:
     """Compile (or load from the cache) a component and build the executor its exports call for.
     `services`: the component's view of the app's variables, key-value stores and databases.
-    `component_runtime`: 'tauon' runs it with tauon's own component runtime where that can."""
+    `component_runtime`: 'tauon' runs it with tauon's own component runtime where that can.
+    `instance_reuse`: how a WASIp3 handler's instances are kept between requests (default: Spin's)."""
     check_version()
     check_mounts(component)
     compiled = compile_component(engine, Path(component.wasm_path), component.wasm_digest)
@@ -139,7 +141,8 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
     if kind == WASI_HTTP_03:  # component-model async: only tauon's own runtime hosts it
         p3 = p3_runner(engine=engine, component=component, export=export)
         _trial(engine, p3, config, limits, component.id)
-        return WasiHttpP3Executor(setup, component=compiled, export=export, runner=p3, config=config)
+        return WasiHttpP3Executor(setup, component=compiled, export=export, runner=p3, config=config,
+                                  reuse=_p3_reuse(export, instance_reuse or InstanceReuse()))
     linked = _link(engine, compiled, component.id)
     entries = {"wagi": (export, "run"), SPIN_INBOUND: (SPIN_EXPORT, SPIN_FUNCTION)}
     entry = entries.get(kind, (export, "handle"))
@@ -153,6 +156,12 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         return SpinInboundExecutor(setup, component=compiled, linked=linked, config=config, runner=runner)
     return WasiHttpExecutor(setup, component=compiled, export=export, linked=linked, config=config,
                             runner=runner)
+
+
+def _p3_reuse(export: str, reuse: InstanceReuse) -> InstanceReuse:
+    """Spin reuses instances of the final wasi:http 0.3 handler only; a release candidate's get a
+    fresh instance per request (spin-spec §3.7)."""
+    return reuse if "-rc-" not in export else InstanceReuse(max_requests=1)
 
 
 def _redis_handler(plan: GenerationPlan, component: ComponentPlan, context: BuildContext) -> RedisHandler:

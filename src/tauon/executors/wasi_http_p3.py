@@ -1,6 +1,6 @@
-"""The wasi:http 0.3 executor (WASIp3, Spin 4: `wasi:http/handler@0.3.x`, spin-spec §4.4): `handle` on a
-fresh instance per request, on tauon's own component runtime (the wasmtime binding has no
-component-model async).
+"""The wasi:http 0.3 executor (WASIp3, Spin 4: `wasi:http/handler@0.3.x`, spin-spec §4.4): `handle` on
+tauon's own component runtime (the wasmtime binding has no component-model async), on an instance
+kept from an earlier request where Spin would reuse one (executors/reuse.py), else a fresh one.
 
 The guest runs in a worker thread (under the app's limiter) with a memory limit, an epoch deadline
 and, for its waits in the async ABI's event loop, the request's deadline. The request body is a
@@ -15,16 +15,20 @@ none); request trailers are never delivered (the trailers future says there are 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import threading
+import time
+from typing import Any, NoReturn
 
 import anyio
 from starlette.types import Receive, Send
 from wasmtime.component import Component
 
+from tauon.app.plan import InstanceReuse
 from tauon.executors.base import ExecutorSetup, GuestError, GuestExecutor, RoutedRequest
 from tauon.executors.guestthreads import GuestThreads
 from tauon.executors.oneshot import TauonRunner, new_store
 from tauon.executors.responses import send_empty
+from tauon.executors.reuse import InstanceCache, Kept
 from tauon.executors.wasi_http import _framing, _join
 from tauon.hostif.http import method_variant
 from tauon.hostif.http_fields import FORBIDDEN_HEADERS, Fields
@@ -33,7 +37,8 @@ from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.component.guest import Trap
 from tauon.wasm.component.host import bound_state
 from tauon.wasm.runtime.async_host import FutureWriter, StreamReader, StreamWriter, listen, stream
-from tauon.wasm.runtime.tasks import AsyncGuestFunc, release
+from tauon.wasm.runtime.streams import holds_async_ends
+from tauon.wasm.runtime.tasks import AsyncGuestFunc, release, state_of
 
 REQUEST_BUFFER = 1 << 20
 """Request body bytes buffered ahead of the guest's reads."""
@@ -82,15 +87,25 @@ class WasiHttpP3Executor(GuestExecutor):
     """Serves `wasi:http/handler@0.3.x#handle`."""
 
     def __init__(self, setup: ExecutorSetup, *, component: Component, export: str, runner: TauonRunner,
-                 config: HostConfig) -> None:
+                 config: HostConfig, reuse: InstanceReuse | None = None) -> None:
         super().__init__(setup)
         self._component = component  # the validated, compiled component (kept for the cache's sake)
         self._runner = runner
         self._config = config
         self.export = export
         self._handle = AsyncGuestFunc(runner.component, export, "handle")
+        self.instances = InstanceCache(reuse or InstanceReuse(max_requests=1), self._drop_later)
+        self._sweep: asyncio.TimerHandle | None = None
+        self._dropping: set[asyncio.Future[None]] = set()
+        self._count = threading.Lock()
+        self.created = 0
+        """Instances made (for tests and benchmarks: requests - created = reuses)."""
 
     def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        self.instances.close()
         self._config.close()
 
     async def serve(self, request: RoutedRequest, receive: Receive, send: Send) -> None:
@@ -107,7 +122,6 @@ class WasiHttpP3Executor(GuestExecutor):
                 pending[0] = True
                 loop.call_soon_threadsafe(_set, wake, feed, pending)
 
-        state = HostState(self._config, timeout=self._limits.request_timeout)
         body_reader, body_writer = stream(capacity=REQUEST_BUFFER)
         listen(body_writer, notify)
         if not has_body:
@@ -122,17 +136,24 @@ class WasiHttpP3Executor(GuestExecutor):
             feed.set()
 
         cut_short: GuestError | None = None
-        try:
-            self._limiter.acquire_on_behalf_of_nowait(state)
+        try:  # the borrower is the request (an instance's state may be handed on before release)
+            self._limiter.acquire_on_behalf_of_nowait(exchange)
         except anyio.WouldBlock:
-            await self._limiter.acquire_on_behalf_of(state)
+            await self._limiter.acquire_on_behalf_of(exchange)
         try:
-            worker = _GUEST_THREADS.run(self._in_slot, state.slot, self._run, state, guest_request, exchange)
+            state, kept = await self._instance()
+            worker = _GUEST_THREADS.run(self._in_slot, state.slot, self._run, state, kept, guest_request,
+                                        exchange)
             worker.add_done_callback(finished)
+            finishing = [False]
+            worker.add_done_callback(lambda done: self._given_back(done, finishing))
             feeder = (loop.create_task(self._feed(receive, body_writer, feed, wake, too_large))
                       if has_body else None)
             try:
                 await self._respond(send, exchange, wake, too_large)
+                if not worker.done():  # its instance may be kept: a request arriving now waits for it
+                    finishing[0] = True
+                    self.instances.finishing += 1
             except GuestError as exc:
                 cut_short = exc
             finally:
@@ -142,15 +163,27 @@ class WasiHttpP3Executor(GuestExecutor):
                     exchange.body.close()  # nobody reads the rest: a writing guest sees DROPPED
                 await _join(worker, feeder)
         finally:
-            self._limiter.release_on_behalf_of(state)
+            self._limiter.release_on_behalf_of(exchange)
         if cut_short is not None:
             raise cut_short
         if exchange.head is None and not too_large[0]:
-            error = exchange.error
-            if error is not None:
-                raise GuestError(f"{self._label}: {error}", kind=getattr(error, "kind", "trap")) from error
-            raise GuestError(f"{self._label}: {exchange.failure or 'the guest returned no response'}",
-                             kind="no-response")
+            self._failed(exchange)
+
+    async def _instance(self) -> tuple[HostState, Kept | None]:
+        """A kept instance's state, renewed for this request, or a new state for a fresh instance."""
+        kept = await self.instances.take_or_wait() if self.instances.enabled else None
+        if kept is None:
+            return HostState(self._config, timeout=self._limits.request_timeout), None
+        kept.state.renew(self._limits.request_timeout)
+        return kept.state, kept
+
+    def _failed(self, exchange: _Exchange) -> NoReturn:
+        """No response head came: raise the GuestError saying why."""
+        error = exchange.error
+        if error is not None:
+            raise GuestError(f"{self._label}: {error}", kind=getattr(error, "kind", "trap")) from error
+        raise GuestError(f"{self._label}: {exchange.failure or 'the guest returned no response'}",
+                         kind="no-response")
 
     def _guest_request(self, request: RoutedRequest, body: StreamReader) -> Request:
         headers = [(name, value.encode("utf-8")) for name, value in request.headers
@@ -161,15 +194,26 @@ class WasiHttpP3Executor(GuestExecutor):
                        method=method_variant(request.method), path_with_query=path, scheme=("HTTP", None),
                        authority=request.authority)
 
-    def _run(self, state: HostState, request: Request, exchange: _Exchange) -> None:
-        """Worker thread: a fresh store and instance, then `handle` until its task exits."""
-        store = new_store(self._engine, self._limits)
+    def _run(self, state: HostState, kept: Kept | None, request: Request, exchange: _Exchange) -> Kept | None:
+        """Worker thread: `handle` on the kept instance or a fresh one, until its task exits. Returns
+        the instance to keep for the next request, if it may be (executors/reuse.py)."""
         instance = None
+        keep: Kept | None = None
+        if kept is None:
+            store = new_store(self._engine, self._limits)
+        else:
+            store, instance = kept.store, kept.instance
+            store.set_epoch_deadline(self._engine.deadline_ticks(self._limits.request_timeout))
         try:
-            instance = self._runner.instantiate(store, state)
+            if instance is None:
+                instance = self._runner.instantiate(store, state)
+                with self._count:
+                    self.created += 1
             rep = state.table.push(request)
             self._handle.call(instance, state, (rep,), lambda result: self._returned(state, exchange, result),
                               deadline=state.deadline)
+            if self.instances.enabled and _quiescent(instance):
+                keep = Kept(store, instance, state, 1 if kept is None else kept.served + 1)
         except Trap as exc:
             exchange.error = exc
             if exchange.head is not None:
@@ -178,14 +222,57 @@ class WasiHttpP3Executor(GuestExecutor):
             self._log.exception("%s: executor failure", self._label)
             exchange.error = exc
         finally:
-            if instance is not None:
+            if instance is not None and keep is None:
                 release(instance)  # the guest's ends of streams go: the body reader sees the end
             if request.body is not None:
                 request.body.close()  # never consumed: the feeder stops
             with bound_state(state):
-                state.finish()
+                if keep is None:
+                    state.finish()
+                else:
+                    state.end_request()
             exchange.wake()
             del store
+        return keep
+
+    def _given_back(self, worker: asyncio.Future[Kept | None], finishing: list[bool]) -> None:
+        """Event loop: the request's guest is done; keep its instance if it returned one."""
+        if finishing[0]:
+            self.instances.finishing -= 1
+        kept = None if worker.cancelled() or worker.exception() is not None else worker.result()
+        if kept is None:
+            if finishing[0]:
+                self.instances.wake_one()
+            return
+        self.instances.give(kept)
+        if self._sweep is None and len(self.instances):
+            self._schedule_sweep(kept.idle_since + self.instances.policy.idle_timeout)
+
+    def _schedule_sweep(self, when: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._sweep = loop.call_later(max(0.0, when - time.monotonic()) + 0.01, self._expire)
+
+    def _expire(self) -> None:
+        self._sweep = None
+        next_expiry = self.instances.expire()
+        if next_expiry is not None:
+            self._schedule_sweep(next_expiry)
+
+    def _drop_later(self, dropped: list[Kept]) -> None:
+        """Drop instances on a guest thread: resetting a Store's memory takes milliseconds."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a test closing the executor directly): here and now
+            _drop(dropped)
+            return
+        future = _GUEST_THREADS.run(_drop, dropped)
+        self._dropping.add(future)
+        future.add_done_callback(self._dropped)
+
+    def _dropped(self, future: asyncio.Future[None]) -> None:
+        self._dropping.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            self._log.error("%s: dropping a kept instance failed: %s", self._label, future.exception())
 
     def _returned(self, state: HostState, exchange: _Exchange, result: Any) -> None:
         tag, payload = result
@@ -260,6 +347,21 @@ class WasiHttpP3Executor(GuestExecutor):
             if not data:
                 return False
             await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+def _quiescent(instance: Any) -> bool:
+    """Whether an instance whose task exited may serve another request: it holds no stream or future
+    end, subtask or waitable, and has no backpressure on."""
+    return not holds_async_ends(instance.handles) and state_of(instance.handles).backpressure == 0
+
+
+def _drop(dropped: list[Kept]) -> None:
+    """Guest thread: release what kept instances hold, then let their Stores go."""
+    for kept in dropped:
+        release(kept.instance)
+        with bound_state(kept.state):
+            kept.state.finish()
+    dropped.clear()
 
 
 def _set(wake: asyncio.Event, feed: asyncio.Event, pending: list[bool]) -> None:

@@ -193,6 +193,23 @@ class HostState:
                 self.cond.wait(limit - now)
             return True
 
+    def renew(self, timeout: float) -> None:
+        """Its instance is kept for another request (executors/reuse.py): a new deadline, output
+        budget and trace context; the resources the guest still holds stay, as its instance does."""
+        self.deadline = time.monotonic() + timeout
+        self.budget.logged = 0
+        self.budget.held = None
+        self.exit_code = None
+        self.trace = None if tracing.ACTIVE is None else tracing.current_context()
+        self.inline = False
+        self.before_block = None
+
+    def end_request(self) -> None:
+        """A request on a kept instance is over: log its unterminated output lines (`finish` comes
+        when the instance goes)."""
+        self.stdout.flush_partial()
+        self.stderr.flush_partial()
+
     def finish(self) -> None:
         """End of request: release resources and log unterminated output lines."""
         self.table.close_all()

@@ -314,6 +314,12 @@ def lower_end(table: HandleTable, t: StreamType | FutureType, value: Any) -> int
     return end.index
 
 
+def holds_async_ends(table: HandleTable) -> bool:
+    """Whether the instance still holds a stream or future end, a subtask or another waitable (an
+    empty waitable set does not count)."""
+    return any(isinstance(entry, GuestEnd | Waitable) for _, entry in table.entries())
+
+
 def close_all(table: HandleTable) -> None:
     """The instance is going away: release every end it still holds (host readers see the end of
     their streams, host writers see their reader gone), and break the references between waitables,
