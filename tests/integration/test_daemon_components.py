@@ -8,7 +8,6 @@ import http.server
 import json
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from support.apps import app_file, push_app
 from support.components import component_path, wasm_tools
 from support.daemon import TauonProcess, free_port, run_tauon, wait_http
 from support.registry import RegistryServer
+from support.servers.upstream import http_server
 from support.spinpush import SpinAppSpec, SpinComponent
 
 # Cold compiles of four components (the Python ones 20-40 MB) in the fixture, twice as much code with
@@ -43,11 +43,8 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
+    with http_server(_Upstream) as port:
+        yield port
 
 
 @pytest.fixture(scope="module", params=["wasmtime", "tauon"])

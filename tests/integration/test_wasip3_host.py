@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from support.apps import app_file, push_app
 from support.components import component_path, extra_component_path
 from support.daemon import free_port, run_tauon, wait_http
 from support.registry import RegistryServer
+from support.servers.upstream import http_server
 from support.spinpush import SpinAppSpec, SpinComponent
 
 pytestmark = pytest.mark.integration
@@ -46,12 +46,8 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with http_server(_Upstream) as port:
+        yield port
 
 
 def p3_app(upstream: int) -> SpinAppSpec:

@@ -38,6 +38,21 @@ async def send_empty(send: Send, status: int) -> None:
     await send_response(send, status, headers, b"")
 
 
+def unsendable_status(label: str, status: int) -> GuestError | None:
+    """The error for a status wasi:http allows (up to 999) but the HTTP server cannot send (100-600,
+    as Spin), or None."""
+    if status <= 600:
+        return None
+    return GuestError(f"{label}: the guest answered status {status}, which tauon's HTTP server cannot "
+                      "send (100-600); answering 500", kind="output")
+
+
+async def send_head(send: Send, status: int, headers: list[tuple[str, bytes]]) -> None:
+    """A guest's response head (names as text, values as bytes), as the ASGI start message."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(k.encode("latin-1"), v) for k, v in headers]})
+
+
 def failure_status(exc: GuestError) -> tuple[int, list[tuple[str, str]]]:
     """(status, headers) for a guest failure before the response started, as the listener answers it:
     503 with retry-after when every instance slot was busy, else 500 (Spin's empty 500)."""

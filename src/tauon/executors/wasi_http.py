@@ -21,7 +21,7 @@ from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
 from tauon.executors.guestthreads import GuestThreads
 from tauon.executors.inline import INLINE_TICKS, InlinePolicy, WouldBlock, pure_imports
 from tauon.executors.oneshot import ComponentExecutor, GuestRunner, new_store
-from tauon.executors.responses import send_empty
+from tauon.executors.responses import send_empty, send_head, unsendable_status
 from tauon.hostif.http import IncomingBody, ResponseOutparam
 from tauon.hostif.http import IncomingRequest as GuestRequest
 from tauon.hostif.http_fields import FORBIDDEN_HEADERS
@@ -317,13 +317,12 @@ class WasiHttpExecutor(ComponentExecutor):
                 return
             if not started and exchange.head is not None:
                 status, headers = exchange.head
-                if status > 600:  # wasi:http allows up to 999; the HTTP server sends 100-600 (as Spin)
+                unsendable = unsendable_status(self._label, status)
+                if unsendable is not None:
                     if exchange.body is not None:
                         exchange.body.abandon()
-                    raise GuestError(f"{self._label}: the guest answered status {status}, which tauon's "
-                                     "HTTP server cannot send (100-600); answering 500", kind="output")
-                await send({"type": "http.response.start", "status": status,
-                            "headers": [(k.encode("latin-1"), v) for k, v in headers]})
+                    raise unsendable
+                await send_head(send, status, headers)
                 started = True
             if started:
                 body = exchange.body

@@ -27,7 +27,7 @@ from tauon.app.plan import InstanceReuse
 from tauon.executors.base import ExecutorSetup, GuestError, GuestExecutor, RoutedRequest
 from tauon.executors.guestthreads import GuestThreads
 from tauon.executors.oneshot import TauonRunner, new_store
-from tauon.executors.responses import send_empty
+from tauon.executors.responses import send_empty, send_head, unsendable_status
 from tauon.executors.reuse import InstanceCache, Kept
 from tauon.executors.wasi_http import _framing, _join
 from tauon.hostif.http import method_variant
@@ -319,11 +319,10 @@ class WasiHttpP3Executor(GuestExecutor):
                 return
             if not started and exchange.head is not None:
                 status, headers = exchange.head
-                if status > 600:  # wasi:http allows up to 999; the HTTP server sends 100-600 (as Spin)
-                    raise GuestError(f"{self._label}: the guest answered status {status}, which tauon's "
-                                     "HTTP server cannot send (100-600); answering 500", kind="output")
-                await send({"type": "http.response.start", "status": status,
-                            "headers": [(k.encode("latin-1"), v) for k, v in headers]})
+                unsendable = unsendable_status(self._label, status)
+                if unsendable is not None:
+                    raise unsendable
+                await send_head(send, status, headers)
                 started = True
             if started:
                 if await self._send_body(send, exchange):

@@ -69,6 +69,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
+def http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
+    """A threaded HTTP server on a free loopback port answering with `handler`; yields its port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="test-http-server", daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def counting_upstream(delay: float = 0.0) -> Iterator[CountingUpstream]:
     server = CountingUpstream(delay)
     thread = threading.Thread(target=server.serve_forever, name="test-upstream", daemon=True)
