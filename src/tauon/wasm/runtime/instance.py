@@ -328,11 +328,14 @@ def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall, context: int) ->
     borrows = call.has_borrows
     lift_params, lower_result = call.lift_params, call.lower_result
     label = f"{lower.host.interface}#{lower.host.func}" if lower.host.interface else lower.host.func
+    blocking = lower.host.type.is_async  # lowered synchronously, it blocks the guest's thread
 
     def run(_ctx: int, args: int) -> None:
         instance = _current.instance
         if instance is None:
             raise RuntimeError("a component trampoline ran outside a guest call")
+        if blocking:
+            check_may_block(instance.handles, label)
         cx = instance._contexts.get(context) or instance.context(opts, context)
         buf = frame.from_address(args)
         flat = unpack(buf, 0)
@@ -342,7 +345,7 @@ def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall, context: int) ->
         try:
             result = impl(instance.state, *lift_params(cx, flat))
             if isinstance(result, Deferred):  # a blocking host function, lowered synchronously
-                result = wait_deferred(result, None)
+                result = wait_deferred(result, instance.handles)
             out = lower_result(cx, result, flat)
         except CanonTrap as exc:  # the guest's bad data (or the host's bad value): name the import
             raise exc.within(label) from None
@@ -388,4 +391,5 @@ def _builtin_call(builtin: Builtin) -> corefn.HostCall:
 
 from tauon.wasm.runtime.async_builtins import compile_builtin  # noqa: E402  (they import `current`)
 from tauon.wasm.runtime.async_host import Deferred  # noqa: E402
-from tauon.wasm.runtime.subtasks import async_lower_call, wait_deferred  # noqa: E402
+from tauon.wasm.runtime.subtasks import async_lower_call  # noqa: E402
+from tauon.wasm.runtime.tasks import check_may_block, wait_deferred  # noqa: E402

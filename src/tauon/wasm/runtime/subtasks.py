@@ -12,7 +12,6 @@ SUBTASK event, storing the result on the guest's thread.
 from __future__ import annotations
 
 import ctypes
-import threading
 import time
 from collections.abc import Callable
 from enum import IntEnum
@@ -29,7 +28,7 @@ from tauon.wasm.canon.types import FuncType, TupleType
 from tauon.wasm.runtime import corefn
 from tauon.wasm.runtime.async_host import Deferred
 from tauon.wasm.runtime.streams import waker_of
-from tauon.wasm.runtime.waitables import Event, EventCode, GuestTimeout, Waitable
+from tauon.wasm.runtime.waitables import Event, EventCode, Waitable
 
 MAX_FLAT_ASYNC_PARAMS = 4
 HostImpl = Callable[..., Any]
@@ -89,16 +88,6 @@ def finish(cx: CallContext, value: Any, lowerer: Lowerer | None, retptr: int, sc
     finally:
         if scope is not None:
             scope.end()
-
-
-def wait_deferred(deferred: Deferred, timeout: float | None) -> Any:
-    """Block until a Deferred completes (a synchronously lowered call of a blocking host function)."""
-    if not deferred.done:
-        event = threading.Event()
-        deferred.on_done(event.set)
-        if not event.wait(timeout):
-            raise GuestTimeout("a host call did not complete before the guest's deadline")
-    return deferred.outcome()
 
 
 def async_lower_call(ftype: FuncType, opts: Any, impl: HostImpl, encoding: Any, label: str,
