@@ -257,14 +257,16 @@ def _copy(kind: str, readable: bool, t: StreamType | FutureType, opts: Opts | No
         n = args[2] if kind == "stream" else 1
         result = end.start(cx, args[1], n, opts.string_encoding)
         if result is None and not opts.is_async:
-            result = _block(end, state_of(table))  # the stackful form's blocking copy
+            result = _block(end, state_of(table))
         return BLOCKED if result is None else result
 
     return run
 
 
 def _block(end: GuestEnd, state: Any) -> int:
-    """A synchronous copy that cannot complete yet blocks the guest until it can."""
+    """A synchronous copy that cannot complete yet blocks the guest until it can. (wasmtime validates
+    synchronous copies only with its "more async builtins" feature, which tauon's engine, like Spin's,
+    leaves off.)"""
     while True:
         state.waker.clear()
         if end.ready():
