@@ -40,15 +40,27 @@ COMPONENT = r"""(component
     (export "gate" (func async (result u32)))
     (export "source" (func (param "n" u32) (result (stream u8))))
     (export "silent" (func (result (stream u8))))
+    (export "greet" (func (result string)))
   ))
-  (core module $libc (memory (export "memory") 2))
-  (core instance $libc (instantiate $libc))
+  (core func $wsn0 (canon waitable-set.new))
+  ;; its realloc calls a builtin once $evil is set, which the specification forbids (may_leave)
+  (core module $libc
+    (import "h" "wsn" (func $wsn (result i32)))
+    (memory (export "memory") 2)
+    (global $evil (export "evil") (mut i32) (i32.const 0))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (if (global.get $evil) (then (drop (call $wsn))))
+      (i32.const 40000)))
+  (core instance $libc (instantiate $libc (with "h" (instance (export "wsn" (func $wsn0))))))
   (alias core export $libc "memory" (core memory $mem))
+  (alias core export $libc "realloc" (core func $realloc))
   (alias export $h "quick" (func $quick))
   (alias export $h "slow" (func $slow))
   (alias export $h "gate" (func $gate))
   (alias export $h "source" (func $source))
   (alias export $h "silent" (func $silent))
+  (alias export $h "greet" (func $greet))
+  (core func $greet_l (canon lower (func $greet) (memory $mem) (realloc $realloc)))
   (core func $quick_a (canon lower (func $quick) async (memory $mem)))
   (core func $slow_a (canon lower (func $slow) async (memory $mem)))
   (core func $slow_s (canon lower (func $slow)))
@@ -73,6 +85,8 @@ COMPONENT = r"""(component
   (core func $bpd (canon backpressure.dec))
   (core module $m
     (import "libc" "memory" (memory 2))
+    (import "libc" "evil" (global $evil (mut i32)))
+    (import "h" "greet" (func $greet (param i32)))
     (import "h" "quick-a" (func $quick_a (param i32 i32) (result i32)))
     (import "h" "slow-a" (func $slow_a (param i32 i32) (result i32)))
     (import "h" "slow-s" (func $slow_s (param i32) (result i32)))
@@ -198,7 +212,18 @@ COMPONENT = r"""(component
     ;; synchronous exports, which may not block before they return
     (func (export "sync-wait") (param $n i32) (result i32) (call $wait (call $wsn) (i32.const 16)))
     (func (export "sync-call") (param $n i32) (result i32) (call $slow_s (local.get $n)))
-    (func (export "sync-yield") (param $n i32) (result i32) (call $yield)))
+    (func (export "sync-yield") (param $n i32) (result i32) (call $yield))
+
+    ;; may_leave: the guest's realloc and post-return functions may not call the host
+    (func (export "greet") (param $n i32)
+      (call $greet (i32.const 300))
+      (call $tr (i32.load (i32.const 304))))
+    (func (export "evil-realloc") (param $n i32)
+      (global.set $evil (i32.const 1))
+      (call $greet (i32.const 300))
+      (call $tr (i32.const 0)))
+    (func (export "sync-post") (param $n i32) (result i32) (local.get $n))
+    (func (export "evil-post") (param i32) (drop (call $wsn))))
   (core instance $i (instantiate $m (with "libc" (instance $libc)) (with "h" (instance
     (export "quick-a" (func $quick_a)) (export "slow-a" (func $slow_a)) (export "slow-s" (func $slow_s))
     (export "gate-a" (func $gate_a)) (export "gate-s" (func $gate_s)) (export "source" (func $source_l))
@@ -207,7 +232,7 @@ COMPONENT = r"""(component
     (export "wsn" (func $wsn)) (export "wsd" (func $wsd)) (export "wait" (func $wait))
     (export "poll" (func $poll)) (export "wj" (func $wj)) (export "std" (func $std))
     (export "yield" (func $yield)) (export "cg" (func $cg)) (export "cs" (func $cs))
-    (export "bpi" (func $bpi)) (export "bpd" (func $bpd))))))
+    (export "bpi" (func $bpi)) (export "bpd" (func $bpd)) (export "greet" (func $greet_l))))))
   (type $f (func async (param "n" u32) (result u32)))
   (type $sync (func (param "n" u32) (result u32)))
   (func (export "at-once") (type $f) (canon lift (core func $i "at-once") async))
@@ -231,6 +256,10 @@ COMPONENT = r"""(component
   (func (export "sync-wait") (type $sync) (canon lift (core func $i "sync-wait")))
   (func (export "sync-call") (type $sync) (canon lift (core func $i "sync-call")))
   (func (export "sync-yield") (type $sync) (canon lift (core func $i "sync-yield")))
+  (func (export "greet") (type $f) (canon lift (core func $i "greet") async))
+  (func (export "evil-realloc") (type $f) (canon lift (core func $i "evil-realloc") async))
+  (func (export "sync-post") (type $sync)
+    (canon lift (core func $i "sync-post") (post-return (core func $i "evil-post"))))
 )"""
 
 
@@ -247,7 +276,8 @@ class Host:
 
     def impl(self, func: HostFunc) -> HostImpl:
         impls: dict[str, HostImpl] = {"quick": lambda state, n: n * 2, "slow": self._slow,
-                                      "gate": self._gate, "source": self._source, "silent": self._silent}
+                                      "gate": self._gate, "source": self._source, "silent": self._silent,
+                                      "greet": lambda state: "hello"}
         return impls[func.func]
 
     def _spawn(self, target: Callable[[], None]) -> None:
@@ -499,5 +529,27 @@ def test_thread_yield_in_a_synchronous_export_returns_at_once(engine: WasmEngine
     try:
         assert RuntimeGuestFunc(component, None, "sync-yield").call(instance.store, instance,
                                                                      instance.state, 1) == 0
+    finally:
+        release(instance)
+
+
+def test_the_guest_realloc_runs_while_lowering_a_result(engine: WasmEngine, component: RuntimeComponent) -> None:
+    assert run(engine, component, "greet") == [5]  # the string's length, stored where realloc said
+
+
+def test_a_realloc_that_calls_a_builtin_traps(engine: WasmEngine, component: RuntimeComponent) -> None:
+    """CanonicalABI.md: `may_leave` is false while the host lowers values into the guest (its realloc
+    runs) and during post-return; a builtin or import called then traps."""
+    with pytest.raises(Trap, match="waitable-set.new called from the guest's realloc or post-return") as info:
+        run(engine, component, "evil-realloc")
+    assert info.value.kind == "trap"
+
+
+def test_a_post_return_that_calls_a_builtin_traps(engine: WasmEngine, component: RuntimeComponent) -> None:
+    instance = new_instance(engine, component)
+    try:
+        with pytest.raises(Trap, match="may not leave the component instance"):
+            RuntimeGuestFunc(component, None, "sync-post").call(instance.store, instance, instance.state, 1)
+        assert instance.leave.ok  # restored for the instance's next call
     finally:
         release(instance)

@@ -39,6 +39,10 @@ _SIGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+_MAY_RUN_WHILE_STAYING = frozenset({"context.get", "context.set", "backpressure.inc", "backpressure.dec"})
+"""The builtins CanonicalABI.md lets run while the instance may not leave (no `trap_if(not may_leave)`)."""
+
+
 def signature(b: AsyncBuiltin) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if b.op == "task.return":
         flat = layout.flatten_type(b.type) if b.type is not None else ()
@@ -55,13 +59,17 @@ def compile_builtin(b: AsyncBuiltin, current: Callable[[], Any]) -> tuple[tuple[
     """The core signature and trampoline body of one async builtin."""
     params, results = signature(b)
     body = _body(b)
+    guarded = b.op not in _MAY_RUN_WHILE_STAYING
     unpack = corefn.raw_format(params).unpack_from
     frame = ctypes.c_char * (corefn.RAW_SIZE * max(len(params), len(results), 1))
     out = corefn.raw_format(results).pack_into if results else None
 
     def run(_ctx: int, args: int) -> None:
         raw = frame.from_address(args)
-        result = body(current(), list(unpack(raw, 0)))
+        instance = current()
+        if guarded:
+            instance.leave.check(b.op)
+        result = body(instance, list(unpack(raw, 0)))
         if out is not None:
             out(raw, 0, result)
 

@@ -77,6 +77,48 @@ def current() -> RuntimeInstance:
     return instance
 
 
+class Leave:
+    """CanonicalABI.md `may_leave` of one instance: false while the host runs the guest's realloc (when
+    lowering values into it) or post-return function, when calling an import or a builtin traps. Its
+    own object so the realloc wrapper can hold it without holding the instance (no cycle)."""
+
+    __slots__ = ("ok",)
+
+    def __init__(self) -> None:
+        self.ok = True
+
+    def check(self, what: str) -> None:
+        if not self.ok:
+            raise CanonTrap(f"{what} called from the guest's realloc or post-return function, which may "
+                            "not leave the component instance")
+
+    @contextmanager
+    def closed(self) -> Iterator[None]:
+        self.ok = False
+        try:
+            yield
+        finally:
+            self.ok = True
+
+
+class _GuardedRealloc(corefn.GuestRealloc):
+    """The guest's realloc, during which the instance may not leave."""
+
+    __slots__ = ("_leave",)
+
+    def __init__(self, ctx: int, func: wasmtime.Func, leave: Leave) -> None:
+        super().__init__(ctx, func)
+        self._leave = leave
+
+    def __call__(self, old: int, old_size: int, align: int, size: int) -> int:
+        leave = self._leave
+        leave.ok = False
+        try:
+            return super().__call__(old, old_size, align, size)
+        finally:
+            leave.ok = True
+
+
 class RuntimeComponent:
     """A component prepared for instantiation (thread-safe; shared by every instance of it)."""
 
@@ -196,6 +238,7 @@ class RuntimeInstance:
         self.ctx = context_address(store)  # not ctypes.cast: a cycle per Store
         self.state = state
         self.handles = HandleTable(component.defined)
+        self.leave = Leave()
         # The destructors reach this instance through a weak reference: the handle table is this
         # instance's, so a strong one would be a cycle, and the Store (with its pool slot) would
         # live on until the cyclic collector ran, not end with the request.
@@ -267,7 +310,7 @@ class RuntimeInstance:
         return memory
 
     def _realloc(self, ref: CoreRef) -> Callable[[int, int, int, int], int]:
-        return corefn.GuestRealloc(self.ctx, self.core_func(ref))
+        return _GuardedRealloc(self.ctx, self.core_func(ref), self.leave)
 
     def core_func(self, ref: CoreRef) -> wasmtime.Func:
         func = self.resolve(ref)
@@ -334,6 +377,8 @@ def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall, context: int) ->
         instance = _current.instance
         if instance is None:
             raise RuntimeError("a component trampoline ran outside a guest call")
+        if not instance.leave.ok:
+            instance.leave.check(label)
         if blocking:
             check_may_block(instance.handles, label)
         cx = instance._contexts.get(context) or instance.context(opts, context)
@@ -377,7 +422,10 @@ def _builtin_call(builtin: Builtin) -> corefn.HostCall:
     u32 = ctypes.c_uint32
 
     def run(_ctx: int, args: int) -> None:
-        handles = current().handles
+        instance = current()
+        handles = instance.handles
+        if op != "resource.rep":  # the one that may run while the instance may not leave
+            instance.leave.check(op)
         slot = u32.from_address(args)
         if op == "resource.new":
             slot.value = handles.resource_new(rtype, slot.value)

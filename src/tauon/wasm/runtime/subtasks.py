@@ -107,6 +107,7 @@ def async_lower_call(ftype: FuncType, opts: Any, impl: HostImpl, encoding: Any, 
 
     def run(_ctx: int, args: int) -> None:
         instance = current()
+        instance.leave.check(label)
         cx = instance.component.call_context(instance, opts)
         raw = frame.from_address(args)
         flat_args = unpack(raw, 0)

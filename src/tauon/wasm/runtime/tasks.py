@@ -162,7 +162,8 @@ class AsyncGuestFunc:
         with running(instance):
             try:
                 self._run(instance, task, astate, args)
-            except corefn.CoreTrap as exc:
+            except corefn.CoreTrap as outer:
+                exc = corefn.innermost(outer)
                 message, host_error = str(exc), exc.host_error
                 if isinstance(host_error, GuestTimeout):
                     raise Trap(f"{self.label}: {host_error}", kind="timeout") from host_error
