@@ -6,8 +6,8 @@ In the callback form it calls the core function, then, while the returned code i
 the code says (YIELD: nothing to wait for; WAIT: until a waitable of the named set has an event; POLL,
 of earlier versions of the specification: an event if one is ready) and calls the callback with the
 event. In the stackful form (no callback) the core function runs to its end on this thread, and
-blocks it where it asks to: in `waitable-set.wait`, a synchronous stream or future copy, or a
-synchronously lowered call of an async host function. Either way a wait sleeps on the instance's
+blocks it where it asks to: in `waitable-set.wait` or a synchronously lowered call of an async host
+function. Either way a wait sleeps on the instance's
 `Waker` (host threads wake it, as they do for the callback form's WAIT) until the call's deadline,
 holding neither the GIL nor the request's run slot.
 
