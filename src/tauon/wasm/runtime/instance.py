@@ -35,6 +35,7 @@ from tauon.wasm.canon.memory import WasmtimeMemory
 from tauon.wasm.canon.types import FuncType, ResourceType
 from tauon.wasm.component.guest import context_address
 from tauon.wasm.runtime import corefn
+from tauon.wasm.runtime.leave import GuardedRealloc, Leave
 from tauon.wasm.runtime.linking import ComponentLinker
 from tauon.wasm.runtime.model import UnsupportedComponent
 from tauon.wasm.runtime.plan import Builtin, CoreRef, HostFunc, Lower, Opts, Plan
@@ -75,48 +76,6 @@ def current() -> RuntimeInstance:
     if instance is None:
         raise RuntimeError("a component trampoline ran outside a guest call")
     return instance
-
-
-class Leave:
-    """CanonicalABI.md `may_leave` of one instance: false while the host runs the guest's realloc (when
-    lowering values into it) or post-return function, when calling an import or a builtin traps. Its
-    own object so the realloc wrapper can hold it without holding the instance (no cycle)."""
-
-    __slots__ = ("ok",)
-
-    def __init__(self) -> None:
-        self.ok = True
-
-    def check(self, what: str) -> None:
-        if not self.ok:
-            raise CanonTrap(f"{what} called from the guest's realloc or post-return function, which may "
-                            "not leave the component instance")
-
-    @contextmanager
-    def closed(self) -> Iterator[None]:
-        self.ok = False
-        try:
-            yield
-        finally:
-            self.ok = True
-
-
-class _GuardedRealloc(corefn.GuestRealloc):
-    """The guest's realloc, during which the instance may not leave."""
-
-    __slots__ = ("_leave",)
-
-    def __init__(self, ctx: int, func: wasmtime.Func, leave: Leave) -> None:
-        super().__init__(ctx, func)
-        self._leave = leave
-
-    def __call__(self, old: int, old_size: int, align: int, size: int) -> int:
-        leave = self._leave
-        leave.ok = False
-        try:
-            return super().__call__(old, old_size, align, size)
-        finally:
-            leave.ok = True
 
 
 class RuntimeComponent:
@@ -310,7 +269,7 @@ class RuntimeInstance:
         return memory
 
     def _realloc(self, ref: CoreRef) -> Callable[[int, int, int, int], int]:
-        return _GuardedRealloc(self.ctx, self.core_func(ref), self.leave)
+        return GuardedRealloc(self.ctx, self.core_func(ref), self.leave)
 
     def core_func(self, ref: CoreRef) -> wasmtime.Func:
         func = self.resolve(ref)
