@@ -143,8 +143,8 @@ def test_unmatched_and_well_known(served: tuple[TauonProcess, dict[str, str]]) -
 
 def test_wasip3_component_is_refused_with_a_reason(tmp_path: Path, registry: RegistryServer) -> None:
     # A component exporting wasi:http/handler@0.3.0 (what spin-sdk 5 builds), made with wasm-tools,
-    # but with a synchronous `handle`: the p3 executor (tauon's runtime) needs it lifted async with a
-    # callback, so it is refused at load with that reason. (tests/integration/test_wasip3_apps.py
+    # but with a synchronous `handle`: the p3 executor (tauon's runtime) needs it lifted async (either
+    # form), so it is refused at load with that reason. (tests/integration/test_wasip3_apps.py
     # serves a real p3 app.)
     wit = tmp_path / "wit"
     wit.mkdir()
@@ -169,7 +169,7 @@ def test_wasip3_component_is_refused_with_a_reason(tmp_path: Path, registry: Reg
         log = tauon.wait_log(r"p3\.json: .*wasi:http/handler@0\.3", timeout=60)
         line = next(line for line in log.splitlines() if "p3.json:" in line and "0.3" in line)
         assert "async" in line and "0.2" in line  # why, and what the author can do
-        assert "not lifted async with a callback" in line
+        assert "is not lifted async" in line
 
 
 def test_static_files_from_the_mounted_tree(served: tuple[TauonProcess, dict[str, str]]) -> None:

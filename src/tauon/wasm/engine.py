@@ -59,6 +59,7 @@ class WasmEngine:
         config = wasmtime.Config()
         config.epoch_interruption = True
         config.wasm_component_model = True
+        _enable_stackful(config)
         self.tier = self.settings.get("strategy", "cranelift")
         """'cranelift' (optimizing) or 'winch' (baseline, compiles ~5x faster): code one compiled
         loads only into an engine of the same strategy, so it is part of the cache key."""
@@ -249,6 +250,16 @@ def _set_strategy(config: wasmtime.Config, tier: str) -> None:
     _ffi.wasmtime_config_strategy_set(config.ptr(), codes[tier])
 
 
+def _enable_stackful(config: wasmtime.Config) -> None:
+    """Component-model async's stackful form (an async lift without a callback) validates only with
+    this feature, which the wasmtime package's `Config` does not expose. Only tauon's own component
+    runtime runs such exports (wasm/runtime/tasks.py). A feature is part of what a serialized artifact
+    must match, so the cache key names it (`_key_settings`)."""
+    from wasmtime import _bindings
+
+    _bindings.wasmtime_config_wasm_component_model_async_stackful_set(config.ptr(), True)
+
+
 def limited_store(engine: wasmtime.Engine, *, memory_limit: int, deadline_ticks: int,
                   data: Any = None) -> wasmtime.Store:
     """A fresh Store for one guest run (a request, a Redis message, a trial instantiation) with the
@@ -274,6 +285,7 @@ def _key_settings() -> dict[str, str]:
 
     return {
         "epoch_interruption": "true",
+        "component_model_async_stackful": "true",
         "wasmtime": importlib.metadata.version("wasmtime"),
         "machine": platform.machine(),
         "system": platform.system(),

@@ -7,6 +7,7 @@ component. Every index and pointer the guest passes is checked; a violation is a
 from __future__ import annotations
 
 import ctypes
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +21,8 @@ from tauon.wasm.runtime import corefn
 from tauon.wasm.runtime.plan import AsyncBuiltin, Opts
 from tauon.wasm.runtime.streams import GuestEnd, end_at, new_pair
 from tauon.wasm.runtime.subtasks import Subtask
-from tauon.wasm.runtime.tasks import CONTEXT_SLOTS, current_task, state_of, waitable_set
-from tauon.wasm.runtime.waitables import BLOCKED, Waitable, WaitableSet
+from tauon.wasm.runtime.tasks import CONTEXT_SLOTS, check_may_block, current_task, state_of, waitable_set
+from tauon.wasm.runtime.waitables import BLOCKED, GuestTimeout, Waitable, WaitableSet
 
 Body = Callable[[Any, list[int]], int | None]
 """(instance, i32/i64 args) -> the one result, or None."""
@@ -36,6 +37,10 @@ _SIGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "stream.read": (("i32", "i32", "i32"), ("i32",)), "stream.write": (("i32", "i32", "i32"), ("i32",)),
     "future.read": (("i32", "i32"), ("i32",)), "future.write": (("i32", "i32"), ("i32",)),
 }
+
+
+_MAY_RUN_WHILE_STAYING = frozenset({"context.get", "context.set", "backpressure.inc", "backpressure.dec"})
+"""The builtins CanonicalABI.md lets run while the instance may not leave (no `trap_if(not may_leave)`)."""
 
 
 def signature(b: AsyncBuiltin) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -54,13 +59,17 @@ def compile_builtin(b: AsyncBuiltin, current: Callable[[], Any]) -> tuple[tuple[
     """The core signature and trampoline body of one async builtin."""
     params, results = signature(b)
     body = _body(b)
+    guarded = b.op not in _MAY_RUN_WHILE_STAYING
     unpack = corefn.raw_format(params).unpack_from
     frame = ctypes.c_char * (corefn.RAW_SIZE * max(len(params), len(results), 1))
     out = corefn.raw_format(results).pack_into if results else None
 
     def run(_ctx: int, args: int) -> None:
         raw = frame.from_address(args)
-        result = body(current(), list(unpack(raw, 0)))
+        instance = current()
+        if guarded:
+            instance.leave.check(b.op)
+        result = body(instance, list(unpack(raw, 0)))
         if out is not None:
             out(raw, 0, result)
 
@@ -173,19 +182,37 @@ def _subtask_drop(instance: Any, args: list[int]) -> None:
     table.remove(args[0])
 
 
+def _yield(instance: Any, _args: list[int]) -> int:
+    """`thread.yield`: the instance runs one task, so nothing of it can run instead; the thread gives
+    the CPU to the host's threads once and goes on (NOT_CANCELLED: tauon never cancels a task). A
+    task that may not block returns at once, as the specification says; one past its deadline fails."""
+    state = state_of(instance.handles)
+    if state.task is None or not state.task.may_block:
+        return 0
+    if state.deadline is not None and time.monotonic() >= state.deadline:
+        raise GuestTimeout("the guest yielded past its deadline")
+    time.sleep(0)
+    return 0
+
+
 _SIMPLE: dict[str, Body] = {
     "backpressure.inc": _backpressure(1), "backpressure.dec": _backpressure(-1),
-    "thread.yield": lambda _instance, _args: 0, "waitable.join": _join, "waitable-set.new": _set_new,
+    "thread.yield": _yield, "waitable.join": _join, "waitable-set.new": _set_new,
     "waitable-set.drop": _set_drop, "subtask.drop": _subtask_drop,
 }
 
 
 def _wait(op: str, opts: Opts) -> Body:
+    """`waitable-set.wait` blocks the guest's thread (the stackful form's wait) until a member of the
+    set has an event; `waitable-set.poll` takes one if there is one."""
+    blocking = op.endswith("wait")
+
     def run(instance: Any, args: list[int]) -> int:
         table = instance.handles
+        if blocking:
+            state = check_may_block(table, op)
         wset = waitable_set(table, args[0])
-        state = state_of(table)
-        code, p1, p2 = wset.wait(state.waker, state.deadline) if op.endswith("wait") else wset.poll()
+        code, p1, p2 = wset.wait(state.waker, state.deadline) if blocking else wset.poll()
         memory = instance.component.call_context(instance, opts).mem()
         ptr = args[1]
         if ptr % 4:
@@ -209,6 +236,8 @@ def _copy_op(b: AsyncBuiltin) -> Body:
         return _copy(kind, readable, t, b.opts)
     if action.startswith("cancel"):
         def cancel(instance: Any, args: list[int]) -> int:
+            if not b.flag:  # a synchronous cancel may block (tauon's never does: the rule still holds)
+                check_may_block(instance.handles, b.op)
             result = end_at(instance.handles, args[0], kind, readable, t).cancel()
             return BLOCKED if result is None else result
         return cancel
@@ -227,6 +256,8 @@ def _copy(kind: str, readable: bool, t: StreamType | FutureType, opts: Opts | No
 
     def run(instance: Any, args: list[int]) -> int:
         table = instance.handles
+        if not opts.is_async:
+            check_may_block(table, f"a synchronous {kind}.{'read' if readable else 'write'}")
         end = end_at(table, args[0], kind, readable, t)
         if end.wset is not None and not opts.is_async:
             raise CanonTrap(f"a synchronous {kind} copy on {end.describe()}, which is in a waitable set")
@@ -241,7 +272,9 @@ def _copy(kind: str, readable: bool, t: StreamType | FutureType, opts: Opts | No
 
 
 def _block(end: GuestEnd, state: Any) -> int:
-    """A synchronous copy that cannot complete yet blocks the guest until it can."""
+    """A synchronous copy that cannot complete yet blocks the guest until it can. (wasmtime validates
+    synchronous copies only with its "more async builtins" feature, which tauon's engine, like Spin's,
+    leaves off.)"""
     while True:
         state.waker.clear()
         if end.ready():

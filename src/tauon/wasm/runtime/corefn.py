@@ -36,6 +36,14 @@ class CoreTrap(Exception):
         self.host_error = host_error
 
 
+def innermost(exc: CoreTrap) -> CoreTrap:
+    """The failure behind a chain of nested guest calls (a host call that ran the guest's realloc,
+    which trapped): what the guest did wrong, not that a host function failed."""
+    while isinstance(exc.host_error, CoreTrap):
+        exc = exc.host_error
+    return exc
+
+
 def raw_format(types: Sequence[str]) -> struct.Struct:
     """The struct format of raw values of these core types, one 16-byte slot each (unsigned ints)."""
     return struct.Struct("<" + "".join(_CODES[t] for t in types))

@@ -60,10 +60,12 @@ class RuntimeGuestFunc:
                 value = convert.lift_result(cx, results)
                 if self._post is not None:
                     ref, post = self._post
-                    post.call(instance.ctx, instance.core_func(ref), *results)
+                    with instance.leave.closed():
+                        post.call(instance.ctx, instance.core_func(ref), *results)
                 scope.end()
                 return value
-            except corefn.CoreTrap as exc:
+            except corefn.CoreTrap as outer:
+                exc = corefn.innermost(outer)
                 message, host_error = str(exc), exc.host_error
                 # A canonical ABI rule the guest broke in a host call traps the guest, as the spec says.
                 kind = "trap" if isinstance(host_error, CanonTrap) else classify(message, host_error)

@@ -35,6 +35,7 @@ from tauon.wasm.canon.memory import WasmtimeMemory
 from tauon.wasm.canon.types import FuncType, ResourceType
 from tauon.wasm.component.guest import context_address
 from tauon.wasm.runtime import corefn
+from tauon.wasm.runtime.leave import GuardedRealloc, Leave
 from tauon.wasm.runtime.linking import ComponentLinker
 from tauon.wasm.runtime.model import UnsupportedComponent
 from tauon.wasm.runtime.plan import Builtin, CoreRef, HostFunc, Lower, Opts, Plan
@@ -196,6 +197,7 @@ class RuntimeInstance:
         self.ctx = context_address(store)  # not ctypes.cast: a cycle per Store
         self.state = state
         self.handles = HandleTable(component.defined)
+        self.leave = Leave()
         # The destructors reach this instance through a weak reference: the handle table is this
         # instance's, so a strong one would be a cycle, and the Store (with its pool slot) would
         # live on until the cyclic collector ran, not end with the request.
@@ -267,7 +269,7 @@ class RuntimeInstance:
         return memory
 
     def _realloc(self, ref: CoreRef) -> Callable[[int, int, int, int], int]:
-        return corefn.GuestRealloc(self.ctx, self.core_func(ref))
+        return GuardedRealloc(self.ctx, self.core_func(ref), self.leave)
 
     def core_func(self, ref: CoreRef) -> wasmtime.Func:
         func = self.resolve(ref)
@@ -328,11 +330,16 @@ def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall, context: int) ->
     borrows = call.has_borrows
     lift_params, lower_result = call.lift_params, call.lower_result
     label = f"{lower.host.interface}#{lower.host.func}" if lower.host.interface else lower.host.func
+    blocking = lower.host.type.is_async  # lowered synchronously, it blocks the guest's thread
 
     def run(_ctx: int, args: int) -> None:
         instance = _current.instance
         if instance is None:
             raise RuntimeError("a component trampoline ran outside a guest call")
+        if not instance.leave.ok:
+            instance.leave.check(label)
+        if blocking:
+            check_may_block(instance.handles, label)
         cx = instance._contexts.get(context) or instance.context(opts, context)
         buf = frame.from_address(args)
         flat = unpack(buf, 0)
@@ -342,7 +349,7 @@ def _lower_call(lower: Lower, impl: HostImpl, call: ImportCall, context: int) ->
         try:
             result = impl(instance.state, *lift_params(cx, flat))
             if isinstance(result, Deferred):  # a blocking host function, lowered synchronously
-                result = wait_deferred(result, None)
+                result = wait_deferred(result, instance.handles)
             out = lower_result(cx, result, flat)
         except CanonTrap as exc:  # the guest's bad data (or the host's bad value): name the import
             raise exc.within(label) from None
@@ -374,7 +381,10 @@ def _builtin_call(builtin: Builtin) -> corefn.HostCall:
     u32 = ctypes.c_uint32
 
     def run(_ctx: int, args: int) -> None:
-        handles = current().handles
+        instance = current()
+        handles = instance.handles
+        if op != "resource.rep":  # the one that may run while the instance may not leave
+            instance.leave.check(op)
         slot = u32.from_address(args)
         if op == "resource.new":
             slot.value = handles.resource_new(rtype, slot.value)
@@ -388,4 +398,5 @@ def _builtin_call(builtin: Builtin) -> corefn.HostCall:
 
 from tauon.wasm.runtime.async_builtins import compile_builtin  # noqa: E402  (they import `current`)
 from tauon.wasm.runtime.async_host import Deferred  # noqa: E402
-from tauon.wasm.runtime.subtasks import async_lower_call, wait_deferred  # noqa: E402
+from tauon.wasm.runtime.subtasks import async_lower_call  # noqa: E402
+from tauon.wasm.runtime.tasks import check_may_block, wait_deferred  # noqa: E402

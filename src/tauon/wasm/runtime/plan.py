@@ -332,9 +332,6 @@ def _canon(plan: Plan, d: CanonDef, scope: Scope) -> Item:
         ftype = scope.get("type", d.type_index or 0)
         if not isinstance(ftype, FuncType):
             raise UnsupportedComponent("canon lift with a type that is not a function type")
-        if d.opts.is_async and d.opts.callback is None:
-            raise UnsupportedComponent("an async lift without a callback (the stackful form of "
-                                       "component-model async)")
         return Lifted(_core_ref(scope, "core func", d.index), ftype, _opts(d.opts, scope))
     if d.op == "lower":
         func = scope.get("func", d.index)

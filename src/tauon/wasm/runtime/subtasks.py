@@ -12,7 +12,6 @@ SUBTASK event, storing the result on the guest's thread.
 from __future__ import annotations
 
 import ctypes
-import threading
 import time
 from collections.abc import Callable
 from enum import IntEnum
@@ -29,7 +28,7 @@ from tauon.wasm.canon.types import FuncType, TupleType
 from tauon.wasm.runtime import corefn
 from tauon.wasm.runtime.async_host import Deferred
 from tauon.wasm.runtime.streams import waker_of
-from tauon.wasm.runtime.waitables import Event, EventCode, GuestTimeout, Waitable
+from tauon.wasm.runtime.waitables import Event, EventCode, Waitable
 
 MAX_FLAT_ASYNC_PARAMS = 4
 HostImpl = Callable[..., Any]
@@ -91,16 +90,6 @@ def finish(cx: CallContext, value: Any, lowerer: Lowerer | None, retptr: int, sc
             scope.end()
 
 
-def wait_deferred(deferred: Deferred, timeout: float | None) -> Any:
-    """Block until a Deferred completes (a synchronously lowered call of a blocking host function)."""
-    if not deferred.done:
-        event = threading.Event()
-        deferred.on_done(event.set)
-        if not event.wait(timeout):
-            raise GuestTimeout("a host call did not complete before the guest's deadline")
-    return deferred.outcome()
-
-
 def async_lower_call(ftype: FuncType, opts: Any, impl: HostImpl, encoding: Any, label: str,
                      current: Callable[[], Any]) -> tuple[tuple[str, ...], corefn.HostCall]:
     """The core parameter types and trampoline body of `canon lower async` of a host function."""
@@ -118,6 +107,7 @@ def async_lower_call(ftype: FuncType, opts: Any, impl: HostImpl, encoding: Any, 
 
     def run(_ctx: int, args: int) -> None:
         instance = current()
+        instance.leave.check(label)
         cx = instance.component.call_context(instance, opts)
         raw = frame.from_address(args)
         flat_args = unpack(raw, 0)

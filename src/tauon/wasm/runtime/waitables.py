@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from enum import IntEnum
 
 from tauon.wasm.canon.errors import CanonTrap
+from tauon.wasm.slots import SlotHold
 
 
 class EventCode(IntEnum):
@@ -40,13 +41,16 @@ class GuestTimeout(Exception):
 
 
 class Waker:
-    """Wakes one instance's event loop from any thread (a `threading.Event` with a clear-then-check
-    protocol: the loop clears it, looks for ready waitables, and only then sleeps)."""
+    """Wakes one instance's event loop or blocked guest thread from any thread (a `threading.Event`
+    with a clear-then-check protocol: the waiter clears it, looks for what it waits for, and only then
+    sleeps). `hold`: the run slot of the request the instance serves (wasm/slots.py), lent to other
+    guests while this one sleeps."""
 
-    __slots__ = ("_event",)
+    __slots__ = ("_event", "hold")
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.hold: SlotHold | None = None
 
     def wake(self) -> None:
         self._event.set()
@@ -55,7 +59,16 @@ class Waker:
         self._event.clear()
 
     def sleep(self, deadline: float | None) -> None:
-        """Sleep until woken; GuestTimeout past `deadline` (a `time.monotonic()` value)."""
+        """Sleep until woken (releasing the GIL); GuestTimeout past `deadline` (a `time.monotonic()`
+        value)."""
+        hold = self.hold
+        if hold is None:
+            self._sleep(deadline)
+            return
+        with hold.blocked():
+            self._sleep(deadline)
+
+    def _sleep(self, deadline: float | None) -> None:
         if deadline is None:
             self._event.wait()
             return
