@@ -45,6 +45,9 @@ class RoutedRequest:
     client: tuple[str, int]
     http_version: str
     match: RouteMatch[Any]
+    trailers: list[tuple[bytes, bytes]] | None = None
+    """The request's trailer fields (lower-case names), filled once its chunked body has ended
+    (server/trailers.py); None: a chained request, which has none."""
 
 
 class Executor(Protocol):

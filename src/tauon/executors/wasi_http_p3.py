@@ -8,8 +8,10 @@ stream the event loop feeds as the client sends it (bounded: the feeder waits wh
 read); the guest's `task.return` hands over the response, whose head is sent at once and whose body
 stream is sent to the client as the guest writes it, while the guest's task goes on running. A
 failure before the head is a GuestError (the switchboard answers 500); after it, the response is cut
-short and the error logged, as in Spin. Response trailers are not sent (tauon's HTTP/1.1 server has
-none); request trailers are never delivered (the trailers future says there are none).
+short and the error logged, as in Spin. Trailers (server/trailers.py): the request's trailers future
+completes when its body has ended, with the fields after its last chunk; the response's trailers are
+sent after its last chunk where hyper would send them (the client sent `TE: trailers`, the response is
+chunked and declares them in `Trailer`), else the future's reader is dropped at once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import anyio
@@ -27,16 +30,30 @@ from tauon.app.plan import InstanceReuse
 from tauon.executors.base import ExecutorSetup, GuestError, GuestExecutor, RoutedRequest
 from tauon.executors.guestthreads import GuestThreads
 from tauon.executors.oneshot import TauonRunner, new_store
+from tauon.executors.p3_exchange import Exchange, Inbound
 from tauon.executors.responses import send_empty, send_head, unsendable_status
 from tauon.executors.reuse import InstanceCache, Kept
 from tauon.executors.wasi_http import _framing, _join
 from tauon.hostif.http import method_variant
 from tauon.hostif.http_fields import FORBIDDEN_HEADERS, Fields
-from tauon.hostif.http_p3 import NO_TRAILERS, Request, Response, ready_future
+from tauon.hostif.http_p3 import (
+    Request,
+    Response,
+    accepts_trailers,
+    trailers_from_guest,
+    trailers_to_guest,
+)
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.component.guest import Trap
 from tauon.wasm.component.host import bound_state
-from tauon.wasm.runtime.async_host import FutureWriter, StreamReader, StreamWriter, listen, stream
+from tauon.wasm.runtime.async_host import (
+    Dropped,
+    FutureReader,
+    StreamReader,
+    future,
+    listen,
+    stream,
+)
 from tauon.wasm.runtime.streams import holds_async_ends
 from tauon.wasm.runtime.tasks import AsyncGuestFunc, release, state_of
 
@@ -45,42 +62,6 @@ REQUEST_BUFFER = 1 << 20
 RESPONSE_CHUNK = 1 << 20
 
 _GUEST_THREADS = GuestThreads()
-
-
-class _Exchange:
-    """What the guest thread tells the event loop: the response, or a failure."""
-
-    def __init__(self, wake: Any) -> None:
-        self.wake = wake
-        self.head: tuple[int, list[tuple[str, bytes]]] | None = None
-        self.body: StreamReader | None = None
-        self.sent: FutureWriter | None = None
-        self.failure: str | None = None
-        self.done = False
-        self.error: BaseException | None = None
-
-    def respond(self, result: Any) -> None:
-        """`task.return` of `handle` (guest thread): result<response, error-code>."""
-        tag, payload = result
-        if tag != "ok":
-            self.failure = f"the guest returned the error {_error_text(payload)}"
-            self.wake()
-            return
-        response: Response = payload
-        self.body = response.body
-        self.sent = response.done
-        if response.trailers is not None:
-            response.trailers.close()  # tauon sends no trailers (see the module docstring)
-        if self.body is not None:
-            listen(self.body, self.wake)
-        self.head = (response.status, list(response.headers.entries))
-        self.wake()
-
-
-def _error_text(code: Any) -> str:
-    if isinstance(code, tuple) and code:
-        return str(code[0]) if code[1] is None else f"{code[0]}({code[1]!r})"
-    return repr(code)
 
 
 class WasiHttpP3Executor(GuestExecutor):
@@ -114,20 +95,16 @@ class WasiHttpP3Executor(GuestExecutor):
             await send_empty(send, 413)
             return
         loop = asyncio.get_running_loop()
-        wake, feed = asyncio.Event(), asyncio.Event()
-        pending = [False]
-
-        def notify() -> None:  # any thread: a burst of changes is one wake-up of the loop
-            if not pending[0]:
-                pending[0] = True
-                loop.call_soon_threadsafe(_set, wake, feed, pending)
-
+        wake, feed, notify = _wakers(loop)
         body_reader, body_writer = stream(capacity=REQUEST_BUFFER)
         listen(body_writer, notify)
+        exchange = Exchange(notify)
+        exchange.accepts_trailers = accepts_trailers(request.headers)
+        trailers_reader, trailers_writer = future()
+        inbound = Inbound(body_writer, trailers_writer, request.trailers)
         if not has_body:
-            body_writer.close()
-        exchange = _Exchange(notify)
-        guest_request = self._guest_request(request, body_reader)
+            inbound.end()
+        guest_request = self._guest_request(request, body_reader, trailers_reader)
         too_large = [False]
 
         def finished(_: Any) -> None:  # event loop
@@ -142,12 +119,13 @@ class WasiHttpP3Executor(GuestExecutor):
             await self._limiter.acquire_on_behalf_of(exchange)
         try:
             state, kept = await self._instance()
+            trailers_to_guest(trailers_reader, state)
             worker = _GUEST_THREADS.run(self._in_slot, state.slot, self._run, state, kept, guest_request,
                                         exchange)
             worker.add_done_callback(finished)
             finishing = [False]
             worker.add_done_callback(lambda done: self._given_back(done, finishing))
-            feeder = (loop.create_task(self._feed(receive, body_writer, feed, wake, too_large))
+            feeder = (loop.create_task(self._feed(receive, inbound, feed, wake, too_large))
                       if has_body else None)
             try:
                 await self._respond(send, exchange, wake, too_large)
@@ -177,7 +155,7 @@ class WasiHttpP3Executor(GuestExecutor):
         kept.state.renew(self._limits.request_timeout)
         return kept.state, kept
 
-    def _failed(self, exchange: _Exchange) -> NoReturn:
+    def _failed(self, exchange: Exchange) -> NoReturn:
         """No response head came: raise the GuestError saying why."""
         error = exchange.error
         if error is not None:
@@ -185,16 +163,16 @@ class WasiHttpP3Executor(GuestExecutor):
         raise GuestError(f"{self._label}: {exchange.failure or 'the guest returned no response'}",
                          kind="no-response")
 
-    def _guest_request(self, request: RoutedRequest, body: StreamReader) -> Request:
+    def _guest_request(self, request: RoutedRequest, body: StreamReader, trailers: FutureReader) -> Request:
         headers = [(name, value.encode("utf-8")) for name, value in request.headers
                    if name not in FORBIDDEN_HEADERS]
         headers += [(v.header, v.value.encode("utf-8")) for v in request.spin_values]
         path = request.path + (f"?{request.query}" if request.query else "")
-        return Request(Fields(headers, immutable=True), body, ready_future(NO_TRAILERS), None,
+        return Request(Fields(headers, immutable=True), body, trailers, None,
                        method=method_variant(request.method), path_with_query=path, scheme=("HTTP", None),
                        authority=request.authority)
 
-    def _run(self, state: HostState, kept: Kept | None, request: Request, exchange: _Exchange) -> Kept | None:
+    def _run(self, state: HostState, kept: Kept | None, request: Request, exchange: Exchange) -> Kept | None:
         """Worker thread: `handle` on the kept instance or a fresh one, until its task exits. Returns
         the instance to keep for the next request, if it may be (executors/reuse.py)."""
         instance = None
@@ -274,27 +252,34 @@ class WasiHttpP3Executor(GuestExecutor):
         if not future.cancelled() and future.exception() is not None:
             self._log.error("%s: dropping a kept instance failed: %s", self._label, future.exception())
 
-    def _returned(self, state: HostState, exchange: _Exchange, result: Any) -> None:
+    def _returned(self, state: HostState, exchange: Exchange, result: Any) -> None:
         tag, payload = result
         if tag == "ok":
             payload = state.table.take(payload, Response)  # the guest gave the response away
+            trailers = payload.trailers
+            if trailers is not None and exchange.accepts_trailers and any(
+                    name == "trailer" for name, _ in payload.headers.entries):
+                trailers_from_guest(trailers, state)
+                listen(trailers, exchange.wake)
+                exchange.trailers = trailers
         exchange.respond((tag, payload))
 
-    async def _feed(self, receive: Receive, writer: StreamWriter, feed: asyncio.Event, wake: asyncio.Event,
+    async def _feed(self, receive: Receive, inbound: Inbound, feed: asyncio.Event, wake: asyncio.Event,
                     too_large: list[bool]) -> None:
         """Client body -> guest, as fast as the guest reads it; enforces the app's body limit."""
         total = 0
         limit = self._limits.max_request_body
+        writer = inbound.body
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                writer.close()
+                inbound.cut()
                 return
             chunk: bytes = message.get("body", b"")
             total += len(chunk)
             if total > limit:
                 too_large[0] = True
-                writer.close()
+                inbound.cut()
                 wake.set()
                 return
             view = memoryview(chunk)
@@ -306,10 +291,10 @@ class WasiHttpP3Executor(GuestExecutor):
                 if view:
                     await feed.wait()  # the guest reads: the pipe's listener sets it
             if not message.get("more_body", False):
-                writer.close()
+                inbound.end()
                 return
 
-    async def _respond(self, send: Send, exchange: _Exchange, wake: asyncio.Event,
+    async def _respond(self, send: Send, exchange: Exchange, wake: asyncio.Event,
                        too_large: list[bool]) -> None:
         started = False
         while True:
@@ -325,13 +310,34 @@ class WasiHttpP3Executor(GuestExecutor):
                 await send_head(send, status, headers)
                 started = True
             if started:
-                if await self._send_body(send, exchange):
+                if await self._send_body(send, exchange, wake):
                     return
             elif exchange.done or exchange.failure is not None:
                 return
             await wake.wait()
 
-    async def _send_body(self, send: Send, exchange: _Exchange) -> bool:
+    async def _last_body_message(self, exchange: Exchange, wake: asyncio.Event) -> dict[str, Any]:
+        """The body's end, with the response's trailers once the guest has written them (if it may
+        send any: server/trailers.py keeps those the response declared)."""
+        message: dict[str, Any] = {"type": "http.response.body", "body": b"", "more_body": False}
+        trailers = exchange.trailers
+        if trailers is None:
+            return message
+        while not trailers.ready() and not exchange.done:
+            wake.clear()
+            if trailers.ready():
+                break
+            await wake.wait()
+        try:
+            value = trailers.read(timeout=0) if trailers.ready() else None
+        except Dropped:
+            value = None
+        trailers.close()
+        if value is not None and value[0] == "ok" and value[1]:
+            message["trailers"] = value[1]
+        return message
+
+    async def _send_body(self, send: Send, exchange: Exchange, wake: asyncio.Event) -> bool:
         """Send what the guest has written; True once the body is complete."""
         body = exchange.body
         while True:
@@ -339,7 +345,7 @@ class WasiHttpP3Executor(GuestExecutor):
             if data is None:
                 if exchange.error is not None:
                     raise GuestError(f"{self._label}: response body cut short: {exchange.error}")
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await send(await self._last_body_message(exchange, wake))
                 if exchange.sent is not None:
                     exchange.sent.write(("ok", None))
                 return True
@@ -361,6 +367,19 @@ def _drop(dropped: list[Kept]) -> None:
         with bound_state(kept.state):
             kept.state.finish()
     dropped.clear()
+
+
+def _wakers(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Event, asyncio.Event, Callable[[], None]]:
+    """(wake, feed, notify): the events the response and body tasks wait on, and what other threads
+    call when a stream or the exchange changes (a burst of changes is one wake-up of the loop)."""
+    wake, feed = asyncio.Event(), asyncio.Event()
+    pending = [False]
+
+    def notify() -> None:  # any thread
+        if not pending[0]:
+            pending[0] = True
+            loop.call_soon_threadsafe(_set, wake, feed, pending)
+    return wake, feed, notify
 
 
 def _set(wake: asyncio.Event, feed: asyncio.Event, pending: list[bool]) -> None:

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from tauon.hostif.registry import HostTrap
-from tauon.hostif.state import HostState
+from tauon.hostif.state import PER_REQUEST_BUDGETS, HostState
 from tauon.wasm.component.codec import err, ok
 
 FORBIDDEN_HEADERS = frozenset({
@@ -35,6 +35,7 @@ MAX_FIELDS_BYTES = 16 * 1024 * 1024
 """Header bytes (names, values, and 32 bytes per entry) one request may create through fields
 constructors, set, append and clone: the host's heap is shared by every app."""
 _FIELDS_BYTES = "fields-bytes"
+PER_REQUEST_BUDGETS.add(_FIELDS_BYTES)
 
 
 def _charge(state: HostState, entries: list[Header] | list[tuple[str, bytes]]) -> None:

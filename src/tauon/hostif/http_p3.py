@@ -9,7 +9,7 @@ with, and `get-headers` answers an immutable copy, as wasmtime-wasi-http's p3 ty
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,47 @@ def empty_body() -> StreamReader:
     reader, writer = stream(U8)
     writer.close()
     return reader
+
+
+Trailers = list[tuple[bytes, bytes]]
+"""Trailer fields as the HTTP server has them: lower-case names and values, bytes."""
+
+
+def accepts_trailers(headers: Iterable[tuple[str, str]]) -> bool:
+    """Whether a client's request headers (lower-case names) say it takes trailers (`TE: trailers`)."""
+    return any(name == "te" and any(part.split(";")[0].strip().lower() == "trailers"
+                                    for part in value.split(","))
+               for name, value in headers)
+
+
+def trailers_to_guest(reader: FutureReader, state: HostState) -> None:
+    """An incoming request's trailers future, which the host completes with `("ok", Trailers | None)`
+    when the body has ended: as the guest reads it, the fields become a `fields` resource in its host
+    state (on the guest's thread, the only one that may touch that state)."""
+    def adapt(value: Any) -> Any:
+        tag, fields = value
+        if tag == "ok" and fields:
+            entries = [(name.decode("latin-1"), bytes(v)) for name, v in fields]
+            return ("ok", state.table.push(Fields(entries, immutable=True)))
+        return ("ok", None) if tag == "ok" else value
+    reader.pipe.adapt = adapt
+
+
+def trailers_from_guest(reader: FutureReader, state: HostState) -> None:
+    """A response's trailers future, read by the host off the guest's thread: as the guest writes its
+    value (or now, if it already has), the `fields` it hands over leave its host state and the host
+    reads `("ok", Trailers | None)`."""
+    def adapt(value: Any) -> Any:
+        tag, rep = value
+        if tag == "ok" and rep is not None:
+            fields = state.table.take(rep, Fields)
+            return ("ok", [(name.encode("latin-1"), bytes(v)) for name, v in fields.entries])
+        return value
+    pipe = reader.pipe
+    with pipe.cond:
+        pipe.adapt = adapt
+        if pipe.data:
+            pipe.data[0] = adapt(pipe.data[0])
 
 
 def ready_future(value: Any) -> FutureReader:

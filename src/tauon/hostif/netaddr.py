@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from tauon.hostif import netblock
-from tauon.hostif.state import HostState
+from tauon.hostif.state import PER_REQUEST_BUDGETS, HostState
 from tauon.wasm.component.codec import err
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_SOCKETS_PER_REQUEST = 64
 """TCP and UDP sockets one request may create (beyond: `new-socket-limit`); each costs threads."""
 _BUDGET_KEY = "sockets.created"
+PER_REQUEST_BUDGETS.add(_BUDGET_KEY)
 
 _ERRNO_CODES = {
     errno.EACCES: "access-denied", errno.EPERM: "access-denied",

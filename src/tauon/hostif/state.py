@@ -27,6 +27,12 @@ LINE_COST = 64
 LOG_LIMIT, so a guest printing empty lines cannot log without bound."""
 
 
+PER_REQUEST_BUDGETS: set[str] = set()
+"""Keys of `HostState.extensions` that count what one request has used up (header bytes created,
+sockets opened): reset when a kept instance starts another request (`renew`). Host interfaces add
+theirs at import."""
+
+
 class DeadlineExceeded(HostTrap):
     """The request's time ran out while the guest was blocked in a host call."""
 
@@ -197,6 +203,8 @@ class HostState:
         """Its instance is kept for another request (executors/reuse.py): a new deadline, output
         budget and trace context; the resources the guest still holds stay, as its instance does."""
         self.deadline = time.monotonic() + timeout
+        for key in PER_REQUEST_BUDGETS:
+            self.extensions.pop(key, None)
         self.budget.logged = 0
         self.budget.held = None
         self.exit_code = None

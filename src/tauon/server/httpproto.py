@@ -23,10 +23,13 @@ import asyncio
 import functools
 import logging
 import time
+from typing import Any, cast
 
 import httptools
 from uvicorn.protocols.http import h11_impl, httptools_impl
 
+from tauon.server import trailers
+from tauon.server.trailers import TRAILERS_KEY, accepts_trailers
 from tauon.settings import DEFAULT_MAX_REQUEST_HEAD, EdgeLimits
 
 log = logging.getLogger("tauon.http")
@@ -175,6 +178,9 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
             self._too_large = True
             raise HeadTooLarge(f"more than {MAX_HEADERS} header fields")
         self._count(len(name) + len(value) + _FIELD_OVERHEAD)
+        if not self._in_head:  # after a chunked body: a trailer field, kept apart from the headers
+            cast(dict[str, Any], self.scope)[TRAILERS_KEY].append((name.lower(), value))
+            return
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -184,7 +190,10 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
             self._arm("body", self.edge.body_timeout)
         else:
             self._disarm()  # no body (GET, HEAD, ...): no timer for this request
+        cast(dict[str, Any], self.scope)[TRAILERS_KEY] = []
         super().on_headers_complete()
+        if self.cycle is not None and accepts_trailers(self.headers):
+            trailers.install(self.cycle)  # before its ASGI task first runs
 
     def on_message_complete(self) -> None:
         self._in_head = True  # the next bytes start the next request's head

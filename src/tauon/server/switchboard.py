@@ -23,6 +23,7 @@ from tauon.executors.responses import RETRY_AFTER, failure_status, respond
 from tauon.metrics import RequestStats
 from tauon.server.generation import Generation
 from tauon.server.requests import routed_request
+from tauon.server.trailers import TRAILERS_KEY
 
 if TYPE_CHECKING:
     from tauon.tracing.spans import ServerTrace
@@ -158,7 +159,8 @@ class Switchboard:
         request = routed_request(match, method=scope["method"], path=path,
                                  query=scope.get("query_string", b"").decode("latin-1"),
                                  headers=headers, scheme=scope.get("scheme", "http"), authority=host,
-                                 client=(client[0], client[1]), http_version=scope.get("http_version", "1.1"))
+                                 client=(client[0], client[1]), http_version=scope.get("http_version", "1.1"),
+                                 trailers=scope.get(TRAILERS_KEY))
         if outcome.trace is None:
             await target.executor.serve(request, receive, send)
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tauon.wasm.canon.types import Prim, ValType
@@ -38,8 +39,8 @@ UNTYPED: Any = Untyped()
 class Pipe:
     """One stream (`kind` 'stream') or future ('future') of element type `elem` (None: no payload)."""
 
-    __slots__ = ("capacity", "cond", "data", "elem", "has_value", "is_bytes", "kind", "reader_gone",
-                 "wakers", "writer_gone")
+    __slots__ = ("adapt", "capacity", "cond", "data", "elem", "has_value", "is_bytes", "kind",
+                 "reader_gone", "wakers", "writer_gone")
 
     def __init__(self, kind: str, elem: ValType | None, capacity: int = DEFAULT_CAPACITY) -> None:
         self.kind = kind
@@ -52,6 +53,10 @@ class Pipe:
         self.reader_gone = False
         self.has_value = False  # a future's value was written (it may already have been read)
         self.wakers: list[Waker] = []
+        self.adapt: Callable[[Any], Any] | None = None
+        """For a future between host and guest: converts its value as it crosses, on the guest's
+        thread (e.g. a resource the value carries, pushed into or taken from the guest's host state,
+        which only that thread may touch)."""
 
     def adopt(self, elem: ValType | None) -> None:
         """Give an UNTYPED pipe the element type of the guest end it is handed over as."""

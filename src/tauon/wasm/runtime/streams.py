@@ -223,6 +223,8 @@ class GuestFutureEnd(GuestEnd):
             if self.readable:
                 if pipe.data:
                     value = pipe.data.pop()
+                    if pipe.adapt is not None:
+                        value = pipe.adapt(value)
                     if pipe.elem is not None:
                         compile_lowerer(pipe.elem, self.encoding).store(cx, value, self.ptr)
                     result = CopyResult.COMPLETED
@@ -236,6 +238,8 @@ class GuestFutureEnd(GuestEnd):
                 else:
                     value = compile_lifter(pipe.elem, self.encoding).load(cx, self.ptr) \
                         if pipe.elem is not None else None
+                    if pipe.adapt is not None:
+                        value = pipe.adapt(value)
                     cast(list[Any], pipe.data).append(value)
                     result = CopyResult.COMPLETED
                 pipe.has_value = True
