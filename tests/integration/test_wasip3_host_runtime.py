@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import wasmtime
-import wasmtime.component
 
+from support.asynchost import load_wat
 from support.spin_services import LOGGER, app_services, component, host_state
 from tauon.hostif.runtime_link import RuntimeLinks
 from tauon.hostif.state import HostState
@@ -25,7 +24,6 @@ from tauon.services import ComponentServices
 from tauon.wasm.engine import WasmEngine, limited_store
 from tauon.wasm.runtime.guest import instantiate
 from tauon.wasm.runtime.instance import RuntimeComponent
-from tauon.wasm.runtime.load import load_component
 from tauon.wasm.runtime.tasks import AsyncGuestFunc, release
 
 pytestmark = pytest.mark.integration
@@ -41,11 +39,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WasmEngine]:
 @pytest.fixture(scope="module")
 def linked(engine: WasmEngine, tmp_path_factory: pytest.TempPathFactory) -> tuple[RuntimeComponent,
                                                                                    RuntimeLinks]:
-    path = tmp_path_factory.mktemp("p3") / "p3_host.wasm"
-    path.write_bytes(wasmtime.wat2wasm(WAT.read_text()))
-    wasmtime.component.Component(engine.engine, path.read_bytes())  # wasmtime validates it first
     links = RuntimeLinks()
-    return load_component(engine, path, links), links
+    return load_wat(engine, tmp_path_factory.mktemp("p3") / "p3_host.wasm", WAT.read_text(), links), links
 
 
 @pytest.fixture

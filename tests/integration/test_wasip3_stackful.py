@@ -20,6 +20,7 @@ import wasmtime
 import wasmtime.component
 
 from support.apps import app_file, push_app
+from support.asynchost import load_wat
 from support.daemon import free_port, run_tauon, wait_http
 from support.registry import RegistryServer
 from support.spin_services import host_state
@@ -33,7 +34,6 @@ from tauon.wasm.engine import WasmEngine, limited_store
 from tauon.wasm.runtime.async_host import stream
 from tauon.wasm.runtime.guest import instantiate
 from tauon.wasm.runtime.instance import RuntimeComponent
-from tauon.wasm.runtime.load import load_component
 from tauon.wasm.runtime.tasks import AsyncGuestFunc, release
 
 pytestmark = pytest.mark.integration
@@ -54,11 +54,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WasmEngine]:
 @pytest.fixture(scope="module")
 def linked(engine: WasmEngine, tmp_path_factory: pytest.TempPathFactory) -> tuple[RuntimeComponent,
                                                                                    RuntimeLinks]:
-    path = tmp_path_factory.mktemp("p3") / "p3_stackful.wasm"
-    path.write_bytes(wasm())
-    wasmtime.component.Component(engine.engine, path.read_bytes())  # wasmtime validates it first
     links = RuntimeLinks()
-    return load_component(engine, path, links), links
+    return load_wat(engine, tmp_path_factory.mktemp("p3") / "p3_stackful.wasm", WAT.read_text(), links), links
 
 
 def run(engine: WasmEngine, component: RuntimeComponent, state: HostState, interface: str | None, name: str,

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import wasmtime
 
+from support.asynchost import load_wat
 from tauon.hostif.linker import ALL_INTERFACES, interface_for, merge
 from tauon.hostif.runtime_link import RuntimeLinks
 from tauon.hostif.state import HostConfig, HostState
@@ -21,7 +21,6 @@ from tauon.wasm.component.guest import Trap
 from tauon.wasm.engine import WasmEngine, limited_store
 from tauon.wasm.runtime.guest import RuntimeGuestFunc, instantiate
 from tauon.wasm.runtime.instance import RuntimeComponent
-from tauon.wasm.runtime.load import load_component
 
 BY_NAME = merge(ALL_INTERFACES)
 
@@ -143,11 +142,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WasmEngine]:
 @pytest.fixture(scope="module")
 def runtime(engine: WasmEngine, tmp_path_factory: pytest.TempPathFactory) -> tuple[RuntimeComponent,
                                                                                     RuntimeLinks]:
-    path = tmp_path_factory.mktemp("p3") / "c.wasm"
-    path.write_bytes(wasmtime.wat2wasm(COMPONENT))
-    wasmtime.component.Component(engine.engine, path.read_bytes())  # wasmtime validates it first
     links = RuntimeLinks()
-    return load_component(engine, path, links), links
+    return load_wat(engine, tmp_path_factory.mktemp("p3") / "c.wasm", COMPONENT, links), links
 
 
 def call(engine: WasmEngine, component: RuntimeComponent, name: str, *args: Any) -> Any:

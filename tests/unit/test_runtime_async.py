@@ -18,16 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import wasmtime
-import wasmtime.component
 
+from support.asynchost import ThreadedHost, load_wat
 from tauon.wasm.canon.types import Prim
 from tauon.wasm.component.guest import Trap
 from tauon.wasm.engine import WasmEngine, limited_store
-from tauon.wasm.runtime.async_host import Deferred, FutureReader, StreamReader, future, stream
+from tauon.wasm.runtime.async_host import FutureReader, StreamReader, future
 from tauon.wasm.runtime.guest import instantiate
 from tauon.wasm.runtime.instance import HostImpl, RuntimeComponent
-from tauon.wasm.runtime.load import load_component
 from tauon.wasm.runtime.plan import HostFunc
 from tauon.wasm.runtime.tasks import AsyncGuestFunc, release
 
@@ -307,44 +305,21 @@ COMPONENT = r"""(component
 )"""
 
 
-class Host:
+class Host(ThreadedHost):
     """`test:host/api`: `slow` completes on another thread after a short delay; `source` writes n
     bytes from a thread; `sink` reads a guest stream on a thread, slowly at first (backpressure)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.received = b""
         self.sink_done = threading.Event()
-        self.threads: list[threading.Thread] = []
         self.future_value: Any = None
 
     def impl(self, func: HostFunc) -> HostImpl:
-        impls: dict[str, HostImpl] = {"quick": lambda state, n: n * 2, "slow": self._slow,
+        impls: dict[str, HostImpl] = {"quick": self._quick, "slow": self._slow,
                                       "source": self._source, "sink": self._sink,
                                       "take-future": self._take_future, "give-future": self._give_future}
         return impls[func.func]
-
-    def _spawn(self, target: Any) -> None:
-        t = threading.Thread(target=target, daemon=True)
-        self.threads.append(t)
-        t.start()
-
-    def _slow(self, state: Any, n: int) -> Deferred:
-        d = Deferred()
-
-        def later() -> None:
-            time.sleep(0.05)
-            d.resolve(n + 1000)
-        self._spawn(later)
-        return d
-
-    def _source(self, state: Any, n: int) -> StreamReader:
-        reader, writer = stream(capacity=4096)
-
-        def produce() -> None:
-            writer.write(bytes(i % 251 for i in range(n)), timeout=30)
-            writer.close()
-        self._spawn(produce)
-        return reader
 
     def _sink(self, state: Any, reader: StreamReader) -> None:
         def consume() -> None:
@@ -367,8 +342,6 @@ class Host:
         self._spawn(later)
         return reader
 
-    def drop(self, state: Any, rep: int) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -386,10 +359,7 @@ def host() -> Iterator[Host]:
 
 @pytest.fixture
 def component(engine: WasmEngine, tmp_path: Path, host: Host) -> RuntimeComponent:
-    path = tmp_path / "async.wasm"
-    path.write_bytes(wasmtime.wat2wasm(COMPONENT))
-    wasmtime.component.Component(engine.engine, path.read_bytes())  # wasmtime validates it first
-    return load_component(engine, path, host)
+    return load_wat(engine, tmp_path / "async.wasm", COMPONENT, host)
 
 
 def run(engine: WasmEngine, component: RuntimeComponent, name: str, *args: Any,

@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import wasmtime
-import wasmtime.component
 
+from support.asynchost import ThreadedHost, load_wat
 from tauon.wasm.component.guest import Trap
 from tauon.wasm.engine import WasmEngine, limited_store
 from tauon.wasm.runtime.async_host import Deferred, StreamReader, StreamWriter, stream
 from tauon.wasm.runtime.guest import RuntimeGuestFunc, instantiate
 from tauon.wasm.runtime.instance import HostImpl, RuntimeComponent, RuntimeInstance
-from tauon.wasm.runtime.load import load_component
 from tauon.wasm.runtime.plan import HostFunc
 from tauon.wasm.runtime.tasks import AsyncGuestFunc, release
 from tauon.wasm.slots import RunSlots, SlotHold
@@ -263,36 +261,22 @@ COMPONENT = r"""(component
 )"""
 
 
-class Host:
+class Host(ThreadedHost):
     """`test:host/api`: `quick` answers at once; `slow` completes on another thread after 50 ms;
     `gate` completes when the test opens it; `source` writes n bytes from a thread through a small
     pipe (the reader waits for most of them); `silent` is a stream nobody writes."""
 
     def __init__(self) -> None:
-        self.threads: list[threading.Thread] = []
+        super().__init__()
         self.gates: list[Deferred] = []
         self.gate_made = threading.Event()
         self.writers: list[StreamWriter] = []
 
     def impl(self, func: HostFunc) -> HostImpl:
-        impls: dict[str, HostImpl] = {"quick": lambda state, n: n * 2, "slow": self._slow,
+        impls: dict[str, HostImpl] = {"quick": self._quick, "slow": self._slow,
                                       "gate": self._gate, "source": self._source, "silent": self._silent,
                                       "greet": lambda state: "hello"}
         return impls[func.func]
-
-    def _spawn(self, target: Callable[[], None]) -> None:
-        t = threading.Thread(target=target, daemon=True)
-        self.threads.append(t)
-        t.start()
-
-    def _slow(self, state: Any, n: int) -> Deferred:
-        d = Deferred()
-
-        def later() -> None:
-            time.sleep(0.05)
-            d.resolve(n + 1000)
-        self._spawn(later)
-        return d
 
     def _gate(self, state: Any) -> Deferred:
         d = Deferred()
@@ -300,22 +284,11 @@ class Host:
         self.gate_made.set()
         return d
 
-    def _source(self, state: Any, n: int) -> StreamReader:
-        reader, writer = stream(capacity=4096)
-
-        def produce() -> None:
-            writer.write(bytes(i % 251 for i in range(n)), timeout=30)
-            writer.close()
-        self._spawn(produce)
-        return reader
-
     def _silent(self, state: Any) -> StreamReader:
         reader, writer = stream(capacity=4096)
         self.writers.append(writer)
         return reader
 
-    def drop(self, state: Any, rep: int) -> None:
-        pass
 
 
 class State:
@@ -345,10 +318,7 @@ def host() -> Iterator[Host]:
 
 @pytest.fixture
 def component(engine: WasmEngine, tmp_path: Path, host: Host) -> RuntimeComponent:
-    path = tmp_path / "stackful.wasm"
-    path.write_bytes(wasmtime.wat2wasm(COMPONENT))
-    wasmtime.component.Component(engine.engine, path.read_bytes())  # wasmtime validates it first
-    return load_component(engine, path, host)
+    return load_wat(engine, tmp_path / "stackful.wasm", COMPONENT, host)
 
 
 def new_instance(engine: WasmEngine, component: RuntimeComponent) -> RuntimeInstance:
