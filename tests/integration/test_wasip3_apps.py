@@ -65,14 +65,14 @@ def _app(name: str, wasm: bytes, **metadata: object) -> SpinAppSpec:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory,
-           registry: RegistryServer) -> Iterator[tuple[str, TauonProcess]]:
+def served(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
+           shared_cache: Path) -> Iterator[tuple[str, TauonProcess]]:
     """The python-p3 app served by one tauon process (the 25 MB component compiles once)."""
     tmp = tmp_path_factory.mktemp("p3")
     wasm = extra_component_path("python-p3").read_bytes()
     ref = push_app(registry, "wasip3/python", "v1", _app("p3", wasm, key_value_stores=["default"]))
     port = free_port()
-    with run_tauon(tmp) as tauon:
+    with run_tauon(tmp, cache_dir=shared_cache) as tauon:
         (tauon.watch_dir / "p3.json").write_text(app_file(ref, port))
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/echo", timeout=300)

@@ -64,12 +64,12 @@ def p3_app(upstream: int) -> SpinAppSpec:
 
 
 def test_key_value_survives_a_restart_and_variables_resolve_as_spin_resolves_them(
-        tmp_path: Path, registry: RegistryServer, upstream: int) -> None:
+        tmp_path: Path, registry: RegistryServer, upstream: int, shared_cache: Path) -> None:
     ref = push_app(registry, "wasip3/host", "v1", p3_app(upstream))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     spec = app_file(ref, port, state_dir="shop", variables={"greeting": SECRET})
-    cache, state = tmp_path / "cache", tmp_path / "state"
+    cache, state = shared_cache, tmp_path / "state"
     env = {"SPIN_VARIABLE_WHO": "from the environment"}
     with run_tauon(tmp_path / "run1", *RUNTIME, cache_dir=cache, state_root=state, env=env) as tauon:
         (tauon.watch_dir / "shop.json").write_text(spec)
@@ -96,11 +96,11 @@ def test_key_value_survives_a_restart_and_variables_resolve_as_spin_resolves_the
 
 
 def test_outbound_http_to_an_allowed_host_and_a_denied_one(tmp_path: Path, registry: RegistryServer,
-                                                           upstream: int) -> None:
+                                                           upstream: int, shared_cache: Path) -> None:
     ref = push_app(registry, "wasip3/outbound", "v1", p3_app(upstream))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with run_tauon(tmp_path, *RUNTIME) as tauon:
+    with run_tauon(tmp_path, *RUNTIME, cache_dir=shared_cache) as tauon:
         (tauon.watch_dir / "out.json").write_text(app_file(ref, port, variables={"greeting": SECRET}))
         wait_http(f"{base}/echo", timeout=LOAD_TIMEOUT)
         allowed = httpx.get(f"{base}/outbound", params={"url": f"http://127.0.0.1:{upstream}/hi?x=1"},
@@ -116,7 +116,8 @@ def test_outbound_http_to_an_allowed_host_and_a_denied_one(tmp_path: Path, regis
         assert "t0k" not in log
 
 
-def test_a_p3_guest_chains_to_a_private_component(tmp_path: Path, registry: RegistryServer) -> None:
+def test_a_p3_guest_chains_to_a_private_component(tmp_path: Path, registry: RegistryServer,
+                                                  shared_cache: Path) -> None:
     """`*.spin.internal` from wasi:http/client@0.3 is served in-process by the app's component, as
     Spin chains service requests, here a private C component that echoes the path it got."""
     app = SpinAppSpec(name="p3chain", components=[
@@ -127,7 +128,7 @@ def test_a_p3_guest_chains_to_a_private_component(tmp_path: Path, registry: Regi
     ref = push_app(registry, "wasip3/chain", "v1", app)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with run_tauon(tmp_path, *RUNTIME) as tauon:
+    with run_tauon(tmp_path, *RUNTIME, cache_dir=shared_cache) as tauon:
         (tauon.watch_dir / "chain.json").write_text(app_file(ref, port))
         wait_http(f"{base}/echo", timeout=LOAD_TIMEOUT)
         r = httpx.get(f"{base}/outbound", params={"url": "http://back.spin.internal/echo-path/deep?q=1"},

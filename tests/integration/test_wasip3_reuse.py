@@ -36,8 +36,8 @@ def reference(registry: RegistryServer) -> str:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("p3-cache")  # the 25 MB component compiles once for the module
+def cache(shared_cache: Path) -> Path:
+    return shared_cache  # the 25 MB component compiles once for the session
 
 
 @contextlib.contextmanager

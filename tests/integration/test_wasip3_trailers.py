@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,13 +25,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def port(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) -> Iterator[int]:
+def port(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
+         shared_cache: Path) -> Iterator[int]:
     wasm = extra_component_path("python-p3").read_bytes()
     app = SpinAppSpec(name="p3", components=[SpinComponent(id="p3", wasm=wasm)],
                       triggers=[{"route": "/...", "component": "p3"}])
     ref = push_app(registry, "wasip3/trailers", "v1", app)
     port = free_port()
-    with run_tauon(tmp_path_factory.mktemp("trailers")) as tauon:
+    with run_tauon(tmp_path_factory.mktemp("trailers"), cache_dir=shared_cache) as tauon:
         (tauon.watch_dir / "p3.json").write_text(app_file(ref, port))
         wait_http(f"http://127.0.0.1:{port}/echo", timeout=300)
         yield port
