@@ -49,12 +49,12 @@ def upstream() -> Iterator[int]:
 
 @pytest.fixture(scope="module", params=["wasmtime", "tauon"])
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer,
-           upstream: int) -> Iterator[tuple[TauonProcess, dict[str, str]]]:
+           upstream: int, shared_cache: Path) -> Iterator[tuple[TauonProcess, dict[str, str]]]:
     """One tauon serving the c, python-raw, js and python-sdk components, each allowed to call `upstream`
     only, on the component runtime of the parameter."""
     tmp = tmp_path_factory.mktemp("components")
     urls: dict[str, str] = {}
-    with run_tauon(tmp, "--component-runtime", request.param) as tauon:
+    with run_tauon(tmp, "--component-runtime", request.param, cache_dir=shared_cache) as tauon:
         for name in ("c", "python-raw", "js", "python-sdk"):
             app = SpinAppSpec(name=name, components=[SpinComponent(
                 id=name, wasm=component_path(name).read_bytes(), files=SITE,
@@ -66,7 +66,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
                 app_file(ref, port, limits={"request_timeout": 3}))
             urls[name] = f"http://127.0.0.1:{port}"
         for url in urls.values():
-            wait_http(f"{url}/.well-known/spin/health", timeout=300)  # four cold compiles, two at a time
+            wait_http(f"{url}/.well-known/spin/health", timeout=300)  # compiled once per session
         # No component fell back to the wasmtime path (that is logged, naming the component).
         log = tauon.log()
         assert "component runtime cannot run" not in log
