@@ -1,0 +1,489 @@
+"""Flat converters: a whole component value moved across the C API with one C call, for the host
+functions whose interface asks for them (`HostInterface.flat`: spin:postgres's query results).
+
+Lowering builds the value's `wasmtime_component_val_t` tree in a per-thread scratch buffer that
+Python owns (every nested array, name and string inside it, pointers as absolute addresses), then
+`wasmtime_component_val_clone` copies the tree into memory the runtime owns. The generic codec
+(codec.py) makes a C call per list, record, name, string and boxed payload (ten for a one-row
+PostgreSQL row set, ~1 us each through ctypes); here each value is a `struct.pack_into`.
+
+Lifting reads the runtime's tree through one read-only memoryview over the process's address space
+(`_RAM`, indexed by address - 1: a memoryview cannot start at NULL) with `struct.unpack_from`,
+instead of a ctypes object per field. It reads exactly what `ctypes.from_address` would.
+
+The Python shapes are codec.py's. Types holding resources are not flat (their handles need the
+runtime's calls): `compile_flat` returns None for them and codec.py's converters are used. A value
+too large for the scratch (a `list<u8>` beyond `BYTES_LIMIT`) is lowered by codec.py's converter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from wasmtime.component import (
+    BorrowType,
+    EnumType,
+    FlagsType,
+    ListType,
+    OptionType,
+    OwnType,
+    RecordType,
+    ResultType,
+    TupleType,
+    ValType,
+    VariantType,
+)
+from wasmtime.component import _types as wt
+
+from tauon.wasm.component import _capi as c
+from tauon.wasm.component.codec_basic import Codec
+
+_FromMemory = ctypes.pythonapi.PyMemoryView_FromMemory
+_FromMemory.restype = ctypes.py_object
+_FromMemory.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+_RAM: memoryview = _FromMemory(1, 1 << 62, 0x100)  # PyBUF_READ; offset = address - 1
+
+VAL = c.VAL_SIZE
+ENTRY = c.RECORD_ENTRY_SIZE
+_P = c.VAL_PAYLOAD
+assert VAL == 32 and _P == 8 and ENTRY == 48 and c.VARIANT_VAL == 16 and c.RESULT_VAL == 8, \
+    "the flat layouts below are wasmtime 50.0.1's on a 64-bit host"
+BYTES_LIMIT = 64 * 1024
+"""Longest `list<u8>` lowered flat (32 bytes of scratch a byte); longer ones go through codec.py."""
+SCRATCH_START = 64 * 1024
+SCRATCH_MAX = 8 << 20
+"""Largest scratch buffer a thread keeps; a value needing more is lowered by codec.py."""
+_U8 = bytes([c.KIND_U8])
+
+_HEAD = struct.Struct("=B7xQQ").pack_into
+"""kind, then a (size, data) vector: strings, lists, records, tuples, enums (a name), flags."""
+_VARIANT = struct.Struct("=B7xQQQ").pack_into
+_POINTER = struct.Struct("=B7xQ").pack_into
+_RESULT = struct.Struct("=B7x?7xQ").pack_into
+_VEC = struct.Struct("=QQ").pack_into
+_READ_VEC = struct.Struct("=QQ").unpack_from
+_READ_VARIANT = struct.Struct("=QQQ").unpack_from
+_READ_PTR = struct.Struct("=Q").unpack_from
+_READ_RESULT = struct.Struct("=?7xQ").unpack_from
+
+
+class _Full(Exception):
+    """The scratch buffer is too small for this value: grow it and start again."""
+
+
+class _TooBig(Exception):
+    """The value is not lowered flat (see BYTES_LIMIT)."""
+
+
+class _Scratch:
+    """One thread's: one lowering at a time, never outliving it (val_clone copies everything). A
+    plain object (threading.local's attribute access costs several times more in the hot loop)."""
+
+    __slots__ = ("_pin", "base", "buf", "top")
+
+    def __init__(self, size: int) -> None:
+        self.buf = bytearray(size)
+        self._pin = (ctypes.c_char * size).from_buffer(self.buf)  # the buffer cannot be resized
+        self.base = ctypes.addressof(self._pin)
+        self.top = 0
+
+    def alloc(self, size: int) -> int:
+        """An 8-aligned offset of `size` free bytes. Raises _Full."""
+        off = self.top
+        end = off + size
+        self.top = (end + 7) & ~7
+        if end > len(self.buf):
+            raise _Full
+        return off
+
+
+class _PerThread(threading.local):
+    scratch: _Scratch | None = None
+
+
+_per_thread = _PerThread()
+
+FlatLower = Callable[[_Scratch, Any, int], None]
+"""(scratch, Python value, offset of the 32-byte value slot to fill)."""
+FlatLift = Callable[[int], Any]
+"""(address of a value) -> Python value."""
+
+
+class _Name:
+    """A name (case, field, flag) kept in memory of its own for the trees to point at."""
+
+    def __init__(self, name: str) -> None:
+        raw = name.encode()
+        self.size = len(raw)
+        self._buf = ctypes.create_string_buffer(raw, max(self.size, 1))
+        self.address = ctypes.addressof(self._buf)
+
+
+def _read(address: int, size: int) -> memoryview:
+    return _RAM[address - 1:address - 1 + size]
+
+
+_SCALARS: dict[type, tuple[int, str]] = {
+    wt.S8: (c.KIND_S8, "b"), wt.U8: (c.KIND_U8, "B"), wt.S16: (c.KIND_S16, "h"),
+    wt.U16: (c.KIND_U16, "H"), wt.S32: (c.KIND_S32, "i"), wt.U32: (c.KIND_U32, "I"),
+    wt.S64: (c.KIND_S64, "q"), wt.U64: (c.KIND_U64, "Q"), wt.F32: (c.KIND_F32, "f"),
+    wt.F64: (c.KIND_F64, "d"),
+}
+
+
+def scalar(kind: int, code: str) -> tuple[FlatLift, FlatLower]:
+    pack = struct.Struct("=B7x" + code).pack_into
+    unpack = struct.Struct("=" + code).unpack_from
+
+    def lift(a: int) -> Any:
+        return unpack(_RAM, a + _P - 1)[0]
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        pack(s.buf, at, kind, x)
+
+    return lift, lower
+
+
+def boolean() -> tuple[FlatLift, FlatLower]:
+    kind = c.KIND_BOOL
+
+    def lift(a: int) -> bool:
+        return bool(_RAM[a + _P - 1])
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        if not isinstance(x, bool):
+            raise TypeError(f"expected bool, got {type(x).__name__}")
+        _POINTER(s.buf, at, kind, x)
+
+    return lift, lower
+
+
+def char() -> tuple[FlatLift, FlatLower]:
+    lift_u32, lower_u32 = scalar(c.KIND_CHAR, "I")
+
+    def lift(a: int) -> str:
+        return chr(lift_u32(a))
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        lower_u32(s, ord(x), at)
+
+    return lift, lower
+
+
+def string() -> tuple[FlatLift, FlatLower]:
+    kind = c.KIND_STRING
+
+    def lift(a: int) -> str:
+        size, data = _READ_VEC(_RAM, a + _P - 1)
+        return str(_read(data, size), "utf-8") if size else ""
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        raw = x.encode("utf-8")
+        n = len(raw)
+        off = s.alloc(n)
+        s.buf[off:off + n] = raw
+        _HEAD(s.buf, at, kind, n, s.base + off)
+
+    return lift, lower
+
+
+def byte_list() -> tuple[FlatLift, FlatLower]:
+    kind = c.KIND_LIST
+
+    def lift(a: int) -> bytes:
+        size, data = _READ_VEC(_RAM, a + _P - 1)
+        if not size:
+            return b""
+        start = data - 1 + _P
+        return bytes(_RAM[start:start + size * VAL:VAL])
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        n = len(x)
+        if n > BYTES_LIMIT:
+            raise _TooBig
+        off = s.alloc(n * VAL)
+        buf = s.buf
+        assert buf is not None
+        end = off + n * VAL
+        buf[off:end:VAL] = _U8 * n
+        buf[off + _P:end + _P:VAL] = x
+        _HEAD(buf, at, kind, n, s.base + off)
+
+    return lift, lower
+
+
+def listing(element: tuple[FlatLift, FlatLower]) -> tuple[FlatLift, FlatLower]:
+    elift, elower = element
+    kind = c.KIND_LIST
+
+    def lift(a: int) -> list[Any]:
+        size, data = _READ_VEC(_RAM, a + _P - 1)
+        return [elift(data + i * VAL) for i in range(size)]
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        items = x if isinstance(x, (list, tuple)) else list(x)
+        off = s.alloc(len(items) * VAL)
+        slot = off
+        for item in items:
+            elower(s, item, slot)
+            slot += VAL
+        _HEAD(s.buf, at, kind, len(items), s.base + off)
+
+    return lift, lower
+
+
+def tupled(elements: Sequence[tuple[FlatLift, FlatLower]]) -> tuple[FlatLift, FlatLower]:
+    lifts = [e[0] for e in elements]
+    lowers = [e[1] for e in elements]
+    n = len(elements)
+    kind = c.KIND_TUPLE
+
+    def lift(a: int) -> tuple[Any, ...]:
+        _, data = _READ_VEC(_RAM, a + _P - 1)
+        return tuple(f(data + i * VAL) for i, f in enumerate(lifts))
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        if len(x) != n:
+            raise TypeError(f"expected a tuple of {n}, got {len(x)} values")
+        off = s.alloc(n * VAL)
+        for i, f in enumerate(lowers):
+            f(s, x[i], off + i * VAL)
+        _HEAD(s.buf, at, kind, n, s.base + off)
+
+    return lift, lower
+
+
+def record(fields: Sequence[tuple[str, tuple[FlatLift, FlatLower]]]) -> tuple[FlatLift, FlatLower]:
+    names = [name for name, _ in fields]
+    kept = [_Name(name) for name in names]
+    heads = [(k.size, k.address) for k in kept]
+    lifts = [f[0] for _, f in fields]
+    lowers = [f[1] for _, f in fields]
+    n = len(fields)
+    kind = c.KIND_RECORD
+    entry_val = c.RECORD_ENTRY_VAL
+
+    def lift(a: int) -> dict[str, Any]:
+        _, data = _READ_VEC(_RAM, a + _P - 1)
+        return {name: lifts[i](data + i * ENTRY + entry_val) for i, name in enumerate(names)}
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        if isinstance(x, tuple):
+            values: Sequence[Any] = x
+        elif isinstance(x, dict):
+            values = [x[name] for name in names]
+        else:
+            values = [getattr(x, name) for name in names]
+        off = s.alloc(n * ENTRY)
+        buf = s.buf
+        for i in range(n):
+            entry = off + i * ENTRY
+            size, address = heads[i]
+            _VEC(buf, entry, size, address)
+            lowers[i](s, values[i], entry + entry_val)
+        _HEAD(buf, at, kind, n, s.base + off)
+
+    lower.kept = kept  # type: ignore[attr-defined]  # the names live as long as the converter
+    return lift, lower
+
+
+def variant(cases: Sequence[tuple[str, tuple[FlatLift, FlatLower] | None]]) -> tuple[FlatLift, FlatLower]:
+    kept = {name: _Name(name) for name, _ in cases}
+    table = {name: (kept[name].size, kept[name].address, f[1] if f else None) for name, f in cases}
+    by_name = {name.encode(): (name, f[0] if f else None) for name, f in cases}
+    kind = c.KIND_VARIANT
+
+    def lift(a: int) -> tuple[str, Any]:
+        size, data, payload = _READ_VARIANT(_RAM, a + _P - 1)
+        tag, f = by_name[bytes(_read(data, size))]
+        return (tag, f(payload) if f is not None and payload else None)
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        if isinstance(x, str):
+            tag, payload = x, None
+        else:
+            tag, payload = x
+        try:
+            size, address, f = table[tag]
+        except KeyError:
+            raise TypeError(f"no variant case {tag!r}; cases are {', '.join(table)}") from None
+        boxed = 0
+        if f is not None:
+            off = s.alloc(VAL)
+            f(s, payload, off)
+            boxed = s.base + off
+        _VARIANT(s.buf, at, kind, size, address, boxed)
+
+    lower.kept = kept  # type: ignore[attr-defined]
+    return lift, lower
+
+
+def enum(names: Sequence[str]) -> tuple[FlatLift, FlatLower]:
+    kept = {name: _Name(name) for name in names}
+    kind = c.KIND_ENUM
+
+    def lift(a: int) -> str:
+        size, data = _READ_VEC(_RAM, a + _P - 1)
+        return str(_read(data, size), "utf-8")
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        try:
+            name = kept[x]
+        except KeyError:
+            raise TypeError(f"no enum case {x!r}; cases are {', '.join(kept)}") from None
+        _HEAD(s.buf, at, kind, name.size, name.address)
+
+    return lift, lower
+
+
+def option(payload: tuple[FlatLift, FlatLower]) -> tuple[FlatLift, FlatLower]:
+    plift, plower = payload
+    kind = c.KIND_OPTION
+
+    def lift(a: int) -> Any:
+        (p,) = _READ_PTR(_RAM, a + _P - 1)
+        return plift(p) if p else None
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        boxed = 0
+        if x is not None:
+            off = s.alloc(VAL)
+            plower(s, x, off)
+            boxed = s.base + off
+        _POINTER(s.buf, at, kind, boxed)
+
+    return lift, lower
+
+
+def result(ok_f: tuple[FlatLift, FlatLower] | None,
+           err_f: tuple[FlatLift, FlatLower] | None) -> tuple[FlatLift, FlatLower]:
+    kind = c.KIND_RESULT
+
+    def lift(a: int) -> tuple[str, Any]:
+        is_ok, p = _READ_RESULT(_RAM, a + _P - 1)
+        f = ok_f if is_ok else err_f
+        return ("ok" if is_ok else "err", f[0](p) if f is not None and p else None)
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        tag, payload = x
+        if tag == "ok":
+            f, is_ok = ok_f, True
+        elif tag == "err":
+            f, is_ok = err_f, False
+        else:
+            raise TypeError(f"expected ('ok', value) or ('err', error), got {x!r}")
+        boxed = 0
+        if f is not None:
+            off = s.alloc(VAL)
+            f[1](s, payload, off)
+            boxed = s.base + off
+        _RESULT(s.buf, at, kind, is_ok, boxed)
+
+    return lift, lower
+
+
+def flags(names: Sequence[str]) -> tuple[FlatLift, FlatLower]:
+    kept = {name: _Name(name) for name in names}
+    kind = c.KIND_FLAGS
+
+    def lift(a: int) -> set[str]:
+        size, data = _READ_VEC(_RAM, a + _P - 1)
+        out = set()
+        for i in range(size):
+            n, p = _READ_VEC(_RAM, data + i * 16 - 1)
+            out.add(str(_read(p, n), "utf-8"))
+        return out
+
+    def lower(s: _Scratch, x: Any, at: int) -> None:
+        chosen = [kept[name] for name in names if name in x]
+        if len(chosen) != len(x):
+            raise TypeError(f"unknown flags {set(x) - set(names)}")
+        off = s.alloc(len(chosen) * 16)
+        for i, name in enumerate(chosen):
+            _VEC(s.buf, off + i * 16, name.size, name.address)
+        _HEAD(s.buf, at, kind, len(chosen), s.base + off)
+
+    return lift, lower
+
+
+class _Unflat(Exception):
+    pass
+
+
+def _compile(ty: ValType) -> tuple[FlatLift, FlatLower]:
+    kind = _SCALARS.get(type(ty))
+    if kind is not None:
+        return scalar(*kind)
+    if isinstance(ty, wt.Bool):
+        return boolean()
+    if isinstance(ty, wt.Char):
+        return char()
+    if isinstance(ty, wt.String):
+        return string()
+    if isinstance(ty, ListType):
+        return byte_list() if isinstance(ty.element, wt.U8) else listing(_compile(ty.element))
+    if isinstance(ty, RecordType):
+        return record([(name, _compile(t)) for name, t in ty.fields])
+    if isinstance(ty, TupleType):
+        return tupled([_compile(t) for t in ty.elements])
+    if isinstance(ty, VariantType):
+        return variant([(name, _compile(t) if t is not None else None) for name, t in ty.cases])
+    if isinstance(ty, EnumType):
+        return enum(ty.names)
+    if isinstance(ty, OptionType):
+        return option(_compile(ty.payload))
+    if isinstance(ty, ResultType):
+        return result(_compile(ty.ok) if ty.ok is not None else None,
+                      _compile(ty.err) if ty.err is not None else None)
+    if isinstance(ty, FlagsType):
+        return flags(ty.names)
+    if isinstance(ty, (OwnType, BorrowType)):
+        raise _Unflat("resources are converted by codec.py")
+    raise _Unflat(f"{type(ty).__name__} is not converted flat")
+
+
+def compile_flat(ty: ValType, generic: Codec) -> Codec | None:
+    """Flat converters for `ty` (None when it holds resources or anything else not flat), with
+    `generic` (codec.py's for the same type) for values too large for the scratch buffer."""
+    try:
+        converters = _compile(ty)
+    except _Unflat:
+        return None
+    return flat_codec(converters, generic)
+
+
+def flat_codec(converters: tuple[FlatLift, FlatLower], generic: Codec) -> Codec:
+    """A Codec with codec.py's signatures over flat converters."""
+    flift, flower = converters
+    clone = c.val_clone
+    addressof = ctypes.addressof
+    fallback = generic.lower
+
+    def lift(ctx: int, v: Any) -> Any:
+        return flift(addressof(v))
+
+    def lower(ctx: int, x: Any, v: Any) -> None:
+        s = _per_thread.scratch
+        if s is None:
+            s = _per_thread.scratch = _Scratch(SCRATCH_START)
+        while True:
+            s.top = VAL  # the value itself at offset 0
+            try:
+                flower(s, x, 0)
+                break
+            except _Full:
+                size = max(len(s.buf) * 2, s.top * 2)
+                if size > SCRATCH_MAX:
+                    fallback(ctx, x, v)
+                    return
+                s = _per_thread.scratch = _Scratch(size)
+            except _TooBig:
+                fallback(ctx, x, v)
+                return
+        clone(s.base, addressof(v))
+
+    return Codec(lift, lower)
