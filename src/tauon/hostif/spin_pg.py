@@ -20,7 +20,6 @@ from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.spin_common import ConnectionHandle, Handle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
 from tauon.services.postgres import PgClients, PgConnection, PgError, parse_address
-from tauon.wasm.component.codec import Frozen
 
 _V3_TYPES = frozenset({"boolean", "int8", "int16", "int32", "int64", "floating32", "floating64", "str",
                        "binary", "date", "time", "datetime", "timestamp"})
@@ -176,20 +175,22 @@ def _guarded(op: Callable[..., Any], error: Callable[[PgError], Any]) -> Callabl
 
 def _query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
     conn = _conn(state, rep)
-    with state.slot.blocked():  # waiting on the server: another guest may run meanwhile
+    hold = state.slot
+    lent = hold.lend()  # waiting on the server: another guest may run meanwhile
+    try:
         return conn.query(statement, params, state.deadline)
-
-
-def _v4_query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
-    columns, rows = _query(state, rep, statement, params)
-    # the same columns come back from every run of a statement: their lowering is kept
-    return (Frozen(columns), rows)
+    finally:
+        hold.reclaim(lent)
 
 
 def _execute(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> int:
     conn = _conn(state, rep)
-    with state.slot.blocked():
+    hold = state.slot
+    lent = hold.lend()
+    try:
         return conn.execute(statement, params, state.deadline)
+    finally:
+        hold.reclaim(lent)
 
 
 def _funcs(query: Callable[..., Any], execute: Callable[..., Any],
@@ -201,7 +202,7 @@ def _funcs(query: Callable[..., Any], execute: Callable[..., Any],
     }
 
 
-V4_FUNCS = _funcs(_v4_query, _execute, PgError.variant)
+V4_FUNCS = _funcs(_query, _execute, PgError.variant)
 V3_FUNCS = _funcs(lambda s, r, q, p: _row_set(_query(s, r, q, p), _v3_type, _v3_value), _execute, _text_error)
 V2_FUNCS = _funcs(lambda s, r, q, p: _row_set(_query(s, r, q, v2_params(p)), _v2_type, _v2_value),
                   lambda s, r, q, p: _execute(s, r, q, v2_params(p)), _text_error)
@@ -277,16 +278,17 @@ POSTGRES_SPAN = "spin_outbound_pg.{}".format
 INTERFACES = [
     HostInterface("fermyon:spin/postgres@2.0.0",
                   tracing.traced(V2_FUNCS, POSTGRES, POSTGRES_SPAN),
-                  ("connection",)),
+                  ("connection",), flat=True),
     HostInterface("spin:postgres/postgres@3.0.0",
                   tracing.traced(V3_FUNCS, POSTGRES, POSTGRES_SPAN),
-                  ("connection",)),
+                  ("connection",), flat=True),
     HostInterface("spin:postgres/postgres@4.0.0",
                   tracing.traced(V4_FUNCS, POSTGRES, POSTGRES_SPAN),
-                  ("connection",)),
+                  ("connection",), flat=True),
     HostInterface("spin:postgres/postgres@4.1.0", tracing.traced(V41_FUNCS, POSTGRES, POSTGRES_SPAN),
-                  ("connection", "connection-builder")),
+                  ("connection", "connection-builder"), flat=True),
     HostInterface("spin:postgres/postgres@4.2.0", tracing.traced(V41_FUNCS, POSTGRES, POSTGRES_SPAN),
-                  ("connection", "connection-builder")),
-    HostInterface("fermyon:spin/postgres", tracing.traced(V1_FUNCS, POSTGRES, POSTGRES_SPAN)),
+                  ("connection", "connection-builder"), flat=True),
+    HostInterface("fermyon:spin/postgres", tracing.traced(V1_FUNCS, POSTGRES, POSTGRES_SPAN),
+                  flat=True),
 ]
