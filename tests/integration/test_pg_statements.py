@@ -117,6 +117,35 @@ def test_a_new_deadline_replaces_the_watchdog_entry_of_the_old_one(pg: PostgresS
         clients.close()
 
 
+def test_a_pooled_connection_is_cleaned_when_taken_again(pg: PostgresServer) -> None:
+    """deadpool's Clean recycling, as Spin's pool runs it: session settings, temporary tables and
+    advisory locks of the last guest are gone; tauon's prepared statements stay."""
+    make_table(pg)
+    clients = PgClients()
+    deadline = time.monotonic() + 30
+    first = clients.acquire(pg.url, deadline)
+    select(first, 1)
+    select(first, 1)  # prepared now
+    first.execute("SET application_name = 'guest-one'", [], deadline)
+    first.execute("CREATE TEMP TABLE scratch (x int)", [], deadline)
+    first.query("SELECT pg_advisory_lock(42)::text AS v", [], deadline)
+    backend = first.conn.pgconn.backend_pid
+    first.release()
+    again = clients.acquire(pg.url, deadline)
+    try:
+        assert again.conn.pgconn.backend_pid == backend  # the same session, from the pool
+        assert again.query("SHOW application_name", [], deadline)[1] != [[("str", "guest-one")]]
+        assert again.query("SELECT count(*)::int4 AS n FROM pg_locks WHERE locktype = 'advisory'", [],
+                           deadline)[1] == [[("int32", 0)]]
+        with pytest.raises(PgError, match="scratch"):
+            again.query("SELECT x FROM scratch", [], deadline)
+        assert prepared_names(again)  # kept across the clean
+        assert select(again, 2) == [[("str", "value 2")]]
+    finally:
+        again.release()
+        clients.close()
+
+
 def prepared_names(conn: PgConnection) -> list[str]:
     return [row[0] for row in conn.conn.execute("SELECT name FROM pg_prepared_statements").fetchall()]
 
