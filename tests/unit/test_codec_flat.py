@@ -246,3 +246,32 @@ def test_resources_are_left_to_the_generic_codec(query_type: FuncType) -> None:
     (_, connection_ty) = query_type.params[0]
     generic = codec.compile_type(connection_ty, lambda _: 1)
     assert codec_flat.compile_flat(connection_ty, generic) is None
+
+
+def test_frozen_lists_are_lowered_once_and_pointed_at() -> None:
+    """A Frozen list (a query's columns) is lowered into memory of its own the first time; later
+    values point at it and the runtime's copies are equal and independent of each other."""
+    column = codec._record([("name", codec_basic.string()),
+                            ("data-type", codec._variant([("str", None), ("other", codec_basic.string())]))])
+    generic = codec._list(column)
+    flat_column = codec_flat.record([("name", codec_flat.string()),
+                                     ("data-type", codec_flat.variant([("str", None),
+                                                                       ("other", codec_flat.string())]))])
+    flat = codec_flat.flat_codec(codec_flat.listing(flat_column), generic)
+    columns = codec.Frozen([("v", ("str", None)), ("w", ("other", "circle"))])
+    expected = [{"name": "v", "data-type": ("str", None)}, {"name": "w", "data-type": ("other", "circle")}]
+    copies = []
+    for _ in range(3):
+        v = _capi.Val()
+        flat.lower(0, codec.Frozen(list(columns)), v)  # equal, not the same object
+        copies.append(v)
+    try:
+        assert [generic.lift(0, v) for v in copies] == [expected] * 3
+        data = [codec_basic.raw_pointer(v.of.list, ctypes.sizeof(ctypes.c_size_t)) for v in copies]
+        assert len(set(data)) == 3  # each a copy the runtime owns
+    finally:
+        for v in copies:
+            _capi.val_delete(ctypes.byref(v))
+    many = codec.Frozen([(f"c{i}", ("str", None)) for i in range(codec.MEMO_ITEMS + 1)])  # not kept
+    assert flat_lowered(flat, generic, many) == [{"name": f"c{i}", "data-type": ("str", None)}
+                                                 for i in range(codec.MEMO_ITEMS + 1)]

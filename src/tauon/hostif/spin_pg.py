@@ -20,6 +20,7 @@ from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.spin_common import ConnectionHandle, Handle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
 from tauon.services.postgres import PgClients, PgConnection, PgError, parse_address
+from tauon.wasm.component.codec import Frozen
 
 _V3_TYPES = frozenset({"boolean", "int8", "int16", "int32", "int64", "floating32", "floating64", "str",
                        "binary", "date", "time", "datetime", "timestamp"})
@@ -135,9 +136,9 @@ def _v2_value(value: Any) -> Any:
 
 
 def _row_set(result: tuple[list[Any], list[Any]], dtype: Callable[[Any], Any],
-             value: Callable[[Any], Any]) -> tuple[list[Any], list[Any]]:
+             value: Callable[[Any], Any]) -> tuple[Sequence[Any], list[Any]]:
     columns, rows = result
-    return ([(name, dtype(t)) for name, t in columns], [[value(v) for v in row] for row in rows])
+    return (Frozen((name, dtype(t)) for name, t in columns), [[value(v) for v in row] for row in rows])
 
 
 def _text_error(exc: PgError) -> tuple[str, Any]:
@@ -155,7 +156,7 @@ def v2_params(params: Sequence[Any]) -> list[Any]:
     return list(params)
 
 
-def v1_row_set(result: tuple[list[Any], list[Any]]) -> tuple[list[Any], list[Any]]:
+def v1_row_set(result: tuple[list[Any], list[Any]]) -> tuple[Sequence[Any], list[Any]]:
     """v4 results in the v2 / unversioned rdbms types."""
     return _row_set(result, _v2_type, _v2_value)
 
@@ -202,7 +203,13 @@ def _funcs(query: Callable[..., Any], execute: Callable[..., Any],
     }
 
 
-V4_FUNCS = _funcs(_query, _execute, PgError.variant)
+def _v4_query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
+    columns, rows = _query(state, rep, statement, params)
+    # the same columns come back from every run of a statement: their lowering is kept
+    return (Frozen(columns), rows)
+
+
+V4_FUNCS = _funcs(_v4_query, _execute, PgError.variant)
 V3_FUNCS = _funcs(lambda s, r, q, p: _row_set(_query(s, r, q, p), _v3_type, _v3_value), _execute, _text_error)
 V2_FUNCS = _funcs(lambda s, r, q, p: _row_set(_query(s, r, q, v2_params(p)), _v2_type, _v2_value),
                   lambda s, r, q, p: _execute(s, r, q, v2_params(p)), _text_error)

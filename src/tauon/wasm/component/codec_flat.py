@@ -40,6 +40,7 @@ from wasmtime.component import (
 from wasmtime.component import _types as wt
 
 from tauon.wasm.component import _capi as c
+from tauon.wasm.component.codec import MEMO_ENTRIES, MEMO_ITEMS, Frozen
 from tauon.wasm.component.codec_basic import Codec
 
 _FromMemory = ctypes.pythonapi.PyMemoryView_FromMemory
@@ -83,12 +84,13 @@ class _Scratch:
     """One thread's: one lowering at a time, never outliving it (val_clone copies everything). A
     plain object (threading.local's attribute access costs several times more in the hot loop)."""
 
-    __slots__ = ("_pin", "base", "buf", "top")
+    __slots__ = ("_pin", "base", "buf", "size", "top")
 
     def __init__(self, size: int) -> None:
         self.buf = bytearray(size)
         self._pin = (ctypes.c_char * size).from_buffer(self.buf)  # the buffer cannot be resized
         self.base = ctypes.addressof(self._pin)
+        self.size = size
         self.top = 0
 
     def alloc(self, size: int) -> int:
@@ -96,9 +98,10 @@ class _Scratch:
         off = self.top
         end = off + size
         self.top = (end + 7) & ~7
-        if end > len(self.buf):
+        if end > self.size:
             raise _Full
         return off
+    # The hot converters below inline this (a method call per value is a tenth of a small row set).
 
 
 class _PerThread(threading.local):
@@ -106,6 +109,28 @@ class _PerThread(threading.local):
 
 
 _per_thread = _PerThread()
+
+class _Kept:
+    """A Frozen list's items lowered once into memory of their own, pointed at by every value that
+    holds the list (val_clone copies them from there): a query's columns, the same on every run."""
+
+    def __init__(self, items: Frozen, elower: FlatLower) -> None:
+        self.count = len(items)
+        size = max(SCRATCH_START // 16, self.count * VAL * 2)
+        while True:
+            scratch = _Scratch(size)
+            scratch.top = self.count * VAL
+            try:
+                for i, item in enumerate(items):
+                    elower(scratch, item, i * VAL)
+                break
+            except _Full:
+                size *= 2
+                if size > SCRATCH_MAX:
+                    raise _TooBig from None
+        self._scratch = scratch
+        self.address = scratch.base
+
 
 FlatLower = Callable[[_Scratch, Any, int], None]
 """(scratch, Python value, offset of the 32-byte value slot to fill)."""
@@ -184,9 +209,14 @@ def string() -> tuple[FlatLift, FlatLower]:
     def lower(s: _Scratch, x: Any, at: int) -> None:
         raw = x.encode("utf-8")
         n = len(raw)
-        off = s.alloc(n)
-        s.buf[off:off + n] = raw
-        _HEAD(s.buf, at, kind, n, s.base + off)
+        off = s.top
+        end = off + n
+        s.top = (end + 7) & ~7
+        if end > s.size:
+            raise _Full
+        buf = s.buf
+        buf[off:end] = raw
+        _HEAD(buf, at, kind, n, s.base + off)
 
     return lift, lower
 
@@ -209,8 +239,9 @@ def byte_list() -> tuple[FlatLift, FlatLower]:
         buf = s.buf
         assert buf is not None
         end = off + n * VAL
-        buf[off:end:VAL] = _U8 * n
-        buf[off + _P:end + _P:VAL] = x
+        if n:  # an empty extended slice assignment would try to resize the pinned buffer
+            buf[off:end:VAL] = _U8 * n
+            buf[off + _P:end:VAL] = x
         _HEAD(buf, at, kind, n, s.base + off)
 
     return lift, lower
@@ -224,14 +255,29 @@ def listing(element: tuple[FlatLift, FlatLower]) -> tuple[FlatLift, FlatLower]:
         size, data = _READ_VEC(_RAM, a + _P - 1)
         return [elift(data + i * VAL) for i in range(size)]
 
+    memo: dict[Frozen, _Kept] = {}
+
     def lower(s: _Scratch, x: Any, at: int) -> None:
+        if type(x) is Frozen and len(x) <= MEMO_ITEMS:
+            kept = memo.get(x)
+            if kept is None and len(memo) < MEMO_ENTRIES:
+                # never replaced once kept: a thread may be pointing a value at it
+                kept = memo.setdefault(x, _Kept(x, elower))
+            if kept is not None:
+                _HEAD(s.buf, at, kind, kept.count, kept.address)
+                return
         items = x if isinstance(x, (list, tuple)) else list(x)
-        off = s.alloc(len(items) * VAL)
+        n = len(items)
+        off = s.top
+        end = off + n * VAL
+        s.top = end
+        if end > s.size:
+            raise _Full
         slot = off
         for item in items:
             elower(s, item, slot)
             slot += VAL
-        _HEAD(s.buf, at, kind, len(items), s.base + off)
+        _HEAD(s.buf, at, kind, n, s.base + off)
 
     return lift, lower
 
@@ -278,7 +324,11 @@ def record(fields: Sequence[tuple[str, tuple[FlatLift, FlatLower]]]) -> tuple[Fl
             values = [x[name] for name in names]
         else:
             values = [getattr(x, name) for name in names]
-        off = s.alloc(n * ENTRY)
+        off = s.top
+        end = off + n * ENTRY
+        s.top = end
+        if end > s.size:
+            raise _Full
         buf = s.buf
         for i in range(n):
             entry = off + i * ENTRY
@@ -313,7 +363,10 @@ def variant(cases: Sequence[tuple[str, tuple[FlatLift, FlatLower] | None]]) -> t
             raise TypeError(f"no variant case {tag!r}; cases are {', '.join(table)}") from None
         boxed = 0
         if f is not None:
-            off = s.alloc(VAL)
+            off = s.top
+            s.top = off + VAL
+            if off + VAL > s.size:
+                raise _Full
             f(s, payload, off)
             boxed = s.base + off
         _VARIANT(s.buf, at, kind, size, address, boxed)
