@@ -135,13 +135,13 @@ class PgConnection:
             columns = pg_types.columns(result, self._type_name)
         except psycopg.Error as exc:
             raise self._query_failed(exc) from None
-        convert = pg_types.converters(tuple(t for _, t in columns))
+        convert = pg_types.converters(tuple([t for _, t in columns]))
         size = 0
         out = []
         value_size = pg_types.value_size
         for row in rows:
             out.append(["db-null" if v is None else c(v) for c, v in zip(convert, row, strict=True)])
-            size += sum(value_size(v) for v in row)
+            size += sum(map(value_size, row))
             if size > pg_types.MAX_RESULT_BYTES:
                 raise PgError("query-failed", ("text", "query result exceeds limit of "
                                                        f"{pg_types.MAX_RESULT_BYTES} bytes"))
