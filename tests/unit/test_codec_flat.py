@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wasmtime.component import Component, ComponentInstanceType, FuncType
 
-from tauon.wasm.component import _capi, codec, codec_basic, codec_flat
+from tauon.wasm.component import _capi, codec, codec_basic, codec_flat, codec_flat_basic
 from tauon.wasm.component.codec_basic import Codec
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "build" / "components" / "c-postgres.wasm"
@@ -70,20 +70,20 @@ INTS = {"s8": (_capi.KIND_S8, "b", 8, True), "u8": (_capi.KIND_U8, "B", 8, False
 def _int(name: str) -> Built:
     kind, code, bits, signed = INTS[name]
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    return codec_basic.scalar(kind, name), codec_flat.scalar(kind, code), st.integers(lo, hi)
+    return codec_basic.scalar(kind, name), codec_flat_basic.scalar(kind, code), st.integers(lo, hi)
 
 
 def _leaf() -> st.SearchStrategy[Built]:
     return st.one_of(
         st.sampled_from(sorted(INTS)).map(_int),
-        st.just((codec_basic.scalar(_capi.KIND_F64, "f64"), codec_flat.scalar(_capi.KIND_F64, "d"),
+        st.just((codec_basic.scalar(_capi.KIND_F64, "f64"), codec_flat_basic.scalar(_capi.KIND_F64, "d"),
                  st.floats(allow_nan=False))),
-        st.just((codec_basic.scalar(_capi.KIND_F32, "f32"), codec_flat.scalar(_capi.KIND_F32, "f"),
+        st.just((codec_basic.scalar(_capi.KIND_F32, "f32"), codec_flat_basic.scalar(_capi.KIND_F32, "f"),
                  st.floats(width=32, allow_nan=False))),
-        st.just((codec_basic.boolean(), codec_flat.boolean(), st.booleans())),
-        st.just((codec_basic.char(), codec_flat.char(), st.characters(blacklist_categories=["Cs"]))),
-        st.just((codec_basic.string(), codec_flat.string(), st.text(max_size=40))),
-        st.just((codec_basic.byte_list(), codec_flat.byte_list(), st.binary(max_size=300))),
+        st.just((codec_basic.boolean(), codec_flat_basic.boolean(), st.booleans())),
+        st.just((codec_basic.char(), codec_flat_basic.char(), st.characters(blacklist_categories=["Cs"]))),
+        st.just((codec_basic.string(), codec_flat_basic.string(), st.text(max_size=40))),
+        st.just((codec_basic.byte_list(), codec_flat_basic.byte_list(), st.binary(max_size=300))),
         NAMES.map(lambda names: (codec._enum(names), codec_flat.enum(names), st.sampled_from(names))),
         NAMES.map(lambda names: (codec._flags(names), codec_flat.flags(names),
                                  st.sets(st.sampled_from(names)))),
@@ -148,18 +148,18 @@ def test_flat_converters_agree_with_the_generic_codec(data: st.DataObject) -> No
 
 def test_a_value_larger_than_the_scratch_goes_through_the_generic_codec() -> None:
     generic = codec._list(codec_basic.string())
-    flat = codec_flat.flat_codec(codec_flat.listing(codec_flat.string()), generic)
-    big = ["x" * 1000] * (codec_flat.SCRATCH_MAX // 1000 + 10)
+    flat = codec_flat.flat_codec(codec_flat.listing(codec_flat_basic.string()), generic)
+    big = ["x" * 1000] * (codec_flat_basic.SCRATCH_MAX // 1000 + 10)
     assert flat_lowered(flat, generic, big) == big
     bytes_generic = codec_basic.byte_list()
-    many = bytes(range(256)) * (codec_flat.BYTES_LIMIT // 256 + 1)
-    assert flat_lowered(codec_flat.flat_codec(codec_flat.byte_list(), bytes_generic), bytes_generic,
+    many = bytes(range(256)) * (codec_flat_basic.BYTES_LIMIT // 256 + 1)
+    assert flat_lowered(codec_flat.flat_codec(codec_flat_basic.byte_list(), bytes_generic), bytes_generic,
                         many) == many
 
 
 def test_a_bad_value_raises_and_leaves_the_destination_alone() -> None:
     generic = codec._list(codec._variant([("a", codec_basic.string())]))
-    flat = codec_flat.flat_codec(codec_flat.listing(codec_flat.variant([("a", codec_flat.string())])),
+    flat = codec_flat.flat_codec(codec_flat.listing(codec_flat.variant([("a", codec_flat_basic.string())])),
                                  generic)
     v = _capi.Val()
     with pytest.raises(TypeError, match="no variant case 'b'"):
@@ -254,9 +254,8 @@ def test_frozen_lists_are_lowered_once_and_pointed_at() -> None:
     column = codec._record([("name", codec_basic.string()),
                             ("data-type", codec._variant([("str", None), ("other", codec_basic.string())]))])
     generic = codec._list(column)
-    flat_column = codec_flat.record([("name", codec_flat.string()),
-                                     ("data-type", codec_flat.variant([("str", None),
-                                                                       ("other", codec_flat.string())]))])
+    flat_type = codec_flat.variant([("str", None), ("other", codec_flat_basic.string())])
+    flat_column = codec_flat.record([("name", codec_flat_basic.string()), ("data-type", flat_type)])
     flat = codec_flat.flat_codec(codec_flat.listing(flat_column), generic)
     columns = codec.Frozen([("v", ("str", None)), ("w", ("other", "circle"))])
     expected = [{"name": "v", "data-type": ("str", None)}, {"name": "w", "data-type": ("other", "circle")}]

@@ -8,8 +8,9 @@ Python owns (every nested array, name and string inside it, pointers as absolute
 PostgreSQL row set, ~1 us each through ctypes); here each value is a `struct.pack_into`.
 
 Lifting reads the runtime's tree through one read-only memoryview over the process's address space
-(`_RAM`, indexed by address - 1: a memoryview cannot start at NULL) with `struct.unpack_from`,
-instead of a ctypes object per field. It reads exactly what `ctypes.from_address` would.
+(`codec_flat_basic.RAM`, indexed by address - 1: a memoryview cannot start at NULL) with
+`struct.unpack_from`, instead of a ctypes object per field: exactly what `ctypes.from_address`
+would read.
 
 The Python shapes are codec.py's. Types holding resources are not flat (their handles need the
 runtime's calls): `compile_flat` returns None for them and codec.py's converters are used. A value
@@ -19,9 +20,7 @@ too large for the scratch (a `list<u8>` beyond `BYTES_LIMIT`) is lowered by code
 from __future__ import annotations
 
 import ctypes
-import struct
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from wasmtime.component import (
@@ -42,73 +41,38 @@ from wasmtime.component import _types as wt
 from tauon.wasm.component import _capi as c
 from tauon.wasm.component.codec import MEMO_ENTRIES, MEMO_ITEMS, Frozen
 from tauon.wasm.component.codec_basic import Codec
+from tauon.wasm.component.codec_flat_basic import (
+    ENTRY,
+    HEAD,
+    PAYLOAD,
+    POINTER,
+    RAM,
+    READ_PTR,
+    READ_RESULT,
+    READ_VARIANT,
+    READ_VEC,
+    RESULT,
+    SCALARS,
+    SCRATCH_MAX,
+    SCRATCH_START,
+    VAL,
+    VARIANT,
+    VEC,
+    FlatLift,
+    FlatLower,
+    Full,
+    Name,
+    Scratch,
+    TooBig,
+    boolean,
+    byte_list,
+    char,
+    per_thread,
+    read,
+    scalar,
+    string,
+)
 
-_FromMemory = ctypes.pythonapi.PyMemoryView_FromMemory
-_FromMemory.restype = ctypes.py_object
-_FromMemory.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
-_RAM: memoryview = _FromMemory(1, 1 << 62, 0x100)  # PyBUF_READ; offset = address - 1
-
-VAL = c.VAL_SIZE
-ENTRY = c.RECORD_ENTRY_SIZE
-_P = c.VAL_PAYLOAD
-assert VAL == 32 and _P == 8 and ENTRY == 48 and c.VARIANT_VAL == 16 and c.RESULT_VAL == 8, \
-    "the flat layouts below are wasmtime 50.0.1's on a 64-bit host"
-BYTES_LIMIT = 64 * 1024
-"""Longest `list<u8>` lowered flat (32 bytes of scratch a byte); longer ones go through codec.py."""
-SCRATCH_START = 64 * 1024
-SCRATCH_MAX = 8 << 20
-"""Largest scratch buffer a thread keeps; a value needing more is lowered by codec.py."""
-_U8 = bytes([c.KIND_U8])
-
-_HEAD = struct.Struct("=B7xQQ").pack_into
-"""kind, then a (size, data) vector: strings, lists, records, tuples, enums (a name), flags."""
-_VARIANT = struct.Struct("=B7xQQQ").pack_into
-_POINTER = struct.Struct("=B7xQ").pack_into
-_RESULT = struct.Struct("=B7x?7xQ").pack_into
-_VEC = struct.Struct("=QQ").pack_into
-_READ_VEC = struct.Struct("=QQ").unpack_from
-_READ_VARIANT = struct.Struct("=QQQ").unpack_from
-_READ_PTR = struct.Struct("=Q").unpack_from
-_READ_RESULT = struct.Struct("=?7xQ").unpack_from
-
-
-class _Full(Exception):
-    """The scratch buffer is too small for this value: grow it and start again."""
-
-
-class _TooBig(Exception):
-    """The value is not lowered flat (see BYTES_LIMIT)."""
-
-
-class _Scratch:
-    """One thread's: one lowering at a time, never outliving it (val_clone copies everything). A
-    plain object (threading.local's attribute access costs several times more in the hot loop)."""
-
-    __slots__ = ("_pin", "base", "buf", "size", "top")
-
-    def __init__(self, size: int) -> None:
-        self.buf = bytearray(size)
-        self._pin = (ctypes.c_char * size).from_buffer(self.buf)  # the buffer cannot be resized
-        self.base = ctypes.addressof(self._pin)
-        self.size = size
-        self.top = 0
-
-    def alloc(self, size: int) -> int:
-        """An 8-aligned offset of `size` free bytes. Raises _Full."""
-        off = self.top
-        end = off + size
-        self.top = (end + 7) & ~7
-        if end > self.size:
-            raise _Full
-        return off
-    # The hot converters below inline this (a method call per value is a tenth of a small row set).
-
-
-class _PerThread(threading.local):
-    scratch: _Scratch | None = None
-
-
-_per_thread = _PerThread()
 
 class _Kept:
     """A Frozen list's items lowered once into memory of their own, pointed at by every value that
@@ -118,133 +82,18 @@ class _Kept:
         self.count = len(items)
         size = max(SCRATCH_START // 16, self.count * VAL * 2)
         while True:
-            scratch = _Scratch(size)
+            scratch = Scratch(size)
             scratch.top = self.count * VAL
             try:
                 for i, item in enumerate(items):
                     elower(scratch, item, i * VAL)
                 break
-            except _Full:
+            except Full:
                 size *= 2
                 if size > SCRATCH_MAX:
-                    raise _TooBig from None
+                    raise TooBig from None
         self._scratch = scratch
         self.address = scratch.base
-
-
-FlatLower = Callable[[_Scratch, Any, int], None]
-"""(scratch, Python value, offset of the 32-byte value slot to fill)."""
-FlatLift = Callable[[int], Any]
-"""(address of a value) -> Python value."""
-
-
-class _Name:
-    """A name (case, field, flag) kept in memory of its own for the trees to point at."""
-
-    def __init__(self, name: str) -> None:
-        raw = name.encode()
-        self.size = len(raw)
-        self._buf = ctypes.create_string_buffer(raw, max(self.size, 1))
-        self.address = ctypes.addressof(self._buf)
-
-
-def _read(address: int, size: int) -> memoryview:
-    return _RAM[address - 1:address - 1 + size]
-
-
-_SCALARS: dict[type, tuple[int, str]] = {
-    wt.S8: (c.KIND_S8, "b"), wt.U8: (c.KIND_U8, "B"), wt.S16: (c.KIND_S16, "h"),
-    wt.U16: (c.KIND_U16, "H"), wt.S32: (c.KIND_S32, "i"), wt.U32: (c.KIND_U32, "I"),
-    wt.S64: (c.KIND_S64, "q"), wt.U64: (c.KIND_U64, "Q"), wt.F32: (c.KIND_F32, "f"),
-    wt.F64: (c.KIND_F64, "d"),
-}
-
-
-def scalar(kind: int, code: str) -> tuple[FlatLift, FlatLower]:
-    pack = struct.Struct("=B7x" + code).pack_into
-    unpack = struct.Struct("=" + code).unpack_from
-
-    def lift(a: int) -> Any:
-        return unpack(_RAM, a + _P - 1)[0]
-
-    def lower(s: _Scratch, x: Any, at: int) -> None:
-        pack(s.buf, at, kind, x)
-
-    return lift, lower
-
-
-def boolean() -> tuple[FlatLift, FlatLower]:
-    kind = c.KIND_BOOL
-
-    def lift(a: int) -> bool:
-        return bool(_RAM[a + _P - 1])
-
-    def lower(s: _Scratch, x: Any, at: int) -> None:
-        if not isinstance(x, bool):
-            raise TypeError(f"expected bool, got {type(x).__name__}")
-        _POINTER(s.buf, at, kind, x)
-
-    return lift, lower
-
-
-def char() -> tuple[FlatLift, FlatLower]:
-    lift_u32, lower_u32 = scalar(c.KIND_CHAR, "I")
-
-    def lift(a: int) -> str:
-        return chr(lift_u32(a))
-
-    def lower(s: _Scratch, x: Any, at: int) -> None:
-        lower_u32(s, ord(x), at)
-
-    return lift, lower
-
-
-def string() -> tuple[FlatLift, FlatLower]:
-    kind = c.KIND_STRING
-
-    def lift(a: int) -> str:
-        size, data = _READ_VEC(_RAM, a + _P - 1)
-        return str(_read(data, size), "utf-8") if size else ""
-
-    def lower(s: _Scratch, x: Any, at: int) -> None:
-        raw = x.encode("utf-8")
-        n = len(raw)
-        off = s.top
-        end = off + n
-        s.top = (end + 7) & ~7
-        if end > s.size:
-            raise _Full
-        buf = s.buf
-        buf[off:end] = raw
-        _HEAD(buf, at, kind, n, s.base + off)
-
-    return lift, lower
-
-
-def byte_list() -> tuple[FlatLift, FlatLower]:
-    kind = c.KIND_LIST
-
-    def lift(a: int) -> bytes:
-        size, data = _READ_VEC(_RAM, a + _P - 1)
-        if not size:
-            return b""
-        start = data - 1 + _P
-        return bytes(_RAM[start:start + size * VAL:VAL])
-
-    def lower(s: _Scratch, x: Any, at: int) -> None:
-        n = len(x)
-        if n > BYTES_LIMIT:
-            raise _TooBig
-        off = s.alloc(n * VAL)
-        buf = s.buf
-        assert buf is not None
-        end = off + n * VAL
-        if n:  # an empty extended slice assignment would try to resize the pinned buffer
-            buf[off:end:VAL] = _U8 * n
-            buf[off + _P:end:VAL] = x
-        _HEAD(buf, at, kind, n, s.base + off)
-
-    return lift, lower
 
 
 def listing(element: tuple[FlatLift, FlatLower]) -> tuple[FlatLift, FlatLower]:
@@ -252,19 +101,19 @@ def listing(element: tuple[FlatLift, FlatLower]) -> tuple[FlatLift, FlatLower]:
     kind = c.KIND_LIST
 
     def lift(a: int) -> list[Any]:
-        size, data = _READ_VEC(_RAM, a + _P - 1)
+        size, data = READ_VEC(RAM, a + PAYLOAD - 1)
         return [elift(data + i * VAL) for i in range(size)]
 
     memo: dict[Frozen, _Kept] = {}
 
-    def lower(s: _Scratch, x: Any, at: int) -> None:
+    def lower(s: Scratch, x: Any, at: int) -> None:
         if type(x) is Frozen and len(x) <= MEMO_ITEMS:
             kept = memo.get(x)
             if kept is None and len(memo) < MEMO_ENTRIES:
                 # never replaced once kept: a thread may be pointing a value at it
                 kept = memo.setdefault(x, _Kept(x, elower))
             if kept is not None:
-                _HEAD(s.buf, at, kind, kept.count, kept.address)
+                HEAD(s.buf, at, kind, kept.count, kept.address)
                 return
         items = x if isinstance(x, (list, tuple)) else list(x)
         n = len(items)
@@ -272,12 +121,12 @@ def listing(element: tuple[FlatLift, FlatLower]) -> tuple[FlatLift, FlatLower]:
         end = off + n * VAL
         s.top = end
         if end > s.size:
-            raise _Full
+            raise Full
         slot = off
         for item in items:
             elower(s, item, slot)
             slot += VAL
-        _HEAD(s.buf, at, kind, n, s.base + off)
+        HEAD(s.buf, at, kind, n, s.base + off)
 
     return lift, lower
 
@@ -289,23 +138,23 @@ def tupled(elements: Sequence[tuple[FlatLift, FlatLower]]) -> tuple[FlatLift, Fl
     kind = c.KIND_TUPLE
 
     def lift(a: int) -> tuple[Any, ...]:
-        _, data = _READ_VEC(_RAM, a + _P - 1)
+        _, data = READ_VEC(RAM, a + PAYLOAD - 1)
         return tuple(f(data + i * VAL) for i, f in enumerate(lifts))
 
-    def lower(s: _Scratch, x: Any, at: int) -> None:
+    def lower(s: Scratch, x: Any, at: int) -> None:
         if len(x) != n:
             raise TypeError(f"expected a tuple of {n}, got {len(x)} values")
         off = s.alloc(n * VAL)
         for i, f in enumerate(lowers):
             f(s, x[i], off + i * VAL)
-        _HEAD(s.buf, at, kind, n, s.base + off)
+        HEAD(s.buf, at, kind, n, s.base + off)
 
     return lift, lower
 
 
 def record(fields: Sequence[tuple[str, tuple[FlatLift, FlatLower]]]) -> tuple[FlatLift, FlatLower]:
     names = [name for name, _ in fields]
-    kept = [_Name(name) for name in names]
+    kept = [Name(name) for name in names]
     heads = [(k.size, k.address) for k in kept]
     lifts = [f[0] for _, f in fields]
     lowers = [f[1] for _, f in fields]
@@ -314,10 +163,10 @@ def record(fields: Sequence[tuple[str, tuple[FlatLift, FlatLower]]]) -> tuple[Fl
     entry_val = c.RECORD_ENTRY_VAL
 
     def lift(a: int) -> dict[str, Any]:
-        _, data = _READ_VEC(_RAM, a + _P - 1)
+        _, data = READ_VEC(RAM, a + PAYLOAD - 1)
         return {name: lifts[i](data + i * ENTRY + entry_val) for i, name in enumerate(names)}
 
-    def lower(s: _Scratch, x: Any, at: int) -> None:
+    def lower(s: Scratch, x: Any, at: int) -> None:
         if isinstance(x, tuple):
             values: Sequence[Any] = x
         elif isinstance(x, dict):
@@ -328,31 +177,31 @@ def record(fields: Sequence[tuple[str, tuple[FlatLift, FlatLower]]]) -> tuple[Fl
         end = off + n * ENTRY
         s.top = end
         if end > s.size:
-            raise _Full
+            raise Full
         buf = s.buf
         for i in range(n):
             entry = off + i * ENTRY
             size, address = heads[i]
-            _VEC(buf, entry, size, address)
+            VEC(buf, entry, size, address)
             lowers[i](s, values[i], entry + entry_val)
-        _HEAD(buf, at, kind, n, s.base + off)
+        HEAD(buf, at, kind, n, s.base + off)
 
     lower.kept = kept  # type: ignore[attr-defined]  # the names live as long as the converter
     return lift, lower
 
 
 def variant(cases: Sequence[tuple[str, tuple[FlatLift, FlatLower] | None]]) -> tuple[FlatLift, FlatLower]:
-    kept = {name: _Name(name) for name, _ in cases}
+    kept = {name: Name(name) for name, _ in cases}
     table = {name: (kept[name].size, kept[name].address, f[1] if f else None) for name, f in cases}
     by_name = {name.encode(): (name, f[0] if f else None) for name, f in cases}
     kind = c.KIND_VARIANT
 
     def lift(a: int) -> tuple[str, Any]:
-        size, data, payload = _READ_VARIANT(_RAM, a + _P - 1)
-        tag, f = by_name[bytes(_read(data, size))]
+        size, data, payload = READ_VARIANT(RAM, a + PAYLOAD - 1)
+        tag, f = by_name[bytes(read(data, size))]
         return (tag, f(payload) if f is not None and payload else None)
 
-    def lower(s: _Scratch, x: Any, at: int) -> None:
+    def lower(s: Scratch, x: Any, at: int) -> None:
         if isinstance(x, str):
             tag, payload = x, None
         else:
@@ -366,29 +215,29 @@ def variant(cases: Sequence[tuple[str, tuple[FlatLift, FlatLower] | None]]) -> t
             off = s.top
             s.top = off + VAL
             if off + VAL > s.size:
-                raise _Full
+                raise Full
             f(s, payload, off)
             boxed = s.base + off
-        _VARIANT(s.buf, at, kind, size, address, boxed)
+        VARIANT(s.buf, at, kind, size, address, boxed)
 
     lower.kept = kept  # type: ignore[attr-defined]
     return lift, lower
 
 
 def enum(names: Sequence[str]) -> tuple[FlatLift, FlatLower]:
-    kept = {name: _Name(name) for name in names}
+    kept = {name: Name(name) for name in names}
     kind = c.KIND_ENUM
 
     def lift(a: int) -> str:
-        size, data = _READ_VEC(_RAM, a + _P - 1)
-        return str(_read(data, size), "utf-8")
+        size, data = READ_VEC(RAM, a + PAYLOAD - 1)
+        return str(read(data, size), "utf-8")
 
-    def lower(s: _Scratch, x: Any, at: int) -> None:
+    def lower(s: Scratch, x: Any, at: int) -> None:
         try:
             name = kept[x]
         except KeyError:
             raise TypeError(f"no enum case {x!r}; cases are {', '.join(kept)}") from None
-        _HEAD(s.buf, at, kind, name.size, name.address)
+        HEAD(s.buf, at, kind, name.size, name.address)
 
     return lift, lower
 
@@ -398,16 +247,16 @@ def option(payload: tuple[FlatLift, FlatLower]) -> tuple[FlatLift, FlatLower]:
     kind = c.KIND_OPTION
 
     def lift(a: int) -> Any:
-        (p,) = _READ_PTR(_RAM, a + _P - 1)
+        (p,) = READ_PTR(RAM, a + PAYLOAD - 1)
         return plift(p) if p else None
 
-    def lower(s: _Scratch, x: Any, at: int) -> None:
+    def lower(s: Scratch, x: Any, at: int) -> None:
         boxed = 0
         if x is not None:
             off = s.alloc(VAL)
             plower(s, x, off)
             boxed = s.base + off
-        _POINTER(s.buf, at, kind, boxed)
+        POINTER(s.buf, at, kind, boxed)
 
     return lift, lower
 
@@ -417,11 +266,11 @@ def result(ok_f: tuple[FlatLift, FlatLower] | None,
     kind = c.KIND_RESULT
 
     def lift(a: int) -> tuple[str, Any]:
-        is_ok, p = _READ_RESULT(_RAM, a + _P - 1)
+        is_ok, p = READ_RESULT(RAM, a + PAYLOAD - 1)
         f = ok_f if is_ok else err_f
         return ("ok" if is_ok else "err", f[0](p) if f is not None and p else None)
 
-    def lower(s: _Scratch, x: Any, at: int) -> None:
+    def lower(s: Scratch, x: Any, at: int) -> None:
         tag, payload = x
         if tag == "ok":
             f, is_ok = ok_f, True
@@ -434,31 +283,31 @@ def result(ok_f: tuple[FlatLift, FlatLower] | None,
             off = s.alloc(VAL)
             f[1](s, payload, off)
             boxed = s.base + off
-        _RESULT(s.buf, at, kind, is_ok, boxed)
+        RESULT(s.buf, at, kind, is_ok, boxed)
 
     return lift, lower
 
 
 def flags(names: Sequence[str]) -> tuple[FlatLift, FlatLower]:
-    kept = {name: _Name(name) for name in names}
+    kept = {name: Name(name) for name in names}
     kind = c.KIND_FLAGS
 
     def lift(a: int) -> set[str]:
-        size, data = _READ_VEC(_RAM, a + _P - 1)
+        size, data = READ_VEC(RAM, a + PAYLOAD - 1)
         out = set()
         for i in range(size):
-            n, p = _READ_VEC(_RAM, data + i * 16 - 1)
-            out.add(str(_read(p, n), "utf-8"))
+            n, p = READ_VEC(RAM, data + i * 16 - 1)
+            out.add(str(read(p, n), "utf-8"))
         return out
 
-    def lower(s: _Scratch, x: Any, at: int) -> None:
+    def lower(s: Scratch, x: Any, at: int) -> None:
         chosen = [kept[name] for name in names if name in x]
         if len(chosen) != len(x):
             raise TypeError(f"unknown flags {set(x) - set(names)}")
         off = s.alloc(len(chosen) * 16)
         for i, name in enumerate(chosen):
-            _VEC(s.buf, off + i * 16, name.size, name.address)
-        _HEAD(s.buf, at, kind, len(chosen), s.base + off)
+            VEC(s.buf, off + i * 16, name.size, name.address)
+        HEAD(s.buf, at, kind, len(chosen), s.base + off)
 
     return lift, lower
 
@@ -468,7 +317,7 @@ class _Unflat(Exception):
 
 
 def _compile(ty: ValType) -> tuple[FlatLift, FlatLower]:
-    kind = _SCALARS.get(type(ty))
+    kind = SCALARS.get(type(ty))
     if kind is not None:
         return scalar(*kind)
     if isinstance(ty, wt.Bool):
@@ -520,23 +369,24 @@ def flat_codec(converters: tuple[FlatLift, FlatLower], generic: Codec) -> Codec:
         return flift(addressof(v))
 
     def lower(ctx: int, x: Any, v: Any) -> None:
-        s = _per_thread.scratch
+        s = per_thread.scratch
         if s is None:
-            s = _per_thread.scratch = _Scratch(SCRATCH_START)
+            s = per_thread.scratch = Scratch(SCRATCH_START)
         while True:
             s.top = VAL  # the value itself at offset 0
             try:
                 flower(s, x, 0)
                 break
-            except _Full:
+            except Full:
                 size = max(len(s.buf) * 2, s.top * 2)
                 if size > SCRATCH_MAX:
                     fallback(ctx, x, v)
                     return
-                s = _per_thread.scratch = _Scratch(size)
-            except _TooBig:
+                s = per_thread.scratch = Scratch(size)
+            except TooBig:
                 fallback(ctx, x, v)
                 return
         clone(s.base, addressof(v))
 
     return Codec(lift, lower)
+
