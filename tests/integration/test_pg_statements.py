@@ -21,7 +21,7 @@ from support.rdbms import server_root
 from support.registry import RegistryServer
 from support.servers.postgres import PostgresServer, run_postgres
 from support.spinpush import SpinAppSpec, SpinComponent
-from tauon.services.postgres import PgClients, PgConnection, PgError
+from tauon.services.postgres import GUEST_MARGIN, PgClients, PgConnection, PgError
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +54,96 @@ def select(conn: PgConnection, k: int) -> list[list[object]]:
     columns, rows = conn.query(STATEMENT, [("int32", k)], time.monotonic() + 30)
     assert columns == [("v", "str")]
     return rows
+
+
+def cut_text(raised: pytest.ExceptionInfo[PgError]) -> str:
+    assert raised.value.kind == "query-failed", raised.value.payload
+    kind, text = raised.value.payload
+    assert kind == "text", text
+    return str(text)
+
+
+def test_a_statement_hanging_after_others_is_cut_at_the_cutoff(pg: PostgresServer) -> None:
+    """The watchdog is armed once per handle and deadline: it still cuts the statement running at
+    the cutoff, however many ran before it on the handle."""
+    make_table(pg)
+    clients = PgClients()
+    deadline = time.monotonic() + GUEST_MARGIN + 2.0
+    handle = clients.acquire(pg.url, deadline)
+    try:
+        for k in range(20):
+            assert handle.query(STATEMENT, [("int32", k)], deadline)[1] == [[("str", f"value {k}")]]
+        start = time.monotonic()
+        with pytest.raises(PgError) as raised:
+            handle.query("SELECT pg_sleep(30)", [], deadline)
+        assert time.monotonic() - start < 10
+        assert "no answer before the request's deadline" in cut_text(raised)
+        assert handle.broken  # never given back to the pool
+    finally:
+        handle.release()
+        clients.close()
+
+
+def test_a_statement_started_after_the_cutoff_is_cut_before_it_is_sent(pg: PostgresServer) -> None:
+    make_table(pg)
+    clients = PgClients()
+    handle = clients.acquire(pg.url, time.monotonic() + 30)
+    try:
+        assert select(handle, 1) == [[("str", "value 1")]]
+        late = time.monotonic() + GUEST_MARGIN / 2  # its cutoff has passed already
+        with pytest.raises(PgError) as raised:
+            handle.query("UPDATE kv SET v = 'late' WHERE k = 1 RETURNING v", [], late)
+        assert "no answer before the request's deadline" in cut_text(raised)
+        assert pg.sql("SELECT v FROM kv WHERE k = 1") == [("value 1",)]  # never ran
+    finally:
+        handle.release()
+        clients.close()
+
+
+def test_a_new_deadline_replaces_the_watchdog_entry_of_the_old_one(pg: PostgresServer) -> None:
+    """A handle whose request got a later deadline (an instance kept for another request) is not
+    cut at the old one's cutoff."""
+    make_table(pg)
+    clients = PgClients()
+    handle = clients.acquire(pg.url, time.monotonic() + 30)
+    try:
+        soon = time.monotonic() + GUEST_MARGIN + 0.3
+        assert handle.query(STATEMENT, [("int32", 2)], soon)[1] == [[("str", "value 2")]]
+        later = time.monotonic() + 30
+        assert handle.query("SELECT pg_sleep(1.0)::text AS v", [], later)[1] == [[("str", "")]]
+        assert not handle.broken
+    finally:
+        handle.release()
+        clients.close()
+
+
+def test_a_pooled_connection_is_cleaned_when_taken_again(pg: PostgresServer) -> None:
+    """deadpool's Clean recycling, as Spin's pool runs it: session settings, temporary tables and
+    advisory locks of the last guest are gone; tauon's prepared statements stay."""
+    make_table(pg)
+    clients = PgClients()
+    deadline = time.monotonic() + 30
+    first = clients.acquire(pg.url, deadline)
+    select(first, 1)
+    select(first, 1)  # prepared now
+    first.execute("SET application_name = 'guest-one'", [], deadline)
+    first.execute("CREATE TEMP TABLE scratch (x int)", [], deadline)
+    first.query("SELECT pg_advisory_lock(42)::text AS v", [], deadline)
+    backend = first.conn.pgconn.backend_pid
+    first.release()
+    again = clients.acquire(pg.url, deadline)
+    try:
+        assert again.conn.pgconn.backend_pid == backend  # the same session, from the pool
+        assert again.query("SHOW application_name", [], deadline)[1] != [[("str", "guest-one")]]
+        assert again.query("SELECT count(*)::int4 AS n FROM pg_locks WHERE locktype = 'advisory'", [],
+                           deadline)[1] == [[("int32", 0)]]
+        with pytest.raises(PgError, match="scratch"):
+            again.query("SELECT x FROM scratch", [], deadline)
+        assert prepared_names(again)  # kept across the clean
+        assert select(again, 2) == [[("str", "value 2")]]
+    finally:
+        again.release()
+        clients.close()
 
 
 def prepared_names(conn: PgConnection) -> list[str]:

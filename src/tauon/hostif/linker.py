@@ -213,7 +213,7 @@ def _link_instance(engine: wasmtime.Engine, li: LinkerInstance, import_name: str
             continue
         try:
             define_func(li, name, impl, fty, resources.find, label=label,
-                        latin1_bytes=latin1_bytes(import_name, name))
+                        latin1_bytes=latin1_bytes(import_name, name), flat=iface is not None and iface.flat)
             linked.implemented.append(label)
         except UnsupportedType as exc:
             define_func(li, name, _trap(label, f"cannot be called through this host: {exc}"), None,

@@ -20,6 +20,9 @@ class HostInterface:
     """Function name as the component imports it ('[method]input-stream.read') -> impl(state, *args)."""
     resources: tuple[str, ...] = ()
     """Resources this interface defines (not the ones it `use`s)."""
+    flat: bool = False
+    """Convert its functions' values in one C call each (wasm/component/codec_flat.py): for
+    interfaces whose calls are frequent and whose values are many small parts (query results)."""
 
 
 P3 = "@0.3"

@@ -136,9 +136,9 @@ def _v2_value(value: Any) -> Any:
 
 
 def _row_set(result: tuple[list[Any], list[Any]], dtype: Callable[[Any], Any],
-             value: Callable[[Any], Any]) -> tuple[list[Any], list[Any]]:
+             value: Callable[[Any], Any]) -> tuple[Sequence[Any], list[Any]]:
     columns, rows = result
-    return ([(name, dtype(t)) for name, t in columns], [[value(v) for v in row] for row in rows])
+    return (Frozen((name, dtype(t)) for name, t in columns), [[value(v) for v in row] for row in rows])
 
 
 def _text_error(exc: PgError) -> tuple[str, Any]:
@@ -156,7 +156,7 @@ def v2_params(params: Sequence[Any]) -> list[Any]:
     return list(params)
 
 
-def v1_row_set(result: tuple[list[Any], list[Any]]) -> tuple[list[Any], list[Any]]:
+def v1_row_set(result: tuple[list[Any], list[Any]]) -> tuple[Sequence[Any], list[Any]]:
     """v4 results in the v2 / unversioned rdbms types."""
     return _row_set(result, _v2_type, _v2_value)
 
@@ -176,20 +176,22 @@ def _guarded(op: Callable[..., Any], error: Callable[[PgError], Any]) -> Callabl
 
 def _query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
     conn = _conn(state, rep)
-    with state.slot.blocked():  # waiting on the server: another guest may run meanwhile
+    hold = state.slot
+    lent = hold.lend()  # waiting on the server: another guest may run meanwhile
+    try:
         return conn.query(statement, params, state.deadline)
-
-
-def _v4_query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
-    columns, rows = _query(state, rep, statement, params)
-    # the same columns come back from every run of a statement: their lowering is kept
-    return (Frozen(columns), rows)
+    finally:
+        hold.reclaim(lent)
 
 
 def _execute(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> int:
     conn = _conn(state, rep)
-    with state.slot.blocked():
+    hold = state.slot
+    lent = hold.lend()
+    try:
         return conn.execute(statement, params, state.deadline)
+    finally:
+        hold.reclaim(lent)
 
 
 def _funcs(query: Callable[..., Any], execute: Callable[..., Any],
@@ -199,6 +201,12 @@ def _funcs(query: Callable[..., Any], execute: Callable[..., Any],
         "[method]connection.query": _guarded(query, error),
         "[method]connection.execute": _guarded(execute, error),
     }
+
+
+def _v4_query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
+    columns, rows = _query(state, rep, statement, params)
+    # the same columns come back from every run of a statement: their lowering is kept
+    return (Frozen(columns), rows)
 
 
 V4_FUNCS = _funcs(_v4_query, _execute, PgError.variant)
@@ -277,16 +285,17 @@ POSTGRES_SPAN = "spin_outbound_pg.{}".format
 INTERFACES = [
     HostInterface("fermyon:spin/postgres@2.0.0",
                   tracing.traced(V2_FUNCS, POSTGRES, POSTGRES_SPAN),
-                  ("connection",)),
+                  ("connection",), flat=True),
     HostInterface("spin:postgres/postgres@3.0.0",
                   tracing.traced(V3_FUNCS, POSTGRES, POSTGRES_SPAN),
-                  ("connection",)),
+                  ("connection",), flat=True),
     HostInterface("spin:postgres/postgres@4.0.0",
                   tracing.traced(V4_FUNCS, POSTGRES, POSTGRES_SPAN),
-                  ("connection",)),
+                  ("connection",), flat=True),
     HostInterface("spin:postgres/postgres@4.1.0", tracing.traced(V41_FUNCS, POSTGRES, POSTGRES_SPAN),
-                  ("connection", "connection-builder")),
+                  ("connection", "connection-builder"), flat=True),
     HostInterface("spin:postgres/postgres@4.2.0", tracing.traced(V41_FUNCS, POSTGRES, POSTGRES_SPAN),
-                  ("connection", "connection-builder")),
-    HostInterface("fermyon:spin/postgres", tracing.traced(V1_FUNCS, POSTGRES, POSTGRES_SPAN)),
+                  ("connection", "connection-builder"), flat=True),
+    HostInterface("fermyon:spin/postgres", tracing.traced(V1_FUNCS, POSTGRES, POSTGRES_SPAN),
+                  flat=True),
 ]

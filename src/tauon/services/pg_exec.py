@@ -36,6 +36,7 @@ _OK = frozenset({pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK, pq.ExecStatu
 _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
 _BINARY = pq.Format.BINARY
 _IDLE = pq.TransactionStatus.IDLE
+_FATAL = pq.ExecStatus.FATAL_ERROR
 
 Key = tuple[bytes, tuple[int, ...]]
 
@@ -76,14 +77,17 @@ class Statements:
         if name is not None:
             self._prepared.move_to_end(key)
             result = self._pgconn.exec_prepared(name, params, formats, result_format=_BINARY)
-            if _sqlstate(result) in _STALE:
+            status = result.status
+            if status == _FATAL and _sqlstate(result) in _STALE:
                 self._forget(key)
                 name = None
         if name is None:
             self._remember(key)
             result = self._pgconn.exec_params(statement, params, list(types) or None, formats,
                                               result_format=_BINARY)
-        _check(result)
+            status = result.status
+        if status not in _OK:
+            _check(result)
         tx.set_pgresult(result)
         return result
 

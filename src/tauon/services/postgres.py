@@ -52,8 +52,8 @@ POOL_ADDRESSES = 16
 CONNECT_TIMEOUT = 10.0
 GUEST_MARGIN = 0.25
 """Seconds before the request's deadline at which a blocked statement is cut (see `cutoff`)."""
-_CLEAN = ("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
-          "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;")
+_CLEAN = (b"CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
+          b"SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;")
 """deadpool-postgres' RecyclingMethod::Clean, run when a connection is taken from the pool again."""
 _ADAPTERS = pg_types.make_adapters()
 
@@ -77,6 +77,10 @@ class PgConnection:
         self.timed_out = False
         self._statements: Statements | None = None
         """The connection's runner (with its prepared statements), which outlives this handle."""
+        self._armed: int | None = None
+        """The watchdog's entry for this handle (see `_guard`), armed for `_armed_for`."""
+        self._armed_for = 0.0
+        self._running = False
 
     def _run(self, statement: str, params: Sequence[Any], deadline: float,
              bad: str) -> tuple[Statements, Any]:
@@ -89,8 +93,7 @@ class PgConnection:
         statements = self._statements
         if statements is None:
             statements = self._statements = self._clients.statements(self.conn)
-        watchdog = self._clients.watchdog
-        token = watchdog.arm(cutoff(deadline), self._shutdown)
+        self._guard(deadline)
         try:
             return statements, statements.run(statement.encode(), values)
         except CopyRefused as exc:
@@ -99,7 +102,28 @@ class PgConnection:
         except psycopg.Error as exc:
             raise self._query_failed(exc) from None
         finally:
-            watchdog.disarm(token)
+            self._running = False
+
+    def _guard(self, deadline: float) -> None:
+        """Bound the statement about to run by the deadline's cutoff. The watchdog is armed once per
+        handle and deadline, not per statement (its lock and heap cost a fast select's tenth): at the
+        cutoff it cuts whatever statement is running then (`_cut`), and a statement that starts
+        after the cutoff is cut here, before it is sent. The time is read after `_running` is set,
+        so a cutoff passing in between is seen by one side or the other."""
+        if self._armed is None or deadline != self._armed_for:
+            watchdog = self._clients.watchdog
+            if self._armed is not None:
+                watchdog.disarm(self._armed)
+            self._armed = watchdog.arm(cutoff(deadline), self._cut)
+            self._armed_for = deadline
+        self._running = True
+        if time.monotonic() >= cutoff(deadline):
+            self._shutdown()
+
+    def _cut(self) -> None:
+        """The watchdog at the cutoff: cut the running statement, if any."""
+        if self._running:
+            self._shutdown()
 
     def query(self, statement: str, params: Sequence[Any], deadline: float) -> tuple[list[Any], list[Any]]:
         """(columns as (name, v4 data type), rows of v4 db-values). Raises PgError."""
@@ -111,13 +135,13 @@ class PgConnection:
             columns = pg_types.columns(result, self._type_name)
         except psycopg.Error as exc:
             raise self._query_failed(exc) from None
-        convert = pg_types.converters(tuple(t for _, t in columns))
+        convert = pg_types.converters(tuple([t for _, t in columns]))
         size = 0
         out = []
         value_size = pg_types.value_size
         for row in rows:
             out.append(["db-null" if v is None else c(v) for c, v in zip(convert, row, strict=True)])
-            size += sum(value_size(v) for v in row)
+            size += sum(map(value_size, row))
             if size > pg_types.MAX_RESULT_BYTES:
                 raise PgError("query-failed", ("text", "query result exceeds limit of "
                                                        f"{pg_types.MAX_RESULT_BYTES} bytes"))
@@ -165,6 +189,9 @@ class PgConnection:
                                                      extras)))
 
     def release(self) -> None:
+        if self._armed is not None:
+            self._clients.watchdog.disarm(self._armed)
+            self._armed = None
         self._clients.release(self)
 
 
@@ -254,11 +281,15 @@ class PgClients:
             return False
         try:
             with self.watchdog.guard(cutoff(deadline), lambda: _shutdown(conn)):
-                conn.execute(_CLEAN, prepare=False)
-            return True
+                # at libpq's level, as statements run (pg_exec.py): a cursor's machinery costs more
+                # than the round trip; the same simple-query message either way
+                result = conn.pgconn.exec_(_CLEAN)
+            if result.status == pq.ExecStatus.COMMAND_OK:
+                return True
         except psycopg.Error:
-            conn.close()
-            return False
+            pass
+        conn.close()
+        return False
 
     def _connect(self, options: dict[str, str], deadline: float) -> psycopg.Connection[Any]:
         """A new connection, given up on at the statement cutoff (libpq counts whole seconds)."""

@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from wasmtime.component import FuncType, LinkerInstance
+from wasmtime.component import FuncType, LinkerInstance, ValType
 
 from tauon.wasm.component import _capi as c
-from tauon.wasm.component.codec import Lift, Lower, ResourceIds, compile_type
+from tauon.wasm.component.codec import Codec, Lift, Lower, ResourceIds, compile_type
+from tauon.wasm.component.codec_flat import compile_flat
 
 HostImpl = Callable[..., Any]
 """Called as impl(state, *args); returns the result value (None for no result)."""
@@ -156,26 +157,36 @@ def _ptr(li: LinkerInstance) -> int:
     return ctypes.c_void_p.from_buffer(li.ptr()).value or 0  # not ctypes.cast: see guest.context_address
 
 
-def compile_signature(fty: FuncType, resources: ResourceIds, *, latin1_bytes: bool = False
+def _compile(ty: ValType, resources: ResourceIds, latin1_bytes: bool, flat: bool) -> Codec:
+    generic = compile_type(ty, resources, latin1_bytes=latin1_bytes)
+    if not flat or latin1_bytes:
+        return generic
+    return compile_flat(ty, generic) or generic
+
+
+def compile_signature(fty: FuncType, resources: ResourceIds, *, latin1_bytes: bool = False,
+                      flat: bool = False
                       ) -> tuple[tuple[Lift, ...], Lower | None, tuple[Lower, ...], Lift | None]:
     """(param lifts, result lower, param lowers, result lift) for a function type. `latin1_bytes`:
-    its strings stand for byte lists (rewriting/reads.py, routing.py)."""
-    params = [compile_type(t, resources, latin1_bytes=latin1_bytes) for _, t in fty.params]
+    its strings stand for byte lists (rewriting/reads.py, routing.py). `flat`: values without
+    resources cross in one C call each (codec_flat.py)."""
+    params = [_compile(t, resources, latin1_bytes, flat) for _, t in fty.params]
     result_ty = fty.result
-    result = (compile_type(result_ty, resources, latin1_bytes=latin1_bytes) if result_ty is not None
-              else None)
+    result = _compile(result_ty, resources, latin1_bytes, flat) if result_ty is not None else None
     return (tuple(p.lift for p in params), result.lower if result else None,
             tuple(p.lower for p in params), result.lift if result else None)
 
 
 def define_func(li: LinkerInstance, name: str, impl: HostImpl, fty: FuncType | None,
-                resources: ResourceIds, *, label: str | None = None, latin1_bytes: bool = False) -> None:
-    """Define `name` in `li` as `impl`, converting with `fty` (the type the component imports).
-    With `fty` None, `impl(state)` is called without arguments and must raise (a trap)."""
+                resources: ResourceIds, *, label: str | None = None, latin1_bytes: bool = False,
+                flat: bool = False) -> None:
+    """Define `name` in `li` as `impl`, converting with `fty` (the type the component imports;
+    `flat`: see compile_signature). With `fty` None, `impl(state)` is called without arguments and
+    must raise (a trap)."""
     lifts: tuple[Lift, ...] | None = None
     lower: Lower | None = None
     if fty is not None:
-        lifts, lower, _, _ = compile_signature(fty, resources, latin1_bytes=latin1_bytes)
+        lifts, lower, _, _ = compile_signature(fty, resources, latin1_bytes=latin1_bytes, flat=flat)
     index = _funcs.add(_Slot(label or name, impl, lifts, lower))
     raw = name.encode()
     error = c.linker_instance_add_func(_ptr(li), raw, len(raw), _CALL_HOST, index, _RELEASE_FUNC)
