@@ -136,6 +136,9 @@ class Worker:
         self.host = HandedSockets(tg)
         self.locks: dict[str, anyio.Lock] = {}
         self.compile_limiter = anyio.CapacityLimiter(2)
+        self.stopping = False
+        """Set when the worker shuts down: a deploy still building then stops quietly (its listening
+        socket is already closed), instead of failing with a traceback."""
 
     async def send(self, message: Message) -> None:
         await self.channel.send(encode(message))
@@ -194,7 +197,11 @@ class Worker:
                 async with self._lock(message.app):
                     await self._remove(message.app, message.key)
         except Exception as exc:  # reported to the daemon, which restarts this worker
-            log.exception("worker %d: %s %s failed", os.getpid(), message.op, getattr(message, "app", ""))
+            if self.stopping:  # its socket is gone with the rest: not a failure worth a traceback
+                log.debug("worker %d: %s %s abandoned while stopping: %s", os.getpid(), message.op,
+                          getattr(message, "app", ""), exc)
+            else:
+                log.exception("worker %d: %s %s failed", os.getpid(), message.op, getattr(message, "app", ""))
             reply = Failed(seq=message.seq, error=f"{type(exc).__name__}: {exc}")
         with contextlib.suppress(ChannelClosed):
             await self.send(reply)
@@ -207,6 +214,9 @@ class Worker:
         if current is not None and current.serial >= message.serial:
             return  # a resync raced a newer deploy: this one is already served (or superseded)
         gen = await build_generation(message.plan, message.number, self.engine, self.compile_limiter)
+        if self.stopping:
+            gen.close()
+            return
         with anyio.CancelScope(shield=True):
             if current is None:
                 # Each process reloads the certificate itself when the files change.
@@ -232,6 +242,7 @@ class Worker:
             await replica.site.close()
 
     async def shutdown(self) -> None:
+        self.stopping = True
         async with anyio.create_task_group() as tg:
             for app_id in list(self.apps):
                 tg.start_soon(self._remove, app_id, None)
