@@ -51,8 +51,14 @@ def serve(tmp: Path, cache: Path, reference: str, *args: str,
         yield url, tauon
 
 
-def counts(client: httpx.Client, url: str, n: int) -> list[int]:
-    replies = [client.get(f"{url}/count") for _ in range(n)]
+def counts(client: httpx.Client, url: str, n: int, pause: float = 0.05) -> list[int]:
+    """`n` sequential /count requests. Between two, a pause: a response is out just before its task
+    exits, and a request arriving before the instance is back (a busy CI machine can take longer than
+    the executor's hand-over wait) would rightly get a fresh one, which these tests do not count on."""
+    replies = []
+    for _ in range(n):
+        replies.append(client.get(f"{url}/count"))
+        time.sleep(pause)
     assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
     return [int(r.text.removeprefix("count ")) for r in replies]
 
