@@ -88,8 +88,9 @@ class InstanceCache:
         except TimeoutError:
             pass
         except asyncio.CancelledError:  # the request went away: an instance handed over goes back
-            if waiter.done() and waiter.result() is not None:
-                self.give(waiter.result())  # type: ignore[arg-type]
+            handed = waiter.result() if waiter.done() else None
+            if handed is not None:
+                self.give(handed)
             raise
         finally:
             if not waiter.done():
@@ -104,21 +105,22 @@ class InstanceCache:
             self._dispose([kept])
             self.wake_one()
             return
+        if not self._hand_over(kept):
+            kept.idle_since = self._clock()
+            self._idle.append(kept)
+
+    def wake_one(self) -> None:
+        """A finishing instance went without being kept: the next waiter need not wait for it."""
+        self._hand_over(None)
+
+    def _hand_over(self, kept: Kept | None) -> bool:
+        """Resolve the longest-waiting request's wait with `kept`; False if nobody waits."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(kept)
-                return
-        kept.idle_since = self._clock()
-        self._idle.append(kept)
-
-    def wake_one(self) -> None:
-        """A finishing instance went without being kept: the next waiter need not wait for it."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+                return True
+        return False
 
     def expire(self) -> float | None:
         """Drop the instances idle past the timeout; returns when the next one expires (None: none

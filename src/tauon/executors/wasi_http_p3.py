@@ -17,7 +17,6 @@ chunked and declares them in `Trailer`), else the future's reader is dropped at 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -78,9 +77,6 @@ class WasiHttpP3Executor(GuestExecutor):
         self.instances = InstanceCache(reuse or InstanceReuse(max_requests=1), self._drop_later)
         self._sweep: asyncio.TimerHandle | None = None
         self._dropping: set[asyncio.Future[None]] = set()
-        self._count = threading.Lock()
-        self.created = 0
-        """Instances made (for tests and benchmarks: requests - created = reuses)."""
 
     def close(self) -> None:
         if self._sweep is not None:
@@ -185,8 +181,6 @@ class WasiHttpP3Executor(GuestExecutor):
         try:
             if instance is None:
                 instance = self._runner.instantiate(store, state)
-                with self._count:
-                    self.created += 1
             rep = state.table.push(request)
             self._handle.call(instance, state, (rep,), lambda result: self._returned(state, exchange, result),
                               deadline=state.deadline)

@@ -12,7 +12,7 @@ before any connection. The client side (pools, timeouts, TLS) is `services/postg
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from tauon import tracing
 from tauon.hostif.netblock import refused
@@ -21,6 +21,8 @@ from tauon.hostif.spin_common import ConnectionHandle, Handle, Result, lookup, r
 from tauon.hostif.state import HostState
 from tauon.services.postgres import PgClients, PgConnection, PgError, parse_address
 from tauon.wasm.component.codec import Frozen
+
+T = TypeVar("T")
 
 _V3_TYPES = frozenset({"boolean", "int8", "int16", "int32", "int64", "floating32", "floating64", "str",
                        "binary", "date", "time", "datetime", "timestamp"})
@@ -174,24 +176,23 @@ def _guarded(op: Callable[..., Any], error: Callable[[PgError], Any]) -> Callabl
     return call
 
 
-def _query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
-    conn = _conn(state, rep)
-    hold = state.slot
-    lent = hold.lend()  # waiting on the server: another guest may run meanwhile
-    try:
-        return conn.query(statement, params, state.deadline)
-    finally:
-        hold.reclaim(lent)
-
-
-def _execute(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> int:
-    conn = _conn(state, rep)
+def _lending(state: HostState, call: Callable[..., T], *args: Any) -> T:
+    """`call(*args, deadline)` with the run slot lent: while it waits on the server, another guest
+    may run (`SlotHold.lend`, not `blocked()`: its generator costs more than the lending)."""
     hold = state.slot
     lent = hold.lend()
     try:
-        return conn.execute(statement, params, state.deadline)
+        return call(*args, state.deadline)
     finally:
         hold.reclaim(lent)
+
+
+def _query(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> Any:
+    return _lending(state, _conn(state, rep).query, statement, params)
+
+
+def _execute(state: HostState, rep: int, statement: str, params: Sequence[Any]) -> int:
+    return _lending(state, _conn(state, rep).execute, statement, params)
 
 
 def _funcs(query: Callable[..., Any], execute: Callable[..., Any],
