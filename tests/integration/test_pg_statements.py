@@ -7,6 +7,7 @@ on both component runtimes (`component_runtime`).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +99,28 @@ def test_a_statement_started_after_the_cutoff_is_cut_before_it_is_sent(pg: Postg
     finally:
         handle.release()
         clients.close()
+
+
+def test_a_connection_the_server_ended_is_let_go_at_once(pg: PostgresServer) -> None:
+    """libpq closes its socket when the server ends the session; tauon's own hold on that socket (for
+    the watchdog's cut) goes with it, so the dead connection costs no descriptor while the guest still
+    holds its handle, and the handle is never pooled again."""
+    make_table(pg)
+    clients = PgClients()
+    handle = clients.acquire(pg.url, time.monotonic() + 30)
+    try:
+        assert select(handle, 3) == [[("str", "value 3")]]
+        pg.sql("SELECT pg_terminate_backend(%s)", [handle.conn.pgconn.backend_pid])
+        open_before = len(os.listdir("/proc/self/fd"))
+        with pytest.raises(PgError) as raised:
+            select(handle, 3)
+        assert raised.value.kind == "query-failed"
+        assert len(os.listdir("/proc/self/fd")) == open_before - 2  # libpq's descriptor and tauon's
+        assert handle.broken
+    finally:
+        handle.release()
+        clients.close()
+    assert clients.open_count() == 0
 
 
 def test_a_new_deadline_replaces_the_watchdog_entry_of_the_old_one(pg: PostgresServer) -> None:

@@ -17,8 +17,6 @@ dates, JSON, ...) fail the query with `value-conversion-failed` when a row holds
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import ssl
 import threading
 import time
@@ -31,7 +29,7 @@ from pymysql.constants import FIELD_TYPE, FLAG
 
 from tauon.services.mysql_placeholders import PlaceholderError, bind
 from tauon.services.postgres import cutoff
-from tauon.services.watchdog import LateResult, Watchdog, call_before
+from tauon.services.watchdog import LateResult, SocketCut, Watchdog, call_before
 
 MAX_CONNECTIONS = 256
 """Open MySQL connections per app generation; beyond that `open` waits (bounded by the request)."""
@@ -129,6 +127,7 @@ class MysqlConnection:
         self._clients = clients
         self.conn = conn
         self.closed = False
+        self._cut = SocketCut(conn._sock.fileno())  # type: ignore[attr-defined]  # PyMySQL's socket
 
     def query(self, statement: str, params: Sequence[Any], deadline: float) -> tuple[list[Any], list[Any]]:
         """(columns as (name, data type), rows of db-values). Raises MysqlError."""
@@ -149,23 +148,14 @@ class MysqlConnection:
         except PlaceholderError as exc:
             raise MysqlError("query-failed", str(exc)) from None
         cur = self.conn.cursor()
-        with self._clients.watchdog.guard(cutoff(deadline), self._shutdown):
+        with self._clients.watchdog.guard(cutoff(deadline), self._cut.cut):
             try:
                 cur.execute(sql)
             except pymysql.MySQLError as exc:
+                if getattr(self.conn, "_sock", None) is None:  # PyMySQL let the connection go
+                    self._cut.close()
                 raise MysqlError("query-failed", _error_text(exc)) from None
         return cur
-
-    def _shutdown(self) -> None:
-        sock: socket.socket | None = getattr(self.conn, "_sock", None)  # PyMySQL's only handle on it
-        if sock is None:
-            return
-        try:
-            dup = socket.socket(fileno=os.dup(sock.fileno()))
-        except OSError:
-            return
-        with dup, contextlib.suppress(OSError):
-            dup.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         if not self.closed:
@@ -173,6 +163,7 @@ class MysqlConnection:
             self._clients.forget(self)
             with contextlib.suppress(pymysql.MySQLError):
                 self.conn.close()
+            self._cut.close()
 
 
 def _param(value: Any) -> Any:
@@ -237,7 +228,11 @@ class MysqlClients:
                 conn = call_before(cutoff(deadline), lambda: _connect(options), _close_quietly)
             except LateResult:
                 raise late from None
-            handle = MysqlConnection(self, conn)
+            try:
+                handle = MysqlConnection(self, conn)
+            except OSError as exc:  # out of descriptors
+                _close_quietly(conn)
+                raise MysqlError("connection-failed", f"cannot hold the connection's socket: {exc}") from None
             with self._lock:
                 self._open.add(handle)
             if self._closed:

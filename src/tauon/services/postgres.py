@@ -21,15 +21,12 @@ the request's deadline, after which its socket is shut down so libpq returns at 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +40,7 @@ from tauon.services.pg_address import PgError as PgError
 from tauon.services.pg_address import connection_failed
 from tauon.services.pg_address import parse_address as parse_address
 from tauon.services.pg_exec import CopyRefused, Statements
-from tauon.services.watchdog import LateResult, Watchdog, call_before
+from tauon.services.watchdog import LateResult, SocketCut, Watchdog, call_before
 
 POOL_SIZE = 64
 """Connections per address (Spin's CONNECTION_POOL_SIZE)."""
@@ -58,29 +55,49 @@ _CLEAN = (b"CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *;
 _ADAPTERS = pg_types.make_adapters()
 
 
+class _Conn:
+    """A pooled connection: psycopg's, the socket tauon cuts it with, and its statement runner (with
+    the statements it prepared, which live as long as the server session)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        try:
+            self.cut = SocketCut(conn.pgconn.socket)
+        except OSError as exc:  # out of descriptors
+            conn.close()
+            raise connection_failed(f"cannot hold the connection's socket: {exc}") from None
+        self.statements: Statements | None = None
+
+    def close(self) -> None:
+        self.conn.close()
+        self.cut.close()
+
+
 @dataclass
 class _Pool:
     key: str
     options: dict[str, str]
-    idle: list[psycopg.Connection[Any]]
+    idle: list[_Conn]
     busy: int = 0
 
 
 class PgConnection:
     """A connection checked out by one guest handle; `release` gives it back to its pool."""
 
-    def __init__(self, clients: PgClients, pool: _Pool, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, clients: PgClients, pool: _Pool, pooled: _Conn) -> None:
         self._clients = clients
         self.pool = pool
-        self.conn = conn
-        self.broken = False
-        self.timed_out = False
-        self._statements: Statements | None = None
-        """The connection's runner (with its prepared statements), which outlives this handle."""
+        self.pooled = pooled
+        self.conn = pooled.conn
+        self._broken = False
         self._armed: int | None = None
         """The watchdog's entry for this handle (see `_guard`), armed for `_armed_for`."""
         self._armed_for = 0.0
-        self._running = False
+
+    @property
+    def broken(self) -> bool:
+        """Not to be given back to the pool: lost, cut at a deadline, or left mid-COPY."""
+        return self._broken or self.pooled.cut.cut_down
 
     def _run(self, statement: str, params: Sequence[Any], deadline: float,
              bad: str) -> tuple[Statements, Any]:
@@ -90,40 +107,35 @@ class PgConnection:
             values = [pg_types.to_param(p) for p in params]
         except pg_types.ParamError as exc:
             raise PgError(bad, str(exc)) from None
-        statements = self._statements
+        statements = self.pooled.statements
         if statements is None:
-            statements = self._statements = self._clients.statements(self.conn)
+            statements = self.pooled.statements = Statements(self.conn)
         self._guard(deadline)
         try:
             return statements, statements.run(statement.encode(), values)
         except CopyRefused as exc:
-            self.broken = True
+            self._broken = True
             raise PgError("query-failed", ("text", str(exc))) from None
         except psycopg.Error as exc:
             raise self._query_failed(exc) from None
         finally:
-            self._running = False
+            self.pooled.cut.end()
 
     def _guard(self, deadline: float) -> None:
         """Bound the statement about to run by the deadline's cutoff. The watchdog is armed once per
         handle and deadline, not per statement (its lock and heap cost a fast select's tenth): at the
-        cutoff it cuts whatever statement is running then (`_cut`), and a statement that starts
-        after the cutoff is cut here, before it is sent. The time is read after `_running` is set,
-        so a cutoff passing in between is seen by one side or the other."""
+        cutoff it cuts whatever statement is running then (`SocketCut.cut_running`), and a statement
+        that starts after the cutoff is cut here, before it is sent. The time is read after the run
+        begins, so a cutoff passing in between is seen by one side or the other."""
         if self._armed is None or deadline != self._armed_for:
             watchdog = self._clients.watchdog
             if self._armed is not None:
                 watchdog.disarm(self._armed)
-            self._armed = watchdog.arm(cutoff(deadline), self._cut)
+            self._armed = watchdog.arm(cutoff(deadline), self.pooled.cut.cut_running)
             self._armed_for = deadline
-        self._running = True
+        self.pooled.cut.begin()
         if time.monotonic() >= cutoff(deadline):
-            self._shutdown()
-
-    def _cut(self) -> None:
-        """The watchdog at the cutoff: cut the running statement, if any."""
-        if self._running:
-            self._shutdown()
+            self.pooled.cut.cut()
 
     def query(self, statement: str, params: Sequence[Any], deadline: float) -> tuple[list[Any], list[Any]]:
         """(columns as (name, v4 data type), rows of v4 db-values). Raises PgError."""
@@ -160,19 +172,14 @@ class PgConnection:
         row = self.conn.execute("SELECT typname FROM pg_type WHERE oid = %s", [oid]).fetchone()
         return str(row[0]) if row else str(oid)
 
-    def _shutdown(self) -> None:
-        """At the statement's cutoff: shut the socket down, so a server that never answers fails the
-        call then."""
-        self.broken = self.timed_out = True
-        _shutdown(self.conn)
-
     def _query_failed(self, exc: psycopg.Error) -> PgError:
         if self.conn.closed or self.conn.pgconn.status != pq.ConnStatus.OK:
-            self.broken = True  # not given back to the pool
+            self._broken = True  # not given back to the pool
+            self.pooled.cut.close()  # libpq let its socket go: so does tauon, now
         diag = exc.diag
         if diag.sqlstate is None:  # no answer from the server: a lost connection or the watchdog's cut
             text = str(exc).strip() or type(exc).__name__
-            if self.timed_out:
+            if self.pooled.cut.cut_down:
                 text = f"no answer before the request's deadline: {text}"
             return PgError("query-failed", ("text", text))
         severity = diag.severity_nonlocalized or diag.severity or "ERROR"
@@ -207,17 +214,6 @@ class PgClients:
         self._pools: OrderedDict[str, _Pool] = OrderedDict()
         self._closed = False
         self._ca_dir: str | None = None
-        self._statements: weakref.WeakKeyDictionary[psycopg.Connection[Any], Statements] = (
-            weakref.WeakKeyDictionary())
-
-    def statements(self, conn: psycopg.Connection[Any]) -> Statements:
-        """The runner of a pooled connection: kept as long as the connection, since the statements it
-        prepared live as long as the server session."""
-        with self._lock:
-            found = self._statements.get(conn)
-            if found is None:
-                found = self._statements[conn] = Statements(conn)
-            return found
 
     def acquire(self, address: str, deadline: float, root_ca: str | None = None) -> PgConnection:
         """A connection to `address` (pooled, else new); `root_ca` (PEM) is trusted besides the system
@@ -275,12 +271,13 @@ class PgClients:
         self._pools.move_to_end(address)
         return pool
 
-    def _recycle(self, conn: psycopg.Connection[Any], deadline: float) -> bool:
+    def _recycle(self, pooled: _Conn, deadline: float) -> bool:
+        conn = pooled.conn
         if conn.closed or conn.info.transaction_status != pq.TransactionStatus.IDLE:
-            conn.close()
+            pooled.close()
             return False
         try:
-            with self.watchdog.guard(cutoff(deadline), lambda: _shutdown(conn)):
+            with self.watchdog.guard(cutoff(deadline), pooled.cut.cut):
                 # at libpq's level, as statements run (pg_exec.py): a cursor's machinery costs more
                 # than the round trip; the same simple-query message either way
                 result = conn.pgconn.exec_(_CLEAN)
@@ -288,15 +285,15 @@ class PgClients:
                 return True
         except psycopg.Error:
             pass
-        conn.close()
+        pooled.close()
         return False
 
-    def _connect(self, options: dict[str, str], deadline: float) -> psycopg.Connection[Any]:
+    def _connect(self, options: dict[str, str], deadline: float) -> _Conn:
         """A new connection, given up on at the statement cutoff (libpq counts whole seconds)."""
         if cutoff(deadline) <= time.monotonic():
             raise connection_failed("connection timed out: the request's time is up")
         try:
-            return call_before(cutoff(deadline), lambda: self._connect_now(options), _close_late)
+            return call_before(cutoff(deadline), lambda: _Conn(self._connect_now(options)), _Conn.close)
         except LateResult:
             raise connection_failed("connection timed out: the request's time is up") from None
 
@@ -330,10 +327,10 @@ class PgClients:
             keep = (not self._closed and not handle.broken and not conn.closed and len(pool.idle) < POOL_SIZE
                     and self._pools.get(pool.key) is pool)
             if keep:
-                pool.idle.append(conn)
+                pool.idle.append(handle.pooled)
             self._lock.notify_all()
         if not keep:
-            conn.close()
+            handle.pooled.close()
 
     def open_count(self) -> int:
         with self._lock:
@@ -358,20 +355,6 @@ def cutoff(deadline: float) -> float:
     return deadline - GUEST_MARGIN
 
 
-def _shutdown(conn: psycopg.Connection[Any]) -> None:
-    """Shut the connection's socket down: libpq's blocked read returns at once with an error."""
-    try:
-        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
-    except (OSError, psycopg.Error):
-        return
-    with sock, contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-def _close_late(conn: psycopg.Connection[Any]) -> None:
-    conn.close()
-
-
-def _close_all(conns: list[psycopg.Connection[Any]]) -> None:
+def _close_all(conns: list[_Conn]) -> None:
     for conn in conns:
         conn.close()

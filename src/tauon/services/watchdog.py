@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +30,8 @@ class Watchdog:
         self._sleep_until = float("inf")
         """The deadline the watchdog thread sleeps until: only an earlier one needs to wake it (a
         wake-up per call would cost a thread switch per statement)."""
+        self._firing: int | None = None
+        """The entry whose callback runs now: `disarm` of it waits until the callback returns."""
 
     @classmethod
     def shared(cls) -> Watchdog:
@@ -60,8 +64,13 @@ class Watchdog:
         return token
 
     def disarm(self, token: int) -> None:
+        """After this returns, the entry's callback has finished or will never run: a caller may close
+        what the callback would act on (a connection cut at a statement's end would otherwise hit the
+        next statement, or a socket that has since reused the descriptor)."""
         with self._cond:
             self._live.discard(token)
+            while self._firing == token and threading.current_thread() is not self._thread:
+                self._cond.wait()
             # drop finished entries from the top, so the heap holds about as many as are running
             heap = self._heap
             while heap and heap[0][1] not in self._live:
@@ -84,7 +93,60 @@ class Watchdog:
                     continue
                 heapq.heappop(self._heap)
                 self._live.discard(token)
-            fire()
+                self._firing = token
+            try:
+                fire()
+            finally:
+                with self._cond:
+                    self._firing = None
+                    self._cond.notify_all()
+
+
+class SocketCut:
+    """A client connection's socket, held by tauon so the watchdog's thread can cut a blocked call. The
+    client library may close its own descriptor at any moment (libpq does on a lost connection, PyMySQL
+    on an error), and that number may then be reused by another thread's new connection; this holds its
+    own descriptor for the same socket, so a cut can only ever reach the connection it was made for.
+    `close` must go with the connection's own close (the socket stays open while either is held)."""
+
+    def __init__(self, fd: int) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = socket.socket(fileno=os.dup(fd))
+        self._running = False
+        self.cut_down = False
+        """Cut by `cut` or `cut_running`: what the client library reports next is the cut."""
+
+    def begin(self) -> None:
+        """A call starts that `cut_running` may cut."""
+        with self._lock:
+            self._running = True
+
+    def end(self) -> None:
+        with self._lock:
+            self._running = False
+
+    def cut_running(self) -> None:
+        """Cut the connection if a call is between `begin` and `end` (the watchdog, at a deadline armed
+        for a handle rather than for each call)."""
+        with self._lock:
+            if self._running:
+                self._cut()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut()
+
+    def _cut(self) -> None:
+        if self._sock is not None:
+            self.cut_down = True
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
 
 
 class LateResult(Exception):
