@@ -199,3 +199,48 @@ def test_a_request_blocked_in_a_host_call_lends_the_slot_of_its_host_state() -> 
     a.join(WAIT)
     assert seen == {"holding before": True, "ready": True, "other holding": True, "holding after": True}
     assert slots.busy == 0
+
+
+def _queued(slots: RunSlots, count: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while len(slots._waiters) < count:
+        assert time.monotonic() < deadline, "the waiter never queued"
+        time.sleep(0.001)
+
+
+def test_slots_go_to_waiters_in_arrival_order_and_newcomers_queue_behind_them() -> None:
+    """A freed slot passes to the longest waiter; a guest arriving while others wait may not take it
+    first (under load such barging left old waiters losing until their patience ran out)."""
+    slots = RunSlots(1, patience=WAIT)
+    order: list[str] = []
+    release = {name: threading.Event() for name in "abc"}
+    assert slots._take(0.0)  # the first guest's slot
+
+    def guest(name: str) -> None:
+        with slots.running(SlotHold()):
+            order.append(name)
+            release[name].wait(WAIT)
+
+    threads = []
+    for count, name in enumerate("abc", start=1):
+        threads.append(threading.Thread(target=guest, args=(name,)))
+        threads[-1].start()
+        _queued(slots, count)
+    assert not slots._take(0.0)  # a newcomer finds waiters: it queues, it does not take the slot
+    slots._give()  # the first guest's slot, straight to "a"
+    for name in "abc":
+        release[name].set()
+    for thread in threads:
+        thread.join(WAIT)
+    assert order == ["a", "b", "c"]
+    assert slots.busy == 0 and not slots._waiters
+
+
+def test_a_waiter_that_gives_up_leaves_the_queue_and_the_count_right() -> None:
+    slots = RunSlots(1, patience=0.05)
+    assert slots._take(0.0)
+    assert not slots._take(0.05)  # timed out: no slot, and no stale waiter left behind
+    assert not slots._waiters and slots.busy == 1
+    slots._give()
+    assert slots.busy == 0 and slots._take(0.0)
+    slots._give()
