@@ -133,8 +133,8 @@ def _add_capacity(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
                    "(shared among the --workers processes) stay resident (default: 32)")
     p.add_argument("--running-guests", type=int, default=None, metavar="N",
                    help="guests executing wasm at once across all apps; guests blocked on I/O do not "
-                   "count, and one that waits over 50 ms for a turn runs anyway (default: the number "
-                   "of CPUs this process may use)")
+                   "count; waiting guests take turns in arrival order, and run anyway when no turn "
+                   "has come free for 50 ms (default: the number of CPUs this process may use)")
     p.add_argument("--workers", default=env.get("TAUON_WORKERS", "auto"), metavar="N|auto",
                    help="processes serving requests: this one plus N-1 workers sharing its listening "
                    "sockets, each with its own GIL; 'auto': the CPUs this process may use (affinity, "

@@ -244,3 +244,33 @@ def test_a_waiter_that_gives_up_leaves_the_queue_and_the_count_right() -> None:
     slots._give()
     assert slots.busy == 0 and slots._take(0.0)
     slots._give()
+
+
+def test_a_waiter_keeps_its_place_past_its_patience_while_slots_turn_over() -> None:
+    """Patience counts from the last freed slot, not from the waiter's arrival: guests in a queue that
+    moves all get their turn in the limit, however long the queue."""
+    patience, turn = 0.5, 0.15
+    slots = RunSlots(1, patience=patience)
+    assert slots._take(0.0)
+    held: list[bool] = []
+    waited: list[float] = []
+
+    def guest() -> None:
+        hold = SlotHold()
+        start = time.monotonic()
+        with slots.running(hold):
+            waited.append(time.monotonic() - start)
+            held.append(hold.holding)
+            time.sleep(turn)
+
+    threads = [threading.Thread(target=guest) for _ in range(6)]
+    for count, thread in enumerate(threads, start=1):
+        thread.start()
+        _queued(slots, count)
+    time.sleep(turn)
+    slots._give()
+    for thread in threads:
+        thread.join(WAIT)
+    assert held == [True] * 6
+    assert max(waited) > patience  # the last ones waited longer than the patience, in the limit
+    assert slots.busy == 0

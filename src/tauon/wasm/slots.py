@@ -11,13 +11,17 @@ using.
 Which slot a request's guest holds is recorded in its `SlotHold`, which lives on the request's host
 state: the executor's runner fills it and a host call that blocks lends it (`hold.blocked()`).
 
-The limit is soft: a guest that waits longer than `patience` for a slot runs anyway. A few guests
-spinning until their request timeout can then slow the others down, but never stop them.
-
 Slots go to waiting guests in arrival order: a freed slot is handed to the longest waiter, and a guest
 arriving while others wait queues behind them. Without that, under load a newly arriving guest took the
-slot a woken waiter had not yet run to claim, so old waiters kept losing until their patience ran out:
-the latency tail was the patience (measured: p99 at 4x p50 with 64 connections).
+slot a woken waiter had not yet run to claim, so old waiters kept losing: p99 was 4x p50 with 64
+connections.
+
+The limit is soft: when no slot has been freed for `patience` (every holder is a long run, or a guest
+spinning until its request timeout), waiting guests run anyway, so such guests slow the others down
+but never stop them. While slots keep turning over, a guest keeps its place in the queue however long
+it waits: running it beside the holders would only share the same CPUs among more threads (measured
+with a 50 ms bound per waiter instead: under 64 connections most guests ran outside the limit, and the
+CPU per request rose by a fifth).
 
 Guests that only ever need a fraction of a millisecond of CPU (a small C component) skip the slots:
 for them the hand-off costs more than the contention it saves (measured: +25 % requests/s). Each
@@ -39,7 +43,7 @@ from tauon.cpus import usable_cpus
 T = TypeVar("T")
 
 PATIENCE = 0.05
-"""Seconds a guest waits for a run slot before it runs without one."""
+"""Seconds without any slot freed after which waiting guests run without one."""
 
 SHORT_RUN = 0.001
 """CPU seconds per run under which a component's guests skip the run slots."""
@@ -97,7 +101,7 @@ class SlotHold:
         return slots
 
     def reclaim(self, lent: RunSlots | None) -> None:
-        """After `lend`: take a slot again (within its patience, else run without one)."""
+        """After `lend`: take a slot again (unless the slots stall, see `RunSlots._take`)."""
         if lent is not None and lent._take(lent.patience):
             self.slots = lent
 
@@ -119,6 +123,8 @@ class RunSlots:
         self._free = self.size
         self._waiters: deque[threading.Lock] = deque()
         """Each waiting guest's own lock, held until a slot is handed to it; oldest first."""
+        self._turned = time.monotonic()
+        """When a slot was last freed (or handed over)."""
 
     @property
     def busy(self) -> int:
@@ -131,7 +137,9 @@ class RunSlots:
         are short enough to skip the slots."""
         return functools.partial(self.call, pace=Pace())
 
-    def _take(self, timeout: float) -> bool:
+    def _take(self, patience: float) -> bool:
+        """Take a slot, waiting in line while slots keep being freed; False once none has been freed
+        for `patience` seconds (the caller then runs without one)."""
         with self._lock:
             if self._free and not self._waiters:
                 self._free -= 1
@@ -139,17 +147,22 @@ class RunSlots:
             baton = threading.Lock()
             baton.acquire()
             self._waiters.append(baton)
-        if baton.acquire(timeout=timeout):
-            return True  # handed over by `_give`
-        with self._lock:
-            try:
-                self._waiters.remove(baton)
-            except ValueError:
-                return True  # handed over just as the wait timed out: the slot is ours
-        return False
+        wait = patience
+        while not baton.acquire(timeout=wait):
+            with self._lock:
+                idle = time.monotonic() - self._turned
+                if idle >= patience:
+                    try:
+                        self._waiters.remove(baton)
+                    except ValueError:
+                        return True  # handed over just as the wait timed out: the slot is ours
+                    return False
+            wait = patience - idle
+        return True  # handed over by `_give`
 
     def _give(self) -> None:
         with self._lock:
+            self._turned = time.monotonic()
             if self._waiters:
                 self._waiters.popleft().release()  # the slot passes straight to the oldest waiter
             else:
@@ -157,7 +170,7 @@ class RunSlots:
 
     @contextmanager
     def running(self, hold: SlotHold) -> Iterator[None]:
-        """Hold a slot (if one frees up within `patience`) in `hold` while its request's guest runs."""
+        """Hold a slot (unless the slots stall, see `_take`) in `hold` while its request's guest runs."""
         got = self._take(self.patience)
         previous, hold.slots = hold.slots, (self if got else None)
         try:
