@@ -1,4 +1,4 @@
-"""Session-wide fixtures: a real docker-registry, with and without basic auth, and a cache dir."""
+"""Shared fixtures: a real docker-registry, with and without basic auth, cache dirs, and a wasmtime engine."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from support import runtimes
 from support.registry import REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer, make_htpasswd, run_registry
+from tauon.wasm.engine import WasmEngine
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 
@@ -105,6 +106,13 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fixture (the Python ones are 20-40 MB) compiles once per session on each component runtime,
     not once per test. Content-addressed, so tests cannot see each other's apps through it."""
     return tmp_path_factory.mktemp("shared-cache")
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> WasmEngine:
+    """A wasmtime engine with an empty compiled-code cache, for the tests that drive tauon's component
+    runtime directly (one per module: modules that need other settings define their own)."""
+    return WasmEngine(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture

@@ -32,11 +32,6 @@ WAT = Path(__file__).parent.parent / "fixtures" / "wat" / "p3_host.wat"
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WasmEngine]:
-    yield WasmEngine(tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(scope="module")
 def linked(engine: WasmEngine, tmp_path_factory: pytest.TempPathFactory) -> tuple[RuntimeComponent,
                                                                                    RuntimeLinks]:
     links = RuntimeLinks()

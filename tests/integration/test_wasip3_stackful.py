@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +43,6 @@ HANDLER = "wasi:http/handler@0.3.0"
 
 def wasm() -> bytes:
     return bytes(wasmtime.wat2wasm(WAT.read_text()))
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WasmEngine]:
-    yield WasmEngine(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")

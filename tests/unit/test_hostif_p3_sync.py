@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,11 +131,6 @@ COMPONENT = f"""(component
   (func (export "cwd") (result (option string)) (canon lift (core func $i "cwd") (memory $mem)))
   (func (export "exit") (param "code" u8) (canon lift (core func $i "exit")))
 )"""
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WasmEngine]:
-    yield WasmEngine(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")

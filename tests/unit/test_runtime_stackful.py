@@ -298,11 +298,6 @@ class State:
         self.slot = SlotHold()
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WasmEngine]:
-    yield WasmEngine(tmp_path_factory.mktemp("cache"))
-
-
 @pytest.fixture
 def host() -> Iterator[Host]:
     h = Host()
