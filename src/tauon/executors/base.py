@@ -48,6 +48,9 @@ class RoutedRequest:
     trailers: list[tuple[bytes, bytes]] | None = None
     """The request's trailer fields (lower-case names), filled once its chunked body has ended
     (server/trailers.py); None: a chained request, which has none."""
+    accepts_trailers: bool = False
+    """The client sent `TE: trailers`, and the server will send response trailers declared in
+    `Trailer` (server/trailers.py)."""
 
 
 class Executor(Protocol):

@@ -35,13 +35,7 @@ from tauon.executors.reuse import InstanceCache, Kept
 from tauon.executors.wasi_http import _framing, _join
 from tauon.hostif.http import method_variant
 from tauon.hostif.http_fields import FORBIDDEN_HEADERS, Fields
-from tauon.hostif.http_p3 import (
-    Request,
-    Response,
-    accepts_trailers,
-    trailers_from_guest,
-    trailers_to_guest,
-)
+from tauon.hostif.http_p3 import Request, Response, trailers_from_guest, trailers_to_guest
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.component.guest import Trap
 from tauon.wasm.component.host import bound_state
@@ -95,7 +89,7 @@ class WasiHttpP3Executor(GuestExecutor):
         body_reader, body_writer = stream(capacity=REQUEST_BUFFER)
         listen(body_writer, notify)
         exchange = Exchange(notify)
-        exchange.accepts_trailers = accepts_trailers(request.headers)
+        exchange.accepts_trailers = request.accepts_trailers
         trailers_reader, trailers_writer = future()
         inbound = Inbound(body_writer, trailers_writer, request.trailers)
         if not has_body:

@@ -9,7 +9,7 @@ with, and `get-headers` answers an immutable copy, as wasmtime-wasi-http's p3 ty
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,13 +78,6 @@ def empty_body() -> StreamReader:
 
 Trailers = list[tuple[bytes, bytes]]
 """Trailer fields as the HTTP server has them: lower-case names and values, bytes."""
-
-
-def accepts_trailers(headers: Iterable[tuple[str, str]]) -> bool:
-    """Whether a client's request headers (lower-case names) say it takes trailers (`TE: trailers`)."""
-    return any(name == "te" and any(part.split(";")[0].strip().lower() == "trailers"
-                                    for part in value.split(","))
-               for name, value in headers)
 
 
 def trailers_to_guest(reader: FutureReader, state: HostState) -> None:

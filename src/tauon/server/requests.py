@@ -14,7 +14,8 @@ def routed_request(match: RouteMatch[Any], *, method: str, path: str, query: str
                    headers: tuple[tuple[str, str], ...], scheme: str, authority: str,
                    client: tuple[str, int], http_version: str = "1.1",
                    path_and_query: str | None = None,
-                   trailers: list[tuple[bytes, bytes]] | None = None) -> RoutedRequest:
+                   trailers: list[tuple[bytes, bytes]] | None = None,
+                   accepts_trailers: bool = False) -> RoutedRequest:
     """`path_and_query`: the request target as the client wrote it (default: `path` and `?query` when
     there is one), which Spin's full-URL value uses."""
     if path_and_query is None:
@@ -24,4 +25,4 @@ def routed_request(match: RouteMatch[Any], *, method: str, path: str, query: str
         spin_values=spin_values(match, scheme=scheme, host=authority, path_and_query=path_and_query,
                                 client=client),
         scheme=scheme, authority=authority, client=client, http_version=http_version, match=match,
-        trailers=trailers)
+        trailers=trailers, accepts_trailers=accepts_trailers)

@@ -23,7 +23,7 @@ from tauon.executors.responses import RETRY_AFTER, failure_status, respond
 from tauon.metrics import RequestStats
 from tauon.server.generation import Generation
 from tauon.server.requests import routed_request
-from tauon.server.trailers import TRAILERS_KEY
+from tauon.server.trailers import ACCEPTS_KEY, TRAILERS_KEY
 
 if TYPE_CHECKING:
     from tauon.tracing.spans import ServerTrace
@@ -160,7 +160,7 @@ class Switchboard:
                                  query=scope.get("query_string", b"").decode("latin-1"),
                                  headers=headers, scheme=scope.get("scheme", "http"), authority=host,
                                  client=(client[0], client[1]), http_version=scope.get("http_version", "1.1"),
-                                 trailers=scope.get(TRAILERS_KEY))
+                                 trailers=scope.get(TRAILERS_KEY), accepts_trailers=ACCEPTS_KEY in scope)
         if outcome.trace is None:
             await target.executor.serve(request, receive, send)
         else:

@@ -18,6 +18,8 @@ from typing import Any
 
 TRAILERS_KEY = "tauon.trailers"
 """The ASGI scope key of a request's trailer fields: a list, filled when its body has ended."""
+ACCEPTS_KEY = "tauon.accepts_trailers"
+"""Present in the ASGI scope of a request whose `send` can carry response trailers (`install`)."""
 
 NOT_ALLOWED = frozenset({b"authorization", b"cache-control", b"content-encoding", b"content-length",
                          b"content-range", b"content-type", b"host", b"max-forwards", b"set-cookie",
@@ -60,6 +62,7 @@ def install(cycle: Any) -> None:
     """Let `cycle` (uvicorn's RequestResponseCycle of a request that accepts trailers) send them."""
     original: Send = cycle.send
     allowed: list[frozenset[bytes]] = [frozenset()]
+    cycle.scope[ACCEPTS_KEY] = True
 
     async def send(message: dict[str, Any]) -> None:
         kind = message["type"]
