@@ -69,6 +69,7 @@ def process_rows(supervisor: Supervisor, metrics: Metrics) -> list[dict[str, Any
     served, serving = metrics.local_requests()
     rows: list[dict[str, Any]] = [{"worker": 0, "pid": os.getpid(), "requests": served, "in_flight": serving}]
     if supervisor.workers is not None:
+        rows[0]["connections"] = supervisor.workers.connections(0)
         rows += supervisor.workers.describe()
     return rows
 
@@ -146,7 +147,8 @@ def format_table(doc: dict[str, Any]) -> str:
     processes = doc.get("processes") or []
     if len(processes) > 1:
         lines.insert(1, "processes: " + ", ".join(
-            f"{p['worker']}: pid {p['pid']}, {p['requests']} requests" for p in processes))
+            f"{p['worker']}: pid {p['pid']}, {p['requests']} requests"
+            + (f", {p['connections']} connections" if "connections" in p else "") for p in processes))
     notes = []
     for app in doc.get("apps", []):
         if app.get("error"):

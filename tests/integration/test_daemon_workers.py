@@ -4,6 +4,7 @@ daemon's sockets, follow every generation, share in-memory state, survive a cras
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -101,6 +102,12 @@ def test_workers_accept_on_the_shared_socket_and_follow_every_generation(
         assert f"processes: 0: pid {tauon.proc.pid}, " in table and f"2: pid {processes[2]['pid']}, " in table
         metrics = httpx.get(f"{tauon.admin}/metrics").text
         assert "tauon_instance_pool_slots 3000.0" in metrics  # each process has its own pool
+        assert ", 0 connections" in table
+
+        # Keep-alive connections are spread over the processes (server/acceptor.py): 3 each.
+        spread = keep_alive_spread(tauon, port, 9)
+        assert max(spread) - min(spread) <= 1 and sum(spread) == 9, spread
+        wait_until(lambda: [p["connections"] for p in status(tauon)["processes"]] == [0, 0, 0])
 
         # An update is announced once every process serves it: no old answer after the banner.
         (tauon.watch_dir / "app.json").write_text(app_file(images.v2, port))
@@ -116,6 +123,26 @@ def test_workers_accept_on_the_shared_socket_and_follow_every_generation(
         assert tauon.stop() == 0
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists()
+
+
+def keep_alive_spread(tauon: TauonProcess, port: int, count: int) -> list[int]:
+    """Open `count` keep-alive connections one after another, a request on each, and return how
+    many each process holds (`/status`). A process slow enough (over DEFER, 25 ms, on a loaded
+    machine) is passed over as stuck, so one more try is allowed before the spread is judged."""
+    for _ in range(2):
+        connections = []
+        for _ in range(count):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            conn.request("GET", "/?0")
+            assert conn.getresponse().read()
+            connections.append(conn)
+        spread = [p["connections"] for p in status(tauon)["processes"]]
+        for conn in connections:
+            conn.close()
+        if max(spread) - min(spread) <= 1:
+            break
+        wait_until(lambda: sum(p["connections"] for p in status(tauon)["processes"]) == 0)
+    return spread
 
 
 def legacy_counter_app() -> SpinAppSpec:

@@ -23,6 +23,7 @@ class DaemonSiteHost:
         self.tg = tg
         self.drain_timeout = drain_timeout
         self.pool = pool
+        self.shares = pool.shares if pool is not None else None
         self._closing_ports: dict[int, anyio.Event] = {}
 
     def socket_for(self, app_id: str, key: int | None) -> socket.socket | None:

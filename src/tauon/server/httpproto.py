@@ -29,6 +29,7 @@ import httptools
 from uvicorn.protocols.http import h11_impl, httptools_impl
 
 from tauon.server import trailers
+from tauon.server.acceptor import Ticket
 from tauon.server.trailers import TRAILERS_KEY, accepts_trailers
 from tauon.settings import DEFAULT_MAX_REQUEST_HEAD, EdgeLimits
 
@@ -72,6 +73,8 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     _timer_kind = ""
     _body_seen = 0.0
     """loop.time() of the body's last bytes: chunks only note it; the one timer checks it when due."""
+    ticket: Ticket | None = None
+    """This connection's place in the process's count for connection balance (server/acceptor.py)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -88,6 +91,8 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         self._arm("head", self.edge.head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.ticket is not None:
+            self.ticket.close()
         if self._counted:
             self._counted = False
             _Connections.live -= 1

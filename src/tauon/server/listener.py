@@ -8,9 +8,9 @@ is server/httpproto.py; HTTPS (an app file's `tls`) is server/tls.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
-import itertools
 import logging
 import socket
 import ssl
@@ -23,19 +23,38 @@ from starlette.types import ASGIApp
 
 from tauon.errors import BindError
 from tauon.model.address import Address
+from tauon.server.acceptor import Acceptor
+from tauon.server.balance import KEYS, ProcessShares, Share
 from tauon.server.httpproto import DEFAULT_EDGE, bounded_protocol
 from tauon.server.tls import CertReloader
 from tauon.settings import EdgeLimits
 
 log = logging.getLogger("tauon.listener")
 
-_keys = itertools.count(1)
-
 
 class _EmbeddedServer(uvicorn.Server):
+    share: Share | None = None
+    """Set when other processes accept on the same socket: accept through server/acceptor.py."""
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.share is None or not sockets:
+            await super().startup(sockets)
+            return
+        await super().startup([])  # everything but the accepting (lifespan is off)
+        config = self.config
+
+        def create_protocol() -> asyncio.Protocol:  # what uvicorn's own startup hands create_server
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state)
+
+        for sock in sockets:
+            acceptor = Acceptor(sock, create_protocol, self.share, ssl_context=config.ssl)
+            acceptor.start()
+            self.servers.append(acceptor)  # type: ignore[arg-type]  # uvicorn only closes and awaits it
 
 
 def bind_socket(address: Address, *, file: str | None = None) -> socket.socket:
@@ -86,15 +105,18 @@ class Listener:
 
     def __init__(self, address: Address, app: ASGIApp, *, owner: str, drain_timeout: float,
                  sock: socket.socket | None = None, tls: CertReloader | None = None,
-                 edge: EdgeLimits = DEFAULT_EDGE, key: int | None = None) -> None:
+                 edge: EdgeLimits = DEFAULT_EDGE, key: int | None = None,
+                 shares: ProcessShares | None = None) -> None:
         self.address = address
         self.tls = tls
         self.edge = edge
         self.app = app
         self.owner = owner
         self.drain_timeout = drain_timeout
-        self.key = key if key is not None else next(_keys)
+        self._own_key = key is None
+        self.key = key if key is not None else KEYS.take(shares.board if shares is not None else None)
         """Names this listening socket to worker processes."""
+        self.shares = shares
         self.sock = sock
         self._server: _EmbeddedServer | None = None
         self.closed = anyio.Event()
@@ -120,6 +142,8 @@ class Listener:
                 ssl_context_factory=self._ssl_context if self.tls is not None else None,
             )
             server = _EmbeddedServer(config)
+            if self.shares is not None:
+                server.share = self.shares.share(self.key)
             self._server = server
             async with anyio.create_task_group() as tg:
                 if self.tls is not None:
@@ -132,6 +156,8 @@ class Listener:
                     await anyio.sleep(0.005)
                 task_status.started()
         finally:
+            if self._own_key:
+                KEYS.release(self.key)
             self.closed.set()
 
     def _ssl_context(self, config: uvicorn.Config, default: object) -> ssl.SSLContext:

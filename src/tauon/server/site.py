@@ -21,6 +21,7 @@ from anyio.abc import TaskGroup
 
 from tauon.metrics import Metrics
 from tauon.model.address import Address
+from tauon.server.balance import ProcessShares
 from tauon.server.generation import Generation
 from tauon.server.listener import Listener
 from tauon.server.redis_subscriber import AppRedis
@@ -33,6 +34,9 @@ log = logging.getLogger("tauon")
 
 class SiteHost(Protocol):
     """How the process a site runs in gets and gives up listening sockets."""
+
+    shares: ProcessShares | None
+    """Where this process stands among the processes accepting on the same sockets (None: alone)."""
 
     def socket_for(self, app_id: str, key: int | None) -> socket.socket | None:
         """The listening socket for a new listener (None: the listener binds its address itself).
@@ -170,7 +174,7 @@ class Site:
                                   access_log=self.settings.access_log)
         listener = Listener(address, switchboard, owner=self.app_id,
                             drain_timeout=self.settings.drain_timeout, sock=sock, tls=tls,
-                            edge=self.settings.edge_limits(), key=key)
+                            edge=self.settings.edge_limits(), key=key, shares=self.host.shares)
         try:
             await self.host.start(listener, old)
         except BaseException:

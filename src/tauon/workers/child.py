@@ -27,6 +27,7 @@ from tauon import tracing
 from tauon.gctune import freeze_startup_heap
 from tauon.log import setup_logging, tag_worker
 from tauon.metrics import Metrics
+from tauon.server.balance import ProcessShares, ShareBoard
 from tauon.server.generation import Generation, build_generation
 from tauon.server.listener import Listener
 from tauon.server.site import Site
@@ -63,8 +64,9 @@ FD_LOST = ("its listening socket could not be received: this process has no file
 class HandedSockets:
     """A worker's SiteHost: its listening sockets are the daemon's, handed over with the deploys."""
 
-    def __init__(self, tg: TaskGroup) -> None:
+    def __init__(self, tg: TaskGroup, shares: ProcessShares | None = None) -> None:
         self.tg = tg
+        self.shares = shares
         self.sockets: dict[int, socket.socket] = {}
         """Listening sockets received and not yet served (the key's deploy is still building)."""
         self.listeners: dict[int, Listener] = {}
@@ -126,14 +128,15 @@ class _Replica:
 
 
 class Worker:
-    def __init__(self, settings: Settings, engine: WasmEngine, channel: Channel, tg: TaskGroup) -> None:
+    def __init__(self, settings: Settings, engine: WasmEngine, channel: Channel, tg: TaskGroup,
+                 shares: ProcessShares | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.channel = channel
         self.tg = tg
         self.metrics = Metrics()
         self.apps: dict[str, _Replica] = {}
-        self.host = HandedSockets(tg)
+        self.host = HandedSockets(tg, shares)
         self.locks: dict[str, anyio.Lock] = {}
         self.compile_limiter = anyio.CapacityLimiter(2)
         self.stopping = False
@@ -260,7 +263,7 @@ class Worker:
                 return
 
 
-async def run(sock: socket.socket) -> None:
+async def run(sock: socket.socket, board: ShareBoard | None = None) -> None:
     channel = Channel(sock)
     raw, _ = await channel.receive()
     init = decode(raw)
@@ -275,7 +278,8 @@ async def run(sock: socket.socket) -> None:
     engine.start()
     try:
         async with anyio.create_task_group() as tg:
-            worker = Worker(settings, engine, channel, tg)
+            shares = ProcessShares(board, init.worker) if board is not None else None
+            worker = Worker(settings, engine, channel, tg, shares)
             await worker.send(Ready(pid=os.getpid()))
             tg.start_soon(worker.push_stats)
             try:
@@ -296,10 +300,11 @@ def main(argv: list[str]) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     sock = socket.socket(fileno=int(argv[1]))
+    board = ShareBoard.attach([int(fd) for fd in argv[2:]]) if len(argv) > 2 else None
     options = loop_options()
     freeze_startup_heap()
     try:
-        anyio.run(run, sock, backend="asyncio", backend_options=options)
+        anyio.run(run, sock, board, backend="asyncio", backend_options=options)
     except* ChannelClosed:
         pass  # the daemon went away (a stop) before this worker was serving: nothing to drain
     return 0

@@ -31,6 +31,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from tauon.app.plan import GenerationPlan
 from tauon.metrics import Metrics, RequestStats
 from tauon.model.address import Address
+from tauon.server.balance import KEYS, ProcessShares, ShareBoard
 from tauon.settings import Settings
 from tauon.workers.channel import ChannelClosed
 from tauon.workers.messages import BadMessage, Close, Deploy, Failed, Init, Ok, Ready, Remove, Stats, Stop
@@ -111,6 +112,9 @@ class ProcessPool:
         self._tg: TaskGroup | None = None
         parent = Path(os.environ.get("RUNTIME_DIRECTORY") or tempfile.gettempdir())
         remove_stale_runtime_dirs(parent)
+        self.board = ShareBoard.create(count)
+        self.shares = ProcessShares(self.board, 0)
+        """The daemon is process 0 of the connection board its workers map (server/balance.py)."""
         self.runtime_dir = Path(tempfile.mkdtemp(prefix=f"{RUNTIME_PREFIX}{os.getpid()}-", dir=parent))
         """Apps without a state_dir keep their stores here, shared by every process (control/runner.py)."""
 
@@ -151,7 +155,7 @@ class ProcessPool:
             delay = min(delay * 2, 30.0)
 
     async def _run_one(self, index: int) -> None:
-        worker = WorkerProcess.spawn(index, self.command)
+        worker = WorkerProcess.spawn(index, self.command, self.board.fds)
         try:
             await worker.send(Init(settings=self.settings, worker=index))
             with anyio.fail_after(START_TIMEOUT):
@@ -174,6 +178,7 @@ class ProcessPool:
             worker.channel.close()
             with anyio.CancelScope(shield=True):
                 await self._reap(worker)
+            self.board.clear_process(index, KEYS.rows())  # its connections went with it
 
     async def _resync(self, worker: WorkerProcess) -> None:
         """Everything being served, to a worker that has just started."""
@@ -309,6 +314,10 @@ class ProcessPool:
     def capacity(self) -> tuple[int, int, int]:
         return self.stats.capacity()
 
+    def connections(self, index: int) -> int:
+        """Client connections process `index` holds open (0: the daemon), from the board."""
+        return self.board.connections(index, KEYS.rows())
+
     def describe(self) -> list[dict[str, Any]]:
         """/status rows: each live worker, its pid, the requests it has served and is serving (as of
         its last report)."""
@@ -318,5 +327,6 @@ class ProcessPool:
             rows.append({"worker": worker.index, "pid": worker.proc.pid,
                          "up_seconds": round(time.monotonic() - worker.started, 1),
                          "requests": sum(sum(s.requests.values()) for s in stats),
-                         "in_flight": sum(s.inflight for s in stats)})
+                         "in_flight": sum(s.inflight for s in stats),
+                         "connections": self.connections(worker.index)})
         return rows

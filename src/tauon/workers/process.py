@@ -35,12 +35,14 @@ class WorkerProcess:
     _replies: dict[int, Reply] = field(default_factory=dict)
 
     @classmethod
-    def spawn(cls, index: int, command: Sequence[str] = CHILD_COMMAND) -> WorkerProcess:
-        """Start `command FD` (`python -m tauon.workers.child FD`), FD its end of a new socketpair."""
+    def spawn(cls, index: int, command: Sequence[str] = CHILD_COMMAND,
+              board_fds: Sequence[int] = ()) -> WorkerProcess:
+        """Start `command FD [BOARD...]` (`python -m tauon.workers.child FD BOARD...`), FD its end of a
+        new socketpair, BOARD the connection board's memfd and eventfds (server/balance.py)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fds = [theirs.fileno(), *board_fds]
         try:
-            proc = subprocess.Popen([*command, str(theirs.fileno())], pass_fds=[theirs.fileno()],
-                                    stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen([*command, *map(str, fds)], pass_fds=fds, stdin=subprocess.DEVNULL)
         except BaseException:
             ours.close()
             raise
