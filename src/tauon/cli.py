@@ -33,6 +33,7 @@ from tauon.settings import (
 )
 from tauon.wasm.compile_limits import MIN_MEMORY_MIB, CompileLimits
 from tauon.wasm.pool import PoolSettings, warm_slots_per_process
+from tauon.wasm.slots import default_slots
 
 DESCRIPTION = """\
 Serve Spin WebAssembly HTTP apps declared by JSON files in a watched directory.
@@ -134,7 +135,8 @@ def _add_capacity(p: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
     p.add_argument("--running-guests", type=int, default=None, metavar="N",
                    help="guests executing wasm at once across all apps; guests blocked on I/O do not "
                    "count; waiting guests take turns in arrival order, and run anyway when no turn "
-                   "has come free for 50 ms (default: the number of CPUs this process may use)")
+                   "has come free for 50 ms (default: the CPUs tauon may use divided among the --workers "
+                   "processes, rounded up)")
     p.add_argument("--workers", default=env.get("TAUON_WORKERS", "auto"), metavar="N|auto",
                    help="processes serving requests: this one plus N-1 workers sharing its listening "
                    "sockets, each with its own GIL; 'auto': the CPUs this process may use (affinity, "
@@ -265,7 +267,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         runtime_config=runtime_config.absolute() if runtime_config is not None else None,
         pool=PoolSettings(instances=args.instance_pool, keep_resident_mib=args.keep_resident_mib,
                           warm_slots=warm_slots_per_process(workers)),
-        running_guests=args.running_guests,
+        running_guests=args.running_guests if args.running_guests is not None else default_slots(workers),
         workers=workers,
         max_request_head=max_request_head,
         head_timeout=args.head_timeout,

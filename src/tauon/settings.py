@@ -79,7 +79,8 @@ class Settings:
     pool: PoolSettings = field(default_factory=PoolSettings)
     """The wasm instance pool (wasm/pool.py)."""
     running_guests: int | None = None
-    """Guests executing at once across apps (wasm/slots.py); None: the CPUs this process may use."""
+    """Guests executing at once across apps, per process (wasm/slots.py); None: the CPUs this process
+    may use (the command line passes its default, those CPUs divided among the processes)."""
     workers: int = 1
     """Processes serving requests: the daemon plus workers - 1 (workers/pool.py)."""
     compile: CompileLimits = field(default_factory=CompileLimits)

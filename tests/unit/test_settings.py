@@ -8,6 +8,7 @@ import pytest
 
 from tauon import settings as settings_module
 from tauon.cli import build_parser, settings_from_args
+from tauon.cpus import usable_cpus
 from tauon.settings import Settings, default_cache_dir, default_state_root, default_watch_dir
 
 HOME = Path("/home/op")
@@ -87,7 +88,12 @@ def test_pool_and_run_slot_flags() -> None:
     assert settings.running_guests == 3
     defaults = settings_from_args(build_parser().parse_args([]))
     assert defaults.pool.instances == 1000 and defaults.pool.keep_resident_mib == 32
-    assert defaults.running_guests is None  # the CPUs tauon may use, decided by the engine
+    # The CPUs tauon may use, shared out among the serving processes (rounded up).
+    cpus = usable_cpus()
+    assert defaults.running_guests == -(-cpus // defaults.workers)
+    assert settings_from_args(build_parser().parse_args(["--workers", "1"])).running_guests == cpus
+    many = settings_from_args(build_parser().parse_args(["--workers", str(cpus + 3)]))
+    assert many.running_guests == 1
     assert not settings_from_args(build_parser().parse_args(["--instance-pool", "0"])).pool.enabled
     for bad, message in ((["--instance-pool", "-1"], "--instance-pool must be >= 0"),
                          (["--keep-resident-mib", "-5"], "--keep-resident-mib must be >= 0"),

@@ -106,8 +106,12 @@ class SlotHold:
             self.slots = lent
 
 
-def default_slots() -> int:
-    return usable_cpus()
+def default_slots(processes: int = 1) -> int:
+    """The CPUs tauon may use, shared out among its serving processes (rounded up): each process
+    gets about as many connections as the others (server/acceptor.py), so each gets its share of
+    the CPUs too. One slot per CPU in every process let two busy guests per process compete for
+    two cores on a 2-core box and lengthened the tail (README, issue 17 part 3)."""
+    return max(1, -(-usable_cpus() // max(1, processes)))
 
 
 class RunSlots:
