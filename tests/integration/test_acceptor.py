@@ -6,6 +6,7 @@ take every connection; the daemon-and-workers version is in test_daemon_workers.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ import anyio
 import pytest
 
 from support.certs import TestCA
+from tauon.server import acceptor as acceptor_module
 from tauon.server.acceptor import DEFER, Acceptor, Ticket
 from tauon.server.balance import ProcessShares, ShareBoard
 from tauon.settings import loop_options
@@ -151,3 +153,48 @@ def test_a_connection_that_never_starts_gives_its_place_back(board: ShareBoard, 
         await acceptor.wait_closed()
 
     run(main)
+
+
+class OutOfDescriptorsOnce:
+    """The listening socket, except that its first accept fails as it does when the process has no
+    descriptor free (EMFILE), which a test cannot bring about without starving itself."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.failed = sock, False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def getsockname(self) -> object:
+        return self.sock.getsockname()
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if not self.failed:
+            self.failed = True
+            raise OSError(errno.EMFILE, "Too many open files")
+        return self.sock.accept()
+
+
+def test_out_of_descriptors_pauses_accepting_then_goes_on(board: ShareBoard, listening: socket.socket,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(acceptor_module, "RETRY_AFTER", 0.2)
+    port = listening.getsockname()[1]
+    taken = {0: 0}
+    flaky = OutOfDescriptorsOnce(listening)
+
+    async def main() -> None:
+        acceptor = Acceptor(flaky, lambda: Hello(0, taken),  # type: ignore[arg-type]
+                            ProcessShares(board, 0).share(KEY))
+        acceptor.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with anyio.fail_after(10):
+            who, writer = await connect(port)
+        # Paused for RETRY_AFTER (the loop's clock counts in ms), not spinning on the failing socket.
+        assert who == 0 and loop.time() - started >= 0.15
+        acceptor.close()
+        writer.close()
+
+    run(main)
+    assert flaky.failed and "Too many open files; pausing accepts" in caplog.text

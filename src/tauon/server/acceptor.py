@@ -71,6 +71,7 @@ class Acceptor:
         self._watching = False
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._paused = False
         self._others = 0
         self._since = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -83,7 +84,7 @@ class Acceptor:
 
     def _watch(self) -> None:
         assert self._loop is not None
-        if not self._closed and not self._watching:
+        if not self._closed and not self._paused and not self._watching:
             self._loop.add_reader(self.sock.fileno(), self._readable)
             self._watching = True
 
@@ -157,7 +158,7 @@ class Acceptor:
             return True  # that client gave up already; look at the next
         except OSError as exc:
             if exc.errno in _RESOURCE_ERRORS:
-                log.error("cannot accept on %s: %s; pausing accepts for %.0f s", _name(self.sock),
+                log.error("cannot accept on %s: %s; pausing accepts for %g s", _name(self.sock),
                           exc.strerror, RETRY_AFTER)
                 self._pause()
                 return False
@@ -177,7 +178,12 @@ class Acceptor:
     def _pause(self) -> None:
         assert self._loop is not None
         self._unwatch()
-        self._timer = self._loop.call_later(RETRY_AFTER, self._watch)
+        self._paused = True
+        self._loop.call_later(RETRY_AFTER, self._resume)
+
+    def _resume(self) -> None:
+        self._paused = False
+        self._watch()
 
     async def _connect(self, conn: socket.socket, ticket: Ticket) -> None:
         assert self._loop is not None
