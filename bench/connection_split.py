@@ -55,7 +55,7 @@ def one_run(url: str, port: int, connections: int, duration: int) -> str:
                          capture_output=True, text=True, check=True).stdout
     sampler.join()
     rps = re.search(r"Requests/sec:\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    p99 = re.search(r"^\s*99%[ \t]+(\S+)", out, re.M)  # the latency table's row, not a Stdev % ending "99%"
     per_process = "/".join(str(n) for n in seen[0]) if seen else "?"
     return (f"c={connections:<4} connections per process {per_process:<10} "
             f"req/s {rps.group(1) if rps else '?':>9}   p99 {p99.group(1) if p99 else '?'}")
