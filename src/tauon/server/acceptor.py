@@ -9,8 +9,8 @@ again. It learns that when one of its own connections closes, when another proce
 turn (which wakes it through its eventfd, so two processes never both stand aside while connections
 wait), and, as a fallback, every `TICK`. If the others accept nothing for `DEFER` meanwhile, they are
 stuck (a loop blocked in a long host call, a dying worker) and this process takes everything waiting:
-a connection waits at most about `DEFER` for a balanced place, never for a process that does not
-come.
+a connection waits at most about `DEFER` + `TICK` for a balanced place, never for a process that does
+not come.
 
 Each accepted connection is handed to the loop with `connect_accepted_socket` (TLS included), and
 the protocol reports when it closes (`Ticket`), so the counts stay exact.
