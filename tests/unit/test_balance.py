@@ -51,12 +51,12 @@ def test_each_process_writes_its_own_cells_and_reads_the_others(board: ShareBoar
         assert board.open_row(5) == [2, 0, 1]
         assert board.connections(0, [5]) == 1 and board.connections(2, [5]) == 0
         # Stepping aside wakes a process that stood aside before and now holds fewer.
-        theirs.step_aside(True)
+        theirs.step_aside(lambda: None)
         assert other.aside(5, 2) and not board.aside(5, 0)
-        mine.step_aside(True)
+        mine.step_aside(lambda: None)
         assert os.eventfd_read(board.wakers[2]) == 1
-        theirs.step_aside(False)
-        mine.step_aside(False)
+        theirs.step_aside(None)
+        mine.step_aside(None)
         mine.stop()  # still holds one connection, but accepts no more: nobody steps aside for it
         assert other.open_row(5) == [0, 0, 1] and theirs.busier() is False
         other.write(7, 2, 9, 9)

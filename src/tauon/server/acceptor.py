@@ -110,16 +110,14 @@ class Acceptor:
         self._unwatch()
         self._others = self.share.others_accepted()
         self._since = self._loop.time()
-        self.share.shares.stepped[self.share.row] = self._look_again
-        self.share.step_aside(True)
+        self.share.step_aside(self._look_again)
         self._timer = self._loop.call_later(TICK, self._look_again)
 
     def _come_back(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.share.shares.stepped.pop(self.share.row, None)
-        self.share.step_aside(False)
+        self.share.step_aside(None)
         self._watch()
 
     def _look_again(self) -> None:
@@ -208,7 +206,6 @@ class Acceptor:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.share.shares.stepped.pop(self.share.row, None)
         self.share.stop()
 
     async def wait_closed(self) -> None:

@@ -132,8 +132,8 @@ class Share:
 
     def stop(self) -> None:
         """No more accepts here; connections still open keep their count to themselves."""
-        self.accepting = self.aside = False
-        self._publish()
+        self.accepting = False
+        self.step_aside(None)
 
     def took(self) -> None:
         self.open += 1
@@ -147,12 +147,17 @@ class Share:
     def busier(self) -> bool:
         return busier(self.board.open_row(self.row), self.me)
 
-    def step_aside(self, aside: bool) -> None:
-        """Mark this process as leaving the socket to the others (or back). Stepping aside, it wakes
-        every process that stepped aside before and now holds fewer connections than this one."""
-        self.aside = aside
+    def step_aside(self, look_again: Callable[[], None] | None) -> None:
+        """Mark this process as leaving the socket to the others, `look_again` being what this
+        process's waker calls then (None: back to accepting). Stepping aside, it wakes every process
+        that stepped aside before and now holds fewer connections than this one."""
+        self.aside = look_again is not None
+        if look_again is not None:
+            self.shares.stepped[self.row] = look_again
+        else:
+            self.shares.stepped.pop(self.row, None)
         self._publish()
-        if aside:
+        if self.aside:
             row = self.board.open_row(self.row)
             mine = row[self.me]
             for process, theirs in enumerate(row):
@@ -187,11 +192,6 @@ class ProcessShares:
             os.eventfd_read(self.board.wakers[self.me])
         for look_again in list(self.stepped.values()):
             look_again()
-
-    def unlisten(self) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self.board.wakers[self.me])
-        self._loop = None
 
 
 class ListenerKeys:
