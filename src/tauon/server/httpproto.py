@@ -30,6 +30,7 @@ from uvicorn.protocols.http import h11_impl, httptools_impl
 
 from tauon.server import trailers
 from tauon.server.acceptor import Ticket
+from tauon.server.coalesce import CoalescingTransport
 from tauon.server.trailers import TRAILERS_KEY, accepts_trailers
 from tauon.settings import DEFAULT_MAX_REQUEST_HEAD, EdgeLimits
 
@@ -73,11 +74,16 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     _timer_kind = ""
     _body_seen = 0.0
     """loop.time() of the body's last bytes: chunks only note it; the one timer checks it when due."""
+    coalescing: CoalescingTransport
+    """This connection's transport, as every write sees it (server/coalesce.py)."""
     ticket: Ticket | None = None
     """This connection's place in the process's count for connection balance (server/acceptor.py)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # Every write of this connection (responses, 100 Continue, 4xx) goes through one coalescing
+        # wrapper, so they stay in order.
+        self.coalescing = CoalescingTransport(transport, self.loop)
+        super().connection_made(cast(asyncio.Transport, self.coalescing))
         if _Connections.live >= self.edge.max_connections:
             now = time.monotonic()
             if now - _Connections.warned_at >= 10:
@@ -199,6 +205,10 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None and accepts_trailers(self.headers):
             trailers.install(self.cycle)  # before its ASGI task first runs
+
+    def on_response_complete(self) -> None:
+        self.coalescing.flush()  # the whole response in one send, before the next one starts
+        super().on_response_complete()
 
     def on_message_complete(self) -> None:
         self._in_head = True  # the next bytes start the next request's head
