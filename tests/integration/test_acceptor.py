@@ -104,6 +104,61 @@ def test_connections_go_to_the_acceptor_holding_fewer(board: ShareBoard, listeni
     run(main)
 
 
+def queue_connections(port: int, count: int) -> list[socket.socket]:
+    """`count` clients whose handshakes the kernel completes: they wait in the accept queue."""
+    return [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+
+
+async def turns(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+def test_a_lone_acceptor_takes_a_whole_burst_in_one_wake_up(listening: socket.socket) -> None:
+    """uvloop (libuv since 1.45) accepts one connection per loop turn, so under load a burst took as
+    many turns as it had connections; this takes them all at once."""
+    taken = {0: 0}
+
+    async def main() -> None:
+        clients = queue_connections(listening.getsockname()[1], 40)
+        acceptor = Acceptor(listening, lambda: Hello(0, taken), None)
+        acceptor.start()
+        await turns(4)  # one to accept, the rest for each connection's setup task
+        assert taken == {0: 40}
+        acceptor.close()
+        for client in clients:
+            client.close()
+
+    run(main)
+
+
+def test_a_burst_is_split_in_one_pass_per_process(board: ShareBoard, listening: socket.socket) -> None:
+    """64 connections wait and the other process is busy (accepting, but its loop has not come round):
+    this one takes its even part, 32, at once, instead of one before each hand-over."""
+    port = listening.getsockname()[1]
+    taken = {0: 0, 1: 0}
+
+    async def main() -> None:
+        clients = queue_connections(port, 64)
+        other = ProcessShares(board, 1).share(KEY)
+        other.start()
+        first = Acceptor(listening, lambda: Hello(0, taken), ProcessShares(board, 0).share(KEY))
+        first.start()
+        await turns(2)
+        assert board.open_row(KEY) == [33, 1]  # 1 + open each: 32 taken, then it stepped aside
+        second = Acceptor(listening.dup(), lambda: Hello(1, taken), other)
+        second.start()
+        await turns(4)
+        assert board.open_row(KEY) == [33, 33] and taken == {0: 32, 1: 32}
+        for acceptor in (first, second):
+            acceptor.close()
+        second.sock.close()
+        for client in clients:
+            client.close()
+
+    run(main)
+
+
 def test_a_process_that_takes_nothing_is_not_waited_for(board: ShareBoard, listening: socket.socket) -> None:
     """The other process accepts on the socket (its cell says so) but never takes a connection: a
     stuck loop. Every connection is still accepted, after about DEFER each."""

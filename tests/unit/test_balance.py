@@ -27,6 +27,21 @@ def test_a_process_steps_aside_only_for_one_that_holds_fewer(row: list[int], me:
     assert busier(row, me) is expected
 
 
+@pytest.mark.parametrize(("row", "me", "waiting", "expected"), [
+    ([2, 1], 0, 0, True),        # nothing queued: the counts alone decide
+    ([2, 1], 0, 1, True),        # open 1 + 0, one queued: 1 is already this process's even part
+    ([2, 1], 0, 2, False),       # a burst: two each in the end, so take on
+    ([17, 1], 0, 48, False),     # 16 open, 48 queued: it takes on up to 32
+    ([32, 1], 0, 33, False),     # 31 open, 33 queued: 32 each
+    ([33, 1], 0, 32, True),      # 32 open: its part of 64
+    ([3, 3, 1], 0, 4, False),    # three processes: (2 + 2 + 0 + 4) / 3 rounds up to 3
+    ([2, 1], 1, 5, False),       # not busier by the counts: the queue does not matter
+])
+def test_a_burst_of_queued_connections_is_split_in_one_pass(row: list[int], me: int, waiting: int,
+                                                             expected: bool) -> None:
+    assert busier(row, me, waiting) is expected
+
+
 @pytest.fixture
 def board() -> Iterator[ShareBoard]:
     board = ShareBoard.create(3)

@@ -1,9 +1,17 @@
-"""Accepting on a listening socket that several serving processes share, so that each new connection
-goes to the process holding the fewest (server/balance.py).
+"""Accepting on an app's listening socket: every waiting connection at once, and, where several
+serving processes share the socket, each new connection to the process holding the fewest
+(server/balance.py).
 
-The event loop's own accept loop (uvloop's, in C) takes every connection it can, whichever process it
-runs in. This one takes a connection only while this process holds no more of the socket's
-connections than any other process accepting there; otherwise it steps aside: it stops watching the
+uvloop's own accept (libuv's, since 1.45) takes one connection per turn of the event loop, so that
+accepting never starves the rest of the loop. A loop busy serving takes several milliseconds a turn:
+wrk's 64 new connections then took 64 turns to be accepted, the last one's first request waited over
+a second, and that ramp alone set a 10-second run's p99. This acceptor takes up to `BATCH` waiting
+connections per wake-up (accept itself is a few microseconds each).
+
+With other processes on the same socket (a `Share`), it takes a connection only while this process
+holds no more of the socket's connections than any other process accepting there, or less than its
+even part of those open and those queued (a burst is split in one pass per process); otherwise it
+steps aside: it stops watching the
 socket (it must not spin on a socket that stays readable) until it holds no more than the others
 again. It learns that when one of its own connections closes, when another process steps aside in
 turn (which wakes it through its eventfd, so two processes never both stand aside while connections
@@ -23,6 +31,7 @@ import errno
 import logging
 import socket
 import ssl
+import struct
 from collections.abc import Callable
 
 from tauon.server.balance import Share
@@ -40,6 +49,17 @@ BATCH = 64
 RETRY_AFTER = 1.0
 """Out of descriptors or memory: stop accepting for this long (asyncio's own pause)."""
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_TCP_INFO_QUEUED = struct.Struct("=I")
+"""Linux's tcp_info of a listening socket: `tcpi_unacked` (offset 24) is its accept queue's length."""
+
+
+def queued(sock: socket.socket) -> int:
+    """Connections waiting in a listening TCP socket's accept queue; 0 where it cannot be read."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+    except (OSError, AttributeError):
+        return 0
+    return _TCP_INFO_QUEUED.unpack_from(info, 24)[0] if len(info) >= 28 else 0
 
 
 class Ticket:
@@ -61,8 +81,8 @@ class Acceptor:
     """Looks like an `asyncio.Server` to uvicorn (`close`, `wait_closed`), which stops it on shutdown.
     The socket itself stays the listener's to close."""
 
-    def __init__(self, sock: socket.socket, protocol_factory: Callable[[], asyncio.Protocol], share: Share,
-                 *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, sock: socket.socket, protocol_factory: Callable[[], asyncio.Protocol],
+                 share: Share | None, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self.sock = sock
         self.protocol_factory = protocol_factory
         self.share = share
@@ -78,8 +98,9 @@ class Acceptor:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.share.shares.listen(self._loop)
-        self.share.start()
+        if self.share is not None:
+            self.share.shares.listen(self._loop)
+            self.share.start()
         self._watch()
 
     def _watch(self) -> None:
@@ -95,18 +116,24 @@ class Acceptor:
 
     def _readable(self) -> None:
         for _ in range(BATCH):
-            if self.share.busier():
+            if self._busier():
                 self._step_aside()
                 return
             if not self._accept_one():
                 return
+
+    def _busier(self) -> bool:
+        """Whether to leave the next connection to another process; the queue is read only when the
+        counts alone say so (a system call)."""
+        share = self.share
+        return share is not None and share.busier() and share.busier(queued(self.sock))
 
     def _step_aside(self) -> None:
         """Stop watching the socket until this process is no longer the busier one: its own
         connection closes, or another process wakes it (stepping aside itself), or every `TICK` it
         looks at the board. If the others take nothing for DEFER while it stands aside, it takes
         what waits."""
-        assert self._loop is not None
+        assert self._loop is not None and self.share is not None
         self._unwatch()
         self._others = self.share.others_accepted()
         self._since = self._loop.time()
@@ -114,6 +141,7 @@ class Acceptor:
         self._timer = self._loop.call_later(TICK, self._look_again)
 
     def _come_back(self) -> None:
+        assert self.share is not None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -121,10 +149,10 @@ class Acceptor:
         self._watch()
 
     def _look_again(self) -> None:
-        assert self._loop is not None
+        assert self._loop is not None and self.share is not None
         if self._closed or not self.share.aside:
             return
-        if not self.share.busier():
+        if not self._busier():
             self._come_back()
             return
         others, now = self.share.others_accepted(), self._loop.time()
@@ -142,6 +170,7 @@ class Acceptor:
 
     def closed_one(self) -> None:
         """A connection this acceptor took has closed (its Ticket)."""
+        assert self.share is not None
         self.share.let_go()
         if self.share.aside:
             self._look_again()
@@ -161,8 +190,10 @@ class Acceptor:
                 self._pause()
                 return False
             raise
-        ticket = Ticket(self)
-        self.share.took()
+        ticket: Ticket | None = None
+        if self.share is not None:
+            ticket = Ticket(self)
+            self.share.took()
         conn.setblocking(False)
         if conn.family in (socket.AF_INET, socket.AF_INET6):
             # As asyncio's own accept does: Nagle + delayed ACKs would add ~40 ms to keep-alive replies.
@@ -183,7 +214,7 @@ class Acceptor:
         self._paused = False
         self._watch()
 
-    async def _connect(self, conn: socket.socket, ticket: Ticket) -> None:
+    async def _connect(self, conn: socket.socket, ticket: Ticket | None) -> None:
         assert self._loop is not None
 
         def protocol() -> asyncio.Protocol:
@@ -195,7 +226,8 @@ class Acceptor:
             await self._loop.connect_accepted_socket(protocol, conn, ssl=self.ssl_context)
         except Exception as exc:  # a failed TLS handshake, a client gone before it started
             log.debug("connection on %s ended before it started: %r", _name(self.sock), exc)
-            ticket.close()
+            if ticket is not None:
+                ticket.close()
             conn.close()
 
     # -- what uvicorn calls on shutdown ------------------------------------------------------------
@@ -206,7 +238,8 @@ class Acceptor:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.share.stop()
+        if self.share is not None:
+            self.share.stop()
 
     async def wait_closed(self) -> None:
         if self._tasks:  # connections still being set up (a TLS handshake) finish first

@@ -2,7 +2,8 @@
 
 tauon binds the socket itself (a bind failure is an app error, not uvicorn's `sys.exit(3)`), turns off
 uvicorn's signal capture (N servers in one process would fight over handlers; the daemon owns signals),
-lifespan, the `server:` header that Spin does not send, and proxy-header rewriting. The HTTP protocol
+lifespan, the `server:` header that Spin does not send, and proxy-header rewriting. It accepts through
+server/acceptor.py (every waiting connection at once, balanced between processes). The HTTP protocol
 is server/httpproto.py; HTTPS (an app file's `tls`) is server/tls.py.
 """
 
@@ -33,15 +34,17 @@ log = logging.getLogger("tauon.listener")
 
 
 class _EmbeddedServer(uvicorn.Server):
+    """uvicorn's server, accepting through server/acceptor.py (all waiting connections at once)."""
+
     share: Share | None = None
-    """Set when other processes accept on the same socket: accept through server/acceptor.py."""
+    """Set when other processes accept on the same socket: balance connections with them."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        if self.share is None or not sockets:
+        if not sockets:
             await super().startup(sockets)
             return
         await super().startup([])  # everything but the accepting (lifespan is off)
