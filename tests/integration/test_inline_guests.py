@@ -152,3 +152,31 @@ def test_a_run_that_cannot_finish_on_the_loop_is_served_on_a_thread(
         assert executor.inline_runs == 2
 
     serve("c-inline", engine, scenario)
+
+
+def test_at_the_apps_concurrency_limit_requests_wait_their_turn_and_still_run_on_the_loop(
+        engine: WasmEngine) -> None:
+    """Sent to threads instead, they would hold places in the limit while queuing for a run slot, and
+    under steady load the limit stayed full of them: every later request went to threads too."""
+    async def scenario(board: Switchboard, executor: WasiHttpExecutor) -> None:
+        for _ in range(WARMUP):
+            await request(board, "/echo-path/a")
+        limiter = executor._limiter
+        holders = [object() for _ in range(int(limiter.total_tokens))]
+        for holder in holders:  # the app is at its limit
+            limiter.acquire_on_behalf_of_nowait(holder)
+        results: list[int] = []
+
+        async def one() -> None:
+            results.append((await request(board, "/echo-path/b"))[0])
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(one)
+            await anyio.sleep(0.2)
+            assert results == [] and executor.inline_runs == 0  # waiting for a place, not on threads
+            for holder in holders:
+                limiter.release_on_behalf_of(holder)
+        assert results == [200] * 4 and executor.inline_runs == 4
+
+    serve("c", engine, scenario)

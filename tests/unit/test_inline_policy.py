@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tauon.executors import inline
 from tauon.executors.inline import BACKOFF, FAST_RUN, SAMPLE_EVERY, WARMUP, InlinePolicy, pure_imports
 
 C_FIXTURE = [  # what the 7 KB C fixture imports, as LinkedComponent lists it
@@ -27,6 +28,7 @@ def warmed(cpu: float) -> InlinePolicy:
     policy = InlinePolicy(pure=True)
     for _ in range(WARMUP):
         assert not policy.wanted()  # measured on threads first
+        assert policy.measures(inline=False)
         policy.record(cpu)
     return policy
 
@@ -60,6 +62,18 @@ def test_an_abandoned_run_backs_off_for_a_while() -> None:
     assert policy.wanted()
 
 
-def test_runs_on_the_loop_are_sampled() -> None:
-    policy = InlinePolicy(pure=True)
-    assert [policy.sample() for _ in range(3 * SAMPLE_EVERY)].count(True) == 3
+def test_runs_on_the_loop_are_sampled_and_runs_on_threads_measured_only_while_warming_up() -> None:
+    policy = warmed(FAST_RUN / 4)
+    assert [policy.measures(inline=True) for _ in range(3 * SAMPLE_EVERY)].count(True) == 3
+    assert not policy.measures(inline=False)  # a thread run reads dearer: it must not steer
+    assert not InlinePolicy(pure=False).measures(inline=False)
+
+
+def test_a_guest_over_the_limit_is_probed_on_the_loop_and_comes_back_when_fast() -> None:
+    policy = warmed(FAST_RUN * 2)
+    wanted = [policy.wanted() for _ in range(3 * inline.PROBE_EVERY)]
+    assert wanted.count(True) == 3 and wanted[inline.PROBE_EVERY - 1]  # one probe in inline.PROBE_EVERY
+    assert policy.measures(inline=True)  # every probe is measured
+    for _ in range(40):  # probes that found it fast
+        policy.record(FAST_RUN / 10)
+    assert policy.wanted()
