@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,16 +43,24 @@ class NoHostState(RuntimeError):
     pass
 
 
-@contextmanager
-def bound_state(state: Any) -> Iterator[None]:
-    """Make `state` the host state for wasm run by this thread inside the block (re-entrant)."""
-    previous = _local.state
-    _local.state = state
-    _local.error = None
-    try:
-        yield
-    finally:
-        _local.state = previous
+class bound_state:  # lower-case: it reads as a function, `with bound_state(state):`
+    """Make `state` the host state for wasm run by this thread inside the block (re-entrant). A class,
+    not a @contextmanager generator: a request enters it three times, and the generator cost twice
+    as much (1.7 against 0.7 us)."""
+
+    __slots__ = ("_previous", "_state")
+
+    def __init__(self, state: Any) -> None:
+        self._state = state
+        self._previous: Any = None
+
+    def __enter__(self) -> None:
+        self._previous = _local.state
+        _local.state = self._state
+        _local.error = None
+
+    def __exit__(self, *exc: object) -> None:
+        _local.state = self._previous
 
 
 def take_host_error() -> BaseException | None:
