@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,9 +15,12 @@ import anyio
 import pytest
 
 from tauon.metrics import Metrics
+from tauon.model.address import Address
+from tauon.server.listener import Listener, bind_socket
 from tauon.settings import Settings
 from tauon.wasm.pool import PoolSettings
 from tauon.workers import pool as pool_module
+from tauon.workers.child import HandedSockets
 from tauon.workers.pool import RUNTIME_PREFIX, ProcessPool
 
 pytestmark = pytest.mark.integration
@@ -68,5 +72,33 @@ def test_workers_start_answer_restart_and_stop(tmp_path: Path, monkeypatch: pyte
             await pool.stop()
             assert second.proc.returncode == 0  # asked to stop, it drained and exited
             assert not pool.live and not pool.runtime_dir.exists()
+
+    anyio.run(main)
+
+
+def test_a_listener_the_daemon_closed_while_its_deploy_built_is_not_served() -> None:
+    """A stop or a move lands while a worker is still building a deploy: the daemon's Close comes
+    first. The deploy is then dropped (workers/child.py), and a listener that was starting when the
+    Close came is stopped again, so the worker never accepts on a port the daemon gave up."""
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("nothing may be served")
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            host = HandedSockets(tg)
+            host.received(7, bind_socket(Address("127.0.0.1", 0)))
+            await host.close_key(7)  # the Close, before the deploy asked for its socket
+            assert 7 in host.closed and 7 not in host.sockets
+            with pytest.raises(RuntimeError, match="no listening socket for listener 7"):
+                host.socket_for("a.json", 7)
+            # A Close that came while the listener was starting: it is stopped once started.
+            sock = bind_socket(Address("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            listener = Listener(Address("127.0.0.1", port), app, owner="a.json", drain_timeout=1.0,
+                                sock=sock, key=7)
+            await host.start(listener, None)
+            assert 7 not in host.listeners and listener.closed.is_set()
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
     anyio.run(main)

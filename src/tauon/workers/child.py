@@ -71,6 +71,9 @@ class HandedSockets:
         """Listening sockets received and not yet served (the key's deploy is still building)."""
         self.listeners: dict[int, Listener] = {}
         self.closing: dict[int, Listener] = {}
+        self.closed: set[int] = set()
+        """Keys the daemon closed (it never reuses one): a deploy for one that was still building
+        when the Close came is dropped, not failed."""
 
     def received(self, key: int, sock: socket.socket) -> None:
         """Stored at once, in channel order, so a later message for the same key finds it."""
@@ -90,6 +93,10 @@ class HandedSockets:
 
     async def start(self, listener: Listener, previous: Listener | None) -> None:
         await self.tg.start(listener.run)
+        if listener.key in self.closed:  # closed by the daemon while it started: stop it again
+            with anyio.CancelScope(shield=True):
+                await listener.stop()
+            return
         self.listeners[listener.key] = listener
 
     async def close(self, listener: Listener) -> None:
@@ -104,6 +111,7 @@ class HandedSockets:
     async def close_key(self, key: int) -> None:
         """Stop accepting on `key` and drain; returns once this process no longer holds the socket
         (the daemon may be about to bind its port again)."""
+        self.closed.add(key)
         sock = self.sockets.pop(key, None)
         if sock is not None:
             sock.close()
@@ -217,7 +225,11 @@ class Worker:
         if current is not None and current.serial >= message.serial:
             return  # a resync raced a newer deploy: this one is already served (or superseded)
         gen = await build_generation(message.plan, message.number, self.engine, self.compile_limiter)
-        if self.stopping:
+        if self.stopping or message.key in self.host.closed:
+            # Stopping, or the daemon closed this listener while the generation was building (a
+            # stop or a move landing as this worker started): a newer message says what to serve.
+            log.debug("worker %d: deploy %s abandoned: its listener was closed meanwhile", os.getpid(),
+                      message.app)
             gen.close()
             return
         with anyio.CancelScope(shield=True):

@@ -252,7 +252,7 @@ class ProcessPool:
             Deploy(seq=0, app=app_id, serial=deployed.serial, number=deployed.number, plan=deployed.plan,
                    address=deployed.address, key=deployed.key, fd=first),
             deployed.sock if first else None, timeout=REPLY_TIMEOUT)
-        if isinstance(reply, Failed) and worker.alive:
+        if isinstance(reply, Failed) and worker.alive and not self._stopping:
             if reply.transient:  # e.g. out of descriptors: retry later, kill nothing
                 worker.keys.discard(deployed.key)
                 log.warning("%s could not serve %s generation %d yet: %s; trying again in %.0fs",
