@@ -13,8 +13,8 @@ stall the loop or be seen by anyone:
   first estimate comes from `WARMUP` runs on threads). Only runs on the loop move the average once
   warmed up: a run on a thread takes the GIL back at every host call and reads dearer than the same
   run on the loop, so a guest near the limit that moved to threads looked slow there for good (the C
-  fixture, 0.3-0.45 ms a run on a slower machine against a 0.5 ms limit, went to threads for good and
-  served 730 requests/s instead of 2,000). A guest over the limit is run on the loop once in
+  fixture, 0.3-0.45 ms a run on a slower machine against a 0.5 ms limit, read ~1 ms on threads and
+  stayed there). A guest over the limit is run on the loop once in
   `PROBE_EVERY` requests, measured, so that it comes back when it is fast again;
 - the request has no body (nothing to wait for from the client);
 - the run is abandoned, and the request served again from the start on a guest thread, as soon as a
