@@ -9,13 +9,14 @@ stall the loop or be seen by anyone:
 - its component imports only interfaces whose calls touch nothing outside the request (`PURE`: the
   wasi:http types, streams, clocks, random, environment, stdout/stderr): a run can then be abandoned
   and run again on a thread without anyone noticing. Its log lines are held until the run ends;
-- its runs are measured fast: the average CPU time of its runs on the loop is under `FAST_RUN` (the
-  first estimate comes from `WARMUP` runs on threads). Only runs on the loop move the average once
-  warmed up: a run on a thread takes the GIL back at every host call and reads dearer than the same
-  run on the loop, so a guest near the limit that moved to threads looked slow there for good (the C
-  fixture, 0.3-0.45 ms a run on a slower machine against a 0.5 ms limit, read ~1 ms on threads and
-  stayed there). A guest over the limit is run on the loop once in
-  `PROBE_EVERY` requests, measured, so that it comes back when it is fast again;
+- its runs are measured fast. Its first `WARMUP` runs go to threads; unless they took over
+  `SLOW_HINT` each, its next `WARMUP` runs go to the loop, each measured, and from then on the
+  average CPU time of its runs on the loop must stay under `FAST_RUN`. Only runs on the loop count:
+  a run on a thread takes the GIL back at every host call and reads dearer than the same run on the
+  loop (the C fixture, 0.3-0.45 ms a run on the loop on a slower machine, read ~1 ms on threads,
+  over the limit, and stayed there for good while only threads were measured). A guest over the
+  limit is run on the loop once in `PROBE_EVERY` requests, measured, so it comes back when it is
+  fast again;
 - the request has no body (nothing to wait for from the client);
 - the run is abandoned, and the request served again from the start on a guest thread, as soon as a
   host call would have to wait (a full response pipe, a timer, poll) or the guest runs past
@@ -46,7 +47,11 @@ FAST_RUN = 0.001
 """Average CPU seconds per run under which a component's guests run on the event loop: a run holds
 the loop for about this long."""
 WARMUP = 8
-"""Runs measured on threads before the first run on the loop."""
+"""Runs measured on threads before the first run on the loop, and runs on the loop measured before
+the loop's average decides."""
+SLOW_HINT = 0.01
+"""Average CPU seconds of the warm-up runs on threads over which the guest is not tried on the loop
+(only probed): its runs would be abandoned there anyway."""
 INLINE_TICKS = 2
 """Epoch deadline of a run on the loop: after one whole tick (10 ms) it is abandoned."""
 BACKOFF = 1000
@@ -66,12 +71,17 @@ class InlinePolicy:
     """One executor's decision, per request, whether its guest runs on the loop (no lock: a lost
     update between threads only makes the average a little staler)."""
 
-    __slots__ = ("average", "backoff", "pure", "runs", "since_probe", "skipped")
+    __slots__ = ("average", "backoff", "loop_runs", "pure", "runs", "since_probe", "skipped")
 
     def __init__(self, pure: bool) -> None:
         self.pure = pure
         self.runs = 0
+        """Runs measured on threads (the warm-up)."""
+        self.loop_runs = 0
+        """Runs measured on the loop."""
         self.average = 0.0
+        """CPU seconds per run: of the warm-up on threads until the first run on the loop is measured,
+        then of the runs on the loop."""
         self.backoff = 0
         self.skipped = 0
         self.since_probe = 0
@@ -83,7 +93,7 @@ class InlinePolicy:
         if not inline:
             return self.pure and self.runs < WARMUP
         self.skipped += 1
-        if self.skipped < SAMPLE_EVERY and self.average < FAST_RUN:
+        if self.skipped < SAMPLE_EVERY and self.average < FAST_RUN and self.loop_runs >= WARMUP:
             return False
         self.skipped = 0
         return True
@@ -94,6 +104,8 @@ class InlinePolicy:
         if self.backoff:
             self.backoff -= 1
             return False
+        if self.loop_runs < WARMUP and self.average < SLOW_HINT:
+            return True  # the loop's own warm-up, every run measured
         if self.average < FAST_RUN:
             return True
         self.since_probe += 1
@@ -102,15 +114,21 @@ class InlinePolicy:
         self.since_probe = 0
         return True  # a probe
 
-    def record(self, cpu: float) -> None:
-        """A measured run took `cpu` seconds of its thread's CPU time."""
-        self.runs += 1
-        weight = 0.1 if self.runs > WARMUP else 1 / self.runs
+    def record(self, cpu: float, *, inline: bool) -> None:
+        """A measured run took `cpu` seconds of its thread's CPU time (`inline`: on the loop). The
+        first run on the loop replaces the threads' estimate."""
+        if inline:
+            self.loop_runs += 1
+            count = self.loop_runs
+        else:
+            self.runs += 1
+            count = self.runs
+        weight = 0.1 if count > WARMUP else 1 / count
         self.average += (cpu - self.average) * weight
 
     def abandoned(self) -> None:
         self.backoff = BACKOFF
 
 
-__all__ = ["BACKOFF", "FAST_RUN", "INLINE_TICKS", "PROBE_EVERY", "PURE", "SAMPLE_EVERY", "WARMUP",
-           "InlinePolicy", "WouldBlock", "pure_imports"]
+__all__ = ["BACKOFF", "FAST_RUN", "INLINE_TICKS", "PROBE_EVERY", "PURE", "SAMPLE_EVERY", "SLOW_HINT",
+           "WARMUP", "InlinePolicy", "WouldBlock", "pure_imports"]

@@ -277,7 +277,7 @@ class WasiHttpExecutor(ComponentExecutor):
             del store
             self._teardown += (time.perf_counter() - freeing - self._teardown) * 0.1
             if measured:
-                self.inline.record(time.thread_time() - started)
+                self.inline.record(time.thread_time() - started, inline=inline)
 
     async def _feed(self, receive: Receive, pipe: BytePipe, wake: asyncio.Event,
                     too_large: list[bool]) -> None:
