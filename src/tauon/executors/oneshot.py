@@ -16,7 +16,7 @@ from tauon.app.plan import Limits
 from tauon.executors.base import ExecutorSetup, GuestExecutor
 from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.state import HostConfig, HostState
-from tauon.wasm.component.guest import GuestFunc, Trap, instantiate
+from tauon.wasm.component.guest import GuestFunc, Instantiator, Trap
 from tauon.wasm.component.host import bound_state
 from tauon.wasm.engine import WasmEngine, limited_store
 from tauon.wasm.runtime.guest import RuntimeGuestFunc
@@ -49,9 +49,7 @@ class WasmtimeRunner:
         self._component = component
         self._engine = engine
         self._linked = linked
-
-    def instantiate(self, store: wasmtime.Store, state: Any) -> Any:
-        return instantiate(self._linked.linker, store, self._component, state)
+        self.instantiate = Instantiator(linked.linker, component)
 
     def func(self, interface: str, name: str) -> GuestCallable:
         return export_func(self._component, self._engine, interface, name, self._linked)

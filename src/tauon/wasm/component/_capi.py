@@ -78,12 +78,21 @@ def _fn_nogil(name: str, restype: Any, *argtypes: Any) -> Any:
 
 
 # Host functions and resource destructors, as tauon declares them: plain pointers for speed.
-HostCallback = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, ValPtr, c_size_t, ValPtr, c_size_t)
+# `args` and `results` arrive as plain addresses: a pointer object per array cost more than the value
+# views the converters need (Val.from_address).
+HostCallback = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p,
+                                c_size_t)
 DtorCallback = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_uint32)
 Finalizer = ctypes.CFUNCTYPE(None, c_void_p)
 
 func_call = _fn_nogil("wasmtime_component_func_call", c_void_p,
                 c_void_p, c_void_p, ValPtr, c_size_t, ValPtr, c_size_t)
+linker_instantiate = _fn_nogil("wasmtime_component_linker_instantiate", c_void_p,
+                                c_void_p, c_void_p, c_void_p, c_void_p)
+"""(linker, context, component, instance out): start-up code may run, so the GIL is released."""
+instance_get_func = _fn("wasmtime_component_instance_get_func", c_bool,
+                        c_void_p, c_void_p, c_void_p, c_void_p)
+"""(instance, context, export index, func out) -> found."""
 linker_instance_add_func = _fn("wasmtime_component_linker_instance_add_func", c_void_p,
                                c_void_p, c_char_p, c_size_t, HostCallback, c_void_p, Finalizer)
 linker_instance_add_resource = _fn("wasmtime_component_linker_instance_add_resource", c_void_p,
@@ -101,6 +110,9 @@ resource_host_to_any = _fn("wasmtime_component_resource_host_to_any", c_void_p,
 resource_any_to_host = _fn("wasmtime_component_resource_any_to_host", c_void_p,
                            c_void_p, c_void_p, POINTER(c_void_p))
 resource_any_delete = _fn("wasmtime_component_resource_any_delete", None, c_void_p)
+resource_host_to_any_at = _fn("wasmtime_component_resource_host_to_any", c_void_p,
+                              c_void_p, c_void_p, c_void_p)
+"""resource_host_to_any writing its result to a plain address (a value's payload): no pointer object."""
 
 val_new = _fn("wasmtime_component_val_new", ValPtr, ValPtr)
 val_new_at = _fn("wasmtime_component_val_new", c_void_p, c_void_p)

@@ -60,6 +60,7 @@ from tauon.wasm.component.codec_basic import (
     scalar,
     string,
 )
+from tauon.wasm.component.codec_flat_basic import RAM, READ_PTR
 
 __all__ = ["Codec", "Frozen", "Lift", "Lower", "ResourceError", "ResourceIds", "UnsupportedType",
            "compile_type", "err", "ok"]
@@ -326,30 +327,31 @@ def _flags(names: Sequence[str]) -> Codec:
 
 
 def _resource(host_id: int | None, owned: bool) -> Codec:
-    payload = c.VAL_PAYLOAD
+    # A handle crosses in three C calls each way; everything around them is kept to plain integers
+    # (a request of the C fixture converts eleven handles).
+    payload = c.VAL_PAYLOAD - 1  # RAM is indexed by address - 1
+    to_host, rep_of, delete = c.resource_any_to_host, c.resource_host_rep, c.resource_host_delete
+    new_host, to_any = c.resource_host_new, c.resource_host_to_any_at
+    addressof, byref, kind = ctypes.addressof, ctypes.byref, c.KIND_RESOURCE
 
     def lift(ctx: int, v: Any) -> int:
-        any_ptr = VOIDP.from_address(ctypes.addressof(v) + payload).value
         host = VOIDP()
-        error = c.resource_any_to_host(ctx, any_ptr, ctypes.byref(host))
+        error = to_host(ctx, READ_PTR(RAM, addressof(v) + payload)[0], byref(host))
         if error:
             raise ResourceError(f"expected a host resource: {c.take_error(error)}")
-        try:
-            return int(c.resource_host_rep(host))
-        finally:
-            c.resource_host_delete(host)
+        rep: int = rep_of(host)
+        delete(host)
+        return rep
 
     def lower(ctx: int, x: Any, v: Any) -> None:
         if host_id is None:
             raise ResourceError("cannot pass a guest-defined resource from the host")
-        host = c.resource_host_new(owned, x, host_id)
-        any_ptr = VOIDP()
-        error = c.resource_host_to_any(ctx, host, ctypes.byref(any_ptr))
-        c.resource_host_delete(host)
+        host = new_host(owned, x, host_id)
+        error = to_any(ctx, host, addressof(v) + payload + 1)  # the handle, into the payload
+        delete(host)
         if error:
             raise ResourceError(c.take_error(error))
-        VOIDP.from_address(ctypes.addressof(v) + payload).value = any_ptr.value
-        v.kind = c.KIND_RESOURCE
+        v.kind = kind
 
     return Codec(lift, lower)
 

@@ -6,6 +6,7 @@ import ctypes
 from typing import Any
 
 import wasmtime
+from wasmtime import _ffi as ffi
 from wasmtime.component import Component, FuncType, Instance, Linker
 
 from tauon.wasm.component import _capi as c
@@ -53,15 +54,32 @@ def context_address(store: wasmtime.Store) -> int:
     return ctypes.c_void_p.from_buffer(store._context()).value or 0
 
 
-def instantiate(linker: Linker, store: wasmtime.Store, component: Component, state: Any) -> Instance:
-    """Instantiate with `state` bound (start-up code may call host functions)."""
-    with bound_state(state):
-        try:
-            return linker.instantiate(store, component)
-        except wasmtime.WasmtimeError as exc:
-            host_error = take_host_error()
-            kind = "busy" if is_exhausted(exc) else "instantiate"
-            raise Trap(f"instantiation failed: {exc}", kind=kind, host_error=host_error) from exc
+def address(obj: Any) -> int:
+    """The C pointer a wasmtime object (Linker, Component, ...) wraps, as an int."""
+    return ctypes.c_void_p.from_buffer(obj.ptr()).value or 0
+
+
+class Instantiator:
+    """Instantiates one component with one linker, straight through the C API: the package's
+    `Linker.instantiate` re-reads both pointers and wraps them on every call."""
+
+    def __init__(self, linker: Linker, component: Component) -> None:
+        self._keep = (linker, component)  # they own what the addresses point at
+        self._linker = address(linker)
+        self._component = address(component)
+
+    def __call__(self, store: wasmtime.Store, state: Any) -> Instance:
+        """Instantiate with `state` bound (start-up code may call host functions)."""
+        raw = ffi.wasmtime_component_instance_t()
+        with bound_state(state):
+            error = c.linker_instantiate(self._linker, context_address(store), self._component,
+                                         ctypes.addressof(raw))
+            if error:
+                host_error = take_host_error()
+                message = c.take_error(error)
+                kind = "busy" if is_exhausted(message) else "instantiate"
+                raise Trap(f"instantiation failed: {message}", kind=kind, host_error=host_error)
+        return Instance._from_raw(raw)
 
 
 class GuestFunc:
@@ -76,14 +94,16 @@ class GuestFunc:
         if index is None:
             raise LookupError(f"component does not export {name} in {interface}")
         self.label = f"{interface}#{name}" if interface else name
-        self._index = index
+        self._index = index  # owns what _index_at points at
+        self._index_at = address(index)
         _, _, self._lowers, self._lift = compile_signature(fty, resources)
 
     def call(self, store: wasmtime.Store, instance: Instance, state: Any, *args: Any) -> Any:
-        func = instance.get_func(store, self._index)
-        if func is None:
-            raise LookupError(f"{self.label} is not a function")
         ctx = context_address(store)
+        func = ffi.wasmtime_component_func_t()
+        if not c.instance_get_func(ctypes.addressof(instance._instance), ctx, self._index_at,
+                                   ctypes.addressof(func)):
+            raise LookupError(f"{self.label} is not a function")
         n = len(args)
         if n != len(self._lowers):
             raise TypeError(f"{self.label} takes {len(self._lowers)} arguments, got {n}")
@@ -94,7 +114,7 @@ class GuestFunc:
         want = 1 if self._lift is not None else 0
         try:
             with bound_state(state):
-                error = c.func_call(ctypes.addressof(func._func), ctx, params, n,
+                error = c.func_call(ctypes.addressof(func), ctx, params, n,
                                     ctypes.byref(result) if want else None, want)
                 host_error = take_host_error() if error else None
         finally:

@@ -112,7 +112,11 @@ def _fail(name: str, exc: BaseException) -> int:
     return int(c.error_new(text.encode("utf-8", "replace")))
 
 
-def _call_host(data: int, ctx: int, _fty: int, args: Any, nargs: int, results: Any, nresults: int) -> int:
+_at = c.Val.from_address
+_VAL = c.VAL_SIZE
+
+
+def _call_host(data: int, ctx: int, _fty: int, args: int, nargs: int, results: int, nresults: int) -> int:
     slot = _funcs.slots[data]
     assert slot is not None
     try:
@@ -123,11 +127,11 @@ def _call_host(data: int, ctx: int, _fty: int, args: Any, nargs: int, results: A
         if nargs == 0 or lifts is None:
             out = slot.impl(state)
         elif nargs == 1:
-            out = slot.impl(state, lifts[0](ctx, args[0]))
+            out = slot.impl(state, lifts[0](ctx, _at(args)))
         else:
-            out = slot.impl(state, *[lifts[i](ctx, args[i]) for i in range(nargs)])
+            out = slot.impl(state, *[lifts[i](ctx, _at(args + i * _VAL)) for i in range(nargs)])
         if slot.lower is not None:
-            slot.lower(ctx, out, results[0])
+            slot.lower(ctx, out, _at(results))
         return 0
     except BaseException as exc:  # everything must become a trap: nothing may unwind through C
         return _fail(slot.name, exc)
