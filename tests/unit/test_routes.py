@@ -7,6 +7,7 @@ import re
 import pytest
 
 from tauon.app.routes import (
+    MEMO_PATHS,
     RESERVED_ROUTE_MESSAGE,
     RouteMatch,
     Router,
@@ -309,3 +310,15 @@ def test_many_routes_stay_correct() -> None:
     assert target(r, "/r7/other") == "/r7/..."
     assert target(r, "/r29") == "/r29/..."
     assert target(r, "/zzz") == "/..."
+
+
+def test_matches_are_remembered_per_path_and_the_memory_is_bounded() -> None:
+    router = Router.build([("/api/:id", "api"), ("/...", "rest")])
+    first = router.match("/api/7")
+    assert first is not None and first.target == "api" and first.params == (("id", "7"),)
+    assert router.match("/api/7") is first  # the same immutable match, not matched again
+    assert router.match("/nothing/here") is router.match("/nothing/here")
+    for i in range(3 * MEMO_PATHS):
+        match = router.match(f"/api/{i}")
+        assert match is not None and match.params == (("id", str(i)),)
+    assert len(router._memo) <= MEMO_PATHS

@@ -6,6 +6,7 @@ server.rs (handle, app_info).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -23,16 +24,16 @@ def _ascii_upper(text: str) -> str:
 
 def _value(key: str, wagi: str, value: str) -> SpinValue:
     """One value: SPIN_X_Y becomes header 'spin-x-y'; the WAGI name is given as is."""
-    header = _HEADERS.get(key)
-    if header is None:
-        header = key.replace("_", "-").lower()
-    return SpinValue(header=header, wagi=wagi, value=value)
+    return SpinValue(header=key.replace("_", "-").lower(), wagi=wagi, value=value)
 
 
-_HEADERS = {key: key.replace("_", "-").lower() for key in (
-    "SPIN_PATH_INFO", "SPIN_FULL_URL", "SPIN_MATCHED_ROUTE", "SPIN_BASE_PATH", "SPIN_RAW_COMPONENT_ROUTE",
-    "SPIN_COMPONENT_ROUTE", "SPIN_CLIENT_ADDR")}
-"""The fixed names, converted once (this runs for every request)."""
+@functools.lru_cache(maxsize=4096)
+def _route_values(normalized: str, raw: str, component: str) -> tuple[SpinValue, ...]:
+    """The values fixed by the route, made once per route rather than for every request."""
+    return (SpinValue("spin-matched-route", "X_MATCHED_ROUTE", normalized),
+            SpinValue("spin-base-path", "X_BASE_PATH", "/"),
+            SpinValue("spin-raw-component-route", "X_RAW_COMPONENT_ROUTE", raw),
+            SpinValue("spin-component-route", "X_COMPONENT_ROUTE", component))
 
 
 def format_client_addr(client: tuple[str, int]) -> str:
@@ -51,13 +52,10 @@ def spin_values(
 ) -> tuple[SpinValue, ...]:
     """The values in Spin's order. `host` is the Host header as received (None if absent)."""
     values = [
-        _value("SPIN_PATH_INFO", "PATH_INFO", match.path_info),
-        _value("SPIN_FULL_URL", "X_FULL_URL", f"{scheme}://{host or 'localhost'}{path_and_query}"),
-        _value("SPIN_MATCHED_ROUTE", "X_MATCHED_ROUTE", match.normalized_route),
-        _value("SPIN_BASE_PATH", "X_BASE_PATH", "/"),
-        _value("SPIN_RAW_COMPONENT_ROUTE", "X_RAW_COMPONENT_ROUTE", match.raw_route),
-        _value("SPIN_COMPONENT_ROUTE", "X_COMPONENT_ROUTE", match.component_route),
-        _value("SPIN_CLIENT_ADDR", "X_CLIENT_ADDR", format_client_addr(client)),
+        SpinValue("spin-path-info", "PATH_INFO", match.path_info),
+        SpinValue("spin-full-url", "X_FULL_URL", f"{scheme}://{host or 'localhost'}{path_and_query}"),
+        *_route_values(match.normalized_route, match.raw_route, match.component_route),
+        SpinValue("spin-client-addr", "X_CLIENT_ADDR", format_client_addr(client)),
     ]
     # Spin collects captures in a map, so a repeated name yields one value: the last capture.
     captures = dict(match.params)
