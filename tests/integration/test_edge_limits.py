@@ -99,6 +99,34 @@ def test_idle_and_slow_head_connections_are_closed_at_the_head_timeout(tmp_path:
             sock.close()
 
 
+def test_a_head_left_incomplete_on_a_kept_alive_connection_is_closed_at_the_head_timeout(
+        tmp_path: Path) -> None:
+    """After a whole request, the next head's first bytes (a partial request line, or only the blank
+    line a client may send first) end uvicorn's keep-alive timer; the head timer takes over. It is
+    armed only when a read leaves a head incomplete, so these are the cases that must still get one."""
+    watch, port = hello(tmp_path)
+    request = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+    with run_tauon(tmp_path, "--workers", "1", "--head-timeout", "2", watch_dir=watch):
+        wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")
+        socks = []
+        for tail in (b"GET /hel", b"\r\n"):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(request)
+            sock.settimeout(5)
+            assert b"Hello" in sock.recv(65536)
+            sock.sendall(tail)
+            socks.append(sock)
+        # A pipelined whole request followed by part of the next, in one send.
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(request + b"GET /hello HTTP/1.1\r\nHo")
+        socks.append(sock)
+        started = time.monotonic()
+        assert all(closed_within(sock, 8) for sock in socks)
+        assert time.monotonic() - started < 8  # the keep-alive timeout is 5 s; the head timeout 2 s
+        for sock in socks:
+            sock.close()
+
+
 def test_a_stalled_body_is_cut_off_at_the_body_timeout(tmp_path: Path) -> None:
     watch, port = hello(tmp_path)
     with run_tauon(tmp_path, "--workers", "1", "--body-timeout", "2", watch_dir=watch):
