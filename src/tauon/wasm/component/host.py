@@ -176,8 +176,8 @@ def _compile(ty: ValType, resources: ResourceIds, latin1_bytes: bool, flat: bool
     if fast is None:
         return generic
     # Lifting flat only reads memory, so every value without resources is lifted flat: a header list
-    # (fields.from-list) took 20 us per request through codec.py's C call per string and list, 4
-    # flat. Lowering flat builds in a scratch buffer and clones; only interfaces asking for it do.
+    # (fields.from-list) costs codec.py a C call per string and list, the flat lift a memoryview read
+    # per field. Lowering flat builds in a scratch buffer and clones; only interfaces asking for it do.
     return fast if flat else Codec(fast.lift, generic.lower)
 
 
