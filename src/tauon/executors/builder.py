@@ -50,6 +50,7 @@ from tauon.hostif.state import ChainTarget, HostConfig
 from tauon.services import ComponentServices
 from tauon.wasm.component._capi import check_version
 from tauon.wasm.component.cache import compile_component
+from tauon.wasm.component.importkey import import_key
 from tauon.wasm.engine import WasmEngine
 
 
@@ -101,12 +102,12 @@ def _setup(plan: GenerationPlan, component: ComponentPlan, context: BuildContext
                          context.logger)
 
 
-def _link(engine: WasmEngine, compiled: Component, component_id: str) -> LinkedComponent:
+def _link(engine: WasmEngine, compiled: Component, component: ComponentPlan) -> LinkedComponent:
     try:
-        return build_linker(engine.engine, compiled)
+        return build_linker(engine.engine, compiled, import_key=import_key(Path(component.wasm_path)))
     except (RuntimeError, wasmtime.WasmtimeError) as exc:
-        raise LoadError(f"component '{component_id}' cannot be linked: {exc}",
-                        field=f"components.{component_id}.source") from exc
+        raise LoadError(f"component '{component.id}' cannot be linked: {exc}",
+                        field=f"components.{component.id}.source") from exc
 
 
 def build_component_executor(*, app_id: str, component: ComponentPlan, engine: WasmEngine, limits: Limits,
@@ -143,7 +144,7 @@ def build_component_executor(*, app_id: str, component: ComponentPlan, engine: W
         _trial(engine, p3, config, limits, component.id)
         return WasiHttpP3Executor(setup, component=compiled, export=export, runner=p3, config=config,
                                   reuse=_p3_reuse(export, instance_reuse or InstanceReuse()))
-    linked = _link(engine, compiled, component.id)
+    linked = _link(engine, compiled, component)
     entries = {"wagi": (export, "run"), SPIN_INBOUND: (SPIN_EXPORT, SPIN_FUNCTION)}
     entry = entries.get(kind, (export, "handle"))
     runner = choose_runner(component_runtime, engine=engine, component=component, compiled=compiled,
@@ -186,7 +187,7 @@ def _redis_handler(plan: GenerationPlan, component: ComponentPlan, context: Buil
         allowed_hosts=allowed_hosts_of(component, component_ids=tuple(plan.components),
                                        resolve=services.resolver.resolve),
         outbound_timeout=min(30.0, limits.request_timeout), services=services.component(component))
-    linked = _link(engine, compiled, component.id)
+    linked = _link(engine, compiled, component)
     runner = choose_runner(plan.component_runtime, engine=engine, component=component, compiled=compiled,
                            linked=linked, entry=(REDIS_EXPORT, REDIS_FUNCTION), logger=context.logger,
                            app_id=plan.app_id)

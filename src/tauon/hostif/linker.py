@@ -10,6 +10,8 @@ whose SDK components import far more than they use).
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,7 @@ from wasmtime.component import (
     LinkerInstance,
     ResourceType,
 )
+from wasmtime.component._types import ComponentExtern
 
 from tauon.hostif import (
     cli,
@@ -131,13 +134,44 @@ class ResourceMap:
         self.known.append((rtype, host_id))
 
 
+class SharedLinker:
+    """A linker and the names it defined, shared by every component whose imports are identical."""
+
+    __slots__ = ("__weakref__", "engine", "implemented", "linker", "trapping")
+
+    def __init__(self, engine: wasmtime.Engine, linker: Linker) -> None:
+        self.engine = engine  # the key holds id(engine): keep it alive as long as the entry
+        self.linker = linker
+        self.implemented: list[str] = []
+        self.trapping: list[str] = []
+        """'<import>#<function>' names that trap when called (unknown or unsupported)."""
+
+
 @dataclass
 class LinkedComponent:
-    linker: Linker
+    """One component's linking: the (possibly shared) linker, and its own resource types' host ids."""
+
+    shared: SharedLinker
     resources: ResourceMap
-    implemented: list[str]
-    trapping: list[str]
-    """'<import>#<function>' names that trap when called (unknown or unsupported)."""
+
+    @property
+    def linker(self) -> Linker:
+        return self.shared.linker
+
+    @property
+    def implemented(self) -> list[str]:
+        return self.shared.implemented
+
+    @property
+    def trapping(self) -> list[str]:
+        return self.shared.trapping
+
+
+# Linkers by (id(engine), import key): converters are compiled per imported function, which made
+# building the linker most of the CPU of loading a small app from the cache (warm restarts of
+# hundreds of apps built from one SDK, each importing the same few hundred functions).
+_shared: weakref.WeakValueDictionary[tuple[int, bytes], SharedLinker] = weakref.WeakValueDictionary()
+_shared_lock = threading.Lock()
 
 
 def _drop_resource(state: HostState, rep: int) -> None:
@@ -165,41 +199,64 @@ def merge(interfaces: Iterable[HostInterface]) -> dict[str, HostInterface]:
 
 
 def build_linker(engine: wasmtime.Engine, component: Component,
-                 interfaces: Iterable[HostInterface] = ALL_INTERFACES) -> LinkedComponent:
+                 interfaces: Iterable[HostInterface] = ALL_INTERFACES, *,
+                 import_key: bytes | None = None) -> LinkedComponent:
+    """Link `component`. `import_key` (wasm/component/importkey.py) names its imports exactly: a
+    linker built for another component with the same key, on the same engine, is shared rather
+    than built again (only with tauon's own interfaces)."""
+    imports = [(name, extern.ty) for name, extern in component.type.imports(engine).items()]
+    instances = [(name, ty, ty.exports(engine)) for name, ty in imports
+                 if isinstance(ty, ComponentInstanceType)]
+    resources = _resource_map(instances)
+    key = (id(engine), import_key) if import_key is not None and interfaces is ALL_INTERFACES else None
+    if key is not None:
+        with _shared_lock:
+            shared = _shared.get(key)
+        if shared is not None:
+            return LinkedComponent(shared, resources)
+    shared = SharedLinker(engine, Linker(engine))
     by_name = merge(interfaces)
-    linker = Linker(engine)
-    resources = ResourceMap()
-    linked = LinkedComponent(linker, resources, [], [])
-    with linker.root() as root:
-        for import_name, extern in component.type.imports(engine).items():
-            ty = extern.ty
+    exports_of = {name: exports for name, _, exports in instances}
+    with shared.linker.root() as root:
+        for import_name, ty in imports:
             if isinstance(ty, ComponentInstanceType):
                 iface = interface_for(by_name, import_name)
                 with root.add_instance(import_name) as li:
-                    _link_instance(engine, li, import_name, ty, iface, linked)
+                    _link_instance(li, import_name, exports_of[import_name], iface, resources, shared)
             elif isinstance(ty, FuncType):
                 define_func(root, import_name, _trap(import_name, "is not provided by tauon"), None,
                             resources.find, label=import_name)
-                linked.trapping.append(import_name)
+                shared.trapping.append(import_name)
             # other top-level imports (types, modules) need no definition or cannot be provided
-    return linked
+    if key is not None:
+        with _shared_lock:
+            shared = _shared.setdefault(key, shared)
+    return LinkedComponent(shared, resources)
 
 
-def _link_instance(engine: wasmtime.Engine, li: LinkerInstance, import_name: str,
-                   ty: ComponentInstanceType, iface: HostInterface | None, linked: LinkedComponent) -> None:
-    exports = ty.exports(engine)
-    base, _ = split_name(import_name)
-    resources = linked.resources
+def _resource_map(instances: list[tuple[str, ComponentInstanceType, dict[str, ComponentExtern]]]
+                  ) -> ResourceMap:
+    """Each resource type the component imports -> its host id, by the interface that defines it (a
+    type `use`d from an earlier interface is that interface's, and compares equal to it)."""
+    resources = ResourceMap()
+    for import_name, _, exports in instances:
+        base, _ = split_name(import_name)
+        for name, extern in exports.items():
+            rtype = extern.ty
+            if isinstance(rtype, ResourceType) and resources.find(rtype) is None:
+                resources.add(rtype, resource_id(f"{base}#{name}"))
+    return resources
+
+
+def _link_instance(li: LinkerInstance, import_name: str, exports: dict[str, ComponentExtern],
+                   iface: HostInterface | None, resources: ResourceMap, shared: SharedLinker) -> None:
     # Resources first: function signatures refer to them.
     for name, extern in exports.items():
         rtype = extern.ty
-        if not isinstance(rtype, ResourceType):
-            continue
-        host_id = resources.find(rtype)
-        if host_id is None:  # defined here, not `use`d from an interface seen before
-            host_id = resource_id(f"{base}#{name}")
-            resources.add(rtype, host_id)
-        define_resource(li, name, host_id, _drop_resource, label=f"{import_name}#{name}")
+        if isinstance(rtype, ResourceType):
+            host_id = resources.find(rtype)
+            assert host_id is not None  # _resource_map saw every one
+            define_resource(li, name, host_id, _drop_resource, label=f"{import_name}#{name}")
     for name, extern in exports.items():
         fty = extern.ty
         if not isinstance(fty, FuncType):
@@ -209,16 +266,16 @@ def _link_instance(engine: wasmtime.Engine, li: LinkerInstance, import_name: str
         if impl is None:
             why = "is not implemented by tauon" if iface is not None else "is not provided by tauon"
             define_func(li, name, _trap(label, why), None, _no_resources, label=label)
-            linked.trapping.append(label)
+            shared.trapping.append(label)
             continue
         try:
             define_func(li, name, impl, fty, resources.find, label=label,
                         latin1_bytes=latin1_bytes(import_name, name), flat=iface is not None and iface.flat)
-            linked.implemented.append(label)
+            shared.implemented.append(label)
         except UnsupportedType as exc:
             define_func(li, name, _trap(label, f"cannot be called through this host: {exc}"), None,
                         _no_resources, label=label)
-            linked.trapping.append(label)
+            shared.trapping.append(label)
 
 
 def _no_resources(rtype: ResourceType) -> int | None:
