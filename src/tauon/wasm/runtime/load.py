@@ -25,6 +25,7 @@ from tauon.wasm.runtime.instance import HostLinks, RuntimeComponent
 from tauon.wasm.runtime.model import UnsupportedComponent
 from tauon.wasm.runtime.parse import parse_component
 from tauon.wasm.runtime.plan import Lifted, Plan, build_plan
+from tauon.wasm.runtime.syncscan import certainly_sync
 from tauon.wasm.runtime.wiring import Wiring
 
 log = logging.getLogger(__name__)
@@ -134,18 +135,22 @@ def compiles_core_modules(wasm_path: Path, runtime: str) -> bool:
     with _guard:
         found = _async.get(key)
     if found is None:
-        try:
-            plan = plan_component(wasm_path)
-            found = (bool(plan.async_builtins) or any(lower.opts.is_async for lower in plan.lowers)
-                     or any(lifted.opts.is_async for lifted in _lifted(plan.exports))
-                     or any(name.startswith(P3_HANDLER) for name in plan.exports))
-        except UnsupportedComponent:
-            found = False
+        found = not certainly_sync(wasm_path, P3_HANDLER) and _plans_async(wasm_path)
         with _guard:
             if len(_async) > 256:
                 _async.clear()
             _async[key] = found
     return found
+
+
+def _plans_async(wasm_path: Path) -> bool:
+    try:
+        plan = plan_component(wasm_path)
+    except UnsupportedComponent:
+        return False
+    return (bool(plan.async_builtins) or any(lower.opts.is_async for lower in plan.lowers)
+            or any(lifted.opts.is_async for lifted in _lifted(plan.exports))
+            or any(name.startswith(P3_HANDLER) for name in plan.exports))
 
 
 def _lifted(exports: dict[str, Any]) -> list[Lifted]:
