@@ -15,7 +15,9 @@ import errno
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Generator
+from email.utils import formatdate
 
 import anyio
 import uvicorn
@@ -33,11 +35,69 @@ from tauon.settings import EdgeLimits
 log = logging.getLogger("tauon.listener")
 
 
+class _DatedState(uvicorn.server.ServerState):
+    """uvicorn's per-server state, its `Date` header read from one clock for the whole process."""
+
+    extra: list[tuple[bytes, bytes]] = []
+    """The config's own default headers (none: tauon turns off `server:`)."""
+
+    dated = True
+    """The config's `date_header`."""
+
+    @property
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        return _date_header() + self.extra if self.dated else self.extra
+
+    @default_headers.setter
+    def default_headers(self, value: list[tuple[bytes, bytes]]) -> None:
+        pass  # only uvicorn's __init__ and on_tick set it, and tauon's servers never tick
+
+
+_date: tuple[int, list[tuple[bytes, bytes]]] = (0, [])
+
+
+def _date_header() -> list[tuple[bytes, bytes]]:
+    global _date
+    now = int(time.time())
+    if _date[0] != now:  # a race between two threads only formats the same second twice
+        _date = (now, [(b"date", formatdate(now, usegmt=True).encode())])
+    return _date[1]
+
+
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn's server, accepting through server/acceptor.py (all waiting connections at once)."""
+    """uvicorn's server, accepting through server/acceptor.py (all waiting connections at once), and
+    woken only to stop: uvicorn's main loop wakes every server ten times a second, to refresh its
+    `Date` header and look at `should_exit`. With 300 apps (two processes) that kept 23 % of a core
+    busy while idle, against 4 % without."""
 
     share: Share | None = None
     """Set when other processes accept on the same socket: balance connections with them."""
+    _exit: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _should_exit = False
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.server_state = _DatedState()
+
+    @property
+    def should_exit(self) -> bool:
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value and self._exit is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._exit.set)
+
+    async def main_loop(self) -> None:
+        state = self.server_state
+        assert isinstance(state, _DatedState)
+        state.extra, state.dated = list(self.config.encoded_headers), self.config.date_header
+        self._loop = asyncio.get_running_loop()
+        self._exit = asyncio.Event()
+        if not self._should_exit:
+            await self._exit.wait()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
