@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tauon.wasm.sections import component_sections, read_body
+from tauon.wasm.sections import component_sections
 
 _CUSTOM = 0
 _IMPORT = 10
@@ -23,19 +23,18 @@ def import_key(path: Path) -> bytes | None:
     """The digest (32 bytes) of the sections that define `path`'s imports; None for a file that is not
     a well-formed component binary or that imports nothing."""
     try:
-        with path.open("rb") as f:
-            found = component_sections(f)
+        with component_sections(path) as found:
             if found is None:
                 return None
-            preamble, sections = found
+            data, sections = found
             imports = [i for i, section in enumerate(sections) if section.id == _IMPORT]
             if not imports:
                 return None
-            digest = hashlib.sha256(preamble)
+            digest = hashlib.sha256(data[:8])
             for section in sections[:imports[-1] + 1]:
                 if section.id != _CUSTOM:
-                    digest.update(bytes((section.id,)) + section.size.to_bytes(4, "little"))
-                    digest.update(read_body(f, section))
+                    digest.update(bytes((section.id,)) + (section.end - section.start).to_bytes(4, "little"))
+                    digest.update(data[section.start:section.end])
             return digest.digest()
     except (OSError, ValueError):
         return None

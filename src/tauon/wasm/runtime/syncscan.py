@@ -12,10 +12,11 @@ included, is "maybe", and the caller plans the component.
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 from tauon.wasm.component.rewriting.reader import Reader, Unsupported
-from tauon.wasm.sections import COMPONENT_LAYER, MAGIC, component_sections, read_body
+from tauon.wasm.sections import Section, component_sections, is_component, scan
 
 _COMPONENT = 4
 _CANON = 8
@@ -31,17 +32,18 @@ def certainly_sync(wasm_path: Path, handler_prefix: str) -> bool:
     nothing named starting with `handler_prefix`; False when it may (or when in doubt)."""
     needle = handler_prefix.encode()
     try:
-        with Path(wasm_path).open("rb") as f:
-            found = component_sections(f)
-            if found is None:
-                return False
-            return all(_sync_section(section.id, read_body(f, section), needle)
-                       for section in found[1] if section.id in _READ)
+        with component_sections(Path(wasm_path)) as found:
+            return found is not None and _sync_sections(*found, needle)
     except (OSError, ValueError, Unsupported):
         return False
 
 
 _READ = frozenset({_COMPONENT, _CANON, _EXPORT})
+
+
+def _sync_sections(data: mmap.mmap | bytes, sections: list[Section], needle: bytes) -> bool:
+    return all(_sync_section(section.id, data[section.start:section.end], needle)
+               for section in sections if section.id in _READ)
 
 
 def _sync_section(section_id: int, body: bytes, needle: bytes) -> bool:
@@ -53,19 +55,7 @@ def _sync_section(section_id: int, body: bytes, needle: bytes) -> bool:
 
 
 def _sync_nested(data: bytes, needle: bytes) -> bool:
-    if data[:4] != MAGIC or data[6:8] != COMPONENT_LAYER:
-        return False
-    r = Reader(data, 8)
-    while r.pos < r.end:
-        section_id = r.byte()
-        size = r.u32()
-        body = data[r.pos:r.pos + size]
-        if len(body) != size:
-            return False
-        if section_id in _READ and not _sync_section(section_id, body, needle):
-            return False
-        r.pos += size
-    return True
+    return is_component(data) and _sync_sections(data, scan(data), needle)
 
 
 def _sync_canon(body: bytes) -> bool:
