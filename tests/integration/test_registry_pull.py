@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -184,3 +186,54 @@ def test_concurrent_pulls_share_the_cache(registry: RegistryServer, tmp_path: Pa
         assert isinstance(result, PulledApp)
         check_pulled(result, app, tmp_path / "cache")
     assert not [p for p in (tmp_path / "cache").rglob(".tmp-*")]
+
+
+class CountingForwarder:
+    """A TCP forwarder to the registry that counts the connections clients open through it."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_pulls_from_one_registry_reuse_its_connections(registry: RegistryServer, tmp_path: Path) -> None:
+    host, port = registry.host.rsplit(":", 1)
+    forwarder = CountingForwarder((host, int(port)))
+    try:
+        refs = []
+        for i in range(3):
+            app = SpinAppSpec(name=f"reuse{i}", components=[SpinComponent("c", tiny_wasm(f"reuse-{i}"))],
+                              triggers=[{"route": "/...", "component": "c"}])
+            push(build_artifact(app), registry.host, f"test/reuse{i}", "v1")
+            refs.append(f"{forwarder.address}/test/reuse{i}:v1")
+        for ref in refs:  # each pull asks for a manifest, a config and a lock file at least
+            pulled = pull_app(ref, base_dir=tmp_path, cache_dir=tmp_path / "cache", insecure=True)
+            assert pulled.reference == ref
+        assert forwarder.connections == 1  # kept alive across pulls, not one (or more) per pull
+    finally:
+        forwarder.close()

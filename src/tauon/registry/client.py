@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+import requests.adapters
 import urllib3
 
 from tauon import boundedjson
@@ -60,11 +61,26 @@ class FetchedManifest:
     header_digest: str | None
 
 
+class _SharedAdapter(requests.adapters.HTTPAdapter):
+    """The process's connection pools, shared by every pull's session: kept-alive connections to each
+    registry (and token server) instead of a new pool and connection per pull, which were a tenth of
+    the daemon's samples in a warm restart of 1,000 apps from one registry. Pools are keyed by host
+    and TLS settings (requests' pool key), and credentials go per request, never per connection."""
+
+    def close(self) -> None:
+        pass  # it lives as long as the process: a session closing must not close the others' pools
+
+
+_ADAPTER = _SharedAdapter(pool_connections=32, pool_maxsize=8)
+
+
 class _TimeoutSession(requests.Session):
     """Puts a timeout and the trust store on every request, token requests included."""
 
     def __init__(self, timeout: tuple[float, float], verify: str) -> None:
         super().__init__()
+        self.mount("https://", _ADAPTER)
+        self.mount("http://", _ADAPTER)
         self._timeout = timeout
         self._verify = verify
         self.headers["User-Agent"] = USER_AGENT
