@@ -18,7 +18,7 @@ from typing import Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from tauon.control.dirscan import scan_directory
+from tauon.control.dirscan import ScanMemo, scan_directory
 from tauon.control.lepton import read_apps_file
 from tauon.control.reconcile import reconcile
 from tauon.control.runtimeconfig import attach_runtime_configs
@@ -201,10 +201,10 @@ async def _serve(settings: Settings, supervisor: Supervisor, view: DaemonView, n
                     break
 
 
-def _read_desired(settings: Settings, last_error: list[str]) -> Desired | None:
+def _read_desired(settings: Settings, last_error: list[str], memo: ScanMemo) -> Desired | None:
     """Desired state, or None to keep everything as it is (directory gone, apps file unusable)."""
     if settings.apps_file is None:
-        scan = scan_directory(settings.watch_dir)
+        scan = scan_directory(settings.watch_dir, memo)
         if scan.error is not None:
             if last_error != [scan.error]:
                 log.error("%s; the apps keep serving as they are, and tauon keeps trying", scan.error)
@@ -233,6 +233,7 @@ async def _reconcile_loop(settings: Settings, ticks: Ticks, supervisor: Supervis
                           tg: TaskGroup) -> None:
     retry_pending = False
     last_error: list[str] = []
+    memo = ScanMemo()
 
     async def retry() -> None:
         nonlocal retry_pending
@@ -243,7 +244,7 @@ async def _reconcile_loop(settings: Settings, ticks: Ticks, supervisor: Supervis
     async for reason in ticks.ticks():
         log.debug("rescan: %s", reason)
         reloading, reload.pending = reload.pending, False
-        desired = await anyio.to_thread.run_sync(_read_desired, settings, last_error)
+        desired = await anyio.to_thread.run_sync(_read_desired, settings, last_error, memo)
         fresh: set[str] = set()
         if desired is not None:
             plan = reconcile(desired, supervisor.held())

@@ -3,7 +3,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tauon.control.dirscan import scan_directory
+import pytest
+
+from tauon.control import dirscan
+from tauon.control.dirscan import ScanMemo, scan_directory
 from tauon.control.spec import AppSpec
 from tauon.errors import SpecError
 
@@ -41,3 +44,53 @@ def test_half_written_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
     scan = scan_directory(tmp_path)
     err = scan.apps["a.json"]
     assert isinstance(err, SpecError) and "not valid JSON" in str(err)
+
+
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files parse_spec parses, in order (the real parser still runs)."""
+    names: list[str] = []
+    real_parse = dirscan.parse_spec
+
+    def counting(name: str, data: bytes) -> AppSpec:
+        names.append(name)
+        return real_parse(name, data)
+
+    monkeypatch.setattr(dirscan, "parse_spec", counting)
+    return names
+
+
+def test_a_memo_parses_again_only_the_files_that_changed(tmp_path: Path, parsed: list[str]) -> None:
+    for name in ("a.json", "b.json", "c.json"):
+        (tmp_path / name).write_bytes(GOOD)
+    memo = ScanMemo(settle=0.0)  # the files' change times count as settled at once
+    first = scan_directory(tmp_path, memo)
+    assert sorted(parsed) == ["a.json", "b.json", "c.json"]
+    parsed.clear()
+    assert scan_directory(tmp_path, memo).apps == first.apps and parsed == []
+
+    # Same size, modification time set back to what it was: the change time still moves.
+    before = (tmp_path / "b.json").stat()
+    (tmp_path / "b.json").write_bytes(GOOD.replace(b"8000", b"8009"))
+    os.utime(tmp_path / "b.json", ns=(before.st_atime_ns, before.st_mtime_ns))
+    (tmp_path / "c.json").unlink()
+    again = scan_directory(tmp_path, memo)
+    assert parsed == ["b.json"]
+    b = again.apps["b.json"]
+    assert isinstance(b, AppSpec) and b.address.port == 8009
+    assert sorted(again.apps) == ["a.json", "b.json"]
+
+    # A new file at a removed file's name is read, not remembered from before.
+    parsed.clear()
+    (tmp_path / "c.json").write_bytes(b"{")
+    assert isinstance(scan_directory(tmp_path, memo).apps["c.json"], SpecError)
+    assert parsed == ["c.json"]
+
+
+def test_a_file_changed_within_the_settle_time_is_read_on_every_scan(tmp_path: Path,
+                                                                     parsed: list[str]) -> None:
+    (tmp_path / "a.json").write_bytes(GOOD)
+    memo = ScanMemo()  # the default: two seconds
+    for _ in range(3):
+        scan_directory(tmp_path, memo)
+    assert parsed == ["a.json"] * 3
