@@ -72,6 +72,8 @@ def test_apps_built_from_one_sdk_share_a_linker_and_each_serves(engine: WasmEngi
     # Each keeps its own component's resource types (the export's `own<incoming-request>` is looked
     # up in them), and both serve.
     assert linked_of(one).resources is not linked_of(two).resources
+    ids = [[host_id for _, host_id in linked_of(built).resources.known] for built in (one, two)]
+    assert ids[0] == ids[1] and len(ids[0]) >= 5  # wasi:http's fields, requests, responses, streams...
     for built in (one, two):
         status, body = anyio.run(serve_direct, built, "GET", "/")
         assert status == 200, body

@@ -14,7 +14,7 @@ import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import wasmtime
 from wasmtime.component import (
@@ -62,6 +62,7 @@ from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import UnsupportedType
 from tauon.wasm.component.host import define_func, define_resource
 from tauon.wasm.component.rewriting.contract import latin1_bytes
+from tauon.wasm.component.typeindex import export_at, import_at
 
 ALL_INTERFACES: tuple[HostInterface, ...] = tuple(
     iface
@@ -137,14 +138,27 @@ class ResourceMap:
 class SharedLinker:
     """A linker and the names it defined, shared by every component whose imports are identical."""
 
-    __slots__ = ("__weakref__", "engine", "implemented", "linker", "trapping")
+    __slots__ = ("__weakref__", "engine", "implemented", "linker", "resources", "trapping")
 
-    def __init__(self, engine: wasmtime.Engine, linker: Linker) -> None:
+    def __init__(self, engine: wasmtime.Engine, linker: Linker, resources: list[ResourceAt]) -> None:
         self.engine = engine  # the key holds id(engine): keep it alive as long as the entry
         self.linker = linker
+        self.resources = resources
+        """Where the first component found each resource type: the others have theirs at the same
+        places."""
         self.implemented: list[str] = []
         self.trapping: list[str] = []
         """'<import>#<function>' names that trap when called (unknown or unsupported)."""
+
+
+class ResourceAt(NamedTuple):
+    """A resource type the component imports: its place (import and export, by index and name)."""
+
+    import_index: int
+    import_name: str
+    export_index: int
+    export_name: str
+    host_id: int
 
 
 @dataclass
@@ -204,19 +218,22 @@ def build_linker(engine: wasmtime.Engine, component: Component,
     """Link `component`. `import_key` (wasm/component/importkey.py) names its imports exactly: a
     linker built for another component with the same key, on the same engine, is shared rather
     than built again (only with tauon's own interfaces)."""
-    imports = [(name, extern.ty) for name, extern in component.type.imports(engine).items()]
-    instances = [(name, ty, ty.exports(engine)) for name, ty in imports
-                 if isinstance(ty, ComponentInstanceType)]
-    resources = _resource_map(instances)
     key = (id(engine), import_key) if import_key is not None and interfaces is ALL_INTERFACES else None
     if key is not None:
         with _shared_lock:
             shared = _shared.get(key)
         if shared is not None:
-            return LinkedComponent(shared, resources)
-    shared = SharedLinker(engine, Linker(engine))
+            found = _resources_at(engine, component, shared.resources)
+            if found is not None:
+                return LinkedComponent(shared, found)
+    imports = [(name, extern.ty) for name, extern in component.type.imports(engine).items()]
+    instances = [(index, name, ty, ty.exports(engine)) for index, (name, ty) in enumerate(imports)
+                 if isinstance(ty, ComponentInstanceType)]
+    places = _resource_places(instances)
+    resources = ResourceMap([(rtype, place.host_id) for rtype, place in places])
+    shared = SharedLinker(engine, Linker(engine), [place for _, place in places])
     by_name = merge(interfaces)
-    exports_of = {name: exports for name, _, exports in instances}
+    exports_of = {name: exports for _, name, _, exports in instances}
     with shared.linker.root() as root:
         for import_name, ty in imports:
             if isinstance(ty, ComponentInstanceType):
@@ -234,17 +251,46 @@ def build_linker(engine: wasmtime.Engine, component: Component,
     return LinkedComponent(shared, resources)
 
 
-def _resource_map(instances: list[tuple[str, ComponentInstanceType, dict[str, ComponentExtern]]]
-                  ) -> ResourceMap:
-    """Each resource type the component imports -> its host id, by the interface that defines it (a
+def _resource_places(instances: list[tuple[int, str, ComponentInstanceType, dict[str, ComponentExtern]]]
+                     ) -> list[tuple[ResourceType, ResourceAt]]:
+    """Each resource type the component imports, with its host id, by the interface that defines it (a
     type `use`d from an earlier interface is that interface's, and compares equal to it)."""
     resources = ResourceMap()
-    for import_name, _, exports in instances:
+    places: list[tuple[ResourceType, ResourceAt]] = []
+    for import_index, import_name, _, exports in instances:
         base, _ = split_name(import_name)
-        for name, extern in exports.items():
+        for export_index, (name, extern) in enumerate(exports.items()):
             rtype = extern.ty
             if isinstance(rtype, ResourceType) and resources.find(rtype) is None:
-                resources.add(rtype, resource_id(f"{base}#{name}"))
+                host_id = resource_id(f"{base}#{name}")
+                resources.add(rtype, host_id)
+                places.append((rtype, ResourceAt(import_index, import_name, export_index, name, host_id)))
+    return places
+
+
+def _resources_at(engine: wasmtime.Engine, component: Component, places: list[ResourceAt]
+                  ) -> ResourceMap | None:
+    """`component`'s resource types at `places` (found in a component with the same imports); None
+    should one not be there after all (then the caller links it afresh)."""
+    ctype = component.type
+    resources = ResourceMap()
+    instance: tuple[int, ComponentInstanceType] | None = None
+    for place in places:
+        if instance is None or instance[0] != place.import_index:
+            found = import_at(ctype, engine, place.import_index)
+            if found is None or found[0] != place.import_name:
+                return None
+            ty = found[1].ty
+            if not isinstance(ty, ComponentInstanceType):
+                return None
+            instance = (place.import_index, ty)
+        export = export_at(instance[1], engine, place.export_index)
+        if export is None or export[0] != place.export_name:
+            return None
+        rtype = export[1].ty
+        if not isinstance(rtype, ResourceType):
+            return None
+        resources.add(rtype, place.host_id)
     return resources
 
 
@@ -255,7 +301,7 @@ def _link_instance(li: LinkerInstance, import_name: str, exports: dict[str, Comp
         rtype = extern.ty
         if isinstance(rtype, ResourceType):
             host_id = resources.find(rtype)
-            assert host_id is not None  # _resource_map saw every one
+            assert host_id is not None  # _resource_places saw every one
             define_resource(li, name, host_id, _drop_resource, label=f"{import_name}#{name}")
     for name, extern in exports.items():
         fty = extern.ty
