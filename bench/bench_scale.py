@@ -13,9 +13,11 @@ pushed to a local docker-registry as its own repository. `--mixed` is issue 17's
    every tauon process, idle after the cold start (once every app serves Cranelift's code), then after
    one request per app, and the first-request latency per app (median, p99, max of the N first
    requests);
-3. warm restart: the same directory and cache, a new process; seconds until every app answered 200, and
-   the idle Pss after it, and after one request per app (the ratios cold/warm are issue 17's memory
-   target);
+3. warm restart: the same directory and cache, a new process; seconds until every app answered 200 (the
+   apps polled one after another, so this includes the client's own first request to each app still
+   unseen once tauon is ready), and until tauon's /readyz first answered 200 (every app serving, by
+   tauon's own account; polled every 20 ms beside), then the idle Pss after it, and after one request
+   per app (the ratios cold/warm are issue 17's memory target);
 4. swaps under load: one app's file rewritten every 0.5 s to alternate between two images while client
    threads send requests to random other apps; failed requests of the others (target: zero).
 
@@ -249,6 +251,33 @@ def wait_all(urls: list[str], start: float, timeout: float) -> tuple[float, list
     return time.perf_counter() - start, firsts
 
 
+class ReadyWatch:
+    """Polls the admin endpoint's /readyz every 20 ms in a thread; `seconds` is the time from `start`
+    to its first 200 (None until then)."""
+
+    def __init__(self, admin: str, start: float) -> None:
+        self.seconds: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, args=(admin, start), daemon=True)
+        self._thread.start()
+
+    def _poll(self, admin: str, start: float) -> None:
+        with httpx.Client(timeout=5) as http:
+            while not self._stop.is_set():
+                try:
+                    if http.get(f"{admin}/readyz").status_code == 200:
+                        self.seconds = time.perf_counter() - start
+                        return
+                except httpx.HTTPError:
+                    pass
+                self._stop.wait(0.02)
+
+    def result(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        return f"{self.seconds:.1f} s" if self.seconds is not None else "not yet"
+
+
 def one_request_each(urls: list[str]) -> list[float]:
     """Milliseconds of one more request per app, once all are serving."""
     times = []
@@ -367,10 +396,12 @@ def main() -> None:
 
             start = time.perf_counter()
             with serving(tmp, "warm", watch, cache, args) as tauon:
+                assert tauon.admin is not None
+                ready = ReadyWatch(tauon.admin, start)
                 warm, firsts = wait_all(urls, start, args.timeout)
                 print(f"== warm restart (cached blobs and compiled code): every app answered 200 "
-                      f"after {warm:.1f} s (load average {load_average()}; tauon's CPU "
-                      f"{tree_cpu(tauon.proc.pid):.1f} s)")
+                      f"after {warm:.1f} s, /readyz 200 after {ready.result()} (load average "
+                      f"{load_average()}; tauon's CPU {tree_cpu(tauon.proc.pid):.1f} s)")
                 print(f"  first request per app (ms): {summary(firsts)}")
                 settle(tauon, args)
                 warm_pss = report_processes("idle after the warm restart", tauon, args.smaps)
