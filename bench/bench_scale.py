@@ -16,8 +16,9 @@ pushed to a local docker-registry as its own repository. `--mixed` is issue 17's
 3. warm restart: the same directory and cache, a new process; seconds until every app answered 200 (the
    apps polled one after another, so this includes the client's own first request to each app still
    unseen once tauon is ready), and until tauon's /readyz first answered 200 (every app serving, by
-   tauon's own account; polled every 20 ms beside), then the idle Pss after it, and after one request
-   per app (the ratios cold/warm are issue 17's memory target);
+   tauon's own account; polled every 0.25 s beside: each answer lists the apps still starting, and
+   polling every 20 ms doubled the CPU of a 1,000-app warm restart), then the idle Pss after it, and
+   after one request per app (the ratios cold/warm are issue 17's memory target);
 4. swaps under load: one app's file rewritten every 0.5 s to alternate between two images while client
    threads send requests to random other apps; failed requests of the others (target: zero).
 
@@ -252,7 +253,7 @@ def wait_all(urls: list[str], start: float, timeout: float) -> tuple[float, list
 
 
 class ReadyWatch:
-    """Polls the admin endpoint's /readyz every 20 ms in a thread; `seconds` is the time from `start`
+    """Polls the admin endpoint's /readyz every 0.25 s in a thread; `seconds` is the time from `start`
     to its first 200 (None until then)."""
 
     def __init__(self, admin: str, start: float) -> None:
@@ -270,7 +271,7 @@ class ReadyWatch:
                         return
                 except httpx.HTTPError:
                     pass
-                self._stop.wait(0.02)
+                self._stop.wait(0.25)  # not faster: while 1,000 apps start, each answer lists them
 
     def result(self) -> str:
         self._stop.set()
