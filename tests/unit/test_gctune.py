@@ -11,7 +11,9 @@ def test_freeze_moves_the_heap_out_of_the_collectors_sight() -> None:
     tracked_before = len(gc.get_objects())
     try:
         frozen = freeze_startup_heap()
-        assert frozen == gc.get_freeze_count() >= tracked_before // 2
+        # Not equal: another thread of the test process (a portal's, a pooled connection's) may free
+        # a frozen object meanwhile, and a frozen object freed leaves the count; none can join it.
+        assert frozen >= gc.get_freeze_count() >= tracked_before // 2
         assert len(gc.get_objects()) < tracked_before // 10  # what a full pass still walks
     finally:
         gc.unfreeze()  # the rest of the test session keeps the ordinary collector
