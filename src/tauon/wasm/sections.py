@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from tauon.wasm.component.rewriting.reader import Reader, Unsupported
+
 MAGIC = b"\x00asm"
 COMPONENT_LAYER = b"\x01\x00"
 
@@ -44,28 +46,15 @@ def is_component(data: mmap.mmap | bytes) -> bool:
 def scan(data: mmap.mmap | bytes) -> list[Section]:
     """The sections of a component binary (its preamble checked by the caller)."""
     sections: list[Section] = []
-    end = len(data)
-    pos = 8
-    while pos < end:
-        section_id = data[pos]
-        size, pos = leb_u32(data, pos + 1)
-        if pos + size > end:
-            raise ValueError("a section runs past the end of the file")
-        sections.append(Section(section_id, pos, pos + size))
-        pos += size
+    r = Reader(data, 8)  # type: ignore[arg-type]  # it only indexes and slices
+    try:
+        while r.pos < r.end:
+            section_id = r.byte()
+            size = r.u32()
+            if r.pos + size > r.end:
+                raise ValueError("a section runs past the end of the file")
+            sections.append(Section(section_id, r.pos, r.pos + size))
+            r.pos += size
+    except Unsupported as exc:  # a truncated or overlong size
+        raise ValueError(str(exc)) from None
     return sections
-
-
-def leb_u32(data: mmap.mmap | bytes, pos: int) -> tuple[int, int]:
-    """(the unsigned LEB128 at `pos`, the position after it)."""
-    result = shift = 0
-    while shift < 35:
-        if pos >= len(data):
-            raise ValueError("truncated LEB128")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-    raise ValueError("a LEB128 that is not a u32")
