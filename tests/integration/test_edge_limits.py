@@ -64,6 +64,53 @@ def test_after_413_the_rest_of_the_body_is_not_read(tmp_path: Path) -> None:
             assert sent < 512 * 1024 * 1024  # it stopped well short of the announced 10 GB
 
 
+def read_to_end(sock: socket.socket) -> tuple[bytes, str]:
+    """Everything the server sent, and how the connection ended ("eof" or "reset")."""
+    answer = b""
+    try:
+        while data := sock.recv(65536):
+            answer += data
+    except ConnectionResetError:
+        return answer, "reset"
+    return answer, "eof"
+
+
+def test_a_413_reaches_a_client_still_sending_its_body(tmp_path: Path) -> None:
+    """Closing at once after a 413, with the client's body bytes unread, made the kernel reset the
+    connection: a client that went on sending, or read after the reset, lost the 413 (a CI failure)."""
+    watch, port = hello(tmp_path, max_body_mib=1)
+    with run_tauon(tmp_path, "--workers", "1", watch_dir=watch):
+        wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n")
+                sock.sendall(b"x" * 256 * 1024)
+                time.sleep(0.3)  # the 413 has been sent: the server now closes its side
+                sock.sendall(b"y" * 256 * 1024)  # a reset would come back for these
+                time.sleep(0.3)
+                started = time.monotonic()
+                answer, ending = read_to_end(sock)
+                assert answer.startswith(b"HTTP/1.1 413"), (answer[:200], ending)
+                assert ending == "eof"
+                assert time.monotonic() - started < 10  # the write side was shut: no wait to see the end
+
+
+def test_a_lingering_close_ends_when_the_client_goes_on_sending(tmp_path: Path) -> None:
+    """A client that never stops sending is cut off after a bounded amount (64 MiB), not read forever."""
+    watch, port = hello(tmp_path, max_body_mib=1)
+    with run_tauon(tmp_path, "--workers", "1", watch_dir=watch):
+        wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n")
+            chunk, sent = b"x" * 65536, 0
+            deadline = time.monotonic() + 20
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                while time.monotonic() < deadline:  # never reads: a client that ignores the 413
+                    sent += sock.send(chunk)
+            assert time.monotonic() < deadline, "the server read on for 20 s"
+            assert 64 * 1024 * 1024 <= sent < 256 * 1024 * 1024, sent
+
+
 def closed_within(sock: socket.socket, seconds: float) -> bool:
     """True once the server has closed `sock` (EOF or reset) within `seconds`."""
     sock.settimeout(seconds)

@@ -94,3 +94,34 @@ def test_close_sends_what_is_held_first_and_abort_drops_it() -> None:
         assert transport.get_extra_info("sockname") == ("127.0.0.1", 8080)
 
     asyncio.run(main())
+
+
+def test_a_close_the_protocol_takes_over_waits_for_a_second_close() -> None:
+    """A lingering close: the first close is the protocol's to finish; writes after it are dropped;
+    a second close (a server shutting down) or close_now ends the connection."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, real = wrapped(loop)
+        asked: list[bool] = []
+        transport.on_close = lambda: asked.append(True) or True
+        transport.write(b"HTTP/1.1 413 Payload Too Large\r\n\r\n")
+        transport.close()
+        assert asked == [True] and real.sends == [[b"HTTP/1.1 413 Payload Too Large\r\n\r\n"]]
+        assert not real.closed and transport.is_closing()
+        transport.write(b"late")  # a write after close never reaches the socket
+        transport.flush()
+        assert len(real.sends) == 1
+        transport.close()
+        assert real.closed and asked == [True]
+
+        transport, real = wrapped(loop)
+        transport.on_close = lambda: asked.append(True) or True
+        transport.close_now()
+        assert real.closed and len(asked) == 1  # a client out of time: not asked
+
+        transport, real = wrapped(loop)
+        transport.on_close = lambda: False  # nothing unread: an ordinary close
+        transport.close()
+        assert real.closed
+
+    asyncio.run(main())

@@ -15,6 +15,14 @@ Time and numbers are bounded too (`EdgeLimits`): a connection that has not sent 
 ends idle and slowloris connections), a body that sends nothing for `body_timeout` while tauon would
 read it is cut off, and past `max_connections` open connections in this process new ones are closed at
 once, with a warning at most every 10 s. Between requests uvicorn's keep-alive timeout applies.
+
+A connection closed while its client is still sending a request's body (a 413 before the body, a
+guest's answer that did not read it) closes as nginx's lingering close does: the write side is shut,
+what arrives is read and thrown away, and the socket closes at the client's end of stream, after
+`LINGER_SECONDS`, or after `LINGER_BYTES`. Closing at once would leave unread bytes in the kernel,
+which then answers with a reset that can overtake the response and discard it at the client. A head
+over its limit (431) or malformed (400) is closed at once, as hyper does: that client is broken or
+hostile.
 """
 
 from __future__ import annotations
@@ -39,6 +47,11 @@ DEFAULT_MAX_HEAD = DEFAULT_MAX_REQUEST_HEAD
 """hyper's default `max_buf_size` (408 KiB), the head size Spin accepts unless `--http1-max-buf-size`."""
 MAX_HEADERS = 100
 """hyper's default header count limit (more: 431)."""
+LINGER_SECONDS = 5.0
+"""How long a lingering close reads and discards (nginx: lingering_timeout 5 s)."""
+LINGER_BYTES = 64 * 1024 * 1024
+"""How much a lingering close discards at most: enough for a client to see a response sent mid-upload
+(a round trip of a fast link), far short of a body that was refused for its size."""
 _LINE_OVERHEAD = len(b"OPTIONS  HTTP/1.1\r\n\r\n")
 _FIELD_OVERHEAD = len(b": \r\n")
 
@@ -83,6 +96,7 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         # Every write of this connection (responses, 100 Continue, 4xx) goes through one coalescing
         # wrapper, so they stay in order.
         self.coalescing = CoalescingTransport(transport, self.loop)
+        self.coalescing.on_close = self._linger
         super().connection_made(cast(asyncio.Transport, self.coalescing))
         if _Connections.live >= self.edge.max_connections:
             now = time.monotonic()
@@ -129,6 +143,9 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
 
     def _expired(self) -> None:
         self._timer = None
+        if self._lingering:
+            self.coalescing.transport.close()
+            return
         if self.transport.is_closing():
             return
         if self._timer_kind == "body":
@@ -139,7 +156,23 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
                 return
         self.logger.debug("closing a connection whose request %s took over %.0fs", self._timer_kind,
                           self.edge.head_timeout if self._timer_kind == "head" else self.edge.body_timeout)
-        self.transport.close()
+        self.coalescing.close_now()  # a client out of time gets no lingering close
+
+    _lingering = False
+    _discarded = 0
+
+    def _linger(self) -> bool:
+        """Asked as the connection closes: True, and a lingering close, if the client may still be
+        sending a request's body."""
+        if self._in_head:
+            return False  # between requests, or in a head (431, 400): nothing owed to the client
+        self._lingering = True
+        self._arm("linger", LINGER_SECONDS)
+        transport = self.coalescing.transport
+        if transport.can_write_eof():  # TLS has no half-close: the response is simply not followed
+            transport.write_eof()  # sent once the buffered response has gone
+        self.flow.resume_reading()
+        return True
     _head_bytes = 0
     """Bytes of the current head parsed so far (request target, header names and values, framing)."""
     _received = 0
@@ -153,6 +186,11 @@ class BoundedHttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # uvicorn's own data_received, except that a head over the limit is answered as hyper does,
         # without a warning per client (uvicorn logs every parser error as an invalid request).
+        if self._lingering:
+            self._discarded += len(data)
+            if self._discarded > LINGER_BYTES:
+                self.coalescing.transport.close()
+            return
         if self._in_head:
             self._received += len(data)
         elif self._timer is not None:
