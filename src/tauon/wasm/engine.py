@@ -198,7 +198,7 @@ class WasmEngine:
             ) from exc
         except FileNotFoundError as exc:
             raise LoadError(f"{wasm_path}: wasm file is missing") from exc
-        self._store(artifact, checksum, bytes(module.serialize()))
+        self._store(artifact, checksum, module.serialize())
         return module
 
     def _load_cached(self, artifact: Path, checksum: Path) -> wasmtime.Module | None:
@@ -222,7 +222,7 @@ class WasmEngine:
             self._discard(artifact, checksum)
             return None
 
-    def _store(self, artifact: Path, checksum: Path, blob: bytes) -> None:
+    def _store(self, artifact: Path, checksum: Path, blob: bytes | bytearray) -> None:
         try:
             artifact.parent.mkdir(parents=True, exist_ok=True)
             # Checksum first: a reader that sees the new artifact never pairs it with nothing.

@@ -87,7 +87,7 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
             raise LoadError(f"{wasm_path}: not a valid WebAssembly component: {exc}",
                             hint="check that the component source is the wasm the app was built "
                             "with") from exc
-    _store(artifact, checksum, bytes(component.serialize()))
+    _store(artifact, checksum, component.serialize())  # a bytearray: no copy of tens of MB
     return component
 
 
@@ -163,7 +163,7 @@ def _load_cached(engine: WasmEngine, artifact: Path, checksum: Path) -> Componen
         return None
 
 
-def _store(artifact: Path, checksum: Path, blob: bytes) -> None:
+def _store(artifact: Path, checksum: Path, blob: bytes | bytearray) -> None:
     try:
         artifact.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(checksum, hashlib.sha256(blob).hexdigest().encode() + b"\n")

@@ -25,7 +25,7 @@ from tauon.wasm.runtime.instance import HostLinks, RuntimeComponent
 from tauon.wasm.runtime.model import UnsupportedComponent
 from tauon.wasm.runtime.parse import parse_component
 from tauon.wasm.runtime.plan import Lifted, Plan, build_plan
-from tauon.wasm.runtime.syncscan import certainly_sync
+from tauon.wasm.runtime.syncscan import P3_HANDLER, certainly_sync
 from tauon.wasm.runtime.wiring import Wiring
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,6 @@ def cache_names(engine: WasmEngine, wasm_path: Path) -> list[str]:
 
 
 _async: dict[tuple[str, int, int], bool] = {}
-P3_HANDLER = "wasi:http/handler@0.3."
-"""An export the builder always runs on this runtime (executors/select.py), whatever it uses."""
 
 
 def compiles_core_modules(wasm_path: Path, runtime: str) -> bool:

@@ -26,6 +26,9 @@ _RESOURCE_BUILTINS = frozenset({0x02, 0x03, 0x04})  # resource.new, resource.dro
 _OPTS_WITHOUT_PAYLOAD = frozenset({0x00, 0x01, 0x02})  # string encodings
 _OPTS_WITH_INDEX = frozenset({0x03, 0x04, 0x05})  # memory, realloc, post-return
 
+P3_HANDLER = "wasi:http/handler@0.3."
+"""An export the builder always runs on tauon's runtime (executors/select.py), whatever it uses."""
+
 
 def certainly_sync(wasm_path: Path, handler_prefix: str) -> bool:
     """True when `wasm_path` is a component binary that uses no component-model async and exports

@@ -142,16 +142,20 @@ def apply_edits(data: bytes, sections: list[SectionSpan], edits: dict[int, bytes
                 removed: dict[int, int]) -> bytes:
     """The component with, at each offset in `edits`, `removed[offset]` bytes replaced by
     `edits[offset]`, each section's size re-encoded."""
-    out = bytearray(HEADER)
+    # Views, not slices, joined once: the untouched runs (nearly all of tens of MB of code) are copied
+    # once, into the result (slices, per-section buffers and a growing result cost 0.15 s of a 37 MB
+    # component's compile).
+    view = memoryview(data)
+    parts: list[memoryview | bytes] = [HEADER]
     for span in sections:
-        body = bytearray()
+        pieces: list[memoryview | bytes] = []
         pos = span.start
         for offset in sorted(o for o in edits if span.start <= o < span.end):
-            body += data[pos:offset]
-            body += edits[offset]
+            pieces.append(view[pos:offset])
+            pieces.append(edits[offset])
             pos = offset + removed[offset]
-        body += data[pos:span.end]
-        out.append(span.id)
-        out += leb(len(body))
-        out += body
-    return bytes(out)
+        pieces.append(view[pos:span.end])
+        parts.append(bytes([span.id]))
+        parts.append(leb(sum(len(piece) for piece in pieces)))
+        parts.extend(pieces)
+    return b"".join(parts)
