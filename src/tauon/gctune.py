@@ -23,4 +23,5 @@ def freeze_startup_heap() -> int:
     (before the event loop starts). Returns how many objects were frozen."""
     gc.collect()
     gc.freeze()
+    gc.enable()  # the CLI turns it off while importing
     return gc.get_freeze_count()

@@ -27,7 +27,7 @@ from tauon.executors.legacy_abi import (
 )
 from tauon.hostif.spin_pg import check_allowed, v1_row_set, v2_params
 from tauon.services.mysql import MysqlError
-from tauon.services.postgres import PgError
+from tauon.services.pg_address import PgError
 
 if TYPE_CHECKING:
     from tauon.executors.legacy_imports import RequestContext
@@ -135,7 +135,7 @@ def _pg(call: Callable[[Any, str, list[Any], float], Any]) -> Op:
         clients = ctx.services.postgres
         if clients is None:
             raise PgError("other", "tauon has no outbound PostgreSQL client for this component")
-        conn = clients.acquire(address, deadline)
+        conn = clients.get().acquire(address, deadline)
         try:
             return call(conn, statement, checked, deadline)
         finally:

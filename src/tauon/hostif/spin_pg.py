@@ -12,15 +12,18 @@ before any connection. The client side (pools, timeouts, TLS) is `services/postg
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tauon import tracing
 from tauon.hostif.netblock import refused
 from tauon.hostif.registry import HostInterface, HostTrap
 from tauon.hostif.spin_common import ConnectionHandle, Handle, Result, lookup, reserve, services_of
 from tauon.hostif.state import HostState
-from tauon.services.postgres import PgClients, PgConnection, PgError, parse_address
+from tauon.services.pg_address import PgError, parse_address
 from tauon.wasm.component.codec import Frozen
+
+if TYPE_CHECKING:  # psycopg is imported once an app opens a connection (45 ms of start-up)
+    from tauon.services.postgres import PgClients, PgConnection
 
 T = TypeVar("T")
 
@@ -33,7 +36,7 @@ MAX_CONNECTIONS = 256
 """Open connections per request, as Spin's resource table."""
 
 
-class PgHandle(ConnectionHandle[PgConnection]):
+class PgHandle(ConnectionHandle["PgConnection"]):
     """A guest's connection: its pooled client goes back to the pool when the guest drops it."""
 
     kind = "pg-connection"
@@ -68,7 +71,7 @@ def _clients(state: HostState) -> PgClients:
     services = services_of(state)
     if services is None or services.postgres is None:
         raise PgError("other", "tauon has no outbound PostgreSQL client for this component")
-    return services.postgres
+    return services.postgres.get()
 
 
 def check_allowed(address: str, allows: Callable[[str, str], bool] | None) -> None:

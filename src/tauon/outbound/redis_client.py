@@ -25,15 +25,15 @@ import socket
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import redis
 from redis._parsers.resp2 import _RESP2Parser
 from redis.utils import SENTINEL
 
 from tauon.outbound.limits import CONNECT_TIMEOUT, MAX_CONNECTIONS, ConnectionLimit, OutboundError, remaining
+from tauon.outbound.redis_address import RedisTarget as RedisTarget
+from tauon.outbound.redis_address import parse_address as parse_address
 
 MAX_RESULT_BYTES = 128 << 20
 """Spin's MAX_HOST_BUFFERED_BYTES."""
@@ -69,42 +69,6 @@ class _StatusParser(_RESP2Parser):
             return [self._read_response(disable_decoding, timeout) for _ in range(int(raw[1:]))]
         buffer.rewind(pos)
         return super()._read_response(disable_decoding=disable_decoding, timeout=timeout)
-
-
-@dataclass(frozen=True, slots=True)
-class RedisTarget:
-    host: str
-    port: int
-    db: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-    @property
-    def where(self) -> str:
-        """host:port, for log lines and errors (never the credentials)."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_address(address: str) -> RedisTarget:
-    """redis-rs' URL forms. Raises OutboundError('invalid-address')."""
-    try:
-        parts = urlsplit(address)
-        port = parts.port
-        path = parts.path.strip("/")
-        db = int(path) if path else 0
-    except ValueError:
-        raise OutboundError("invalid-address") from None
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname or db < 0:
-        raise OutboundError("invalid-address")
-    return RedisTarget(
-        host=parts.hostname,
-        port=port if port is not None else 6379,
-        db=db,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
-        tls=parts.scheme == "rediss",
-    )
 
 
 class RedisConnection:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tauon.outbound.limits import OutboundError
-from tauon.outbound.redis_client import parse_address
+from tauon.outbound.redis_address import parse_address
 from tauon.runtimeconfig.client_tls import client_tls
 from tauon.runtimeconfig.errors import RuntimeConfigError
 from tauon.runtimeconfig.llm import llm_compute

@@ -14,7 +14,7 @@ import gc
 import logging
 import socket
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -24,10 +24,12 @@ from tauon.model.address import Address
 from tauon.server.balance import ProcessShares
 from tauon.server.generation import Generation
 from tauon.server.listener import Listener
-from tauon.server.redis_subscriber import AppRedis
 from tauon.server.switchboard import Switchboard
 from tauon.server.tls import CertReloader
 from tauon.settings import Settings
+
+if TYPE_CHECKING:
+    from tauon.server.redis_subscriber import AppRedis
 
 log = logging.getLogger("tauon")
 
@@ -131,6 +133,8 @@ class Site:
             self.listener = self.switchboard = None
         if gen.redis is not None or self.redis is not None:
             if self.redis is None:
+                from tauon.server.redis_subscriber import AppRedis  # redis-py: only for such apps
+
                 self.redis = AppRedis(self.app_id, self.tg, self.metrics)
             await self.redis.activate(gen)  # subscribes first, then points at gen
         old, self.generation = self.generation, gen

@@ -12,6 +12,7 @@ import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tauon.app.plan import ComponentPlan, GenerationPlan
 from tauon.errors import LoadError
@@ -21,12 +22,15 @@ from tauon.runtimeconfig.llm import RemoteLlmConfig
 from tauon.runtimeconfig.networks import BlockedNetworks
 from tauon.runtimeconfig.providers import variable_providers
 from tauon.services.configured import open_databases, open_key_value_stores
+from tauon.services.firstuse import FirstUse
 from tauon.services.keyvalue import KeyValueStore, KeyValueStores
 from tauon.services.llm_remote import RemoteLlm
 from tauon.services.mysql import MysqlClients
-from tauon.services.postgres import PgClients
 from tauon.services.sqlite import Database, Databases
 from tauon.services.variables import ComponentVariables, VariableResolver
+
+if TYPE_CHECKING:
+    from tauon.services.postgres import PgClients
 
 __all__ = ["AppServices", "ComponentServices"]
 
@@ -44,8 +48,9 @@ class ComponentServices:
     databases: Databases
     outbound: OutboundServices | None = None
     """The generation's outbound clients; None: outbound Redis and MQTT calls fail with `other`."""
-    postgres: PgClients | None = field(default=None, compare=False)
-    """The app generation's outbound PostgreSQL pools; None: no outbound database clients."""
+    postgres: FirstUse[PgClients] | None = field(default=None, compare=False)
+    """The app generation's outbound PostgreSQL pools (made on first use); None: no outbound database
+    clients."""
     mysql: MysqlClients | None = field(default=None, compare=False)
     blocked_networks: BlockedNetworks = field(default_factory=BlockedNetworks)
     """The runtime config's `[outbound_networking] block_networks` (every outbound path checks it)."""
@@ -84,7 +89,7 @@ class AppServices:
         self.databases = databases
         self.outbound = OutboundServices(max_connections)
         limits = max_connections or {}
-        self.postgres = PgClients(max_connections=limits.get("pg"))
+        self.postgres = FirstUse(lambda: _pg_clients(limits.get("pg")))
         self.mysql = MysqlClients(max_connections=limits.get("mysql"))
 
     @classmethod
@@ -159,5 +164,12 @@ class AppServices:
         self.outbound.close()
         self.stores.close()
         self.databases.close()
-        self.postgres.close()
+        if (postgres := self.postgres.made) is not None:
+            postgres.close()
         self.mysql.close()
+
+
+def _pg_clients(max_connections: int | None) -> PgClients:
+    from tauon.services.postgres import PgClients  # psycopg: imported by the apps that reach PostgreSQL
+
+    return PgClients(max_connections=max_connections)

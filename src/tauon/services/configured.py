@@ -13,7 +13,6 @@ from pathlib import Path
 from tauon.errors import LoadError
 from tauon.runtimeconfig.model import RuntimeConfig
 from tauon.services.keyvalue import Backend, KeyValueStores, SqliteKeyValue
-from tauon.services.redis_kv import RedisKeyValue
 from tauon.services.sqlite import Databases
 
 
@@ -27,6 +26,8 @@ def open_key_value_stores(state_dir: str | None, config: RuntimeConfig | None) -
     def make(label: str) -> Backend:
         store = by_label[label]
         if store.type == "redis":
+            from tauon.services.redis_kv import RedisKeyValue  # redis-py: only for apps that use it
+
             return RedisKeyValue(store.url)
         if store.path is None:
             return SqliteKeyValue(None)  # each in-memory store is its own database, as in Spin

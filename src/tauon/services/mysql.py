@@ -28,8 +28,7 @@ import pymysql
 from pymysql.constants import FIELD_TYPE, FLAG
 
 from tauon.services.mysql_placeholders import PlaceholderError, bind
-from tauon.services.postgres import cutoff
-from tauon.services.watchdog import LateResult, SocketCut, Watchdog, call_before
+from tauon.services.watchdog import LateResult, SocketCut, Watchdog, call_before, cutoff
 
 MAX_CONNECTIONS = 256
 """Open MySQL connections per app generation; beyond that `open` waits (bounded by the request)."""

@@ -6,9 +6,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
 _OPTIONS = frozenset({
     "host", "port", "user", "password", "dbname", "options", "application_name", "sslmode",
     "connect_timeout", "keepalives", "keepalives_idle", "target_session_attrs", "channel_binding",
@@ -47,6 +44,9 @@ def parse_address(address: str) -> dict[str, str]:
 def _parsed(address: str) -> tuple[tuple[str, str], ...]:
     """parse_address's work, kept: every guest request opens its connection by the same address, and
     parsing it cost about as much as a point select. Failures are not kept (lru_cache keeps no raise)."""
+    import psycopg  # here: psycopg is imported only once an app reaches PostgreSQL (45 ms)
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         given = {k: str(v) for k, v in conninfo_to_dict(address).items()}
     except psycopg.ProgrammingError as exc:

@@ -40,15 +40,14 @@ from tauon.services.pg_address import PgError as PgError
 from tauon.services.pg_address import connection_failed
 from tauon.services.pg_address import parse_address as parse_address
 from tauon.services.pg_exec import CopyRefused, Statements
-from tauon.services.watchdog import LateResult, SocketCut, Watchdog, call_before
+from tauon.services.watchdog import GUEST_MARGIN as GUEST_MARGIN
+from tauon.services.watchdog import LateResult, SocketCut, Watchdog, call_before, cutoff
 
 POOL_SIZE = 64
 """Connections per address (Spin's CONNECTION_POOL_SIZE)."""
 POOL_ADDRESSES = 16
 """Addresses with a pool kept (Spin's CONNECTION_POOL_CACHE_CAPACITY); the least recently used goes."""
 CONNECT_TIMEOUT = 10.0
-GUEST_MARGIN = 0.25
-"""Seconds before the request's deadline at which a blocked statement is cut (see `cutoff`)."""
 _CLEAN = (b"CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
           b"SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;")
 """deadpool-postgres' RecyclingMethod::Clean, run when a connection is taken from the pool again."""
@@ -347,12 +346,6 @@ class PgClients:
             _close_all(pool.idle)
         if self._ca_dir is not None:
             shutil.rmtree(self._ca_dir, ignore_errors=True)
-
-
-def cutoff(deadline: float) -> float:
-    """When a blocked call is cut: a little before the request's deadline, so the guest still gets the
-    error and can answer before its time is up."""
-    return deadline - GUEST_MARGIN
 
 
 def _close_all(conns: list[_Conn]) -> None:

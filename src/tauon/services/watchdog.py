@@ -183,3 +183,13 @@ def call_before(deadline: float, fn: Callable[[], T], discard: Callable[[T], Non
     if ok:
         return value  # type: ignore[no-any-return]
     raise value
+
+
+GUEST_MARGIN = 0.25
+"""Seconds before the request's deadline at which a blocked call is cut (see `cutoff`)."""
+
+
+def cutoff(deadline: float) -> float:
+    """When a blocked call is cut: a little before the request's deadline, so the guest still gets the
+    error and can answer before its time is up."""
+    return deadline - GUEST_MARGIN
