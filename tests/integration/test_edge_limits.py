@@ -9,6 +9,7 @@ import re
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,38 +31,51 @@ def hello(tmp_path: Path, **limits: object) -> tuple[Path, int]:
     return watch, port
 
 
-def test_after_413_the_rest_of_the_body_is_not_read(tmp_path: Path) -> None:
-    """tauon used to keep reading (and discarding) the body after answering 413: 12 GiB in 10 s."""
+@contextlib.contextmanager
+def serving_1_mib_bodies(tmp_path: Path) -> Iterator[int]:
+    """tauon (one process) serving the hello app with `max_body_mib` 1; yields its port."""
     watch, port = hello(tmp_path, max_body_mib=1)
     with run_tauon(tmp_path, "--workers", "1", watch_dir=watch):
         wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n")
-            chunk = b"x" * 65536
-            sent = 0
-            answer = b""
-            deadline = time.monotonic() + 20
-            sock.setblocking(False)
-            while time.monotonic() < deadline:
-                try:
-                    data = sock.recv(65536)
-                    if not data:
-                        break  # the server closed the connection
-                    answer += data
-                except BlockingIOError:
-                    pass
-                except ConnectionResetError:
-                    break
-                try:
-                    sent += sock.send(chunk)
-                except BlockingIOError:
-                    time.sleep(0.01)
-                except (BrokenPipeError, ConnectionResetError):
-                    break
-            assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-            assert b"connection: close" in answer.lower()
-            assert time.monotonic() < deadline, "the connection stayed open"
-            assert sent < 512 * 1024 * 1024  # it stopped well short of the announced 10 GB
+        yield port
+
+
+@contextlib.contextmanager
+def oversized_post(port: int) -> Iterator[socket.socket]:
+    """A connection that has sent the head of a POST announcing 10 GB (the 413 is on its way)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n")
+        yield sock
+
+
+def test_after_413_the_rest_of_the_body_is_not_read(tmp_path: Path) -> None:
+    """tauon used to keep reading (and discarding) the body after answering 413: 12 GiB in 10 s."""
+    with serving_1_mib_bodies(tmp_path) as port, oversized_post(port) as sock:
+        chunk = b"x" * 65536
+        sent = 0
+        answer = b""
+        deadline = time.monotonic() + 20
+        sock.setblocking(False)
+        while time.monotonic() < deadline:
+            try:
+                data = sock.recv(65536)
+                if not data:
+                    break  # the server closed the connection
+                answer += data
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                break
+            try:
+                sent += sock.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.01)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b"connection: close" in answer.lower()
+        assert time.monotonic() < deadline, "the connection stayed open"
+        assert sent < 512 * 1024 * 1024  # it stopped well short of the announced 10 GB
 
 
 def read_to_end(sock: socket.socket) -> tuple[bytes, str]:
@@ -78,12 +92,9 @@ def read_to_end(sock: socket.socket) -> tuple[bytes, str]:
 def test_a_413_reaches_a_client_still_sending_its_body(tmp_path: Path) -> None:
     """Closing at once after a 413, with the client's body bytes unread, made the kernel reset the
     connection: a client that went on sending, or read after the reset, lost the 413 (a CI failure)."""
-    watch, port = hello(tmp_path, max_body_mib=1)
-    with run_tauon(tmp_path, "--workers", "1", watch_dir=watch):
-        wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")
+    with serving_1_mib_bodies(tmp_path) as port:
         for _ in range(3):
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-                sock.sendall(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n")
+            with oversized_post(port) as sock:
                 sock.sendall(b"x" * 256 * 1024)
                 time.sleep(0.3)  # the 413 has been sent: the server now closes its side
                 sock.sendall(b"y" * 256 * 1024)  # a reset would come back for these
@@ -97,18 +108,14 @@ def test_a_413_reaches_a_client_still_sending_its_body(tmp_path: Path) -> None:
 
 def test_a_lingering_close_ends_when_the_client_goes_on_sending(tmp_path: Path) -> None:
     """A client that never stops sending is cut off after a bounded amount (64 MiB), not read forever."""
-    watch, port = hello(tmp_path, max_body_mib=1)
-    with run_tauon(tmp_path, "--workers", "1", watch_dir=watch):
-        wait_http(f"http://127.0.0.1:{port}/hello", contains="Hello")
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n")
-            chunk, sent = b"x" * 65536, 0
-            deadline = time.monotonic() + 20
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                while time.monotonic() < deadline:  # never reads: a client that ignores the 413
-                    sent += sock.send(chunk)
-            assert time.monotonic() < deadline, "the server read on for 20 s"
-            assert 64 * 1024 * 1024 <= sent < 256 * 1024 * 1024, sent
+    with serving_1_mib_bodies(tmp_path) as port, oversized_post(port) as sock:
+        chunk, sent = b"x" * 65536, 0
+        deadline = time.monotonic() + 20
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            while time.monotonic() < deadline:  # never reads: a client that ignores the 413
+                sent += sock.send(chunk)
+        assert time.monotonic() < deadline, "the server read on for 20 s"
+        assert 64 * 1024 * 1024 <= sent < 256 * 1024 * 1024, sent
 
 
 def closed_within(sock: socket.socket, seconds: float) -> bool:
