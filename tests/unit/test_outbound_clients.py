@@ -14,8 +14,8 @@ from tauon.executors.legacy_abi import AbiError
 from tauon.executors.legacy_redis import lower_redis_results, read_redis_parameters
 from tauon.outbound.limits import ConnectionLimit, OutboundError, public_address, remaining
 from tauon.outbound.mqtt_client import parse_address as parse_mqtt
+from tauon.outbound.redis_address import parse_address as parse_redis
 from tauon.outbound.redis_client import RedisResult, RedisTarget, Status, _flatten
-from tauon.outbound.redis_client import parse_address as parse_redis
 
 
 @pytest.mark.parametrize(("address", "target"), [

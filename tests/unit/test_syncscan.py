@@ -11,8 +11,8 @@ import pytest
 import wasmtime
 
 from tauon.wasm.engine import WasmEngine
-from tauon.wasm.runtime import load
-from tauon.wasm.runtime.syncscan import certainly_sync
+from tauon.wasm.runtime.selection import compiles_core_modules
+from tauon.wasm.runtime.syncscan import P3_HANDLER, certainly_sync
 
 # Host functions `f: func(n: u32) -> u32` and `g: async func()` lowered into a core module whose `run`
 # is lifted and exported; a resource with its three builtins; the export re-typed through a nested
@@ -97,16 +97,16 @@ def component(engine: WasmEngine, tmp_path: Path, name: str, **parts: str) -> Pa
 def test_a_synchronous_component_with_every_plain_canon_form_is_certainly_sync(
         engine: WasmEngine, tmp_path: Path) -> None:
     path = component(engine, tmp_path, "sync")
-    assert certainly_sync(path, load.P3_HANDLER)
-    assert not load.compiles_core_modules(path, "wasmtime")
+    assert certainly_sync(path, P3_HANDLER)
+    assert not compiles_core_modules(path, "wasmtime")
 
 
 @pytest.mark.parametrize("variant", sorted(ASYNC_VARIANTS))
 def test_any_sign_of_async_makes_it_uncertain_and_the_plan_decides(engine: WasmEngine, tmp_path: Path,
                                                                    variant: str) -> None:
     path = component(engine, tmp_path, variant, **ASYNC_VARIANTS[variant])
-    assert not certainly_sync(path, load.P3_HANDLER)
-    assert load.compiles_core_modules(path, "wasmtime")
+    assert not certainly_sync(path, P3_HANDLER)
+    assert compiles_core_modules(path, "wasmtime")
 
 
 def test_what_is_not_a_whole_component_binary_is_uncertain(engine: WasmEngine, tmp_path: Path) -> None:
@@ -118,4 +118,4 @@ def test_what_is_not_a_whole_component_binary_is_uncertain(engine: WasmEngine, t
     text = tmp_path / "text.wat"
     text.write_text("(component)")
     for path in (cut, module, text, tmp_path / "missing.wasm"):
-        assert not certainly_sync(path, load.P3_HANDLER), path.name
+        assert not certainly_sync(path, P3_HANDLER), path.name

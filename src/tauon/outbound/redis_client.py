@@ -32,8 +32,7 @@ from redis._parsers.resp2 import _RESP2Parser
 from redis.utils import SENTINEL
 
 from tauon.outbound.limits import CONNECT_TIMEOUT, MAX_CONNECTIONS, ConnectionLimit, OutboundError, remaining
-from tauon.outbound.redis_address import RedisTarget as RedisTarget
-from tauon.outbound.redis_address import parse_address as parse_address
+from tauon.outbound.redis_address import RedisTarget, parse_address
 
 MAX_RESULT_BYTES = 128 << 20
 """Spin's MAX_HOST_BUFFERED_BYTES."""

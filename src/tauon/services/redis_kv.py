@@ -23,7 +23,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tauon.outbound.limits import ConnectionLimit, OutboundError
-from tauon.outbound.redis_client import RedisConnection, RedisTarget, parse_address
+from tauon.outbound.redis_address import RedisTarget, parse_address
+from tauon.outbound.redis_client import RedisConnection
 from tauon.services.keyvalue import KeyValueError
 
 CALL_TIMEOUT = 10.0

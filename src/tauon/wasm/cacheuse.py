@@ -26,6 +26,7 @@ from tauon.wasm.component.cache import component_key
 from tauon.wasm.componentize import conversion_key
 from tauon.wasm.engine import WasmEngine
 from tauon.wasm.runtime import load as runtime_load
+from tauon.wasm.runtime.selection import compiles_core_modules
 
 _lock = threading.Lock()
 _held: Counter[str] = Counter()
@@ -45,7 +46,7 @@ def entries_of(engine: WasmEngine, original: GenerationPlan, prepared: Generatio
         names.add(f"modules/{engine.cache_key(digest)}.cwasm")
         names.add(f"components/{component_key(engine, digest)}.cwasm")
         path = Path(component.wasm_path)
-        if runtime_load.compiles_core_modules(path, prepared.component_runtime):
+        if compiles_core_modules(path, prepared.component_runtime):
             names.update(runtime_load.cache_names(engine, path))
         if path.parent == converted:  # composed (or converted) at load: its source is cached too
             names.add(f"converted/{path.name}")

@@ -118,13 +118,11 @@ def _compile_one(engine: WasmEngine, path: Path, digest: str, runtime: str) -> b
     from tauon.wasm.component import cache  # the binding and rewriting: imported only when needed
 
     cache.compile_component(engine, path, digest)
-    from tauon.wasm.runtime.syncscan import P3_HANDLER, certainly_sync
+    from tauon.wasm.runtime.selection import compiles_core_modules
 
-    if runtime != "tauon" and certainly_sync(path, P3_HANDLER):
-        return cache.has_compiled(engine, digest)  # the common case: no need to import the runtime (80 ms)
-    from tauon.wasm.runtime import load as runtime_load
+    if compiles_core_modules(path, runtime):  # tauon's component runtime: core modules too
+        from tauon.wasm.runtime import load as runtime_load  # 80 ms: only for such components
 
-    if runtime_load.compiles_core_modules(path, runtime):  # tauon's component runtime: core modules too
         runtime_load.compile_core_modules(engine, path)
         return cache.has_compiled(engine, digest) and runtime_load.has_compiled(engine, path)
     return cache.has_compiled(engine, digest)

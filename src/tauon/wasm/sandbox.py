@@ -25,6 +25,7 @@ from tauon.wasm.component import cache
 from tauon.wasm.engine import WasmEngine
 from tauon.wasm.kind import classify_file
 from tauon.wasm.runtime import load as runtime_load
+from tauon.wasm.runtime.selection import compiles_core_modules
 
 
 def missing(engine: WasmEngine, plan: GenerationPlan) -> list[ComponentPlan]:
@@ -47,7 +48,7 @@ def _has_compiled(engine: WasmEngine, component: ComponentPlan, runtime: str) ->
     if kind == "module":
         return engine.has_compiled(component.wasm_digest)
     path = Path(component.wasm_path)
-    if runtime_load.compiles_core_modules(path, runtime) and not runtime_load.has_compiled(engine, path):
+    if compiles_core_modules(path, runtime) and not runtime_load.has_compiled(engine, path):
         return False  # tauon's component runtime compiles the component's core modules itself
     return cache.has_compiled(engine, component.wasm_digest)
 

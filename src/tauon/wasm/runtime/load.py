@@ -13,7 +13,6 @@ import logging
 import threading
 import weakref
 from pathlib import Path
-from typing import Any
 
 import wasmtime
 
@@ -24,8 +23,7 @@ from tauon.wasm.keylocks import KeyedLocks
 from tauon.wasm.runtime.instance import HostLinks, RuntimeComponent
 from tauon.wasm.runtime.model import UnsupportedComponent
 from tauon.wasm.runtime.parse import parse_component
-from tauon.wasm.runtime.plan import Lifted, Plan, build_plan
-from tauon.wasm.runtime.syncscan import P3_HANDLER, certainly_sync
+from tauon.wasm.runtime.plan import Plan, build_plan
 from tauon.wasm.runtime.wiring import Wiring
 
 log = logging.getLogger(__name__)
@@ -114,51 +112,6 @@ def cache_names(engine: WasmEngine, wasm_path: Path) -> list[str]:
                 _digests.clear()
             _digests[key] = digests
     return [f"modules/{_key(engine, sha)}.cwasm" for sha in digests]
-
-
-_async: dict[tuple[str, int, int], bool] = {}
-
-
-def compiles_core_modules(wasm_path: Path, runtime: str) -> bool:
-    """Whether tauon's component runtime runs this component (so its core modules must be compiled):
-    with `--component-runtime tauon`, and always for one using component-model async or exporting
-    the WASIp3 HTTP handler, which only this runtime hosts."""
-    if runtime == "tauon":
-        return True
-    try:
-        stat = Path(wasm_path).stat()
-    except OSError:
-        return False
-    key = (str(wasm_path), stat.st_size, stat.st_mtime_ns)
-    with _guard:
-        found = _async.get(key)
-    if found is None:
-        found = not certainly_sync(wasm_path, P3_HANDLER) and _plans_async(wasm_path)
-        with _guard:
-            if len(_async) > 256:
-                _async.clear()
-            _async[key] = found
-    return found
-
-
-def _plans_async(wasm_path: Path) -> bool:
-    try:
-        plan = plan_component(wasm_path)
-    except UnsupportedComponent:
-        return False
-    return (bool(plan.async_builtins) or any(lower.opts.is_async for lower in plan.lowers)
-            or any(lifted.opts.is_async for lifted in _lifted(plan.exports))
-            or any(name.startswith(P3_HANDLER) for name in plan.exports))
-
-
-def _lifted(exports: dict[str, Any]) -> list[Lifted]:
-    found: list[Lifted] = []
-    for item in exports.values():
-        if isinstance(item, Lifted):
-            found.append(item)
-        elif isinstance(item, dict):
-            found.extend(_lifted(item))
-    return found
 
 
 def has_compiled(engine: WasmEngine, wasm_path: Path) -> bool:
