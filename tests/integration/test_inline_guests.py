@@ -1,14 +1,17 @@
 """Small wasi:http guests run on the event loop (tauon.executors.inline), through the real switchboard
-and executor with real components: the 7 KB C fixture, and c-inline, whose routes make a run on the
-loop impossible to finish there (a timer wait, 300 ms of computation, a 2 MiB body). Responses and log
-lines are the same as on guest threads, and a run that cannot finish on the loop never stalls it: the
-request is served again on a thread."""
+and executor with real components: the 7 KB C fixture; c-inline, whose routes make a run on the loop
+impossible to finish there (a timer wait, 300 ms of computation, a 2 MiB body); and python-raw, whose
+outbound route calls outside the interfaces safe on the loop (against a real loopback upstream).
+Responses and log lines are the same as on guest threads, and a run that cannot finish on the loop
+never stalls it and is never seen: the request is served again on a thread."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.server
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from support.components import component_path
 from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, TriggerPlan
 from tauon.executors.inline import BACKOFF, WARMUP
 from tauon.executors.wasi_http import WasiHttpExecutor
+from tauon.model.component_meta import ComponentMeta
 from tauon.server.generation import Generation, build_generation
 from tauon.server.switchboard import Switchboard
 from tauon.wasm.engine import WasmEngine
@@ -39,18 +43,21 @@ def engine() -> Iterator[WasmEngine]:
     engine.stop()
 
 
-def plan_for(name: str) -> GenerationPlan:
+def plan_for(name: str, metadata: ComponentMeta | None = None) -> GenerationPlan:
     wasm = component_path(name)
     digest = "sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest()
     return GenerationPlan(
         app_id=f"{name}.json", reference=f"localhost/{name}:v1", digest="sha256:" + "2" * 64, name=name,
         version="1", triggers=(TriggerPlan(id="t", route="/...", component=name, executor="http"),),
-        components={name: ComponentPlan(id=name, wasm_path=str(wasm), wasm_digest=digest)}, limits=LIMITS)
+        components={name: ComponentPlan(id=name, wasm_path=str(wasm), wasm_digest=digest,
+                                        metadata=metadata or ComponentMeta())}, limits=LIMITS)
 
 
 async def request(board: Switchboard, path: str) -> tuple[int, tuple[tuple[bytes, bytes], ...], bytes]:
     """One GET through the switchboard: (status, headers, body)."""
-    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+    path, _, query = path.partition("?")
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
+             "query_string": query.encode(),
              "headers": [(b"host", b"127.0.0.1:3000")], "scheme": "http", "http_version": "1.1",
              "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 3000)}
     messages: list[dict[str, Any]] = []
@@ -74,9 +81,9 @@ def executor_of(generation: Generation) -> WasiHttpExecutor:
     return executor
 
 
-def serve(name: str, engine: WasmEngine, scenario: Any) -> Any:
+def serve(name: str, engine: WasmEngine, scenario: Any, metadata: ComponentMeta | None = None) -> Any:
     async def main() -> Any:
-        generation = await build_generation(plan_for(name), 1, engine, anyio.CapacityLimiter(1))
+        generation = await build_generation(plan_for(name, metadata), 1, engine, anyio.CapacityLimiter(1))
         try:
             return await scenario(Switchboard(f"{name}.json", generation), executor_of(generation))
         finally:
@@ -98,14 +105,54 @@ def test_the_c_fixture_runs_on_the_loop_with_the_same_responses(engine: WasmEngi
     serve("c", engine, scenario)
 
 
-def test_a_component_with_outbound_imports_stays_on_threads(engine: WasmEngine) -> None:
-    async def scenario(board: Switchboard, executor: WasiHttpExecutor) -> None:
-        assert not executor.inline.pure  # it imports wasi:http/outgoing-handler, files, sockets
-        for _ in range(WARMUP + 4):
-            assert (await request(board, "/echo"))[0] == 200
-        assert executor.inline_runs == 0
+class Upstream(http.server.BaseHTTPRequestHandler):
+    hits = 0
 
-    serve("python-raw", engine, scenario)
+    def do_GET(self) -> None:
+        type(self).hits += 1
+        body = b"upstream " + self.path.encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def upstream() -> Iterator[str]:
+    Upstream.hits = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join(5)
+
+
+def test_a_component_importing_outbound_interfaces_runs_on_the_loop_until_it_calls_one(
+        engine: WasmEngine, upstream: str) -> None:
+    """python-raw imports outbound HTTP, files and sockets (as SDK components do) but /echo calls
+    none of them: it runs on the loop. /outbound's call to outgoing-handler abandons its run on the
+    loop before anything is sent, and the request is served on a thread: the upstream sees each
+    request once."""
+    async def scenario(board: Switchboard, executor: WasiHttpExecutor) -> None:
+        on_threads = [await request(board, "/echo") for _ in range(WARMUP)]
+        assert executor.inline_runs == 0
+        on_loop = [await request(board, "/echo") for _ in range(4)]
+        assert executor.inline_runs == 4
+        assert set(on_loop) == set(on_threads) and on_loop[0][0] == 200
+        status, _, body = await request(board, f"/outbound?url={upstream}/a")
+        assert (status, body, Upstream.hits) == (200, b"upstream /a", 1)
+        assert executor.inline.backoff == BACKOFF and executor.inline_runs == 4  # abandoned
+        for n in range(2, 5):  # the next ones go straight to threads
+            assert (await request(board, f"/outbound?url={upstream}/a"))[2] == b"upstream /a"
+            assert Upstream.hits == n
+        assert executor.inline_runs == 4
+
+    serve("python-raw", engine, scenario,
+          ComponentMeta(allowed_outbound_hosts=(upstream,)))
 
 
 def guest_lines(caplog: pytest.LogCaptureFixture, path: str) -> int:

@@ -12,30 +12,11 @@ from tauon.executors.inline import (
     SLOW_HINT,
     WARMUP,
     InlinePolicy,
-    pure_imports,
 )
-
-C_FIXTURE = [  # what the 7 KB C fixture imports, as LinkedComponent lists it
-    "wasi:io/streams@0.2.0#[method]output-stream.blocking-write-and-flush",
-    "wasi:http/types@0.2.0#[static]fields.from-list",
-    "wasi:http/types@0.2.0#[static]response-outparam.set",
-    "tauon:bytes/streams@0.1.0#[method]output-stream.blocking-write-and-flush",
-]
-
-
-def test_only_request_local_interfaces_are_pure() -> None:
-    assert pure_imports(C_FIXTURE)
-    assert pure_imports([])
-    assert pure_imports(["wasi:cli/stdout@0.2.12#get-stdout", "wasi:clocks/monotonic-clock@0.2.9#now"])
-    for other in ("wasi:http/outgoing-handler@0.2.0#handle",
-                  "wasi:filesystem/types@0.2.0#[method]descriptor.read",
-                  "fermyon:spin/key-value@2.0.0#[method]store.set", "fermyon:spin/variables@2.0.0#get",
-                  "wasi:sockets/tcp@0.2.0#[method]tcp-socket.start-connect", "custom-top-level-function"):
-        assert not pure_imports([*C_FIXTURE, other]), other
 
 
 def warmed(cpu: float) -> InlinePolicy:
-    policy = InlinePolicy(pure=True)
+    policy = InlinePolicy(eligible=True)
     for _ in range(WARMUP):
         assert not policy.wanted()  # measured on threads first
         assert policy.measures(inline=False)
@@ -69,8 +50,8 @@ def test_the_loop_measures_for_itself_what_threads_overstate() -> None:
     assert on_loop(FAST_RUN / 4, thread_cpu=FAST_RUN * 3).wanted()
 
 
-def test_impure_guests_never_run_inline() -> None:
-    policy = InlinePolicy(pure=False)
+def test_ineligible_guests_never_run_inline() -> None:
+    policy = InlinePolicy(eligible=False)
     for _ in range(WARMUP * 4):
         policy.record(FAST_RUN / 100, inline=False)
     assert not policy.wanted()
@@ -97,7 +78,7 @@ def test_runs_on_the_loop_are_sampled_and_runs_on_threads_measured_only_while_wa
     policy = on_loop(FAST_RUN / 4)
     assert [policy.measures(inline=True) for _ in range(3 * SAMPLE_EVERY)].count(True) == 3
     assert not policy.measures(inline=False)  # a thread run reads dearer: it must not steer
-    assert not InlinePolicy(pure=False).measures(inline=False)
+    assert not InlinePolicy(eligible=False).measures(inline=False)
 
 
 def test_a_guest_over_the_limit_is_probed_on_the_loop_and_comes_back_when_fast() -> None:

@@ -6,9 +6,10 @@ connections (py-spy --gil on the 7 KB C fixture: a sixth of the process's Python
 the loop cut the CPU per request by a quarter). A guest may run on the loop only when that can never
 stall the loop or be seen by anyone:
 
-- its component imports only interfaces whose calls touch nothing outside the request (`PURE`: the
-  wasi:http types, streams, clocks, random, environment, stdout/stderr): a run can then be abandoned
-  and run again on a thread without anyone noticing. Its log lines are held until the run ends;
+- it runs through wasmtime's component API, and it has made no call outside `LOOP_SAFE`
+  (hostif/loopsafe.py: the wasi:http types, streams, clocks, random, environment, stdout/stderr)
+  when the run ends: any other host call abandons the run before it does anything, so the run can be
+  served again on a thread without anyone noticing. Its log lines are held until the run ends;
 - its runs are measured fast. Its first `WARMUP` runs go to threads; unless they took over
   `SLOW_HINT` each, its next `WARMUP` runs go to the loop, each measured, and from then on the
   average CPU time of its runs on the loop must stay under `FAST_RUN`. Only runs on the loop count:
@@ -19,39 +20,27 @@ stall the loop or be seen by anyone:
   fast again;
 - the request has no body (nothing to wait for from the client);
 - the run is abandoned, and the request served again from the start on a guest thread, as soon as a
-  host call would have to wait (a full response pipe, a timer, poll) or the guest runs past
+  host call would have to wait (a full response pipe, a timer, poll), the guest calls outside
+  `LOOP_SAFE`, or it runs past
   `INLINE_TICKS` epoch ticks (10-20 ms). Nothing has been sent by then: the loop sends only after the
   run. The component then runs on threads for the next `BACKOFF` requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from tauon.hostif.state import WouldBlock
 
-PURE = frozenset({
-    "wasi:http/types", "wasi:io/streams", "wasi:io/error", "wasi:io/poll",
-    "tauon:bytes/streams",  # wasi:io/streams' writes with bytes in place of list<u8> (rewriting/routing.py)
-    "wasi:clocks/monotonic-clock", "wasi:clocks/wall-clock",
-    "wasi:random/random", "wasi:random/insecure", "wasi:random/insecure-seed",
-    "wasi:cli/environment", "wasi:cli/exit", "wasi:cli/stdin", "wasi:cli/stdout", "wasi:cli/stderr",
-    "wasi:cli/terminal-input", "wasi:cli/terminal-output", "wasi:cli/terminal-stdin",
-    "wasi:cli/terminal-stdout", "wasi:cli/terminal-stderr",
-})
-"""Interfaces (without version) whose calls affect only the request's own resources and output.
-Not here: outbound HTTP and databases, key-value, variables (a provider may be remote), sockets,
-files (a read of a mounted file may wait on the disk)."""
-
-FAST_RUN = 0.001
+FAST_RUN = 0.005
 """Average CPU seconds per run under which a component's guests run on the event loop: a run holds
-the loop for about this long."""
+the loop for about this long. On threads, each host call takes the GIL back from the loop: the JS
+fixture cost 3.35 ms of CPU a request there against 2.46 ms on the loop, and served 1.5x the
+requests at 64 connections (bench/bench_components.py)."""
 WARMUP = 8
 """Runs measured on threads before the first run on the loop, and runs on the loop measured before
 the loop's average decides."""
-SLOW_HINT = 0.01
+SLOW_HINT = 0.02
 """Average CPU seconds of the warm-up runs on threads over which the guest is not tried on the loop
-(only probed): its runs would be abandoned there anyway."""
+(only probed): its runs would be abandoned there anyway (the latest `INLINE_TICKS` deadline)."""
 INLINE_TICKS = 2
 """Epoch deadline of a run on the loop: after one whole tick (10 ms) it is abandoned."""
 BACKOFF = 1000
@@ -62,19 +51,14 @@ PROBE_EVERY = 64
 """Requests per probe (a measured run on the loop) while a guest's average is over `FAST_RUN`."""
 
 
-def pure_imports(functions: Iterable[str]) -> bool:
-    """Whether every imported function ('<interface>@<version>#<name>') belongs to a `PURE` interface."""
-    return all(label.split("#", 1)[0].split("@", 1)[0] in PURE for label in functions)
-
-
 class InlinePolicy:
     """One executor's decision, per request, whether its guest runs on the loop (no lock: a lost
     update between threads only makes the average a little staler)."""
 
-    __slots__ = ("average", "backoff", "loop_runs", "pure", "runs", "since_probe", "skipped")
+    __slots__ = ("average", "backoff", "eligible", "loop_runs", "runs", "since_probe", "skipped")
 
-    def __init__(self, pure: bool) -> None:
-        self.pure = pure
+    def __init__(self, eligible: bool) -> None:
+        self.eligible = eligible
         self.runs = 0
         """Runs measured on threads (the warm-up)."""
         self.loop_runs = 0
@@ -91,7 +75,7 @@ class InlinePolicy:
         `SAMPLE_EVERY` (a thread's CPU clock is a system call, which cost 7 % of a small request
         measured every time), and every probe."""
         if not inline:
-            return self.pure and self.runs < WARMUP
+            return self.eligible and self.runs < WARMUP
         self.skipped += 1
         if self.skipped < SAMPLE_EVERY and self.average < FAST_RUN and self.loop_runs >= WARMUP:
             return False
@@ -99,7 +83,7 @@ class InlinePolicy:
         return True
 
     def wanted(self) -> bool:
-        if not self.pure or self.runs < WARMUP:
+        if not self.eligible or self.runs < WARMUP:
             return False
         if self.backoff:
             self.backoff -= 1
@@ -130,5 +114,5 @@ class InlinePolicy:
         self.backoff = BACKOFF
 
 
-__all__ = ["BACKOFF", "FAST_RUN", "INLINE_TICKS", "PROBE_EVERY", "PURE", "SAMPLE_EVERY", "SLOW_HINT",
-           "WARMUP", "InlinePolicy", "WouldBlock", "pure_imports"]
+__all__ = ["BACKOFF", "FAST_RUN", "INLINE_TICKS", "PROBE_EVERY", "SAMPLE_EVERY", "SLOW_HINT",
+           "WARMUP", "InlinePolicy", "WouldBlock"]

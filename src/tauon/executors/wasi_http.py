@@ -19,7 +19,7 @@ from wasmtime.component import Component
 
 from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
 from tauon.executors.guestthreads import GuestThreads
-from tauon.executors.inline import INLINE_TICKS, InlinePolicy, WouldBlock, pure_imports
+from tauon.executors.inline import INLINE_TICKS, InlinePolicy, WouldBlock
 from tauon.executors.oneshot import ComponentExecutor, GuestRunner, new_store
 from tauon.executors.responses import send_empty, send_head, unsendable_status
 from tauon.hostif.http import IncomingBody, ResponseOutparam
@@ -128,8 +128,7 @@ class WasiHttpExecutor(ComponentExecutor):
         makes it staler)."""
         # Only through wasmtime's component API: tauon's own runtime keeps per-thread state of its
         # own, which the event loop's thread should not collect.
-        self.inline = InlinePolicy(self._runner.name == "wasmtime"
-                                   and pure_imports(linked.implemented + linked.trapping))
+        self.inline = InlinePolicy(self._runner.name == "wasmtime")
         """Whether a request's guest may run on the event loop (executors/inline.py)."""
         self.inline_runs = 0
         """Requests served by a guest run on the event loop."""

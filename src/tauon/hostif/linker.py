@@ -57,6 +57,7 @@ from tauon.hostif import (
     spin_variables,
     spin_variables_p3,
 )
+from tauon.hostif.loopsafe import loop_safe, threads_only
 from tauon.hostif.registry import P3, HostInterface, HostTrap, resource_id
 from tauon.hostif.state import HostState
 from tauon.wasm.component.codec import UnsupportedType
@@ -296,6 +297,7 @@ def _resources_at(engine: wasmtime.Engine, component: Component, places: list[Re
 
 def _link_instance(li: LinkerInstance, import_name: str, exports: dict[str, ComponentExtern],
                    iface: HostInterface | None, resources: ResourceMap, shared: SharedLinker) -> None:
+    safe_on_loop = loop_safe(import_name)
     # Resources first: function signatures refer to them.
     for name, extern in exports.items():
         rtype = extern.ty
@@ -314,6 +316,8 @@ def _link_instance(li: LinkerInstance, import_name: str, exports: dict[str, Comp
             define_func(li, name, _trap(label, why), None, _no_resources, label=label)
             shared.trapping.append(label)
             continue
+        if not safe_on_loop:
+            impl = threads_only(label, impl)
         try:
             define_func(li, name, impl, fty, resources.find, label=label,
                         latin1_bytes=latin1_bytes(import_name, name), flat=iface is not None and iface.flat)
