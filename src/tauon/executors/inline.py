@@ -21,9 +21,9 @@ stall the loop or be seen by anyone:
 - the request has no body (nothing to wait for from the client);
 - the run is abandoned, and the request served again from the start on a guest thread, as soon as a
   host call would have to wait (a full response pipe, a timer, poll), the guest calls outside
-  `LOOP_SAFE`, or it runs past
-  `INLINE_TICKS` epoch ticks (10-20 ms). Nothing has been sent by then: the loop sends only after the
-  run. The component then runs on threads for the next `BACKOFF` requests.
+  `LOOP_SAFE`, or it computes past its deadline (`INLINE_TICKS`: 20-30 ms, counted in the CPU time
+  the run gets). Nothing has been sent by then: the loop sends only after the run. The component
+  then runs on threads for the next `BACKOFF` requests.
 """
 
 from __future__ import annotations
@@ -42,7 +42,12 @@ SLOW_HINT = 0.02
 """Average CPU seconds of the warm-up runs on threads over which the guest is not tried on the loop
 (only probed): its runs would be abandoned there anyway (the latest `INLINE_TICKS` deadline)."""
 INLINE_TICKS = 2
-"""Epoch deadline of a run on the loop: after one whole tick (10 ms) it is abandoned."""
+"""Epoch deadline of a run on the loop: after one whole tick (10 ms) its CPU time starts to count
+(wasm/component/host.py `cpu_deadline`): it is abandoned at a later tick if it had the CPU for half
+the time since, so a run that computes is abandoned 20-30 ms after it started."""
+INLINE_WALL = 0.1
+"""Seconds past its first deadline after which a run on the loop is abandoned however little CPU it
+got (a machine so busy that its loop thread hardly runs)."""
 BACKOFF = 1000
 """Requests served on threads after a run on the loop was abandoned."""
 SAMPLE_EVERY = 8
@@ -114,5 +119,5 @@ class InlinePolicy:
         self.backoff = BACKOFF
 
 
-__all__ = ["BACKOFF", "FAST_RUN", "INLINE_TICKS", "PROBE_EVERY", "SAMPLE_EVERY", "SLOW_HINT",
-           "WARMUP", "InlinePolicy", "WouldBlock"]
+__all__ = ["BACKOFF", "FAST_RUN", "INLINE_TICKS", "INLINE_WALL", "PROBE_EVERY", "SAMPLE_EVERY",
+           "SLOW_HINT", "WARMUP", "InlinePolicy", "WouldBlock"]

@@ -19,7 +19,7 @@ from wasmtime.component import Component
 
 from tauon.executors.base import ExecutorSetup, GuestError, RoutedRequest
 from tauon.executors.guestthreads import GuestThreads
-from tauon.executors.inline import INLINE_TICKS, InlinePolicy, WouldBlock
+from tauon.executors.inline import INLINE_TICKS, INLINE_WALL, InlinePolicy, WouldBlock
 from tauon.executors.oneshot import ComponentExecutor, GuestRunner, new_store
 from tauon.executors.responses import send_empty, send_head, unsendable_status
 from tauon.hostif.http import IncomingBody, ResponseOutparam
@@ -29,7 +29,7 @@ from tauon.hostif.linker import LinkedComponent
 from tauon.hostif.pipe import BytePipe, PipeError
 from tauon.hostif.state import HostConfig, HostState
 from tauon.wasm.component.guest import Trap
-from tauon.wasm.component.host import bound_state
+from tauon.wasm.component.host import LoopBudgetSpent, bound_state, cpu_deadline
 from tauon.wasm.engine import WasmEngine, limited_store
 
 REQUEST_BUFFER = 1 << 20
@@ -224,8 +224,7 @@ class WasiHttpExecutor(ComponentExecutor):
         finally:
             self._limiter.release_on_behalf_of(state)
         error = exchange.error
-        if isinstance(error, Trap) and (isinstance(error.host_error, WouldBlock) or (
-                error.kind == "timeout" and self._inline_ticks < self._request_ticks)):
+        if isinstance(error, Trap) and isinstance(error.host_error, (WouldBlock, LoopBudgetSpent)):
             self.inline.abandoned()
             self._log.debug("%s: a guest run on the event loop was abandoned (%s); the request and "
                             "the next ones run on guest threads", self._label, error)
@@ -249,6 +248,8 @@ class WasiHttpExecutor(ComponentExecutor):
         if inline:
             store = limited_store(self._engine.engine, memory_limit=self._limits.max_memory,
                                   deadline_ticks=self._inline_ticks)
+            if self._inline_ticks < self._request_ticks:  # else the deadline is the request's own
+                cpu_deadline(store, INLINE_WALL)
         else:
             store = new_store(self._engine, self._limits)
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.metadata
-from ctypes import POINTER, c_bool, c_char_p, c_size_t, c_uint32, c_void_p
+from ctypes import POINTER, c_bool, c_char_p, c_size_t, c_uint8, c_uint32, c_uint64, c_void_p
 from typing import Any
 
 from wasmtime import _ffi as ffi
@@ -85,6 +85,8 @@ HostCallback = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_void_p
                                 c_size_t)
 DtorCallback = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_uint32)
 Finalizer = ctypes.CFUNCTYPE(None, c_void_p)
+EpochCallback = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, POINTER(c_uint64), POINTER(c_uint8))
+"""(context, data, deadline delta out, update kind out) -> error or 0 (continue)."""
 
 func_call = _fn_nogil("wasmtime_component_func_call", c_void_p,
                 c_void_p, c_void_p, ValPtr, c_size_t, ValPtr, c_size_t)
@@ -99,6 +101,9 @@ linker_instance_add_func = _fn("wasmtime_component_linker_instance_add_func", c_
 linker_instance_add_resource = _fn("wasmtime_component_linker_instance_add_resource", c_void_p,
                                    c_void_p, c_char_p, c_size_t, c_void_p, DtorCallback, c_void_p,
                                    Finalizer)
+store_epoch_deadline_callback = _fn("wasmtime_store_epoch_deadline_callback", None,
+                                    c_void_p, EpochCallback, c_void_p, c_void_p)
+"""(store, callback, data, finalizer): called on the running thread when the epoch deadline passes."""
 resource_type_new_host = _fn("wasmtime_component_resource_type_new_host", c_void_p, c_uint32)
 resource_type_delete = _fn("wasmtime_component_resource_type_delete", None, c_void_p)
 

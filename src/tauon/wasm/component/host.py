@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -158,7 +159,57 @@ def _release_dtor(data: int) -> None:
     _dtors.release(data)
 
 
+class LoopBudgetSpent(Exception):
+    """A guest run on the event loop had the CPU for long enough without finishing (`cpu_deadline`)."""
+
+
+class _Budget(threading.local):
+    since: tuple[float, float] | None = None
+    """(thread CPU seconds, monotonic seconds) at the run's first deadline; None before it."""
+    wall_limit = 0.0
+
+
+_budget = _Budget()
+CPU_SHARE = 0.5
+"""Share of the wall-clock time since its first deadline a run must have had on the CPU to be
+stopped at a later one: under it, the thread was mostly waiting for a CPU, not running the guest."""
+
+
+def cpu_deadline(store: Any, wall_limit: float) -> None:
+    """Make `store`'s epoch deadline (already set) count the CPU time its run gets rather than the
+    wall clock's, for a run on this thread. At the first deadline the run goes on for another tick;
+    at each later one it is stopped with LoopBudgetSpent if it had the CPU for `CPU_SHARE` of the time
+    since the first, or once `wall_limit` seconds have passed since then; else it goes on again. A
+    run stopped by the plain deadline on a busy machine was one that other processes had kept off the
+    CPU, not one that computed for long (2 abandoned JS runs in 20 s with one CPU-bound process
+    beside tauon, each sending the next 1,000 requests to threads). The thread's CPU clock is read
+    only at deadlines: a read on every run cost a small guest 7 % of its request."""
+    _budget.since = None
+    _budget.wall_limit = wall_limit
+    c.store_epoch_deadline_callback(ctypes.c_void_p.from_buffer(store.ptr()).value, _ON_DEADLINE, None, None)
+
+
+def _on_deadline(_ctx: int, _data: int, delta: Any, kind: Any) -> int:
+    try:
+        cpu, now = time.thread_time(), time.monotonic()
+        since = _budget.since
+        if since is None:
+            _budget.since = (cpu, now)
+        else:
+            elapsed = now - since[1]
+            if cpu - since[0] >= CPU_SHARE * elapsed or elapsed >= _budget.wall_limit:
+                return _fail("event loop deadline", LoopBudgetSpent(
+                    f"the guest ran for {(cpu - since[0]) * 1000:.0f} ms of CPU in {elapsed * 1000:.0f} ms "
+                    "past its first deadline on the event loop"))
+        delta[0] = 1
+        kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+        return 0
+    except BaseException as exc:  # nothing may unwind through C
+        return _fail("event loop deadline", exc)
+
+
 # The C-callable trampolines; module globals, so they live as long as any linker that uses them.
+_ON_DEADLINE = c.EpochCallback(_on_deadline)
 _CALL_HOST = c.HostCallback(_call_host)
 _DROP_HOST = c.DtorCallback(_drop_host)
 _RELEASE_FUNC = c.Finalizer(_release_func)
