@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import pytest
+import wasmtime
 
 from support.components import component_path
 from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, TriggerPlan
@@ -125,41 +126,49 @@ def test_served_requests_leave_no_cycles(name: str, path: str, engine: WasmEngin
 
 def test_a_big_guests_response_is_sent_before_its_store_is_freed(engine: WasmEngine,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """The JS fixture's Store takes about a millisecond to free (its memory is reset): the final body
-    message must reach the server while the guest thread is still in `_run`, freeing it. Before the
-    change the loop was woken only once `_run` had returned, so this never happened."""
-    real_run = WasiHttpExecutor._run
-    running: list[bool] = [False]
+    """The JS fixture's Store takes about a millisecond to free (its memory is reset): on a guest
+    thread, the final body message must reach the server before the request's Store is freed. Before
+    the change the loop was woken only once the thread had freed it, so this never happened. (A run
+    on the event loop frees its Store before it sends: see executors/inline.py.)"""
+    stores = [0, 0]  # created, freed
+    real_init, real_delete = wasmtime.Store.__init__, wasmtime.Store._delete
+
+    def init(self: wasmtime.Store, *args: Any, **kwargs: Any) -> None:
+        stores[0] += 1
+        real_init(self, *args, **kwargs)
+
+    def delete(self: wasmtime.Store, ptr: Any) -> None:
+        real_delete(self, ptr)
+        stores[1] += 1
+
+    monkeypatch.setattr(wasmtime.Store, "__init__", init)
+    monkeypatch.setattr(wasmtime.Store, "_delete", delete)
     early: list[bool] = []
-
-    def run(self: WasiHttpExecutor, *args: Any) -> None:
-        running[0] = True
-        try:
-            real_run(self, *args)
-        finally:
-            running[0] = False
-
-    monkeypatch.setattr(WasiHttpExecutor, "_run", run)
 
     async def main() -> None:
         generation = await build_generation(plan_for("js"), 1, engine, anyio.CapacityLimiter(1))
         board = Switchboard("js.json", generation)
+        match = generation.router.match("/echo")
+        assert match is not None and isinstance(match.target.executor, WasiHttpExecutor)
+        executor = match.target.executor
+        executor.inline.eligible = False  # every request on a guest thread
 
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": b"", "more_body": False}
 
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.body" and not message.get("more_body"):
-                early.append(running[0])
+                early.append(stores[0] > stores[1])  # this request's Store still there
 
         try:
             for _ in range(30):  # the first few teach the executor how long its teardown takes
                 await board(scope_for("/echo"), receive, send)
         finally:
             generation.close()
+        assert executor.inline_runs == 0
 
     asyncio.run(main())
     assert len(early) == 30
     # Measured at load average ~20: 17-19 of the last 20 with the change (a loaded machine may let a
     # teardown win the race), 2 without it (only when an epoch tick happened to flush the response).
-    assert sum(early[10:]) >= 12, f"responses sent while the store was freed: {early}"
+    assert sum(early[10:]) >= 12, f"responses sent after the store was freed: {early}"

@@ -24,6 +24,11 @@ stall the loop or be seen by anyone:
   `LOOP_SAFE`, or it computes past its deadline (`INLINE_TICKS`: 20-30 ms, counted in the CPU time
   the run gets). Nothing has been sent by then: the loop sends only after the run. The component
   then runs on threads for the next `BACKOFF` requests.
+
+A run on the loop frees its store before its response is sent (on a thread, the response goes out
+while the store is freed): sending first and freeing after served the JS fixture 12 % fewer
+requests/s at 64 connections (557-598 against 661-678, two wrk runs of each, one form after the
+other).
 """
 
 from __future__ import annotations
