@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import wasmtime
 from wasmtime.component import FuncType, LinkerInstance, ListType, ValType
 from wasmtime.component import _types as wt
 
@@ -175,13 +176,13 @@ CPU_SHARE = 0.5
 stopped at a later one: under it, the thread was mostly waiting for a CPU, not running the guest."""
 
 
-def cpu_deadline(store: Any, wall_limit: float) -> None:
+def cpu_deadline(store: wasmtime.Store, wall_limit: float) -> None:
     """Make `store`'s epoch deadline (already set) count the CPU time its run gets rather than the
     wall clock's, for a run on this thread. At the first deadline the run goes on for another tick;
     at each later one it is stopped with LoopBudgetSpent if it had the CPU for `CPU_SHARE` of the time
     since the first, or once `wall_limit` seconds have passed since then; else it goes on again. A
     run stopped by the plain deadline on a busy machine was one that other processes had kept off the
-    CPU, not one that computed for long (2 abandoned JS runs in 20 s with one CPU-bound process
+    CPU, not one that computed for long (2-3 abandoned JS runs in 40 s with one CPU-bound process
     beside tauon, each sending the next 1,000 requests to threads). The thread's CPU clock is read
     only at deadlines: a read on every run cost a small guest 7 % of its request."""
     _budget.since = None
