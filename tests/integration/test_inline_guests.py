@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import http.server
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ import anyio
 import pytest
 
 from support.components import component_path
+from support.servers.upstream import CountingUpstream, counting_upstream
 from tauon.app.plan import ComponentPlan, GenerationPlan, Limits, TriggerPlan
 from tauon.executors.inline import BACKOFF, WARMUP
 from tauon.executors.wasi_http import WasiHttpExecutor
@@ -105,55 +104,35 @@ def test_the_c_fixture_runs_on_the_loop_with_the_same_responses(engine: WasmEngi
     serve("c", engine, scenario)
 
 
-class Upstream(http.server.BaseHTTPRequestHandler):
-    hits = 0
-
-    def do_GET(self) -> None:
-        type(self).hits += 1
-        body = b"upstream " + self.path.encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def upstream() -> Iterator[str]:
-    Upstream.hits = 0
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+def upstream() -> Iterator[CountingUpstream]:
+    with counting_upstream() as server:
+        yield server
 
 
 def test_a_component_importing_outbound_interfaces_runs_on_the_loop_until_it_calls_one(
-        engine: WasmEngine, upstream: str) -> None:
+        engine: WasmEngine, upstream: CountingUpstream) -> None:
     """python-raw imports outbound HTTP, files and sockets (as SDK components do) but /echo calls
     none of them: it runs on the loop. /outbound's call to outgoing-handler abandons its run on the
     loop before anything is sent, and the request is served on a thread: the upstream sees each
     request once."""
+    url = f"http://127.0.0.1:{upstream.port}"
+
     async def scenario(board: Switchboard, executor: WasiHttpExecutor) -> None:
         on_threads = [await request(board, "/echo") for _ in range(WARMUP)]
         assert executor.inline_runs == 0
         on_loop = [await request(board, "/echo") for _ in range(4)]
         assert executor.inline_runs == 4
         assert set(on_loop) == set(on_threads) and on_loop[0][0] == 200
-        status, _, body = await request(board, f"/outbound?url={upstream}/a")
-        assert (status, body, Upstream.hits) == (200, b"upstream /a", 1)
+        status, _, body = await request(board, f"/outbound?url={url}/a")
+        assert (status, body, upstream.requests) == (200, b"upstream saw /a", 1)
         assert executor.inline.backoff == BACKOFF and executor.inline_runs == 4  # abandoned
         for n in range(2, 5):  # the next ones go straight to threads
-            assert (await request(board, f"/outbound?url={upstream}/a"))[2] == b"upstream /a"
-            assert Upstream.hits == n
+            assert (await request(board, f"/outbound?url={url}/a"))[2] == b"upstream saw /a"
+            assert upstream.requests == n
         assert executor.inline_runs == 4
 
-    serve("python-raw", engine, scenario,
-          ComponentMeta(allowed_outbound_hosts=(upstream,)))
+    serve("python-raw", engine, scenario, ComponentMeta(allowed_outbound_hosts=(url,)))
 
 
 def guest_lines(caplog: pytest.LogCaptureFixture, path: str) -> int:
