@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes | bytearray) -> None:
+def atomic_write(path: Path, data: bytes | bytearray | memoryview) -> None:
     """Write `data` to `path` so readers see the old file or the whole new one, never a part: a temp
     file in the same directory, then a rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

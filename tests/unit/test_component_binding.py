@@ -144,6 +144,24 @@ def test_compiled_component_is_cached_on_disk(tmp_path: Path) -> None:
     assert "wasi:http/incoming-handler@0.2.0" in loaded.type.exports(second.engine)
 
 
+def test_the_cached_artifact_is_wasmtimes_serialized_code_with_its_checksum(tmp_path: Path) -> None:
+    """cache.py writes straight from wasmtime's buffer and hashes it in a second thread meanwhile."""
+    from tauon.wasm.component.cache import compile_component, component_key
+
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "build-wasi-http-fixtures")], check=True,
+                   capture_output=True)
+    wasm = ROOT / "tests" / "fixtures" / "wasi-http" / "build" / "handler.wasm"
+    digest = "sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest()
+    engine = WasmEngine(tmp_path)
+    compiled = compile_component(engine, wasm, digest)
+    artifact = tmp_path / "components" / f"{component_key(engine, digest)}.cwasm"
+    written = artifact.read_bytes()
+    assert written == compiled.serialize()
+    checksum = artifact.with_name(artifact.name + ".sha256").read_text()
+    assert checksum == hashlib.sha256(written).hexdigest() + "\n"
+    assert sorted(p.name for p in artifact.parent.iterdir()) == sorted([artifact.name, artifact.name + ".sha256"])
+
+
 @pytest.mark.parametrize("damage", ["empty", "flipped"])
 def test_damaged_cache_artifact_is_recompiled(tmp_path: Path, damage: str) -> None:
     from tauon.wasm.component.cache import compile_component, component_key

@@ -248,6 +248,23 @@ def test_a_hook_taken_off_is_no_longer_called(tmp_path: Path) -> None:
         engine.stop()
 
 
+def test_the_winch_tier_compiles_its_trampolines_unoptimized(tmp_path: Path) -> None:
+    """Under Winch, Cranelift still compiles the trampolines between host and wasm; the tier has it
+    skip optimizing them (faster to compile), and a compile child handed the tier's settings does
+    the same, or the parent would find its artifact under another key."""
+    engine = WasmEngine(tmp_path / "parent")
+    winch = engine.for_tier("winch")
+    assert winch.settings["cranelift_opt_level"] == "none" and "cranelift_opt_level" not in engine.settings
+    child = WasmEngine(tmp_path / "child", key_settings=winch.settings)  # as compile_child.py makes it
+    optimized = WasmEngine(tmp_path / "optimized",
+                           key_settings={k: v for k, v in winch.settings.items() if k != "cranelift_opt_level"})
+    assert child.cache_key(DIGEST) == winch.cache_key(DIGEST) != optimized.cache_key(DIGEST)
+    wasm = wasmtime.wat2wasm('(module (func (export "f") (param i32 i64 f64) (result i32) local.get 0))')
+    code = {name: wasmtime.Module(e.engine, wasm).serialize()
+            for name, e in (("winch", winch), ("child", child), ("optimized", optimized))}
+    assert code["winch"] == code["child"] != code["optimized"]
+
+
 def test_winch_tier_has_its_own_key_and_engine_and_shares_the_ticker(tmp_path: Path, wasm: Path) -> None:
     """Winch's code loads only into a Winch engine, so it is cached under its own key; the sibling
     engine shares the run slots and its epoch advances with the parent's ticker."""

@@ -11,7 +11,8 @@ import wasmtime
 from wasmtime.component import Component, ComponentInstanceType, FuncType
 from wasmtime.component import _types as wt
 
-from tauon.wasm.component.rewriting.probe import PROBE_MEMORY, PROBE_SECONDS, ProbeTimeout, realloc_shrinks
+from tauon.wasm.component.rewriting.probe import (PROBE_MEMORY, PROBE_SECONDS, Probe, ProbeTimeout,
+                                                  realloc_shrinks)
 from tauon.wasm.component.rewriting.reads import rewrite
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,3 +122,29 @@ def test_an_allocator_growing_past_the_probe_cap_cannot_shrink() -> None:
     assert greedy != SOURCE
     assert not realloc_shrinks(compile_wat(greedy))
     assert realloc_shrinks(compile_wat(SOURCE))
+
+
+def test_a_probe_in_its_own_thread_gives_the_same_answers() -> None:
+    """cache.py starts the probe before rewriting and takes its answer after."""
+    refusing = SOURCE.replace("(local.set $p (global.get $top))",
+                              "(if (local.get 1) (then unreachable)) (local.set $p (global.get $top))")
+    for source, expected in ((SOURCE, True), (refusing, False)):
+        probe = Probe(compile_wat(source))
+        assert probe.result() is expected
+        probe.cancel()  # after the answer: harmless
+        assert probe.result() is expected
+    looping = compile_wat((ROOT / "tests/fixtures/components-extra/looping-realloc/component.wat").read_text())
+    with pytest.raises(ProbeTimeout, match=r"cabi_realloc"):
+        Probe(looping).result()
+
+
+def test_a_probe_whose_answer_is_not_wanted_is_stopped_mid_call() -> None:
+    """A component whose reads are not retyped never needs the answer: cancelling interrupts an
+    allocator that loops, rather than letting it spin to the deadline beside the compile."""
+    looping = compile_wat((ROOT / "tests/fixtures/components-extra/looping-realloc/component.wat").read_text())
+    probe = Probe(looping)
+    time.sleep(0.5)  # compiled and looping by now (a module of a few functions)
+    stopped = time.monotonic()
+    probe.cancel()
+    assert time.monotonic() - stopped < PROBE_SECONDS / 2  # uninterrupted, it would wait out the 2 s
+    assert probe.result() is False  # cancelled: no timeout error

@@ -149,4 +149,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # At once: the interpreter's and wasmtime's teardown (30 ms after a big compile) would hold back
+    # the leader's app, whose task waits for this process to exit.
+    os._exit(code)

@@ -9,6 +9,7 @@ As for modules, an engine with `sandbox` set only loads: its compile child fills
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import logging
 import mmap
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import wasmtime
+from wasmtime import _ffi
 from wasmtime.component import Component
 
 from tauon.errors import LoadError
@@ -78,8 +80,13 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
         original = wasm_path.read_bytes()
     except FileNotFoundError as exc:
         raise LoadError(f"{wasm_path}: wasm file is missing") from exc
-    # Socket imports wasmtime's C API can call (rewriting/sockets.py), then the bulk-body forms of that.
-    component = _first_accepted(engine, wasm_path, original, sockets.retype(original))
+    shrinks = probe.Probe(original)  # overlaps the rewrites below; the answer is needed after them
+    try:
+        # Socket imports wasmtime's C API can call (rewriting/sockets.py), then the bulk-body forms
+        # of that.
+        component = _first_accepted(engine, wasm_path, original, sockets.retype(original), shrinks)
+    finally:
+        shrinks.cancel()
     if component is None:
         try:
             component = Component(engine.engine, original)
@@ -87,15 +94,16 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
             raise LoadError(f"{wasm_path}: not a valid WebAssembly component: {exc}",
                             hint="check that the component source is the wasm the app was built "
                             "with") from exc
-    _store(artifact, checksum, component.serialize())  # a bytearray: no copy of tens of MB
+    with _serialized(component) as blob:
+        _store(artifact, checksum, blob)
     return component
 
 
-def _first_accepted(engine: WasmEngine, wasm_path: Path, original: bytes,
-                    retyped: bytes | None) -> Component | None:
+def _first_accepted(engine: WasmEngine, wasm_path: Path, original: bytes, retyped: bytes | None,
+                    shrinks: probe.Probe) -> Component | None:
     """The first bulk-body (or socket-retyped) form wasmtime accepts, if any."""
     try:
-        for candidate in _candidates(wasm_path, original, retyped):
+        for candidate in _candidates(wasm_path, original, retyped, shrinks):
             try:
                 return Component(engine.engine, candidate)
             except wasmtime.WasmtimeError as exc:  # the original still works, with slower bodies
@@ -107,20 +115,21 @@ def _first_accepted(engine: WasmEngine, wasm_path: Path, original: bytes,
     return None
 
 
-def _candidates(wasm_path: Path, original: bytes, retyped: bytes | None) -> Iterator[bytes]:
+def _candidates(wasm_path: Path, original: bytes, retyped: bytes | None,
+                shrinks: probe.Probe) -> Iterator[bytes]:
     if retyped is not None:
-        yield from _bulk_body_forms(wasm_path, retyped)
+        yield from _bulk_body_forms(wasm_path, retyped, shrinks)
         yield retyped
-    yield from _bulk_body_forms(wasm_path, original)
+    yield from _bulk_body_forms(wasm_path, original, shrinks)
 
 
-def _bulk_body_forms(wasm_path: Path, original: bytes) -> Iterator[bytes]:
+def _bulk_body_forms(wasm_path: Path, original: bytes, shrinks: probe.Probe) -> Iterator[bytes]:
     """The component with request-body reads retyped (reads.py) or else routed (routing.py: every
     byte value, or ASCII runs into a caller's buffer), and response-body writes routed (routing.py),
     where each applies, best first; each form keeps the guest's behaviour. Lazy: a later form is only
     built if wasmtime refused the ones before it."""
     reads = stream_reads.rewrite(original)
-    if reads is not None and not probe.realloc_shrinks(original):
+    if reads is not None and not shrinks.result():
         log.info("%s: its allocator cannot shrink; request bodies go through the appended string "
                  "import instead", wasm_path)
         reads = None
@@ -163,13 +172,43 @@ def _load_cached(engine: WasmEngine, artifact: Path, checksum: Path) -> Componen
         return None
 
 
-def _store(artifact: Path, checksum: Path, blob: bytes | bytearray) -> None:
+@contextlib.contextmanager
+def _serialized(component: Component) -> Iterator[memoryview]:
+    """The component's serialized code, in wasmtime's own buffer (freed on exit): the package's
+    `serialize` copies it into a new bytearray, 45-54 MB for the JS and Python components."""
+    raw = _ffi.wasm_byte_vec_t()
+    error = _ffi.wasmtime_component_serialize(component.ptr(), ctypes.byref(raw))
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+    try:
+        if not raw.size:
+            yield memoryview(b"")
+            return
+        code = (ctypes.c_uint8 * raw.size).from_address(ctypes.addressof(raw.data.contents))
+        with memoryview(code) as typed, typed.cast("B") as view:
+            yield view
+    finally:
+        _ffi.wasm_byte_vec_delete(ctypes.byref(raw))
+
+
+def _store(artifact: Path, checksum: Path, blob: memoryview) -> None:
+    """Write the artifact, then its checksum (readers take neither without the other). The checksum
+    is computed in a second thread meanwhile: hashing and writing both release the GIL (25 ms of
+    hashing beside 45-120 ms of writing Python's 45 MB)."""
+    digest: list[str] = []
+    hashing = threading.Thread(target=lambda: digest.append(hashlib.sha256(blob).hexdigest()),
+                               name="artifact-checksum")
+    hashing.start()
     try:
         artifact.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(checksum, hashlib.sha256(blob).hexdigest().encode() + b"\n")
         atomic_write(artifact, blob)
+        hashing.join()
+        atomic_write(checksum, digest[0].encode() + b"\n")
     except OSError as exc:  # the cache is an optimisation; serving must not depend on it
         log.warning("cannot write compiled-component cache %s: %s", artifact, exc)
+        _discard(artifact, checksum)
+    finally:
+        hashing.join()
 
 
 def _discard(*paths: Path) -> None:
