@@ -70,16 +70,21 @@ def status_labels(status: int) -> tuple[str, str]:
 
 
 class ByteCounter:
-    """A pull progress sink that remembers how many bytes were actually downloaded (not cached)."""
+    """A pull progress sink that remembers how many bytes were actually downloaded (not cached).
+    `on_download`: called once, from the pull's thread, if its first report shows bytes to download."""
 
-    def __init__(self, inner: Callable[[int, int, int, int], None] | None = None) -> None:
+    def __init__(self, inner: Callable[[int, int, int, int], None] | None = None, *,
+                 on_download: Callable[[], None] | None = None) -> None:
         self.inner = inner
+        self.on_download = on_download
         self.first: int | None = None
         self.last = 0
 
     def __call__(self, done_bytes: int, total_bytes: int, layers_done: int, layers_total: int) -> None:
         if self.first is None:
             self.first = done_bytes  # the first report counts what the cache already held
+            if done_bytes < total_bytes and self.on_download is not None:
+                self.on_download()
         self.last = done_bytes
         if self.inner is not None:
             self.inner(done_bytes, total_bytes, layers_done, layers_total)

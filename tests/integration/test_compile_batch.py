@@ -51,8 +51,12 @@ def test_queued_apps_share_a_compile_child_and_a_bad_one_fails_alone(
         guard(tauon)
         for i, ref in enumerate(stuck):
             (tauon.watch_dir / f"stuck{i}.json").write_text(app_file(ref, free_port()))
+        # Both compile slots taken, each by one stuck app (logged once its slot is held; a child alone
+        # does not tell: one may be waiting ahead of its compile, wasm/headstart.py).
+        own_slot = r"stuck\d\.json: compiling stuck in a child process \(cranelift\)\n"  # no "with 1 other"
+        tauon.wait_log(own_slot, count=2, timeout=60)
         deadline = time.monotonic() + 60
-        while len(compile_children(tauon.proc.pid)) < 2:  # both compile slots taken
+        while len(compile_children(tauon.proc.pid)) < 2:
             assert time.monotonic() < deadline, f"no two compile children within 60 s:\n{tauon.log()}"
             time.sleep(0.05)
         queued = [f"good{i}.json" for i in range(4)] + ["bomb.json", "loopy.json"]

@@ -167,10 +167,13 @@ def test_sigterm_during_a_stuck_compile_kills_it_and_exits_promptly(
 
 def test_a_warm_restart_spawns_no_compile_child(tmp_path: Path, registry: RegistryServer) -> None:
     """Two apps share the image: its wasm is compiled once, by the daemon (the worker process and the
-    second app load it from the cache), and not at all after a restart."""
+    second app load it from the cache), and not at all after a restart. The cold start's child is
+    started while a pull downloads (wasm/headstart.py); the warm restart downloads nothing, so
+    starts none that way either, and no child outlives the start."""
     ref = push_sleep_app(registry, "sandbox/warm", "v1", version="warm")
     ports = free_port(), free_port()
     spawned = r"compiling sleepy in a child process"
+    ahead = r"started a compile child while its pull downloads"
     for run, expected in enumerate((1, 0)):
         watch_dir = tmp_path / f"run{run}" / "apps"
         watch_dir.mkdir(parents=True)
@@ -182,6 +185,8 @@ def test_a_warm_restart_spawns_no_compile_child(tmp_path: Path, registry: Regist
                 wait_http(f"http://127.0.0.1:{port}/?0", contains="in warm", timeout=60)
             log = tauon.wait_log(r"worker 1 \(pid \d+\) serves 2 apps", timeout=60)  # built them too
             assert len(re.findall(spawned, log)) == expected, log
+            assert bool(re.findall(ahead, log)) == bool(expected), log
+            assert compile_children(tauon.proc.pid) == []
 
 
 def test_a_compile_child_dies_with_a_daemon_killed_outright(tmp_path: Path, registry: RegistryServer) -> None:

@@ -159,7 +159,7 @@ def test_the_cached_artifact_is_wasmtimes_serialized_code_with_its_checksum(tmp_
     assert written == compiled.serialize()
     checksum = artifact.with_name(artifact.name + ".sha256").read_text()
     assert checksum == hashlib.sha256(written).hexdigest() + "\n"
-    assert sorted(p.name for p in artifact.parent.iterdir()) == sorted([artifact.name, artifact.name + ".sha256"])
+    assert sorted(p.name for p in artifact.parent.iterdir()) == [artifact.name, artifact.name + ".sha256"]
 
 
 @pytest.mark.parametrize("damage", ["empty", "flipped"])

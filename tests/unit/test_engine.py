@@ -256,8 +256,8 @@ def test_the_winch_tier_compiles_its_trampolines_unoptimized(tmp_path: Path) -> 
     winch = engine.for_tier("winch")
     assert winch.settings["cranelift_opt_level"] == "none" and "cranelift_opt_level" not in engine.settings
     child = WasmEngine(tmp_path / "child", key_settings=winch.settings)  # as compile_child.py makes it
-    optimized = WasmEngine(tmp_path / "optimized",
-                           key_settings={k: v for k, v in winch.settings.items() if k != "cranelift_opt_level"})
+    optimizing = {k: v for k, v in winch.settings.items() if k != "cranelift_opt_level"}
+    optimized = WasmEngine(tmp_path / "optimized", key_settings=optimizing)
     assert child.cache_key(DIGEST) == winch.cache_key(DIGEST) != optimized.cache_key(DIGEST)
     wasm = wasmtime.wat2wasm('(module (func (export "f") (param i32 i64 f64) (result i32) local.get 0))')
     code = {name: wasmtime.Module(e.engine, wasm).serialize()

@@ -80,6 +80,20 @@ def test_status_labels_and_byte_counter() -> None:
     assert ByteCounter().downloaded == 0
 
 
+def test_byte_counter_says_once_that_a_pull_downloads() -> None:
+    """The runner starts a compile child on it (wasm/headstart.py): a pull with everything cached (a
+    warm restart) must never call it."""
+    calls: list[int] = []
+    downloading = ByteCounter(on_download=lambda: calls.append(1))
+    for done in (100, 300, 500):
+        downloading(done, 500, 1, 3)
+    assert calls == [1]
+    cached = ByteCounter(on_download=lambda: calls.append(2))
+    cached(500, 500, 3, 3)
+    cached(500, 500, 3, 3)
+    assert calls == [1]
+
+
 def test_observe_is_cheap() -> None:
     import time
 

@@ -11,11 +11,17 @@ import wasmtime
 from wasmtime.component import Component, ComponentInstanceType, FuncType
 from wasmtime.component import _types as wt
 
-from tauon.wasm.component.rewriting.probe import (PROBE_MEMORY, PROBE_SECONDS, Probe, ProbeTimeout,
-                                                  realloc_shrinks)
+from tauon.wasm.component.rewriting.probe import (
+    PROBE_MEMORY,
+    PROBE_SECONDS,
+    Probe,
+    ProbeTimeout,
+    realloc_shrinks,
+)
 from tauon.wasm.component.rewriting.reads import rewrite
 
 ROOT = Path(__file__).resolve().parents[2]
+LOOPING = ROOT / "tests/fixtures/components-extra/looping-realloc/component.wat"
 SOURCE = (ROOT / "tests/fixtures/rewrite/streams.wat").read_text()
 
 
@@ -133,7 +139,7 @@ def test_a_probe_in_its_own_thread_gives_the_same_answers() -> None:
         assert probe.result() is expected
         probe.cancel()  # after the answer: harmless
         assert probe.result() is expected
-    looping = compile_wat((ROOT / "tests/fixtures/components-extra/looping-realloc/component.wat").read_text())
+    looping = compile_wat(LOOPING.read_text())
     with pytest.raises(ProbeTimeout, match=r"cabi_realloc"):
         Probe(looping).result()
 
@@ -141,7 +147,7 @@ def test_a_probe_in_its_own_thread_gives_the_same_answers() -> None:
 def test_a_probe_whose_answer_is_not_wanted_is_stopped_mid_call() -> None:
     """A component whose reads are not retyped never needs the answer: cancelling interrupts an
     allocator that loops, rather than letting it spin to the deadline beside the compile."""
-    looping = compile_wat((ROOT / "tests/fixtures/components-extra/looping-realloc/component.wat").read_text())
+    looping = compile_wat(LOOPING.read_text())
     probe = Probe(looping)
     time.sleep(0.5)  # compiled and looping by now (a module of a few functions)
     stopped = time.monotonic()

@@ -9,12 +9,14 @@ A running slot may carry an error: its last good generation serves while a newer
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from tauon.server.site import Site
 from tauon.server.tls import TlsError, build_context
 from tauon.settings import Settings
 from tauon.wasm.engine import WasmEngine
+from tauon.wasm.headstart import head_start
 
 log = logging.getLogger("tauon")
 
@@ -139,32 +142,38 @@ class AppRunner:
         slot = self.slot
         if slot.state == "pending":  # a failed app retrying stays "failed" until it serves
             slot.set_state("pulling")
-        pulled = await self._pull(spec)
-        current = slot.generation
-        if (current is not None and current.plan.digest == pulled.digest
-                and slot.serving_hash == spec.content_hash):
-            if reload:
-                log.info("%s: %s still resolves to %s; nothing to do", spec.id, spec.reference,
-                         pulled.digest[:19])
-            slot.set_state("running")
-            return
-        if pulled.offline:
-            log.warning("%s: registry unreachable; using cached %s for %s", spec.id,
-                        pulled.digest[:19], spec.reference)
-        plan = self._plan(spec, pulled)
-        if slot.state == "pulling":
-            slot.set_state("starting")
-        started = time.monotonic()
-        gen = await build_generation(plan, slot.generations, self.shared.engine,
-                                     self.shared.compile_limiter, redis=True,
-                                     tiering=self.shared.settings.tiering,
-                                     build_limiter=self.shared.build_limiter)
+        async with self._head_start(spec) as on_download:  # a compile child starts during a download
+            pulled = await self._pull(spec, on_download)
+            current = slot.generation
+            if (current is not None and current.plan.digest == pulled.digest
+                    and slot.serving_hash == spec.content_hash):
+                if reload:
+                    log.info("%s: %s still resolves to %s; nothing to do", spec.id, spec.reference,
+                             pulled.digest[:19])
+                slot.set_state("running")
+                return
+            if pulled.offline:
+                log.warning("%s: registry unreachable; using cached %s for %s", spec.id,
+                            pulled.digest[:19], spec.reference)
+            plan = self._plan(spec, pulled)
+            if slot.state == "pulling":
+                slot.set_state("starting")
+            started = time.monotonic()
+            gen = await build_generation(plan, slot.generations, self.shared.engine,
+                                         self.shared.compile_limiter, redis=True,
+                                         tiering=self.shared.settings.tiering,
+                                         build_limiter=self.shared.build_limiter)
         self.shared.metrics.compile_duration.labels(spec.id).observe(time.monotonic() - started)
         with anyio.CancelScope(shield=True):
             async with slot.lock:
                 await self._activate(spec, gen)
         if slot.generation is gen:
             self._upgrade = plan if gen.plan.tier == "winch" else None
+
+    def _head_start(self, spec: AppSpec) -> AbstractAsyncContextManager[Callable[[], None] | None]:
+        if self.shared.engine.sandbox is None:
+            return contextlib.nullcontext(None)  # it compiles in this process: no child to start
+        return head_start(spec.id)
 
     async def _optimize(self, spec: AppSpec, plan: GenerationPlan) -> None:
         """Compile the serving Winch generation's plan with Cranelift, niced, in one compile child at
@@ -189,10 +198,10 @@ class AppRunner:
         if slot.generation is gen:
             self._upgrade = None
 
-    async def _pull(self, spec: AppSpec) -> PulledApp:
+    async def _pull(self, spec: AppSpec, on_download: Callable[[], None] | None = None) -> PulledApp:
         settings, metrics, cache = self.shared.settings, self.shared.metrics, self.shared.cache
         progress = PullProgress(spec.id, spec.reference, mode=settings.progress)
-        counter = ByteCounter(progress)
+        counter = ByteCounter(progress, on_download=on_download)
         started = time.monotonic()
         metrics.pulls.labels(spec.id).inc()
         try:

@@ -25,8 +25,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +35,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from tauon.app.plan import ComponentPlan
 from tauon.errors import LoadError
+from tauon.wasm import headstart
 from tauon.wasm.compile_limits import CompileLimits
 from tauon.wasm.engine import WasmEngine
 
@@ -166,9 +165,7 @@ async def _run_child(engine: WasmEngine, limits: CompileLimits, progress: _Progr
     for r in progress.batch:
         log.debug("%s: compiling %s in a child process (%s)%s", r.app_id,
                   ", ".join(c.id for c in r.components), engine.tier, shared)
-    process = await anyio.open_process([sys.executable, "-m", "tauon.wasm.compile_child"],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE)
+    process = headstart.take() or await headstart.open_child()  # one started during a pull, if any
     try:
         with progress.budget:
             assert process.stdin is not None

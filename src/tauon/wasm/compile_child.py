@@ -1,14 +1,15 @@
 """The compile child: compiles apps' missing wasm into the compile cache, under the limits it is given.
 
-Run as `python -m tauon.wasm.compile_child` by wasm/compile_batch.py, never by hand. It reads one JSON
-request on stdin ({"cache_dir", "key_settings", "memory_mib", "timeout", "nice", "jobs": [{"component",
-"path", "digest", "request", "runtime"}]}: the jobs of one or more apps' requests, in order; runtime
-"tauon" compiles the core modules of tauon's component runtime too), caps its own data
-segment before touching any wasm, and reports on stdout, one JSON object a line (`job`: the index of a
-job): {"compiling": id, "job": n}, {"done": id, "job": n}, {"log": [level, logger, message]},
-{"error": {...}, "job": n} (a LoadError: the rest of that request's jobs are skipped, the next
-request's follow) or {"memory": id} (Python ran out of memory, after which it exits 3; Rust's
-allocator aborts the process instead, which the parent recognises by the signal).
+Run as `python -m tauon.wasm.compile_child` by wasm/compile_batch.py, never by hand. It loads its
+modules first (it may be started before its request is known, wasm/headstart.py; an empty stdin ends
+it), then reads one JSON request on stdin ({"cache_dir", "key_settings", "memory_mib", "timeout",
+"nice", "jobs": [{"component", "path", "digest", "request", "runtime"}]}: the jobs of one or more
+apps' requests, in order; runtime "tauon" compiles the core modules of tauon's component runtime
+too), caps its own data segment before touching any wasm, and reports on stdout, one JSON object a
+line (`job`: the index of a job): {"compiling": id, "job": n}, {"done": id, "job": n}, {"log":
+[level, logger, message]}, {"error": {...}, "job": n} (a LoadError: the rest of that request's jobs
+are skipped, the next request's follow) or {"memory": id} (Python ran out of memory, after which it
+exits 3; Rust's allocator aborts the process instead, which the parent recognises by the signal).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # a type only: the module loads wasmtime, which waits for the limit
+if TYPE_CHECKING:  # a type only: `_preload` loads wasmtime, once the parent-death signal is set
     from tauon.wasm.engine import WasmEngine
 
 _PR_SET_PDEATHSIG = 1
@@ -71,7 +72,6 @@ class _Reporter(logging.Handler):
 
 def _compile(cache_dir: Path, key_settings: dict[str, str], jobs: list[dict[str, Any]], timeout: float,
              reporter: _Reporter) -> int:
-    # Imported only now, under the limit: these load wasmtime.
     from tauon.errors import LoadError
     from tauon.wasm.engine import WasmEngine
     from tauon.wasm.pool import PoolSettings
@@ -133,11 +133,23 @@ def _out_of_memory(exc: BaseException) -> bool:
     return "os error 12" in text or "Cannot allocate memory" in text or "out of memory" in text
 
 
+def _preload() -> None:
+    """Load what a compile needs before the request comes: a child started while its app's pull
+    downloads (wasm/headstart.py) has them loaded by the time the wasm is there. RLIMIT_DATA still
+    bounds the whole data segment, these modules' included, once `_limit` sets it."""
+    import tauon.wasm.component.cache  # wasmtime, the engine, the rewriting
+    import tauon.wasm.pool  # noqa: F401
+
+
 def main() -> int:
-    request = json.loads(sys.stdin.read())
+    _die_with_parent()
+    _preload()
+    text = sys.stdin.read()
+    if not text:
+        return 0  # started ahead of need and not needed: stopped by closing its stdin
+    request = json.loads(text)
     _limit(int(request["memory_mib"]), float(request["timeout"]))
     os.nice(int(request.get("nice", 0)))  # a background (Cranelift) compile yields to serving
-    _die_with_parent()
     reporter = _Reporter(sys.stdout)
     logging.basicConfig(level=logging.INFO, handlers=[reporter], force=True)
     try:
