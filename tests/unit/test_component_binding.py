@@ -17,6 +17,7 @@ import pytest
 
 from support.direct import serve_direct
 from tauon.app.plan import ComponentPlan, Limits
+from tauon.errors import LoadError
 from tauon.executors.base import Executor, GuestError
 from tauon.executors.builder import build_component_executor
 from tauon.wasm.component import _capi, codec, codec_basic
@@ -160,6 +161,18 @@ def test_the_cached_artifact_is_wasmtimes_serialized_code_with_its_checksum(tmp_
     checksum = artifact.with_name(artifact.name + ".sha256").read_text()
     assert checksum == hashlib.sha256(written).hexdigest() + "\n"
     assert sorted(p.name for p in artifact.parent.iterdir()) == [artifact.name, artifact.name + ".sha256"]
+
+
+def test_a_component_wasmtime_refuses_is_a_load_error_naming_the_file(tmp_path: Path) -> None:
+    """Compiled from the bytes where they are (cache._compile), a refusal is still wasmtime's error."""
+    from tauon.wasm.component.cache import compile_component
+
+    wasm = tmp_path / "broken.wasm"
+    wasm.write_bytes(b"\0asm\x0d\0\x01\0" + b"\x07\x05\x01garbage")  # a component header, then junk
+    with pytest.raises(LoadError, match=r"broken\.wasm: not a valid WebAssembly component: .+") as caught:
+        compile_component(WasmEngine(tmp_path / "cache"), wasm, "sha256:" + "0" * 64)
+    assert caught.value.hint is not None
+    assert list((tmp_path / "cache").rglob("*.cwasm")) == []  # nothing cached for it
 
 
 @pytest.mark.parametrize("damage", ["empty", "flipped"])
