@@ -68,17 +68,38 @@ def test_a_child_nobody_takes_is_stopped_when_its_deploy_ends(tmp_path: Path) ->
     assert not alive(ahead) and compile_children(os.getpid()) == []
 
 
-def test_one_child_waits_at_a_time_and_a_late_want_starts_none(tmp_path: Path) -> None:
+def test_one_child_waits_at_a_time_and_goes_to_a_deploy_still_wanting_one(tmp_path: Path) -> None:
+    """Two pulls download at once: one child. The deploy that started it ends first (its compile went
+    to another child): the other deploy, still wanting one, gets it; it is stopped when that ends."""
+
     async def deploys() -> None:
-        async with head_start("a.json") as want_a, head_start("b.json") as want_b:
+        a = head_start("a.json")
+        want_a = await a.__aenter__()
+        async with head_start("b.json") as want_b:
             await anyio.to_thread.run_sync(want_a)
             await anyio.to_thread.run_sync(want_b)
-            await children(1)
+            [ahead] = await children(1)
             await anyio.sleep(0.5)
-            assert len(compile_children(os.getpid())) == 1
+            assert compile_children(os.getpid()) == [ahead]
+            await a.__aexit__(None, None, None)
+            await anyio.sleep(0.2)
+            assert compile_children(os.getpid()) == [ahead]  # handed to b, not stopped
         await children(0)
         await anyio.to_thread.run_sync(want_a)  # a pull thread abandoned after its deploy ended
         await anyio.sleep(0.5)
         assert compile_children(os.getpid()) == []
+
+    anyio.run(deploys)
+
+
+def test_a_deploy_that_never_wanted_one_is_not_handed_it(tmp_path: Path) -> None:
+    """A deploy whose pull downloaded nothing (its blobs cached) needs no child: it is stopped."""
+
+    async def deploys() -> None:
+        async with head_start("cached.json"):
+            async with head_start("new.json") as want:
+                await anyio.to_thread.run_sync(want)
+                await children(1)
+            await children(0)
 
     anyio.run(deploys)

@@ -7,8 +7,9 @@ compile can only start after that. So when a pull starts downloading (which an a
 cached, as in a warm restart, never does), `head_start` starts a child that loads its modules and waits
 for a request; the next compile child run (wasm/compile_batch.py), this app's or another's, takes it
 instead of starting one. A child not taken by the time its app's deploy has built its generation (its
-code was cached after all, or the attempt failed) is stopped. At most one such child waits at a time
-in the process: a cold start of many apps starts no more children than before, only earlier.
+code was cached after all, or the attempt failed) is handed to another deploy that wanted one, or
+stopped if none is left. At most one such child waits at a time in the process: a cold start of many
+apps starts no more children than before, only earlier.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class _Waiting:
 _waiting: _Waiting | None = None
 """The child started ahead of need, until a compile child run takes it or its deploy stops it."""
 _starting = False
+_open: list[_HeadStart] = []
+"""Deploys in progress: one ending with its child untaken hands it to one that wanted a child too."""
 
 
 async def open_child() -> Process:
@@ -59,9 +62,10 @@ def take() -> Process | None:
 async def head_start(app_id: str) -> AsyncIterator[Callable[[], None]]:
     """Yields `want`, callable from any thread but the event loop's (a pull's progress sink): it
     starts a child unless one waits or is starting, and returns once it has. On exit, a child this
-    started and nobody took is stopped. No task group: the deploy's own errors pass through as they
-    are."""
+    started (or was handed) and nobody took goes to another deploy in progress that wanted one, or is
+    stopped. No task group: the deploy's own errors pass through as they are."""
     start = _HeadStart(app_id, anyio.lowlevel.current_token())
+    _open.append(start)
     try:
         yield start.want
     finally:
@@ -106,14 +110,23 @@ class _HeadStart:
 
     async def close(self) -> None:
         self.closed = True
-        if self.mine is not None and not self.mine.taken:
-            await _stop(self.mine)
+        _open.remove(self)
+        mine, self.mine = self.mine, None
+        if mine is None or mine.taken:
+            return
+        if mine is _waiting:  # alive and untaken: another deploy that wanted one may use it yet
+            heir = next((o for o in _open if o.wanted and o.mine is None), None)
+            if heir is not None:  # (a cold start of many apps: their compiles queue for slots)
+                heir.mine = mine
+                return
+        await _stop(mine)
 
 
 async def _stop(waiting: _Waiting) -> None:
     global _waiting
     if _waiting is waiting:
         _waiting = None
-    waiting.process.kill()
+    with contextlib.suppress(ProcessLookupError):  # it went already (killed from outside)
+        waiting.process.kill()
     await waiting.process.wait()
     await waiting.process.aclose()
