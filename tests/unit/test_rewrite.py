@@ -137,20 +137,23 @@ def test_a_probe_in_its_own_thread_gives_the_same_answers() -> None:
     for source, expected in ((SOURCE, True), (refusing, False)):
         probe = Probe(compile_wat(source))
         assert probe.result() is expected
-        probe.cancel()  # after the answer: harmless
+        probe.close()  # after the answer: harmless
         assert probe.result() is expected
-    looping = compile_wat(LOOPING.read_text())
+        stopped = Probe(compile_wat(source))
+        stopped.stop()  # at once: most likely before it answered
+        assert stopped.result() is expected  # then it probes again where it is asked
+        stopped.close()
     with pytest.raises(ProbeTimeout, match=r"cabi_realloc"):
-        Probe(looping).result()
+        Probe(compile_wat(LOOPING.read_text())).result()
 
 
 def test_a_probe_whose_answer_is_not_wanted_is_stopped_mid_call() -> None:
-    """A component whose reads are not retyped never needs the answer: cancelling interrupts an
-    allocator that loops, rather than letting it spin to the deadline beside the compile."""
-    looping = compile_wat(LOOPING.read_text())
-    probe = Probe(looping)
+    """A form compiled without the answer does not need it: stopping interrupts an allocator that
+    loops, rather than letting it spin to the deadline beside the compile."""
+    probe = Probe(compile_wat(LOOPING.read_text()))
     time.sleep(0.5)  # compiled and looping by now (a module of a few functions)
     stopped = time.monotonic()
-    probe.cancel()
+    probe.close()
     assert time.monotonic() - stopped < PROBE_SECONDS / 2  # uninterrupted, it would wait out the 2 s
-    assert probe.result() is False  # cancelled: no timeout error
+    with pytest.raises(ProbeTimeout):  # wanted after all: probed again, and it loops again
+        probe.result()

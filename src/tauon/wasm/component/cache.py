@@ -86,7 +86,7 @@ def _load_or_compile(engine: WasmEngine, wasm_path: Path, key: str) -> Component
         # of that.
         component = _first_accepted(engine, wasm_path, original, sockets.retype(original), shrinks)
     finally:
-        shrinks.cancel()
+        shrinks.close()
     if component is None:
         try:
             component = _compile(engine, original)
@@ -115,6 +115,7 @@ def _first_accepted(engine: WasmEngine, wasm_path: Path, original: bytes, retype
     """The first bulk-body (or socket-retyped) form wasmtime accepts, if any."""
     try:
         for candidate in _candidates(wasm_path, original, retyped, shrinks):
+            shrinks.stop()  # answered if this form needed it; otherwise not beside the compile
             try:
                 return _compile(engine, candidate)
             except wasmtime.WasmtimeError as exc:  # the original still works, with slower bodies

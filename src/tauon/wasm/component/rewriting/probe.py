@@ -49,34 +49,46 @@ class Probe:
     cache.py starts it as soon as it has read a component and rewrites the component meanwhile:
     compiling the probed modules (most of a probe's time) releases the GIL, so the two overlap
     (python-sdk: 80 ms of probe beside 100 ms of rewriting). The answer is the same for the
-    socket-retyped form, which edits import types and never a core module."""
+    socket-retyped form, which edits import types and never a core module. Once cache.py compiles a
+    form that did not need the answer, it stops the probe (so it does not compete with that compile);
+    asked later after all (wasmtime refused that form), it probes again where it is asked."""
 
     def __init__(self, data: bytes) -> None:
+        self._data = data
         self._engine = _engine()
-        self._cancelled = threading.Event()
-        self._outcome: bool | ProbeTimeout = False
-        self._thread = threading.Thread(target=self._run, args=(data,), name="allocator-probe",
-                                        daemon=True)
+        self._stopped = threading.Event()
+        self._outcome: bool | ProbeTimeout | None = None
+        """None: stopped before it had an answer."""
+        self._thread = threading.Thread(target=self._run, name="allocator-probe", daemon=True)
         self._thread.start()
 
-    def _run(self, data: bytes) -> None:
+    def _run(self) -> None:
         try:
-            self._outcome = _probe_all(data, self._engine, self._cancelled)
+            outcome: bool | ProbeTimeout = _probe_all(self._data, self._engine, self._stopped)
         except ProbeTimeout as exc:
-            self._outcome = exc
+            outcome = exc
+        if not self._stopped.is_set():
+            self._outcome = outcome
 
     def result(self) -> bool:
         """Its answer, once it has one. Raises ProbeTimeout."""
         self._thread.join()
+        if self._outcome is None:  # stopped first: probe here, now that it is wanted
+            self._outcome = _probe_all(self._data, _engine(), threading.Event())
         if isinstance(self._outcome, ProbeTimeout):
             raise self._outcome
         return self._outcome
 
-    def cancel(self) -> None:
-        """Stop it if the answer is not wanted (an allocator that loops would spin on until its
-        deadline otherwise); returns once it has stopped."""
-        self._cancelled.set()
-        self._engine.increment_epoch()  # interrupts a call under way
+    def stop(self) -> None:
+        """Stop it unless it has answered (an allocator that loops would spin until its deadline);
+        returns at once, the probe ending at its next check or epoch deadline."""
+        if self._thread.is_alive():
+            self._stopped.set()
+            self._engine.increment_epoch()  # interrupts a call under way
+
+    def close(self) -> None:
+        """Stop it and wait for its thread."""
+        self.stop()
         self._thread.join()
 
 
@@ -87,7 +99,7 @@ def _engine() -> wasmtime.Engine:
     return wasmtime.Engine(config)
 
 
-def _probe_all(data: bytes, engine: wasmtime.Engine, cancelled: threading.Event) -> bool:
+def _probe_all(data: bytes, engine: wasmtime.Engine, stopped: threading.Event) -> bool:
     try:
         spans = [s for s in read_sections(data) if s.id == Section.CORE_MODULE]
     except (Unsupported, IndexError):
@@ -97,16 +109,16 @@ def _probe_all(data: bytes, engine: wasmtime.Engine, cancelled: threading.Event)
     for span in sorted(spans, key=lambda s: s.end - s.start):
         if not any(data.find(name.encode(), span.start, span.end) >= 0 for name in _REALLOCS):
             continue  # cannot export it: skip copying and compiling (most of the component's bytes)
-        if cancelled.is_set():
+        if stopped.is_set():
             return False
-        outcome = _probe_module(engine, data[span.start:span.end], cancelled)
+        outcome = _probe_module(engine, data[span.start:span.end], stopped)
         if outcome is False:
             return False
         probed += outcome is True
     return probed > 0
 
 
-def _probe_module(engine: wasmtime.Engine, binary: bytes, cancelled: threading.Event) -> bool | None:
+def _probe_module(engine: wasmtime.Engine, binary: bytes, stopped: threading.Event) -> bool | None:
     """Whether this module's allocator shrinks; None when it exports none."""
     try:
         module = wasmtime.Module(engine, binary)
@@ -130,7 +142,7 @@ def _probe_module(engine: wasmtime.Engine, binary: bytes, cancelled: threading.E
         first = realloc(store, 0, 0, 2, 64)
         second = realloc(store, first, 64, 2, 32)
     except wasmtime.Trap as exc:
-        if exc.trap_code == wasmtime.TrapCode.INTERRUPT and not cancelled.is_set():
+        if exc.trap_code == wasmtime.TrapCode.INTERRUPT and not stopped.is_set():
             raise ProbeTimeout(name) from None
         return False
     except (wasmtime.WasmtimeError, TypeError, AssertionError):
