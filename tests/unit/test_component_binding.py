@@ -128,13 +128,18 @@ def test_two_threads_never_see_each_others_values_or_errors(executor: Executor) 
     assert problems == []
 
 
-def test_compiled_component_is_cached_on_disk(tmp_path: Path) -> None:
-    from tauon.wasm.component.cache import compile_component, component_key
-
+def handler_wasm() -> tuple[Path, str]:
+    """The C wasi:http handler fixture (built by the project's script, cached) and its digest."""
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build-wasi-http-fixtures")], check=True,
                    capture_output=True)
     wasm = ROOT / "tests" / "fixtures" / "wasi-http" / "build" / "handler.wasm"
-    digest = "sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest()
+    return wasm, "sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest()
+
+
+def test_compiled_component_is_cached_on_disk(tmp_path: Path) -> None:
+    from tauon.wasm.component.cache import compile_component, component_key
+
+    wasm, digest = handler_wasm()
     first = WasmEngine(tmp_path)
     compile_component(first, wasm, digest)
     artifact = tmp_path / "components" / f"{component_key(first, digest)}.cwasm"
@@ -149,10 +154,7 @@ def test_the_cached_artifact_is_wasmtimes_serialized_code_with_its_checksum(tmp_
     """cache.py writes straight from wasmtime's buffer and hashes it in a second thread meanwhile."""
     from tauon.wasm.component.cache import compile_component, component_key
 
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "build-wasi-http-fixtures")], check=True,
-                   capture_output=True)
-    wasm = ROOT / "tests" / "fixtures" / "wasi-http" / "build" / "handler.wasm"
-    digest = "sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest()
+    wasm, digest = handler_wasm()
     engine = WasmEngine(tmp_path)
     compiled = compile_component(engine, wasm, digest)
     artifact = tmp_path / "components" / f"{component_key(engine, digest)}.cwasm"
@@ -179,10 +181,7 @@ def test_a_component_wasmtime_refuses_is_a_load_error_naming_the_file(tmp_path: 
 def test_damaged_cache_artifact_is_recompiled(tmp_path: Path, damage: str) -> None:
     from tauon.wasm.component.cache import compile_component, component_key
 
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "build-wasi-http-fixtures")], check=True,
-                   capture_output=True)
-    wasm = ROOT / "tests" / "fixtures" / "wasi-http" / "build" / "handler.wasm"
-    digest = "sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest()
+    wasm, digest = handler_wasm()
     first = WasmEngine(tmp_path)
     compile_component(first, wasm, digest)
     artifact = tmp_path / "components" / f"{component_key(first, digest)}.cwasm"
