@@ -63,10 +63,7 @@ class Probe:
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            outcome: bool | ProbeTimeout = _probe_all(self._data, self._engine, self._stopped)
-        except ProbeTimeout as exc:
-            outcome = exc
+        outcome = _answer(self._data, self._engine, self._stopped)
         if not self._stopped.is_set():
             self._outcome = outcome
 
@@ -74,7 +71,7 @@ class Probe:
         """Its answer, once it has one. Raises ProbeTimeout."""
         self._thread.join()
         if self._outcome is None:  # stopped first: probe here, now that it is wanted
-            self._outcome = _probe_all(self._data, _engine(), threading.Event())
+            self._outcome = _answer(self._data, _engine(), threading.Event())
         if isinstance(self._outcome, ProbeTimeout):
             raise self._outcome
         return self._outcome
@@ -97,6 +94,13 @@ def _engine() -> wasmtime.Engine:
     config.cranelift_opt_level = "none"  # run once, a few calls: compile fast
     config.epoch_interruption = True
     return wasmtime.Engine(config)
+
+
+def _answer(data: bytes, engine: wasmtime.Engine, stopped: threading.Event) -> bool | ProbeTimeout:
+    try:
+        return _probe_all(data, engine, stopped)
+    except ProbeTimeout as exc:
+        return exc
 
 
 def _probe_all(data: bytes, engine: wasmtime.Engine, stopped: threading.Event) -> bool:
